@@ -1,0 +1,168 @@
+#include "actors/mqtt_bridge.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "src/log.hpp"
+
+namespace lull {
+
+namespace {
+
+/// Paho's callback thread ends here: each event becomes one anon_send to the
+/// bridge and returns at once. Holds the bridge weakly so callbacks arriving
+/// after it quit are dropped.
+class bridge_events : public transport_events {
+public:
+  explicit bridge_events(caf::actor_addr bridge) : bridge_(std::move(bridge)) {}
+
+  void on_connected(int version) override { send(conn_ok_atom::value, version); }
+  void on_connect_failed(std::string reason) override {
+    send(conn_fail_atom::value, std::move(reason));
+  }
+  void on_connection_lost(std::string reason) override {
+    send(conn_lost_atom::value, std::move(reason));
+  }
+  void on_message(mqtt_message msg) override { send(inbound_atom::value, std::move(msg)); }
+  void on_disconnected() override { send(disc_done_atom::value); }
+
+private:
+  template <class... Ts>
+  void send(Ts&&... xs) {
+    if (auto hdl = caf::actor_cast<caf::actor>(bridge_))
+      caf::anon_send(hdl, std::forward<Ts>(xs)...);
+  }
+  caf::actor_addr bridge_;
+};
+
+struct subscription {
+  std::string filter;
+  caf::actor who;
+};
+
+struct bridge_state {
+  std::unique_ptr<mqtt_transport> transport;
+  std::vector<subscription> subs;
+  std::vector<caf::actor> online_watchers;
+  bool connected = false;
+  bool ever_connected = false;
+  bool stopping = false;
+  std::chrono::milliseconds backoff{250};
+  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0;
+  static inline const char* name = "mqtt_bridge";
+};
+
+caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
+  auto& st = self->state;
+  auto availability = opts.topics.availability(opts.instance);
+  opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
+  auto factory = opts.factory ? opts.factory : transport_factory(make_paho_transport);
+  st.transport = factory(opts.transport, std::make_shared<bridge_events>(self->address()));
+  st.transport->connect();
+  log::info("mqtt bridge: connecting to {} as {}", opts.transport.uri, opts.transport.client_id);
+
+  auto publish = [self](mqtt_message msg) {
+    ++self->state.msgs_out;
+    self->state.transport->publish(msg);
+  };
+
+  return {
+    [=](subscribe_atom, const std::string& filter, caf::actor who) {
+      auto& s = self->state;
+      bool known = std::any_of(s.subs.begin(), s.subs.end(),
+                               [&](auto& x) { return x.filter == filter; });
+      s.subs.push_back({filter, who});
+      if (s.connected && !known)
+        s.transport->subscribe({filter}, 1);
+    },
+    [=](online_atom, caf::actor who) {
+      self->state.online_watchers.push_back(who);
+      if (self->state.connected)
+        self->send(who, online_atom::value);
+    },
+    [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
+    [=](inbound_atom, mqtt_message& msg) {
+      auto& s = self->state;
+      ++s.msgs_in;
+      bool routed = false;
+      for (auto& sub : s.subs) {
+        if (topic_matches(sub.filter, msg.topic)) {
+          self->send(sub.who, inbound_atom::value, msg);
+          routed = true;
+        }
+      }
+      if (!routed)
+        ++s.unrouted;
+    },
+    [=](conn_ok_atom, int version) {
+      auto& s = self->state;
+      if (s.stopping)
+        return;
+      if (s.ever_connected)
+        ++s.reconnects;
+      s.connected = s.ever_connected = true;
+      s.backoff = std::chrono::milliseconds(250);
+      log::info("mqtt bridge: connected to {} (MQTT {})", opts.transport.uri,
+                version == 5 ? "v5" : "v3.1.1");
+      publish({availability, "online", 1, true, {}, {}, {}});
+      std::vector<std::string> filters;
+      for (auto& sub : s.subs)
+        if (std::find(filters.begin(), filters.end(), sub.filter) == filters.end())
+          filters.push_back(sub.filter);
+      s.transport->subscribe(filters, 1);
+      for (auto& w : s.online_watchers)
+        self->send(w, online_atom::value);
+    },
+    [=](conn_fail_atom, const std::string& reason) {
+      auto& s = self->state;
+      if (s.stopping)
+        return;
+      s.connected = false;
+      log::warn("mqtt bridge: {} to {}; retrying in {} ms", reason, opts.transport.uri,
+                s.backoff.count());
+      self->delayed_send(self, s.backoff, connect_atom::value);
+      s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(
+                                            std::chrono::seconds(opts.transport.reconnect_max)));
+    },
+    [=](connect_atom) {
+      if (!self->state.connected && !self->state.stopping)
+        self->state.transport->connect();
+    },
+    [=](conn_lost_atom, const std::string& reason) {
+      self->state.connected = false;
+      log::warn("mqtt bridge: {}; reconnecting automatically", reason);
+    },
+    [=](stats_atom) {
+      auto& s = self->state;
+      return caf::make_message(s.msgs_in, s.msgs_out, s.reconnects, s.connected);
+    },
+    [=](shutdown_atom) {
+      auto& s = self->state;
+      if (s.stopping)
+        return;
+      s.stopping = true;
+      if (s.connected) {
+        ++s.msgs_out;
+        s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
+                                std::chrono::milliseconds(500));
+        self->delayed_send(self, std::chrono::milliseconds(1500), disc_done_atom::value);
+      } else {
+        self->send(self, disc_done_atom::value);
+      }
+    },
+    [=](disc_done_atom) {
+      if (self->state.stopping) {
+        log::info("mqtt bridge: disconnected");
+        self->quit();
+      }
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts) {
+  return sys.spawn(bridge_impl, std::move(opts));
+}
+
+} // namespace lull

@@ -1,0 +1,38 @@
+#pragma once
+/// The MQTT bridge actor: owns the broker connection (through mqtt_transport),
+/// reconnects with backoff, resubscribes on every connect, publishes the
+/// retained availability with a last-will, routes inbound messages to the
+/// actors that subscribed, and publishes for them.
+///
+/// Messages it handles:
+///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who
+///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
+///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
+///   (stats_atom) -> (uint64 in, uint64 out, uint64 reconnects, bool connected)
+///   (shutdown_atom)                 publish offline, disconnect, quit (<= 1.5 s)
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "actors/atoms.hpp"
+#include "messages/topics.hpp"
+#include "src/mqtt/transport.hpp"
+
+namespace lull {
+
+using transport_factory = std::function<std::unique_ptr<mqtt_transport>(
+  transport_options, std::shared_ptr<transport_events>)>;
+
+struct bridge_options {
+  transport_options transport;
+  topic_names topics;
+  std::string instance; ///< availability topic lull/<instance>/availability
+  transport_factory factory; ///< default: Paho
+};
+
+caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts);
+
+} // namespace lull

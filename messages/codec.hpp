@@ -1,0 +1,48 @@
+#pragma once
+/// Wire encodings shared by every lull message: JSON (the default, readable in
+/// mosquitto_sub, Node-RED and Home Assistant) and msgpack (compact). Both
+/// encode the same document tree, so a field is named and typed the same way in
+/// either format.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace lull {
+
+/// Version of the payload schema; every message carries it as "v".
+inline constexpr int schema_version = 1;
+
+enum class wire_format { json, msgpack };
+
+inline constexpr const char* json_content_type = "application/json";
+inline constexpr const char* msgpack_content_type = "application/msgpack";
+
+const char* content_type_of(wire_format f);
+
+/// Picks the format of an inbound payload: the MQTT v5 content type when one is
+/// given, otherwise detection (a JSON document starts with '{' or '[' after
+/// optional whitespace; a msgpack map or array starts with a byte >= 0x80).
+wire_format detect_format(std::string_view payload, std::string_view content_type);
+
+std::string encode(const nlohmann::json& doc, wire_format f);
+
+/// Why a payload could not be decoded, with the position when known.
+struct decode_error {
+  std::string message;
+};
+
+/// Decodes a payload; never throws.
+std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
+                                     decode_error* err = nullptr);
+
+/// Current UTC time as RFC 3339 with second precision ("2026-11-23T10:00:30Z").
+std::string utc_timestamp(std::int64_t unix_seconds);
+
+/// Parses the timestamps utc_timestamp writes; nullopt on anything else.
+std::optional<std::int64_t> parse_utc_timestamp(std::string_view text);
+
+} // namespace lull

@@ -1,0 +1,154 @@
+#include "messages/host_snapshot.hpp"
+
+#include "messages/codec.hpp"
+
+namespace lull {
+
+namespace {
+
+template <class T>
+nlohmann::json opt(const std::optional<T>& x) {
+  return x ? nlohmann::json(*x) : nlohmann::json(nullptr);
+}
+
+template <class T>
+std::optional<T> get_opt(const nlohmann::json& j, const char* key) {
+  auto i = j.find(key);
+  if (i == j.end() || i->is_null())
+    return std::nullopt;
+  return i->get<T>();
+}
+
+nlohmann::json to_json(const throttle_flags& t) {
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "0x%x", t.raw);
+  return {{"raw", hex},
+          {"under_voltage", t.under_voltage},
+          {"freq_capped", t.freq_capped},
+          {"throttled", t.throttled},
+          {"soft_temp_limit", t.soft_temp_limit},
+          {"under_voltage_occurred", t.under_voltage_occurred},
+          {"freq_capped_occurred", t.freq_capped_occurred},
+          {"throttled_occurred", t.throttled_occurred},
+          {"soft_temp_limit_occurred", t.soft_temp_limit_occurred}};
+}
+
+} // namespace
+
+nlohmann::json to_json(const host_snapshot& s) {
+  nlohmann::json per_core = nlohmann::json::array();
+  for (auto& c : s.cpu_per_core_pct)
+    per_core.push_back(opt(c));
+  nlohmann::json disks = nlohmann::json::array();
+  for (auto& d : s.disks)
+    disks.push_back({{"mount", d.mount},
+                     {"total_bytes", opt(d.total_bytes)},
+                     {"free_bytes", opt(d.free_bytes)},
+                     {"free_pct", opt(d.free_pct)}});
+  nlohmann::json ifaces = nlohmann::json::array();
+  for (auto& i : s.interfaces)
+    ifaces.push_back({{"name", i.name},
+                      {"rx_bytes", i.rx_bytes},
+                      {"tx_bytes", i.tx_bytes},
+                      {"rx_bytes_per_sec", opt(i.rx_bytes_per_sec)},
+                      {"tx_bytes_per_sec", opt(i.tx_bytes_per_sec)}});
+  return {
+    {"v", schema_version},
+    {"host_id", s.host_id},
+    {"collected_at", utc_timestamp(s.collected_at)},
+    {"cpu",
+     {{"total_pct", opt(s.cpu_pct)},
+      {"per_core_pct", per_core},
+      {"count", opt(s.cpu_count)},
+      {"temp_c", opt(s.cpu_temp_c)},
+      {"freq_mhz", opt(s.cpu_freq_mhz)},
+      {"throttling", s.throttling ? to_json(*s.throttling) : nlohmann::json(nullptr)}}},
+    {"load", {{"1m", opt(s.load1)}, {"5m", opt(s.load5)}, {"15m", opt(s.load15)}}},
+    {"mem",
+     {{"total_bytes", opt(s.mem_total_bytes)},
+      {"available_bytes", opt(s.mem_available_bytes)},
+      {"used_pct", opt(s.mem_used_pct)},
+      {"available_pct", opt(s.mem_available_pct)}}},
+    {"swap",
+     {{"total_bytes", opt(s.swap_total_bytes)},
+      {"used_bytes", opt(s.swap_used_bytes)},
+      {"used_pct", opt(s.swap_used_pct)}}},
+    {"disks", disks},
+    {"net",
+     {{"rx_bytes", opt(s.net_rx_bytes)},
+      {"tx_bytes", opt(s.net_tx_bytes)},
+      {"rx_bytes_per_sec", opt(s.net_rx_bytes_per_sec)},
+      {"tx_bytes_per_sec", opt(s.net_tx_bytes_per_sec)},
+      {"interfaces", ifaces}}},
+    {"uptime_sec", opt(s.uptime_sec)},
+    {"boot_time", s.boot_time ? nlohmann::json(utc_timestamp(*s.boot_time))
+                              : nlohmann::json(nullptr)},
+    {"errors", s.errors},
+  };
+}
+
+host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
+  host_snapshot s;
+  if (j.at("v").get<int>() != schema_version)
+    throw nlohmann::json::other_error::create(501, "unsupported schema version", &j);
+  s.host_id = j.at("host_id").get<std::string>();
+  auto ts = parse_utc_timestamp(j.at("collected_at").get<std::string>());
+  if (!ts)
+    throw nlohmann::json::other_error::create(502, "collected_at is not RFC 3339 UTC", &j);
+  s.collected_at = *ts;
+  auto& cpu = j.at("cpu");
+  s.cpu_pct = get_opt<double>(cpu, "total_pct");
+  for (auto& c : cpu.at("per_core_pct"))
+    s.cpu_per_core_pct.push_back(c.is_null() ? std::nullopt
+                                             : std::optional<double>(c.get<double>()));
+  s.cpu_count = get_opt<int>(cpu, "count");
+  s.cpu_temp_c = get_opt<double>(cpu, "temp_c");
+  s.cpu_freq_mhz = get_opt<double>(cpu, "freq_mhz");
+  if (auto& t = cpu.at("throttling"); !t.is_null()) {
+    throttle_flags f;
+    f.raw = static_cast<std::uint32_t>(std::stoul(t.at("raw").get<std::string>(), nullptr, 16));
+    f.under_voltage = t.at("under_voltage");
+    f.freq_capped = t.at("freq_capped");
+    f.throttled = t.at("throttled");
+    f.soft_temp_limit = t.at("soft_temp_limit");
+    f.under_voltage_occurred = t.at("under_voltage_occurred");
+    f.freq_capped_occurred = t.at("freq_capped_occurred");
+    f.throttled_occurred = t.at("throttled_occurred");
+    f.soft_temp_limit_occurred = t.at("soft_temp_limit_occurred");
+    s.throttling = f;
+  }
+  auto& load = j.at("load");
+  s.load1 = get_opt<double>(load, "1m");
+  s.load5 = get_opt<double>(load, "5m");
+  s.load15 = get_opt<double>(load, "15m");
+  auto& mem = j.at("mem");
+  s.mem_total_bytes = get_opt<std::uint64_t>(mem, "total_bytes");
+  s.mem_available_bytes = get_opt<std::uint64_t>(mem, "available_bytes");
+  s.mem_used_pct = get_opt<double>(mem, "used_pct");
+  s.mem_available_pct = get_opt<double>(mem, "available_pct");
+  auto& swap = j.at("swap");
+  s.swap_total_bytes = get_opt<std::uint64_t>(swap, "total_bytes");
+  s.swap_used_bytes = get_opt<std::uint64_t>(swap, "used_bytes");
+  s.swap_used_pct = get_opt<double>(swap, "used_pct");
+  for (auto& d : j.at("disks"))
+    s.disks.push_back({d.at("mount").get<std::string>(),
+                       get_opt<std::uint64_t>(d, "total_bytes"),
+                       get_opt<std::uint64_t>(d, "free_bytes"), get_opt<double>(d, "free_pct")});
+  auto& net = j.at("net");
+  s.net_rx_bytes = get_opt<std::uint64_t>(net, "rx_bytes");
+  s.net_tx_bytes = get_opt<std::uint64_t>(net, "tx_bytes");
+  s.net_rx_bytes_per_sec = get_opt<double>(net, "rx_bytes_per_sec");
+  s.net_tx_bytes_per_sec = get_opt<double>(net, "tx_bytes_per_sec");
+  for (auto& i : net.at("interfaces"))
+    s.interfaces.push_back({i.at("name").get<std::string>(), i.at("rx_bytes").get<std::uint64_t>(),
+                            i.at("tx_bytes").get<std::uint64_t>(),
+                            get_opt<double>(i, "rx_bytes_per_sec"),
+                            get_opt<double>(i, "tx_bytes_per_sec")});
+  s.uptime_sec = get_opt<double>(j, "uptime_sec");
+  if (auto bt = get_opt<std::string>(j, "boot_time"))
+    s.boot_time = parse_utc_timestamp(*bt);
+  s.errors = j.at("errors").get<std::vector<std::string>>();
+  return s;
+}
+
+} // namespace lull

@@ -1,0 +1,82 @@
+#pragma once
+/// The host snapshot published on `stats/host/<host_id>` (the predecessor's
+/// SystemStatsSnapshot). Anything a host cannot report is std::nullopt and goes
+/// on the wire as `null`.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lull {
+
+struct disk_usage {
+  std::string mount;
+  std::optional<std::uint64_t> total_bytes;
+  std::optional<std::uint64_t> free_bytes;
+  std::optional<double> free_pct;
+};
+
+struct net_interface {
+  std::string name;
+  std::uint64_t rx_bytes = 0;
+  std::uint64_t tx_bytes = 0;
+  /// Bytes per second since the previous sample; null on the first sample.
+  std::optional<double> rx_bytes_per_sec;
+  std::optional<double> tx_bytes_per_sec;
+};
+
+struct throttle_flags {
+  std::uint32_t raw = 0;
+  bool under_voltage = false;
+  bool freq_capped = false;
+  bool throttled = false;
+  bool soft_temp_limit = false;
+  bool under_voltage_occurred = false;
+  bool freq_capped_occurred = false;
+  bool throttled_occurred = false;
+  bool soft_temp_limit_occurred = false;
+};
+
+struct host_snapshot {
+  std::string host_id;
+  std::int64_t collected_at = 0; ///< unix seconds, UTC on the wire
+  // cpu
+  std::optional<double> cpu_pct;
+  std::vector<std::optional<double>> cpu_per_core_pct;
+  std::optional<int> cpu_count;
+  std::optional<double> cpu_temp_c;
+  std::optional<double> cpu_freq_mhz;
+  std::optional<throttle_flags> throttling;
+  // load
+  std::optional<double> load1, load5, load15;
+  // memory
+  std::optional<std::uint64_t> mem_total_bytes;
+  std::optional<std::uint64_t> mem_available_bytes;
+  std::optional<double> mem_used_pct;
+  std::optional<double> mem_available_pct;
+  std::optional<std::uint64_t> swap_total_bytes;
+  std::optional<std::uint64_t> swap_used_bytes;
+  std::optional<double> swap_used_pct;
+  // disks, network
+  std::vector<disk_usage> disks;
+  std::optional<std::uint64_t> net_rx_bytes;
+  std::optional<std::uint64_t> net_tx_bytes;
+  std::optional<double> net_rx_bytes_per_sec;
+  std::optional<double> net_tx_bytes_per_sec;
+  std::vector<net_interface> interfaces;
+  // uptime
+  std::optional<double> uptime_sec;
+  std::optional<std::int64_t> boot_time;
+  /// Data-quality and collector errors, e.g. "cpu_temp_c: 130.5 outside 0-120".
+  std::vector<std::string> errors;
+};
+
+nlohmann::json to_json(const host_snapshot& s);
+
+/// Reads a snapshot back; throws nlohmann::json::exception on a malformed one.
+host_snapshot host_snapshot_from_json(const nlohmann::json& j);
+
+} // namespace lull

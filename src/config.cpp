@@ -1,0 +1,299 @@
+#include "src/config.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <toml.hpp>
+
+extern char** environ;
+
+namespace lull {
+
+namespace {
+
+using setter = std::function<std::optional<std::string>(config&, const std::string&)>;
+
+struct key_def {
+  config_key key;
+  setter set; ///< returns what was expected when the value is bad
+};
+
+setter string_field(std::string config::*field) {
+  return [field](config& c, const std::string& v) -> std::optional<std::string> {
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+setter id_field(std::string config::*field) {
+  return [field](config& c, const std::string& v) -> std::optional<std::string> {
+    for (char ch : v)
+      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'))
+        return "1-64 characters from [a-zA-Z0-9_-]";
+    if (v.empty() || v.size() > 64)
+      return "1-64 characters from [a-zA-Z0-9_-]";
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+setter duration_field(double config::*field, double min_sec, double max_sec) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    auto d = parse_duration_sec(v);
+    std::ostringstream expected;
+    expected << "a duration between " << min_sec << "s and " << max_sec
+             << "s such as 2s, 500ms or 1m";
+    if (!d || *d < min_sec || *d > max_sec)
+      return expected.str();
+    c.*field = *d;
+    return std::nullopt;
+  };
+}
+
+setter int_field(int config::*field, int lo, int hi) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    char* end = nullptr;
+    long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || x < lo || x > hi)
+      return "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+    c.*field = static_cast<int>(x);
+    return std::nullopt;
+  };
+}
+
+const std::vector<key_def>& key_defs() {
+  static const std::vector<key_def> defs = {
+    {{"broker", "LULL_BROKER", "--broker",
+      "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty starts a local Mosquitto"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (!v.empty() && v.rfind("tcp://", 0) != 0 && v.rfind("mqtt://", 0) != 0
+           && v.rfind("ssl://", 0) != 0 && v.rfind("mqtts://", 0) != 0
+           && v.rfind("ws://", 0) != 0 && v.rfind("wss://", 0) != 0)
+         return "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://";
+       c.broker = v;
+       return std::nullopt;
+     }},
+    {{"host_id", "LULL_HOST_ID", "--host-id", "this host's id in topics (default: hostname)"},
+     id_field(&config::host_id)},
+    {{"db", "LULL_DB", "--db", "SQLite database file (default: <data_dir>/lull.db)"},
+     string_field(&config::db)},
+    {{"data_dir", "LULL_DATA_DIR", "--data-dir", "directory for lull's state"},
+     string_field(&config::data_dir)},
+    {{"topic_prefix", "LULL_TOPIC_PREFIX", "--topic-prefix", "prefix prepended to every topic"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (v.find_first_of("+#") != std::string::npos || (!v.empty() && v.front() == '/'))
+         return "a topic prefix without '+', '#' or a leading '/'";
+       c.topic_prefix = v;
+       return std::nullopt;
+     }},
+    {{"client_id", "LULL_CLIENT_ID", "--client-id", "MQTT client id (default: lulld-<host_id>)"},
+     string_field(&config::client_id)},
+    {{"username", "LULL_USERNAME", "--username", "MQTT user name"},
+     string_field(&config::username)},
+    {{"password", "LULL_PASSWORD", "--password", "MQTT password (prefer the env or file)"},
+     string_field(&config::password)},
+    {{"interval", "LULL_INTERVAL", "--interval", "host sampling interval (default 2s)"},
+     duration_field(&config::interval_sec, 0.1, 3600)},
+    {{"proc_root", "LULL_PROC_ROOT", "--proc-root", "root of /proc and /sys (default /)"},
+     string_field(&config::proc_root)},
+    {{"broker_config_dir", "LULL_BROKER_CONFIG_DIR", "--broker-config-dir",
+      "directory holding local.conf for the broker lulld starts itself"},
+     string_field(&config::broker_config_dir)},
+    {{"local_broker_port", "LULL_LOCAL_BROKER_PORT", "--local-broker-port",
+      "port for the local broker (default 1883; 0 picks a free one)"},
+     int_field(&config::local_broker_port, 0, 65535)},
+    {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error"
+           && v != "off")
+         return "one of trace, debug, info, warn, error, off";
+       c.log_level = v;
+       return std::nullopt;
+     }},
+  };
+  return defs;
+}
+
+std::string toml_to_string(const toml::value& v) {
+  if (v.is_string())
+    return v.as_string().str;
+  if (v.is_integer())
+    return std::to_string(v.as_integer());
+  if (v.is_floating()) {
+    std::ostringstream os;
+    os << v.as_floating();
+    return os.str();
+  }
+  if (v.is_boolean())
+    return v.as_boolean() ? "true" : "false";
+  return toml::format(v);
+}
+
+/// Flattens a TOML table to dotted keys: [lease] ttl = 30 -> "lease.ttl".
+void flatten(const toml::value& table, const std::string& prefix,
+             std::vector<std::pair<std::string, toml::value>>& out) {
+  for (auto& [k, v] : table.as_table()) {
+    auto name = prefix.empty() ? k : prefix + "." + k;
+    if (v.is_table())
+      flatten(v, name, out);
+    else
+      out.emplace_back(name, v);
+  }
+}
+
+std::string default_host_id() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0')
+    return "localhost";
+  std::string out;
+  for (char* p = buf; *p != '\0' && out.size() < 64; ++p) {
+    if (*p == '.')
+      break;
+    out += (std::isalnum(static_cast<unsigned char>(*p)) || *p == '_' || *p == '-') ? *p : '_';
+  }
+  return out.empty() ? "localhost" : out;
+}
+
+std::string default_data_dir(const std::map<std::string, std::string>& env) {
+  if (::geteuid() == 0)
+    return "/var/lib/lull";
+  if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0')
+    return std::string(xdg) + "/lull";
+  if (auto* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+    return std::string(home) + "/.local/state/lull";
+  return ".lull";
+}
+
+} // namespace
+
+const std::vector<config_key>& config_keys() {
+  static const std::vector<config_key> keys = [] {
+    std::vector<config_key> out;
+    for (auto& d : key_defs())
+      out.push_back(d.key);
+    return out;
+  }();
+  return keys;
+}
+
+std::optional<double> parse_duration_sec(const std::string& text) {
+  if (text.empty())
+    return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || v < 0)
+    return std::nullopt;
+  std::string unit(end);
+  if (unit.empty() || unit == "s")
+    return v;
+  if (unit == "ms")
+    return v / 1000.0;
+  if (unit == "m")
+    return v * 60.0;
+  if (unit == "h")
+    return v * 3600.0;
+  if (unit == "d")
+    return v * 86400.0;
+  return std::nullopt;
+}
+
+std::map<std::string, std::string> lull_environment() {
+  std::map<std::string, std::string> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string kv(*e);
+    if (kv.rfind("LULL_", 0) != 0)
+      continue;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos)
+      out.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return out;
+}
+
+std::variant<config, config_error> load_config(int argc, const char* const* argv,
+                                               const std::map<std::string, std::string>& env) {
+  // 1. Flags, parsed first but applied last.
+  CLI::App app{"lulld: watches this host, scores how quiet it is, and leases heavy work "
+               "over MQTT"};
+  app.set_version_flag("--version", "lulld 0.1.0");
+  std::map<std::string, std::string> flag_values;
+  std::string config_flag;
+  app.add_option("--config", config_flag, "TOML config file (env LULL_CONFIG)");
+  for (auto& d : key_defs()) {
+    auto* opt = app.add_option_function<std::string>(
+      d.key.flag, [&flag_values, name = d.key.name](const std::string& v) {
+        flag_values[name] = v;
+      },
+      d.key.help + " (env " + d.key.env + ", file key " + d.key.name + ")");
+    opt->type_name("VALUE");
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return config_error{0, app.help()};
+  } catch (const CLI::CallForVersion&) {
+    return config_error{0, "lulld 0.1.0"};
+  } catch (const CLI::ParseError& e) {
+    return config_error{2, std::string("lulld: ") + e.what() + "\nRun with --help for usage."};
+  }
+
+  config c;
+  auto apply = [&](const key_def& d, const std::string& value,
+                   const std::string& source) -> std::optional<config_error> {
+    if (auto expected = d.set(c, value))
+      return config_error{2, "lulld: bad value for " + d.key.name + " (from " + source
+                               + "): got '" + value + "', expected " + *expected};
+    return std::nullopt;
+  };
+
+  // 2. The file.
+  c.config_file = !config_flag.empty() ? config_flag
+                  : env.count("LULL_CONFIG") ? env.at("LULL_CONFIG")
+                                             : std::string{};
+  if (!c.config_file.empty()) {
+    toml::value root;
+    try {
+      root = toml::parse(c.config_file);
+    } catch (const std::exception& e) {
+      return config_error{2, "lulld: cannot read config file " + c.config_file + ": "
+                               + e.what()};
+    }
+    std::vector<std::pair<std::string, toml::value>> entries;
+    flatten(root, "", entries);
+    for (auto& [name, value] : entries) {
+      auto it = std::find_if(key_defs().begin(), key_defs().end(),
+                             [&](auto& d) { return d.key.name == name; });
+      if (it == key_defs().end())
+        return config_error{2, "lulld: unknown key '" + name + "' in " + c.config_file};
+      if (auto err = apply(*it, toml_to_string(value), "file " + c.config_file))
+        return *err;
+    }
+  }
+  // 3. The environment.
+  for (auto& d : key_defs())
+    if (auto it = env.find(d.key.env); it != env.end())
+      if (auto err = apply(d, it->second, "env " + d.key.env))
+        return *err;
+  // 4. Flags.
+  for (auto& d : key_defs())
+    if (auto it = flag_values.find(d.key.name); it != flag_values.end())
+      if (auto err = apply(d, it->second, "flag " + d.key.flag))
+        return *err;
+
+  // Derived defaults.
+  if (c.host_id.empty())
+    c.host_id = default_host_id();
+  if (c.data_dir.empty())
+    c.data_dir = default_data_dir(env);
+  if (c.db.empty())
+    c.db = c.data_dir + "/lull.db";
+  if (c.client_id.empty())
+    c.client_id = "lulld-" + c.host_id;
+  return c;
+}
+
+} // namespace lull

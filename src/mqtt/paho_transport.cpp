@@ -1,0 +1,299 @@
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+
+#include <mqtt/async_client.h>
+
+#include "src/mqtt/transport.hpp"
+
+namespace lull {
+
+int port_of_uri(const std::string& uri) {
+  auto colon = uri.rfind(':');
+  auto scheme_end = uri.find("://");
+  if (colon != std::string::npos && (scheme_end == std::string::npos || colon > scheme_end + 2)) {
+    auto rest = uri.substr(colon + 1);
+    auto slash = rest.find('/');
+    try {
+      return std::stoi(rest.substr(0, slash));
+    } catch (...) {
+    }
+  }
+  return uri.rfind("ssl", 0) == 0 || uri.rfind("mqtts", 0) == 0 ? 8883 : 1883;
+}
+
+int set_nodelay_on_sockets_to(int port) {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr)
+    return 0;
+  while (auto* e = ::readdir(dir)) {
+    int fd = std::atoi(e->d_name);
+    if (fd <= 2)
+      continue;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
+      continue;
+    int peer_port = -1;
+    if (peer.ss_family == AF_INET)
+      peer_port = ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port);
+    else if (peer.ss_family == AF_INET6)
+      peer_port = ntohs(reinterpret_cast<sockaddr_in6*>(&peer)->sin6_port);
+    if (peer_port != port)
+      continue;
+    int one = 1;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+      ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+namespace {
+
+class paho_transport : public mqtt_transport, public mqtt::callback {
+public:
+  paho_transport(transport_options opts, std::shared_ptr<transport_events> events)
+    : opts_(std::move(opts)), events_(std::move(events)) {
+    version_ = opts_.prefer_v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    make_client();
+  }
+
+  ~paho_transport() override {
+    // Callbacks check closed_; MQTTAsync_destroy (in the client's destructor)
+    // makes no further calls once it returns.
+    closed_ = true;
+    std::lock_guard<std::mutex> guard(mtx_);
+    client_.reset();
+    retired_.clear();
+  }
+
+  void connect() override {
+    std::lock_guard<std::mutex> guard(mtx_);
+    if (fallback_pending_.exchange(false)) {
+      version_ = MQTTVERSION_3_1_1;
+      client_->set_callback(null_cb_);
+      retired_.push_back(std::move(client_));
+      make_client();
+    }
+    do_connect();
+  }
+
+  void publish(const mqtt_message& m) override {
+    auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
+    if (version_ == MQTTVERSION_5) {
+      mqtt::properties props;
+      if (!m.content_type.empty())
+        props.add({mqtt::property::CONTENT_TYPE, m.content_type});
+      if (!m.correlation_data.empty())
+        props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
+      if (!m.response_topic.empty())
+        props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
+      if (!props.empty())
+        msg->set_properties(std::move(props));
+    }
+    try {
+      client_->publish(msg);
+    } catch (const mqtt::exception& e) {
+      // Buffer full or not connected before the first connect: counted by the
+      // caller through on_publish_error would be nicer; Paho drops the oldest
+      // buffered message already, so this only happens on a broken client.
+      dropped_.fetch_add(1);
+    }
+  }
+
+  void subscribe(const std::vector<std::string>& filters, int qos) override {
+    if (filters.empty())
+      return;
+    try {
+      auto topics = mqtt::string_collection::create(filters);
+      std::vector<int> qoss(filters.size(), qos);
+      client_->subscribe(topics, qoss);
+    } catch (const mqtt::exception& e) {
+      // Not connected: the bridge resubscribes on the next connect.
+    }
+  }
+
+  void disconnect(const mqtt_message& last, std::chrono::milliseconds timeout) override {
+    // Paho C drops a disconnect issued while a QoS 1 publish is still queued
+    // (neither disconnecting nor calling back), so the last message is
+    // published first and the disconnect follows its acknowledgement.
+    std::lock_guard<std::mutex> guard(mtx_);
+    disconnect_timeout_ = timeout;
+    try {
+      if (!client_->is_connected()) {
+        events_->on_disconnected();
+        return;
+      }
+      if (last.topic.empty()) {
+        client_->disconnect(static_cast<int>(timeout.count()), nullptr, listener_disc_);
+        return;
+      }
+      auto msg = mqtt::make_message(last.topic, last.payload, last.qos, last.retain);
+      client_->publish(msg, nullptr, listener_last_);
+    } catch (const mqtt::exception&) {
+      events_->on_disconnected();
+    }
+  }
+
+  int mqtt_version() const override { return version_ == MQTTVERSION_5 ? 5 : 4; }
+
+  // -- mqtt::callback (Paho's thread: hand over and return) ------------------
+
+  void connected(const std::string&) override {
+    if (closed_)
+      return;
+    set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
+    events_->on_connected(mqtt_version());
+  }
+
+  void connection_lost(const std::string& cause) override {
+    if (closed_)
+      return;
+    events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
+  }
+
+  void message_arrived(mqtt::const_message_ptr m) override {
+    if (closed_)
+      return;
+    mqtt_message out;
+    out.topic = m->get_topic();
+    out.payload = m->get_payload_str();
+    out.qos = m->get_qos();
+    out.retain = m->is_retained();
+    auto& props = m->get_properties();
+    if (props.contains(mqtt::property::CONTENT_TYPE))
+      out.content_type = mqtt::get<std::string>(props, mqtt::property::CONTENT_TYPE);
+    if (props.contains(mqtt::property::RESPONSE_TOPIC))
+      out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+    if (props.contains(mqtt::property::CORRELATION_DATA))
+      out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
+    events_->on_message(std::move(out));
+  }
+
+  void delivery_complete(mqtt::delivery_token_ptr) override {}
+
+private:
+  struct connect_listener : mqtt::iaction_listener {
+    paho_transport* self;
+    explicit connect_listener(paho_transport* s) : self(s) {}
+    void on_failure(const mqtt::token& tok) override {
+      if (!self->closed_)
+        self->connect_failed(tok);
+    }
+    void on_success(const mqtt::token&) override {}
+  };
+  struct last_listener : mqtt::iaction_listener {
+    paho_transport* self;
+    explicit last_listener(paho_transport* s) : self(s) {}
+    void on_failure(const mqtt::token&) override { self->disconnect_now(); }
+    void on_success(const mqtt::token&) override { self->disconnect_now(); }
+  };
+  void disconnect_now() {
+    if (closed_)
+      return;
+    try {
+      client_->disconnect(static_cast<int>(disconnect_timeout_.count()), nullptr, listener_disc_);
+    } catch (const mqtt::exception&) {
+      events_->on_disconnected();
+    }
+  }
+  struct disc_listener : mqtt::iaction_listener {
+    paho_transport* self;
+    explicit disc_listener(paho_transport* s) : self(s) {}
+    void on_failure(const mqtt::token&) override {
+      if (!self->closed_)
+        self->events_->on_disconnected();
+    }
+    void on_success(const mqtt::token&) override {
+      if (!self->closed_)
+        self->events_->on_disconnected();
+    }
+  };
+
+  void make_client() {
+    auto copts = mqtt::create_options_builder()
+                   .mqtt_version(version_)
+                   .send_while_disconnected(true, true)
+                   .max_buffered_messages(opts_.max_buffered)
+                   .delete_oldest_messages(true)
+                   .finalize();
+    client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
+    client_->set_callback(*this);
+  }
+
+  void do_connect() {
+    auto b = mqtt::connect_options_builder();
+    b.mqtt_version(version_)
+      .keep_alive_interval(std::chrono::seconds(opts_.keep_alive_sec))
+      .connect_timeout(std::chrono::seconds(5))
+      .automatic_reconnect(opts_.reconnect_min, opts_.reconnect_max)
+      .max_inflight(1000);
+    if (version_ == MQTTVERSION_5) {
+      // A session that outlives short outages keeps subscriptions and QoS 1
+      // messages; lull resubscribes on every connect anyway.
+      b.clean_start(false).properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 300}});
+    } else {
+      b.clean_session(false);
+    }
+    if (!opts_.username.empty())
+      b.user_name(opts_.username).password(opts_.password);
+    if (!opts_.will.topic.empty())
+      b.will(mqtt::message(opts_.will.topic, opts_.will.payload, opts_.will.qos,
+                           opts_.will.retain));
+    try {
+      client_->connect(b.finalize(), nullptr, listener_conn_);
+    } catch (const mqtt::exception& e) {
+      events_->on_connect_failed(e.what());
+    }
+  }
+
+  void connect_failed(const mqtt::token& tok) {
+    int rc = tok.get_return_code();
+    int reason = static_cast<int>(tok.get_reason_code());
+    // A v3.1.1-only broker answers a v5 CONNECT with "unacceptable protocol
+    // version" (1) or reason 0x84: fall back to v3.1.1 and try at once.
+    if (version_ == MQTTVERSION_5 && (rc == 1 || reason == 0x84 || rc == 0x84)) {
+      events_->on_connect_failed("broker refused MQTT v5; falling back to v3.1.1");
+      fallback_pending_ = true;
+      return;
+    }
+    std::string why = "connect failed (return code " + std::to_string(rc);
+    if (reason != 0)
+      why += ", reason " + std::to_string(reason);
+    why += ")";
+    events_->on_connect_failed(why);
+  }
+
+private:
+  struct null_callback : mqtt::callback {};
+  transport_options opts_;
+  std::shared_ptr<transport_events> events_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::vector<std::unique_ptr<mqtt::async_client>> retired_; ///< v5 clients replaced by a fallback
+  std::mutex mtx_;
+  int version_;
+  std::atomic<bool> fallback_pending_{false};
+  std::atomic<long> dropped_{0};
+  null_callback null_cb_;
+  connect_listener listener_conn_{this};
+  disc_listener listener_disc_{this};
+  last_listener listener_last_{this};
+  std::atomic<bool> closed_{false};
+  std::chrono::milliseconds disconnect_timeout_{1000};
+};
+
+} // namespace
+
+std::unique_ptr<mqtt_transport> make_paho_transport(transport_options opts,
+                                                    std::shared_ptr<transport_events> events) {
+  return std::make_unique<paho_transport>(std::move(opts), std::move(events));
+}
+
+} // namespace lull

@@ -1,0 +1,64 @@
+#pragma once
+/// lull's own view of an MQTT connection. The bridge actor talks to this
+/// interface; paho_transport implements it over Eclipse Paho, and tests can
+/// substitute their own. Implementations never block the caller on the
+/// network: results arrive through transport_events, possibly on another
+/// thread.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "messages/mqtt_message.hpp"
+
+namespace lull {
+
+struct transport_events {
+  virtual ~transport_events() = default;
+  virtual void on_connected(int mqtt_version) = 0;
+  virtual void on_connect_failed(std::string reason) = 0;
+  virtual void on_connection_lost(std::string reason) = 0;
+  virtual void on_message(mqtt_message msg) = 0;
+  virtual void on_disconnected() = 0;
+};
+
+struct transport_options {
+  std::string uri;
+  std::string client_id;
+  std::string username;
+  std::string password;
+  mqtt_message will;                  ///< last will (topic empty: none)
+  int keep_alive_sec = 30;
+  std::chrono::seconds reconnect_min{1};
+  std::chrono::seconds reconnect_max{30};
+  int max_buffered = 10000;           ///< publishes kept while disconnected
+  bool prefer_v5 = true;
+};
+
+class mqtt_transport {
+public:
+  virtual ~mqtt_transport() = default;
+  /// Starts connecting; reports on_connected or on_connect_failed.
+  virtual void connect() = 0;
+  virtual void publish(const mqtt_message& msg) = 0;
+  virtual void subscribe(const std::vector<std::string>& filters, int qos) = 0;
+  /// Publishes `last` (when its topic is set), waits for the broker to take
+  /// it, then disconnects cleanly (no last will); reports on_disconnected.
+  virtual void disconnect(const mqtt_message& last, std::chrono::milliseconds timeout) = 0;
+  /// MQTT version of the current or last connection (5 or 4).
+  virtual int mqtt_version() const = 0;
+};
+
+std::unique_ptr<mqtt_transport> make_paho_transport(transport_options opts,
+                                                    std::shared_ptr<transport_events> events);
+
+/// Sets TCP_NODELAY on every TCP socket of this process connected to
+/// `port` on loopback or elsewhere. Paho C never sets it, and without it a
+/// QoS 1 request/response waits on Nagle + delayed ACK (~40-88 ms).
+int set_nodelay_on_sockets_to(int port);
+
+/// The port of an MQTT URI ("tcp://127.0.0.1:1883" -> 1883; default 1883/8883).
+int port_of_uri(const std::string& uri);
+
+} // namespace lull

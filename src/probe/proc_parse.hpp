@@ -1,0 +1,64 @@
+#pragma once
+/// Pure parsers for the /proc and /sys files lull reads. Each takes the file's
+/// text and returns what it found; malformed input yields nullopt or omits the
+/// entry, never throws.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lull::proc {
+
+struct cpu_times {
+  std::uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0,
+                softirq = 0, steal = 0;
+  std::uint64_t total() const {
+    return user + nice + system + idle + iowait + irq + softirq + steal;
+  }
+  std::uint64_t idle_all() const { return idle + iowait; }
+};
+
+struct stat_info {
+  cpu_times total;
+  std::vector<cpu_times> cores;
+  std::optional<std::int64_t> boot_time; ///< "btime", unix seconds
+};
+
+std::optional<stat_info> parse_stat(std::string_view text);
+
+/// Busy percentage between two readings of the same CPU; nullopt when no time
+/// passed or the counters went backwards (a CPU went offline and came back).
+std::optional<double> cpu_percent(const cpu_times& before, const cpu_times& after);
+
+struct meminfo {
+  std::optional<std::uint64_t> total, available, free, buffers, cached, swap_total, swap_free;
+};
+
+meminfo parse_meminfo(std::string_view text);
+
+struct loadavg {
+  double load1 = 0, load5 = 0, load15 = 0;
+};
+
+std::optional<loadavg> parse_loadavg(std::string_view text);
+
+struct net_counters {
+  std::string name;
+  std::uint64_t rx_bytes = 0, tx_bytes = 0;
+};
+
+std::vector<net_counters> parse_net_dev(std::string_view text);
+
+/// Difference of two monotonically increasing counters, tolerant of a wrap of
+/// a 32-bit (or 64-bit) kernel counter; nullopt when the counter was reset.
+std::optional<std::uint64_t> counter_delta(std::uint64_t before, std::uint64_t after);
+
+std::optional<double> parse_uptime(std::string_view text);
+
+/// A single integer in a sysfs file (thermal millidegrees, cpufreq kHz), or a
+/// hex value such as get_throttled's "0x50005"; nullopt when it is not one.
+std::optional<std::int64_t> parse_int(std::string_view text);
+
+} // namespace lull::proc
