@@ -1,0 +1,70 @@
+#include "messages/quiet.hpp"
+
+#include <cctype>
+
+#include "messages/codec.hpp"
+
+namespace lull {
+
+const char* to_string(quiet_state s) {
+  switch (s) {
+    case quiet_state::quiet:
+      return "QUIET";
+    case quiet_state::normal:
+      return "NORMAL";
+    case quiet_state::busy:
+      return "BUSY";
+    case quiet_state::panic:
+      return "PANIC";
+  }
+  return "NORMAL";
+}
+
+std::optional<quiet_state> parse_quiet_state(std::string_view text) {
+  std::string up;
+  for (char c : text)
+    up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (up == "QUIET")
+    return quiet_state::quiet;
+  if (up == "NORMAL")
+    return quiet_state::normal;
+  if (up == "BUSY")
+    return quiet_state::busy;
+  if (up == "PANIC")
+    return quiet_state::panic;
+  return std::nullopt;
+}
+
+nlohmann::json to_json(const quiet_assessment& q) {
+  return {{"v", schema_version},
+          {"host_id", q.host_id},
+          {"assessed_at", utc_timestamp(q.assessed_at)},
+          {"quiet_score", q.quiet_score},
+          {"state", to_string(q.state)},
+          {"quiet", q.state == quiet_state::quiet},
+          {"reasons", q.reasons},
+          {"inputs", q.inputs},
+          {"cooldown_until", q.cooldown_until ? nlohmann::json(utc_timestamp(*q.cooldown_until))
+                                              : nlohmann::json(nullptr)}};
+}
+
+quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
+  quiet_assessment q;
+  q.host_id = j.at("host_id").get<std::string>();
+  auto at = parse_utc_timestamp(j.at("assessed_at").get<std::string>());
+  if (!at)
+    throw nlohmann::json::other_error::create(502, "assessed_at is not RFC 3339 UTC", &j);
+  q.assessed_at = *at;
+  q.quiet_score = j.at("quiet_score").get<double>();
+  auto st = parse_quiet_state(j.at("state").get<std::string>());
+  if (!st)
+    throw nlohmann::json::other_error::create(503, "state is not QUIET/NORMAL/BUSY/PANIC", &j);
+  q.state = *st;
+  q.reasons = j.at("reasons").get<std::vector<std::string>>();
+  q.inputs = j.value("inputs", nlohmann::json::object());
+  if (auto it = j.find("cooldown_until"); it != j.end() && !it->is_null())
+    q.cooldown_until = parse_utc_timestamp(it->get<std::string>());
+  return q;
+}
+
+} // namespace lull

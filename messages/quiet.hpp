@@ -1,0 +1,40 @@
+#pragma once
+/// QuietAssessment, published retained on stats/host/<host_id>/quiet by the
+/// quiet assessor and consumed by the lease manager (of this or another lulld).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lull {
+
+enum class quiet_state { quiet, normal, busy, panic };
+
+/// "QUIET", "NORMAL", "BUSY", "PANIC".
+const char* to_string(quiet_state s);
+
+/// Accepts any case ("quiet", "Busy"); nullopt for anything else.
+std::optional<quiet_state> parse_quiet_state(std::string_view text);
+
+struct quiet_assessment {
+  std::string host_id;
+  std::int64_t assessed_at = 0; ///< unix seconds, UTC on the wire
+  double quiet_score = 0;       ///< 0 (saturated) .. 100 (idle)
+  quiet_state state = quiet_state::normal;
+  std::vector<std::string> reasons;
+  nlohmann::json inputs = nlohmann::json::object(); ///< cpu_avg_2m, mem_pct, ...
+  /// End of the cool-down after a PANIC (unix seconds); the host cannot be
+  /// QUIET before it.
+  std::optional<std::int64_t> cooldown_until;
+};
+
+nlohmann::json to_json(const quiet_assessment& q);
+
+/// Throws nlohmann::json::exception when a field is missing or mistyped.
+quiet_assessment quiet_assessment_from_json(const nlohmann::json& j);
+
+} // namespace lull
