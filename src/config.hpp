@@ -26,6 +26,11 @@ struct config {
   std::string broker_config_dir; ///< where local.conf lives
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
+  // persister
+  double flush_interval_sec = 5;          ///< samples are written in one transaction this often
+  double raw_retention_sec = 7 * 86400;   ///< raw samples kept
+  double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
+  int persist_queue_bound = 200000;       ///< samples held while the disk fails
 };
 
 /// What a config key is: its name in the file (dotted for TOML tables), the
