@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -141,4 +143,72 @@ TEST(lease_integration, a_workers_will_expires_its_lease) {
     10s);
   ASSERT_TRUE(st) << d.log();
   EXPECT_EQ(json::parse(st->payload)["reason"], "worker went offline (last will)");
+}
+
+namespace {
+
+std::optional<pid_t> start_lull(const std::vector<std::string>& args) {
+  spawn_options o;
+  o.argv = {binary_path("src/lull")};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  return spawn(o);
+}
+
+bool status_shows(client& c, const std::function<bool(const json&)>& pred) {
+  return c
+    .wait_for(
+      [&](const mqtt_message& m) {
+        if (m.topic != "scheduler/status")
+          return false;
+        auto j = json::parse(m.payload, nullptr, false);
+        return j.is_object() && pred(j);
+      },
+      10s)
+    .has_value();
+}
+
+} // namespace
+
+TEST(lease_integration, lull_run_exits_with_the_commands_status_and_releases) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ihost"));
+  client c(b.uri());
+  make_quiet(c, "ihost", d);
+  auto pid = start_lull({"--broker", b.uri(), "--worker", "runner", "run", "--", "sh", "-c",
+                         "exit 3"});
+  ASSERT_TRUE(pid);
+  auto st = wait_for_exit(*pid, 20s);
+  ASSERT_TRUE(st) << d.log();
+  EXPECT_EQ(exit_code_of(*st), 3);
+  // lulld granted it once and nothing is left active.
+  EXPECT_TRUE(status_shows(c, [](const json& j) {
+    return j["workers"].contains("runner") && j["workers"]["runner"]["grants"] == 1
+           && j["active"].empty() && !j["recent"].empty()
+           && j["recent"][0]["state"] == "RELEASED";
+  })) << d.log();
+}
+
+TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ihost"));
+  client c(b.uri());
+  make_quiet(c, "ihost", d);
+  c.subscribe("scheduler/lease/+/state");
+  std::string pidfile = "/tmp/lull-run-child-" + std::to_string(::getpid());
+  auto pid = start_lull({"--broker", b.uri(), "--worker", "victim", "run", "--grace", "2s", "--",
+                         "sh", "-c", "echo $$ > " + pidfile + "; exec sleep 60"});
+  ASSERT_TRUE(pid);
+  auto granted = c.wait_for(
+    [](auto& m) { return m.payload.find("\"ACTIVE\"") != std::string::npos; }, 10s);
+  ASSERT_TRUE(granted) << d.log();
+  auto lease_id = json::parse(granted->payload)["lease_id"].get<std::string>();
+  ASSERT_TRUE(wait_until([&] { return !read_file(pidfile).empty(); }, 5s));
+  pid_t child = std::stoi(read_file(pidfile));
+  ::unlink(pidfile.c_str());
+
+  c.publish("scheduler/lease/" + lease_id + "/revoke", R"({"reason":"maintenance"})");
+  auto st = wait_for_exit(*pid, 10s);
+  ASSERT_TRUE(st) << "lull run kept running after the revoke\n" << d.log();
+  EXPECT_EQ(exit_code_of(*st), 128 + SIGTERM); // the command's own status
+  EXPECT_TRUE(wait_until([&] { return ::kill(child, 0) != 0; }, 2s)) << "the command survived";
 }
