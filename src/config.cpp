@@ -174,6 +174,18 @@ const std::vector<key_def>& key_defs() {
     {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
       "grants the token bucket holds (40)"},
      number_field(&config::lease_grant_burst, 1, 1e9)},
+    {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
+      "how often samples are written, in one transaction (default 5s)"},
+     duration_field(&config::flush_interval_sec, 0.1, 600)},
+    {{"persist.queue_bound", "LULL_PERSIST_QUEUE_BOUND", "--persist-queue-bound",
+      "samples held in memory while the disk fails; the oldest go first (default 200000)"},
+     int_field(&config::persist_queue_bound, 1000, 10000000)},
+    {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
+      "how long raw samples are kept (default 7d)"},
+     duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
+    {{"retention.rollup_5m", "LULL_RETENTION_ROLLUP_5M", "--retention-rollup-5m",
+      "how long 5-minute rollups are kept (default 30d; hourly ones are kept for good)"},
+     duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
     {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
      [](config& c, const std::string& v) -> std::optional<std::string> {
        if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error"

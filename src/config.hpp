@@ -42,6 +42,11 @@ struct config {
   int lease_max_per_worker = 4;
   double lease_grant_rate = 20;  ///< grants per second (token bucket)
   double lease_grant_burst = 40;
+  // persister
+  double flush_interval_sec = 5;          ///< samples are written in one transaction this often
+  double raw_retention_sec = 7 * 86400;   ///< raw samples kept
+  double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
+  int persist_queue_bound = 200000;       ///< samples held while the disk fails
 };
 
 /// What a config key is: its name in the file (dotted for TOML tables), the

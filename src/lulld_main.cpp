@@ -14,10 +14,12 @@
 #include "actors/host_collector.hpp"
 #include "actors/lease_manager.hpp"
 #include "actors/mqtt_bridge.hpp"
+#include "actors/persister.hpp"
 #include "src/config.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
+#include "src/store/store.hpp"
 
 using namespace lull;
 
@@ -38,6 +40,19 @@ int main(int argc, char** argv) {
   }
   auto cfg = std::get<config>(loaded);
   log::init(cfg.log_level);
+
+  // The database first: a newer, corrupt or unwritable file stops lulld
+  // before it touches the broker.
+  std::error_code ec;
+  if (cfg.db.rfind(cfg.data_dir + "/", 0) == 0)
+    std::filesystem::create_directories(cfg.data_dir, ec);
+  auto opened = store::open(cfg.db);
+  if (auto* err = std::get_if<std::string>(&opened)) {
+    log::error("lulld: {}", *err);
+    return 1;
+  }
+  std::shared_ptr<store> db = std::move(std::get<std::unique_ptr<store>>(opened));
+  log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
 
   std::unique_ptr<local_broker> broker;
   if (cfg.broker.empty()) {
@@ -103,6 +118,15 @@ int main(int argc, char** argv) {
   pol.grant_rate_per_sec = cfg.lease_grant_rate;
   pol.grant_burst = cfg.lease_grant_burst;
   auto leases = spawn_lease_manager(sys, bridge, lopts);
+  persister_options popts;
+  popts.topics = topics;
+  popts.host_id = cfg.host_id;
+  popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
+  popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
+  popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
+  popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
+  popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
+  auto persister = spawn_persister(sys, bridge, db, popts);
 
   log::info("lulld: host {} publishing on {} every {}s", cfg.host_id,
             topics.host_stats(cfg.host_id), cfg.interval_sec);
@@ -114,6 +138,8 @@ int main(int argc, char** argv) {
   caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
+    self->send(persister, shutdown_atom::value); // writes what is queued
+    self->wait_for(persister);
     self->send(bridge, shutdown_atom::value);
     self->wait_for(bridge);
   }
