@@ -65,6 +65,32 @@ setter int_field(int config::*field, int lo, int hi) {
   };
 }
 
+setter number_field(double config::*field, double lo, double hi) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    char* end = nullptr;
+    double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
+      std::ostringstream expected;
+      expected << "a number from " << lo << " to " << hi;
+      return expected.str();
+    }
+    c.*field = x;
+    return std::nullopt;
+  };
+}
+
+setter bool_field(bool config::*field) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    if (v == "true" || v == "1" || v == "yes" || v == "on")
+      c.*field = true;
+    else if (v == "false" || v == "0" || v == "no" || v == "off")
+      c.*field = false;
+    else
+      return "true or false";
+    return std::nullopt;
+  };
+}
+
 const std::vector<key_def>& key_defs() {
   static const std::vector<key_def> defs = {
     {{"broker", "LULL_BROKER", "--broker",
@@ -106,6 +132,48 @@ const std::vector<key_def>& key_defs() {
     {{"local_broker_port", "LULL_LOCAL_BROKER_PORT", "--local-broker-port",
       "port for the local broker (default 1883; 0 picks a free one)"},
      int_field(&config::local_broker_port, 0, 65535)},
+    {{"broker.secure", "LULL_BROKER_SECURE", "--broker-secure",
+      "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
+      "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
+     bool_field(&config::broker_secure)},
+    {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
+     duration_field(&config::lease_ttl_sec, 1, 86400)},
+    {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
+      "smallest TTL a worker may ask for (5s)"},
+     duration_field(&config::lease_min_ttl_sec, 0.1, 86400)},
+    {{"lease.max_ttl", "LULL_LEASE_MAX_TTL", "--lease-max-ttl",
+      "largest TTL a worker may ask for (10m)"},
+     duration_field(&config::lease_max_ttl_sec, 1, 7 * 86400)},
+    {{"lease.lock_delay", "LULL_LEASE_LOCK_DELAY", "--lease-lock-delay",
+      "how long an expired or revoked lease's units stay reserved (15s)"},
+     duration_field(&config::lease_lock_delay_sec, 0, 3600)},
+    {{"lease.panic_cooldown", "LULL_LEASE_PANIC_COOLDOWN", "--lease-panic-cooldown",
+      "hard deny this long after a PANIC (2m)"},
+     duration_field(&config::lease_panic_cooldown_sec, 0, 86400)},
+    {{"lease.busy_retry", "LULL_LEASE_BUSY_RETRY", "--lease-busy-retry",
+      "retry hint while a host is not QUIET (15s)"},
+     duration_field(&config::lease_busy_retry_sec, 1, 3600)},
+    {{"lease.capacity_units", "LULL_LEASE_CAPACITY_UNITS", "--lease-capacity-units",
+      "units each host can lease (0: CPU count x units_per_cpu x (1 - headroom))"},
+     int_field(&config::lease_capacity_units, 0, 1000000)},
+    {{"lease.units_per_cpu", "LULL_LEASE_UNITS_PER_CPU", "--lease-units-per-cpu",
+      "capacity units per CPU (25)"},
+     int_field(&config::lease_units_per_cpu, 1, 10000)},
+    {{"lease.headroom", "LULL_LEASE_HEADROOM", "--lease-headroom",
+      "share of each host kept for the rest of the system (0.2)"},
+     number_field(&config::lease_headroom, 0, 0.95)},
+    {{"lease.max_global", "LULL_LEASE_MAX_GLOBAL", "--lease-max-global",
+      "most active leases in total (32)"},
+     int_field(&config::lease_max_global, 1, 1000000)},
+    {{"lease.max_per_worker", "LULL_LEASE_MAX_PER_WORKER", "--lease-max-per-worker",
+      "most active leases per worker (4)"},
+     int_field(&config::lease_max_per_worker, 1, 1000000)},
+    {{"lease.grant_rate", "LULL_LEASE_GRANT_RATE", "--lease-grant-rate",
+      "grants per second the token bucket refills (20)"},
+     number_field(&config::lease_grant_rate, 0.001, 1e9)},
+    {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
+      "grants the token bucket holds (40)"},
+     number_field(&config::lease_grant_burst, 1, 1e9)},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},

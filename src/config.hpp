@@ -26,6 +26,22 @@ struct config {
   std::string broker_config_dir; ///< where local.conf lives
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
+  // broker security: identities from topics, replies only to workers' inboxes
+  bool broker_secure = false;
+  // leases (see lease_policy_config)
+  double lease_ttl_sec = 30;
+  double lease_min_ttl_sec = 5;
+  double lease_max_ttl_sec = 600;
+  double lease_lock_delay_sec = 15;
+  double lease_panic_cooldown_sec = 120;
+  double lease_busy_retry_sec = 15;
+  int lease_capacity_units = 0;  ///< 0: from each host's CPU count
+  int lease_units_per_cpu = 25;
+  double lease_headroom = 0.2;
+  int lease_max_global = 32;
+  int lease_max_per_worker = 4;
+  double lease_grant_rate = 20;  ///< grants per second (token bucket)
+  double lease_grant_burst = 40;
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -11,6 +12,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/host_collector.hpp"
+#include "actors/lease_manager.hpp"
 #include "actors/mqtt_bridge.hpp"
 #include "actors/persister.hpp"
 #include "src/config.hpp"
@@ -98,6 +100,24 @@ int main(int argc, char** argv) {
   hopts.topics = topics;
   auto collector = spawn_host_collector(sys, bridge, hopts);
 
+  lease_manager_options lopts;
+  lopts.service.topics = topics;
+  lopts.service.secure = cfg.broker_secure;
+  auto& pol = lopts.service.policy;
+  pol.ttl_sec = cfg.lease_ttl_sec;
+  pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
+  pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
+  pol.lock_delay_sec = cfg.lease_lock_delay_sec;
+  pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
+  pol.busy_retry_sec = cfg.lease_busy_retry_sec;
+  pol.capacity_units = cfg.lease_capacity_units;
+  pol.units_per_cpu = cfg.lease_units_per_cpu;
+  pol.headroom = cfg.lease_headroom;
+  pol.max_leases_global = cfg.lease_max_global;
+  pol.max_leases_per_worker = cfg.lease_max_per_worker;
+  pol.grant_rate_per_sec = cfg.lease_grant_rate;
+  pol.grant_burst = cfg.lease_grant_burst;
+  auto leases = spawn_lease_manager(sys, bridge, lopts);
   persister_options popts;
   popts.topics = topics;
   popts.host_id = cfg.host_id;
@@ -115,6 +135,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
     self->send(persister, shutdown_atom::value); // writes what is queued
