@@ -9,14 +9,20 @@ namespace {
 
 struct lease_manager_state {
   std::unique_ptr<lease_service> service;
-  std::chrono::steady_clock::time_point last_status{};
+  caf::actor_clock::time_point last_status{};
   static inline const char* name = "lease_manager";
 };
 
 caf::behavior lease_manager_impl(caf::stateful_actor<lease_manager_state>* self,
                                  caf::actor bridge, lease_manager_options opts) {
   auto& st = self->state;
-  st.service = std::make_unique<lease_service>(opts.service, lease_env::system(),
+  // TTLs run on the actor system's clock: steady_clock in lulld, the
+  // test_coordinator's clock under test, so expiry tests need no sleeps.
+  auto env = lease_env::system();
+  env.mono_sec = [self] {
+    return std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
+  };
+  st.service = std::make_unique<lease_service>(opts.service, std::move(env),
                                                opts.first_fencing_token);
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
@@ -31,7 +37,7 @@ caf::behavior lease_manager_impl(caf::stateful_actor<lease_manager_state>* self,
       self->send(bridge, publish_atom::value, std::move(m));
   };
   auto publish_status = [self, bridge] {
-    self->state.last_status = std::chrono::steady_clock::now();
+    self->state.last_status = self->clock().now();
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
   return {
@@ -41,7 +47,7 @@ caf::behavior lease_manager_impl(caf::stateful_actor<lease_manager_state>* self,
     [=](tick_atom) {
       auto& s = self->state;
       publish_all(s.service->tick());
-      if (std::chrono::steady_clock::now() - s.last_status >= opts.status_interval
+      if (self->clock().now() - s.last_status >= opts.status_interval
           && s.service->take_status_dirty())
         publish_status();
       self->delayed_send(self, opts.tick, tick_atom::value);
