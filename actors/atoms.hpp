@@ -32,6 +32,8 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using job_lease_atom = caf::atom_constant<caf::atom("job_lease")>;
 /// (revoke_atom, lease id, reason): core-initiated revoke
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
+/// (ended_atom, lease ids joined by '\n') -> the ones no longer active, same form
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
 
 /// Registers lull's message types with an actor system config.
 inline void add_lull_types(caf::actor_system_config& cfg) {

@@ -168,6 +168,21 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         log::info("lease manager: revoke of {} not needed: {}", lease_id, e->message);
       stage(self->state.service->tick());
     },
+    [=](ended_atom, const std::string& ids) {
+      std::string out;
+      auto& active = self->state.service->table().active();
+      size_t start = 0;
+      while (start < ids.size()) {
+        auto end = ids.find('\n', start);
+        auto id = ids.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        if (!id.empty() && active.find(id) == active.end())
+          out += id + "\n";
+        if (end == std::string::npos)
+          break;
+        start = end + 1;
+      }
+      return out;
+    },
     [=](stats_atom) {
       auto& c = self->state.service->counters();
       return caf::make_message(c.received, c.rejected, c.grants, c.denies,

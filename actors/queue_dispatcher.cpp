@@ -32,6 +32,8 @@ queue_clock system_queue_clock() {
           random_job_id};
 }
 
+using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
+
 struct dispatcher_state {
   std::unique_ptr<queue_service> service;
   std::shared_ptr<store> db;
@@ -111,6 +113,7 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
+  self->delayed_send(self, opts.reconcile, reconcile_atom::value);
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       finish(self, bridge, leases, self->state.service->handle(msg));
@@ -118,6 +121,26 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
     [=](tick_atom) {
       finish(self, bridge, leases, self->state.service->tick());
       self->delayed_send(self, opts.tick, tick_atom::value);
+    },
+    [=](reconcile_atom) {
+      self->delayed_send(self, opts.reconcile, reconcile_atom::value);
+      std::string ids;
+      for (auto& id : self->state.service->held_leases())
+        ids += id + "\n";
+      self->request(leases, std::chrono::seconds(5), ended_atom::value, ids)
+        .then([=](const std::string& ended) {
+          std::vector<std::string> list;
+          size_t start = 0;
+          while (start < ended.size()) {
+            auto end = ended.find('\n', start);
+            if (end == std::string::npos)
+              end = ended.size();
+            if (end > start)
+              list.push_back(ended.substr(start, end - start));
+            start = end + 1;
+          }
+          finish(self, bridge, leases, self->state.service->reconcile(list));
+        });
     },
     [=](stats_atom) {
       auto d = self->state.service->depths();

@@ -17,6 +17,8 @@ struct queue_dispatcher_options {
   queue_service_options service;
   queue_config queue;
   std::chrono::milliseconds tick{1000};
+  /// How often jobs' leases are checked against the lease manager.
+  std::chrono::milliseconds reconcile{3000};
   std::int64_t finished_retention_sec = 7 * 86400;
 };
 

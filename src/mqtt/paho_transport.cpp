@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <mutex>
 
 #include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
 
 #include "src/mqtt/transport.hpp"
 
@@ -86,26 +88,11 @@ public:
   }
 
   void publish(const mqtt_message& m) override {
-    auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
-    if (version_ == MQTTVERSION_5) {
-      mqtt::properties props;
-      if (!m.content_type.empty())
-        props.add({mqtt::property::CONTENT_TYPE, m.content_type});
-      if (!m.correlation_data.empty())
-        props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
-      if (!m.response_topic.empty())
-        props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
-      if (!props.empty())
-        msg->set_properties(std::move(props));
-    }
-    try {
-      client_->publish(msg);
-    } catch (const mqtt::exception& e) {
-      // Buffer full or not connected before the first connect: counted by the
-      // caller through on_publish_error would be nicer; Paho drops the oldest
-      // buffered message already, so this only happens on a broken client.
-      dropped_.fetch_add(1);
-    }
+    std::lock_guard<std::mutex> guard(overflow_mtx_);
+    // Once something waits, everything after it waits too: order is kept.
+    drain_locked();
+    if (!overflow_.empty() || !try_publish(m))
+      enqueue(m);
   }
 
   void subscribe(const std::vector<std::string>& filters, int qos) override {
@@ -149,6 +136,7 @@ public:
   void connected(const std::string&) override {
     if (closed_)
       return;
+    drain_overflow();
     set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
     events_->on_connected(mqtt_version());
   }
@@ -177,7 +165,7 @@ public:
     events_->on_message(std::move(out));
   }
 
-  void delivery_complete(mqtt::delivery_token_ptr) override {}
+  void delivery_complete(mqtt::delivery_token_ptr) override { drain_overflow(); }
 
 private:
   struct connect_listener : mqtt::iaction_listener {
@@ -189,6 +177,61 @@ private:
     }
     void on_success(const mqtt::token&) override {}
   };
+  /// Publishes now; false when Paho's in-flight window (or its offline
+  /// buffer) is full and the message should wait for a delivery to complete.
+  bool try_publish(const mqtt_message& m) {
+    auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
+    if (version_ == MQTTVERSION_5) {
+      mqtt::properties props;
+      if (!m.content_type.empty())
+        props.add({mqtt::property::CONTENT_TYPE, m.content_type});
+      if (!m.correlation_data.empty())
+        props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
+      if (!m.response_topic.empty())
+        props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
+      if (!props.empty())
+        msg->set_properties(std::move(props));
+    }
+    try {
+      client_->publish(msg);
+      return true;
+    } catch (const mqtt::exception& e) {
+      if (e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT
+          || e.get_return_code() == MQTTASYNC_MAX_BUFFERED_MESSAGES
+          || e.get_return_code() == MQTTASYNC_DISCONNECTED)
+        return false;
+      ++dropped_;
+      spdlog::error("mqtt transport: dropped a message to {}: {}", m.topic, e.what());
+      return true;
+    }
+  }
+
+  /// Caller holds overflow_mtx_.
+  void enqueue(const mqtt_message& m) {
+    if (overflow_.size() >= max_overflow) {
+      overflow_.pop_front();
+      if (++dropped_ % 1000 == 1)
+        spdlog::error("mqtt transport: {} messages waiting for the broker; dropped the oldest "
+                      "({} so far)",
+                      overflow_.size(), dropped_.load());
+    }
+    overflow_.push_back(m);
+  }
+
+  /// From Paho's callback thread: never wait for the lock (the thread that
+  /// holds it may be inside Paho, waiting for this one); whoever holds it
+  /// drains on its next publish.
+  void drain_overflow() {
+    std::unique_lock<std::mutex> guard(overflow_mtx_, std::try_to_lock);
+    if (guard.owns_lock())
+      drain_locked();
+  }
+
+  void drain_locked() {
+    while (!overflow_.empty() && !closed_ && try_publish(overflow_.front()))
+      overflow_.pop_front();
+  }
+
   struct last_listener : mqtt::iaction_listener {
     paho_transport* self;
     explicit last_listener(paho_transport* s) : self(s) {}
@@ -234,7 +277,7 @@ private:
       .keep_alive_interval(std::chrono::seconds(opts_.keep_alive_sec))
       .connect_timeout(std::chrono::seconds(5))
       .automatic_reconnect(opts_.reconnect_min, opts_.reconnect_max)
-      .max_inflight(1000);
+      .max_inflight(65535);
     if (version_ == MQTTVERSION_5) {
       // A session that outlives short outages keeps subscriptions and QoS 1
       // messages; lull resubscribes on every connect anyway.
@@ -281,6 +324,9 @@ private:
   int version_;
   std::atomic<bool> fallback_pending_{false};
   std::atomic<long> dropped_{0};
+  static constexpr std::size_t max_overflow = 100000;
+  std::mutex overflow_mtx_;
+  std::deque<mqtt_message> overflow_; ///< waiting for room in Paho's window
   null_callback null_cb_;
   connect_listener listener_conn_{this};
   disc_listener listener_disc_{this};

@@ -450,6 +450,29 @@ queue_output queue_service::tick() {
   return out;
 }
 
+std::vector<std::string> queue_service::held_leases() const {
+  std::vector<std::string> out;
+  for (auto st : {job_state::leased, job_state::running})
+    for (auto* j : queue_.list(st, "", "", 100000))
+      if (!j->lease_id.empty())
+        out.push_back(j->lease_id);
+  return out;
+}
+
+queue_output queue_service::reconcile(const std::vector<std::string>& ended) {
+  queue_output out;
+  std::set<std::string> now(ended.begin(), ended.end());
+  for (auto& id : now)
+    if (suspect_.count(id))
+      queue_.lease_ended(id, "lease no longer held by the lease manager");
+  suspect_ = std::move(now);
+  for (auto& [wid, w] : waiting_)
+    if (!w.asking)
+      try_dispatch(wid, out, false);
+  drain(out);
+  return out;
+}
+
 void queue_service::drain(queue_output& out) {
   for (auto& e : queue_.take_events()) {
     out.publish.push_back({opts_.topics.scheduler_events(),

@@ -20,6 +20,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,12 @@ public:
   /// Deadlines, parked `next` requests that timed out, re-evaluation.
   queue_output tick();
 
+  /// Leases of leased and running jobs, to check with the lease manager.
+  std::vector<std::string> held_leases() const;
+  /// Leases the lease manager no longer has: a job whose lease was seen gone
+  /// twice in a row (events can be lost across a crash) goes back to the queue.
+  queue_output reconcile(const std::vector<std::string>& ended);
+
   /// Messages for the job changes since the last call (state notices and
   /// events); the actor persists take_dirty() first, then publishes these.
   void drain(queue_output& out);
@@ -102,6 +109,7 @@ private:
   std::map<std::uint64_t, std::uint64_t> asks_; ///< ask id -> waiting worker id
   std::map<std::uint64_t, std::string> ask_job_;
   std::map<std::string, nlohmann::json> outcomes_; ///< lease id -> release payload
+  std::set<std::string> suspect_;                  ///< leases gone at the last reconcile
   std::uint64_t next_id_ = 0;
 };
 

@@ -46,6 +46,10 @@ broker::broker(const std::string& conf, int port) {
 struct client::callback : mqtt::callback {
   client* self;
   explicit callback(client* c) : self(c) {}
+  void connection_lost(const std::string& cause) override {
+    std::lock_guard<std::mutex> guard(self->mtx_);
+    self->lost_ = cause.empty() ? "connection lost" : cause;
+  }
   void message_arrived(mqtt::const_message_ptr m) override {
     mqtt_message out;
     out.topic = m->get_topic();

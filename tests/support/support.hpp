@@ -62,6 +62,11 @@ public:
   /// True when connected; false with `error()` set when the broker refused.
   bool connected() const { return connected_; }
   const std::string& error() const { return error_; }
+  /// Why the connection dropped, when it did.
+  std::string lost() {
+    std::lock_guard<std::mutex> guard(mtx_);
+    return lost_;
+  }
 
   void subscribe(const std::string& filter, int qos = 1);
   void publish(const mqtt_message& msg);
@@ -86,6 +91,7 @@ private:
   std::unique_ptr<mqtt::async_client> cli_;
   bool connected_ = false;
   std::string error_;
+  std::string lost_;
   std::mutex mtx_;
   std::condition_variable cv_;
   std::vector<mqtt_message> inbox_;
