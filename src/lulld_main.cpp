@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   lease_manager_options lopts;
   lopts.service.topics = topics;
   lopts.service.secure = cfg.broker_secure;
+  // Until the persister keeps lease state, the fencing token's high-water
+  // mark lives next to the database so tokens keep growing across restarts.
+  lopts.service.fencing_path = cfg.data_dir + "/fencing_token";
   auto& pol = lopts.service.policy;
   pol.ttl_sec = cfg.lease_ttl_sec;
   pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
