@@ -188,6 +188,18 @@ int do_run(const global_opts& g, const run_opts& r) {
     }
   });
 
+  // The notice subscription is in place once a later request on the same
+  // connection is answered; a heartbeat now also catches a revoke that came
+  // before it.
+  {
+    auto hb = client.heartbeat(lease.lease_id, call_timeout);
+    if (auto* e = std::get_if<call_error>(&hb); e && !e->timed_out) {
+      std::cerr << "lull: lease lost before CMD started: " << e->error.message << "\n";
+      client.release(lease.lease_id, call_timeout, "lost before the command started");
+      return ex_tempfail;
+    }
+  }
+
   // 2. Run the command.
   spawn_options so;
   so.argv = r.cmd;
@@ -219,7 +231,9 @@ int do_run(const global_opts& g, const run_opts& r) {
   };
   while (true) {
     auto now = steady_clock::now();
-    auto until = kill_at && *kill_at < next_hb ? *kill_at : next_hb;
+    // No more heartbeats once the lease is lost: wait for CMD or its deadline.
+    auto until = lost ? (kill_at ? *kill_at : now + seconds(1))
+                      : (kill_at && *kill_at < next_hb ? *kill_at : next_hb);
     int sig = wait_signal(set, until - now);
     if (::waitpid(*pid, &status, WNOHANG) == *pid)
       break;
