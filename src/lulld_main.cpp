@@ -15,6 +15,7 @@
 #include "actors/lease_manager.hpp"
 #include "actors/mqtt_bridge.hpp"
 #include "actors/persister.hpp"
+#include "actors/queue_dispatcher.hpp"
 #include "src/config.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
@@ -103,9 +104,6 @@ int main(int argc, char** argv) {
   lease_manager_options lopts;
   lopts.service.topics = topics;
   lopts.service.secure = cfg.broker_secure;
-  // Until the persister keeps lease state, the fencing token's high-water
-  // mark lives next to the database so tokens keep growing across restarts.
-  lopts.service.fencing_path = cfg.data_dir + "/fencing_token";
   auto& pol = lopts.service.policy;
   pol.ttl_sec = cfg.lease_ttl_sec;
   pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
@@ -120,7 +118,25 @@ int main(int argc, char** argv) {
   pol.max_leases_per_worker = cfg.lease_max_per_worker;
   pol.grant_rate_per_sec = cfg.lease_grant_rate;
   pol.grant_burst = cfg.lease_grant_burst;
+  // Each actor that writes gets its own SQLite connection (WAL serializes
+  // the writers); the file was checked and migrated above.
+  auto connection = [&]() -> std::shared_ptr<store> {
+    auto c = store::open(cfg.db);
+    if (auto* err = std::get_if<std::string>(&c)) {
+      log::error("lulld: {}", *err);
+      std::exit(1);
+    }
+    return std::move(std::get<std::unique_ptr<store>>(c));
+  };
+  lopts.db = connection();
   auto leases = spawn_lease_manager(sys, bridge, lopts);
+
+  queue_dispatcher_options qopts;
+  qopts.service.topics = topics;
+  qopts.service.cost_low = pol.cost_low;
+  qopts.service.cost_normal = pol.cost_normal;
+  qopts.service.cost_high = pol.cost_high;
+  auto dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
   persister_options popts;
   popts.topics = topics;
   popts.host_id = cfg.host_id;
@@ -138,6 +154,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};

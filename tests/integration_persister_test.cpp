@@ -70,7 +70,10 @@ TEST(persister, samples_land_and_are_queryable_over_mqtt_v311) {
     << reply.dump() << "\n" << d.log();
   EXPECT_EQ(reply["source"], "raw");
   EXPECT_EQ(reply["step_sec"], 10);
-  EXPECT_EQ(reply["buckets"], 7); // 60 s aligned down to 10 s, plus the current bucket
+  // 60 s with its start aligned down to a multiple of 10 s: 6 or 7 buckets.
+  EXPECT_EQ(reply["start"].get<std::int64_t>() % 10, 0);
+  EXPECT_GE(reply["buckets"].get<int>(), 6);
+  EXPECT_LE(reply["buckets"].get<int>(), 7);
   EXPECT_TRUE(reply["series"].contains("mem.used_pct"));
   EXPECT_TRUE(reply["series"].contains("disk./.free_pct"));
   EXPECT_TRUE(reply["series"].contains("net.rx_bytes_per_sec"));
@@ -175,5 +178,87 @@ TEST(persister, read_only_database_directory_is_a_clear_error_at_start) {
   EXPECT_NE(d.log().find("is not writable"), std::string::npos) << d.log();
   EXPECT_FALSE(fs::exists(dir + "/lull.db"));
   ::chmod(dir.c_str(), 0755);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+/// Makes `host` QUIET for the lease manager (the quiet assessor's job in a
+/// full lulld) and waits until its status shows it.
+bool make_quiet(client& c, const std::string& host) {
+  nlohmann::json q = {{"v", 1},          {"host_id", host},          {"state", "QUIET"},
+                      {"quiet_score", 95}, {"assessed_at", utc_timestamp(std::time(nullptr))},
+                      {"reasons", nlohmann::json::array()}};
+  c.publish("stats/host/" + host + "/quiet", q.dump(), 1, true);
+  c.subscribe("scheduler/status");
+  return c
+    .wait_for(
+      [&](const mqtt_message& m) {
+        auto j = nlohmann::json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/status" && j.is_object() && j["hosts"].contains(host)
+               && j["hosts"][host]["state"] == "QUIET";
+      },
+      10s)
+    .has_value();
+}
+
+nlohmann::json call(client& c, const std::string& topic, nlohmann::json body) {
+  static int n = 0;
+  auto id = "c-" + std::to_string(++n);
+  body["request_id"] = id;
+  body["reply_to"] = "itest/inbox";
+  c.publish(topic, body.dump());
+  auto m = c.wait_for(
+    [&](const mqtt_message& m) {
+      auto d = nlohmann::json::parse(m.payload, nullptr, false);
+      return m.topic == "itest/inbox" && d.is_object() && d.value("request_id", "") == id;
+    },
+    5s);
+  return m ? nlohmann::json::parse(m->payload) : nlohmann::json();
+}
+
+} // namespace
+
+TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
+  broker b;
+  auto dir = temp_dir();
+  auto args = lulld_args(b.uri(), "ktest", {"--db", dir + "/lull.db"});
+  auto first = std::make_unique<lulld>(args);
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  ASSERT_TRUE(make_quiet(c, "ktest")) << first->log();
+  auto grant = call(c, "scheduler/lease/request",
+                    {{"v", 1}, {"worker_id", "w1"}, {"job_type", "t"}, {"cost_units", 10}});
+  ASSERT_TRUE(grant.value("approved", false)) << grant.dump() << first->log();
+  auto lease = grant["lease_id"].get<std::string>();
+  auto fencing = grant["fencing_token"].get<std::uint64_t>();
+
+  first->signal(SIGKILL);
+  ASSERT_TRUE(first->wait_exit(5s));
+  first.reset();
+
+  lulld second(args);
+  ASSERT_TRUE(second.wait_log("restored 1 leases", 5s)) << second.log();
+  // The holder keeps its lease: a heartbeat renews it.
+  nlohmann::json hb;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      hb = call(c, "scheduler/lease/" + lease + "/heartbeat", {{"v", 1}, {"worker_id", "w1"}});
+      return hb.is_object() && !hb.empty();
+    },
+    10s))
+    << second.log();
+  EXPECT_TRUE(hb.value("ok", false)) << hb.dump();
+  EXPECT_GT(hb.value("ttl_remaining_sec", 0.0), 0.0) << hb.dump();
+  // Nobody else can act on it.
+  auto foreign = call(c, "scheduler/lease/" + lease + "/heartbeat", {{"v", 1}, {"worker_id", "w2"}});
+  EXPECT_EQ(foreign["error"]["code"], "NotHolder") << foreign.dump();
+  // Capacity accounting was rebuilt and fencing tokens continue upward.
+  auto next = call(c, "scheduler/lease/request",
+                   {{"v", 1}, {"worker_id", "w2"}, {"job_type", "t"}, {"cost_units", 10}});
+  ASSERT_TRUE(next.value("approved", false)) << next.dump();
+  EXPECT_GT(next["fencing_token"].get<std::uint64_t>(), fencing);
+  EXPECT_NE(next["reason"].get<std::string>().find("used=20/"), std::string::npos)
+    << next.dump();
   fs::remove_all(dir);
 }

@@ -461,6 +461,7 @@ std::variant<lease_ack, lease_error> lease_table::heartbeat(const std::string& l
   r.last_heartbeat_mono = now;
   r.expires_mono = now + r.ttl_sec;
   r.heartbeat_warned = false;
+  dirty_.push_back(r.lease_id);
   return ack_of(r);
 }
 
@@ -571,7 +572,59 @@ void lease_table::emit(std::string type, const lease_record& r, std::string reas
   e.fencing_token = r.fencing_token;
   e.at = env_.wall_sec();
   e.state = st;
+  if (st)
+    dirty_.push_back(e.lease_id);
   events_.push_back(std::move(e));
+}
+
+void lease_table::restore(lease_record r, double remaining_sec) {
+  fencing_ = std::max(fencing_, r.fencing_token);
+  double now = env_.mono_sec();
+  r.state = lease_state::active;
+  r.granted_mono = r.last_heartbeat_mono = now;
+  r.expires_mono = now + std::max(0.0, remaining_sec);
+  r.heartbeat_warned = false;
+  auto id = r.lease_id;
+  auto [it, fresh] = active_.insert_or_assign(id, std::move(r));
+  (void)fresh;
+  if (remaining_sec <= 0)
+    end_lease(it, lease_state::expired, "TTL ran out while lulld was down", true);
+}
+
+std::vector<std::string> lease_table::take_dirty() {
+  std::vector<std::string> out;
+  out.swap(dirty_);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+nlohmann::json to_json(const lease_record& r) {
+  return {{"lease_id", r.lease_id},
+          {"worker_id", r.worker_id},
+          {"host_id", r.host_id},
+          {"job_type", r.job_type},
+          {"cost_units", r.cost_units},
+          {"priority", to_string(r.priority)},
+          {"fencing_token", r.fencing_token},
+          {"ttl_sec", r.ttl_sec},
+          {"state", to_string(r.state)},
+          {"granted_at", r.granted_at}};
+}
+
+lease_record lease_record_from_json(const nlohmann::json& j) {
+  lease_record r;
+  r.lease_id = j.at("lease_id").get<std::string>();
+  r.worker_id = j.at("worker_id").get<std::string>();
+  r.host_id = j.at("host_id").get<std::string>();
+  r.job_type = j.value("job_type", std::string());
+  r.cost_units = j.at("cost_units").get<int>();
+  r.priority = parse_priority(j.value("priority", std::string("NORMAL")))
+                 .value_or(lease_priority::normal);
+  r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
+  r.ttl_sec = j.at("ttl_sec").get<double>();
+  r.granted_at = j.value("granted_at", std::int64_t{0});
+  return r;
 }
 
 std::vector<lease_event> lease_table::take_events() {

@@ -99,6 +99,12 @@ struct lease_event {
 
 nlohmann::json to_json(const lease_event& e);
 
+/// A lease record as saved to the store (monotonic times as remaining
+/// seconds are not saved: the store keeps the wall-clock expiry).
+nlohmann::json to_json(const lease_record& r);
+/// Throws nlohmann::json::exception on a malformed record.
+lease_record lease_record_from_json(const nlohmann::json& j);
+
 /// Per-worker decision summary (grants, denies, last reason, cool-down).
 struct worker_summary {
   std::uint64_t grants = 0;
@@ -156,6 +162,15 @@ public:
   /// Expires leases whose TTL passed and warns on missed heartbeats.
   void tick();
 
+  /// Brings back a lease saved before a restart with `remaining_sec` of its
+  /// TTL left; one whose TTL ran out while lulld was down expires now (its
+  /// units held for lock_delay, since its holder may still be running).
+  /// Fencing tokens continue above the restored ones.
+  void restore(lease_record r, double remaining_sec);
+
+  /// Ids of leases granted, renewed or ended since the last call (to persist).
+  std::vector<std::string> take_dirty();
+
   // -- outputs -------------------------------------------------------------
   /// Events since the last call (grant, deny, ... ), oldest first.
   std::vector<lease_event> take_events();
@@ -205,6 +220,7 @@ private:
   std::map<std::string, host_info> hosts_;
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
+  std::vector<std::string> dirty_;
 };
 
 } // namespace lull

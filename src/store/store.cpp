@@ -143,6 +143,8 @@ std::variant<std::unique_ptr<store>, std::string> store::open(const std::string&
   s->save_counter_ = db.prepare("INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) "
                                 "DO UPDATE SET value=max(value, excluded.value)");
   s->load_counter_ = db.prepare("SELECT value FROM meta WHERE key=?1");
+  s->save_job_ = db.prepare("INSERT OR REPLACE INTO jobs(job_id, state, updated_at, record) "
+                            "VALUES(?1, ?2, ?3, ?4)");
   if (!s->add_point_ || !s->save_lease_ || !s->save_counter_)
     return "cannot prepare statements on " + path + ": " + db.last_error();
   return s;
@@ -330,6 +332,31 @@ std::vector<durable_record> store::load_leases() {
   while (q.step() == SQLITE_ROW)
     out.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.int64(4), q.text(5)});
   return out;
+}
+
+sqlite_error store::save_job(const std::string& id, const std::string& state,
+                             std::int64_t updated_at, const std::string& record) {
+  save_job_.bind(1, id).bind(2, state).bind(3, updated_at).bind(4, record);
+  if (int rc = save_job_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+std::vector<std::string> store::load_jobs(std::int64_t finished_since) {
+  std::vector<std::string> out;
+  auto q = db_.prepare("SELECT record FROM jobs WHERE state IN ('queued', 'leased', 'running') "
+                       "OR updated_at >= ?1");
+  q.bind(1, finished_since);
+  while (q.step() == SQLITE_ROW)
+    out.push_back(q.text(0));
+  return out;
+}
+
+std::int64_t store::purge_jobs(std::int64_t before) {
+  auto q = db_.prepare("DELETE FROM jobs WHERE state NOT IN ('queued', 'leased', 'running') "
+                       "AND updated_at < ?1");
+  q.bind(1, before);
+  return q.exec() == SQLITE_DONE ? sqlite3_changes(db_.handle()) : 0;
 }
 
 sqlite_error store::save_counter(const std::string& name, std::int64_t value) {

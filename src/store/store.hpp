@@ -104,6 +104,15 @@ public:
   sqlite_error save_lease(const durable_record& r);
   sqlite_error delete_lease(const std::string& id);
   std::vector<durable_record> load_leases();
+  /// Jobs: one row each, the job's JSON record; written before a submission
+  /// or an assignment is acknowledged.
+  sqlite_error save_job(const std::string& id, const std::string& state,
+                        std::int64_t updated_at, const std::string& record);
+  /// Every job not finished, plus finished ones updated since `finished_since`.
+  std::vector<std::string> load_jobs(std::int64_t finished_since);
+  /// Removes finished jobs last updated before `before`; returns how many.
+  std::int64_t purge_jobs(std::int64_t before);
+
   /// A named counter that only grows (the fencing token): stores max(old, v).
   sqlite_error save_counter(const std::string& name, std::int64_t value);
   std::int64_t load_counter(const std::string& name);
@@ -122,7 +131,7 @@ private:
   std::string path_;
   int version_ = 0;
   sqlite_stmt find_series_, add_series_, add_point_, add_rollup_, add_event_, add_streak_,
-    save_lease_, delete_lease_, save_counter_, load_counter_;
+    save_lease_, delete_lease_, save_counter_, load_counter_, save_job_;
   std::unordered_map<std::string, std::int64_t> series_cache_; ///< host\x1fgroup\x1fmetric -> id
 };
 
