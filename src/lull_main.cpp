@@ -184,6 +184,11 @@ int do_run(const global_opts& g, const run_opts& r) {
   so.signals = set;
   so.say = say;
   auto res = run_under_lease(client, lease, so);
+  if (!res.started && res.lost) {
+    std::cerr << "lull: " << res.start_error << "\n";
+    client.release(lease.lease_id, call_timeout, "lost before the command started");
+    return ex_tempfail;
+  }
   if (!res.started) {
     std::cerr << "lull: cannot run " << r.cmd.front() << ": " << res.start_error << "\n";
     client.release(lease.lease_id, call_timeout, "command did not start");

@@ -212,3 +212,53 @@ TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
   EXPECT_EQ(exit_code_of(*st), 128 + SIGTERM); // the command's own status
   EXPECT_TRUE(wait_until([&] { return ::kill(child, 0) != 0; }, 2s)) << "the command survived";
 }
+
+TEST(lease_integration, a_command_ignoring_sigterm_is_killed_after_the_grace) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ihost"));
+  client c(b.uri());
+  make_quiet(c, "ihost", d);
+  c.subscribe("scheduler/lease/+/state");
+  std::string pidfile = "/tmp/lull-stubborn-" + std::to_string(::getpid());
+  auto pid = start_lull({"--broker", b.uri(), "--worker", "stubborn", "run", "--grace", "1s",
+                         "--", "sh", "-c",
+                         "trap '' TERM; echo $$ > " + pidfile + "; while :; do sleep 0.1; done"});
+  ASSERT_TRUE(pid);
+  auto granted = c.wait_for(
+    [](auto& m) { return m.payload.find("\"ACTIVE\"") != std::string::npos; }, 10s);
+  ASSERT_TRUE(granted) << d.log();
+  auto lease_id = json::parse(granted->payload)["lease_id"].get<std::string>();
+  ASSERT_TRUE(wait_until([&] { return !read_file(pidfile).empty(); }, 5s)); // CMD is running
+  ::unlink(pidfile.c_str());
+  c.publish("scheduler/lease/" + lease_id + "/revoke", "");
+  auto st = wait_for_exit(*pid, 10s);
+  ASSERT_TRUE(st) << "lull run kept running after the revoke";
+  EXPECT_EQ(exit_code_of(*st), 128 + SIGKILL);
+}
+
+TEST(lease_integration, ctrl_c_stops_the_command_and_releases) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ihost"));
+  client c(b.uri());
+  make_quiet(c, "ihost", d);
+  c.subscribe("scheduler/lease/+/state");
+  auto pid = start_lull({"--broker", b.uri(), "--worker", "impatient", "run", "--", "sleep",
+                         "60"});
+  ASSERT_TRUE(pid);
+  auto granted = c.wait_for(
+    [](auto& m) { return m.payload.find("\"ACTIVE\"") != std::string::npos; }, 10s);
+  ASSERT_TRUE(granted) << d.log();
+  auto lease_id = json::parse(granted->payload)["lease_id"].get<std::string>();
+  ::kill(*pid, SIGINT);
+  auto st = wait_for_exit(*pid, 10s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(exit_code_of(*st), 128 + SIGTERM); // sleep's status after lull's SIGTERM
+  auto released = c.wait_for(
+    [&](auto& m) {
+      return m.topic == "scheduler/lease/" + lease_id + "/state"
+             && m.payload.find("\"RELEASED\"") != std::string::npos;
+    },
+    5s);
+  ASSERT_TRUE(released) << d.log();
+  EXPECT_EQ(json::parse(released->payload)["reason"], "interrupted");
+}

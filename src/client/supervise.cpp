@@ -71,6 +71,21 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
     }
   });
 
+  // The notice subscription is in place once a later request on the same
+  // connection is answered, so a heartbeat now also catches a revoke that
+  // came before the subscription took effect (else seen only a heartbeat
+  // interval later).
+  {
+    auto hb = client.heartbeat(lease.lease_id, std::chrono::milliseconds(5000));
+    if (auto* e = std::get_if<call_error>(&hb); e && !e->timed_out) {
+      client.watch(lease.lease_id, nullptr);
+      res.lost = true;
+      res.lost_reason = e->error.message;
+      res.start_error = "lease lost before the command started: " + e->error.message;
+      return res;
+    }
+  }
+
   spawn_options so;
   so.argv = opts.cmd;
   so.extra_env = opts.extra_env;
@@ -102,7 +117,9 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   };
   while (true) {
     auto now = steady_clock::now();
-    auto until = kill_at && *kill_at < next_hb ? *kill_at : next_hb;
+    // No more heartbeats once the lease is lost: wait for CMD or its deadline.
+    auto until = res.lost ? (kill_at ? *kill_at : now + seconds(1))
+                          : (kill_at && *kill_at < next_hb ? *kill_at : next_hb);
     int sig = wait_signal(opts.signals, until - now);
     if (::waitpid(*pid, &status, WNOHANG) == *pid)
       break;

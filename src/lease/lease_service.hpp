@@ -15,6 +15,7 @@
 ///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,17 @@ struct lease_service_options {
   topic_names topics;
   bool secure = false;
   lease_policy_config policy;
+  /// Where the fencing token's high-water mark is kept so tokens keep growing
+  /// across restarts (empty: not kept). Tokens are reserved in blocks of
+  /// `fencing_block`, so the file is written once per block, not per grant.
+  std::string fencing_path;
+  std::uint64_t fencing_block = 1000;
 };
+
+/// Reads the reserved fencing high-water mark; nullopt when absent or unreadable.
+std::optional<std::uint64_t> load_fencing_mark(const std::string& path);
+/// Writes it atomically (temp file, fsync, rename); false on failure.
+bool store_fencing_mark(const std::string& path, std::uint64_t mark);
 
 struct lease_service_counters {
   std::uint64_t received = 0;
@@ -86,8 +97,11 @@ private:
 
   lease_service_options opts_;
   lease_table table_;
+  void reserve_fencing();
+
   lease_service_counters counters_;
   bool dirty_ = true;
+  std::uint64_t fencing_reserved_ = 0;
 };
 
 } // namespace lull
