@@ -1,0 +1,261 @@
+#include "tests/support/support.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <mqtt/async_client.h>
+
+#include "src/mqtt/transport.hpp"
+#include "src/process.hpp"
+
+namespace lull::test {
+
+std::string source_path(const std::string& rel) { return std::string(LULL_SOURCE_DIR) + "/" + rel; }
+std::string binary_path(const std::string& rel) { return std::string(LULL_BINARY_DIR) + "/" + rel; }
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+broker::broker(const std::string& conf, int port) {
+  std::string err;
+  impl_ = local_broker::start(source_path("broker-config/" + conf), port, &err);
+  if (!impl_)
+    throw std::runtime_error("cannot start mosquitto: " + err);
+}
+
+struct client::callback : mqtt::callback {
+  client* self;
+  explicit callback(client* c) : self(c) {}
+  void message_arrived(mqtt::const_message_ptr m) override {
+    mqtt_message out;
+    out.topic = m->get_topic();
+    out.payload = m->get_payload_str();
+    out.qos = m->get_qos();
+    out.retain = m->is_retained();
+    auto& props = m->get_properties();
+    if (props.contains(mqtt::property::CONTENT_TYPE))
+      out.content_type = mqtt::get<std::string>(props, mqtt::property::CONTENT_TYPE);
+    if (props.contains(mqtt::property::CORRELATION_DATA))
+      out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
+    if (props.contains(mqtt::property::RESPONSE_TOPIC))
+      out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+    {
+      std::lock_guard<std::mutex> guard(self->mtx_);
+      self->inbox_.push_back(std::move(out));
+    }
+    self->cv_.notify_all();
+  }
+};
+
+namespace {
+std::vector<int> sockets_to(int port) {
+  std::vector<int> out;
+  for (int fd = 3; fd < 4096; ++fd) {
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0
+        && peer.sin_family == AF_INET && ntohs(peer.sin_port) == port)
+      out.push_back(fd);
+  }
+  return out;
+}
+
+std::string unique_client_id() {
+  static std::atomic<int> n{0};
+  return "test-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+} // namespace
+
+client::client(const std::string& uri, client_options opts) : version_(opts.mqtt_version) {
+  int ver = opts.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+  auto copts = mqtt::create_options_builder().mqtt_version(ver).finalize();
+  cli_ = std::make_unique<mqtt::async_client>(
+    uri, opts.client_id.empty() ? unique_client_id() : opts.client_id, copts, nullptr);
+  cb_ = std::make_unique<callback>(this);
+  cli_->set_callback(*cb_);
+  auto b = mqtt::connect_options_builder();
+  b.mqtt_version(ver).connect_timeout(std::chrono::seconds(5)).keep_alive_interval(
+    std::chrono::seconds(5));
+  if (ver == MQTTVERSION_5)
+    b.clean_start(true);
+  else
+    b.clean_session(true);
+  if (!opts.username.empty())
+    b.user_name(opts.username).password(opts.password);
+  if (!opts.will.topic.empty())
+    b.will(mqtt::message(opts.will.topic, opts.will.payload, opts.will.qos, opts.will.retain));
+  auto before = sockets_to(port_of_uri(uri));
+  try {
+    cli_->connect(b.finalize())->wait();
+    connected_ = true;
+    for (int fd : sockets_to(port_of_uri(uri)))
+      if (std::find(before.begin(), before.end(), fd) == before.end())
+        socket_fd_ = fd;
+  } catch (const mqtt::exception& e) {
+    error_ = e.what();
+  }
+}
+
+client::~client() {
+  try {
+    if (cli_ && cli_->is_connected())
+      cli_->disconnect(0)->wait_for(std::chrono::seconds(2));
+  } catch (...) {
+  }
+}
+
+void client::subscribe(const std::string& filter, int qos) {
+  cli_->subscribe(filter, qos)->wait();
+}
+
+void client::publish(const mqtt_message& m) {
+  auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
+  if (version_ == 5) {
+    mqtt::properties props;
+    if (!m.content_type.empty())
+      props.add({mqtt::property::CONTENT_TYPE, m.content_type});
+    if (!m.response_topic.empty())
+      props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
+    if (!m.correlation_data.empty())
+      props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
+    msg->set_properties(props);
+  }
+  cli_->publish(msg)->wait_for(std::chrono::seconds(5));
+}
+
+void client::publish(const std::string& topic, const std::string& payload, int qos,
+                     bool retain) {
+  publish(mqtt_message{topic, payload, qos, retain, {}, {}, {}});
+}
+
+std::optional<mqtt_message>
+client::wait_for(const std::function<bool(const mqtt_message&)>& pred,
+                 std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> guard(mtx_);
+  std::optional<mqtt_message> found;
+  cv_.wait_for(guard, timeout, [&] {
+    for (auto& m : inbox_)
+      if (pred(m)) {
+        found = m;
+        return true;
+      }
+    return false;
+  });
+  return found;
+}
+
+std::optional<mqtt_message> client::wait_for_topic(const std::string& topic,
+                                                   std::chrono::milliseconds timeout) {
+  return wait_for([&](const mqtt_message& m) { return m.topic == topic; }, timeout);
+}
+
+std::vector<mqtt_message> client::received() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  return inbox_;
+}
+
+void client::clear() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  inbox_.clear();
+}
+
+void client::abort_connection() {
+  // Shut the socket down under Paho: the broker sees the connection drop
+  // without a DISCONNECT and publishes the will.
+  if (socket_fd_ >= 0)
+    ::shutdown(socket_fd_, SHUT_RDWR);
+}
+
+void client::disconnect() {
+  try {
+    cli_->disconnect()->wait_for(std::chrono::seconds(2));
+  } catch (...) {
+  }
+}
+
+lulld::lulld(std::vector<std::string> args, std::vector<std::string> env) {
+  char tmpl[] = "/tmp/lulld-test-log-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ::close(fd);
+  log_path_ = tmpl;
+  spawn_options o;
+  o.argv = {binary_path("src/lulld")};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.extra_env = std::move(env);
+  o.stderr_path = log_path_;
+  o.stdout_path = log_path_;
+  std::string err;
+  auto pid = spawn(o, &err);
+  if (!pid)
+    throw std::runtime_error(err);
+  pid_ = *pid;
+}
+
+lulld::~lulld() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(2s);
+  }
+  ::unlink(log_path_.c_str());
+}
+
+bool lulld::running() {
+  if (status_)
+    return false;
+  return !wait_exit(0ms).has_value();
+}
+
+void lulld::signal(int sig) { ::kill(pid_, sig); }
+
+std::optional<int> lulld::wait_exit(std::chrono::milliseconds timeout) {
+  if (status_)
+    return exit_code_of(*status_);
+  if (auto st = wait_for_exit(pid_, timeout)) {
+    status_ = *st;
+    return exit_code_of(*st);
+  }
+  return std::nullopt;
+}
+
+std::string lulld::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool lulld::wait_log(const std::string& text, std::chrono::milliseconds timeout) {
+  return wait_until([&] { return log().find(text) != std::string::npos; }, timeout);
+}
+
+std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
+                                    std::vector<std::string> extra) {
+  char tmpl[] = "/tmp/lulld-test-data-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::vector<std::string> args = {"--broker", broker_uri, "--host-id", host_id,
+                                   "--data-dir", dir, "--log-level", "debug"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+} // namespace lull::test

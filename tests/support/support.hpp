@@ -1,0 +1,124 @@
+#pragma once
+/// What integration tests share: a real Mosquitto on a free loopback port
+/// (from broker-config/), an MQTT test client that records what it receives
+/// and waits on conditions with deadlines, and a lulld child process.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "messages/mqtt_message.hpp"
+#include "src/local_broker.hpp"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace lull::test {
+
+using namespace std::chrono_literals;
+
+/// Absolute path of a file in the source tree.
+std::string source_path(const std::string& rel);
+/// Absolute path of a file in the build tree.
+std::string binary_path(const std::string& rel);
+
+/// Polls `pred` until it holds or `timeout` passes.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+/// A real Mosquitto started from broker-config/<conf> on a free loopback port.
+class broker {
+public:
+  explicit broker(const std::string& conf = "local.conf", int port = 0);
+  int port() const { return impl_->port(); }
+  std::string uri() const { return impl_->uri(); }
+  local_broker& process() { return *impl_; }
+
+private:
+  std::unique_ptr<local_broker> impl_;
+};
+
+struct client_options {
+  int mqtt_version = 5;
+  std::string client_id; ///< empty: a unique one
+  std::string username, password;
+  mqtt_message will;     ///< topic empty: none
+};
+
+/// An MQTT client for tests: connects (blocking, in the test thread),
+/// subscribes, publishes, and keeps every received message.
+class client {
+public:
+  client(const std::string& uri, client_options opts = {});
+  ~client();
+
+  /// True when connected; false with `error()` set when the broker refused.
+  bool connected() const { return connected_; }
+  const std::string& error() const { return error_; }
+
+  void subscribe(const std::string& filter, int qos = 1);
+  void publish(const mqtt_message& msg);
+  void publish(const std::string& topic, const std::string& payload, int qos = 1,
+               bool retain = false);
+
+  /// The first received message matching `pred`, waiting up to `timeout`.
+  std::optional<mqtt_message> wait_for(const std::function<bool(const mqtt_message&)>& pred,
+                                       std::chrono::milliseconds timeout = 5s);
+  /// The first message on exactly `topic`.
+  std::optional<mqtt_message> wait_for_topic(const std::string& topic,
+                                             std::chrono::milliseconds timeout = 5s);
+  std::vector<mqtt_message> received();
+  void clear();
+
+  /// Drops the TCP connection without DISCONNECT so the broker fires the will.
+  void abort_connection();
+  /// A clean DISCONNECT (no will).
+  void disconnect();
+
+private:
+  std::unique_ptr<mqtt::async_client> cli_;
+  bool connected_ = false;
+  std::string error_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::vector<mqtt_message> inbox_;
+  int version_;
+  int socket_fd_ = -1;
+  struct callback;
+  std::unique_ptr<callback> cb_;
+};
+
+/// lulld as a child process, its stderr captured to a file.
+class lulld {
+public:
+  explicit lulld(std::vector<std::string> args, std::vector<std::string> env = {});
+  ~lulld();
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  void signal(int sig);
+  /// Exit code after waiting up to `timeout`, or nullopt if still running.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  /// Everything lulld wrote to stderr so far.
+  std::string log() const;
+  /// Waits until the log contains `text`.
+  bool wait_log(const std::string& text, std::chrono::milliseconds timeout = 5s);
+
+private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+  std::optional<int> status_;
+};
+
+/// A lulld command line for a broker: --broker, --host-id, a private data dir.
+std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
+                                    std::vector<std::string> extra = {});
+
+} // namespace lull::test

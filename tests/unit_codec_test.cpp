@@ -1,0 +1,143 @@
+#include <gtest/gtest.h>
+
+#include <msgpack.hpp>
+
+#include "messages/codec.hpp"
+#include "messages/host_snapshot.hpp"
+#include "messages/quiet.hpp"
+
+using namespace lull;
+
+namespace {
+
+host_snapshot sample_snapshot() {
+  host_snapshot s;
+  s.host_id = "pi-kitchen";
+  s.collected_at = 1795420800; // 2026-11-23T00:00:00Z... any fixed instant
+  s.cpu_pct = 12.5;
+  s.cpu_per_core_pct = {10.0, std::nullopt, 15.0, 20.0};
+  s.cpu_count = 4;
+  s.cpu_temp_c = 51.3;
+  s.cpu_freq_mhz = 1500;
+  throttle_flags t;
+  t.raw = 0x50005;
+  t.under_voltage = true;
+  t.throttled = true;
+  t.under_voltage_occurred = true;
+  t.throttled_occurred = true;
+  s.throttling = t;
+  s.load1 = 0.5;
+  s.load5 = 0.25;
+  s.load15 = 0.1;
+  s.mem_total_bytes = 4ull << 30;
+  s.mem_available_bytes = 3ull << 30;
+  s.mem_used_pct = 25;
+  s.mem_available_pct = 75;
+  s.swap_total_bytes = 0;
+  s.swap_used_bytes = 0;
+  s.swap_used_pct = 0;
+  s.disks = {{"/", 32ull << 30, 8ull << 30, 25.0}, {"/data", std::nullopt, std::nullopt, std::nullopt}};
+  s.net_rx_bytes = 123456789012ull;
+  s.net_tx_bytes = 42;
+  s.interfaces = {{"eth0", 123456789012ull, 42, 1000.5, std::nullopt}};
+  s.uptime_sec = 3600.5;
+  s.boot_time = s.collected_at - 3600;
+  s.errors = {"cpu.temp_c: 130.0 outside 0-120"};
+  return s;
+}
+
+} // namespace
+
+TEST(codec, host_snapshot_round_trips_through_json) {
+  auto s = sample_snapshot();
+  auto wire = encode(to_json(s), wire_format::json);
+  auto back = host_snapshot_from_json(*decode(wire, wire_format::json));
+  EXPECT_EQ(to_json(back), to_json(s));
+  EXPECT_EQ(back.host_id, "pi-kitchen");
+  EXPECT_FALSE(back.cpu_per_core_pct[1].has_value());
+  EXPECT_EQ(back.throttling->raw, 0x50005u);
+  EXPECT_EQ(back.net_rx_bytes, 123456789012ull);
+}
+
+TEST(codec, host_snapshot_round_trips_through_msgpack) {
+  auto s = sample_snapshot();
+  auto wire = encode(to_json(s), wire_format::msgpack);
+  EXPECT_LT(wire.size(), encode(to_json(s), wire_format::json).size());
+  EXPECT_EQ(detect_format(wire, ""), wire_format::msgpack);
+  auto back = host_snapshot_from_json(*decode(wire, wire_format::msgpack));
+  EXPECT_EQ(to_json(back), to_json(s));
+}
+
+TEST(codec, msgpack_payload_is_readable_by_msgpack_c) {
+  // A worker written against msgpack-c must read what lull sends.
+  auto wire = encode(to_json(sample_snapshot()), wire_format::msgpack);
+  auto handle = msgpack::unpack(wire.data(), wire.size());
+  auto map = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(map.at("host_id").as<std::string>(), "pi-kitchen");
+  EXPECT_EQ(map.at("v").as<int>(), schema_version);
+  auto cpu = map.at("cpu").as<std::map<std::string, msgpack::object>>();
+  EXPECT_DOUBLE_EQ(cpu.at("total_pct").as<double>(), 12.5);
+  EXPECT_DOUBLE_EQ(cpu.at("freq_mhz").as<double>(), 1500.0);
+  EXPECT_TRUE(cpu.at("temp_c").type == msgpack::type::FLOAT64
+              || cpu.at("temp_c").type == msgpack::type::FLOAT32);
+}
+
+TEST(codec, missing_values_are_null_on_the_wire) {
+  host_snapshot s;
+  s.host_id = "nuc";
+  auto j = to_json(s);
+  EXPECT_TRUE(j["cpu"]["temp_c"].is_null());
+  EXPECT_TRUE(j["cpu"]["throttling"].is_null());
+  EXPECT_TRUE(j["load"]["1m"].is_null());
+  EXPECT_EQ(j["v"], schema_version);
+}
+
+TEST(codec, format_detection_prefers_content_type) {
+  EXPECT_EQ(detect_format("{\"a\":1}", ""), wire_format::json);
+  EXPECT_EQ(detect_format("  \n{", ""), wire_format::json);
+  EXPECT_EQ(detect_format("\x81\xa1" "a\x01", ""), wire_format::msgpack);
+  EXPECT_EQ(detect_format("{", "application/msgpack"), wire_format::msgpack);
+  EXPECT_EQ(detect_format("\x81", "application/json"), wire_format::json);
+}
+
+TEST(codec, decode_reports_where_json_breaks) {
+  decode_error err;
+  EXPECT_FALSE(decode("{\"worker_id\": ", wire_format::json, &err));
+  EXPECT_NE(err.message.find("unexpected end of input"), std::string::npos) << err.message;
+  EXPECT_FALSE(decode("\xc1", wire_format::msgpack, &err));
+  EXPECT_FALSE(err.message.empty());
+}
+
+TEST(codec, utc_timestamps_round_trip) {
+  EXPECT_EQ(utc_timestamp(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(utc_timestamp(1795428000), "2026-11-23T10:00:00Z");
+  EXPECT_EQ(parse_utc_timestamp("2026-11-23T10:00:30Z"), 1795428030);
+  EXPECT_FALSE(parse_utc_timestamp("2026-11-23 10:00:30"));
+  EXPECT_FALSE(parse_utc_timestamp("2026-11-23T10:00:30+01:00"));
+}
+
+TEST(codec, snapshot_with_wrong_schema_version_is_refused) {
+  auto j = to_json(sample_snapshot());
+  j["v"] = 99;
+  EXPECT_THROW(host_snapshot_from_json(j), nlohmann::json::exception);
+}
+
+TEST(codec, quiet_assessment_round_trips_and_accepts_any_case) {
+  quiet_assessment q;
+  q.host_id = "nuc";
+  q.assessed_at = 1795428000;
+  q.quiet_score = 87.5;
+  q.state = quiet_state::busy;
+  q.reasons = {"cpu_avg_2m 71% above 60%"};
+  q.inputs = {{"cpu_avg_2m", 71.0}};
+  q.cooldown_until = 1795428300;
+  auto j = to_json(q);
+  EXPECT_EQ(j["state"], "BUSY");
+  j["state"] = "busy";
+  auto back = quiet_assessment_from_json(j);
+  EXPECT_EQ(back.state, quiet_state::busy);
+  EXPECT_EQ(back.cooldown_until, 1795428300);
+  EXPECT_EQ(to_json(back), to_json(q));
+  j["state"] = "SLEEPY";
+  EXPECT_THROW(quiet_assessment_from_json(j), nlohmann::json::exception);
+}

@@ -1,0 +1,145 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "src/config.hpp"
+
+using namespace lull;
+
+namespace {
+
+struct args {
+  std::vector<std::string> store;
+  std::vector<const char*> ptrs;
+  args(std::initializer_list<std::string> xs) : store(xs) {
+    store.insert(store.begin(), "lulld");
+    for (auto& s : store)
+      ptrs.push_back(s.c_str());
+  }
+  int argc() const { return static_cast<int>(ptrs.size()); }
+  const char* const* argv() const { return ptrs.data(); }
+};
+
+std::variant<config, config_error> load(args a, std::map<std::string, std::string> env = {}) {
+  return load_config(a.argc(), a.argv(), env);
+}
+
+std::string write_file(const std::string& text) {
+  char tmpl[] = "/tmp/lull-config-XXXXXX.toml";
+  int fd = ::mkstemps(tmpl, 5);
+  ::close(fd);
+  std::ofstream(tmpl) << text;
+  return tmpl;
+}
+
+} // namespace
+
+TEST(config, defaults_need_nothing) {
+  auto r = load({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  auto& c = std::get<config>(r);
+  EXPECT_TRUE(c.broker.empty()); // lulld starts its own broker
+  EXPECT_FALSE(c.host_id.empty());
+  EXPECT_DOUBLE_EQ(c.interval_sec, 2.0);
+  EXPECT_EQ(c.db, c.data_dir + "/lull.db");
+  EXPECT_EQ(c.client_id, "lulld-" + c.host_id);
+}
+
+TEST(config, flag_beats_env_beats_file_beats_default) {
+  auto file = write_file("broker = \"tcp://file:1883\"\nhost_id = \"from-file\"\n"
+                         "interval = \"5s\"\ndb = \"/tmp/file.db\"\n");
+  std::map<std::string, std::string> env = {{"LULL_CONFIG", file},
+                                            {"LULL_HOST_ID", "from-env"},
+                                            {"LULL_INTERVAL", "3s"}};
+  auto r = load({"--host-id", "from-flag"}, env);
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+  EXPECT_EQ(c.host_id, "from-flag");   // flag over env and file
+  EXPECT_DOUBLE_EQ(c.interval_sec, 3); // env over file
+  EXPECT_EQ(c.broker, "tcp://file:1883");
+  EXPECT_EQ(c.db, "/tmp/file.db");
+  EXPECT_EQ(c.config_file, file);
+  ::unlink(file.c_str());
+}
+
+TEST(config, config_flag_names_the_file) {
+  auto file = write_file("interval = 7\n");
+  auto r = load({"--config", file});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_DOUBLE_EQ(std::get<config>(r).interval_sec, 7);
+  ::unlink(file.c_str());
+}
+
+TEST(config, bad_flag_value_names_key_source_and_expectation) {
+  auto r = load({"--interval", "soon"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  auto& e = std::get<config_error>(r);
+  EXPECT_EQ(e.exit_code, 2);
+  EXPECT_NE(e.message.find("interval"), std::string::npos);
+  EXPECT_NE(e.message.find("flag --interval"), std::string::npos);
+  EXPECT_NE(e.message.find("'soon'"), std::string::npos);
+  EXPECT_NE(e.message.find("a duration"), std::string::npos) << e.message;
+}
+
+TEST(config, bad_env_value_is_reported_with_its_variable) {
+  auto r = load({}, {{"LULL_BROKER", "localhost:1883"}});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("env LULL_BROKER"), std::string::npos);
+  EXPECT_NE(std::get<config_error>(r).message.find("tcp://"), std::string::npos);
+}
+
+TEST(config, bad_host_id_and_port_are_refused) {
+  auto r = load({"--host-id", "kitchen/pi"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("host_id"), std::string::npos);
+  r = load({"--local-broker-port", "70000"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("an integer from 0 to 65535"),
+            std::string::npos);
+}
+
+TEST(config, unknown_file_key_and_unreadable_file_are_errors) {
+  auto file = write_file("intervall = \"2s\"\n");
+  auto r = load({"--config", file});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("unknown key 'intervall'"),
+            std::string::npos);
+  ::unlink(file.c_str());
+  r = load({"--config", "/nonexistent/lull.toml"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_EQ(std::get<config_error>(r).exit_code, 2);
+  EXPECT_NE(std::get<config_error>(r).message.find("/nonexistent/lull.toml"),
+            std::string::npos);
+}
+
+TEST(config, bad_value_in_file_names_the_file) {
+  auto file = write_file("interval = \"-1s\"\n");
+  auto r = load({"--config", file});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("file " + file), std::string::npos);
+  ::unlink(file.c_str());
+}
+
+TEST(config, unknown_flag_exits_2_and_help_exits_0) {
+  auto r = load({"--frobnicate"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_EQ(std::get<config_error>(r).exit_code, 2);
+  r = load({"--help"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_EQ(std::get<config_error>(r).exit_code, 0);
+  EXPECT_NE(std::get<config_error>(r).message.find("--broker"), std::string::npos);
+  EXPECT_NE(std::get<config_error>(r).message.find("LULL_BROKER"), std::string::npos);
+}
+
+TEST(config, durations_accept_common_units) {
+  EXPECT_DOUBLE_EQ(*parse_duration_sec("2s"), 2);
+  EXPECT_DOUBLE_EQ(*parse_duration_sec("500ms"), 0.5);
+  EXPECT_DOUBLE_EQ(*parse_duration_sec("1.5m"), 90);
+  EXPECT_DOUBLE_EQ(*parse_duration_sec("7d"), 7 * 86400);
+  EXPECT_DOUBLE_EQ(*parse_duration_sec("10"), 10);
+  EXPECT_FALSE(parse_duration_sec("2 weeks"));
+  EXPECT_FALSE(parse_duration_sec(""));
+  EXPECT_FALSE(parse_duration_sec("-3s"));
+}
