@@ -10,8 +10,13 @@
 #include <caf/all.hpp>
 
 #include "actors/atoms.hpp"
+#include "actors/bus_stats.hpp"
+#include "actors/ha_discovery.hpp"
 #include "actors/host_collector.hpp"
 #include "actors/mqtt_bridge.hpp"
+#include "actors/process_collector.hpp"
+#include "actors/quiet_assessor.hpp"
+#include "actors/worker_registry.hpp"
 #include "src/config.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
@@ -76,20 +81,77 @@ int main(int argc, char** argv) {
   bopts.instance = cfg.host_id;
   auto bridge = spawn_mqtt_bridge(sys, bopts);
 
-  host_collector_options hopts;
-  hopts.probe.root = cfg.proc_root;
-  hopts.probe.host_id = cfg.host_id;
-  hopts.interval = std::chrono::milliseconds(static_cast<long>(cfg.interval_sec * 1000));
-  hopts.topics = topics;
-  auto collector = spawn_host_collector(sys, bridge, hopts);
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec); // for its mount and size; best effort
+  std::vector<caf::actor> actors;
+  if (cfg.runs_collectors()) {
+    host_collector_options hopts;
+    hopts.probe.root = cfg.proc_root;
+    hopts.probe.host_id = cfg.host_id;
+    hopts.probe.mounts = cfg.mounts;
+    hopts.interval = std::chrono::milliseconds(static_cast<long>(cfg.interval_sec * 1000));
+    hopts.topics = topics;
+    hopts.dirs = cfg.dirs;
+    hopts.dir_interval_sec = cfg.dir_interval_sec;
+    hopts.jitter = cfg.collector_jitter;
+    hopts.timeout_sec = cfg.collector_timeout_sec;
+    hopts.window_sec = cfg.window_sec;
+    actors.push_back(spawn_host_collector(sys, bridge, hopts));
 
-  log::info("lulld: host {} publishing on {} every {}s", cfg.host_id,
-            topics.host_stats(cfg.host_id), cfg.interval_sec);
+    process_collector_options popts;
+    popts.probe.root = cfg.proc_root;
+    popts.probe.host_id = cfg.host_id;
+    popts.probe.watches = {"self"};
+    for (auto& p : cfg.processes)
+      popts.probe.watches.push_back(p);
+    popts.interval_sec = cfg.process_interval_sec;
+    popts.jitter = cfg.collector_jitter;
+    popts.timeout_sec = cfg.collector_timeout_sec;
+    popts.topics = topics;
+    actors.push_back(spawn_process_collector(sys, bridge, popts));
+
+    worker_registry_options wopts;
+    wopts.host_id = cfg.host_id;
+    wopts.interval_sec = cfg.worker_interval_sec;
+    wopts.stale_after_sec = cfg.worker_stale_after_sec;
+    wopts.dir_interval_sec = cfg.dir_interval_sec;
+    wopts.topics = topics;
+    actors.push_back(spawn_worker_registry(sys, bridge, wopts));
+
+    actors.push_back(spawn_bus_stats(sys, bridge, {cfg.bus_interval_sec, topics}));
+  }
+  if (cfg.runs_assessor()) {
+    quiet_assessor_options qopts;
+    auto th = [](const std::array<double, 4>& a) { return input_thresholds{a[0], a[1], a[2], a[3]}; };
+    qopts.thresholds.cpu = th(cfg.quiet_cpu);
+    qopts.thresholds.mem = th(cfg.quiet_mem);
+    qopts.thresholds.disk_free = th(cfg.quiet_disk_free);
+    qopts.thresholds.swap = th(cfg.quiet_swap);
+    qopts.thresholds.temp = th(cfg.quiet_temp);
+    qopts.thresholds.bus_rps = th(cfg.quiet_bus_rps);
+    qopts.thresholds.bus_p95 = th(cfg.quiet_bus_p95_ms);
+    qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
+    qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
+    qopts.topics = topics;
+    actors.push_back(spawn_quiet_assessor(sys, bridge, qopts));
+    if (cfg.ha_enabled) {
+      ha_discovery_options haopts;
+      haopts.discovery.prefix = cfg.ha_prefix;
+      haopts.discovery.own_instance = cfg.host_id;
+      haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
+      haopts.topics = topics;
+      actors.push_back(spawn_ha_discovery(sys, bridge, haopts));
+    }
+  }
+
+  log::info("lulld: host {} running roles '{}'; snapshots on {} every {}s", cfg.host_id,
+            cfg.roles, topics.host_stats(cfg.host_id), cfg.interval_sec);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
     self->send(bridge, shutdown_atom::value);
