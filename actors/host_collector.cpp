@@ -47,6 +47,22 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   auto topic = opts.topics.host_stats(host_id);
   auto debug_topic = opts.topics.debug("collectors/" + host_id);
   auto window_topic = opts.topics.debug("window/" + host_id);
+  auto window_get = window_topic + "/get";
+
+  // avg/min/max/p95 per series over the window, or over its last `range`.
+  auto window_report = [=](std::optional<double> range, const std::string& only) {
+    auto now = steady_seconds();
+    auto all = self->state.window->summaries(now, range);
+    nlohmann::json series = nlohmann::json::object();
+    for (auto& [k, v] : all.items())
+      if (only.empty() || k == only)
+        series[k] = v;
+    return nlohmann::json{{"v", schema_version},
+                          {"host_id", host_id},
+                          {"window_sec", opts.window_sec},
+                          {"range_sec", range ? nlohmann::json(*range) : nlohmann::json(nullptr)},
+                          {"series", series}};
+  };
 
   auto publish_debug = [=] {
     auto& s = self->state;
@@ -69,6 +85,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     log::warn("host collector: first sample threw {}", e.what());
   }
   self->delayed_send(self, std::chrono::milliseconds(250), tick_atom::value);
+  self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
   if (!opts.dirs.empty())
     self->send(self, dir_tick_atom::value);
 
@@ -108,15 +125,36 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
         publish_debug();
       if (now - s.last_window_publish >= 60) {
         s.last_window_publish = now;
-        nlohmann::json w = {{"v", schema_version},
-                            {"host_id", host_id},
-                            {"window_sec", opts.window_sec},
-                            {"series", s.window->summaries(now)},
-                            {"last_2m", s.window->summaries(now, 120.0)}};
+        auto w = window_report(std::nullopt, {});
+        w["last_2m"] = s.window->summaries(now, 120.0);
         self->send(bridge, publish_atom::value, json_message(window_topic, w));
         publish_debug();
       }
       self->delayed_send(self, s.host_guard->next_delay(), tick_atom::value);
+    },
+    // A request on lull/debug/window/<host>/get: {"series": "cpu.total_pct",
+    // "range_sec": 600, "reply_to": "...", "request_id": "..."}, all optional;
+    // the reply goes to the v5 response topic, else reply_to, else the
+    // window topic.
+    [=](inbound_atom, const mqtt_message& msg) {
+      auto req = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+      nlohmann::json r = req && req->is_object() ? *req : nlohmann::json::object();
+      std::optional<double> range;
+      if (auto it = r.find("range_sec"); it != r.end() && it->is_number())
+        range = it->get<double>();
+      auto str = [&](const char* k, std::string dflt) {
+        auto it = r.find(k);
+        return it != r.end() && it->is_string() ? it->get<std::string>() : dflt;
+      };
+      auto only = str("series", {});
+      auto out = window_report(range, only);
+      if (r.contains("request_id"))
+        out["request_id"] = r["request_id"];
+      auto to = !msg.response_topic.empty() ? msg.response_topic
+                                            : str("reply_to", window_topic);
+      auto reply = json_message(to, out);
+      reply.correlation_data = msg.correlation_data;
+      self->send(bridge, publish_atom::value, std::move(reply));
     },
     [=](dir_tick_atom) {
       auto& s = self->state;

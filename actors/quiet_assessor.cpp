@@ -27,6 +27,9 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
   self->send(bridge, subscribe_atom::value, opts.topics.bus_stats(), me);
   self->send(bridge, online_atom::value, me);
   auto bus_topic = opts.topics.bus_stats();
+  auto stale_every = std::chrono::milliseconds(
+    std::max<long long>(1000, static_cast<long long>(opts.thresholds.stale_after_sec * 250)));
+  self->delayed_send(self, stale_every, stale_atom::value);
 
   auto on_snapshot = [=](const mqtt_message& msg) -> bool {
     auto& s = self->state;
@@ -91,6 +94,17 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
       auto start = steady_seconds();
       bool ok = msg.topic == bus_topic ? on_bus(msg) : on_snapshot(msg);
       self->send(bridge, handled_atom::value, steady_seconds() - start, ok);
+    },
+    [=](stale_atom) {
+      auto& s = self->state;
+      for (auto& a : s.assessor->check_stale()) {
+        log::warn("quiet assessor: {}", a.reasons.front());
+        auto j = to_json(a);
+        s.latest[a.host_id] = j;
+        self->send(bridge, publish_atom::value,
+                   json_message(opts.topics.host_quiet(a.host_id), j, true, 1));
+      }
+      self->delayed_send(self, stale_every, stale_atom::value);
     },
     [=](online_atom) {
       for (auto& [host, j] : self->state.latest)

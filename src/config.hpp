@@ -56,6 +56,7 @@ struct config {
   std::array<double, 4> quiet_bus_p95_ms{0, 50, 250, 2000};
   double quiet_cooldown_sec = 300;
   double quiet_hysteresis = 5;
+  double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
 
   // Home Assistant discovery.
   bool ha_enabled = true;

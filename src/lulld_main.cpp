@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
     qopts.thresholds.bus_p95 = th(cfg.quiet_bus_p95_ms);
     qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
     qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
+    qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
     qopts.topics = topics;
     actors.push_back(spawn_quiet_assessor(sys, bridge, qopts));
     if (cfg.ha_enabled) {

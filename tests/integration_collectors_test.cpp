@@ -244,3 +244,31 @@ TEST(collectors, an_unreadable_proc_root_is_reported_not_fatal) {
   EXPECT_FALSE((*snap)["errors"].empty());
   EXPECT_TRUE(d.running());
 }
+
+TEST(collectors, rolling_window_on_request) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ic-win", fast()));
+  client c(b.uri());
+  c.subscribe("stats/host/ic-win");
+  c.subscribe("replies/me");
+  // Two snapshots with CPU % mean at least two samples in the window.
+  ASSERT_TRUE(c.wait_for_topic("stats/host/ic-win", 5s)) << d.log();
+  ASSERT_TRUE(wait_until([&] {
+    int n = 0;
+    for (auto& m : c.received())
+      n += m.topic == "stats/host/ic-win";
+    return n >= 3;
+  }, 5s));
+  c.publish("lull/debug/window/ic-win/get",
+            R"({"series":"cpu.total_pct","range_sec":600,"reply_to":"replies/me","request_id":"w1"})",
+            1, false);
+  auto r = wait_json(c, "replies/me", [](const json& j) { return j["request_id"] == "w1"; });
+  ASSERT_TRUE(r) << d.log();
+  auto& cpu = (*r)["series"]["cpu.total_pct"];
+  ASSERT_TRUE(cpu.is_object()) << r->dump();
+  EXPECT_GE(cpu["count"].get<int>(), 2);
+  for (auto k : {"avg", "min", "max", "p95"})
+    EXPECT_TRUE(cpu[k].is_number()) << k;
+  EXPECT_LE(cpu["min"].get<double>(), cpu["max"].get<double>());
+  EXPECT_EQ((*r)["series"].size(), 1u);
+}

@@ -242,3 +242,19 @@ TEST_F(quiet_test, hosts_are_assessed_independently) {
   EXPECT_EQ(nuc.state, quiet_state::quiet);
   EXPECT_EQ(pi.host_id, "pi");
 }
+
+TEST_F(quiet_test, a_silent_host_is_busy_until_it_speaks_again) {
+  EXPECT_EQ(step({5}).state, quiet_state::quiet);
+  clock.advance(29);
+  EXPECT_TRUE(assessor.check_stale().empty());
+  clock.advance(2);
+  auto stale = assessor.check_stale();
+  ASSERT_EQ(stale.size(), 1u);
+  EXPECT_EQ(stale[0].state, quiet_state::busy);
+  EXPECT_EQ(stale[0].host_id, "nuc");
+  EXPECT_NE(stale[0].reasons[0].find("No snapshot from nuc for 31 s"), std::string::npos);
+  EXPECT_TRUE(assessor.check_stale().empty()) << "reported once";
+  EXPECT_EQ(assessor.streaks("nuc").size(), 1u) << "the quiet streak ended";
+  // Back: entering QUIET from BUSY needs the hysteresis margin, which idle has.
+  EXPECT_EQ(step({5}).state, quiet_state::quiet);
+}

@@ -98,6 +98,38 @@ std::optional<quiet_streak> quiet_assessor::open_streak(const std::string& host_
   return it == hosts_.end() ? std::nullopt : it->second.streak;
 }
 
+std::vector<quiet_assessment> quiet_assessor::check_stale() {
+  std::vector<quiet_assessment> out;
+  auto now = mono_();
+  for (auto& [host, hs] : hosts_) {
+    if (hs.stale || hs.last_snapshot == 0 || now - hs.last_snapshot <= th_.stale_after_sec)
+      continue;
+    hs.stale = true;
+    quiet_assessment a;
+    a.host_id = host;
+    a.assessed_at = unix_();
+    a.quiet_score = 0;
+    a.state = quiet_state::busy;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "No snapshot from %s for %.0f s; cannot call it quiet",
+                  host.c_str(), now - hs.last_snapshot);
+    a.reasons.push_back(buf);
+    a.inputs = {{"stale_sec", std::round(now - hs.last_snapshot)}};
+    if (hs.cooldown_until_mono && now < *hs.cooldown_until_mono)
+      a.cooldown_until = hs.cooldown_until_unix;
+    hs.state = quiet_state::busy;
+    if (hs.streak) {
+      hs.streak->end = a.assessed_at;
+      hs.closed.push_back(*hs.streak);
+      if (hs.closed.size() > 100)
+        hs.closed.pop_front();
+      hs.streak.reset();
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
 quiet_state quiet_assessor::banded(double score, std::optional<quiet_state> current) const {
   int cur = current ? rank(*current) : -1;
   double h = current ? th_.hysteresis : 0;
@@ -115,6 +147,8 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   auto now = mono_();
   auto now_unix = unix_();
   auto& hs = hosts_[s.host_id];
+  hs.last_snapshot = now;
+  hs.stale = false;
   if (s.cpu_pct)
     hs.cpu.add(now, *s.cpu_pct);
 

@@ -62,6 +62,7 @@ struct quiet_thresholds {
   double cooldown_sec = 300; ///< after a PANIC
   double cpu_window_sec = 120;
   double bus_fresh_sec = 60; ///< bus stats older than this are ignored
+  double stale_after_sec = 30; ///< a host without a snapshot this long is BUSY
 };
 
 struct quiet_streak {
@@ -86,6 +87,11 @@ public:
   /// Assesses a host from its latest snapshot.
   quiet_assessment assess(const host_snapshot& s);
 
+  /// Hosts whose last snapshot is older than `stale_after_sec`, assessed BUSY
+  /// (lull cannot call a host it does not hear from quiet). Each host is
+  /// reported once until it speaks again.
+  std::vector<quiet_assessment> check_stale();
+
   /// Bus stats of a host's lulld (stats/bus carries host_id).
   void on_bus(const std::string& host_id, std::optional<double> rps,
               std::optional<double> p95_ms);
@@ -109,6 +115,8 @@ private:
     std::optional<quiet_streak> streak;
     std::deque<quiet_streak> closed;
     std::optional<bus_input> bus;
+    double last_snapshot = 0;
+    bool stale = false;
   };
 
   quiet_state banded(double score, std::optional<quiet_state> current) const;
