@@ -4,7 +4,8 @@
 # what a process really costs when libraries are shared) with every collector
 # at a 2 s interval.
 #
-#   bench/footprint.sh [build-dir] [seconds]     (defaults: build, 60)
+#   bench/footprint.sh [build-dir] [seconds]     (defaults: build, 120)
+#   cmake --build build --target footprint       (60 s)
 #
 # collectd loads cpu, memory, df, interface, load, swap, uptime, thermal,
 # processes and mqtt at Interval 2. lulld runs all roles (host, process, worker
@@ -16,7 +17,7 @@
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build}"
-secs="${2:-60}"
+secs="${2:-120}"
 warmup=6
 lulld="$build/src/lulld"
 work="$(mktemp -d /tmp/lull-footprint-XXXXXX)"
@@ -151,25 +152,26 @@ ratio() {
 }
 
 lcpu="$(cpu_pct "$l0" "$l1")"; ccpu="$(cpu_pct "$c0" "$c1")"
-lrss="n/a"; crss="n/a"; lpriv="n/a"; cpriv="n/a"; lpss="n/a"; cpss="n/a"
+lrss="n/a"; crss="n/a"; lpriv="n/a"; cpriv="n/a"; lpss="n/a"; cpss="n/a"; lanon="n/a"; canon="n/a"
 if alive "$lulld_pid"; then
   lrss="$(kb "$lulld_pid" VmRSS status)"; lpriv="$(private_kb "$lulld_pid")"
-  lpss="$(kb "$lulld_pid" Pss smaps_rollup)"
+  lpss="$(kb "$lulld_pid" Pss smaps_rollup)"; lanon="$(kb "$lulld_pid" RssAnon status)"
 fi
 if [ "$have_collectd" = 1 ] && alive "$collectd_pid"; then
   crss="$(kb "$collectd_pid" VmRSS status)"; cpriv="$(private_kb "$collectd_pid")"
-  cpss="$(kb "$collectd_pid" Pss smaps_rollup)"
+  cpss="$(kb "$collectd_pid" Pss smaps_rollup)"; canon="$(kb "$collectd_pid" RssAnon status)"
 fi
 sleep 0.5
 lmsgs="$(wc -l <"$work/lulld.msgs" 2>/dev/null || echo 0)"
 cmsgs="$(wc -l <"$work/collectd.msgs" 2>/dev/null || echo 0)"
 
 say "footprint over ${secs}s at a 2 s interval ($(nproc) cores, $(uname -m))"
-printf '%-10s %12s %10s %10s %12s %10s\n' "" "CPU %core" "RSS kB" "PSS kB" "private kB" "msgs/2s"
+printf '%-10s %10s %8s %8s %8s %8s %8s\n' "" "CPU %core" "RSS kB" "PSS kB" "priv kB" "anon kB" "msgs/2s"
 per2() { awk -v n="$1" -v s="$secs" 'BEGIN { printf "%.1f", n * 2 / s }'; }
-printf '%-10s %12s %10s %10s %12s %10s\n' lulld "$lcpu" "$lrss" "$lpss" "$lpriv" "$(per2 "$lmsgs")"
-printf '%-10s %12s %10s %10s %12s %10s\n' collectd "$ccpu" "$crss" "$cpss" "$cpriv" "$(per2 "$cmsgs")"
-say "ratio lulld/collectd: CPU $(ratio "$lcpu" "$ccpu") (target <= 0.5x), RSS $(ratio "$lrss" "$crss") (target <= 2x), private $(ratio "$lpriv" "$cpriv")"
+printf '%-10s %10s %8s %8s %8s %8s %8s\n' lulld "$lcpu" "$lrss" "$lpss" "$lpriv" "$lanon" "$(per2 "$lmsgs")"
+printf '%-10s %10s %8s %8s %8s %8s %8s\n' collectd "$ccpu" "$crss" "$cpss" "$cpriv" "$canon" "$(per2 "$cmsgs")"
+say "ratio lulld/collectd: CPU $(ratio "$lcpu" "$ccpu") (target <= 0.5x), RSS $(ratio "$lrss" "$crss") (target <= 2x), PSS $(ratio "$lpss" "$cpss"), anon $(ratio "$lanon" "$canon")"
+say "(RSS counts shared library pages; anon is the heap and stacks the process itself dirtied)"
 if ! alive "$lulld_pid"; then say "note: lulld exited early:"; tail -5 "$work/lulld.log"; fi
 if [ "$have_collectd" = 1 ] && ! alive "$collectd_pid"; then
   say "note: collectd exited early:"; tail -5 "$work/collectd.log"
