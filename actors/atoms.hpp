@@ -27,6 +27,11 @@ using disc_done_atom = caf::atom_constant<caf::atom("disc_done")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+// queue dispatcher -> lease manager
+/// (job_lease_atom, request JSON, worker id) -> grant reply JSON
+using job_lease_atom = caf::atom_constant<caf::atom("job_lease")>;
+/// (revoke_atom, lease id, reason): core-initiated revoke
+using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 
 /// Registers lull's message types with an actor system config.
 inline void add_lull_types(caf::actor_system_config& cfg) {

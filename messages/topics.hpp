@@ -9,7 +9,8 @@ namespace lull {
 
 class topic_names {
 public:
-  explicit topic_names(std::string prefix = {});
+  topic_names() = default;
+  explicit topic_names(std::string prefix);
 
   const std::string& prefix() const { return prefix_; }
 

@@ -65,14 +65,15 @@ setter int_field(int config::*field, int lo, int hi) {
   };
 }
 
-setter double_field(double config::*field, double lo, double hi) {
+setter number_field(double config::*field, double lo, double hi) {
   return [=](config& c, const std::string& v) -> std::optional<std::string> {
     char* end = nullptr;
     double x = std::strtod(v.c_str(), &end);
-    std::ostringstream expected;
-    expected << "a number from " << lo << " to " << hi;
-    if (v.empty() || *end != '\0' || x < lo || x > hi)
+    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
+      std::ostringstream expected;
+      expected << "a number from " << lo << " to " << hi;
       return expected.str();
+    }
     c.*field = x;
     return std::nullopt;
   };
@@ -178,6 +179,60 @@ const std::vector<key_def>& key_defs() {
     {{"local_broker_port", "LULL_LOCAL_BROKER_PORT", "--local-broker-port",
       "port for the local broker (default 1883; 0 picks a free one)"},
      int_field(&config::local_broker_port, 0, 65535)},
+    {{"broker.secure", "LULL_BROKER_SECURE", "--broker-secure",
+      "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
+      "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
+     bool_field(&config::broker_secure)},
+    {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
+     duration_field(&config::lease_ttl_sec, 1, 86400)},
+    {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
+      "smallest TTL a worker may ask for (5s)"},
+     duration_field(&config::lease_min_ttl_sec, 0.1, 86400)},
+    {{"lease.max_ttl", "LULL_LEASE_MAX_TTL", "--lease-max-ttl",
+      "largest TTL a worker may ask for (10m)"},
+     duration_field(&config::lease_max_ttl_sec, 1, 7 * 86400)},
+    {{"lease.lock_delay", "LULL_LEASE_LOCK_DELAY", "--lease-lock-delay",
+      "how long an expired or revoked lease's units stay reserved (15s)"},
+     duration_field(&config::lease_lock_delay_sec, 0, 3600)},
+    {{"lease.panic_cooldown", "LULL_LEASE_PANIC_COOLDOWN", "--lease-panic-cooldown",
+      "hard deny this long after a PANIC (2m)"},
+     duration_field(&config::lease_panic_cooldown_sec, 0, 86400)},
+    {{"lease.busy_retry", "LULL_LEASE_BUSY_RETRY", "--lease-busy-retry",
+      "retry hint while a host is not QUIET (15s)"},
+     duration_field(&config::lease_busy_retry_sec, 1, 3600)},
+    {{"lease.capacity_units", "LULL_LEASE_CAPACITY_UNITS", "--lease-capacity-units",
+      "units each host can lease (0: CPU count x units_per_cpu x (1 - headroom))"},
+     int_field(&config::lease_capacity_units, 0, 1000000)},
+    {{"lease.units_per_cpu", "LULL_LEASE_UNITS_PER_CPU", "--lease-units-per-cpu",
+      "capacity units per CPU (25)"},
+     int_field(&config::lease_units_per_cpu, 1, 10000)},
+    {{"lease.headroom", "LULL_LEASE_HEADROOM", "--lease-headroom",
+      "share of each host kept for the rest of the system (0.2)"},
+     number_field(&config::lease_headroom, 0, 0.95)},
+    {{"lease.max_global", "LULL_LEASE_MAX_GLOBAL", "--lease-max-global",
+      "most active leases in total (32)"},
+     int_field(&config::lease_max_global, 1, 1000000)},
+    {{"lease.max_per_worker", "LULL_LEASE_MAX_PER_WORKER", "--lease-max-per-worker",
+      "most active leases per worker (4)"},
+     int_field(&config::lease_max_per_worker, 1, 1000000)},
+    {{"lease.grant_rate", "LULL_LEASE_GRANT_RATE", "--lease-grant-rate",
+      "grants per second the token bucket refills (20)"},
+     number_field(&config::lease_grant_rate, 0.001, 1e9)},
+    {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
+      "grants the token bucket holds (40)"},
+     number_field(&config::lease_grant_burst, 1, 1e9)},
+    {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
+      "how often samples are written, in one transaction (default 5s)"},
+     duration_field(&config::flush_interval_sec, 0.1, 600)},
+    {{"persist.queue_bound", "LULL_PERSIST_QUEUE_BOUND", "--persist-queue-bound",
+      "samples held in memory while the disk fails; the oldest go first (default 200000)"},
+     int_field(&config::persist_queue_bound, 1000, 10000000)},
+    {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
+      "how long raw samples are kept (default 7d)"},
+     duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
+    {{"retention.rollup_5m", "LULL_RETENTION_ROLLUP_5M", "--retention-rollup-5m",
+      "how long 5-minute rollups are kept (default 30d; hourly ones are kept for good)"},
+     duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
     {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
      [](config& c, const std::string& v) -> std::optional<std::string> {
        if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error"
@@ -188,12 +243,21 @@ const std::vector<key_def>& key_defs() {
      }},
     // -- roles, collectors, quiet assessor, Home Assistant ---------------------
     {{"roles", "LULL_ROLES", "--roles",
-      "which actors run: all, collectors (collect and publish) or assessor (score hosts, "
-      "Home Assistant discovery)"},
+      "which actors run: all, or a comma list of collectors (host, process, workers, bus), "
+      "assessor (quiet assessor, Home Assistant discovery), scheduler (leases, queue, "
+      "persister)"},
      [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (v != "all" && v != "collectors" && v != "assessor")
-         return "one of all, collectors, assessor";
-       c.roles = v;
+       auto items = split_list(v);
+       std::string norm;
+       for (auto& r : items) {
+         if (r != "all" && r != "collectors" && r != "assessor" && r != "scheduler")
+           return "all, or a comma list of collectors, assessor, scheduler";
+         norm += (norm.empty() ? "" : ",") + r;
+       }
+       if (items.empty())
+         return "all, or a comma list of collectors, assessor, scheduler";
+       bool all = std::find(items.begin(), items.end(), "all") != items.end();
+       c.roles = all ? "all" : norm;
        return std::nullopt;
      }},
     {{"collectors.process_interval", "LULL_COLLECTORS_PROCESS_INTERVAL",
@@ -222,7 +286,7 @@ const std::vector<key_def>& key_defs() {
      list_field(&config::mounts)},
     {{"collectors.jitter", "LULL_COLLECTORS_JITTER", "--collectors-jitter",
       "random +/- fraction of every collector interval (default 0.1)"},
-     double_field(&config::collector_jitter, 0, 0.5)},
+     number_field(&config::collector_jitter, 0, 0.5)},
     {{"collectors.timeout", "LULL_COLLECTORS_TIMEOUT", "--collectors-timeout",
       "a collector run longer than this is reported as an overrun (default 1s)"},
      duration_field(&config::collector_timeout_sec, 0.01, 600)},
@@ -252,11 +316,11 @@ const std::vector<key_def>& key_defs() {
       "bus p95 latency, ms: floor,quiet,busy,panic (default 0,50,250,2000)"},
      thresholds_field(&config::quiet_bus_p95_ms, false)},
     {{"quiet.cooldown", "LULL_QUIET_COOLDOWN", "--quiet-cooldown",
-      "after a PANIC the host cannot be QUIET for this long (default 5m)"},
+      "after a PANIC the host cannot be QUIET for this long (default 2m)"},
      duration_field(&config::quiet_cooldown_sec, 0, 86400)},
     {{"quiet.hysteresis", "LULL_QUIET_HYSTERESIS", "--quiet-hysteresis",
       "score points past a state's edge needed to enter or leave it (default 5)"},
-     double_field(&config::quiet_hysteresis, 0, 25)},
+     number_field(&config::quiet_hysteresis, 0, 25)},
     {{"quiet.stale_after", "LULL_QUIET_STALE_AFTER", "--quiet-stale-after",
       "a host without a snapshot this long is assessed BUSY (default 30s)"},
      duration_field(&config::quiet_stale_after_sec, 1, 86400)},

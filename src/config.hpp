@@ -27,11 +27,42 @@ struct config {
   std::string broker_config_dir; ///< where local.conf lives
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
+  // broker security: identities from topics, replies only to workers' inboxes
+  bool broker_secure = false;
+  // leases (see lease_policy_config)
+  double lease_ttl_sec = 30;
+  double lease_min_ttl_sec = 5;
+  double lease_max_ttl_sec = 600;
+  double lease_lock_delay_sec = 15;
+  double lease_panic_cooldown_sec = 120;
+  double lease_busy_retry_sec = 15;
+  int lease_capacity_units = 0;  ///< 0: from each host's CPU count
+  int lease_units_per_cpu = 25;
+  double lease_headroom = 0.2;
+  int lease_max_global = 32;
+  int lease_max_per_worker = 4;
+  double lease_grant_rate = 20;  ///< grants per second (token bucket)
+  double lease_grant_burst = 40;
+  // persister
+  double flush_interval_sec = 5;          ///< samples are written in one transaction this often
+  double raw_retention_sec = 7 * 86400;   ///< raw samples kept
+  double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
+  int persist_queue_bound = 200000;       ///< samples held while the disk fails
 
-  // Roles: which actors this lulld runs.
-  std::string roles = "all"; ///< all | collectors | assessor
-  bool runs_collectors() const { return roles != "assessor"; }
-  bool runs_assessor() const { return roles != "collectors"; }
+  // Roles: which actors this lulld runs. "all", or a comma list of
+  // collectors (host, process, workers, bus), assessor (quiet assessor, Home
+  // Assistant discovery) and scheduler (leases, queue, persister).
+  std::string roles = "all";
+  bool runs(const std::string& role) const {
+    if (roles == "all")
+      return true;
+    auto at = roles.find(role);
+    return at != std::string::npos && (at == 0 || roles[at - 1] == ',')
+           && (at + role.size() == roles.size() || roles[at + role.size()] == ',');
+  }
+  bool runs_collectors() const { return runs("collectors"); }
+  bool runs_assessor() const { return runs("assessor"); }
+  bool runs_scheduler() const { return runs("scheduler"); }
 
   // Collectors (all intervals in seconds).
   double process_interval_sec = 2.0;
@@ -54,7 +85,7 @@ struct config {
   std::array<double, 4> quiet_temp{45, 65, 75, 85};
   std::array<double, 4> quiet_bus_rps{0, 50, 300, 2000};
   std::array<double, 4> quiet_bus_p95_ms{0, 50, 250, 2000};
-  double quiet_cooldown_sec = 300;
+  double quiet_cooldown_sec = 120;
   double quiet_hysteresis = 5;
   double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
 

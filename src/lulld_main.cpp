@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -13,7 +14,10 @@
 #include "actors/bus_stats.hpp"
 #include "actors/ha_discovery.hpp"
 #include "actors/host_collector.hpp"
+#include "actors/lease_manager.hpp"
 #include "actors/mqtt_bridge.hpp"
+#include "actors/persister.hpp"
+#include "actors/queue_dispatcher.hpp"
 #include "actors/process_collector.hpp"
 #include "actors/quiet_assessor.hpp"
 #include "actors/worker_registry.hpp"
@@ -21,6 +25,7 @@
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
+#include "src/store/store.hpp"
 
 using namespace lull;
 
@@ -41,6 +46,19 @@ int main(int argc, char** argv) {
   }
   auto cfg = std::get<config>(loaded);
   log::init(cfg.log_level);
+
+  // The database first: a newer, corrupt or unwritable file stops lulld
+  // before it touches the broker.
+  std::error_code ec;
+  if (cfg.db.rfind(cfg.data_dir + "/", 0) == 0)
+    std::filesystem::create_directories(cfg.data_dir, ec);
+  auto opened = store::open(cfg.db);
+  if (auto* err = std::get_if<std::string>(&opened)) {
+    log::error("lulld: {}", *err);
+    return 1;
+  }
+  std::shared_ptr<store> db = std::move(std::get<std::unique_ptr<store>>(opened));
+  log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
 
   std::unique_ptr<local_broker> broker;
   if (cfg.broker.empty()) {
@@ -81,7 +99,6 @@ int main(int argc, char** argv) {
   bopts.instance = cfg.host_id;
   auto bridge = spawn_mqtt_bridge(sys, bopts);
 
-  std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec); // for its mount and size; best effort
   std::vector<caf::actor> actors;
   if (cfg.runs_collectors()) {
@@ -145,6 +162,58 @@ int main(int argc, char** argv) {
     }
   }
 
+  // One scheduler per fleet: a collectors-only agent on a Pi must not answer
+  // lease requests too.
+  caf::actor leases, dispatcher, persister;
+  if (cfg.runs_scheduler()) {
+    lease_manager_options lopts;
+    lopts.service.topics = topics;
+    lopts.service.secure = cfg.broker_secure;
+    auto& pol = lopts.service.policy;
+    pol.ttl_sec = cfg.lease_ttl_sec;
+    pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
+    pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
+    pol.lock_delay_sec = cfg.lease_lock_delay_sec;
+    pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
+    pol.busy_retry_sec = cfg.lease_busy_retry_sec;
+    pol.capacity_units = cfg.lease_capacity_units;
+    pol.units_per_cpu = cfg.lease_units_per_cpu;
+    pol.headroom = cfg.lease_headroom;
+    pol.max_leases_global = cfg.lease_max_global;
+    pol.max_leases_per_worker = cfg.lease_max_per_worker;
+    pol.grant_rate_per_sec = cfg.lease_grant_rate;
+    pol.grant_burst = cfg.lease_grant_burst;
+    // Each actor that writes gets its own SQLite connection (WAL serializes
+    // the writers); the file was checked and migrated above.
+    auto connection = [&]() -> std::shared_ptr<store> {
+      auto c = store::open(cfg.db);
+      if (auto* err = std::get_if<std::string>(&c)) {
+        log::error("lulld: {}", *err);
+        std::exit(1);
+      }
+      return std::move(std::get<std::unique_ptr<store>>(c));
+    };
+    lopts.db = connection();
+    leases = spawn_lease_manager(sys, bridge, lopts);
+
+    queue_dispatcher_options qopts;
+    qopts.service.topics = topics;
+    qopts.service.cost_low = pol.cost_low;
+    qopts.service.cost_normal = pol.cost_normal;
+    qopts.service.cost_high = pol.cost_high;
+    dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
+    persister_options popts;
+    popts.topics = topics;
+    popts.host_id = cfg.host_id;
+    popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
+    popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
+    popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
+    popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
+    popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
+    persister = spawn_persister(sys, bridge, db, popts);
+
+  }
+
   log::info("lulld: host {} running roles '{}'; snapshots on {} every {}s", cfg.host_id,
             cfg.roles, topics.host_stats(cfg.host_id), cfg.interval_sec);
 
@@ -153,8 +222,16 @@ int main(int argc, char** argv) {
   log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   for (auto& a : actors)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (dispatcher)
+    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
+  if (leases)
+    caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
+    if (persister) {
+      self->send(persister, shutdown_atom::value); // writes what is queued
+      self->wait_for(persister);
+    }
     self->send(bridge, shutdown_atom::value);
     self->wait_for(bridge);
   }

@@ -74,6 +74,12 @@ enabled = false
   auto& c = std::get<config>(r);
   EXPECT_EQ(c.roles, "collectors");
   EXPECT_FALSE(c.runs_assessor());
+  EXPECT_FALSE(c.runs_scheduler());
+  auto two = load({"--roles", "collectors, scheduler"});
+  ASSERT_TRUE(std::holds_alternative<config>(two)) << error_of(two);
+  EXPECT_TRUE(std::get<config>(two).runs_collectors());
+  EXPECT_TRUE(std::get<config>(two).runs_scheduler());
+  EXPECT_FALSE(std::get<config>(two).runs_assessor());
   EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/node-red.pid"}));
   EXPECT_EQ(c.process_interval_sec, 4.0); // env over file
   EXPECT_EQ(c.collector_jitter, 0.2);
@@ -91,7 +97,7 @@ TEST(collector_config, bad_values_name_the_key_and_what_was_expected) {
     const char* part;
   };
   for (auto& [argv, part] : std::vector<row>{
-         {{"--roles", "everything"}, "roles (from flag --roles): got 'everything', expected one of"},
+         {{"--roles", "everything"}, "roles (from flag --roles): got 'everything', expected all, or"},
          {{"--quiet-cpu", "0,80,50,95"}, "expected four rising numbers"},
          {{"--quiet-disk-free", "3,10,20,50"}, "expected four falling numbers"},
          {{"--quiet-temp", "45,65,75"}, "floor,quiet,busy,panic"},

@@ -59,7 +59,7 @@ struct quiet_thresholds {
   double quiet_score = 75;   ///< score >= this: QUIET
   double normal_score = 50;  ///< score >= this: NORMAL, else BUSY
   double hysteresis = 5;     ///< points
-  double cooldown_sec = 300; ///< after a PANIC
+  double cooldown_sec = 120; ///< after a PANIC (as the lease manager's)
   double cpu_window_sec = 120;
   double bus_fresh_sec = 60; ///< bus stats older than this are ignored
   double stale_after_sec = 30; ///< a host without a snapshot this long is BUSY

@@ -193,13 +193,15 @@ void client::disconnect() {
   }
 }
 
-lulld::lulld(std::vector<std::string> args, std::vector<std::string> env) {
+lulld::lulld(std::vector<std::string> args, std::vector<std::string> env,
+             std::vector<std::string> wrapper) {
   char tmpl[] = "/tmp/lulld-test-log-XXXXXX";
   int fd = ::mkstemp(tmpl);
   ::close(fd);
   log_path_ = tmpl;
   spawn_options o;
-  o.argv = {binary_path("src/lulld")};
+  o.argv = wrapper;
+  o.argv.push_back(binary_path("src/lulld"));
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.extra_env = std::move(env);
   o.stderr_path = log_path_;

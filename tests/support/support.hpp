@@ -98,7 +98,9 @@ private:
 /// lulld as a child process, its stderr captured to a file.
 class lulld {
 public:
-  explicit lulld(std::vector<std::string> args, std::vector<std::string> env = {});
+  /// `wrapper` runs before lulld (e.g. setpriv to drop privileges).
+  explicit lulld(std::vector<std::string> args, std::vector<std::string> env = {},
+                 std::vector<std::string> wrapper = {});
   ~lulld();
 
   pid_t pid() const { return pid_; }

@@ -1,0 +1,304 @@
+#include "actors/persister.hpp"
+
+#include <deque>
+#include <map>
+
+#include "actors/atoms.hpp"
+#include "messages/codec.hpp"
+#include "messages/request.hpp"
+#include "src/log.hpp"
+#include "src/store/health.hpp"
+#include "src/store/series.hpp"
+
+namespace lull {
+
+namespace {
+
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using purge_atom = caf::atom_constant<caf::atom("purge")>;
+
+constexpr size_t max_request_bytes = 16 * 1024;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+struct persister_state {
+  std::shared_ptr<store> db;
+  std::deque<sample_point> points;
+  std::vector<rollup_row> rollups;
+  std::vector<lease_event_row> events;
+  rollup_accumulator acc;
+  std::map<std::string, host_health_input> hosts;
+  persister_health_input health;
+  static inline const char* name = "persister";
+};
+
+using self_ptr = caf::stateful_actor<persister_state>*;
+
+void enqueue(self_ptr self, std::vector<sample_point> pts, const persister_options& opts) {
+  auto& st = self->state;
+  for (auto& p : pts) {
+    for (auto& r : st.acc.add(p))
+      st.rollups.push_back(std::move(r));
+    st.points.push_back(std::move(p));
+  }
+  while (st.points.size() > opts.queue_bound) {
+    st.points.pop_front();
+    ++st.health.dropped;
+  }
+  st.health.queued = st.points.size();
+}
+
+void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& opts) {
+  auto src = classify_topic(opts.topics, msg.topic, opts.host_id);
+  if (!src)
+    return;
+  auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+  if (!doc || !doc->is_object()) {
+    // Workers' last-will "offline" is plain text: nothing numeric to keep.
+    return;
+  }
+  std::int64_t ts = unix_now();
+  for (auto* key : {"collected_at", "assessed_at", "ts"})
+    if (auto it = doc->find(key); it != doc->end() && it->is_string())
+      if (auto t = parse_utc_timestamp(it->get<std::string>())) {
+        ts = *t;
+        break;
+      }
+  if (src->group == "host") {
+    auto& h = self->state.hosts[src->host];
+    h.last_seen = ts;
+    h.errors.clear();
+    if (auto it = doc->find("errors"); it != doc->end() && it->is_array())
+      for (auto& e : *it)
+        if (e.is_string())
+          h.errors.push_back(e.get<std::string>());
+    h.disk_free_pct.clear();
+    if (auto it = doc->find("disks"); it != doc->end() && it->is_array())
+      for (auto& d : *it)
+        if (d.is_object() && d.value("free_pct", nlohmann::json()).is_number())
+          h.disk_free_pct[d.value("mount", "?")] = d["free_pct"].get<double>();
+  }
+  enqueue(self, extract_points(*src, *doc, ts), opts);
+}
+
+void on_event(self_ptr self, const mqtt_message& msg) {
+  auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+  if (!doc || !doc->is_object())
+    return;
+  auto str = [&](const char* k) {
+    auto it = doc->find(k);
+    return it != doc->end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  lease_event_row e;
+  e.ts = unix_now();
+  if (auto t = parse_utc_timestamp(str("ts")))
+    e.ts = *t;
+  e.event = str("event");
+  if (e.event.empty())
+    e.event = str("type");
+  e.lease_id = str("lease_id");
+  e.worker_id = str("worker_id");
+  e.host_id = str("host_id");
+  e.reason = str("reason");
+  e.detail = msg.payload.size() < 4096 ? doc->dump() : std::string();
+  self->state.events.push_back(std::move(e));
+  if (self->state.events.size() > 100000)
+    self->state.events.erase(self->state.events.begin());
+}
+
+void flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.points.empty() && st.rollups.empty() && st.events.empty())
+    return;
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<sample_point> batch(st.points.begin(), st.points.end());
+  sqlite_error err = st.db->begin();
+  if (!err)
+    err = st.db->insert_points(batch);
+  if (!err)
+    err = st.db->insert_rollups(st.rollups);
+  if (!err)
+    err = st.db->insert_lease_events(st.events);
+  if (!err)
+    err = st.db->commit();
+  if (err) {
+    st.db->rollback();
+    ++st.health.write_errors;
+    st.health.last_error = err.message;
+    log::error("persister: writing {} samples failed: {}; keeping them queued", batch.size(),
+               err.message);
+    return;
+  }
+  st.points.clear();
+  st.rollups.clear();
+  st.events.clear();
+  st.health.queued = 0;
+  st.health.last_flush_ok = unix_now();
+  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
+  log::debug("persister: wrote {} samples in {:.1f} ms", batch.size(), ms.count());
+}
+
+nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,
+                      std::optional<std::pair<error_code, std::string>>& error) {
+  auto& st = self->state;
+  auto kind = req.value("kind", std::string("history"));
+  auto now = unix_now();
+  if (kind == "history") {
+    auto parsed = parse_history_query(req, opts.host_id);
+    if (auto* msg = std::get_if<std::string>(&parsed)) {
+      error = {error_code::invalid_request, *msg};
+      return {};
+    }
+    auto q = std::get<history_query>(parsed);
+    flush(self); // answer with everything received so far
+    auto to = now + 1;
+    auto from = to - q.range_sec;
+    auto src = choose_source(q, now, opts.raw_retention_sec, opts.rollup_retention_sec);
+    nlohmann::json body;
+    if (src == history_source::raw) {
+      body = bucket_points(st.db->query_points(q.host, q.group, from - q.step_sec, to), from,
+                           to, q.step_sec, q.metrics);
+    } else {
+      auto res = src == history_source::five_minutes ? rollup_resolution::five_minutes
+                                                     : rollup_resolution::hour;
+      body = bucket_rollups(st.db->query_rollups(res, q.host, q.group, from - q.step_sec, to),
+                            from, to, q.step_sec, q.metrics);
+    }
+    body["ok"] = true;
+    body["kind"] = "history";
+    body["group"] = q.group;
+    body["host"] = q.host;
+    body["source"] = src == history_source::raw            ? "raw"
+                     : src == history_source::five_minutes ? "rollup_5m"
+                                                           : "rollup_1h";
+    body["start_utc"] = utc_timestamp(body["start"].get<std::int64_t>());
+    return body;
+  }
+  if (kind == "quiet_streaks") {
+    auto host = req.value("host", std::string());
+    flush(self);
+    nlohmann::json list = nlohmann::json::array();
+    for (auto& s : st.db->quiet_streaks(host, now - 86400))
+      list.push_back({{"host", s.host},
+                      {"start", utc_timestamp(s.start)},
+                      {"end", utc_timestamp(s.end)},
+                      {"duration_sec", s.end - s.start},
+                      {"avg_score", s.avg_score},
+                      {"min_score", s.min_score}});
+    return {{"ok", true}, {"kind", kind}, {"streaks", list}};
+  }
+  if (kind == "health") {
+    auto h = assess_health(st.hosts, st.health, now,
+                           health_thresholds{opts.stale_after_sec, 10, 5});
+    h["ok"] = true;
+    h["kind"] = kind;
+    return h;
+  }
+  if (kind == "lease_events" || kind == "decisions") {
+    flush(self);
+    auto events = st.db->recent_lease_events(now - 86400, kind == "decisions" ? 100000 : 200);
+    if (kind == "lease_events") {
+      nlohmann::json list = nlohmann::json::array();
+      for (auto& e : events)
+        list.push_back({{"ts", utc_timestamp(e.ts)},
+                        {"event", e.event},
+                        {"lease_id", e.lease_id},
+                        {"worker_id", e.worker_id},
+                        {"host_id", e.host_id},
+                        {"reason", e.reason}});
+      return {{"ok", true}, {"kind", kind}, {"events", list}};
+    }
+    nlohmann::json workers = nlohmann::json::object();
+    // events are newest first: the first reason seen is the last one given.
+    for (auto& e : events) {
+      if (e.worker_id.empty())
+        continue;
+      auto& w = workers[e.worker_id];
+      if (w.is_null())
+        w = {{"grants", 0}, {"denies", 0}, {"expired", 0}, {"last_reason", e.reason},
+             {"last_event", e.event}, {"last_at", utc_timestamp(e.ts)}};
+      if (e.event == "grant" || e.event == "granted")
+        w["grants"] = w["grants"].get<int>() + 1;
+      else if (e.event == "deny" || e.event == "denied")
+        w["denies"] = w["denies"].get<int>() + 1;
+      else if (e.event == "expire" || e.event == "expired")
+        w["expired"] = w["expired"].get<int>() + 1;
+    }
+    return {{"ok", true}, {"kind", kind}, {"workers", workers}};
+  }
+  error = {error_code::invalid_request,
+           "field 'kind' must be one of history, quiet_streaks, health, lease_events, "
+           "decisions"};
+  return {};
+}
+
+caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
+                             persister_options opts) {
+  self->state.db = std::move(db);
+  self->state.health.queue_bound = opts.queue_bound;
+  self->state.health.flush_interval_sec =
+    std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(opts.flush_interval).count());
+  auto& t = opts.topics;
+  for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
+                      t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
+                      t.scheduler_events(), t.history_request()})
+    self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
+  self->delayed_send(self, opts.flush_interval, flush_atom::value);
+  self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);
+  self->set_down_handler([](caf::down_msg&) {});
+  return {
+    [=](inbound_atom, const mqtt_message& msg) {
+      if (msg.topic == opts.topics.scheduler_events()) {
+        on_event(self, msg);
+        return;
+      }
+      if (msg.topic != opts.topics.history_request()) {
+        on_stats(self, msg, opts);
+        return;
+      }
+      auto req = decode_request(msg, max_request_bytes);
+      std::optional<std::pair<error_code, std::string>> error = req.error;
+      nlohmann::json body;
+      if (!error)
+        body = answer(self, *req.doc, opts, error);
+      auto reply = error ? make_error_reply(req.route, error->first, error->second)
+                         : make_reply(req.route, std::move(body));
+      if (error)
+        log::warn("persister: rejected history request: {}", error->second);
+      if (reply)
+        self->send(bridge, publish_atom::value, std::move(*reply));
+    },
+    [=](flush_atom) {
+      for (auto& r : self->state.acc.close_before(unix_now()))
+        self->state.rollups.push_back(std::move(r));
+      flush(self);
+      self->delayed_send(self, opts.flush_interval, flush_atom::value);
+    },
+    [=](purge_atom) {
+      auto now = unix_now();
+      auto n = self->state.db->purge(now - opts.raw_retention_sec,
+                                     now - opts.rollup_retention_sec);
+      if (n > 0)
+        log::info("persister: retention removed {} rows", n);
+      self->delayed_send(self, opts.retention_interval, purge_atom::value);
+    },
+    [=](shutdown_atom) {
+      flush(self);
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge, std::shared_ptr<store> db,
+                           persister_options opts) {
+  return sys.spawn<caf::detached>(persister_impl, std::move(bridge), std::move(db),
+                                  std::move(opts));
+}
+
+} // namespace lull

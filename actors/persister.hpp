@@ -1,0 +1,34 @@
+#pragma once
+/// The persister actor: turns stats messages into stored series (batched,
+/// one transaction per flush), keeps 5-minute and hourly rollups, applies
+/// retention, records lease events, and answers history/request. It runs
+/// detached (its own thread) so a slow disk never stalls other actors; while
+/// the disk fails, samples wait in a bounded queue and the oldest are
+/// dropped with a count.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "messages/topics.hpp"
+#include "src/store/store.hpp"
+
+namespace lull {
+
+struct persister_options {
+  topic_names topics;
+  std::string host_id;
+  std::chrono::milliseconds flush_interval{5000};
+  std::size_t queue_bound = 200000;
+  std::int64_t raw_retention_sec = 7 * 86400;
+  std::int64_t rollup_retention_sec = 30 * 86400;
+  std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  std::int64_t stale_after_sec = 30;
+};
+
+caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,
+                           std::shared_ptr<store> db, persister_options opts);
+
+} // namespace lull

@@ -1,0 +1,390 @@
+#include "messages/lease.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "messages/topics.hpp"
+
+namespace lull {
+
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+using json = nlohmann::json;
+
+lease_error invalid(std::string msg) {
+  return {lease_error_code::invalid_request, std::move(msg)};
+}
+
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
+std::string got(const json& v) {
+  return std::string(v.type_name());
+}
+
+/// Reads an optional string field; an error names the field and the type.
+std::optional<lease_error> read_string(const json& doc, const char* field, std::string& out,
+                                       bool required, std::size_t max_len = 256) {
+  auto it = doc.find(field);
+  if (it == doc.end() || it->is_null()) {
+    if (required)
+      return invalid(std::string("missing field '") + field + "': expected a string");
+    return std::nullopt;
+  }
+  if (!it->is_string())
+    return invalid(std::string("field '") + field + "': expected a string, got " + got(*it));
+  auto& s = it->get_ref<const std::string&>();
+  if (s.size() > max_len)
+    return invalid(std::string("field '") + field + "': expected at most "
+                   + std::to_string(max_len) + " characters, got " + std::to_string(s.size()));
+  out = s;
+  return std::nullopt;
+}
+
+std::optional<lease_error> read_number(const json& doc, const char* field,
+                                       std::optional<double>& out, double lo, double hi) {
+  auto it = doc.find(field);
+  if (it == doc.end() || it->is_null())
+    return std::nullopt;
+  if (!it->is_number())
+    return invalid(std::string("field '") + field + "': expected a number, got " + got(*it));
+  double x = it->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    return invalid(std::string("field '") + field + "': expected a number from "
+                   + num(lo) + " to " + num(hi) + ", got " + it->dump());
+  out = x;
+  return std::nullopt;
+}
+
+std::optional<lease_error> read_bool(const json& doc, const char* field, bool& out) {
+  auto it = doc.find(field);
+  if (it == doc.end() || it->is_null())
+    return std::nullopt;
+  if (!it->is_boolean())
+    return invalid(std::string("field 'constraints.") + field + "': expected a boolean, got "
+                   + got(*it));
+  out = it->get<bool>();
+  return std::nullopt;
+}
+
+std::optional<lease_error> check_envelope(const json& doc, int& v) {
+  if (!doc.is_object())
+    return invalid("payload: expected an object, got " + got(doc));
+  auto it = doc.find("v");
+  if (it == doc.end() || it->is_null()) {
+    v = schema_version; // v is optional for hand-written requests
+    return std::nullopt;
+  }
+  if (!it->is_number_integer())
+    return invalid("field 'v': expected an integer, got " + got(*it));
+  v = it->get<int>();
+  if (v != schema_version)
+    return lease_error{lease_error_code::version_mismatch,
+                       "field 'v': this lull speaks schema version "
+                         + std::to_string(schema_version) + ", got " + std::to_string(v)};
+  return std::nullopt;
+}
+
+std::optional<lease_error> read_worker(const json& doc, std::string& out, bool required) {
+  std::string w, a;
+  if (auto e = read_string(doc, "worker_id", w, false, 64))
+    return e;
+  if (auto e = read_string(doc, "addon_id", a, false, 64))
+    return e;
+  if (!w.empty() && !a.empty() && w != a)
+    return invalid("fields 'worker_id' and 'addon_id' (its alias) disagree: '" + w + "' vs '"
+                   + a + "'");
+  out = !w.empty() ? w : a;
+  if (out.empty()) {
+    if (required)
+      return invalid("missing field 'worker_id' (or its alias 'addon_id'): expected a string "
+                     "of 1-64 characters from [a-zA-Z0-9_-]");
+    return std::nullopt;
+  }
+  if (!valid_id(out))
+    return invalid("field 'worker_id': expected 1-64 characters from [a-zA-Z0-9_-], got '"
+                   + out + "'");
+  return std::nullopt;
+}
+
+std::optional<lease_error> read_reply_fields(const json& doc, std::string& request_id,
+                                             std::string& reply_to) {
+  if (auto it = doc.find("request_id"); it != doc.end() && it->is_number_integer())
+    request_id = it->dump(); // Node-RED flows often use numeric ids
+  else if (auto e = read_string(doc, "request_id", request_id, false, 128))
+    return e;
+  if (auto e = read_string(doc, "reply_to", reply_to, false, 256))
+    return e;
+  if (reply_to.find_first_of("+#") != std::string::npos)
+    return invalid("field 'reply_to': expected a topic without wildcards, got '" + reply_to
+                   + "'");
+  return std::nullopt;
+}
+
+} // namespace
+
+const char* to_string(lease_priority p) {
+  switch (p) {
+    case lease_priority::low: return "LOW";
+    case lease_priority::normal: return "NORMAL";
+    case lease_priority::high: return "HIGH";
+  }
+  return "NORMAL";
+}
+
+const char* to_string(cost_class c) {
+  switch (c) {
+    case cost_class::low: return "LOW";
+    case cost_class::normal: return "NORMAL";
+    case cost_class::high: return "HIGH";
+  }
+  return "NORMAL";
+}
+
+const char* to_string(lease_state s) {
+  switch (s) {
+    case lease_state::active: return "ACTIVE";
+    case lease_state::released: return "RELEASED";
+    case lease_state::expired: return "EXPIRED";
+    case lease_state::revoked: return "REVOKED";
+  }
+  return "ACTIVE";
+}
+
+std::optional<lease_priority> parse_priority(std::string_view text) {
+  auto u = upper(text);
+  if (u == "LOW")
+    return lease_priority::low;
+  if (u == "NORMAL")
+    return lease_priority::normal;
+  if (u == "HIGH")
+    return lease_priority::high;
+  return std::nullopt;
+}
+
+std::optional<cost_class> parse_cost_class(std::string_view text) {
+  auto u = upper(text);
+  if (u == "LOW")
+    return cost_class::low;
+  if (u == "NORMAL")
+    return cost_class::normal;
+  if (u == "HIGH")
+    return cost_class::high;
+  return std::nullopt;
+}
+
+const char* to_string(lease_error_code c) {
+  switch (c) {
+    case lease_error_code::invalid_json: return "InvalidJson";
+    case lease_error_code::invalid_request: return "InvalidRequest";
+    case lease_error_code::resource_not_found: return "ResourceNotFound";
+    case lease_error_code::not_holder: return "NotHolder";
+    case lease_error_code::invalid_state_transition: return "InvalidStateTransition";
+    case lease_error_code::version_mismatch: return "VersionMismatch";
+    case lease_error_code::request_throttled: return "RequestThrottled";
+    case lease_error_code::payload_too_large: return "PayloadTooLarge";
+    case lease_error_code::internal_error: return "InternalError";
+  }
+  return "InternalError";
+}
+
+std::variant<decoded_payload, lease_error> decode_lease_payload(std::string_view payload,
+                                                                std::string_view content_type) {
+  if (payload.size() > max_lease_payload_bytes)
+    return lease_error{lease_error_code::payload_too_large,
+                       "payload: expected at most " + std::to_string(max_lease_payload_bytes)
+                         + " bytes, got " + std::to_string(payload.size())};
+  decoded_payload out;
+  out.format = detect_format(payload, content_type);
+  bool blank = true;
+  for (char c : payload)
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      blank = false;
+  if (blank)
+    return lease_error{lease_error_code::invalid_json,
+                       "payload: expected a JSON or msgpack object, got an empty payload"};
+  decode_error err;
+  auto doc = decode(payload, out.format, &err);
+  if (!doc)
+    return lease_error{lease_error_code::invalid_json,
+                       std::string("payload: not valid ")
+                         + (out.format == wire_format::msgpack ? "msgpack" : "JSON") + ": "
+                         + err.message};
+  out.doc = std::move(*doc);
+  return out;
+}
+
+std::string peek_string(const json& doc, const char* field) {
+  if (!doc.is_object())
+    return {};
+  auto it = doc.find(field);
+  if (it == doc.end())
+    return {};
+  if (it->is_string() && it->get_ref<const std::string&>().size() <= 256)
+    return it->get<std::string>();
+  if (it->is_number_integer())
+    return it->dump();
+  return {};
+}
+
+std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
+                                                             bool worker_required) {
+  lease_request r;
+  if (auto e = check_envelope(doc, r.v))
+    return *e;
+  if (auto e = read_reply_fields(doc, r.request_id, r.reply_to))
+    return *e;
+  if (auto e = read_worker(doc, r.worker_id, worker_required))
+    return *e;
+  if (auto e = read_string(doc, "job_type", r.job_type, false, 128))
+    return *e;
+  if (auto e = read_string(doc, "host_id", r.host_id, false, 64))
+    return *e;
+  if (!r.host_id.empty() && !valid_id(r.host_id))
+    return invalid("field 'host_id': expected 1-64 characters from [a-zA-Z0-9_-], got '"
+                   + r.host_id + "'");
+  if (auto it = doc.find("cost_units"); it != doc.end() && !it->is_null()) {
+    if (!it->is_number())
+      return invalid("field 'cost_units': expected an integer from 1 to 100, got " + got(*it));
+    double x = it->get<double>();
+    if (!std::isfinite(x) || x != std::floor(x) || x < 1 || x > 100)
+      return invalid("field 'cost_units': expected an integer from 1 to 100, got "
+                     + it->dump());
+    r.cost_units = static_cast<int>(x);
+  }
+  std::string text;
+  if (auto e = read_string(doc, "cost_class", text, false, 16))
+    return invalid("field 'cost_class': expected one of LOW, NORMAL, HIGH (any case), got "
+                   + got(doc.at("cost_class")));
+  if (!text.empty()) {
+    r.cost_class_ = parse_cost_class(text);
+    if (!r.cost_class_)
+      return invalid("field 'cost_class': expected one of LOW, NORMAL, HIGH (any case), got '"
+                     + text + "'");
+  }
+  text.clear();
+  if (auto e = read_string(doc, "priority", text, false, 16))
+    return invalid("field 'priority': expected one of LOW, NORMAL, HIGH (any case), got "
+                   + got(doc.at("priority")));
+  if (!text.empty()) {
+    auto p = parse_priority(text);
+    if (!p)
+      return invalid("field 'priority': expected one of LOW, NORMAL, HIGH (any case), got '"
+                     + text + "'");
+    r.priority = *p;
+  }
+  if (auto e = read_number(doc, "expected_duration_sec", r.expected_duration_sec, 0, 1e9))
+    return *e;
+  if (auto e = read_number(doc, "ttl_sec", r.ttl_sec, 0, 1e9))
+    return *e;
+  if (auto it = doc.find("constraints"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object())
+      return invalid("field 'constraints': expected an object, got " + got(*it));
+    if (auto e = read_bool(*it, "cpu_heavy", r.constraints.cpu_heavy))
+      return *e;
+    if (auto e = read_bool(*it, "disk_write_heavy", r.constraints.disk_write_heavy))
+      return *e;
+    if (auto e = read_bool(*it, "network_heavy", r.constraints.network_heavy))
+      return *e;
+  }
+  return r;
+}
+
+std::variant<lease_action_request, lease_error> parse_lease_action(const json& doc,
+                                                                   std::string_view action) {
+  lease_action_request r;
+  // An empty payload is a valid heartbeat/release/revoke for the open setup's
+  // `mosquitto_pub -n` users; it carries no worker id though.
+  if (doc.is_null())
+    return r;
+  if (auto e = check_envelope(doc, r.v))
+    return *e;
+  if (auto e = read_reply_fields(doc, r.request_id, r.reply_to))
+    return *e;
+  if (auto e = read_worker(doc, r.worker_id, false))
+    return *e;
+  if (auto e = read_string(doc, "reason", r.reason, false, 512))
+    return *e;
+  if (action == "report") {
+    std::optional<double> p;
+    if (auto e = read_number(doc, "progress", p, 0, 1))
+      return *e;
+    r.progress = p;
+    if (auto e = read_string(doc, "message", r.message, false, 1024))
+      return *e;
+    if (auto it = doc.find("accounting"); it != doc.end() && !it->is_null()) {
+      if (!it->is_object())
+        return invalid("field 'accounting': expected an object, got " + got(*it));
+      r.accounting = *it;
+    }
+  }
+  return r;
+}
+
+json to_json(const lease_grant_reply& r) {
+  json j = {{"v", schema_version}, {"request_id", r.request_id}, {"approved", r.approved}};
+  if (r.approved) {
+    j["lease_id"] = r.lease_id;
+    j["host_id"] = r.host_id;
+    j["fencing_token"] = r.fencing_token;
+    j["cost_units"] = r.cost_units;
+    json limits = {{"heartbeat_ttl_sec", r.ttl_sec},
+                   {"heartbeat_interval_sec", r.heartbeat_interval_sec}};
+    if (r.ttl_clamped)
+      limits["ttl_clamped"] = true;
+    j["limits"] = std::move(limits);
+    j["expires_at"] = utc_timestamp(r.expires_at);
+  } else {
+    if (!r.host_id.empty())
+      j["host_id"] = r.host_id;
+    j["retry_after_sec"] = r.retry_after_sec;
+  }
+  j["reason"] = r.reason;
+  return j;
+}
+
+json error_reply(std::string_view request_id, const lease_error& e) {
+  return {{"v", schema_version},
+          {"request_id", std::string(request_id)},
+          {"ok", false},
+          {"error", {{"code", to_string(e.code)}, {"message", e.message}}}};
+}
+
+std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
+  if (!j.is_object() || !j.contains("approved") || !j["approved"].is_boolean())
+    return std::nullopt;
+  lease_grant_reply r;
+  r.request_id = peek_string(j, "request_id");
+  r.approved = j["approved"].get<bool>();
+  r.reason = peek_string(j, "reason");
+  r.lease_id = peek_string(j, "lease_id");
+  r.host_id = peek_string(j, "host_id");
+  if (auto it = j.find("fencing_token"); it != j.end() && it->is_number_unsigned())
+    r.fencing_token = it->get<std::uint64_t>();
+  if (auto it = j.find("retry_after_sec"); it != j.end() && it->is_number())
+    r.retry_after_sec = it->get<double>();
+  if (auto it = j.find("limits"); it != j.end() && it->is_object()) {
+    if (auto t = it->find("heartbeat_ttl_sec"); t != it->end() && t->is_number())
+      r.ttl_sec = t->get<double>();
+    if (auto t = it->find("heartbeat_interval_sec"); t != it->end() && t->is_number())
+      r.heartbeat_interval_sec = t->get<double>();
+  }
+  if (auto it = j.find("cost_units"); it != j.end() && it->is_number_integer())
+    r.cost_units = it->get<int>();
+  if (auto it = j.find("expires_at"); it != j.end() && it->is_string())
+    r.expires_at = parse_utc_timestamp(it->get<std::string>()).value_or(0);
+  return r;
+}
+
+} // namespace lull

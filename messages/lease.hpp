@@ -1,0 +1,135 @@
+#pragma once
+/// The lease wire contract (SPEC.md, "Wire contract for leases"): requests,
+/// heartbeats, releases, reports and revokes as they arrive on the bus, and
+/// the replies lull sends back. Parsing works on a decoded document tree, so
+/// JSON and msgpack payloads share it; it never throws and names the field
+/// and the expected type in every error.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "messages/codec.hpp"
+
+namespace lull {
+
+enum class lease_priority { low, normal, high };
+enum class cost_class { low, normal, high };
+enum class lease_state { active, released, expired, revoked };
+
+const char* to_string(lease_priority p);
+const char* to_string(cost_class c);
+const char* to_string(lease_state s);
+/// Any case ("high", "High"); nullopt for anything else.
+std::optional<lease_priority> parse_priority(std::string_view text);
+std::optional<cost_class> parse_cost_class(std::string_view text);
+
+/// The fixed error codes of the wire contract.
+enum class lease_error_code {
+  invalid_json,
+  invalid_request,
+  resource_not_found,
+  not_holder,
+  invalid_state_transition,
+  version_mismatch,
+  request_throttled,
+  payload_too_large,
+  internal_error,
+};
+
+/// "InvalidJson", "InvalidRequest", ...
+const char* to_string(lease_error_code c);
+
+struct lease_error {
+  lease_error_code code;
+  std::string message;
+};
+
+/// Payloads larger than this are refused with PayloadTooLarge before decoding.
+inline constexpr std::size_t max_lease_payload_bytes = 16 * 1024;
+
+struct lease_constraints {
+  bool cpu_heavy = false;
+  bool disk_write_heavy = false;
+  bool network_heavy = false;
+};
+
+/// HeavyLeaseRequest.
+struct lease_request {
+  int v = schema_version;
+  std::string worker_id; ///< `addon_id` accepted as its alias
+  std::string job_type;
+  std::string host_id;   ///< empty: lull picks (the worker's host, else the only one)
+  std::optional<int> cost_units;        ///< 1-100, canonical
+  std::optional<cost_class> cost_class_; ///< mapped to units when cost_units is absent
+  lease_priority priority = lease_priority::normal;
+  std::optional<double> expected_duration_sec;
+  std::optional<double> ttl_sec;        ///< asked-for TTL; lull clamps it
+  lease_constraints constraints;
+  std::string request_id; ///< v3.1.1 correlation (echoed)
+  std::string reply_to;   ///< v3.1.1 reply topic
+};
+
+/// Heartbeat, release, report and revoke share one shape; fields a given
+/// action does not use are ignored.
+struct lease_action_request {
+  int v = schema_version;
+  std::string worker_id; ///< the holder (open mode); empty for revoke
+  std::string request_id;
+  std::string reply_to;
+  std::string reason;                    ///< revoke, release: free text
+  std::optional<double> progress;        ///< report: 0-1
+  nlohmann::json accounting;             ///< report: free-form object (or null)
+  std::string message;                   ///< report: free text
+};
+
+/// Decodes a payload (size check, format detection, JSON/msgpack decoding).
+/// On failure `request_id` and `reply_to` are still filled from whatever part
+/// of the payload could be read, so the error can be answered.
+struct decoded_payload {
+  wire_format format = wire_format::json;
+  nlohmann::json doc;
+};
+std::variant<decoded_payload, lease_error> decode_lease_payload(std::string_view payload,
+                                                                std::string_view content_type);
+
+/// `worker_required`: false in secure mode, where the topic names the worker.
+std::variant<lease_request, lease_error> parse_lease_request(const nlohmann::json& doc,
+                                                             bool worker_required = true);
+std::variant<lease_action_request, lease_error>
+parse_lease_action(const nlohmann::json& doc, std::string_view action);
+
+/// Best effort: the request_id / reply_to of a document that failed to parse.
+std::string peek_string(const nlohmann::json& doc, const char* field);
+
+// -- replies -------------------------------------------------------------------
+
+struct lease_grant_reply {
+  std::string request_id;
+  bool approved = false;
+  std::string lease_id;
+  std::string host_id;
+  std::uint64_t fencing_token = 0;
+  double ttl_sec = 30;
+  double heartbeat_interval_sec = 10;
+  bool ttl_clamped = false;
+  std::int64_t expires_at = 0; ///< unix seconds
+  std::string reason;
+  double retry_after_sec = 0; ///< denials only
+  int cost_units = 0;
+};
+
+nlohmann::json to_json(const lease_grant_reply& r);
+
+/// {"v":1,"request_id":..,"ok":false,"error":{"code":..,"message":..}}
+nlohmann::json error_reply(std::string_view request_id, const lease_error& e);
+
+/// Parses a grant reply (client side); nullopt when it is not one.
+std::optional<lease_grant_reply> grant_reply_from_json(const nlohmann::json& j);
+
+} // namespace lull

@@ -1,0 +1,377 @@
+#include "src/client/lease_client.hpp"
+
+#include "messages/codec.hpp"
+#include "src/lease/lease_table.hpp" // random_lease_id
+
+namespace lull {
+
+namespace {
+
+/// Forwards transport events to the client while it exists; the transport
+/// holds this, not the client.
+struct forwarder : transport_events {
+  std::mutex mtx;
+  transport_events* target = nullptr;
+  template <class F>
+  void with(F f) {
+    std::lock_guard<std::mutex> guard(mtx);
+    if (target != nullptr)
+      f(*target);
+  }
+  void on_connected(int v) override {
+    with([&](auto& t) { t.on_connected(v); });
+  }
+  void on_connect_failed(std::string r) override {
+    with([&](auto& t) { t.on_connect_failed(r); });
+  }
+  void on_connection_lost(std::string r) override {
+    with([&](auto& t) { t.on_connection_lost(r); });
+  }
+  void on_message(mqtt_message m) override {
+    with([&](auto& t) { t.on_message(std::move(m)); });
+  }
+  void on_disconnected() override {
+    with([](auto& t) { t.on_disconnected(); });
+  }
+};
+
+call_error timeout_error(std::chrono::milliseconds t, const std::string& what) {
+  return {true,
+          {lease_error_code::internal_error,
+           "no reply from lulld to the " + what + " within "
+             + std::to_string(t.count() / 1000.0).substr(0, 4) + "s (is lulld running?)"}};
+}
+
+std::optional<call_error> error_of(const nlohmann::json& j) {
+  if (j.is_object() && j.value("ok", true) == false) {
+    call_error e;
+    auto& err = j["error"];
+    std::string code = err.is_object() ? err.value("code", "InternalError") : "InternalError";
+    e.error.code = lease_error_code::internal_error;
+    for (int c = 0; c <= static_cast<int>(lease_error_code::internal_error); ++c)
+      if (code == to_string(static_cast<lease_error_code>(c)))
+        e.error.code = static_cast<lease_error_code>(c);
+    e.error.message = err.is_object() ? err.value("message", "") : "";
+    return e;
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+lease_client::lease_client(lease_client_options opts)
+  : opts_(std::move(opts)), topics_(opts_.topic_prefix) {
+  nonce_ = random_lease_id().substr(0, 12);
+  reply_topic_ = topics_.full("workers/" + opts_.worker_id + "/reply/" + nonce_);
+}
+
+std::variant<std::unique_ptr<lease_client>, std::string>
+lease_client::connect(lease_client_options opts) {
+  if (!valid_id(opts.worker_id))
+    return std::string("worker id '" + opts.worker_id
+                       + "' must be 1-64 characters from [a-zA-Z0-9_-]");
+  std::unique_ptr<lease_client> c(new lease_client(std::move(opts)));
+  auto fwd = std::make_shared<forwarder>();
+  fwd->target = c.get();
+  c->self_events_ = fwd;
+  transport_options t;
+  t.uri = c->opts_.uri;
+  t.client_id = "lull-" + c->opts_.worker_id + "-" + c->nonce_;
+  t.username = c->opts_.username;
+  t.password = c->opts_.password;
+  if (c->opts_.announce)
+    t.will = {c->topics_.worker_status(c->opts_.worker_id),
+              nlohmann::json{{"v", 1}, {"worker_id", c->opts_.worker_id}, {"status", "offline"}}
+                .dump(),
+              1, true, json_content_type, {}, {}};
+  c->transport_ = make_paho_transport(t, fwd);
+  c->transport_->connect();
+  std::unique_lock<std::mutex> guard(c->mtx_);
+  auto deadline = std::chrono::steady_clock::now() + c->opts_.connect_timeout;
+  while (!c->connected_) {
+    if (c->cv_.wait_until(guard, deadline) == std::cv_status::timeout)
+      break;
+    if (!c->connected_ && c->connect_error_.find("falling back") != std::string::npos) {
+      c->connect_error_.clear();
+      guard.unlock();
+      c->transport_->connect();
+      guard.lock();
+    } else if (!c->connected_ && !c->connect_error_.empty()) {
+      break;
+    }
+  }
+  if (!c->connected_) {
+    auto why = c->connect_error_.empty() ? std::string("timed out") : c->connect_error_;
+    guard.unlock();
+    return "cannot connect to " + c->opts_.uri + ": " + why;
+  }
+  guard.unlock();
+  if (c->opts_.announce)
+    c->transport_->publish({c->topics_.worker_status(c->opts_.worker_id),
+                            nlohmann::json{{"v", 1},
+                                           {"worker_id", c->opts_.worker_id},
+                                           {"status", "online"}}
+                              .dump(),
+                            1, true, json_content_type, {}, {}});
+  return c;
+}
+
+lease_client::~lease_client() {
+  if (auto fwd = std::static_pointer_cast<forwarder>(self_events_)) {
+    {
+      std::unique_lock<std::mutex> guard(mtx_);
+      connected_ = false;
+    }
+    if (transport_) {
+      mqtt_message last;
+      if (opts_.announce)
+        last = {topics_.worker_status(opts_.worker_id),
+                nlohmann::json{{"v", 1}, {"worker_id", opts_.worker_id}, {"status", "stopped"}}
+                  .dump(),
+                1, true, json_content_type, {}, {}};
+      transport_->disconnect(last, std::chrono::milliseconds(1000));
+      std::unique_lock<std::mutex> guard(mtx_);
+      cv_.wait_for(guard, std::chrono::milliseconds(1500), [this] { return disconnected_; });
+    }
+    std::lock_guard<std::mutex> guard(fwd->mtx);
+    fwd->target = nullptr;
+  }
+  transport_.reset();
+}
+
+int lease_client::mqtt_version() const { return transport_ ? transport_->mqtt_version() : 5; }
+
+void lease_client::on_connected(int) {
+  std::vector<std::string> filters = {reply_topic_};
+  if (opts_.secure)
+    filters.push_back(topics_.full("workers/" + opts_.worker_id + "/lease/+/state"));
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    for (auto& [id, fn] : watchers_)
+      if (!opts_.secure)
+        filters.push_back(state_topic(id));
+    if (status_subscribed_)
+      filters.push_back(topics_.scheduler_status());
+  }
+  transport_->subscribe(filters, 1);
+  std::lock_guard<std::mutex> guard(mtx_);
+  connected_ = true;
+  cv_.notify_all();
+}
+
+void lease_client::on_connect_failed(std::string reason) {
+  std::lock_guard<std::mutex> guard(mtx_);
+  connect_error_ = std::move(reason);
+  cv_.notify_all();
+}
+
+void lease_client::on_connection_lost(std::string) {}
+
+void lease_client::on_disconnected() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  disconnected_ = true;
+  cv_.notify_all();
+}
+
+void lease_client::on_message(mqtt_message msg) {
+  auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+  if (!doc || !doc->is_object())
+    return;
+  std::function<void(const lease_notice&)> fn;
+  lease_notice notice;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    if (msg.topic == reply_topic_) {
+      std::string key = !msg.correlation_data.empty() ? msg.correlation_data
+                                                      : peek_string(*doc, "request_id");
+      if (auto it = pending_.find(key); it != pending_.end()) {
+        it->second = std::move(*doc);
+        cv_.notify_all();
+      }
+      return;
+    }
+    if (msg.topic == topics_.scheduler_status()) {
+      status_ = std::move(*doc);
+      cv_.notify_all();
+      return;
+    }
+    notice.lease_id = peek_string(*doc, "lease_id");
+    notice.state = peek_string(*doc, "state");
+    notice.reason = peek_string(*doc, "reason");
+    if (auto it = watchers_.find(notice.lease_id); it != watchers_.end())
+      fn = it->second;
+    cv_.notify_all();
+  }
+  if (fn && !notice.state.empty())
+    fn(notice);
+}
+
+std::string lease_client::action_topic(const std::string& lease_id,
+                                       const std::string& action) const {
+  if (opts_.secure)
+    return topics_.full("scheduler/" + opts_.worker_id + "/lease/" + lease_id + "/" + action);
+  return topics_.lease_action(lease_id, action);
+}
+
+std::string lease_client::state_topic(const std::string& lease_id) const {
+  if (opts_.secure)
+    return topics_.full("workers/" + opts_.worker_id + "/lease/" + lease_id + "/state");
+  return topics_.lease_action(lease_id, "state");
+}
+
+std::variant<nlohmann::json, call_error> lease_client::call(const std::string& topic,
+                                                            nlohmann::json body,
+                                                            std::chrono::milliseconds timeout) {
+  std::string key;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    key = nonce_ + "-" + std::to_string(++next_id_);
+    pending_[key];
+  }
+  body["v"] = schema_version;
+  body["request_id"] = key;
+  body["reply_to"] = reply_topic_; // for a v3.1.1 connection; v5 uses the property
+  if (!opts_.secure)
+    body["worker_id"] = opts_.worker_id;
+  transport_->publish(
+    {topic, body.dump(), 1, false, json_content_type, reply_topic_, key});
+  std::unique_lock<std::mutex> guard(mtx_);
+  cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
+  auto reply = std::move(pending_[key]);
+  pending_.erase(key);
+  guard.unlock();
+  if (!reply)
+    return timeout_error(timeout, topic.substr(topic.rfind('/') + 1));
+  if (auto e = error_of(*reply))
+    return *e;
+  return std::move(*reply);
+}
+
+std::variant<lease_grant_reply, call_error> lease_client::request(lease_request req,
+                                                                  std::chrono::milliseconds timeout) {
+  nlohmann::json body = nlohmann::json::object();
+  if (!req.job_type.empty())
+    body["job_type"] = req.job_type;
+  if (!req.host_id.empty())
+    body["host_id"] = req.host_id;
+  if (req.cost_units)
+    body["cost_units"] = *req.cost_units;
+  if (req.cost_class_)
+    body["cost_class"] = to_string(*req.cost_class_);
+  body["priority"] = to_string(req.priority);
+  if (req.expected_duration_sec)
+    body["expected_duration_sec"] = *req.expected_duration_sec;
+  if (req.ttl_sec)
+    body["ttl_sec"] = *req.ttl_sec;
+  body["constraints"] = {{"cpu_heavy", req.constraints.cpu_heavy},
+                         {"disk_write_heavy", req.constraints.disk_write_heavy},
+                         {"network_heavy", req.constraints.network_heavy}};
+  auto topic = opts_.secure
+                 ? topics_.full("scheduler/" + opts_.worker_id + "/lease/request")
+                 : topics_.lease_request();
+  auto r = call(topic, std::move(body), timeout);
+  if (auto* e = std::get_if<call_error>(&r))
+    return *e;
+  auto g = grant_reply_from_json(std::get<nlohmann::json>(r));
+  if (!g)
+    return call_error{false, {lease_error_code::internal_error, "lulld's reply is not a lease "
+                                                                "decision"}};
+  return *g;
+}
+
+std::variant<nlohmann::json, call_error> lease_client::heartbeat(const std::string& lease_id,
+                                                                 std::chrono::milliseconds t) {
+  return call(action_topic(lease_id, "heartbeat"), nlohmann::json::object(), t);
+}
+
+std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,
+                                                               std::chrono::milliseconds t,
+                                                               const std::string& reason) {
+  nlohmann::json body = nlohmann::json::object();
+  if (!reason.empty())
+    body["reason"] = reason;
+  return call(action_topic(lease_id, "release"), std::move(body), t);
+}
+
+std::variant<nlohmann::json, call_error> lease_client::report(const std::string& lease_id,
+                                                              double progress,
+                                                              const std::string& message,
+                                                              std::chrono::milliseconds t) {
+  return call(action_topic(lease_id, "report"), {{"progress", progress}, {"message", message}},
+              t);
+}
+
+void lease_client::watch(const std::string& lease_id,
+                         std::function<void(const lease_notice&)> fn) {
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    watchers_[lease_id] = std::move(fn);
+  }
+  if (!opts_.secure)
+    transport_->subscribe({state_topic(lease_id)}, 1);
+}
+
+std::variant<lease_notice, call_error> lease_client::revoke(const std::string& lease_id,
+                                                            const std::string& reason,
+                                                            std::chrono::milliseconds timeout) {
+  // The notice is public (scheduler/lease/<id>/state); an admin in secure mode
+  // gets no reply (lulld only answers workers' inboxes), so wait for it.
+  auto notice_topic = topics_.lease_action(lease_id, "state");
+  std::optional<lease_notice> got;
+  std::mutex m;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    watchers_[lease_id] = [&](const lease_notice& n) {
+      if (n.state == "REVOKED") {
+        std::lock_guard<std::mutex> g2(m);
+        got = n;
+      }
+    };
+  }
+  transport_->subscribe({notice_topic}, 1);
+  std::string key;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    key = nonce_ + "-" + std::to_string(++next_id_);
+    pending_[key];
+  }
+  nlohmann::json body = {{"v", schema_version}, {"request_id", key}, {"reply_to", reply_topic_}};
+  if (!reason.empty())
+    body["reason"] = reason;
+  transport_->publish({topics_.lease_action(lease_id, "revoke"), body.dump(), 1, false,
+                       json_content_type, reply_topic_, key});
+  std::unique_lock<std::mutex> guard(mtx_);
+  std::optional<call_error> err;
+  cv_.wait_for(guard, timeout, [&] {
+    if (auto& r = pending_[key]; r)
+      if (auto e = error_of(*r)) {
+        err = e;
+        return true;
+      }
+    std::lock_guard<std::mutex> g2(m);
+    return got.has_value();
+  });
+  pending_.erase(key);
+  watchers_.erase(lease_id);
+  guard.unlock();
+  if (err)
+    return *err;
+  std::lock_guard<std::mutex> g2(m);
+  if (got)
+    return *got;
+  return timeout_error(timeout, "revoke");
+}
+
+std::optional<nlohmann::json> lease_client::status(std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    status_.reset();
+    status_subscribed_ = true;
+  }
+  transport_->subscribe({topics_.scheduler_status()}, 1);
+  std::unique_lock<std::mutex> guard(mtx_);
+  cv_.wait_for(guard, timeout, [&] { return status_.has_value(); });
+  return status_;
+}
+
+} // namespace lull

@@ -1,0 +1,119 @@
+#pragma once
+/// lull's client library: what a worker links to negotiate leases with lulld
+/// over MQTT. It speaks the wire contract of SPEC.md (MQTT v5 response topic +
+/// correlation data, falling back to v3.1.1 reply_to + request_id), picks the
+/// open or secure topic layout (docs/security.md), and turns lease notices
+/// into callbacks. Calls block the calling thread up to their timeout; nothing
+/// throws.
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "messages/lease.hpp"
+#include "messages/topics.hpp"
+#include "src/mqtt/transport.hpp"
+
+namespace lull {
+
+struct lease_client_options {
+  std::string uri = "tcp://127.0.0.1:1883";
+  std::string worker_id;      ///< secure mode: the broker user name
+  std::string username;
+  std::string password;
+  bool secure = false;        ///< per-worker topics (scheduler/<worker>/lease/...)
+  std::string topic_prefix;
+  /// Announce stats/worker/<worker_id> online (retained) with an offline last
+  /// will, so lulld expires this worker's leases the moment it dies. Only for
+  /// a process that is the only one using its worker id.
+  bool announce = false;
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+/// Why a call failed: lulld's error reply, or no reply in time.
+struct call_error {
+  bool timed_out = false;
+  lease_error error;
+};
+
+/// A lease notice from scheduler/lease/<id>/state (or the secure inbox).
+struct lease_notice {
+  std::string lease_id;
+  std::string state;  ///< ACTIVE, RELEASED, EXPIRED, REVOKED
+  std::string reason;
+};
+
+class lease_client : private transport_events {
+public:
+  /// Connects; an error message when the broker cannot be reached in time.
+  static std::variant<std::unique_ptr<lease_client>, std::string>
+  connect(lease_client_options opts);
+  ~lease_client() override;
+
+  /// Asks for a lease. `req.worker_id` defaults to the client's.
+  std::variant<lease_grant_reply, call_error> request(lease_request req,
+                                                      std::chrono::milliseconds timeout);
+  /// Heartbeat, release and report replies: {"ok":true,"state":..,...}.
+  std::variant<nlohmann::json, call_error> heartbeat(const std::string& lease_id,
+                                                     std::chrono::milliseconds timeout);
+  std::variant<nlohmann::json, call_error> release(const std::string& lease_id,
+                                                   std::chrono::milliseconds timeout,
+                                                   const std::string& reason = {});
+  std::variant<nlohmann::json, call_error> report(const std::string& lease_id, double progress,
+                                                  const std::string& message,
+                                                  std::chrono::milliseconds timeout);
+  /// Admin revoke (scheduler/lease/<id>/revoke): waits for the REVOKED notice
+  /// or an error reply.
+  std::variant<lease_notice, call_error> revoke(const std::string& lease_id,
+                                                const std::string& reason,
+                                                std::chrono::milliseconds timeout);
+  /// Calls `fn` (on the MQTT thread: keep it short) on every notice about
+  /// `lease_id` after this call.
+  void watch(const std::string& lease_id, std::function<void(const lease_notice&)> fn);
+  /// The retained scheduler/status document.
+  std::optional<nlohmann::json> status(std::chrono::milliseconds timeout);
+
+  const std::string& worker_id() const { return opts_.worker_id; }
+  int mqtt_version() const;
+
+private:
+  explicit lease_client(lease_client_options opts);
+  void on_connected(int mqtt_version) override;
+  void on_connect_failed(std::string reason) override;
+  void on_connection_lost(std::string reason) override;
+  void on_message(mqtt_message msg) override;
+  void on_disconnected() override;
+
+  std::variant<nlohmann::json, call_error> call(const std::string& topic, nlohmann::json body,
+                                                std::chrono::milliseconds timeout);
+  std::string action_topic(const std::string& lease_id, const std::string& action) const;
+  std::string state_topic(const std::string& lease_id) const;
+
+  lease_client_options opts_;
+  topic_names topics_;
+  std::string nonce_;
+  std::string reply_topic_;
+  std::unique_ptr<mqtt_transport> transport_;
+  std::shared_ptr<transport_events> self_events_;
+
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool connected_ = false;
+  bool disconnected_ = false;
+  std::string connect_error_;
+  std::uint64_t next_id_ = 0;
+  std::map<std::string, std::optional<nlohmann::json>> pending_;
+  std::map<std::string, std::function<void(const lease_notice&)>> watchers_;
+  std::optional<nlohmann::json> status_;
+  bool status_subscribed_ = false;
+};
+
+} // namespace lull

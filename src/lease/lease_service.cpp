@@ -1,0 +1,360 @@
+#include "src/lease/lease_service.hpp"
+
+#include <cctype>
+
+#include "src/log.hpp"
+
+namespace lull {
+
+namespace {
+
+std::vector<std::string_view> split_levels(std::string_view topic) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (true) {
+    auto pos = topic.find('/', start);
+    out.push_back(topic.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos)
+      break;
+    start = pos + 1;
+  }
+  return out;
+}
+
+bool is_action(std::string_view a) {
+  return a == "heartbeat" || a == "release" || a == "report" || a == "revoke";
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+} // namespace
+
+lease_service::lease_service(lease_service_options opts, lease_env env,
+                             std::uint64_t first_fencing)
+  : opts_(std::move(opts)), table_(opts_.policy, std::move(env), first_fencing) {}
+
+std::vector<std::string> lease_service::filters() const {
+  auto& t = opts_.topics;
+  std::vector<std::string> out;
+  if (opts_.secure) {
+    out.push_back(t.full("scheduler/+/lease/request"));
+    for (auto* a : {"heartbeat", "release", "report", "revoke"})
+      out.push_back(t.full(std::string("scheduler/+/lease/+/") + a));
+    out.push_back(t.lease_action_filter("revoke"));
+  } else {
+    out.push_back(t.lease_request());
+    for (auto* a : {"heartbeat", "release", "report", "revoke"})
+      out.push_back(t.lease_action_filter(a));
+  }
+  out.push_back(t.full("stats/host/+/quiet"));
+  out.push_back(t.host_stats_filter());
+  out.push_back(t.worker_status_filter());
+  return out;
+}
+
+std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
+  std::vector<mqtt_message> out;
+  auto rel = opts_.topics.strip(in.topic);
+  if (rel.empty())
+    return out;
+  auto lv = split_levels(rel);
+  if (lv.size() >= 3 && lv[0] == "stats" && lv[1] == "host") {
+    if (lv.size() == 4 && lv[3] == "quiet")
+      on_quiet(in);
+    else if (lv.size() == 3)
+      on_host(std::string(lv[2]), in);
+    return out;
+  }
+  if (lv.size() == 3 && lv[0] == "stats" && lv[1] == "worker") {
+    on_worker(std::string(lv[2]), in);
+    drain_events(out);
+    return out;
+  }
+  if (lv.empty() || lv[0] != "scheduler")
+    return out;
+  ++counters_.received;
+  if (!opts_.secure) {
+    if (lv.size() == 3 && lv[1] == "lease" && lv[2] == "request")
+      on_request(in, {}, out);
+    else if (lv.size() == 4 && lv[1] == "lease" && is_action(lv[3]))
+      on_action(in, std::string(lv[2]), std::string(lv[3]), {}, out);
+  } else {
+    if (lv.size() == 4 && lv[2] == "lease" && lv[3] == "request")
+      on_request(in, std::string(lv[1]), out);
+    else if (lv.size() == 5 && lv[2] == "lease" && is_action(lv[4]))
+      on_action(in, std::string(lv[3]), std::string(lv[4]), std::string(lv[1]), out);
+    else if (lv.size() == 4 && lv[1] == "lease" && lv[3] == "revoke")
+      // The admin's topic: the broker's ACL lets only the admin publish here.
+      on_action(in, std::string(lv[2]), "revoke", {}, out);
+  }
+  drain_events(out);
+  return out;
+}
+
+bool lease_service::reply_topic_allowed(const std::string& topic,
+                                        const std::string& worker) const {
+  if (topic.empty() || topic.find_first_of("+#") != std::string::npos)
+    return false;
+  if (!opts_.secure)
+    return true;
+  // Secure mode: a worker may only have replies sent to its own inbox, so it
+  // cannot make lulld publish on another worker's or lull's own topics.
+  auto inbox = opts_.topics.full("workers/" + worker + "/");
+  return !worker.empty() && topic.compare(0, inbox.size(), inbox) == 0;
+}
+
+void lease_service::reply(const reply_route& route, const std::string& worker,
+                          const nlohmann::json& body, std::vector<mqtt_message>& out) {
+  if (route.topic.empty()) {
+    ++counters_.unanswerable;
+    return;
+  }
+  if (!reply_topic_allowed(route.topic, worker)) {
+    ++counters_.unanswerable;
+    log::warn("lease manager: not replying to '{}': replies for worker '{}' go under {}",
+              route.topic, worker, opts_.topics.full("workers/" + worker + "/"));
+    return;
+  }
+  ++counters_.replies;
+  mqtt_message m;
+  m.topic = route.topic;
+  m.payload = encode(body, route.format);
+  m.qos = 1;
+  m.content_type = content_type_of(route.format);
+  m.correlation_data = route.correlation_data;
+  out.push_back(std::move(m));
+}
+
+void lease_service::reject(const reply_route& route, const std::string& worker,
+                           const std::string& request_id, const lease_error& e,
+                           const std::string& topic, std::vector<mqtt_message>& out) {
+  ++counters_.rejected;
+  log::warn("lease manager: rejected message on {}: {}: {}", topic, to_string(e.code),
+            e.message);
+  reply(route, worker, error_reply(request_id, e), out);
+}
+
+void lease_service::on_request(const mqtt_message& in, const std::string& topic_worker,
+                               std::vector<mqtt_message>& out) {
+  reply_route route;
+  route.topic = in.response_topic;
+  route.correlation_data = in.correlation_data;
+  route.format = detect_format(in.payload, in.content_type);
+  auto decoded = decode_lease_payload(in.payload, in.content_type);
+  if (auto* e = std::get_if<lease_error>(&decoded)) {
+    reject(route, topic_worker, {}, *e, in.topic, out);
+    return;
+  }
+  auto& doc = std::get<decoded_payload>(decoded).doc;
+  if (route.topic.empty())
+    route.topic = peek_string(doc, "reply_to");
+  auto parsed = parse_lease_request(doc, !opts_.secure);
+  if (auto* e = std::get_if<lease_error>(&parsed)) {
+    std::string w = topic_worker;
+    if (w.empty()) {
+      w = peek_string(doc, "worker_id");
+      if (w.empty())
+        w = peek_string(doc, "addon_id");
+    }
+    reject(route, w, peek_string(doc, "request_id"), *e, in.topic, out);
+    return;
+  }
+  auto& req = std::get<lease_request>(parsed);
+  const std::string& worker = opts_.secure ? topic_worker : req.worker_id;
+  auto decision = table_.request(req, worker);
+  ++(decision.approved ? counters_.grants : counters_.denies);
+  dirty_ = true;
+  reply(route, worker, to_json(decision), out);
+}
+
+void lease_service::on_action(const mqtt_message& in, const std::string& lease_id,
+                              const std::string& action, const std::string& topic_worker,
+                              std::vector<mqtt_message>& out) {
+  reply_route route;
+  route.topic = in.response_topic;
+  route.correlation_data = in.correlation_data;
+  route.format = detect_format(in.payload, in.content_type);
+  nlohmann::json doc; // null: an empty payload
+  bool empty = in.payload.find_first_not_of(" \t\r\n") == std::string::npos;
+  if (!empty) {
+    auto decoded = decode_lease_payload(in.payload, in.content_type);
+    if (auto* e = std::get_if<lease_error>(&decoded)) {
+      reject(route, topic_worker, {}, *e, in.topic, out);
+      return;
+    }
+    doc = std::move(std::get<decoded_payload>(decoded).doc);
+  }
+  if (route.topic.empty())
+    route.topic = peek_string(doc, "reply_to");
+  auto parsed = parse_lease_action(doc, action);
+  if (auto* e = std::get_if<lease_error>(&parsed)) {
+    std::string w = topic_worker.empty() ? peek_string(doc, "worker_id") : topic_worker;
+    reject(route, w, peek_string(doc, "request_id"), *e, in.topic, out);
+    return;
+  }
+  auto& act = std::get<lease_action_request>(parsed);
+  std::string worker = opts_.secure ? topic_worker : act.worker_id;
+  bool admin_revoke = action == "revoke" && topic_worker.empty();
+  if (!admin_revoke && worker.empty()) {
+    reject(route, worker, act.request_id,
+           {lease_error_code::invalid_request,
+            "missing field 'worker_id': expected the holder's id (a string) to " + action
+              + " a lease"},
+           in.topic, out);
+    return;
+  }
+  if (!valid_id(lease_id)) {
+    reject(route, worker, act.request_id,
+           {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
+           in.topic, out);
+    return;
+  }
+  std::variant<lease_ack, lease_error> result;
+  if (action == "heartbeat")
+    result = table_.heartbeat(lease_id, worker);
+  else if (action == "release")
+    result = table_.release(lease_id, worker, act.reason);
+  else if (action == "report")
+    result = table_.report(lease_id, worker, act);
+  else
+    result = table_.revoke(lease_id, admin_revoke ? std::string{} : worker,
+                           act.reason.empty() ? (admin_revoke ? "revoked by admin"
+                                                              : "revoked by holder")
+                                              : act.reason);
+  if (auto* e = std::get_if<lease_error>(&result)) {
+    reject(route, worker, act.request_id, *e, in.topic, out);
+    return;
+  }
+  if (action != "heartbeat")
+    dirty_ = true;
+  auto& ack = std::get<lease_ack>(result);
+  nlohmann::json body = {{"v", schema_version},
+                         {"request_id", act.request_id},
+                         {"ok", true},
+                         {"action", action},
+                         {"lease_id", ack.lease_id},
+                         {"state", to_string(ack.state)},
+                         {"fencing_token", ack.fencing_token}};
+  if (ack.state == lease_state::active) {
+    body["ttl_remaining_sec"] = ack.ttl_remaining_sec;
+    body["expires_at"] = utc_timestamp(ack.expires_at);
+  }
+  reply(route, worker, body, out);
+}
+
+void lease_service::on_quiet(const mqtt_message& in) {
+  if (in.payload.empty())
+    return; // a cleared retained message
+  auto decoded = decode_lease_payload(in.payload, in.content_type);
+  if (auto* e = std::get_if<lease_error>(&decoded)) {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring quiet assessment on {}: {}", in.topic, e->message);
+    return;
+  }
+  try {
+    table_.on_quiet(quiet_assessment_from_json(std::get<decoded_payload>(decoded).doc));
+    dirty_ = true;
+  } catch (const std::exception& e) {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring quiet assessment on {}: {}", in.topic, e.what());
+  }
+}
+
+void lease_service::on_host(const std::string& host_id, const mqtt_message& in) {
+  if (in.payload.empty())
+    return;
+  auto decoded = decode_lease_payload(in.payload, in.content_type);
+  if (std::holds_alternative<lease_error>(decoded))
+    return;
+  auto& doc = std::get<decoded_payload>(decoded).doc;
+  if (!doc.is_object())
+    return;
+  auto cpu = doc.find("cpu");
+  if (cpu == doc.end() || !cpu->is_object())
+    return;
+  auto count = cpu->find("count");
+  bool known = table_.hosts().count(host_id) > 0;
+  if (count != cpu->end() && count->is_number_integer()) {
+    int n = count->get<int>();
+    auto it = table_.hosts().find(host_id);
+    if (it == table_.hosts().end() || it->second.cpu_count != n) {
+      table_.on_cpu_count(host_id, n);
+      dirty_ = true;
+    }
+  } else if (!known) {
+    table_.on_cpu_count(host_id, 1);
+  }
+}
+
+void lease_service::on_worker(const std::string& worker_id, const mqtt_message& in) {
+  if (in.payload.empty() || !valid_id(worker_id))
+    return;
+  std::string status;
+  auto decoded = decode_lease_payload(in.payload, in.content_type);
+  if (auto* d = std::get_if<decoded_payload>(&decoded)) {
+    if (d->doc.is_string())
+      status = d->doc.get<std::string>();
+    else if (d->doc.is_object())
+      for (auto* key : {"status", "state", "availability"})
+        if (auto it = d->doc.find(key); it != d->doc.end() && it->is_string()) {
+          status = it->get<std::string>();
+          break;
+        }
+  } else {
+    status = in.payload; // a bare "offline" will
+  }
+  status = lower(status);
+  if (status == "offline" || status == "dead" || status == "lost") {
+    table_.on_worker_status(worker_id, false);
+    dirty_ = true;
+  } else if (!status.empty()) {
+    table_.on_worker_status(worker_id, true);
+  }
+}
+
+void lease_service::drain_events(std::vector<mqtt_message>& out) {
+  auto events = table_.take_events();
+  for (auto& e : events) {
+    auto body = encode(to_json(e), wire_format::json);
+    if (e.state && !e.lease_id.empty()) {
+      out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, 1, false,
+                     json_content_type, {}, {}});
+      if (opts_.secure)
+        out.push_back({opts_.topics.full("workers/" + e.worker_id + "/lease/" + e.lease_id
+                                         + "/state"),
+                       body, 1, false, json_content_type, {}, {}});
+    }
+    out.push_back({opts_.topics.scheduler_events(), std::move(body), 0, false,
+                   json_content_type, {}, {}});
+  }
+  if (!events.empty())
+    dirty_ = true;
+}
+
+std::vector<mqtt_message> lease_service::tick() {
+  std::vector<mqtt_message> out;
+  table_.tick();
+  drain_events(out);
+  return out;
+}
+
+mqtt_message lease_service::status_message() const {
+  auto j = table_.status_json();
+  j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
+                   {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
+                   {"grants", counters_.grants},     {"denies", counters_.denies}};
+  return {opts_.topics.scheduler_status(), encode(j, wire_format::json), 1, true,
+          json_content_type, {}, {}};
+}
+
+bool lease_service::take_status_dirty() {
+  bool d = dirty_;
+  dirty_ = false;
+  return d;
+}
+
+} // namespace lull

@@ -1,0 +1,93 @@
+#pragma once
+/// The lease manager's message logic: turns one inbound MQTT message into
+/// calls on lease_table and builds every reply, state notice, event and the
+/// retained status. The lease_manager actor only feeds it messages and ticks
+/// and publishes what it returns, so all of this is tested without CAF.
+///
+/// Topics (relative to the prefix):
+///   open mode   scheduler/lease/request, scheduler/lease/<id>/<action>
+///               (identity: the payload's worker_id)
+///   secure mode scheduler/<worker>/lease/request,
+///               scheduler/<worker>/lease/<id>/<action>
+///               (identity: the topic, which the broker's ACL pins to the
+///               user), replies only under workers/<worker>/, admin revokes
+///               on scheduler/lease/<id>/revoke
+///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "messages/mqtt_message.hpp"
+#include "messages/topics.hpp"
+#include "src/lease/lease_table.hpp"
+
+namespace lull {
+
+struct lease_service_options {
+  topic_names topics;
+  bool secure = false;
+  lease_policy_config policy;
+};
+
+struct lease_service_counters {
+  std::uint64_t received = 0;
+  std::uint64_t rejected = 0;  ///< answered (or dropped) with an error
+  std::uint64_t replies = 0;
+  std::uint64_t unanswerable = 0; ///< no reply topic, or a forbidden one
+  std::uint64_t grants = 0;
+  std::uint64_t denies = 0;
+};
+
+class lease_service {
+public:
+  lease_service(lease_service_options opts, lease_env env, std::uint64_t first_fencing = 0);
+
+  /// Topic filters to subscribe to.
+  std::vector<std::string> filters() const;
+
+  /// Handles one inbound message; returns what to publish, replies first.
+  std::vector<mqtt_message> handle(const mqtt_message& in);
+
+  /// Expires leases; returns the resulting notices and events.
+  std::vector<mqtt_message> tick();
+
+  /// The retained scheduler/status message.
+  mqtt_message status_message() const;
+
+  /// True once since the last call when the status changed.
+  bool take_status_dirty();
+
+  const lease_service_counters& counters() const { return counters_; }
+  lease_table& table() { return table_; }
+  const lease_table& table() const { return table_; }
+
+private:
+  struct reply_route {
+    std::string topic;
+    std::string correlation_data;
+    wire_format format = wire_format::json;
+  };
+  void on_request(const mqtt_message& in, const std::string& topic_worker,
+                  std::vector<mqtt_message>& out);
+  void on_action(const mqtt_message& in, const std::string& lease_id,
+                 const std::string& action, const std::string& topic_worker,
+                 std::vector<mqtt_message>& out);
+  void on_quiet(const mqtt_message& in);
+  void on_host(const std::string& host_id, const mqtt_message& in);
+  void on_worker(const std::string& worker_id, const mqtt_message& in);
+  void reply(const reply_route& route, const std::string& worker,
+             const nlohmann::json& body, std::vector<mqtt_message>& out);
+  void reject(const reply_route& route, const std::string& worker,
+              const std::string& request_id, const lease_error& e, const std::string& topic,
+              std::vector<mqtt_message>& out);
+  void drain_events(std::vector<mqtt_message>& out);
+  bool reply_topic_allowed(const std::string& topic, const std::string& worker) const;
+
+  lease_service_options opts_;
+  lease_table table_;
+  lease_service_counters counters_;
+  bool dirty_ = true;
+};
+
+} // namespace lull

@@ -1,0 +1,226 @@
+#pragma once
+/// The lease table and its policy (SPEC.md, "Lease policy"): plain C++ with an
+/// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
+/// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
+/// calls on this class, and tests drive it directly.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "messages/lease.hpp"
+#include "messages/quiet.hpp"
+
+namespace lull {
+
+struct lease_policy_config {
+  double ttl_sec = 30;          ///< default heartbeat TTL
+  double min_ttl_sec = 5;       ///< asked-for TTLs are clamped to [min, max]
+  double max_ttl_sec = 600;
+  double lock_delay_sec = 15;   ///< an expired lease's units stay reserved this long
+  double panic_cooldown_sec = 120; ///< after a PANIC, hard deny this long
+  double busy_retry_sec = 15;   ///< retry hint while a host is not QUIET
+  int units_per_cpu = 25;       ///< capacity = cpus * units_per_cpu * (1 - headroom)
+  double headroom = 0.2;        ///< share kept for the rest of the system
+  int capacity_units = 0;       ///< > 0 overrides the computed capacity of every host
+  int max_leases_global = 32;
+  int max_leases_per_worker = 4;
+  double grant_rate_per_sec = 20; ///< token bucket refill
+  double grant_burst = 40;        ///< token bucket size
+  double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
+  int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
+  std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
+};
+
+/// Injected time and randomness.
+struct lease_env {
+  std::function<double()> mono_sec;         ///< monotonic seconds
+  std::function<std::int64_t()> wall_sec;   ///< unix seconds
+  std::function<double()> uniform;          ///< [0, 1)
+  std::function<std::string()> new_id;      ///< unguessable lease ids
+  /// The real clocks, getrandom(2) and a 128-bit id from it.
+  static lease_env system();
+};
+
+/// 32 hex characters from the kernel's CSPRNG (getrandom, else /dev/urandom).
+std::string random_lease_id();
+
+/// Token bucket on grants.
+class token_bucket {
+public:
+  token_bucket(double rate_per_sec, double burst, double now);
+  /// Takes a token when one is there.
+  bool take(double now);
+  /// Seconds until a token will be there.
+  double wait_sec(double now) const;
+  double tokens(double now) const;
+
+private:
+  double rate_, burst_, tokens_, last_;
+};
+
+struct lease_record {
+  std::string lease_id;
+  std::string worker_id;
+  std::string host_id;
+  std::string job_type;
+  int cost_units = 0;
+  lease_priority priority = lease_priority::normal;
+  std::uint64_t fencing_token = 0;
+  double ttl_sec = 30;
+  lease_state state = lease_state::active;
+  double granted_mono = 0, last_heartbeat_mono = 0, expires_mono = 0;
+  std::int64_t granted_at = 0;   ///< unix seconds
+  std::int64_t ended_at = 0;     ///< unix seconds, 0 while active
+  double hold_until_mono = 0;    ///< expired/revoked: units reserved until then
+  std::string end_reason;
+  bool heartbeat_warned = false;
+  std::optional<double> progress;
+  std::string last_report;
+  nlohmann::json accounting;
+};
+
+/// One entry of scheduler/events.
+struct lease_event {
+  std::string type; ///< granted, denied, heartbeat_missed, released, expired, revoked, reported
+  std::string lease_id;
+  std::string worker_id;
+  std::string host_id;
+  std::string reason;
+  std::uint64_t fencing_token = 0;
+  std::int64_t at = 0; ///< unix seconds
+  std::optional<lease_state> state; ///< set when the lease changed state
+};
+
+nlohmann::json to_json(const lease_event& e);
+
+/// A lease record as saved to the store (monotonic times as remaining
+/// seconds are not saved: the store keeps the wall-clock expiry).
+nlohmann::json to_json(const lease_record& r);
+/// Throws nlohmann::json::exception on a malformed record.
+lease_record lease_record_from_json(const nlohmann::json& j);
+
+/// Per-worker decision summary (grants, denies, last reason, cool-down).
+struct worker_summary {
+  std::uint64_t grants = 0;
+  std::uint64_t denies = 0;
+  std::string last_decision;  ///< "granted" / "denied"
+  std::string last_reason;
+  std::int64_t last_decision_at = 0;
+  std::optional<std::int64_t> cooldown_until; ///< host PANIC cool-down seen by its last denial
+  bool online = true;
+};
+
+struct host_info {
+  std::optional<quiet_assessment> quiet;
+  std::optional<int> cpu_count;
+  double panic_until_mono = 0; ///< cool-down end after a PANIC
+};
+
+/// Result of a heartbeat (and of the other actions on a lease).
+struct lease_ack {
+  std::string lease_id;
+  lease_state state = lease_state::active;
+  double ttl_remaining_sec = 0;
+  std::int64_t expires_at = 0;
+  std::uint64_t fencing_token = 0;
+};
+
+class lease_table {
+public:
+  /// `first_fencing_token`: grants hand out tokens above it (a persister
+  /// restores the last one so tokens never decrease across restarts).
+  lease_table(lease_policy_config cfg, lease_env env, std::uint64_t first_fencing_token = 0);
+
+  // -- inputs --------------------------------------------------------------
+  void on_quiet(const quiet_assessment& q);
+  void on_cpu_count(const std::string& host_id, int cpus);
+  /// A worker's retained status: offline (its last will) expires its leases.
+  void on_worker_status(const std::string& worker_id, bool online);
+
+  // -- actions -------------------------------------------------------------
+  /// Decides a request. `worker_id` is the identity to use (from the topic in
+  /// secure mode, else the payload's).
+  lease_grant_reply request(const lease_request& req, const std::string& worker_id);
+  std::variant<lease_ack, lease_error> heartbeat(const std::string& lease_id,
+                                                 const std::string& worker_id);
+  std::variant<lease_ack, lease_error> release(const std::string& lease_id,
+                                               const std::string& worker_id,
+                                               const std::string& reason = {});
+  std::variant<lease_ack, lease_error> report(const std::string& lease_id,
+                                              const std::string& worker_id,
+                                              const lease_action_request& rep);
+  /// `holder`: empty for an admin revoke, else the holder must match.
+  std::variant<lease_ack, lease_error> revoke(const std::string& lease_id,
+                                              const std::string& holder,
+                                              const std::string& reason);
+  /// Expires leases whose TTL passed and warns on missed heartbeats.
+  void tick();
+
+  /// Brings back a lease saved before a restart with `remaining_sec` of its
+  /// TTL left; one whose TTL ran out while lulld was down expires now (its
+  /// units held for lock_delay, since its holder may still be running).
+  /// Fencing tokens continue above the restored ones.
+  void restore(lease_record r, double remaining_sec);
+
+  /// Ids of leases granted, renewed or ended since the last call (to persist).
+  std::vector<std::string> take_dirty();
+
+  // -- outputs -------------------------------------------------------------
+  /// Events since the last call (grant, deny, ... ), oldest first.
+  std::vector<lease_event> take_events();
+  const std::map<std::string, lease_record>& active() const { return active_; }
+  const std::deque<lease_record>& recent() const { return recent_; }
+  const lease_record* find(const std::string& lease_id) const;
+  const std::map<std::string, worker_summary>& workers() const { return workers_; }
+  const std::map<std::string, host_info>& hosts() const { return hosts_; }
+  int capacity_units(const std::string& host_id) const;
+  /// Units of active leases plus those of expired leases within lock_delay.
+  int used_units(const std::string& host_id) const;
+  std::uint64_t fencing_token() const { return fencing_; }
+  int units_for(const lease_request& req) const;
+  /// The whole state for scheduler/status.
+  nlohmann::json status_json() const;
+  const lease_policy_config& config() const { return cfg_; }
+  double heartbeat_interval_sec(double ttl) const { return ttl / 3; }
+
+private:
+  struct reservation {
+    std::string host_id;
+    double free_at; ///< monotonic
+    int units;
+  };
+  std::optional<std::string> resolve_host(const lease_request& req, const std::string& worker,
+                                          std::string& why) const;
+  lease_grant_reply deny(const lease_request& req, const std::string& worker,
+                         const std::string& host, std::string reason, double retry_sec,
+                         std::optional<std::int64_t> cooldown_until = std::nullopt);
+  void end_lease(std::map<std::string, lease_record>::iterator it, lease_state st,
+                 std::string reason, bool hold_units);
+  std::variant<std::map<std::string, lease_record>::iterator, lease_error>
+  holder_lookup(const std::string& lease_id, const std::string& worker_id);
+  lease_ack ack_of(const lease_record& r) const;
+  void emit(std::string type, const lease_record& r, std::string reason,
+            std::optional<lease_state> st = std::nullopt);
+  double earliest_free(const std::string& host_id, int need_units) const;
+  void prune_held();
+
+  lease_policy_config cfg_;
+  lease_env env_;
+  std::uint64_t fencing_;
+  token_bucket bucket_;
+  std::map<std::string, lease_record> active_;
+  std::deque<lease_record> recent_;
+  std::map<std::string, reservation> held_; ///< by lease id: expired/revoked units
+  std::map<std::string, host_info> hosts_;
+  std::map<std::string, worker_summary> workers_;
+  std::vector<lease_event> events_;
+  std::vector<std::string> dirty_;
+};
+
+} // namespace lull

@@ -1,0 +1,417 @@
+#include "src/queue/job_queue.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include "messages/codec.hpp"
+
+namespace lull {
+
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out;
+  for (char c : s)
+    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+} // namespace
+
+const char* to_string(job_priority p) {
+  switch (p) {
+    case job_priority::high:
+      return "HIGH";
+    case job_priority::normal:
+      return "NORMAL";
+    case job_priority::low:
+      return "LOW";
+    case job_priority::background:
+      return "BACKGROUND";
+  }
+  return "NORMAL";
+}
+
+const char* to_string(job_state s) {
+  switch (s) {
+    case job_state::queued:
+      return "queued";
+    case job_state::leased:
+      return "leased";
+    case job_state::running:
+      return "running";
+    case job_state::succeeded:
+      return "succeeded";
+    case job_state::failed:
+      return "failed";
+    case job_state::cancelled:
+      return "cancelled";
+    case job_state::expired:
+      return "expired";
+  }
+  return "queued";
+}
+
+std::optional<job_priority> parse_job_priority(std::string_view text) {
+  auto u = upper(text);
+  if (u == "HIGH")
+    return job_priority::high;
+  if (u == "NORMAL")
+    return job_priority::normal;
+  if (u == "LOW")
+    return job_priority::low;
+  if (u == "BACKGROUND")
+    return job_priority::background;
+  return std::nullopt;
+}
+
+std::optional<job_state> parse_job_state(std::string_view text) {
+  for (auto s : {job_state::queued, job_state::leased, job_state::running, job_state::succeeded,
+                 job_state::failed, job_state::cancelled, job_state::expired})
+    if (upper(text) == upper(to_string(s)))
+      return s;
+  return std::nullopt;
+}
+
+bool is_final(job_state s) {
+  return s == job_state::succeeded || s == job_state::failed || s == job_state::cancelled
+         || s == job_state::expired;
+}
+
+nlohmann::json to_json(const job& j) {
+  return {{"job_id", j.job_id},
+          {"job_type", j.spec.job_type},
+          {"payload", j.spec.payload},
+          {"cost_units", j.spec.cost_units},
+          {"priority", to_string(j.spec.priority)},
+          {"host_id", j.spec.host_id.empty() ? nlohmann::json(nullptr)
+                                             : nlohmann::json(j.spec.host_id)},
+          {"idempotency_key", j.spec.idempotency_key.empty()
+                                ? nlohmann::json(nullptr)
+                                : nlohmann::json(j.spec.idempotency_key)},
+          {"max_attempts", j.spec.max_attempts},
+          {"deadline", j.spec.deadline ? nlohmann::json(utc_timestamp(*j.spec.deadline))
+                                       : nlohmann::json(nullptr)},
+          {"producer", j.spec.producer},
+          {"state", to_string(j.state)},
+          {"attempts", j.attempts},
+          {"lease_id", j.lease_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.lease_id)},
+          {"worker_id", j.worker_id.empty() ? nlohmann::json(nullptr)
+                                            : nlohmann::json(j.worker_id)},
+          {"leased_host_id", j.host_id.empty() ? nlohmann::json(nullptr)
+                                               : nlohmann::json(j.host_id)},
+          {"submitted_at", utc_timestamp(j.submitted_at)},
+          {"updated_at", utc_timestamp(j.updated_at)},
+          {"seq", j.seq},
+          {"result", j.result},
+          {"error", j.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.error)}};
+}
+
+job job_from_json(const nlohmann::json& d) {
+  job j;
+  auto str_or_empty = [&](const char* k) {
+    auto it = d.find(k);
+    return it == d.end() || it->is_null() ? std::string() : it->get<std::string>();
+  };
+  j.job_id = d.at("job_id").get<std::string>();
+  j.spec.job_type = d.at("job_type").get<std::string>();
+  j.spec.payload = d.value("payload", nlohmann::json());
+  j.spec.cost_units = d.at("cost_units").get<int>();
+  j.spec.priority = parse_job_priority(d.at("priority").get<std::string>()).value_or(
+    job_priority::normal);
+  j.spec.host_id = str_or_empty("host_id");
+  j.spec.idempotency_key = str_or_empty("idempotency_key");
+  j.spec.max_attempts = d.at("max_attempts").get<int>();
+  if (auto dl = str_or_empty("deadline"); !dl.empty())
+    j.spec.deadline = parse_utc_timestamp(dl);
+  j.spec.producer = str_or_empty("producer");
+  j.state = parse_job_state(d.at("state").get<std::string>()).value_or(job_state::queued);
+  j.attempts = d.at("attempts").get<int>();
+  j.lease_id = str_or_empty("lease_id");
+  j.worker_id = str_or_empty("worker_id");
+  j.host_id = str_or_empty("leased_host_id");
+  j.submitted_at = parse_utc_timestamp(d.at("submitted_at").get<std::string>()).value_or(0);
+  j.updated_at = parse_utc_timestamp(d.at("updated_at").get<std::string>()).value_or(0);
+  j.seq = d.at("seq").get<std::uint64_t>();
+  j.result = d.value("result", nlohmann::json());
+  j.error = str_or_empty("error");
+  return j;
+}
+
+nlohmann::json to_json(const job_event& e) {
+  return {{"v", schema_version},
+          {"type", "job"},
+          {"event", e.from ? std::string(to_string(e.to)) : std::string("submitted")},
+          {"job_id", e.job_id},
+          {"from", e.from ? nlohmann::json(to_string(*e.from)) : nlohmann::json(nullptr)},
+          {"to", to_string(e.to)},
+          {"reason", e.reason},
+          {"ts", utc_timestamp(e.at)}};
+}
+
+job_queue::job_queue(queue_config cfg, queue_clock clock)
+  : cfg_(cfg), clock_(std::move(clock)) {}
+
+std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spec spec) {
+  if (!spec.idempotency_key.empty()) {
+    if (auto it = by_key_.find(spec.idempotency_key); it != by_key_.end())
+      if (auto j = jobs_.find(it->second); j != jobs_.end())
+        return std::pair<const job*, bool>{&j->second, false};
+  }
+  std::size_t live = 0;
+  for (auto& [id, j] : jobs_)
+    live += is_final(j.state) ? 0 : 1;
+  if (live >= cfg_.max_jobs)
+    return "queue is full: " + std::to_string(live) + " jobs waiting or running (max "
+           + std::to_string(cfg_.max_jobs) + ")";
+  job j;
+  j.job_id = clock_.new_id();
+  j.spec = std::move(spec);
+  j.submitted_at = j.updated_at = clock_.wall_sec();
+  j.queued_mono = clock_.mono_sec();
+  j.seq = ++seq_;
+  auto id = j.job_id;
+  if (!j.spec.idempotency_key.empty())
+    by_key_[j.spec.idempotency_key] = id;
+  auto& stored = jobs_[id] = std::move(j);
+  events_.push_back({id, std::nullopt, job_state::queued, "submitted", stored.submitted_at});
+  dirty_.push_back(id);
+  return std::pair<const job*, bool>{&stored, true};
+}
+
+double job_queue::effective_level(const job& j, double now) const {
+  double waited = std::max(0.0, now - j.queued_mono);
+  double lift = cfg_.aging_sec > 0 ? std::floor(waited / cfg_.aging_sec) : 0;
+  return std::max(0.0, static_cast<double>(j.spec.priority) - lift);
+}
+
+std::vector<const job*> job_queue::candidates(const std::vector<std::string>& types,
+                                              const std::string& host, std::size_t limit) const {
+  auto now = clock_.mono_sec();
+  struct entry {
+    double level;
+    std::uint64_t producer_served;
+    std::uint64_t seq;
+    double waited;
+    const job* j;
+  };
+  std::vector<entry> pool;
+  for (auto& [id, j] : jobs_) {
+    if (j.state != job_state::queued)
+      continue;
+    if (!types.empty() && std::find(types.begin(), types.end(), j.spec.job_type) == types.end())
+      continue;
+    if (!j.spec.host_id.empty() && !host.empty() && j.spec.host_id != host)
+      continue;
+    auto served = producer_served_.find(j.spec.producer);
+    pool.push_back({effective_level(j, now),
+                    served == producer_served_.end() ? 0 : served->second, j.seq,
+                    now - j.queued_mono, &j});
+  }
+  std::sort(pool.begin(), pool.end(), [](const entry& a, const entry& b) {
+    if (a.level != b.level)
+      return a.level < b.level;
+    if (a.producer_served != b.producer_served)
+      return a.producer_served < b.producer_served;
+    return a.seq < b.seq;
+  });
+  std::vector<const job*> out;
+  for (auto& e : pool) {
+    if (out.size() >= limit)
+      break;
+    out.push_back(e.j);
+  }
+  return out;
+}
+
+void job_queue::transition(job& j, job_state to, std::string reason) {
+  auto from = j.state;
+  j.state = to;
+  j.updated_at = clock_.wall_sec();
+  events_.push_back({j.job_id, from, to, std::move(reason), j.updated_at});
+  dirty_.push_back(j.job_id);
+  if (is_final(to)) {
+    finished_order_.push_back(j.job_id);
+    forget_finished();
+  }
+}
+
+bool job_queue::mark_leased(const std::string& job_id, const std::string& lease_id,
+                            const std::string& worker_id, const std::string& host_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.state != job_state::queued)
+    return false;
+  auto& j = it->second;
+  j.lease_id = lease_id;
+  j.worker_id = worker_id;
+  j.host_id = host_id;
+  ++j.attempts;
+  by_lease_[lease_id] = job_id;
+  producer_served_[j.spec.producer] = ++served_;
+  transition(j, job_state::leased, "leased to " + worker_id + " on " + host_id);
+  return true;
+}
+
+bool job_queue::mark_running(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.state != job_state::leased)
+    return false;
+  transition(it->second, job_state::running, "worker started");
+  return true;
+}
+
+std::optional<std::string> job_queue::complete(const std::string& job_id,
+                                               const std::string& lease_id, bool ok,
+                                               nlohmann::json result, std::string error) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end())
+    return "unknown job " + job_id;
+  auto& j = it->second;
+  if (j.state != job_state::leased && j.state != job_state::running)
+    return "job " + job_id + " is " + to_string(j.state) + ", not leased or running";
+  if (j.lease_id != lease_id)
+    return "lease " + lease_id + " does not hold job " + job_id;
+  by_lease_.erase(j.lease_id);
+  j.result = std::move(result);
+  j.error = std::move(error);
+  if (ok) {
+    transition(j, job_state::succeeded, "completed");
+  } else if (j.attempts < j.spec.max_attempts) {
+    j.lease_id.clear();
+    j.queued_mono = clock_.mono_sec();
+    transition(j, job_state::queued,
+               "failed (attempt " + std::to_string(j.attempts) + " of "
+                 + std::to_string(j.spec.max_attempts) + "): " + j.error + "; retrying");
+  } else {
+    transition(j, job_state::failed, "failed after " + std::to_string(j.attempts)
+                                       + " attempts: " + j.error);
+  }
+  return std::nullopt;
+}
+
+std::variant<std::optional<std::string>, std::string>
+job_queue::cancel(const std::string& job_id, const std::string& reason) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end())
+    return "unknown job " + job_id;
+  auto& j = it->second;
+  if (is_final(j.state))
+    return "job " + job_id + " is already " + to_string(j.state);
+  std::optional<std::string> lease;
+  if (!j.lease_id.empty()) {
+    lease = j.lease_id;
+    by_lease_.erase(j.lease_id);
+  }
+  transition(j, job_state::cancelled, reason.empty() ? "cancelled" : reason);
+  return lease;
+}
+
+void job_queue::lease_ended(const std::string& lease_id, const std::string& why) {
+  auto it = by_lease_.find(lease_id);
+  if (it == by_lease_.end())
+    return;
+  auto jit = jobs_.find(it->second);
+  by_lease_.erase(it);
+  if (jit == jobs_.end())
+    return;
+  auto& j = jit->second;
+  if (j.state != job_state::leased && j.state != job_state::running)
+    return;
+  j.lease_id.clear();
+  if (j.attempts < j.spec.max_attempts) {
+    j.queued_mono = clock_.mono_sec();
+    transition(j, job_state::queued, "lease ended (" + why + "); requeued");
+  } else {
+    transition(j, job_state::failed,
+               "lease ended (" + why + ") after " + std::to_string(j.attempts) + " attempts");
+  }
+}
+
+void job_queue::tick() {
+  auto now = clock_.wall_sec();
+  for (auto& [id, j] : jobs_)
+    if (j.state == job_state::queued && j.spec.deadline && *j.spec.deadline <= now)
+      transition(j, job_state::expired, "deadline passed before a lease was granted");
+}
+
+void job_queue::restore(job j) {
+  seq_ = std::max(seq_, j.seq);
+  if (!j.spec.idempotency_key.empty())
+    by_key_[j.spec.idempotency_key] = j.job_id;
+  if (!j.lease_id.empty() && (j.state == job_state::leased || j.state == job_state::running))
+    by_lease_[j.lease_id] = j.job_id;
+  // Waiting time before the restart is not known on the monotonic clock:
+  // aging starts again, but submission order (seq) still holds.
+  j.queued_mono = clock_.mono_sec();
+  if (is_final(j.state))
+    finished_order_.push_back(j.job_id);
+  auto id = j.job_id;
+  jobs_[id] = std::move(j);
+}
+
+void job_queue::forget_finished() {
+  while (finished_order_.size() > cfg_.finished_kept) {
+    auto id = finished_order_.front();
+    finished_order_.erase(finished_order_.begin());
+    auto it = jobs_.find(id);
+    if (it == jobs_.end())
+      continue;
+    if (!it->second.spec.idempotency_key.empty())
+      by_key_.erase(it->second.spec.idempotency_key);
+    jobs_.erase(it);
+  }
+}
+
+std::vector<job_event> job_queue::take_events() { return std::exchange(events_, {}); }
+
+const job* job_queue::get(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+const job* job_queue::by_lease(const std::string& lease_id) const {
+  auto it = by_lease_.find(lease_id);
+  return it == by_lease_.end() ? nullptr : get(it->second);
+}
+
+std::vector<const job*> job_queue::list(std::optional<job_state> state, const std::string& type,
+                                        const std::string& worker, std::size_t limit) const {
+  std::vector<const job*> out;
+  for (auto& [id, j] : jobs_) {
+    if (state && j.state != *state)
+      continue;
+    if (!type.empty() && j.spec.job_type != type)
+      continue;
+    if (!worker.empty() && j.worker_id != worker)
+      continue;
+    out.push_back(&j);
+  }
+  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+  if (out.size() > limit)
+    out.resize(limit);
+  return out;
+}
+
+std::map<std::string, std::size_t> job_queue::depths() const {
+  std::map<std::string, std::size_t> d = {{"high", 0}, {"normal", 0}, {"low", 0},
+                                          {"background", 0}};
+  static const char* names[] = {"high", "normal", "low", "background"};
+  for (auto& [id, j] : jobs_)
+    if (j.state == job_state::queued)
+      ++d[names[static_cast<int>(j.spec.priority)]];
+  return d;
+}
+
+std::vector<const job*> job_queue::take_dirty() {
+  std::vector<const job*> out;
+  std::sort(dirty_.begin(), dirty_.end());
+  dirty_.erase(std::unique(dirty_.begin(), dirty_.end()), dirty_.end());
+  for (auto& id : dirty_)
+    if (auto* j = get(id))
+      out.push_back(j);
+  dirty_.clear();
+  return out;
+}
+
+} // namespace lull

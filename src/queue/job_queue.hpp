@@ -1,0 +1,147 @@
+#pragma once
+/// The job queue (SPEC.md, "Queue"): job intents that wait for a lull. Plain
+/// C++ with injected clocks; the queue dispatcher actor feeds it messages and
+/// asks the lease table to admit the jobs it proposes.
+///
+/// Ordering: strict priority (high, normal, low, background) with aging --
+/// every `aging_sec` a job waits lifts it one level, so none starves -- and,
+/// within a level, round robin across producers (the producer served longest
+/// ago goes first), then submission order.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lull {
+
+enum class job_priority { high = 0, normal = 1, low = 2, background = 3 };
+enum class job_state { queued, leased, running, succeeded, failed, cancelled, expired };
+
+const char* to_string(job_priority p); ///< "HIGH", ...
+const char* to_string(job_state s);    ///< "queued", ...
+std::optional<job_priority> parse_job_priority(std::string_view text);
+std::optional<job_state> parse_job_state(std::string_view text);
+bool is_final(job_state s);
+
+struct job_spec {
+  std::string job_type;
+  nlohmann::json payload;       ///< opaque to lull
+  int cost_units = 20;
+  job_priority priority = job_priority::normal;
+  std::string host_id;          ///< empty: any host
+  std::string idempotency_key;  ///< empty: none
+  int max_attempts = 3;
+  std::optional<std::int64_t> deadline; ///< unix seconds: expire if not done by then
+  std::string producer;         ///< who submitted (for fairness)
+};
+
+struct job {
+  std::string job_id;
+  job_spec spec;
+  job_state state = job_state::queued;
+  int attempts = 0;             ///< leases handed out so far
+  std::string lease_id, worker_id, host_id;
+  std::int64_t submitted_at = 0, updated_at = 0; ///< unix seconds
+  double queued_mono = 0;       ///< when it (re)entered the queue, for aging
+  std::uint64_t seq = 0;        ///< submission order
+  nlohmann::json result;        ///< success result or failure detail
+  std::string error;
+};
+
+nlohmann::json to_json(const job& j);
+/// Throws nlohmann::json::exception on a malformed record.
+job job_from_json(const nlohmann::json& j);
+
+struct job_event {
+  std::string job_id;
+  std::optional<job_state> from; ///< nullopt for a new job
+  job_state to;
+  std::string reason;
+  std::int64_t at = 0;
+};
+
+nlohmann::json to_json(const job_event& e);
+
+struct queue_config {
+  double aging_sec = 60;         ///< waiting this long lifts a job one priority level
+  std::size_t max_jobs = 100000; ///< queued + active; more are refused
+  std::size_t finished_kept = 5000; ///< finished jobs remembered for get/list/idempotency
+};
+
+struct queue_clock {
+  std::function<double()> mono_sec;
+  std::function<std::int64_t()> wall_sec;
+  std::function<std::string()> new_id;
+};
+
+class job_queue {
+public:
+  job_queue(queue_config cfg, queue_clock clock);
+
+  /// Adds a job, or returns the existing one for a repeated idempotency key
+  /// (second: true when created). Error text when the queue is full.
+  std::variant<std::pair<const job*, bool>, std::string> submit(job_spec spec);
+
+  /// Queued jobs a worker could take, best first: types it accepts (empty:
+  /// any) and its host (jobs for any host, or for this one).
+  std::vector<const job*> candidates(const std::vector<std::string>& types,
+                                     const std::string& host, std::size_t limit) const;
+
+  /// The dispatcher obtained a lease for a queued job.
+  bool mark_leased(const std::string& job_id, const std::string& lease_id,
+                   const std::string& worker_id, const std::string& host_id);
+  /// The worker started (first heartbeat or report on its lease).
+  bool mark_running(const std::string& job_id);
+  /// Completion reported by the worker through the lease.
+  std::optional<std::string> complete(const std::string& job_id, const std::string& lease_id,
+                                      bool ok, nlohmann::json result, std::string error);
+  /// Cancels; returns the lease to revoke when the job held one.
+  std::variant<std::optional<std::string>, std::string> cancel(const std::string& job_id,
+                                                                const std::string& reason);
+  /// The job's lease ended without completion (expired, revoked, released
+  /// early): back to the queue while attempts remain, else failed.
+  void lease_ended(const std::string& lease_id, const std::string& why);
+  /// Expires jobs past their deadline.
+  void tick();
+
+  /// Restores a job saved before a restart (leased/running ones keep their
+  /// lease; the lease manager's own restore decides whether it is alive).
+  void restore(job j);
+
+  std::vector<job_event> take_events();
+  const job* get(const std::string& job_id) const;
+  const job* by_lease(const std::string& lease_id) const;
+  std::vector<const job*> list(std::optional<job_state> state, const std::string& type,
+                               const std::string& worker, std::size_t limit) const;
+  std::map<std::string, std::size_t> depths() const; ///< queued per priority
+  std::size_t size() const { return jobs_.size(); }
+  /// Jobs changed since the last call (to persist), then cleared.
+  std::vector<const job*> take_dirty();
+
+  /// The effective level of a queued job after aging (0 = high).
+  double effective_level(const job& j, double now) const;
+
+private:
+  void transition(job& j, job_state to, std::string reason);
+  void forget_finished();
+
+  queue_config cfg_;
+  queue_clock clock_;
+  std::map<std::string, job> jobs_;
+  std::map<std::string, std::string> by_key_;   ///< idempotency key -> job id
+  std::map<std::string, std::string> by_lease_; ///< lease id -> job id
+  std::map<std::string, std::uint64_t> producer_served_; ///< producer -> dispatch tick
+  std::uint64_t seq_ = 0, served_ = 0;
+  std::vector<job_event> events_;
+  std::vector<std::string> dirty_;
+  std::vector<std::string> finished_order_;
+};
+
+} // namespace lull

@@ -1,0 +1,467 @@
+#include "src/queue/queue_service.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace lull {
+
+namespace {
+
+constexpr std::size_t max_request_bytes = 64 * 1024; // a job payload may be sizeable
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/// Splits a topic relative to the prefix into levels.
+std::vector<std::string> levels(std::string_view rel) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    auto pos = rel.find('/', start);
+    out.emplace_back(rel.substr(start, pos == std::string_view::npos ? pos : pos - start));
+    if (pos == std::string_view::npos)
+      return out;
+    start = pos + 1;
+  }
+}
+
+const char* lease_priority_of(job_priority p) {
+  switch (p) {
+    case job_priority::high:
+      return "HIGH";
+    case job_priority::normal:
+      return "NORMAL";
+    default:
+      return "LOW";
+  }
+}
+
+} // namespace
+
+queue_service::queue_service(queue_service_options opts, queue_config cfg, queue_clock clock)
+  : opts_(std::move(opts)), queue_(cfg, clock), clock_(std::move(clock)) {}
+
+std::vector<std::string> queue_service::filters() const {
+  auto& t = opts_.topics;
+  return {t.full("scheduler/job/submit"),      t.full("scheduler/job/next"),
+          t.full("scheduler/job/get"),         t.full("scheduler/job/list"),
+          t.full("scheduler/job/+/cancel"),    t.scheduler_events(),
+          t.lease_action_filter("release"),    t.lease_action_filter("heartbeat"),
+          t.lease_action_filter("report")};
+}
+
+void queue_service::reply(const reply_route& r, nlohmann::json body, queue_output& out) {
+  if (auto m = make_reply(r, std::move(body)))
+    out.publish.push_back(std::move(*m));
+}
+
+void queue_service::error(const reply_route& r, error_code c, const std::string& msg,
+                          queue_output& out) {
+  if (auto m = make_error_reply(r, c, msg))
+    out.publish.push_back(std::move(*m));
+}
+
+queue_output queue_service::handle(const mqtt_message& in) {
+  queue_output out;
+  auto lv = levels(opts_.topics.strip(in.topic));
+  if (lv.size() >= 3 && lv[0] == "scheduler" && lv[1] == "job") {
+    if (lv.size() == 3 && lv[2] == "submit")
+      on_submit(in, out);
+    else if (lv.size() == 3 && lv[2] == "next")
+      on_next(in, out);
+    else if (lv.size() == 3 && lv[2] == "get")
+      on_get(in, out);
+    else if (lv.size() == 3 && lv[2] == "list")
+      on_list(in, out);
+    else if (lv.size() == 4 && lv[3] == "cancel")
+      on_cancel(in, lv[2], out);
+  } else if (lv.size() == 2 && lv[0] == "scheduler" && lv[1] == "events") {
+    on_lease_event(in, out);
+  } else if (lv.size() == 4 && lv[0] == "scheduler" && lv[1] == "lease") {
+    if (lv[3] == "release")
+      on_lease_release(lv[2], in);
+    else
+      on_lease_activity(lv[2]);
+  }
+  drain(out);
+  return out;
+}
+
+void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
+  auto req = decode_request(in, max_request_bytes);
+  if (req.error)
+    return error(req.route, req.error->first, req.error->second, out);
+  auto& d = *req.doc;
+  job_spec s;
+  auto bad = [&](const std::string& msg) { error(req.route, error_code::invalid_request, msg, out); };
+  auto jt = d.find("job_type");
+  if (jt == d.end() || !jt->is_string() || !valid_id(jt->get<std::string>()))
+    return bad("field 'job_type' must be a string of 1-64 characters from [a-zA-Z0-9_-]");
+  s.job_type = jt->get<std::string>();
+  s.payload = d.value("payload", nlohmann::json());
+  if (auto it = d.find("cost_units"); it != d.end() && !it->is_null()) {
+    if (!it->is_number_integer() || *it < 1 || *it > 100)
+      return bad("field 'cost_units' must be an integer from 1 to 100");
+    s.cost_units = it->get<int>();
+  } else if (auto c = d.find("cost_class"); c != d.end() && !c->is_null()) {
+    auto cls = c->is_string() ? lower(c->get<std::string>()) : std::string();
+    if (cls == "low")
+      s.cost_units = opts_.cost_low;
+    else if (cls == "normal")
+      s.cost_units = opts_.cost_normal;
+    else if (cls == "high")
+      s.cost_units = opts_.cost_high;
+    else
+      return bad("field 'cost_class' must be LOW, NORMAL or HIGH");
+  } else {
+    s.cost_units = opts_.cost_normal;
+  }
+  if (auto it = d.find("priority"); it != d.end() && !it->is_null()) {
+    auto p = it->is_string() ? parse_job_priority(it->get<std::string>()) : std::nullopt;
+    if (!p)
+      return bad("field 'priority' must be one of high, normal, low, background");
+    s.priority = *p;
+  }
+  if (auto it = d.find("host_id"); it != d.end() && !it->is_null()) {
+    if (!it->is_string() || !valid_id(it->get<std::string>()))
+      return bad("field 'host_id' must be a host id or null for any host");
+    s.host_id = it->get<std::string>();
+  }
+  if (auto it = d.find("idempotency_key"); it != d.end() && !it->is_null()) {
+    if (!it->is_string() || it->get<std::string>().empty() || it->get<std::string>().size() > 200)
+      return bad("field 'idempotency_key' must be a non-empty string of at most 200 bytes");
+    s.idempotency_key = it->get<std::string>();
+  }
+  if (auto it = d.find("max_attempts"); it != d.end() && !it->is_null()) {
+    if (!it->is_number_integer() || *it < 1 || *it > 100)
+      return bad("field 'max_attempts' must be an integer from 1 to 100");
+    s.max_attempts = it->get<int>();
+  }
+  if (auto it = d.find("deadline"); it != d.end() && !it->is_null()) {
+    auto t = it->is_string() ? parse_utc_timestamp(it->get<std::string>()) : std::nullopt;
+    if (!t)
+      return bad("field 'deadline' must be a UTC time like 2026-11-23T10:00:30Z");
+    s.deadline = t;
+  } else if (auto r = d.find("deadline_sec"); r != d.end() && !r->is_null()) {
+    if (!r->is_number() || *r <= 0)
+      return bad("field 'deadline_sec' must be a positive number of seconds");
+    s.deadline = clock_.wall_sec() + static_cast<std::int64_t>(r->get<double>());
+  }
+  if (auto it = d.find("producer"); it != d.end() && !it->is_null()) {
+    if (!it->is_string() || !valid_id(it->get<std::string>()))
+      return bad("field 'producer' must be an id of 1-64 characters from [a-zA-Z0-9_-]");
+    s.producer = it->get<std::string>();
+  } else {
+    s.producer = "anonymous";
+  }
+  auto r = queue_.submit(std::move(s));
+  if (auto* full = std::get_if<std::string>(&r))
+    return error(req.route, error_code::request_throttled, *full, out);
+  auto [j, created] = std::get<0>(r);
+  reply(req.route, {{"ok", true}, {"created", created}, {"job_id", j->job_id},
+                    {"state", to_string(j->state)}, {"job", to_json(*j)}},
+        out);
+  // A new job may be what a waiting worker wants.
+  for (auto& [wid, w] : waiting_)
+    if (!w.asking) {
+      try_dispatch(wid, out, false);
+      break;
+    }
+}
+
+void queue_service::on_next(const mqtt_message& in, queue_output& out) {
+  auto req = decode_request(in, max_request_bytes);
+  if (req.error)
+    return error(req.route, req.error->first, req.error->second, out);
+  auto& d = *req.doc;
+  waiting_worker w;
+  w.route = req.route;
+  auto wid = d.find("worker_id");
+  if (wid == d.end())
+    wid = d.find("addon_id");
+  if (wid == d.end() || !wid->is_string() || !valid_id(wid->get<std::string>()))
+    return error(req.route, error_code::invalid_request,
+                 "field 'worker_id' must be an id of 1-64 characters from [a-zA-Z0-9_-]", out);
+  w.worker_id = wid->get<std::string>();
+  if (auto it = d.find("types"); it != d.end() && !it->is_null()) {
+    if (!it->is_array())
+      return error(req.route, error_code::invalid_request,
+                   "field 'types' must be an array of job types", out);
+    for (auto& t : *it) {
+      if (!t.is_string())
+        return error(req.route, error_code::invalid_request,
+                     "field 'types' must be an array of job types", out);
+      w.types.push_back(t.get<std::string>());
+    }
+  }
+  if (auto it = d.find("host_id"); it != d.end() && !it->is_null()) {
+    if (!it->is_string() || !valid_id(it->get<std::string>()))
+      return error(req.route, error_code::invalid_request,
+                   "field 'host_id' must be a host id", out);
+    w.host_id = it->get<std::string>();
+  }
+  double wait = 0;
+  if (auto it = d.find("wait_sec"); it != d.end() && !it->is_null()) {
+    if (!it->is_number() || *it < 0)
+      return error(req.route, error_code::invalid_request,
+                   "field 'wait_sec' must be a number of seconds >= 0", out);
+    wait = std::min(it->get<double>(), opts_.max_wait_sec);
+  }
+  if (w.route.topic.empty())
+    return; // nobody to answer
+  w.until_mono = clock_.mono_sec() + wait;
+  auto id = ++next_id_;
+  waiting_[id] = std::move(w);
+  try_dispatch(id, out, wait <= 0);
+}
+
+void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer) {
+  auto it = waiting_.find(wid);
+  if (it == waiting_.end() || it->second.asking)
+    return;
+  auto& w = it->second;
+  const job* pick = nullptr;
+  for (auto* j : queue_.candidates(w.types, w.host_id, 64)) {
+    bool in_flight = std::any_of(ask_job_.begin(), ask_job_.end(),
+                                 [&](auto& a) { return a.second == j->job_id; });
+    if (!in_flight) {
+      pick = j;
+      break;
+    }
+  }
+  if (pick == nullptr) {
+    if (final_answer) {
+      std::string types;
+      for (auto& t : w.types)
+        types += (types.empty() ? "" : ", ") + t;
+      reply(w.route, {{"ok", true}, {"job", nullptr}, {"approved", false},
+                      {"retry_after_sec", opts_.idle_retry_sec},
+                      {"reason", "No queued job" + (types.empty() ? "" : " of type " + types)
+                                   + (w.host_id.empty() ? "" : " for host " + w.host_id)}},
+            out);
+      waiting_.erase(it);
+    }
+    return;
+  }
+  lease_ask ask;
+  ask.ask_id = ++next_id_;
+  ask.job_id = pick->job_id;
+  ask.worker_id = w.worker_id;
+  ask.request = {{"v", 1},
+                 {"worker_id", w.worker_id},
+                 {"job_type", pick->spec.job_type},
+                 {"cost_units", pick->spec.cost_units},
+                 {"priority", lease_priority_of(pick->spec.priority)},
+                 {"request_id", "job:" + pick->job_id}};
+  auto host = !pick->spec.host_id.empty() ? pick->spec.host_id : w.host_id;
+  if (!host.empty())
+    ask.request["host_id"] = host;
+  w.asking = true;
+  asks_[ask.ask_id] = wid;
+  ask_job_[ask.ask_id] = pick->job_id;
+  out.asks.push_back(std::move(ask));
+}
+
+queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann::json& grant) {
+  queue_output out;
+  auto a = asks_.find(ask_id);
+  auto job_id = ask_job_[ask_id];
+  ask_job_.erase(ask_id);
+  if (a == asks_.end())
+    return out;
+  auto wid = a->second;
+  asks_.erase(a);
+  auto w = waiting_.find(wid);
+  bool approved = grant.value("approved", false);
+  auto lease_id = grant.value("lease_id", std::string());
+  if (w == waiting_.end()) {
+    if (approved)
+      out.revoke.emplace_back(lease_id, "the worker's request is gone");
+    return out;
+  }
+  w->second.asking = false;
+  if (approved) {
+    if (!queue_.mark_leased(job_id, lease_id, w->second.worker_id,
+                            grant.value("host_id", std::string()))) {
+      // Cancelled or taken while the lease was being decided.
+      out.revoke.emplace_back(lease_id, "job " + job_id + " is no longer queued");
+      try_dispatch(wid, out, clock_.mono_sec() >= w->second.until_mono);
+      drain(out);
+      return out;
+    }
+    auto* j = queue_.get(job_id);
+    reply(w->second.route,
+          {{"ok", true}, {"approved", true}, {"job", to_json(*j)}, {"lease", grant}}, out);
+    waiting_.erase(w);
+    drain(out);
+    return out;
+  }
+  auto retry = grant.value("retry_after_sec", opts_.idle_retry_sec);
+  w->second.next_try_mono = clock_.mono_sec() + std::min(retry, opts_.idle_retry_sec);
+  if (clock_.mono_sec() >= w->second.until_mono) {
+    nlohmann::json body = {{"ok", true}, {"job", nullptr}, {"approved", false}};
+    if (grant.contains("error")) {
+      body["reason"] = grant["error"].value("message", "lease refused");
+      body["retry_after_sec"] = opts_.idle_retry_sec;
+    } else {
+      body["reason"] = grant.value("reason", "lease denied");
+      body["retry_after_sec"] = grant.value("retry_after_sec", opts_.idle_retry_sec);
+    }
+    body["job_id"] = job_id;
+    reply(w->second.route, std::move(body), out);
+    waiting_.erase(w);
+  }
+  return out;
+}
+
+void queue_service::on_get(const mqtt_message& in, queue_output& out) {
+  auto req = decode_request(in, max_request_bytes);
+  if (req.error)
+    return error(req.route, req.error->first, req.error->second, out);
+  auto it = req.doc->find("job_id");
+  if (it == req.doc->end() || !it->is_string())
+    return error(req.route, error_code::invalid_request, "field 'job_id' must be a string", out);
+  auto* j = queue_.get(it->get<std::string>());
+  if (j == nullptr)
+    return error(req.route, error_code::resource_not_found,
+                 "no job " + it->get<std::string>(), out);
+  reply(req.route, {{"ok", true}, {"job", to_json(*j)}}, out);
+}
+
+void queue_service::on_list(const mqtt_message& in, queue_output& out) {
+  auto req = decode_request(in, max_request_bytes);
+  if (req.error)
+    return error(req.route, req.error->first, req.error->second, out);
+  auto& d = *req.doc;
+  std::optional<job_state> st;
+  if (auto it = d.find("state"); it != d.end() && !it->is_null()) {
+    st = it->is_string() ? parse_job_state(it->get<std::string>()) : std::nullopt;
+    if (!st)
+      return error(req.route, error_code::invalid_request,
+                   "field 'state' must be one of queued, leased, running, succeeded, failed, "
+                   "cancelled, expired",
+                   out);
+  }
+  auto str = [&](const char* k) {
+    auto it = d.find(k);
+    return it != d.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::size_t limit = 100;
+  if (auto it = d.find("limit"); it != d.end() && it->is_number_integer() && *it > 0)
+    limit = std::min<std::size_t>(it->get<std::size_t>(), 1000);
+  nlohmann::json jobs = nlohmann::json::array();
+  for (auto* j : queue_.list(st, str("job_type"), str("worker_id"), limit))
+    jobs.push_back(to_json(*j));
+  reply(req.route, {{"ok", true}, {"jobs", jobs}, {"depths", queue_.depths()}}, out);
+}
+
+void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
+                              queue_output& out) {
+  auto req = decode_request(in, max_request_bytes);
+  if (req.error && req.error->first != error_code::invalid_json)
+    return error(req.route, req.error->first, req.error->second, out);
+  std::string reason = "cancelled";
+  if (req.doc && req.doc->is_object())
+    reason = req.doc->value("reason", reason);
+  if (queue_.get(job_id) == nullptr)
+    return error(req.route, error_code::resource_not_found, "no job " + job_id, out);
+  auto r = queue_.cancel(job_id, reason);
+  if (auto* msg = std::get_if<std::string>(&r))
+    return error(req.route, error_code::invalid_state_transition, *msg, out);
+  if (auto& lease = std::get<0>(r))
+    out.revoke.emplace_back(*lease, "job " + job_id + " cancelled: " + reason);
+  reply(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
+}
+
+void queue_service::on_lease_release(const std::string& lease_id, const mqtt_message& in) {
+  if (queue_.by_lease(lease_id) == nullptr)
+    return;
+  auto doc = decode(in.payload, detect_format(in.payload, in.content_type));
+  if (doc && doc->is_object())
+    outcomes_[lease_id] = *doc;
+  if (outcomes_.size() > 10000)
+    outcomes_.erase(outcomes_.begin());
+}
+
+void queue_service::on_lease_activity(const std::string& lease_id) {
+  if (auto* j = queue_.by_lease(lease_id); j != nullptr && j->state == job_state::leased)
+    queue_.mark_running(j->job_id);
+}
+
+void queue_service::on_lease_event(const mqtt_message& in, queue_output& out) {
+  auto doc = decode(in.payload, detect_format(in.payload, in.content_type));
+  if (!doc || !doc->is_object())
+    return;
+  auto type = doc->value("type", std::string());
+  auto lease_id = doc->value("lease_id", std::string());
+  if (lease_id.empty() || type == "job")
+    return;
+  auto* j = queue_.by_lease(lease_id);
+  if (j == nullptr)
+    return;
+  auto job_id = j->job_id;
+  if (type == "released") {
+    auto o = outcomes_.find(lease_id);
+    nlohmann::json payload = o != outcomes_.end() ? o->second : nlohmann::json::object();
+    if (o != outcomes_.end())
+      outcomes_.erase(o);
+    auto outcome = lower(payload.value("outcome", std::string()));
+    if (outcome == "succeeded" || outcome == "success" || outcome == "ok")
+      queue_.complete(job_id, lease_id, true, payload.value("result", nlohmann::json()), "");
+    else
+      queue_.complete(job_id, lease_id, false, payload.value("result", nlohmann::json()),
+                      outcome == "failed" ? payload.value("error", std::string("failed"))
+                                          : std::string("released without an outcome"));
+  } else if (type == "expired" || type == "revoked") {
+    queue_.lease_ended(lease_id, type);
+  } else if (type == "reported" || type == "heartbeat") {
+    on_lease_activity(lease_id);
+    return;
+  } else {
+    return;
+  }
+  // Capacity came back: re-evaluate waiting workers.
+  for (auto& [wid, w] : waiting_)
+    if (!w.asking)
+      try_dispatch(wid, out, false);
+}
+
+queue_output queue_service::tick() {
+  queue_output out;
+  queue_.tick();
+  auto now = clock_.mono_sec();
+  std::vector<std::uint64_t> ids;
+  for (auto& [wid, w] : waiting_)
+    if (!w.asking)
+      ids.push_back(wid);
+  for (auto wid : ids) {
+    auto it = waiting_.find(wid);
+    if (it == waiting_.end())
+      continue;
+    bool last = now >= it->second.until_mono;
+    if (last || now >= it->second.next_try_mono)
+      try_dispatch(wid, out, last);
+  }
+  drain(out);
+  return out;
+}
+
+void queue_service::drain(queue_output& out) {
+  for (auto& e : queue_.take_events()) {
+    out.publish.push_back({opts_.topics.scheduler_events(),
+                           encode(to_json(e), wire_format::json), 0, false, json_content_type,
+                           {}, {}});
+    if (auto* j = queue_.get(e.job_id)) {
+      auto state = to_json(*j);
+      state["v"] = schema_version;
+      out.publish.push_back({opts_.topics.full("scheduler/job/" + j->job_id + "/state"),
+                             encode(state, wire_format::json), 1, true, json_content_type, {},
+                             {}});
+    }
+  }
+}
+
+} // namespace lull

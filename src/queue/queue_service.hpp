@@ -1,0 +1,108 @@
+#pragma once
+/// The queue dispatcher's message logic: turns inbound MQTT messages into
+/// calls on job_queue and builds every reply, state notice and event. The
+/// queue_dispatcher actor feeds it messages, asks the lease manager for the
+/// leases it proposes, persists what changed, and publishes what it returns.
+///
+/// Topics (relative to the prefix):
+///   scheduler/job/submit          producers: a job intent -> job_id (after it is durable)
+///   scheduler/job/next            workers: {worker_id, types, host_id, wait_sec}
+///                                 -> a job plus its lease, or retry_after_sec + reason
+///   scheduler/job/get, /list      anyone: one job, or jobs by state/type/worker
+///   scheduler/job/<job_id>/cancel producers/admins: cancel (a held lease is revoked)
+///   scheduler/job/<job_id>/state  lulld -> all, retained: the job's latest state
+///   scheduler/events              lulld -> all: every job transition
+/// A job completes through its lease: `scheduler/lease/<id>/release` with
+/// {"outcome": "succeeded" | "failed", "result": .., "error": ..}.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "messages/mqtt_message.hpp"
+#include "messages/request.hpp"
+#include "messages/topics.hpp"
+#include "src/queue/job_queue.hpp"
+
+namespace lull {
+
+struct queue_service_options {
+  topic_names topics;
+  double max_wait_sec = 60;      ///< longest a `next` may wait for a job
+  double idle_retry_sec = 5;     ///< retry hint when no job is queued
+  int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
+};
+
+/// A lease the dispatcher asks the lease manager for.
+struct lease_ask {
+  std::uint64_t ask_id = 0;
+  std::string job_id;
+  std::string worker_id;
+  nlohmann::json request; ///< a HeavyLeaseRequest document
+};
+
+struct queue_output {
+  std::vector<mqtt_message> publish;
+  std::vector<lease_ask> asks;
+  std::vector<std::pair<std::string, std::string>> revoke; ///< lease id, reason
+};
+
+class queue_service {
+public:
+  queue_service(queue_service_options opts, queue_config cfg, queue_clock clock);
+
+  std::vector<std::string> filters() const;
+
+  /// One inbound message.
+  queue_output handle(const mqtt_message& in);
+  /// The lease manager's answer (a grant reply document) to an ask.
+  queue_output on_lease_reply(std::uint64_t ask_id, const nlohmann::json& grant);
+  /// Deadlines, parked `next` requests that timed out, re-evaluation.
+  queue_output tick();
+
+  /// Messages for the job changes since the last call (state notices and
+  /// events); the actor persists take_dirty() first, then publishes these.
+  void drain(queue_output& out);
+
+  job_queue& queue() { return queue_; }
+  std::map<std::string, std::size_t> depths() const { return queue_.depths(); }
+
+private:
+  struct waiting_worker {
+    reply_route route;
+    std::string worker_id, host_id;
+    std::vector<std::string> types;
+    double until_mono = 0;
+    double next_try_mono = 0; ///< after a denial: not before its retry_after_sec
+    bool asking = false;      ///< an ask for it is in flight
+  };
+  void on_submit(const mqtt_message& in, queue_output& out);
+  void on_next(const mqtt_message& in, queue_output& out);
+  void on_get(const mqtt_message& in, queue_output& out);
+  void on_list(const mqtt_message& in, queue_output& out);
+  void on_cancel(const mqtt_message& in, const std::string& job_id, queue_output& out);
+  void on_lease_event(const mqtt_message& in, queue_output& out);
+  void on_lease_release(const std::string& lease_id, const mqtt_message& in);
+  void on_lease_activity(const std::string& lease_id);
+  /// Proposes a job for waiting worker `w` (an ask), or answers it.
+  void try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer);
+  void reply(const reply_route& r, nlohmann::json body, queue_output& out);
+  void error(const reply_route& r, error_code c, const std::string& msg, queue_output& out);
+
+  queue_service_options opts_;
+  job_queue queue_;
+  queue_clock clock_;
+  std::map<std::uint64_t, waiting_worker> waiting_;
+  std::map<std::uint64_t, std::uint64_t> asks_; ///< ask id -> waiting worker id
+  std::map<std::uint64_t, std::string> ask_job_;
+  std::map<std::string, nlohmann::json> outcomes_; ///< lease id -> release payload
+  std::uint64_t next_id_ = 0;
+};
+
+} // namespace lull

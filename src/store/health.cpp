@@ -1,0 +1,59 @@
+#include "src/store/health.hpp"
+
+#include <cstdio>
+
+namespace lull {
+
+nlohmann::json assess_health(const std::map<std::string, host_health_input>& hosts,
+                             const persister_health_input& p, std::int64_t now,
+                             const health_thresholds& t) {
+  int level = 0; // 0 ok, 1 warn, 2 error
+  std::vector<std::string> reasons;
+  auto raise = [&](int l, std::string why) {
+    level = std::max(level, l);
+    reasons.push_back(std::move(why));
+  };
+  char buf[256];
+  for (auto& [host, h] : hosts) {
+    if (now - h.last_seen > t.stale_after_sec) {
+      std::snprintf(buf, sizeof buf, "host %s: no snapshot for %llds", host.c_str(),
+                    static_cast<long long>(now - h.last_seen));
+      raise(1, buf);
+    }
+    for (auto& e : h.errors)
+      raise(1, "host " + host + ": " + e);
+    for (auto& [mount, free] : h.disk_free_pct) {
+      if (free < t.disk_error_pct) {
+        std::snprintf(buf, sizeof buf, "host %s: disk %s only %.1f%% free", host.c_str(),
+                      mount.c_str(), free);
+        raise(2, buf);
+      } else if (free < t.disk_warn_pct) {
+        std::snprintf(buf, sizeof buf, "host %s: disk %s %.1f%% free", host.c_str(),
+                      mount.c_str(), free);
+        raise(1, buf);
+      }
+    }
+  }
+  if (p.queue_bound > 0 && p.queued * 2 > p.queue_bound) {
+    std::snprintf(buf, sizeof buf, "persister lagging: %zu of %zu samples queued", p.queued,
+                  p.queue_bound);
+    raise(1, buf);
+  }
+  if (p.dropped > 0) {
+    std::snprintf(buf, sizeof buf, "persister dropped %llu samples (queue full)",
+                  static_cast<unsigned long long>(p.dropped));
+    raise(1, buf);
+  }
+  if (p.last_flush_ok > 0 && now - p.last_flush_ok > 6 * p.flush_interval_sec) {
+    std::snprintf(buf, sizeof buf, "persister: no successful write for %llds (%s)",
+                  static_cast<long long>(now - p.last_flush_ok), p.last_error.c_str());
+    raise(2, buf);
+  } else if (p.write_errors > 0 && !p.last_error.empty()) {
+    raise(1, "persister: " + std::to_string(p.write_errors) + " write errors, last: "
+               + p.last_error);
+  }
+  static const char* names[] = {"ok", "warn", "error"};
+  return {{"status", names[level]}, {"reasons", reasons}};
+}
+
+} // namespace lull

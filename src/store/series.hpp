@@ -1,0 +1,119 @@
+#pragma once
+/// Pure helpers of the persister: which numbers of a message become stored
+/// series, summaries of a set of values, rollup accumulators and the
+/// bucketing of history queries. No I/O; tests drive them directly.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "messages/topics.hpp"
+#include "src/store/store.hpp"
+
+namespace lull {
+
+/// What a topic's messages are stored as: host + group ("host",
+/// "quiet", "process:<name>", "bus", "worker:<id>").
+struct series_source {
+  std::string host;
+  std::string group;
+};
+
+std::optional<series_source> classify_topic(const topic_names& topics, std::string_view topic,
+                                            const std::string& local_host);
+
+/// The numeric series of one message. Host snapshots keep a fixed set that
+/// fits a week on an SD card; other groups keep their top-level numbers and
+/// those one object deep. Nulls are skipped (they are gaps, not zeros).
+std::vector<sample_point> extract_points(const series_source& src, const nlohmann::json& doc,
+                                         std::int64_t ts);
+
+/// Cumulative counters (network bytes) are stored raw and turned into
+/// per-second rates, wrap-safe, for queries and rollups.
+bool is_counter(const std::string& metric);
+
+struct summary {
+  std::int64_t count = 0;
+  double avg = 0, min = 0, max = 0, p95 = 0;
+};
+
+/// avg/min/max and the nearest-rank 95th percentile; count 0 for no values.
+summary summarize(std::vector<double> values);
+
+struct timed_value {
+  std::int64_t ts;
+  double value;
+};
+
+/// Turns a counter series into rates between consecutive points, tolerating a
+/// 32-bit wrap; a reset (counter going backwards past a wrap) leaves a gap.
+/// Each rate is stamped with the later point's time.
+std::vector<timed_value> counter_rates(const std::vector<timed_value>& counter);
+
+/// Accumulates raw points into 5-minute and hourly buckets and hands out a
+/// rollup row for every bucket that closed.
+class rollup_accumulator {
+public:
+  /// Adds a point; returns the rollups of buckets this point closed.
+  std::vector<rollup_row> add(const sample_point& p);
+  /// Closes every bucket that ends at or before `now` (on a timer, so a host
+  /// that went silent still gets its last rollups).
+  std::vector<rollup_row> close_before(std::int64_t now);
+
+private:
+  struct bucket {
+    std::int64_t start = -1;
+    std::vector<double> values;
+  };
+  struct series_buckets {
+    std::string host, group, metric;
+    bucket five, hour;
+    std::optional<timed_value> last_counter;
+  };
+  void feed(series_buckets& s, std::int64_t ts, double v, std::vector<rollup_row>& out);
+  static void close(series_buckets& s, bucket& b, rollup_resolution res,
+                    std::vector<rollup_row>& out);
+  std::map<std::string, series_buckets> series_;
+};
+
+/// A history request after validation.
+struct history_query {
+  std::string group = "host";
+  std::string host;
+  std::int64_t range_sec = 3600;
+  std::int64_t step_sec = 10;
+  std::vector<std::string> metrics; ///< empty: all
+};
+
+/// Parses {"group","host","range","step","metrics"}; on error, a message
+/// naming the field and what was expected.
+std::variant<history_query, std::string> parse_history_query(const nlohmann::json& req,
+                                                             const std::string& default_host);
+
+/// Where a query is answered from.
+enum class history_source { raw, five_minutes, hour };
+
+/// Raw points while they are kept and the step is finer than 5 minutes, else
+/// 5-minute rollups while kept, else hourly rollups.
+history_source choose_source(const history_query& q, std::int64_t now,
+                             std::int64_t raw_retention_sec, std::int64_t rollup_retention_sec);
+
+/// Buckets raw points into an aligned series: bucket i starts at
+/// from + i * step (from aligned down to a multiple of step). Empty buckets
+/// are null. Counters become rates first.
+nlohmann::json bucket_points(const std::vector<point_row>& points, std::int64_t from,
+                             std::int64_t to, std::int64_t step,
+                             const std::vector<std::string>& metrics);
+
+/// The same from rollup rows: avg weighted by count, min of mins, max of
+/// maxes, p95 as the largest bucket p95 (an upper bound).
+nlohmann::json bucket_rollups(const std::vector<rollup_row>& rows, std::int64_t from,
+                              std::int64_t to, std::int64_t step,
+                              const std::vector<std::string>& metrics);
+
+} // namespace lull

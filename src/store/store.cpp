@@ -1,0 +1,378 @@
+#include "src/store/store.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace lull {
+
+namespace {
+
+/// migrations[i] takes a database from schema version i to i + 1.
+const char* const migrations[] = {
+  // 0 -> 1: the first schema.
+  R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE series(id INTEGER PRIMARY KEY, host TEXT NOT NULL, grp TEXT NOT NULL,
+                    metric TEXT NOT NULL, UNIQUE(host, grp, metric));
+CREATE TABLE samples(series_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+                     PRIMARY KEY(series_id, ts)) WITHOUT ROWID;
+CREATE TABLE rollups(resolution INTEGER NOT NULL, series_id INTEGER NOT NULL,
+                     bucket INTEGER NOT NULL, n INTEGER NOT NULL, avg REAL, min REAL,
+                     max REAL, p95 REAL,
+                     PRIMARY KEY(resolution, series_id, bucket)) WITHOUT ROWID;
+CREATE TABLE lease_events(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, event TEXT NOT NULL,
+                          lease_id TEXT, worker_id TEXT, host_id TEXT, reason TEXT);
+CREATE INDEX lease_events_ts ON lease_events(ts);
+CREATE TABLE quiet_streaks(host TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+                           avg_score REAL, min_score REAL, PRIMARY KEY(host, start));
+CREATE TABLE leases(lease_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL,
+                    host_id TEXT NOT NULL, state TEXT NOT NULL,
+                    expires_at INTEGER NOT NULL, record TEXT NOT NULL);
+)sql",
+  // 1 -> 2: event details, and durable jobs for the queue.
+  R"sql(
+ALTER TABLE lease_events ADD COLUMN detail TEXT;
+CREATE TABLE jobs(job_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at INTEGER NOT NULL,
+                  record TEXT NOT NULL);
+CREATE INDEX jobs_state ON jobs(state);
+)sql",
+};
+static_assert(sizeof(migrations) / sizeof(migrations[0]) == store_schema_version);
+
+std::string series_key(const std::string& h, const std::string& g, const std::string& m) {
+  std::string k;
+  k.reserve(h.size() + g.size() + m.size() + 2);
+  k += h;
+  k += '\x1f';
+  k += g;
+  k += '\x1f';
+  k += m;
+  return k;
+}
+
+} // namespace
+
+std::variant<std::unique_ptr<store>, std::string> store::open(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::unique_ptr<store> s(new store);
+  s->path_ = path;
+  std::error_code ec;
+  bool exists = fs::exists(path, ec);
+  auto dir = fs::path(path).parent_path();
+  if (dir.empty())
+    dir = ".";
+  if (!exists) {
+    if (!fs::is_directory(dir, ec))
+      return "database directory " + dir.string() + " does not exist";
+    if (::access(dir.c_str(), W_OK) != 0)
+      return "cannot create database " + path + ": directory " + dir.string()
+             + " is not writable";
+  } else if (::access(dir.c_str(), W_OK) != 0) {
+    // WAL needs the -wal and -shm files beside the database.
+    return "cannot use database " + path + ": directory " + dir.string()
+           + " is not writable (SQLite needs it for the write-ahead log)";
+  }
+
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
+  if (auto err = s->db_.open(path, flags))
+    return "cannot open database " + path + ": " + err.message;
+
+  // Read-only checks first: nothing is written before the file is known good.
+  sqlite_error err;
+  auto uv = s->db_.prepare("PRAGMA user_version", &err);
+  int rc = uv ? uv.step() : err.code;
+  if (rc != SQLITE_ROW)
+    return "database " + path + " is not a lull database or is corrupt ("
+           + s->db_.last_error() + "); move it aside to start afresh";
+  s->version_ = static_cast<int>(uv.int64(0));
+  uv = sqlite_stmt();
+  if (s->version_ > store_schema_version)
+    return "database " + path + " has schema version " + std::to_string(s->version_)
+           + ", newer than this lulld understands (" + std::to_string(store_schema_version)
+           + "); run a newer lulld or point --db elsewhere";
+  if (exists) {
+    auto check = s->db_.prepare("PRAGMA quick_check", &err);
+    if (!check || check.step() != SQLITE_ROW || check.text(0) != "ok")
+      return "database " + path + " is corrupt (quick_check: "
+             + (check ? check.text(0) : s->db_.last_error())
+             + "); move it aside to start afresh";
+  }
+
+  {
+    auto wal = s->db_.prepare("PRAGMA journal_mode=WAL", &err);
+    if (!wal || wal.step() != SQLITE_ROW || wal.text(0) != "wal")
+      return "cannot switch " + path + " to WAL mode: " + s->db_.last_error();
+  }
+  // WAL + NORMAL survives a crash of lulld (kill -9); only a power cut can
+  // lose the last commits, at a fraction of FULL's fsync cost on an SD card.
+  s->db_.exec("PRAGMA synchronous=NORMAL");
+
+  if (s->version_ < store_schema_version) {
+    if (auto e = s->db_.exec("BEGIN IMMEDIATE"))
+      return "cannot migrate " + path + ": " + e.message;
+    for (int v = s->version_; v < store_schema_version; ++v) {
+      if (auto e = s->db_.exec(migrations[v])) {
+        s->db_.exec("ROLLBACK");
+        return "migration of " + path + " from schema " + std::to_string(v) + " to "
+               + std::to_string(v + 1) + " failed: " + e.message;
+      }
+    }
+    auto set = "PRAGMA user_version=" + std::to_string(store_schema_version);
+    if (auto e = s->db_.exec(set.c_str()); e || (e = s->db_.exec("COMMIT"))) {
+      s->db_.exec("ROLLBACK");
+      return "cannot migrate " + path + ": " + e.message;
+    }
+    s->version_ = store_schema_version;
+  }
+
+  auto& db = s->db_;
+  s->find_series_ = db.prepare("SELECT id FROM series WHERE host=?1 AND grp=?2 AND metric=?3");
+  s->add_series_ = db.prepare("INSERT INTO series(host, grp, metric) VALUES(?1, ?2, ?3)");
+  s->add_point_ = db.prepare("INSERT OR REPLACE INTO samples(series_id, ts, value) "
+                             "VALUES(?1, ?2, ?3)");
+  s->add_rollup_ = db.prepare("INSERT OR REPLACE INTO rollups(resolution, series_id, bucket, "
+                              "n, avg, min, max, p95) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s->add_event_ = db.prepare("INSERT INTO lease_events(ts, event, lease_id, worker_id, "
+                             "host_id, reason, detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  s->add_streak_ = db.prepare("INSERT OR REPLACE INTO quiet_streaks(host, start, end, "
+                              "avg_score, min_score) VALUES(?1, ?2, ?3, ?4, ?5)");
+  s->save_lease_ = db.prepare("INSERT OR REPLACE INTO leases(lease_id, worker_id, host_id, "
+                              "state, expires_at, record) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  s->delete_lease_ = db.prepare("DELETE FROM leases WHERE lease_id=?1");
+  s->save_counter_ = db.prepare("INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) "
+                                "DO UPDATE SET value=max(value, excluded.value)");
+  s->load_counter_ = db.prepare("SELECT value FROM meta WHERE key=?1");
+  s->save_job_ = db.prepare("INSERT OR REPLACE INTO jobs(job_id, state, updated_at, record) "
+                            "VALUES(?1, ?2, ?3, ?4)");
+  if (!s->add_point_ || !s->save_lease_ || !s->save_counter_)
+    return "cannot prepare statements on " + path + ": " + db.last_error();
+  return s;
+}
+
+sqlite_error store::begin() { return db_.exec("BEGIN IMMEDIATE"); }
+sqlite_error store::commit() { return db_.exec("COMMIT"); }
+void store::rollback() { db_.exec("ROLLBACK"); }
+
+std::optional<std::int64_t> store::series_id(const std::string& host, const std::string& group,
+                                             const std::string& metric, bool create) {
+  auto key = series_key(host, group, metric);
+  if (auto it = series_cache_.find(key); it != series_cache_.end())
+    return it->second;
+  find_series_.bind(1, host).bind(2, group).bind(3, metric);
+  std::optional<std::int64_t> id;
+  if (find_series_.step() == SQLITE_ROW)
+    id = find_series_.int64(0);
+  find_series_.reset();
+  if (!id && create) {
+    add_series_.bind(1, host).bind(2, group).bind(3, metric);
+    if (add_series_.exec() == SQLITE_DONE)
+      id = sqlite3_last_insert_rowid(db_.handle());
+  }
+  if (id)
+    series_cache_.emplace(std::move(key), *id);
+  return id;
+}
+
+sqlite_error store::insert_points(const std::vector<sample_point>& points) {
+  for (auto& p : points) {
+    auto id = series_id(p.host, p.group, p.metric, true);
+    if (!id)
+      return {SQLITE_ERROR, db_.last_error()};
+    add_point_.bind(1, *id).bind(2, p.ts).bind(3, p.value);
+    if (int rc = add_point_.exec(); rc != SQLITE_DONE)
+      return {rc, db_.last_error()};
+  }
+  return {};
+}
+
+sqlite_error store::insert_rollups(const std::vector<rollup_row>& rows) {
+  for (auto& r : rows) {
+    auto id = series_id(r.host, r.group, r.metric, true);
+    if (!id)
+      return {SQLITE_ERROR, db_.last_error()};
+    add_rollup_.bind(1, static_cast<int>(r.resolution)).bind(2, *id).bind(3, r.bucket)
+      .bind(4, r.count).bind(5, r.avg).bind(6, r.min).bind(7, r.max).bind(8, r.p95);
+    if (int rc = add_rollup_.exec(); rc != SQLITE_DONE)
+      return {rc, db_.last_error()};
+  }
+  return {};
+}
+
+std::vector<point_row> store::query_points(const std::string& host, const std::string& group,
+                                           std::int64_t from, std::int64_t to) {
+  std::vector<point_row> out;
+  auto q = db_.prepare("SELECT s.metric, p.ts, p.value FROM series s JOIN samples p "
+                       "ON p.series_id = s.id WHERE s.host=?1 AND s.grp=?2 "
+                       "AND p.ts >= ?3 AND p.ts < ?4 ORDER BY s.metric, p.ts");
+  q.bind(1, host).bind(2, group).bind(3, from).bind(4, to);
+  while (q.step() == SQLITE_ROW)
+    out.push_back({q.text(0), q.int64(1), q.real(2)});
+  return out;
+}
+
+std::vector<rollup_row> store::query_rollups(rollup_resolution res, const std::string& host,
+                                             const std::string& group, std::int64_t from,
+                                             std::int64_t to) {
+  std::vector<rollup_row> out;
+  auto q = db_.prepare("SELECT s.metric, r.bucket, r.n, r.avg, r.min, r.max, r.p95 "
+                       "FROM series s JOIN rollups r ON r.series_id = s.id "
+                       "WHERE r.resolution=?1 AND s.host=?2 AND s.grp=?3 "
+                       "AND r.bucket >= ?4 AND r.bucket < ?5 ORDER BY s.metric, r.bucket");
+  q.bind(1, static_cast<int>(res)).bind(2, host).bind(3, group).bind(4, from).bind(5, to);
+  while (q.step() == SQLITE_ROW) {
+    rollup_row r;
+    r.resolution = res;
+    r.host = host;
+    r.group = group;
+    r.metric = q.text(0);
+    r.bucket = q.int64(1);
+    r.count = q.int64(2);
+    r.avg = q.real(3);
+    r.min = q.real(4);
+    r.max = q.real(5);
+    r.p95 = q.real(6);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before) {
+  std::int64_t n = 0;
+  auto a = db_.prepare("DELETE FROM samples WHERE ts < ?1");
+  a.bind(1, raw_before);
+  if (a.exec() == SQLITE_DONE)
+    n += sqlite3_changes(db_.handle());
+  auto b = db_.prepare("DELETE FROM rollups WHERE resolution=?1 AND bucket < ?2");
+  b.bind(1, static_cast<int>(rollup_resolution::five_minutes)).bind(2, five_min_before);
+  if (b.exec() == SQLITE_DONE)
+    n += sqlite3_changes(db_.handle());
+  auto c = db_.prepare("DELETE FROM lease_events WHERE ts < ?1");
+  c.bind(1, five_min_before);
+  if (c.exec() == SQLITE_DONE)
+    n += sqlite3_changes(db_.handle());
+  return n;
+}
+
+std::vector<std::pair<std::string, std::string>> store::series_groups() {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto q = db_.prepare("SELECT DISTINCT host, grp FROM series ORDER BY host, grp");
+  while (q.step() == SQLITE_ROW)
+    out.emplace_back(q.text(0), q.text(1));
+  return out;
+}
+
+std::optional<std::int64_t> store::latest_point_ts(const std::string& host) {
+  auto q = db_.prepare("SELECT max(p.ts) FROM series s JOIN samples p ON p.series_id = s.id "
+                       "WHERE s.host=?1");
+  q.bind(1, host);
+  if (q.step() == SQLITE_ROW && !q.is_null(0))
+    return q.int64(0);
+  return std::nullopt;
+}
+
+sqlite_error store::insert_lease_events(const std::vector<lease_event_row>& events) {
+  for (auto& e : events) {
+    add_event_.bind(1, e.ts).bind(2, e.event).bind(3, e.lease_id).bind(4, e.worker_id)
+      .bind(5, e.host_id).bind(6, e.reason).bind(7, e.detail);
+    if (int rc = add_event_.exec(); rc != SQLITE_DONE)
+      return {rc, db_.last_error()};
+  }
+  return {};
+}
+
+std::vector<lease_event_row> store::recent_lease_events(std::int64_t since, int limit) {
+  std::vector<lease_event_row> out;
+  auto q = db_.prepare("SELECT ts, event, lease_id, worker_id, host_id, reason, detail "
+                       "FROM lease_events WHERE ts >= ?1 ORDER BY id DESC LIMIT ?2");
+  q.bind(1, since).bind(2, limit);
+  while (q.step() == SQLITE_ROW)
+    out.push_back({q.int64(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5),
+                   q.text(6)});
+  return out;
+}
+
+sqlite_error store::insert_quiet_streak(const quiet_streak_row& s) {
+  add_streak_.bind(1, s.host).bind(2, s.start).bind(3, s.end).bind(4, s.avg_score)
+    .bind(5, s.min_score);
+  if (int rc = add_streak_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+std::vector<quiet_streak_row> store::quiet_streaks(const std::string& host, std::int64_t since) {
+  std::vector<quiet_streak_row> out;
+  auto q = db_.prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
+                       "WHERE (?1 = '' OR host = ?1) AND end >= ?2 ORDER BY start");
+  q.bind(1, host).bind(2, since);
+  while (q.step() == SQLITE_ROW)
+    out.push_back({q.text(0), q.int64(1), q.int64(2), q.real(3), q.real(4)});
+  return out;
+}
+
+sqlite_error store::save_lease(const durable_record& r) {
+  save_lease_.bind(1, r.id).bind(2, r.owner).bind(3, r.host_id).bind(4, r.state)
+    .bind(5, r.expires_at).bind(6, r.record);
+  if (int rc = save_lease_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+sqlite_error store::delete_lease(const std::string& id) {
+  delete_lease_.bind(1, id);
+  if (int rc = delete_lease_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+std::vector<durable_record> store::load_leases() {
+  std::vector<durable_record> out;
+  auto q = db_.prepare("SELECT lease_id, worker_id, host_id, state, expires_at, record "
+                       "FROM leases ORDER BY lease_id");
+  while (q.step() == SQLITE_ROW)
+    out.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.int64(4), q.text(5)});
+  return out;
+}
+
+sqlite_error store::save_job(const std::string& id, const std::string& state,
+                             std::int64_t updated_at, const std::string& record) {
+  save_job_.bind(1, id).bind(2, state).bind(3, updated_at).bind(4, record);
+  if (int rc = save_job_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+std::vector<std::string> store::load_jobs(std::int64_t finished_since) {
+  std::vector<std::string> out;
+  auto q = db_.prepare("SELECT record FROM jobs WHERE state IN ('queued', 'leased', 'running') "
+                       "OR updated_at >= ?1");
+  q.bind(1, finished_since);
+  while (q.step() == SQLITE_ROW)
+    out.push_back(q.text(0));
+  return out;
+}
+
+std::int64_t store::purge_jobs(std::int64_t before) {
+  auto q = db_.prepare("DELETE FROM jobs WHERE state NOT IN ('queued', 'leased', 'running') "
+                       "AND updated_at < ?1");
+  q.bind(1, before);
+  return q.exec() == SQLITE_DONE ? sqlite3_changes(db_.handle()) : 0;
+}
+
+sqlite_error store::save_counter(const std::string& name, std::int64_t value) {
+  save_counter_.bind(1, name).bind(2, value);
+  if (int rc = save_counter_.exec(); rc != SQLITE_DONE)
+    return {rc, db_.last_error()};
+  return {};
+}
+
+std::int64_t store::load_counter(const std::string& name) {
+  load_counter_.bind(1, name);
+  std::int64_t v = 0;
+  if (load_counter_.step() == SQLITE_ROW)
+    v = load_counter_.int64(0);
+  load_counter_.reset();
+  return v;
+}
+
+} // namespace lull

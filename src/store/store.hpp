@@ -1,0 +1,138 @@
+#pragma once
+/// lull's SQLite store: one file, WAL, prepared statements only, a schema
+/// version with forward migrations run at open. A file from a newer lull or a
+/// corrupt file is refused before anything is written to it.
+///
+/// Samples are kept as numeric series (one row per metric and timestamp):
+/// queries need numbers, and a Pi's SD card cannot hold a week of JSON
+/// snapshots for a fleet. 5-minute and hourly rollups answer long ranges.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "src/store/sqlite.hpp"
+
+namespace lull {
+
+/// The schema this lull writes. Migrations take older files up to it.
+inline constexpr int store_schema_version = 2;
+
+struct sample_point {
+  std::int64_t ts = 0; ///< unix seconds
+  std::string host;
+  std::string group;   ///< host, process:<name>, bus, quiet, worker:<id>
+  std::string metric;  ///< e.g. cpu.total_pct
+  double value = 0;
+};
+
+enum class rollup_resolution : int { five_minutes = 300, hour = 3600 };
+
+struct rollup_row {
+  rollup_resolution resolution = rollup_resolution::five_minutes;
+  std::string host, group, metric;
+  std::int64_t bucket = 0; ///< bucket start, unix seconds
+  std::int64_t count = 0;
+  double avg = 0, min = 0, max = 0, p95 = 0;
+};
+
+struct point_row {
+  std::string metric;
+  std::int64_t ts;
+  double value;
+};
+
+struct lease_event_row {
+  std::int64_t ts = 0;
+  std::string event; ///< grant, deny, heartbeat_miss, release, expire, revoke, ...
+  std::string lease_id, worker_id, host_id, reason;
+  std::string detail; ///< JSON
+};
+
+struct quiet_streak_row {
+  std::string host;
+  std::int64_t start = 0, end = 0;
+  double avg_score = 0, min_score = 0;
+};
+
+/// The durable state of one lease (or job): key columns plus the owner's
+/// full record as JSON, so the lease manager restores exactly what it saved.
+struct durable_record {
+  std::string id;
+  std::string owner;    ///< worker id
+  std::string host_id;
+  std::string state;    ///< active, released, expired, revoked ...
+  std::int64_t expires_at = 0; ///< unix seconds
+  std::string record;   ///< JSON
+};
+
+class store {
+public:
+  /// Opens or creates the database at `path` and migrates it. On failure the
+  /// message says what is wrong and what to do; the file is left untouched.
+  static std::variant<std::unique_ptr<store>, std::string> open(const std::string& path);
+
+  int schema_version() const { return version_; }
+  const std::string& path() const { return path_; }
+
+  // -- samples and rollups ----------------------------------------------------
+  sqlite_error insert_points(const std::vector<sample_point>& points);
+  sqlite_error insert_rollups(const std::vector<rollup_row>& rows);
+  std::vector<point_row> query_points(const std::string& host, const std::string& group,
+                                      std::int64_t from, std::int64_t to);
+  std::vector<rollup_row> query_rollups(rollup_resolution res, const std::string& host,
+                                        const std::string& group, std::int64_t from,
+                                        std::int64_t to);
+  /// Deletes raw points before `raw_before` and 5-minute rollups before
+  /// `five_min_before`; hourly rollups are kept for good. Returns rows deleted.
+  std::int64_t purge(std::int64_t raw_before, std::int64_t five_min_before);
+  /// Hosts and groups with data (for health and listings).
+  std::vector<std::pair<std::string, std::string>> series_groups();
+  std::optional<std::int64_t> latest_point_ts(const std::string& host);
+
+  // -- events, streaks -----------------------------------------------------------
+  sqlite_error insert_lease_events(const std::vector<lease_event_row>& events);
+  std::vector<lease_event_row> recent_lease_events(std::int64_t since, int limit);
+  sqlite_error insert_quiet_streak(const quiet_streak_row& s);
+  std::vector<quiet_streak_row> quiet_streaks(const std::string& host, std::int64_t since);
+
+  // -- durable state ---------------------------------------------------------------
+  sqlite_error save_lease(const durable_record& r);
+  sqlite_error delete_lease(const std::string& id);
+  std::vector<durable_record> load_leases();
+  /// Jobs: one row each, the job's JSON record; written before a submission
+  /// or an assignment is acknowledged.
+  sqlite_error save_job(const std::string& id, const std::string& state,
+                        std::int64_t updated_at, const std::string& record);
+  /// Every job not finished, plus finished ones updated since `finished_since`.
+  std::vector<std::string> load_jobs(std::int64_t finished_since);
+  /// Removes finished jobs last updated before `before`; returns how many.
+  std::int64_t purge_jobs(std::int64_t before);
+
+  /// A named counter that only grows (the fencing token): stores max(old, v).
+  sqlite_error save_counter(const std::string& name, std::int64_t value);
+  std::int64_t load_counter(const std::string& name);
+
+  /// BEGIN IMMEDIATE / COMMIT around a batch of the calls above.
+  sqlite_error begin();
+  sqlite_error commit();
+  void rollback();
+
+private:
+  store() = default;
+  std::optional<std::int64_t> series_id(const std::string& host, const std::string& group,
+                                        const std::string& metric, bool create);
+
+  sqlite_db db_;
+  std::string path_;
+  int version_ = 0;
+  sqlite_stmt find_series_, add_series_, add_point_, add_rollup_, add_event_, add_streak_,
+    save_lease_, delete_lease_, save_counter_, load_counter_, save_job_;
+  std::unordered_map<std::string, std::int64_t> series_cache_; ///< host\x1fgroup\x1fmetric -> id
+};
+
+} // namespace lull

@@ -1,0 +1,264 @@
+// The persister end to end: lulld with a real Mosquitto and a real SQLite file.
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "messages/codec.hpp"
+#include "tests/support/support.hpp"
+
+using namespace lull;
+using namespace lull::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/lull-persist-XXXXXX";
+  return ::mkdtemp(tmpl);
+}
+
+nlohmann::json ask(client& c, const nlohmann::json& req, const std::string& reply_topic,
+                   std::chrono::milliseconds timeout = 5s) {
+  static int n = 0;
+  auto id = "q-" + std::to_string(++n);
+  auto body = req;
+  body["request_id"] = id;
+  body["reply_to"] = reply_topic;
+  c.publish("history/request", body.dump());
+  auto m = c.wait_for(
+    [&](const mqtt_message& m) {
+      auto d = decode(m.payload, wire_format::json);
+      return m.topic == reply_topic && d && d->value("request_id", "") == id;
+    },
+    timeout);
+  return m ? *decode(m->payload, wire_format::json) : nlohmann::json();
+}
+
+} // namespace
+
+TEST(persister, samples_land_and_are_queryable_over_mqtt_v311) {
+  broker b;
+  auto dir = temp_dir();
+  lulld d(lulld_args(b.uri(), "ptest-a",
+                     {"--interval", "500ms", "--persist-flush-interval", "500ms", "--db",
+                      dir + "/lull.db"}));
+  client_options v311;
+  v311.mqtt_version = 4; // a Node-RED-style v3.1.1 client
+  client c(b.uri(), v311);
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("workers/ptest/inbox");
+  nlohmann::json reply;
+  // Samples arrive every 500 ms; wait until at least three distinct seconds
+  // have been stored.
+  ASSERT_TRUE(wait_until(
+    [&] {
+      reply = ask(c, {{"group", "host"}, {"host", "ptest-a"}, {"range", "1m"}, {"step", "10s"}},
+                  "workers/ptest/inbox", 2s);
+      if (!reply.is_object() || !reply.value("ok", false))
+        return false;
+      int total = 0;
+      for (auto& n : reply["series"]["cpu.total_pct"]["n"])
+        total += n.get<int>();
+      return total >= 3;
+    },
+    15s))
+    << reply.dump() << "\n" << d.log();
+  EXPECT_EQ(reply["source"], "raw");
+  EXPECT_EQ(reply["step_sec"], 10);
+  // 60 s with its start aligned down to a multiple of 10 s: 6 or 7 buckets.
+  EXPECT_EQ(reply["start"].get<std::int64_t>() % 10, 0);
+  EXPECT_GE(reply["buckets"].get<int>(), 6);
+  EXPECT_LE(reply["buckets"].get<int>(), 7);
+  EXPECT_TRUE(reply["series"].contains("mem.used_pct"));
+  EXPECT_TRUE(reply["series"].contains("disk./.free_pct"));
+  EXPECT_TRUE(reply["series"].contains("net.rx_bytes_per_sec"));
+  // The data is in the file itself, not just in memory.
+  EXPECT_TRUE(fs::file_size(dir + "/lull.db") > 0);
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(3s), 0);
+  fs::remove_all(dir);
+}
+
+TEST(persister, v5_requests_get_correlated_replies_and_bad_ones_precise_errors) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ptest-b", {"--persist-flush-interval", "500ms"}));
+  ASSERT_TRUE(d.wait_log("connected to", 5s)) << d.log();
+  client c(b.uri());
+  c.subscribe("replies/ptest-b");
+  mqtt_message req{"history/request", R"({"kind":"health"})", 1, false,
+                   "application/json", "replies/ptest-b", "corr-42"};
+  // The persister subscribes right after connecting; retry until it answers.
+  std::optional<mqtt_message> m;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      c.publish(req);
+      m = c.wait_for([](auto& m) { return m.correlation_data == "corr-42"; }, 500ms);
+      return m.has_value();
+    },
+    5s));
+  auto health = *decode(m->payload, wire_format::json);
+  EXPECT_TRUE(health["ok"].get<bool>());
+  EXPECT_TRUE(health["status"] == "ok" || health["status"] == "warn") << health.dump();
+  EXPECT_EQ(m->content_type, "application/json");
+
+  c.clear();
+  c.publish({"history/request", R"({"range": "forever"})", 1, false, "", "replies/ptest-b",
+             "corr-43"});
+  m = c.wait_for([](auto& m) { return m.correlation_data == "corr-43"; }, 5s);
+  ASSERT_TRUE(m);
+  auto err = *decode(m->payload, wire_format::json);
+  EXPECT_FALSE(err["ok"].get<bool>());
+  EXPECT_EQ(err["error"]["code"], "InvalidRequest");
+  EXPECT_NE(err["error"]["message"].get<std::string>().find("field 'range'"), std::string::npos);
+
+  c.clear();
+  c.publish({"history/request", R"({"kind": "health", )", 1, false, "", "replies/ptest-b",
+             "corr-44"});
+  m = c.wait_for([](auto& m) { return m.correlation_data == "corr-44"; }, 5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ((*decode(m->payload, wire_format::json))["error"]["code"], "InvalidJson");
+  // And lulld is still running after the bad requests.
+  EXPECT_TRUE(d.running());
+}
+
+TEST(persister, msgpack_request_gets_a_msgpack_reply) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "ptest-c"));
+  ASSERT_TRUE(d.wait_log("connected to", 5s)) << d.log();
+  client c(b.uri());
+  c.subscribe("replies/ptest-c");
+  auto payload = encode({{"kind", "health"}, {"request_id", 7}, {"reply_to", "replies/ptest-c"}},
+                        wire_format::msgpack);
+  std::optional<mqtt_message> m;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      c.publish("history/request", payload);
+      m = c.wait_for_topic("replies/ptest-c", 500ms);
+      return m.has_value();
+    },
+    5s));
+  EXPECT_EQ(m->content_type, "application/msgpack");
+  auto doc = decode(m->payload, wire_format::msgpack);
+  ASSERT_TRUE(doc);
+  EXPECT_EQ((*doc)["request_id"], 7);
+}
+
+TEST(persister, newer_database_stops_lulld_with_a_clear_message) {
+  auto dir = temp_dir();
+  fs::copy_file(source_path("tests/fixtures/db/newer.db"), dir + "/lull.db");
+  lulld d({"--db", dir + "/lull.db", "--broker", "tcp://127.0.0.1:1"});
+  auto code = d.wait_exit(5s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(d.log().find("schema version 99, newer than this lulld"), std::string::npos)
+    << d.log();
+  fs::remove_all(dir);
+}
+
+TEST(persister, read_only_database_directory_is_a_clear_error_at_start) {
+  auto dir = temp_dir();
+  std::vector<std::string> wrapper;
+  if (::geteuid() == 0) {
+    // Root writes anywhere: run lulld as nobody against a root-owned 0755 dir.
+    ::chmod(dir.c_str(), 0755);
+    wrapper = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  } else {
+    ::chmod(dir.c_str(), 0555);
+  }
+  lulld d({"--db", dir + "/lull.db", "--broker", "tcp://127.0.0.1:1", "--data-dir", dir}, {},
+          wrapper);
+  auto code = d.wait_exit(5s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1) << d.log();
+  EXPECT_NE(d.log().find("is not writable"), std::string::npos) << d.log();
+  EXPECT_FALSE(fs::exists(dir + "/lull.db"));
+  ::chmod(dir.c_str(), 0755);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+/// Makes `host` QUIET for the lease manager (the quiet assessor's job in a
+/// full lulld) and waits until its status shows it.
+bool make_quiet(client& c, const std::string& host) {
+  nlohmann::json q = {{"v", 1},          {"host_id", host},          {"state", "QUIET"},
+                      {"quiet_score", 95}, {"assessed_at", utc_timestamp(std::time(nullptr))},
+                      {"reasons", nlohmann::json::array()}};
+  c.publish("stats/host/" + host + "/quiet", q.dump(), 1, true);
+  c.subscribe("scheduler/status");
+  return c
+    .wait_for(
+      [&](const mqtt_message& m) {
+        auto j = nlohmann::json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/status" && j.is_object() && j["hosts"].contains(host)
+               && j["hosts"][host]["state"] == "QUIET";
+      },
+      10s)
+    .has_value();
+}
+
+nlohmann::json call(client& c, const std::string& topic, nlohmann::json body) {
+  static int n = 0;
+  auto id = "c-" + std::to_string(++n);
+  body["request_id"] = id;
+  body["reply_to"] = "itest/inbox";
+  c.publish(topic, body.dump());
+  auto m = c.wait_for(
+    [&](const mqtt_message& m) {
+      auto d = nlohmann::json::parse(m.payload, nullptr, false);
+      return m.topic == "itest/inbox" && d.is_object() && d.value("request_id", "") == id;
+    },
+    5s);
+  return m ? nlohmann::json::parse(m->payload) : nlohmann::json();
+}
+
+} // namespace
+
+TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
+  broker b;
+  auto dir = temp_dir();
+  auto args = lulld_args(b.uri(), "ktest", {"--db", dir + "/lull.db"});
+  auto first = std::make_unique<lulld>(args);
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  ASSERT_TRUE(make_quiet(c, "ktest")) << first->log();
+  auto grant = call(c, "scheduler/lease/request",
+                    {{"v", 1}, {"worker_id", "w1"}, {"job_type", "t"}, {"cost_units", 10}});
+  ASSERT_TRUE(grant.value("approved", false)) << grant.dump() << first->log();
+  auto lease = grant["lease_id"].get<std::string>();
+  auto fencing = grant["fencing_token"].get<std::uint64_t>();
+
+  first->signal(SIGKILL);
+  ASSERT_TRUE(first->wait_exit(5s));
+  first.reset();
+
+  lulld second(args);
+  ASSERT_TRUE(second.wait_log("restored 1 leases", 5s)) << second.log();
+  // The holder keeps its lease: a heartbeat renews it.
+  nlohmann::json hb;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      hb = call(c, "scheduler/lease/" + lease + "/heartbeat", {{"v", 1}, {"worker_id", "w1"}});
+      return hb.is_object() && !hb.empty();
+    },
+    10s))
+    << second.log();
+  EXPECT_TRUE(hb.value("ok", false)) << hb.dump();
+  EXPECT_GT(hb.value("ttl_remaining_sec", 0.0), 0.0) << hb.dump();
+  // Nobody else can act on it.
+  auto foreign = call(c, "scheduler/lease/" + lease + "/heartbeat", {{"v", 1}, {"worker_id", "w2"}});
+  EXPECT_EQ(foreign["error"]["code"], "NotHolder") << foreign.dump();
+  // Capacity accounting was rebuilt and fencing tokens continue upward.
+  auto next = call(c, "scheduler/lease/request",
+                   {{"v", 1}, {"worker_id", "w2"}, {"job_type", "t"}, {"cost_units", 10}});
+  ASSERT_TRUE(next.value("approved", false)) << next.dump();
+  EXPECT_GT(next["fencing_token"].get<std::uint64_t>(), fencing);
+  EXPECT_NE(next["reason"].get<std::string>().find("used=20/"), std::string::npos)
+    << next.dump();
+  fs::remove_all(dir);
+}

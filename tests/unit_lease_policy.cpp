@@ -1,0 +1,387 @@
+// The lease policy and table: every rule and every denial reason, expiry on
+// the injected clock, lock_delay, fencing, the token bucket.
+
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "tests/lease_test_env.hpp"
+
+using namespace lull;
+using namespace lull::test;
+
+namespace {
+
+lease_policy_config small_policy() {
+  lease_policy_config c;
+  c.capacity_units = 60;
+  c.max_leases_global = 5;
+  c.max_leases_per_worker = 3;
+  c.grant_rate_per_sec = 1000;
+  c.grant_burst = 1000;
+  return c;
+}
+
+struct policy_case {
+  const char* name;
+  std::function<void(lease_table&, fake_env&)> setup;
+  lease_request req;
+  bool approved;
+  const char* reason; // exact prefix of the reason
+  double min_retry = 0;
+  double max_retry = 0;
+};
+
+} // namespace
+
+TEST(lease_policy, table_of_rules_and_reasons) {
+  auto quiet_pi = [](lease_table& t, fake_env&) {
+    t.on_cpu_count("pi", 4);
+    t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  };
+  std::vector<policy_case> cases = {
+    {"grant on a quiet host", quiet_pi, request_of("w1", 20), true,
+     "Granted: used=20/60 units"},
+    {"no host known", [](lease_table&, fake_env&) {}, request_of("w1", 20), false,
+     "No host has reported yet", 15, 15},
+    {"unknown named host", quiet_pi, request_of("w1", 20, lease_priority::normal, "nuc"), false,
+     "Unknown host 'nuc'; known hosts: pi"},
+    {"several hosts, none named",
+     [&](lease_table& t, fake_env& e) {
+       quiet_pi(t, e);
+       t.on_quiet(quiet_of("nuc", quiet_state::quiet));
+     },
+     request_of("w1", 20), false, "host_id required: 2 hosts known (nuc, pi)"},
+    {"several hosts, the worker's own",
+     [&](lease_table& t, fake_env& e) {
+       quiet_pi(t, e);
+       t.on_quiet(quiet_of("nuc", quiet_state::quiet));
+     },
+     request_of("nuc", 20), true, "Granted"},
+    {"PANIC is a hard deny even for HIGH",
+     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::panic, 3)); },
+     request_of("w1", 5, lease_priority::high), false, "System is PANIC; heavy work denied",
+     120, 120},
+    {"cool-down after PANIC, even for HIGH and QUIET",
+     [](lease_table& t, fake_env& e) {
+       t.on_quiet(quiet_of("pi", quiet_state::panic, 3));
+       e.advance(20);
+       t.on_quiet(quiet_of("pi", quiet_state::quiet));
+     },
+     request_of("w1", 5, lease_priority::high), false,
+     "Recent PANIC detected; cooling down (100.0s left)", 100, 100},
+    {"cool-down announced by the assessor",
+     [](lease_table& t, fake_env& e) {
+       auto q = quiet_of("pi", quiet_state::normal);
+       q.cooldown_until = e.wall + 40;
+       t.on_quiet(q);
+     },
+     request_of("w1", 5, lease_priority::high), false, "Recent PANIC detected; cooling down",
+     40, 40},
+    {"cool-down ends",
+     [](lease_table& t, fake_env& e) {
+       t.on_quiet(quiet_of("pi", quiet_state::panic, 3));
+       e.advance(121);
+       t.on_quiet(quiet_of("pi", quiet_state::quiet));
+     },
+     request_of("w1", 5), true, "Granted"},
+    {"BUSY soft deny for NORMAL",
+     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::busy, 30)); },
+     request_of("w1", 5), false, "System is BUSY; waiting for QUIET", 15, 15},
+    {"NORMAL soft deny for LOW",
+     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::normal, 60)); },
+     request_of("w1", 5, lease_priority::low), false, "System is NORMAL; waiting for QUIET"},
+    {"BUSY admits HIGH",
+     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::busy, 30)); },
+     request_of("w1", 5, lease_priority::high), true, "Granted"},
+    {"no assessment yet", [](lease_table& t, fake_env&) { t.on_cpu_count("pi", 4); },
+     request_of("w1", 5), false, "No quiet assessment for host pi yet; waiting for QUIET"},
+    {"capacity exceeded, retry when the earliest lease would free",
+     [&](lease_table& t, fake_env& e) {
+       quiet_pi(t, e);
+       t.request(request_of("w2", 50), "w2");
+       e.advance(10);
+     },
+     request_of("w1", 20), false, "Capacity exceeded: used=50, requested=20, capacity=60",
+     // w2's lease expires in 20 s, then lock_delay 15 s.
+     35, 35},
+    {"a request larger than the host",
+     quiet_pi, request_of("w1", 61), false,
+     "Capacity exceeded: used=0, requested=61, capacity=60 (the request alone exceeds"},
+    {"per-worker backstop",
+     [&](lease_table& t, fake_env& e) {
+       quiet_pi(t, e);
+       for (int i = 0; i < 3; ++i)
+         t.request(request_of("w1", 1), "w1");
+     },
+     request_of("w1", 1), false, "Too many active leases for worker w1: 3, max=3", 30, 30},
+    {"global backstop",
+     [&](lease_table& t, fake_env& e) {
+       quiet_pi(t, e);
+       for (int i = 0; i < 5; ++i)
+         t.request(request_of("w" + std::to_string(10 + i), 1), "w" + std::to_string(10 + i));
+     },
+     request_of("w1", 1), false, "Too many active leases: global=5, max=5"},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    fake_env fe;
+    lease_table t{small_policy(), fe.env()};
+    c.setup(t, fe);
+    auto r = t.request(c.req, c.req.worker_id);
+    EXPECT_EQ(r.approved, c.approved);
+    EXPECT_EQ(r.reason.rfind(c.reason, 0), 0u) << r.reason;
+    if (!c.approved) {
+      EXPECT_TRUE(r.lease_id.empty());
+      EXPECT_GE(r.retry_after_sec, 1.0);
+      if (c.max_retry > 0) {
+        EXPECT_GE(r.retry_after_sec, c.min_retry);
+        EXPECT_LE(r.retry_after_sec, c.max_retry);
+      }
+    } else {
+      EXPECT_FALSE(r.lease_id.empty());
+      EXPECT_GT(r.fencing_token, 0u);
+    }
+  }
+}
+
+TEST(lease_policy, cost_class_maps_to_units) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  lease_request r;
+  EXPECT_EQ(t.units_for(r), 20);
+  r.cost_class_ = cost_class::low;
+  EXPECT_EQ(t.units_for(r), 5);
+  r.cost_class_ = cost_class::high;
+  EXPECT_EQ(t.units_for(r), 50);
+  r.cost_units = 7; // canonical wins
+  EXPECT_EQ(t.units_for(r), 7);
+}
+
+TEST(lease_policy, capacity_from_cpu_count_keeps_headroom) {
+  fake_env fe;
+  lease_policy_config c;
+  lease_table t{c, fe.env()};
+  t.on_cpu_count("pi", 4);
+  t.on_cpu_count("nuc", 8);
+  EXPECT_EQ(t.capacity_units("pi"), 80);   // 4 * 25 * 0.8
+  EXPECT_EQ(t.capacity_units("nuc"), 160); // 8 * 25 * 0.8
+  EXPECT_EQ(t.capacity_units("unknown"), 20);
+}
+
+TEST(lease_policy, jitter_spreads_retries) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::busy));
+  fe.uniform = 0;
+  auto a = t.request(request_of("w1", 5), "w1");
+  fe.uniform = 0.99;
+  auto b = t.request(request_of("w1", 5), "w1");
+  EXPECT_DOUBLE_EQ(a.retry_after_sec, 15);
+  EXPECT_GT(b.retry_after_sec, 17.9);
+  EXPECT_LE(b.retry_after_sec, 18.0);
+}
+
+TEST(lease_policy, token_bucket_limits_grants) {
+  fake_env fe;
+  auto c = small_policy();
+  c.grant_rate_per_sec = 2;
+  c.grant_burst = 2;
+  c.max_leases_global = 100;
+  c.max_leases_per_worker = 100;
+  lease_table t{c, fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  EXPECT_TRUE(t.request(request_of("w1", 1), "w1").approved);
+  EXPECT_TRUE(t.request(request_of("w1", 1), "w1").approved);
+  auto d = t.request(request_of("w1", 1), "w1");
+  EXPECT_FALSE(d.approved);
+  EXPECT_EQ(d.reason, "Grant rate limit reached: 2.0 grants/s, burst 2.0");
+  fe.advance(0.5);
+  EXPECT_TRUE(t.request(request_of("w1", 1), "w1").approved);
+  EXPECT_FALSE(t.request(request_of("w1", 1), "w1").approved);
+}
+
+TEST(token_bucket, refills_at_its_rate_up_to_its_burst) {
+  token_bucket b{10, 3, 0};
+  EXPECT_TRUE(b.take(0));
+  EXPECT_TRUE(b.take(0));
+  EXPECT_TRUE(b.take(0));
+  EXPECT_FALSE(b.take(0));
+  EXPECT_NEAR(b.wait_sec(0), 0.1, 1e-9);
+  EXPECT_TRUE(b.take(0.1));
+  EXPECT_NEAR(b.tokens(100), 3, 1e-9);
+}
+
+TEST(lease_table, expires_without_heartbeat_and_holds_units_for_lock_delay) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto g = t.request(request_of("w1", 50), "w1");
+  ASSERT_TRUE(g.approved);
+  EXPECT_DOUBLE_EQ(g.ttl_sec, 30);
+  EXPECT_DOUBLE_EQ(g.heartbeat_interval_sec, 10);
+  EXPECT_EQ(g.expires_at, fe.wall + 30);
+  t.take_events();
+
+  fe.advance(29);
+  t.tick();
+  EXPECT_EQ(t.active().size(), 1u);
+  fe.advance(1);
+  t.tick();
+  EXPECT_TRUE(t.active().empty());
+  EXPECT_EQ(t.find(g.lease_id)->state, lease_state::expired);
+  auto ev = t.take_events();
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.front().type, "heartbeat_missed");
+  EXPECT_EQ(ev.back().type, "expired");
+  EXPECT_EQ(ev.back().reason, "missed heartbeats (TTL 30.0s)");
+
+  // lock_delay: the expired lease's 50 units stay reserved 15 s.
+  EXPECT_EQ(t.used_units("pi"), 50);
+  auto d = t.request(request_of("w2", 20), "w2");
+  EXPECT_FALSE(d.approved);
+  EXPECT_EQ(d.reason, "Capacity exceeded: used=50, requested=20, capacity=60");
+  EXPECT_DOUBLE_EQ(d.retry_after_sec, 15);
+  fe.advance(15);
+  EXPECT_EQ(t.used_units("pi"), 0);
+  EXPECT_TRUE(t.request(request_of("w2", 20), "w2").approved);
+}
+
+TEST(lease_table, heartbeat_extends_and_reports_remaining_ttl) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto g = t.request(request_of("w1", 10), "w1");
+  for (int i = 0; i < 10; ++i) {
+    fe.advance(10);
+    auto hb = t.heartbeat(g.lease_id, "w1");
+    ASSERT_TRUE(std::holds_alternative<lease_ack>(hb));
+    EXPECT_DOUBLE_EQ(std::get<lease_ack>(hb).ttl_remaining_sec, 30);
+  }
+  fe.advance(31);
+  auto late = t.heartbeat(g.lease_id, "w1");
+  ASSERT_TRUE(std::holds_alternative<lease_error>(late));
+  EXPECT_EQ(std::get<lease_error>(late).code, lease_error_code::invalid_state_transition);
+  EXPECT_EQ(std::get<lease_error>(late).message,
+            "lease " + g.lease_id + " is EXPIRED (missed heartbeats (TTL 30.0s))");
+}
+
+TEST(lease_table, only_the_holder_acts) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto g = t.request(request_of("a", 10), "a");
+  auto code = [](const std::variant<lease_ack, lease_error>& r) {
+    return std::holds_alternative<lease_error>(r) ? std::get<lease_error>(r).code
+                                                  : lease_error_code::internal_error;
+  };
+  EXPECT_EQ(code(t.heartbeat(g.lease_id, "b")), lease_error_code::not_holder);
+  EXPECT_EQ(code(t.release(g.lease_id, "b")), lease_error_code::not_holder);
+  EXPECT_EQ(code(t.report(g.lease_id, "b", {})), lease_error_code::not_holder);
+  EXPECT_EQ(code(t.revoke(g.lease_id, "b", "x")), lease_error_code::not_holder);
+  EXPECT_EQ(std::get<lease_error>(t.heartbeat(g.lease_id, "b")).message,
+            "lease lease1 is not held by worker b");
+  EXPECT_EQ(code(t.heartbeat("nope", "a")), lease_error_code::resource_not_found);
+  EXPECT_EQ(t.active().size(), 1u);
+  // The holder releases; the units free at once (no lock_delay).
+  auto rel = t.release(g.lease_id, "a");
+  ASSERT_TRUE(std::holds_alternative<lease_ack>(rel));
+  EXPECT_EQ(std::get<lease_ack>(rel).state, lease_state::released);
+  EXPECT_EQ(t.used_units("pi"), 0);
+  // Released twice: still fine for the holder, still refused to others.
+  EXPECT_TRUE(std::holds_alternative<lease_ack>(t.release(g.lease_id, "a")));
+  EXPECT_EQ(code(t.release(g.lease_id, "b")), lease_error_code::not_holder);
+  EXPECT_EQ(code(t.heartbeat(g.lease_id, "a")), lease_error_code::invalid_state_transition);
+}
+
+TEST(lease_table, admin_revoke_holds_units_until_holder_confirms) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto g = t.request(request_of("a", 40), "a");
+  t.take_events();
+  auto r = t.revoke(g.lease_id, "", "maintenance");
+  ASSERT_TRUE(std::holds_alternative<lease_ack>(r));
+  EXPECT_EQ(std::get<lease_ack>(r).state, lease_state::revoked);
+  auto ev = t.take_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].type, "revoked");
+  EXPECT_EQ(ev[0].reason, "maintenance");
+  EXPECT_EQ(t.used_units("pi"), 40);
+  t.release(g.lease_id, "a"); // the holder stopped
+  EXPECT_EQ(t.used_units("pi"), 0);
+}
+
+TEST(lease_table, worker_last_will_expires_its_leases_at_once) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto a1 = t.request(request_of("a", 5), "a");
+  auto a2 = t.request(request_of("a", 5), "a");
+  auto b1 = t.request(request_of("b", 5), "b");
+  t.on_worker_status("a", false);
+  EXPECT_EQ(t.active().size(), 1u);
+  EXPECT_EQ(t.active().count(b1.lease_id), 1u);
+  EXPECT_EQ(t.find(a1.lease_id)->state, lease_state::expired);
+  EXPECT_EQ(t.find(a2.lease_id)->end_reason, "worker went offline (last will)");
+  EXPECT_FALSE(t.workers().at("a").online);
+}
+
+TEST(lease_table, fencing_tokens_never_decrease_and_start_after_restored_value) {
+  fake_env fe;
+  auto c = small_policy();
+  c.max_leases_global = 1000;
+  c.max_leases_per_worker = 1000;
+  c.capacity_units = 100000;
+  lease_table t{c, fe.env(), 41};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  std::uint64_t last = 41;
+  for (int i = 0; i < 200; ++i) {
+    auto g = t.request(request_of("w" + std::to_string(i % 7), 1), "w" + std::to_string(i % 7));
+    ASSERT_TRUE(g.approved) << g.reason;
+    EXPECT_GT(g.fencing_token, last);
+    last = g.fencing_token;
+    if (i % 3 == 0)
+      t.release(g.lease_id, "w" + std::to_string(i % 7));
+    if (i % 5 == 0)
+      fe.advance(40), t.tick();
+  }
+  EXPECT_EQ(t.fencing_token(), 241u);
+}
+
+TEST(lease_table, ttl_is_clamped_and_said_so) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto req = request_of("w1", 5);
+  req.ttl_sec = 1;
+  auto g = t.request(req, "w1");
+  ASSERT_TRUE(g.approved);
+  EXPECT_TRUE(g.ttl_clamped);
+  EXPECT_DOUBLE_EQ(g.ttl_sec, 5);
+  EXPECT_NE(g.reason.find("TTL clamped to 5.0s (allowed 5.0-600.0s)"), std::string::npos);
+}
+
+TEST(lease_table, decision_summary_per_worker) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::panic));
+  t.request(request_of("w1", 5), "w1");
+  auto& w = t.workers().at("w1");
+  EXPECT_EQ(w.denies, 1u);
+  EXPECT_EQ(w.last_decision, "denied");
+  EXPECT_EQ(w.last_reason, "System is PANIC; heavy work denied");
+  ASSERT_TRUE(w.cooldown_until);
+  auto s = t.status_json();
+  EXPECT_EQ(s["workers"]["w1"]["denies"], 1);
+  EXPECT_EQ(s["hosts"]["pi"]["state"], "PANIC");
+  EXPECT_TRUE(s["workers"]["w1"].contains("cooldown_until"));
+}
+
+TEST(lease_ids, are_128_bit_random_hex) {
+  auto a = random_lease_id();
+  auto b = random_lease_id();
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+}

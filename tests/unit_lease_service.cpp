@@ -1,0 +1,239 @@
+// lease_service: the message in / messages out layer between the bus and the
+// lease table. Reply routing (v5 response topic + correlation data, v3.1.1
+// reply_to + request_id), formats, error replies, notices, secure identity.
+
+#include <gtest/gtest.h>
+
+#include "src/lease/lease_service.hpp"
+#include "tests/lease_test_env.hpp"
+
+using namespace lull;
+using namespace lull::test;
+using json = nlohmann::json;
+
+namespace {
+
+struct service_fixture : ::testing::Test {
+  fake_env fe;
+  std::unique_ptr<lease_service> svc;
+
+  void make(bool secure = false) {
+    lease_service_options o;
+    o.secure = secure;
+    o.policy.capacity_units = 60;
+    svc = std::make_unique<lease_service>(o, fe.env());
+    auto q = to_json(quiet_of("pi", quiet_state::quiet));
+    svc->handle({"stats/host/pi/quiet", q.dump(), 1, true, {}, {}, {}});
+  }
+  void SetUp() override { make(); }
+
+  static mqtt_message msg(std::string topic, std::string payload) {
+    return {std::move(topic), std::move(payload), 1, false, {}, {}, {}};
+  }
+  static const mqtt_message* find(const std::vector<mqtt_message>& out,
+                                  const std::string& topic) {
+    for (auto& m : out)
+      if (m.topic == topic)
+        return &m;
+    return nullptr;
+  }
+  std::string grant(const std::string& worker = "w1") {
+    auto out = svc->handle(msg("scheduler/lease/request",
+                               R"({"worker_id":")" + worker
+                                 + R"(","cost_units":10,"reply_to":"r"})"));
+    auto j = json::parse(find(out, "r")->payload);
+    return j.value("lease_id", "");
+  }
+};
+
+} // namespace
+
+TEST_F(service_fixture, v311_reply_goes_to_reply_to_with_request_id) {
+  auto out = svc->handle(msg("scheduler/lease/request",
+                             R"({"v":1,"worker_id":"w1","cost_units":20,"request_id":"r-17",
+                                 "reply_to":"workers/w1/inbox"})"));
+  auto* r = find(out, "workers/w1/inbox");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->qos, 1);
+  EXPECT_EQ(r->content_type, json_content_type);
+  auto j = json::parse(r->payload);
+  EXPECT_EQ(j["request_id"], "r-17");
+  EXPECT_EQ(j["approved"], true);
+  EXPECT_EQ(j["host_id"], "pi");
+  EXPECT_EQ(j["reason"], "Granted: used=20/60 units");
+  EXPECT_EQ(j["lease_id"].get<std::string>().size(), 6u); // fake ids: lease1
+  // The grant is announced on the lease's state topic and on events.
+  auto lease_id = j["lease_id"].get<std::string>();
+  auto* st = find(out, "scheduler/lease/" + lease_id + "/state");
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(json::parse(st->payload)["state"], "ACTIVE");
+  EXPECT_NE(find(out, "scheduler/events"), nullptr);
+  EXPECT_EQ(out.front().topic, "workers/w1/inbox"); // reply first
+}
+
+TEST_F(service_fixture, v5_reply_echoes_correlation_data_and_format) {
+  json doc = {{"worker_id", "w1"}, {"cost_class", "low"}};
+  auto bytes = json::to_msgpack(doc);
+  mqtt_message in = msg("scheduler/lease/request", std::string(bytes.begin(), bytes.end()));
+  in.content_type = msgpack_content_type;
+  in.response_topic = "workers/w1/reply/abc";
+  in.correlation_data = std::string("\x01\x02\x00\xff", 4);
+  auto out = svc->handle(in);
+  auto* r = find(out, "workers/w1/reply/abc");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->correlation_data, in.correlation_data);
+  EXPECT_EQ(r->content_type, msgpack_content_type);
+  auto j = json::from_msgpack(r->payload);
+  EXPECT_EQ(j["approved"], true);
+  EXPECT_EQ(j["cost_units"], 5);
+}
+
+TEST_F(service_fixture, bad_payloads_get_error_replies_and_are_counted) {
+  auto out = svc->handle(msg("scheduler/lease/request",
+                             R"({"worker_id":"w1","cost_units":"x","request_id":"r-1",
+                                 "reply_to":"inbox"})"));
+  auto* r = find(out, "inbox");
+  ASSERT_NE(r, nullptr);
+  auto j = json::parse(r->payload);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["request_id"], "r-1");
+  EXPECT_EQ(j["error"]["code"], "InvalidRequest");
+  EXPECT_EQ(j["error"]["message"],
+            "field 'cost_units': expected an integer from 1 to 100, got string");
+
+  mqtt_message trunc = msg("scheduler/lease/request", R"({"worker_id":"w1",)");
+  trunc.response_topic = "inbox5";
+  trunc.correlation_data = "c";
+  out = svc->handle(trunc);
+  r = find(out, "inbox5");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->correlation_data, "c");
+  EXPECT_EQ(json::parse(r->payload)["error"]["code"], "InvalidJson");
+  EXPECT_EQ(svc->counters().rejected, 2u);
+
+  // No reply topic at all: counted, not crashed.
+  out = svc->handle(msg("scheduler/lease/request", "garbage"));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(svc->counters().unanswerable, 1u);
+}
+
+TEST_F(service_fixture, heartbeat_release_and_holder_checks) {
+  auto id = grant("w1");
+  ASSERT_FALSE(id.empty());
+  fe.advance(10);
+  auto out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                             R"({"worker_id":"w1","reply_to":"hb"})"));
+  auto j = json::parse(find(out, "hb")->payload);
+  EXPECT_EQ(j["ok"], true);
+  EXPECT_EQ(j["state"], "ACTIVE");
+  EXPECT_EQ(j["ttl_remaining_sec"], 30.0);
+
+  out = svc->handle(msg("scheduler/lease/" + id + "/release",
+                        R"({"worker_id":"w2","reply_to":"rel","request_id":"x"})"));
+  j = json::parse(find(out, "rel")->payload);
+  EXPECT_EQ(j["error"]["code"], "NotHolder");
+
+  out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat", R"({"reply_to":"hb"})"));
+  j = json::parse(find(out, "hb")->payload);
+  EXPECT_EQ(j["error"]["code"], "InvalidRequest");
+
+  out = svc->handle(msg("scheduler/lease/unknown/heartbeat",
+                        R"({"worker_id":"w1","reply_to":"hb"})"));
+  EXPECT_EQ(json::parse(find(out, "hb")->payload)["error"]["code"], "ResourceNotFound");
+
+  out = svc->handle(msg("scheduler/lease/" + id + "/release",
+                        R"({"worker_id":"w1","reply_to":"rel"})"));
+  EXPECT_EQ(json::parse(find(out, "rel")->payload)["state"], "RELEASED");
+  auto* st = find(out, "scheduler/lease/" + id + "/state");
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(json::parse(st->payload)["state"], "RELEASED");
+  EXPECT_TRUE(svc->table().active().empty());
+}
+
+TEST_F(service_fixture, admin_revoke_with_empty_payload_and_expiry_notices) {
+  auto id = grant("w1");
+  auto out = svc->handle(msg("scheduler/lease/" + id + "/revoke", ""));
+  auto* st = find(out, "scheduler/lease/" + id + "/state");
+  ASSERT_NE(st, nullptr);
+  auto j = json::parse(st->payload);
+  EXPECT_EQ(j["state"], "REVOKED");
+  EXPECT_EQ(j["reason"], "revoked by admin");
+
+  auto id2 = grant("w1");
+  fe.advance(31);
+  out = svc->tick();
+  st = find(out, "scheduler/lease/" + id2 + "/state");
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(json::parse(st->payload)["state"], "EXPIRED");
+}
+
+TEST_F(service_fixture, worker_will_expires_its_leases) {
+  auto id = grant("w1");
+  auto out = svc->handle(msg("stats/worker/w1", R"({"status":"offline"})"));
+  auto* st = find(out, "scheduler/lease/" + id + "/state");
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(json::parse(st->payload)["reason"], "worker went offline (last will)");
+  EXPECT_TRUE(svc->table().active().empty());
+  // A plain-text will works too.
+  auto id2 = grant("w2");
+  svc->handle(msg("stats/worker/w2", "offline"));
+  EXPECT_TRUE(svc->table().active().empty());
+}
+
+TEST_F(service_fixture, host_snapshots_set_capacity) {
+  make();
+  svc->handle(msg("stats/host/nuc", R"({"cpu":{"count":8}})"));
+  EXPECT_EQ(svc->table().hosts().at("nuc").cpu_count, 8);
+  svc->handle(msg("stats/host/nuc", "garbage"));
+  EXPECT_EQ(svc->table().hosts().at("nuc").cpu_count, 8);
+}
+
+TEST_F(service_fixture, status_is_retained_and_marked_dirty_on_change) {
+  EXPECT_TRUE(svc->take_status_dirty());
+  EXPECT_FALSE(svc->take_status_dirty());
+  grant("w1");
+  EXPECT_TRUE(svc->take_status_dirty());
+  auto m = svc->status_message();
+  EXPECT_EQ(m.topic, "scheduler/status");
+  EXPECT_TRUE(m.retain);
+  auto j = json::parse(m.payload);
+  EXPECT_EQ(j["active"].size(), 1u);
+  EXPECT_EQ(j["hosts"]["pi"]["used_units"], 10);
+  EXPECT_EQ(j["hosts"]["pi"]["state"], "QUIET");
+}
+
+TEST_F(service_fixture, secure_mode_takes_identity_from_the_topic) {
+  make(true);
+  auto filters = svc->filters();
+  EXPECT_NE(std::find(filters.begin(), filters.end(), "scheduler/+/lease/request"),
+            filters.end());
+  EXPECT_EQ(std::find(filters.begin(), filters.end(), "scheduler/lease/request"),
+            filters.end());
+  // The payload claims to be "b"; the topic (pinned by the ACL) says "a".
+  auto out = svc->handle(msg("scheduler/a/lease/request",
+                             R"({"worker_id":"b","cost_units":5,"reply_to":"workers/a/in"})"));
+  auto* r = find(out, "workers/a/in");
+  ASSERT_NE(r, nullptr);
+  auto id = json::parse(r->payload)["lease_id"].get<std::string>();
+  EXPECT_EQ(svc->table().active().at(id).worker_id, "a");
+  // Notices also go to the holder's own inbox.
+  EXPECT_NE(find(out, "workers/a/lease/" + id + "/state"), nullptr);
+
+  // b acting on a's lease from its own topic: NotHolder.
+  out = svc->handle(msg("scheduler/b/lease/" + id + "/release",
+                        R"({"worker_id":"a","reply_to":"workers/b/in"})"));
+  EXPECT_EQ(json::parse(find(out, "workers/b/in")->payload)["error"]["code"], "NotHolder");
+  out = svc->handle(msg("scheduler/b/lease/" + id + "/revoke", R"({"reply_to":"workers/b/in"})"));
+  EXPECT_EQ(json::parse(find(out, "workers/b/in")->payload)["error"]["code"], "NotHolder");
+
+  // Replies outside the worker's inbox are not sent.
+  out = svc->handle(msg("scheduler/b/lease/request",
+                        R"({"cost_units":5,"reply_to":"scheduler/status"})"));
+  EXPECT_EQ(find(out, "scheduler/status"), nullptr);
+  EXPECT_EQ(svc->counters().unanswerable, 1u);
+
+  // Open-mode topics are ignored in secure mode.
+  out = svc->handle(msg("scheduler/lease/request", R"({"worker_id":"a","reply_to":"x"})"));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(svc->table().active().size(), 2u);
+}

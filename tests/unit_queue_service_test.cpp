@@ -1,0 +1,188 @@
+#include <gtest/gtest.h>
+
+#include "messages/codec.hpp"
+#include "src/queue/queue_service.hpp"
+
+using namespace lull;
+
+namespace {
+
+struct fixture {
+  double mono = 100;
+  std::int64_t wall = 1795428000;
+  int ids = 0;
+  queue_service svc;
+  fixture()
+    : svc(queue_service_options{}, queue_config{}, {[this] { return mono; }, [this] { return wall; },
+                   [this] { return "j" + std::to_string(++ids); }}) {}
+
+  static mqtt_message msg(const std::string& topic, const nlohmann::json& body) {
+    return {topic, body.dump(), 1, false, "", "", ""};
+  }
+  static std::optional<nlohmann::json> reply_on(const queue_output& out, const std::string& topic) {
+    for (auto& m : out.publish)
+      if (m.topic == topic)
+        return decode(m.payload, wire_format::json);
+    return std::nullopt;
+  }
+  std::string submit(nlohmann::json body) {
+    body["reply_to"] = "p/inbox";
+    auto out = svc.handle(msg("scheduler/job/submit", body));
+    auto r = reply_on(out, "p/inbox");
+    return r ? r->value("job_id", "") : "";
+  }
+};
+
+} // namespace
+
+TEST(queue_service, submit_replies_with_the_job_and_publishes_its_state) {
+  fixture f;
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/submit",
+    {{"job_type", "thumbs"}, {"priority", "Background"}, {"cost_class", "low"},
+     {"payload", {{"path", "/p/1.jpg"}}}, {"reply_to", "p/inbox"}, {"request_id", "r1"}}));
+  auto r = fixture::reply_on(out, "p/inbox");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)["ok"].get<bool>());
+  EXPECT_TRUE((*r)["created"].get<bool>());
+  EXPECT_EQ((*r)["request_id"], "r1");
+  EXPECT_EQ((*r)["job"]["priority"], "BACKGROUND");
+  EXPECT_EQ((*r)["job"]["cost_units"], 5);
+  auto state = fixture::reply_on(out, "scheduler/job/" + (*r)["job_id"].get<std::string>() + "/state");
+  ASSERT_TRUE(state);
+  EXPECT_EQ((*state)["state"], "queued");
+  EXPECT_TRUE(fixture::reply_on(out, "scheduler/events"));
+}
+
+TEST(queue_service, bad_submissions_name_the_field) {
+  fixture f;
+  auto check = [&](nlohmann::json body, const std::string& field) {
+    body["reply_to"] = "p/inbox";
+    auto out = f.svc.handle(fixture::msg("scheduler/job/submit", body));
+    auto r = fixture::reply_on(out, "p/inbox");
+    ASSERT_TRUE(r) << body.dump();
+    EXPECT_EQ((*r)["error"]["code"], "InvalidRequest");
+    EXPECT_NE((*r)["error"]["message"].get<std::string>().find(field), std::string::npos)
+      << (*r)["error"]["message"];
+  };
+  check({{"priority", "high"}}, "'job_type'");
+  check({{"job_type", "t"}, {"priority", "urgent"}}, "'priority'");
+  check({{"job_type", "t"}, {"cost_units", 0}}, "'cost_units'");
+  check({{"job_type", "t"}, {"max_attempts", "3"}}, "'max_attempts'");
+  check({{"job_type", "t"}, {"deadline", "tomorrow"}}, "'deadline'");
+  check({{"job_type", "t"}, {"host_id", "a/b"}}, "'host_id'");
+  EXPECT_EQ(f.svc.queue().size(), 0u);
+}
+
+TEST(queue_service, next_without_a_job_says_why_and_when_to_retry) {
+  fixture f;
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/next", {{"worker_id", "w1"}, {"types", {"thumbs"}}, {"reply_to", "w/1"}}));
+  auto r = fixture::reply_on(out, "w/1");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)["job"].is_null());
+  EXPECT_GT((*r)["retry_after_sec"].get<double>(), 0);
+  EXPECT_NE((*r)["reason"].get<std::string>().find("thumbs"), std::string::npos);
+}
+
+TEST(queue_service, next_asks_for_a_lease_and_hands_out_job_and_lease) {
+  fixture f;
+  auto id = f.submit({{"job_type", "thumbs"}, {"cost_units", 30}, {"priority", "high"}});
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/next", {{"worker_id", "w1"}, {"host_id", "pi"}, {"reply_to", "w/1"}}));
+  ASSERT_EQ(out.asks.size(), 1u);
+  auto& ask = out.asks[0];
+  EXPECT_EQ(ask.job_id, id);
+  EXPECT_EQ(ask.request["cost_units"], 30);
+  EXPECT_EQ(ask.request["priority"], "HIGH");
+  EXPECT_EQ(ask.request["host_id"], "pi");
+  auto done = f.svc.on_lease_reply(
+    ask.ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}, {"fencing_token", 7}});
+  auto r = fixture::reply_on(done, "w/1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["job"]["job_id"], id);
+  EXPECT_EQ((*r)["job"]["state"], "leased");
+  EXPECT_EQ((*r)["lease"]["lease_id"], "L1");
+  // The lease's release with an outcome completes the job.
+  f.svc.handle(fixture::msg("scheduler/lease/L1/release",
+                            {{"outcome", "succeeded"}, {"result", {{"n", 3}}}}));
+  auto ev = f.svc.handle(fixture::msg("scheduler/events",
+                                      {{"type", "released"}, {"lease_id", "L1"}}));
+  auto* j = f.svc.queue().get(id);
+  EXPECT_EQ(j->state, job_state::succeeded);
+  EXPECT_EQ(j->result["n"], 3);
+  auto state = fixture::reply_on(ev, "scheduler/job/" + id + "/state");
+  ASSERT_TRUE(state);
+  EXPECT_EQ((*state)["state"], "succeeded");
+}
+
+TEST(queue_service, a_denied_lease_is_reported_with_its_reason) {
+  fixture f;
+  f.submit({{"job_type", "t"}});
+  auto out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
+  ASSERT_EQ(out.asks.size(), 1u);
+  auto r = fixture::reply_on(
+    f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", false},
+                                              {"reason", "System is BUSY; waiting for QUIET"},
+                                              {"retry_after_sec", 12.5}}),
+    "w/1");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)["job"].is_null());
+  EXPECT_EQ((*r)["reason"], "System is BUSY; waiting for QUIET");
+  EXPECT_DOUBLE_EQ((*r)["retry_after_sec"].get<double>(), 12.5);
+  EXPECT_EQ(f.svc.queue().list(job_state::queued, "", "", 10).size(), 1u);
+}
+
+TEST(queue_service, a_waiting_worker_gets_the_job_submitted_later) {
+  fixture f;
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/next", {{"worker_id", "w"}, {"wait_sec", 30}, {"reply_to", "w/1"}}));
+  EXPECT_FALSE(fixture::reply_on(out, "w/1"));
+  EXPECT_TRUE(out.asks.empty());
+  auto sub = f.svc.handle(fixture::msg("scheduler/job/submit", {{"job_type", "t"}, {"reply_to", "p"}}));
+  ASSERT_EQ(sub.asks.size(), 1u);
+  f.mono += 31; // the wait is over: a denial is the final answer now
+  auto r = fixture::reply_on(f.svc.on_lease_reply(sub.asks[0].ask_id,
+                                                  {{"approved", false}, {"reason", "busy"}}),
+                             "w/1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["reason"], "busy");
+}
+
+TEST(queue_service, an_expired_lease_requeues_and_cancel_revokes) {
+  fixture f;
+  auto id = f.submit({{"job_type", "t"}});
+  auto out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
+  f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "h"}});
+  f.svc.handle(fixture::msg("scheduler/lease/L1/heartbeat", {{"worker_id", "w"}}));
+  EXPECT_EQ(f.svc.queue().get(id)->state, job_state::running);
+  f.svc.handle(fixture::msg("scheduler/events", {{"type", "expired"}, {"lease_id", "L1"}}));
+  EXPECT_EQ(f.svc.queue().get(id)->state, job_state::queued);
+  out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
+  f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L2"}, {"host_id", "h"}});
+  auto c = f.svc.handle(fixture::msg("scheduler/job/" + id + "/cancel", {{"reply_to", "p"}}));
+  ASSERT_EQ(c.revoke.size(), 1u);
+  EXPECT_EQ(c.revoke[0].first, "L2");
+  EXPECT_EQ(f.svc.queue().get(id)->state, job_state::cancelled);
+  auto again = fixture::reply_on(
+    f.svc.handle(fixture::msg("scheduler/job/" + id + "/cancel", {{"reply_to", "p"}})), "p");
+  EXPECT_EQ((*again)["error"]["code"], "InvalidStateTransition");
+  auto missing = fixture::reply_on(
+    f.svc.handle(fixture::msg("scheduler/job/nope/cancel", {{"reply_to", "p"}})), "p");
+  EXPECT_EQ((*missing)["error"]["code"], "ResourceNotFound");
+}
+
+TEST(queue_service, list_and_get) {
+  fixture f;
+  auto a = f.submit({{"job_type", "t"}});
+  f.submit({{"job_type", "u"}});
+  auto l = fixture::reply_on(f.svc.handle(fixture::msg("scheduler/job/list",
+                                                       {{"job_type", "t"}, {"reply_to", "x"}})),
+                             "x");
+  ASSERT_TRUE(l);
+  ASSERT_EQ((*l)["jobs"].size(), 1u);
+  EXPECT_EQ((*l)["depths"]["normal"], 2);
+  auto g = fixture::reply_on(
+    f.svc.handle(fixture::msg("scheduler/job/get", {{"job_id", a}, {"reply_to", "x"}})), "x");
+  EXPECT_EQ((*g)["job"]["job_id"], a);
+}

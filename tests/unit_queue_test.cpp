@@ -1,0 +1,251 @@
+#include <gtest/gtest.h>
+
+#include "src/queue/job_queue.hpp"
+
+using namespace lull;
+
+namespace {
+
+struct fixture {
+  double mono = 1000;
+  std::int64_t wall = 1795428000;
+  int ids = 0;
+  job_queue q;
+  explicit fixture(queue_config cfg = {})
+    : q(cfg, {[this] { return mono; }, [this] { return wall; },
+              [this] { return "job" + std::to_string(++ids); }}) {}
+
+  std::string submit(const std::string& type, job_priority p, const std::string& producer = "p",
+                     const std::string& key = "") {
+    job_spec s;
+    s.job_type = type;
+    s.priority = p;
+    s.producer = producer;
+    s.idempotency_key = key;
+    auto r = q.submit(s);
+    return std::get<0>(r).first->job_id;
+  }
+  std::vector<std::string> order(std::size_t n = 100) {
+    std::vector<std::string> out;
+    for (auto* j : q.candidates({}, "", n))
+      out.push_back(j->job_id);
+    return out;
+  }
+};
+
+} // namespace
+
+TEST(queue, strict_priority_then_submission_order) {
+  fixture f;
+  auto bg = f.submit("t", job_priority::background);
+  auto lo = f.submit("t", job_priority::low);
+  auto n1 = f.submit("t", job_priority::normal);
+  auto hi = f.submit("t", job_priority::high);
+  auto n2 = f.submit("t", job_priority::normal);
+  EXPECT_EQ(f.order(), (std::vector<std::string>{hi, n1, n2, lo, bg}));
+}
+
+TEST(queue, aging_lifts_a_waiting_job_so_none_starves) {
+  fixture f;
+  auto bg = f.submit("t", job_priority::background);
+  f.mono += 180; // three aging steps: background -> high
+  auto hi = f.submit("t", job_priority::high);
+  EXPECT_DOUBLE_EQ(f.q.effective_level(*f.q.get(bg), f.mono), 0);
+  // Both at level 0 now; the older one goes first.
+  EXPECT_EQ(f.order().front(), bg);
+  (void)hi;
+}
+
+TEST(queue, partial_aging_does_not_overtake_a_higher_priority) {
+  fixture f;
+  auto low = f.submit("t", job_priority::low);
+  f.mono += 59; // not yet one step
+  auto normal = f.submit("t", job_priority::normal);
+  EXPECT_EQ(f.order().front(), normal);
+  f.mono += 1; // one step: low -> normal level, and it is older
+  EXPECT_EQ(f.order().front(), low);
+}
+
+TEST(queue, producers_are_served_round_robin_within_a_level) {
+  fixture f;
+  std::vector<std::string> flood;
+  for (int i = 0; i < 5; ++i)
+    flood.push_back(f.submit("t", job_priority::normal, "flood"));
+  auto other = f.submit("t", job_priority::normal, "other");
+  // First pick: flood's oldest (neither producer served yet, older seq).
+  auto first = f.order().front();
+  EXPECT_EQ(first, flood[0]);
+  ASSERT_TRUE(f.q.mark_leased(first, "L1", "w1", "h"));
+  // The flood has been served; the other producer's job goes next.
+  EXPECT_EQ(f.order().front(), other);
+  ASSERT_TRUE(f.q.mark_leased(other, "L2", "w2", "h"));
+  EXPECT_EQ(f.order().front(), flood[1]);
+}
+
+TEST(queue, candidates_filter_by_type_and_host) {
+  fixture f;
+  job_spec s;
+  s.job_type = "thumbs";
+  s.host_id = "pi";
+  auto pi_job = std::get<0>(f.q.submit(s)).first->job_id;
+  s.host_id.clear();
+  auto any_job = std::get<0>(f.q.submit(s)).first->job_id;
+  s.job_type = "backup";
+  f.q.submit(s);
+  auto c = f.q.candidates({"thumbs"}, "nuc", 10);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]->job_id, any_job);
+  EXPECT_EQ(f.q.candidates({"thumbs"}, "pi", 10).size(), 2u);
+  EXPECT_EQ(f.q.candidates({}, "pi", 10).size(), 3u);
+  (void)pi_job;
+}
+
+TEST(queue, idempotency_key_returns_the_existing_job) {
+  fixture f;
+  job_spec s;
+  s.job_type = "t";
+  s.idempotency_key = "photo-123";
+  auto a = f.q.submit(s);
+  auto b = f.q.submit(s);
+  ASSERT_EQ(a.index(), 0u);
+  EXPECT_TRUE(std::get<0>(a).second);
+  EXPECT_FALSE(std::get<0>(b).second);
+  EXPECT_EQ(std::get<0>(a).first->job_id, std::get<0>(b).first->job_id);
+  EXPECT_EQ(f.q.size(), 1u);
+  EXPECT_EQ(f.q.take_events().size(), 1u); // one submission event only
+}
+
+TEST(queue, happy_path_transitions_each_emit_an_event) {
+  fixture f;
+  auto id = f.submit("t", job_priority::normal);
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w1", "pi"));
+  ASSERT_TRUE(f.q.mark_running(id));
+  EXPECT_FALSE(f.q.complete(id, "L1", true, {{"thumbs", 12}}, ""));
+  auto ev = f.q.take_events();
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_FALSE(ev[0].from.has_value());
+  EXPECT_EQ(ev[1].to, job_state::leased);
+  EXPECT_EQ(ev[2].to, job_state::running);
+  EXPECT_EQ(ev[3].to, job_state::succeeded);
+  EXPECT_EQ(f.q.get(id)->result["thumbs"], 12);
+  EXPECT_EQ(f.q.get(id)->attempts, 1);
+}
+
+TEST(queue, failure_retries_while_attempts_remain_then_fails) {
+  fixture f;
+  job_spec s;
+  s.job_type = "t";
+  s.max_attempts = 2;
+  auto id = std::get<0>(f.q.submit(s)).first->job_id;
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
+  EXPECT_FALSE(f.q.complete(id, "L1", false, nullptr, "exit 1"));
+  EXPECT_EQ(f.q.get(id)->state, job_state::queued);
+  ASSERT_TRUE(f.q.mark_leased(id, "L2", "w", "h"));
+  EXPECT_FALSE(f.q.complete(id, "L2", false, nullptr, "exit 1"));
+  EXPECT_EQ(f.q.get(id)->state, job_state::failed);
+  EXPECT_EQ(f.q.get(id)->attempts, 2);
+}
+
+TEST(queue, an_expired_lease_requeues_its_job) {
+  fixture f;
+  auto id = f.submit("t", job_priority::normal);
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
+  ASSERT_TRUE(f.q.mark_running(id));
+  f.q.lease_ended("L1", "expired");
+  EXPECT_EQ(f.q.get(id)->state, job_state::queued);
+  EXPECT_TRUE(f.q.get(id)->lease_id.empty());
+  EXPECT_EQ(f.q.by_lease("L1"), nullptr);
+  // A late completion through the dead lease is refused.
+  EXPECT_TRUE(f.q.complete(id, "L1", true, nullptr, ""));
+}
+
+TEST(queue, completion_through_another_lease_is_refused) {
+  fixture f;
+  auto id = f.submit("t", job_priority::normal);
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
+  auto err = f.q.complete(id, "L9", true, nullptr, "");
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("does not hold"), std::string::npos);
+}
+
+TEST(queue, cancel_returns_the_lease_to_revoke) {
+  fixture f;
+  auto queued = f.submit("t", job_priority::normal);
+  auto running = f.submit("t", job_priority::normal);
+  ASSERT_TRUE(f.q.mark_leased(running, "L1", "w", "h"));
+  auto a = f.q.cancel(queued, "user");
+  ASSERT_EQ(a.index(), 0u);
+  EXPECT_FALSE(std::get<0>(a).has_value());
+  auto b = f.q.cancel(running, "user");
+  ASSERT_EQ(b.index(), 0u);
+  EXPECT_EQ(std::get<0>(b), "L1");
+  EXPECT_EQ(f.q.get(running)->state, job_state::cancelled);
+  auto again = f.q.cancel(running, "user");
+  ASSERT_EQ(again.index(), 1u);
+  EXPECT_NE(std::get<1>(again).find("already cancelled"), std::string::npos);
+}
+
+TEST(queue, deadline_expires_a_job_still_waiting) {
+  fixture f;
+  job_spec s;
+  s.job_type = "t";
+  s.deadline = f.wall + 60;
+  auto id = std::get<0>(f.q.submit(s)).first->job_id;
+  f.q.tick();
+  EXPECT_EQ(f.q.get(id)->state, job_state::queued);
+  f.wall += 60;
+  f.q.tick();
+  EXPECT_EQ(f.q.get(id)->state, job_state::expired);
+  EXPECT_TRUE(f.q.candidates({}, "", 10).empty());
+}
+
+TEST(queue, a_full_queue_refuses_with_a_reason) {
+  queue_config cfg;
+  cfg.max_jobs = 2;
+  fixture f(cfg);
+  f.submit("t", job_priority::normal);
+  f.submit("t", job_priority::normal);
+  job_spec s;
+  s.job_type = "t";
+  auto r = f.q.submit(s);
+  ASSERT_EQ(r.index(), 1u);
+  EXPECT_NE(std::get<1>(r).find("queue is full"), std::string::npos);
+}
+
+TEST(queue, jobs_round_trip_through_json_for_restore) {
+  fixture f;
+  job_spec s;
+  s.job_type = "t";
+  s.payload = {{"path", "/photos/1.jpg"}};
+  s.idempotency_key = "k";
+  s.deadline = f.wall + 100;
+  auto id = std::get<0>(f.q.submit(s)).first->job_id;
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "pi"));
+  auto saved = to_json(*f.q.get(id));
+  fixture g;
+  g.q.restore(job_from_json(saved));
+  auto* j = g.q.get(id);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->state, job_state::leased);
+  EXPECT_EQ(g.q.by_lease("L1"), j);
+  EXPECT_EQ(j->spec.payload["path"], "/photos/1.jpg");
+  EXPECT_EQ(j->spec.deadline, f.wall + 100);
+  // The idempotency key survives the restart.
+  auto again = g.q.submit(s);
+  EXPECT_FALSE(std::get<0>(again).second);
+  // And a lease that died while lulld was down requeues it.
+  g.q.lease_ended("L1", "expired while lulld was down");
+  EXPECT_EQ(g.q.get(id)->state, job_state::queued);
+}
+
+TEST(queue, depths_count_queued_jobs_per_priority) {
+  fixture f;
+  f.submit("t", job_priority::high);
+  f.submit("t", job_priority::background);
+  auto id = f.submit("t", job_priority::background);
+  f.q.mark_leased(id, "L", "w", "h");
+  auto d = f.q.depths();
+  EXPECT_EQ(d["high"], 1u);
+  EXPECT_EQ(d["background"], 1u);
+  EXPECT_EQ(d["normal"], 0u);
+}

@@ -1,0 +1,231 @@
+#include <gtest/gtest.h>
+
+#include "src/store/health.hpp"
+#include "src/store/series.hpp"
+
+using namespace lull;
+
+TEST(series, topics_map_to_host_and_group) {
+  topic_names t{"home"};
+  auto s = classify_topic(t, "home/stats/host/pi", "nuc");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->host, "pi");
+  EXPECT_EQ(s->group, "host");
+  EXPECT_EQ(classify_topic(t, "home/stats/host/pi/quiet", "nuc")->group, "quiet");
+  EXPECT_EQ(classify_topic(t, "home/stats/process/pi/lulld", "nuc")->group, "process:lulld");
+  EXPECT_EQ(classify_topic(t, "home/stats/bus", "nuc")->host, "nuc");
+  EXPECT_EQ(classify_topic(t, "home/stats/worker/w1", "nuc")->group, "worker:w1");
+  EXPECT_FALSE(classify_topic(t, "stats/host/pi", "nuc")); // wrong prefix
+  EXPECT_FALSE(classify_topic(t, "home/scheduler/status", "nuc"));
+}
+
+TEST(series, host_snapshot_keeps_the_chosen_numbers_and_skips_nulls) {
+  nlohmann::json doc = {
+    {"cpu", {{"total_pct", 12.5}, {"temp_c", nullptr}, {"freq_mhz", 1500}, {"count", 4}}},
+    {"load", {{"1m", 0.5}}},
+    {"mem", {{"used_pct", 40.0}}},
+    {"swap", {{"used_pct", nullptr}}},
+    {"net", {{"rx_bytes", 100}, {"tx_bytes", 200}}},
+    {"disks", {{{"mount", "/"}, {"free_pct", 31.5}}, {{"mount", "/data"}, {"free_pct", nullptr}}}}};
+  auto pts = extract_points({"pi", "host"}, doc, 1000);
+  std::map<std::string, double> by;
+  for (auto& p : pts) {
+    EXPECT_EQ(p.ts, 1000);
+    EXPECT_EQ(p.host, "pi");
+    by[p.metric] = p.value;
+  }
+  EXPECT_EQ(by.size(), 7u);
+  EXPECT_DOUBLE_EQ(by["cpu.total_pct"], 12.5);
+  EXPECT_DOUBLE_EQ(by["disk./.free_pct"], 31.5);
+  EXPECT_EQ(by.count("cpu.temp_c"), 0u);
+  EXPECT_EQ(by.count("cpu.count"), 0u);
+  EXPECT_EQ(by.count("disk./data.free_pct"), 0u);
+}
+
+TEST(series, other_groups_keep_numbers_one_level_deep) {
+  nlohmann::json doc = {{"v", 1}, {"quiet_score", 80}, {"state", "QUIET"},
+                        {"inputs", {{"cpu_avg_2m", 5.5}, {"deep", {{"x", 1}}}}}};
+  auto pts = extract_points({"pi", "quiet"}, doc, 5);
+  ASSERT_EQ(pts.size(), 2u);
+  std::set<std::string> names{pts[0].metric, pts[1].metric};
+  EXPECT_TRUE(names.count("quiet_score"));
+  EXPECT_TRUE(names.count("inputs.cpu_avg_2m"));
+}
+
+TEST(series, summary_of_values) {
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i)
+    v.push_back(i);
+  auto s = summarize(v);
+  EXPECT_EQ(s.count, 100);
+  EXPECT_DOUBLE_EQ(s.avg, 50.5);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 100);
+  EXPECT_DOUBLE_EQ(s.p95, 95);
+  EXPECT_DOUBLE_EQ(summarize({7}).p95, 7);
+  EXPECT_EQ(summarize({}).count, 0);
+}
+
+TEST(series, counter_rates_survive_a_32_bit_wrap_and_skip_a_reset) {
+  const double wrap = 4294967296.0;
+  std::vector<timed_value> c = {{0, wrap - 1000}, {10, 1000}, {20, 3000}, {30, 500}};
+  auto r = counter_rates(c);
+  // 0->10 wrapped: 2000 bytes in 10 s; 10->20: 2000 in 10 s; 20->30 went
+  // backwards without a wrap near 2^32... it is treated as a 32-bit wrap as
+  // well since 3000 < 2^32, so its rate is huge; a 64-bit reset leaves a gap.
+  ASSERT_GE(r.size(), 2u);
+  EXPECT_DOUBLE_EQ(r[0].value, 200);
+  EXPECT_EQ(r[0].ts, 10);
+  EXPECT_DOUBLE_EQ(r[1].value, 200);
+  std::vector<timed_value> big = {{0, 1e13}, {10, 5.0}};
+  EXPECT_TRUE(counter_rates(big).empty()) << "a reset of a 64-bit counter is a gap, not a rate";
+}
+
+TEST(series, rollups_close_per_bucket_with_avg_max_p95) {
+  rollup_accumulator acc;
+  std::vector<rollup_row> closed;
+  // 2 s samples from t=0 to t=598: the first 5-minute bucket has 150 values
+  // 0..149 (as percent-ish), the second 150 values of 50.
+  for (int i = 0; i < 300; ++i) {
+    double v = i < 150 ? i : 50;
+    for (auto& r : acc.add({i * 2, "pi", "host", "cpu.total_pct", v}))
+      closed.push_back(r);
+  }
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].resolution, rollup_resolution::five_minutes);
+  EXPECT_EQ(closed[0].bucket, 0);
+  EXPECT_EQ(closed[0].count, 150);
+  EXPECT_DOUBLE_EQ(closed[0].avg, 74.5);
+  EXPECT_DOUBLE_EQ(closed[0].max, 149);
+  EXPECT_DOUBLE_EQ(closed[0].p95, 142);
+  auto rest = acc.close_before(3600);
+  ASSERT_EQ(rest.size(), 2u); // the second 5-minute bucket and the hour
+  for (auto& r : rest) {
+    if (r.resolution == rollup_resolution::hour) {
+      EXPECT_EQ(r.count, 300);
+      EXPECT_DOUBLE_EQ(r.min, 0);
+    } else {
+      EXPECT_EQ(r.bucket, 300);
+      EXPECT_DOUBLE_EQ(r.avg, 50);
+    }
+  }
+}
+
+TEST(series, rollups_of_a_counter_are_rates_and_nulls_are_gaps) {
+  rollup_accumulator acc;
+  // A temperature series with gaps (nulls are never fed) and a wrapping counter.
+  const double wrap = 4294967296.0;
+  acc.add({0, "pi", "host", "net.rx_bytes", wrap - 600});
+  acc.add({10, "pi", "host", "net.rx_bytes", 400});   // 1000 B in 10 s, wrapped
+  acc.add({20, "pi", "host", "net.rx_bytes", 2400});  // 2000 B in 10 s
+  acc.add({0, "pi", "host", "cpu.temp_c", 50});
+  acc.add({250, "pi", "host", "cpu.temp_c", 70});
+  auto rows = acc.close_before(300);
+  std::map<std::string, rollup_row> by;
+  for (auto& r : rows)
+    if (r.resolution == rollup_resolution::five_minutes)
+      by[r.metric] = r;
+  ASSERT_EQ(by.size(), 2u);
+  EXPECT_EQ(by["net.rx_bytes"].count, 2);
+  EXPECT_DOUBLE_EQ(by["net.rx_bytes"].avg, 150);
+  EXPECT_DOUBLE_EQ(by["net.rx_bytes"].max, 200);
+  EXPECT_EQ(by["cpu.temp_c"].count, 2);
+  EXPECT_DOUBLE_EQ(by["cpu.temp_c"].max, 70);
+}
+
+TEST(series, history_buckets_align_to_the_step_at_range_edges) {
+  // Points every 2 s from t=995 to t=1033; query [1000, 1030) in 10 s steps.
+  std::vector<point_row> pts;
+  for (int t = 995; t <= 1033; t += 2)
+    pts.push_back({"cpu.total_pct", t, static_cast<double>(t - 995)});
+  auto j = bucket_points(pts, 1000, 1030, 10, {});
+  EXPECT_EQ(j["start"], 1000);
+  EXPECT_EQ(j["buckets"], 3);
+  auto& s = j["series"]["cpu.total_pct"];
+  // Bucket [1000,1010): t=1001..1009 -> 5 points, values 6..14.
+  EXPECT_EQ(s["n"][0], 5);
+  EXPECT_DOUBLE_EQ(s["min"][0].get<double>(), 6);
+  EXPECT_DOUBLE_EQ(s["max"][0].get<double>(), 14);
+  EXPECT_EQ(s["n"][2], 5); // [1020,1030): 1021..1029; 1031 and 1033 are outside
+  // An unaligned start is aligned down, so buckets line up across queries.
+  auto k = bucket_points(pts, 1003, 1030, 10, {});
+  EXPECT_EQ(k["start"], 1000);
+}
+
+TEST(series, empty_buckets_are_null_and_counters_become_rates) {
+  std::vector<point_row> pts = {{"net.rx_bytes", 0, 0}, {"net.rx_bytes", 10, 1000},
+                                {"net.rx_bytes", 40, 4000}};
+  auto j = bucket_points(pts, 0, 60, 10, {});
+  auto& s = j["series"]["net.rx_bytes_per_sec"];
+  EXPECT_DOUBLE_EQ(s["avg"][1].get<double>(), 100); // rate stamped at t=10
+  EXPECT_TRUE(s["avg"][2].is_null());
+  EXPECT_DOUBLE_EQ(s["avg"][4].get<double>(), 100); // 3000 B over 30 s at t=40
+  EXPECT_TRUE(s["avg"][5].is_null());
+}
+
+TEST(series, rollup_buckets_weight_by_count) {
+  std::vector<rollup_row> rows = {
+    {rollup_resolution::five_minutes, "pi", "host", "cpu.total_pct", 0, 100, 10, 5, 20, 18},
+    {rollup_resolution::five_minutes, "pi", "host", "cpu.total_pct", 300, 50, 40, 30, 90, 80}};
+  auto j = bucket_rollups(rows, 0, 3600, 3600, {});
+  auto& s = j["series"]["cpu.total_pct"];
+  EXPECT_DOUBLE_EQ(s["avg"][0].get<double>(), (10.0 * 100 + 40.0 * 50) / 150);
+  EXPECT_DOUBLE_EQ(s["min"][0].get<double>(), 5);
+  EXPECT_DOUBLE_EQ(s["max"][0].get<double>(), 90);
+  EXPECT_DOUBLE_EQ(s["p95"][0].get<double>(), 80);
+  EXPECT_EQ(s["n"][0], 150);
+}
+
+TEST(series, history_requests_are_validated_with_precise_messages) {
+  auto q = parse_history_query({{"group", "quiet"}, {"range", "1h"}, {"step", "10s"}}, "nuc");
+  ASSERT_TRUE(std::holds_alternative<history_query>(q));
+  EXPECT_EQ(std::get<history_query>(q).range_sec, 3600);
+  EXPECT_EQ(std::get<history_query>(q).host, "nuc");
+  auto bad = [](nlohmann::json j) {
+    auto r = parse_history_query(j, "nuc");
+    return std::holds_alternative<std::string>(r) ? std::get<std::string>(r) : std::string();
+  };
+  EXPECT_NE(bad({{"range", "forever"}}).find("field 'range'"), std::string::npos);
+  EXPECT_NE(bad({{"step", 0}}).find("field 'step'"), std::string::npos);
+  EXPECT_NE(bad({{"host", "a/b"}}).find("field 'host'"), std::string::npos);
+  EXPECT_NE(bad({{"group", 5}}).find("field 'group' must be a string"), std::string::npos);
+  EXPECT_NE(bad({{"range", "7d"}, {"step", "1s"}}).find("at most 5000"), std::string::npos);
+  EXPECT_NE(bad({{"metrics", "cpu"}}).find("field 'metrics'"), std::string::npos);
+}
+
+TEST(series, long_ranges_are_answered_from_rollups) {
+  history_query q;
+  q.range_sec = 3600;
+  q.step_sec = 10;
+  EXPECT_EQ(choose_source(q, 100000000, 7 * 86400, 30 * 86400), history_source::raw);
+  q.range_sec = 14 * 86400;
+  q.step_sec = 600;
+  EXPECT_EQ(choose_source(q, 100000000, 7 * 86400, 30 * 86400), history_source::five_minutes);
+  q.range_sec = 90 * 86400;
+  q.step_sec = 86400;
+  EXPECT_EQ(choose_source(q, 100000000, 7 * 86400, 30 * 86400), history_source::hour);
+  q.range_sec = 8 * 86400; // older than raw retention even with a fine step
+  q.step_sec = 60;
+  EXPECT_EQ(choose_source(q, 100000000, 7 * 86400, 30 * 86400), history_source::five_minutes);
+}
+
+TEST(health, rollup_names_each_problem) {
+  std::map<std::string, host_health_input> hosts;
+  hosts["pi"] = {1000, {"cpu.temp_c: 130.0 outside 0-120"}, {{"/", 4.0}}};
+  hosts["nuc"] = {900, {}, {{"/", 50.0}}};
+  persister_health_input p;
+  p.queue_bound = 100;
+  p.queued = 80;
+  p.last_flush_ok = 1000;
+  auto h = assess_health(hosts, p, 1005);
+  EXPECT_EQ(h["status"], "error");
+  auto reasons = h["reasons"].dump();
+  EXPECT_NE(reasons.find("host nuc: no snapshot for 105s"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("disk / only 4.0% free"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("130.0 outside"), std::string::npos);
+  EXPECT_NE(reasons.find("persister lagging"), std::string::npos);
+  hosts.erase("nuc");
+  hosts["pi"] = {1000, {}, {{"/", 50.0}}};
+  p.queued = 0;
+  EXPECT_EQ(assess_health(hosts, p, 1005)["status"], "ok");
+}
