@@ -8,8 +8,10 @@
 #   cmake --build build --target footprint       (60 s)
 #
 # collectd loads cpu, memory, df, interface, load, swap, uptime, thermal,
-# processes and mqtt at Interval 2. lulld runs all roles (host, process, worker
-# registry, bus stats, quiet assessor, HA discovery) at --interval 2s and
+# processes and mqtt at Interval 2. lulld runs every collector (host, process,
+# worker registry, bus stats) plus the quiet assessor and HA discovery
+# (LULL_BENCH_ROLES, default collectors,assessor; "all" adds the lease
+# manager, queue and SQLite persister) at --interval 2s and
 # --collectors-process-interval 2s, watching mosquitto as collectd's processes
 # plugin does. Prints figures and ratios; never fails (a benchmark is not a
 # test).
@@ -108,7 +110,8 @@ else
   say "footprint: collectd or its mqtt plugin is missing; measuring lulld alone"
 fi
 
-LULL_LOG_LEVEL=warn "$lulld" --broker "tcp://127.0.0.1:$port" --host-id bench \
+roles="${LULL_BENCH_ROLES:-collectors,assessor}"
+LULL_LOG_LEVEL=warn "$lulld" --broker "tcp://127.0.0.1:$port" --host-id bench --roles "$roles" \
   --data-dir "$work/lull" --interval 2s --collectors-process-interval 2s \
   --collectors-processes mosquitto >"$work/lulld.log" 2>&1 &
 lulld_pid=$!
@@ -165,7 +168,7 @@ sleep 0.5
 lmsgs="$(wc -l <"$work/lulld.msgs" 2>/dev/null || echo 0)"
 cmsgs="$(wc -l <"$work/collectd.msgs" 2>/dev/null || echo 0)"
 
-say "footprint over ${secs}s at a 2 s interval ($(nproc) cores, $(uname -m))"
+say "footprint over ${secs}s at a 2 s interval ($(nproc) cores, $(uname -m)); lulld roles: $roles"
 printf '%-10s %10s %8s %8s %8s %8s %8s\n' "" "CPU %core" "RSS kB" "PSS kB" "priv kB" "anon kB" "msgs/2s"
 per2() { awk -v n="$1" -v s="$secs" 'BEGIN { printf "%.1f", n * 2 / s }'; }
 printf '%-10s %10s %8s %8s %8s %8s %8s\n' lulld "$lcpu" "$lrss" "$lpss" "$lpriv" "$lanon" "$(per2 "$lmsgs")"

@@ -48,17 +48,21 @@ int main(int argc, char** argv) {
   log::init(cfg.log_level);
 
   // The database first: a newer, corrupt or unwritable file stops lulld
-  // before it touches the broker.
+  // before it touches the broker. Only the scheduler role keeps state; an
+  // agent that only collects never opens it (SQLite's pages stay off a Pi).
   std::error_code ec;
   if (cfg.db.rfind(cfg.data_dir + "/", 0) == 0)
     std::filesystem::create_directories(cfg.data_dir, ec);
-  auto opened = store::open(cfg.db);
-  if (auto* err = std::get_if<std::string>(&opened)) {
-    log::error("lulld: {}", *err);
-    return 1;
+  std::shared_ptr<store> db;
+  if (cfg.runs_scheduler()) {
+    auto opened = store::open(cfg.db);
+    if (auto* err = std::get_if<std::string>(&opened)) {
+      log::error("lulld: {}", *err);
+      return 1;
+    }
+    db = std::move(std::get<std::unique_ptr<store>>(opened));
+    log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
   }
-  std::shared_ptr<store> db = std::move(std::get<std::unique_ptr<store>>(opened));
-  log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
 
   std::unique_ptr<local_broker> broker;
   if (cfg.broker.empty()) {
