@@ -13,7 +13,7 @@ using commit_atom = caf::atom_constant<caf::atom("commit")>;
 
 struct lease_manager_state {
   std::unique_ptr<lease_service> service;
-  std::chrono::steady_clock::time_point last_status{};
+  caf::actor_clock::time_point last_status{};
   /// Output waiting for the next commit: nothing leaves before it is durable.
   std::vector<mqtt_message> pending;
   std::vector<std::pair<caf::response_promise, std::string>> pending_replies;
@@ -37,10 +37,9 @@ bool persist(self_ptr self, const std::shared_ptr<store>& db) {
   auto dirty = table.take_dirty();
   if (!db || dirty.empty())
     return true;
-  // lease_env::system() measures TTLs on steady_clock, as here.
-  auto now_mono = std::chrono::duration<double>(
-                    std::chrono::steady_clock::now().time_since_epoch())
-                    .count();
+  // The same clock the table measures TTLs on.
+  auto now_mono =
+    std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
   auto now_wall = wall_now();
   auto err = db->begin();
   for (auto& id : dirty) {
@@ -73,11 +72,17 @@ bool persist(self_ptr self, const std::shared_ptr<store>& db) {
 
 caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager_options opts) {
   auto& st = self->state;
+  // TTLs run on the actor system's clock: steady_clock in lulld, the
+  // test_coordinator's clock under test, so expiry tests need no sleeps.
+  auto env = lease_env::system();
+  env.mono_sec = [self] {
+    return std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
+  };
   auto first = opts.first_fencing_token;
   if (opts.db)
     first = std::max<std::uint64_t>(first, static_cast<std::uint64_t>(
                                              opts.db->load_counter("fencing_token")));
-  st.service = std::make_unique<lease_service>(opts.service, lease_env::system(), first);
+  st.service = std::make_unique<lease_service>(opts.service, std::move(env), first);
   if (opts.db) {
     int restored = 0;
     auto now = wall_now();
@@ -114,7 +119,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     }
   };
   auto publish_status = [self, bridge] {
-    self->state.last_status = std::chrono::steady_clock::now();
+    self->state.last_status = self->clock().now();
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
   return {
@@ -136,7 +141,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     [=](tick_atom) {
       auto& s = self->state;
       stage(s.service->tick());
-      if (std::chrono::steady_clock::now() - s.last_status >= opts.status_interval
+      if (self->clock().now() - s.last_status >= opts.status_interval
           && s.service->take_status_dirty())
         publish_status();
       self->delayed_send(self, opts.tick, tick_atom::value);

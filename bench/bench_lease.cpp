@@ -10,7 +10,7 @@
 //
 // Prints figures; never fails for being slow.
 //
-//   bench_lease [--n 2000] [--workers 50] [--seconds 3]
+//   bench_lease [--n 2000] [--workers 50] [--seconds 3] [--procs 5]
 
 #include <signal.h>
 
@@ -86,13 +86,86 @@ int arg_int(int argc, char** argv, const char* name, int def) {
   return def;
 }
 
+
+struct cycle_result {
+  std::uint64_t cycles = 0, failures = 0;
+  double elapsed = 0;
+  std::size_t workers = 0;
+};
+
+/// `count` workers, each on its own connection, loop grant+release from
+/// `start_at` (system clock) for `seconds`.
+cycle_result run_cycles(const std::string& uri, int first, int count, int seconds,
+                        system_clock::time_point start_at) {
+  lease_request req;
+  req.cost_units = 1;
+  req.job_type = "bench";
+  // Connect in parallel: Paho C adds a new socket to its poll set only after
+  // the current poll (1 s) returns, so serial connects take ~1 s each.
+  std::vector<std::unique_ptr<lease_client>> pool(static_cast<std::size_t>(count));
+  {
+    std::vector<std::thread> connecting;
+    for (int i = 0; i < count; ++i)
+      connecting.emplace_back([&, i] {
+        lease_client_options o;
+        o.uri = uri;
+        o.worker_id = "bench-w" + std::to_string(first + i);
+        auto c = lease_client::connect(o);
+        if (auto* p = std::get_if<std::unique_ptr<lease_client>>(&c))
+          pool[static_cast<std::size_t>(i)] = std::move(*p);
+      });
+    for (auto& t : connecting)
+      t.join();
+    pool.erase(std::remove(pool.begin(), pool.end(), nullptr), pool.end());
+  }
+  std::this_thread::sleep_until(start_at);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> cycles{0}, failures{0};
+  std::vector<std::thread> threads;
+  auto t_start = steady_clock::now();
+  for (auto& c : pool)
+    threads.emplace_back([&, cl = c.get()] {
+      while (!stop) {
+        auto r = cl->request(req, 5s);
+        auto* g = std::get_if<lease_grant_reply>(&r);
+        if (!g || !g->approved) {
+          ++failures;
+          continue;
+        }
+        if (std::holds_alternative<call_error>(cl->release(g->lease_id, 5s)))
+          ++failures;
+        else
+          ++cycles;
+      }
+    });
+  std::this_thread::sleep_for(seconds * 1s);
+  stop = true;
+  for (auto& t : threads)
+    t.join();
+  cycle_result out;
+  out.elapsed = duration<double>(steady_clock::now() - t_start).count();
+  out.cycles = cycles;
+  out.failures = failures;
+  out.workers = pool.size();
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // Child mode (the multi-process load generator): --child URI FIRST COUNT SECONDS START_MS
+  if (argc == 7 && std::strcmp(argv[1], "--child") == 0) {
+    auto r = run_cycles(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]),
+                        system_clock::time_point(milliseconds(std::atoll(argv[6]))));
+    std::printf("%llu %llu %f %zu\n", static_cast<unsigned long long>(r.cycles),
+                static_cast<unsigned long long>(r.failures), r.elapsed, r.workers);
+    return 0;
+  }
   int n = arg_int(argc, argv, "--n", 2000);
   int workers = arg_int(argc, argv, "--workers", 50);
   int seconds = arg_int(argc, argv, "--seconds", 3);
+  int procs = std::max(1, arg_int(argc, argv, "--procs", 5));
 
   std::string err;
   auto broker = local_broker::start(broker_config_dir("") + "/local.conf", 0, &err);
@@ -156,31 +229,36 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // 1. Bare QoS 0 echo.
+  // 1. Bare echo, QoS 0 (the target's baseline) and QoS 1 (for context).
   auto echo = make_bare(uri, "bench-echo");
   echo->on_msg = [&](const mqtt_message& m) {
-    echo->t->publish({"bench/echo/rep", m.payload, 0, false, {}, {}, {}});
+    echo->t->publish({"bench/echo/rep", m.payload, m.qos, false, {}, {}, {}});
   };
-  echo->t->subscribe({"bench/echo/req"}, 0);
+  echo->t->subscribe({"bench/echo/req"}, 1);
   auto req_c = make_bare(uri, "bench-req");
-  req_c->t->subscribe({"bench/echo/rep"}, 0);
+  req_c->t->subscribe({"bench/echo/rep"}, 1);
   std::this_thread::sleep_for(200ms); // let both SUBACKs land before timing
-  std::vector<double> echo_us;
   std::string payload(120, 'x'); // about a lease request's size
-  for (int i = 0; i < n + 100; ++i) {
-    std::uint64_t before;
-    {
-      std::lock_guard<std::mutex> g(req_c->mtx);
-      before = req_c->received;
+  auto echo_run = [&](int qos) {
+    std::vector<double> us;
+    for (int i = 0; i < n + 100; ++i) {
+      std::uint64_t before;
+      {
+        std::lock_guard<std::mutex> g(req_c->mtx);
+        before = req_c->received;
+      }
+      auto t0 = steady_clock::now();
+      req_c->t->publish({"bench/echo/req", payload, qos, false, {}, {}, {}});
+      std::unique_lock<std::mutex> g(req_c->mtx);
+      if (!req_c->cv.wait_for(g, 2s, [&] { return req_c->received > before; }))
+        continue;
+      if (i >= 100) // warm-up
+        us.push_back(duration<double, std::micro>(steady_clock::now() - t0).count());
     }
-    auto t0 = steady_clock::now();
-    req_c->t->publish({"bench/echo/req", payload, 0, false, {}, {}, {}});
-    std::unique_lock<std::mutex> g(req_c->mtx);
-    if (!req_c->cv.wait_for(g, 2s, [&] { return req_c->received > before; }))
-      continue;
-    if (i >= 100) // warm-up
-      echo_us.push_back(duration<double, std::micro>(steady_clock::now() - t0).count());
-  }
+    return us;
+  };
+  auto echo_us = echo_run(0);
+  auto echo1_us = echo_run(1);
 
   // 2. lull's grant at QoS 1.
   std::vector<double> grant_us;
@@ -196,51 +274,119 @@ int main(int argc, char** argv) {
     w0->release(g->lease_id, 2s);
   }
 
-  // 3. Grant+release cycles/s with `workers` concurrent workers.
-  std::vector<std::unique_ptr<lease_client>> pool;
-  for (int i = 0; i < workers; ++i)
-    if (auto c = connect_worker("bench-w" + std::to_string(i)))
-      pool.push_back(std::move(c));
-  std::atomic<bool> stop{false};
-  std::atomic<std::uint64_t> cycles{0}, failures{0};
-  std::vector<std::thread> threads;
-  auto t_start = steady_clock::now();
-  for (auto& c : pool)
-    threads.emplace_back([&, cl = c.get()] {
-      while (!stop) {
-        auto r = cl->request(req, 5s);
-        auto* g = std::get_if<lease_grant_reply>(&r);
-        if (!g || !g->approved) {
-          ++failures;
-          continue;
+  // 3. Grant+release cycles/s with `workers` concurrent workers: first all in
+  //    this process, then spread over `procs` processes (Paho C serves all
+  //    clients of a process from one receive and one send thread, which caps
+  //    a single load-generating process).
+  auto one = run_cycles(uri, 0, workers, seconds, system_clock::now());
+  std::uint64_t cycles_multi = 0, failures_multi = 0;
+  double rate_multi = 0;
+  std::size_t workers_multi = 0;
+  {
+    auto start_at = system_clock::now() + 3s;
+    auto start_ms = duration_cast<milliseconds>(start_at.time_since_epoch()).count();
+    std::vector<std::pair<pid_t, std::string>> kids;
+    int per = (workers + procs - 1) / procs;
+    for (int p = 0, first = 0; p < procs && first < workers; ++p, first += per) {
+      spawn_options so;
+      so.argv = {argv[0], "--child", uri, std::to_string(1000 + first),
+                 std::to_string(std::min(per, workers - first)), std::to_string(seconds),
+                 std::to_string(start_ms)};
+      so.stdout_path = "/tmp/lull-bench-child-" + std::to_string(::getpid()) + "-"
+                       + std::to_string(p);
+      if (auto pid = spawn(so))
+        kids.emplace_back(*pid, so.stdout_path);
+    }
+    for (auto& [pid, path] : kids) {
+      wait_for_exit(pid, seconds * 1s + 30s);
+      if (FILE* f = std::fopen(path.c_str(), "r")) {
+        unsigned long long c = 0, fl = 0;
+        double el = 0;
+        std::size_t w = 0;
+        if (std::fscanf(f, "%llu %llu %lf %zu", &c, &fl, &el, &w) == 4 && el > 0) {
+          cycles_multi += c;
+          failures_multi += fl;
+          rate_multi += static_cast<double>(c) / el;
+          workers_multi += w;
         }
-        if (std::holds_alternative<call_error>(cl->release(g->lease_id, 5s)))
-          ++failures;
-        else
-          ++cycles;
+        std::fclose(f);
+      }
+      ::unlink(path.c_str());
+    }
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+
+  // 4. For context: bare QoS 1 echo round trips/s with as many concurrent
+  //    requesters (each its own connection, echoed by one client as lulld
+  //    answers all workers).
+  std::vector<std::shared_ptr<bare_client>> reqs;
+  for (int i = 0; i < workers; ++i)
+    reqs.push_back(nullptr);
+  {
+    std::vector<std::thread> connecting;
+    for (std::size_t i = 0; i < reqs.size(); ++i)
+      connecting.emplace_back([&, i] {
+        reqs[i] = make_bare(uri, "bench-er" + std::to_string(i));
+        reqs[i]->t->subscribe({"bench/echo2/rep/" + std::to_string(i)}, 1);
+      });
+    for (auto& t : connecting)
+      t.join();
+  }
+  echo->on_msg = [&](const mqtt_message& m) {
+    auto idx = m.topic.substr(m.topic.rfind('/') + 1);
+    echo->t->publish({"bench/echo2/rep/" + idx, m.payload, 1, false, {}, {}, {}});
+  };
+  echo->t->subscribe({"bench/echo2/req/+"}, 1);
+  std::this_thread::sleep_for(300ms);
+  std::atomic<std::uint64_t> echoes{0};
+  stop = false;
+  threads.clear();
+  auto e_start = steady_clock::now();
+  for (std::size_t i = 0; i < reqs.size(); ++i)
+    threads.emplace_back([&, i] {
+      auto& c = reqs[i];
+      while (!stop) {
+        std::uint64_t before;
+        {
+          std::lock_guard<std::mutex> g(c->mtx);
+          before = c->received;
+        }
+        c->t->publish({"bench/echo2/req/" + std::to_string(i), payload, 1, false, {}, {}, {}});
+        std::unique_lock<std::mutex> g(c->mtx);
+        if (c->cv.wait_for(g, 2s, [&] { return c->received > before; }))
+          ++echoes;
       }
     });
   std::this_thread::sleep_for(seconds * 1s);
   stop = true;
   for (auto& t : threads)
     t.join();
-  double elapsed = duration<double>(steady_clock::now() - t_start).count();
+  double e_elapsed = duration<double>(steady_clock::now() - e_start).count();
 
   double e50 = pct(echo_us, 50), e99 = pct(echo_us, 99);
   double g50 = pct(grant_us, 50), g99 = pct(grant_us, 99);
   std::printf("bench_lease: %d round trips each, one broker (mosquitto, TCP_NODELAY)\n", n);
   std::printf("  bare QoS 0 echo        p50 %8.1f us   p99 %8.1f us   (%zu samples)\n", e50, e99,
               echo_us.size());
+  std::printf("  bare QoS 1 echo        p50 %8.1f us   p99 %8.1f us   (%zu samples)\n",
+              pct(echo1_us, 50), pct(echo1_us, 99), echo1_us.size());
   std::printf("  lull grant at QoS 1    p50 %8.1f us   p99 %8.1f us   (%zu samples)\n", g50, g99,
               grant_us.size());
   std::printf("  ratio grant/echo       p50 %8.2fx      p99 %8.2fx     (target <= 1.5x, <= 3x)\n",
               e50 > 0 ? g50 / e50 : 0, e99 > 0 ? g99 / e99 : 0);
-  std::printf("  grant+release cycles   %8.0f /s with %zu workers over %.1fs"
+  std::printf("  grant+release cycles   %8.0f /s with %zu workers in 1 process over %.1fs"
+              " (%llu failures)\n",
+              static_cast<double>(one.cycles) / one.elapsed, one.workers, one.elapsed,
+              static_cast<unsigned long long>(one.failures));
+  std::printf("  grant+release cycles   %8.0f /s with %zu workers in %d processes"
               " (%llu failures; target >= 5000/s)\n",
-              static_cast<double>(cycles.load()) / elapsed, pool.size(), elapsed,
-              static_cast<unsigned long long>(failures.load()));
+              rate_multi, workers_multi, procs, static_cast<unsigned long long>(failures_multi));
 
-  pool.clear();
+  std::printf("  bare QoS 1 echo        %8.0f round trips/s with %zu requesters"
+              " (a grant+release cycle is 2 round trips)\n",
+              static_cast<double>(echoes.load()) / e_elapsed, reqs.size());
+
   w0.reset();
   ::kill(*lulld_pid, SIGTERM);
   wait_for_exit(*lulld_pid, 3s);

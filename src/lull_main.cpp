@@ -3,6 +3,8 @@
 //   lull run [--cost N|--class C] [--priority P] [--host H] [--wait D] -- CMD ARGS...
 //   lull status
 //   lull revoke LEASE_ID [--reason TEXT]
+//   lull submit --type T [--payload JSON] ...   lull jobs   lull cancel JOB_ID
+//   lull work --type T -- CMD ARGS...            lull history --group quiet --range 1h
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -12,12 +14,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 
 #include <CLI/CLI.hpp>
 
 #include "src/client/lease_client.hpp"
+#include "src/client/supervise.hpp"
 #include "src/config.hpp"
 #include "src/process.hpp"
 
@@ -128,11 +133,7 @@ int do_run(const global_opts& g, const run_opts& r) {
   }
 
   // Signals are taken synchronously; the child gets a clean mask (spawn).
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1})
-    sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto set = block_supervise_signals();
 
   auto connected = connect(g, false);
   if (auto* err = std::get_if<std::string>(&connected)) {
@@ -175,95 +176,28 @@ int do_run(const global_opts& g, const run_opts& r) {
   say("lease " + lease.lease_id + " on " + lease.host_id + " (fencing token "
       + std::to_string(lease.fencing_token) + "): " + lease.reason);
 
-  // Notices about this lease (revoke, expiry) interrupt the wait below.
-  std::mutex lost_mtx;
-  std::string lost_reason;
-  client.watch(lease.lease_id, [&](const lease_notice& n) {
-    if (n.state == "REVOKED" || n.state == "EXPIRED") {
-      {
-        std::lock_guard<std::mutex> guard(lost_mtx);
-        lost_reason = n.state + ": " + n.reason;
-      }
-      ::kill(::getpid(), SIGUSR1);
-    }
-  });
-
-  // 2. Run the command.
-  spawn_options so;
-  so.argv = r.cmd;
-  so.extra_env = {"LULL_LEASE_ID=" + lease.lease_id,
-                  "LULL_FENCING_TOKEN=" + std::to_string(lease.fencing_token)};
-  std::string err;
-  auto pid = spawn(so, &err);
-  if (!pid) {
-    std::cerr << "lull: cannot run " << r.cmd.front() << ": " << err << "\n";
+  // 2. Run the command, heartbeating until it exits.
+  supervise_options so;
+  so.cmd = r.cmd;
+  so.grace_sec = *grace_sec;
+  so.grace_text = r.grace;
+  so.signals = set;
+  so.say = say;
+  auto res = run_under_lease(client, lease, so);
+  if (!res.started) {
+    std::cerr << "lull: cannot run " << r.cmd.front() << ": " << res.start_error << "\n";
     client.release(lease.lease_id, call_timeout, "command did not start");
     return 127;
   }
 
-  // 3. Heartbeat at TTL/3 until it exits; stop it when the lease is lost.
-  auto interval = duration<double>(std::max(0.2, lease.heartbeat_interval_sec));
-  auto ttl = duration<double>(lease.ttl_sec);
-  auto next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
-  auto last_ok = steady_clock::now();
-  std::optional<steady_clock::time_point> kill_at;
-  bool lost = false, interrupted = false;
-  int status = 0;
-  auto stop_child = [&](const std::string& why) {
-    if (kill_at)
-      return;
-    say(why + "; stopping " + r.cmd.front() + " (SIGTERM, SIGKILL after " + r.grace + ")");
-    ::kill(*pid, SIGTERM);
-    kill_at = steady_clock::now() + duration_cast<steady_clock::duration>(
-                                      duration<double>(*grace_sec));
-  };
-  while (true) {
-    auto now = steady_clock::now();
-    auto until = kill_at && *kill_at < next_hb ? *kill_at : next_hb;
-    int sig = wait_signal(set, until - now);
-    if (::waitpid(*pid, &status, WNOHANG) == *pid)
-      break;
-    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-      interrupted = true;
-      stop_child(std::string("interrupted (") + (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP") + ")");
-    } else if (sig == SIGUSR1) {
-      std::lock_guard<std::mutex> guard(lost_mtx);
-      lost = true;
-      stop_child("lease " + lost_reason);
-    }
-    now = steady_clock::now();
-    if (kill_at && now >= *kill_at) {
-      ::kill(*pid, SIGKILL);
-      kill_at = now + hours(24);
-    }
-    if (!lost && now >= next_hb) {
-      auto hb = client.heartbeat(lease.lease_id,
-                                 duration_cast<milliseconds>(std::min(interval, duration<double>(5))));
-      if (auto* e = std::get_if<call_error>(&hb)) {
-        if (!e->timed_out) {
-          lost = true;
-          stop_child("lease lost: " + e->error.message);
-        } else if (steady_clock::now() - last_ok > ttl) {
-          lost = true;
-          stop_child("lease lost: no heartbeat reply for " + fmt(ttl.count()) + "s");
-        }
-      } else {
-        last_ok = steady_clock::now();
-      }
-      next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
-    }
-  }
-
-  // 4. Release (also after a revoke: it tells lulld the work has stopped).
+  // 3. Release (also after a revoke: it tells lulld the work has stopped).
   auto rel = client.release(lease.lease_id, call_timeout,
-                            interrupted ? "interrupted" : lost ? "stopped after losing the lease"
-                                                               : "command exited");
+                            res.interrupted ? "interrupted"
+                            : res.lost      ? "stopped after losing the lease"
+                                            : "command exited");
   if (auto* e = std::get_if<call_error>(&rel))
     say("release failed: " + e->error.message);
-  int code = exit_code_of(status);
-  if (interrupted && !kill_at)
-    code = 130;
-  return code;
+  return res.exit_code;
 }
 
 std::string pad(std::string s, std::size_t w) {
@@ -345,6 +279,322 @@ int do_revoke(const global_opts& g, const std::string& id, const std::string& re
   return 0;
 }
 
+// -- the job queue and history -------------------------------------------------
+
+milliseconds call_timeout_of(const global_opts& g) {
+  return milliseconds(static_cast<long>(g.timeout_sec * 1000));
+}
+
+/// Connects or prints why not (nullptr).
+std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce = false) {
+  auto connected = connect(g, announce);
+  if (auto* err = std::get_if<std::string>(&connected)) {
+    std::cerr << "lull: " << *err << "\n";
+    return nullptr;
+  }
+  return std::move(std::get<std::unique_ptr<lease_client>>(connected));
+}
+
+int report_error(const std::string& what, const call_error& e) {
+  std::cerr << "lull: " << what << " failed: " << to_string(e.error.code) << ": "
+            << e.error.message << "\n";
+  return e.timed_out ? ex_unavailable : 1;
+}
+
+struct submit_opts {
+  std::string type, payload, cls, priority = "normal", host, key, deadline, producer;
+  int cost = 0, max_attempts = 3;
+  bool as_json = false;
+};
+
+int do_submit(const global_opts& g, const submit_opts& o) {
+  nlohmann::json body = {{"job_type", o.type}, {"priority", o.priority},
+                         {"max_attempts", o.max_attempts}};
+  if (!o.payload.empty()) {
+    std::string text = o.payload;
+    if (text == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else if (text[0] == '@') {
+      std::ifstream in(text.substr(1));
+      if (!in) {
+        std::cerr << "lull: cannot read " << text.substr(1) << "\n";
+        return ex_usage;
+      }
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    if (doc.is_discarded()) {
+      std::cerr << "lull: --payload is not JSON\n";
+      return ex_usage;
+    }
+    body["payload"] = std::move(doc);
+  }
+  if (o.cost > 0)
+    body["cost_units"] = o.cost;
+  if (!o.cls.empty())
+    body["cost_class"] = o.cls;
+  if (!o.host.empty())
+    body["host_id"] = o.host;
+  if (!o.key.empty())
+    body["idempotency_key"] = o.key;
+  body["producer"] = !o.producer.empty() ? o.producer : g.worker;
+  if (!o.deadline.empty()) {
+    auto d = parse_duration_sec(o.deadline);
+    if (!d) {
+      std::cerr << "lull: --deadline takes a duration such as 10m or 2h\n";
+      return ex_usage;
+    }
+    body["deadline_sec"] = *d;
+  }
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  auto r = client->call(client->topic("scheduler/job/submit"), body, call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("submit", *e);
+  auto& j = std::get<nlohmann::json>(r);
+  if (o.as_json)
+    std::cout << j["job"].dump(2) << "\n";
+  else
+    std::cout << str(j["job_id"]) << (j.value("created", true) ? "" : " (already submitted)")
+              << "\n";
+  return 0;
+}
+
+struct jobs_opts {
+  std::string state, type, worker;
+  int limit = 100;
+  bool as_json = false;
+};
+
+int do_jobs(const global_opts& g, const jobs_opts& o) {
+  nlohmann::json body = {{"limit", o.limit}};
+  if (!o.state.empty())
+    body["state"] = o.state;
+  if (!o.type.empty())
+    body["job_type"] = o.type;
+  if (!o.worker.empty())
+    body["worker"] = o.worker;
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  auto r = client->call(client->topic("scheduler/job/list"), body, call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("listing jobs", *e);
+  auto& j = std::get<nlohmann::json>(r);
+  if (o.as_json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << pad("JOB", 20) << pad("TYPE", 14) << pad("STATE", 10) << pad("PRIO", 11)
+            << pad("UNITS", 6) << pad("TRY", 5) << pad("WORKER", 14) << "UPDATED\n";
+  for (auto& job : j["jobs"])
+    std::cout << pad(str(job["job_id"]), 20) << pad(str(job["job_type"]), 14)
+              << pad(str(job["state"]), 10) << pad(str(job["priority"]), 11)
+              << pad(num(job["cost_units"]), 6)
+              << pad(num(job["attempts"]) + "/" + num(job["max_attempts"]), 5)
+              << pad(str(job["worker_id"]), 14) << str(job["updated_at"]) << "\n";
+  if (j["jobs"].empty())
+    std::cout << "(no jobs)\n";
+  std::cout << "\nqueued: ";
+  for (auto& [prio, n] : j["depths"].items())
+    std::cout << prio << "=" << n.get<int>() << " ";
+  std::cout << "\n";
+  return 0;
+}
+
+int do_cancel(const global_opts& g, const std::string& id, const std::string& reason) {
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  nlohmann::json body = nlohmann::json::object();
+  if (!reason.empty())
+    body["reason"] = reason;
+  auto r = client->call(client->topic("scheduler/job/" + id + "/cancel"), body,
+                        call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("cancel", *e);
+  std::cout << "job " << id << " cancelled\n";
+  return 0;
+}
+
+struct work_opts {
+  std::vector<std::string> types;
+  std::string host;
+  std::string poll = "20s";
+  std::string grace = "10s";
+  int max_jobs = 0;
+  bool quiet = false;
+  std::vector<std::string> cmd;
+};
+
+int do_work(const global_opts& g, const work_opts& o) {
+  auto poll = parse_duration_sec(o.poll);
+  auto grace = parse_duration_sec(o.grace);
+  if (!poll || !grace) {
+    std::cerr << "lull: --poll and --grace take a duration such as 20s\n";
+    return ex_usage;
+  }
+  auto set = block_supervise_signals();
+  // Announced with a last will: if this worker dies, lulld expires its lease
+  // at once and the job goes back to the queue.
+  auto client = connect_or_say(g, true);
+  if (!client)
+    return ex_unavailable;
+  auto say = [&](const std::string& text) {
+    if (!o.quiet)
+      std::cerr << "lull: " << text << std::endl;
+  };
+  char tmpl[] = "/tmp/lull-job-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  if (fd < 0) {
+    std::cerr << "lull: cannot create a file for the job's input\n";
+    return 1;
+  }
+  ::close(fd);
+  std::string job_file = tmpl;
+  int done = 0;
+  int code = 0;
+  while (o.max_jobs == 0 || done < o.max_jobs) {
+    nlohmann::json body = {{"types", o.types}, {"wait_sec", *poll}};
+    if (!o.host.empty())
+      body["host_id"] = o.host;
+    auto r = client->call(client->topic("scheduler/job/next"), body,
+                          call_timeout_of(g) + milliseconds(static_cast<long>(*poll * 1000)));
+    double retry = 2;
+    if (auto* e = std::get_if<call_error>(&r)) {
+      say("asking for work failed: " + e->error.message);
+    } else {
+      auto& reply = std::get<nlohmann::json>(r);
+      auto lease = reply["job"].is_null() ? std::nullopt : grant_reply_from_json(reply["lease"]);
+      if (!lease) {
+        retry = std::max(0.5, reply.value("retry_after_sec", 2.0));
+        say("no work yet (" + str(reply["reason"]) + "); asking again in " + fmt(retry) + "s");
+      } else {
+        auto& job = reply["job"];
+        auto job_id = str(job["job_id"]);
+        std::ofstream(job_file, std::ios::trunc) << job.dump() << "\n";
+        say("job " + job_id + " (" + str(job["job_type"]) + ") under lease " + lease->lease_id);
+        supervise_options so;
+        so.cmd = o.cmd;
+        so.extra_env = {"LULL_JOB_ID=" + job_id, "LULL_JOB_TYPE=" + str(job["job_type"])};
+        so.stdin_path = job_file;
+        so.grace_sec = *grace;
+        so.grace_text = o.grace;
+        so.signals = set;
+        so.say = say;
+        auto res = run_under_lease(*client, *lease, so);
+        nlohmann::json outcome;
+        if (!res.started)
+          outcome = {{"outcome", "failed"}, {"error", "cannot run " + o.cmd.front() + ": "
+                                                        + res.start_error}};
+        else if (res.exit_code == 0 && !res.killed)
+          outcome = {{"outcome", "succeeded"}, {"result", {{"exit_code", 0}}}};
+        else
+          outcome = {{"outcome", "failed"},
+                     {"result", {{"exit_code", res.exit_code}}},
+                     {"error", res.lost ? "lease lost: " + res.lost_reason
+                                        : "exit status " + std::to_string(res.exit_code)}};
+        auto rel = client->release(lease->lease_id, call_timeout_of(g), "job finished", outcome);
+        if (auto* e = std::get_if<call_error>(&rel))
+          say("release of " + lease->lease_id + " failed: " + e->error.message);
+        say("job " + job_id + " " + outcome["outcome"].get<std::string>());
+        ++done;
+        if (res.interrupted) {
+          code = 128 + res.interrupt_signal;
+          break;
+        }
+        continue;
+      }
+    }
+    int sig = wait_signal(set, duration<double>(retry));
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+      code = 128 + sig;
+      break;
+    }
+  }
+  ::unlink(job_file.c_str());
+  return code;
+}
+
+struct history_opts {
+  std::string group = "host", host, range = "1h", step = "1m";
+  std::vector<std::string> metrics;
+  bool as_json = false;
+};
+
+std::string sparkline(const nlohmann::json& values) {
+  static const char* bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                               "\u2585", "\u2586", "\u2587", "\u2588"};
+  double lo = 1e300, hi = -1e300;
+  for (auto& v : values)
+    if (v.is_number()) {
+      lo = std::min(lo, v.get<double>());
+      hi = std::max(hi, v.get<double>());
+    }
+  std::string out;
+  for (auto& v : values) {
+    if (!v.is_number()) {
+      out += " ";
+      continue;
+    }
+    int i = hi > lo ? static_cast<int>((v.get<double>() - lo) / (hi - lo) * 7.0 + 0.5) : 0;
+    out += bars[std::clamp(i, 0, 7)];
+  }
+  return out;
+}
+
+int do_history(const global_opts& g, const history_opts& o) {
+  nlohmann::json body = {{"kind", "history"}, {"group", o.group}, {"range", o.range},
+                         {"step", o.step}};
+  if (!o.host.empty())
+    body["host"] = o.host;
+  if (!o.metrics.empty())
+    body["metrics"] = o.metrics;
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  auto r = client->call(client->topic("history/request"), body, call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("history", *e);
+  auto& j = std::get<nlohmann::json>(r);
+  if (o.as_json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << str(j["group"]) << " of " << str(j["host"]) << ", last " << o.range << " in "
+            << o.step << " steps from " << str(j["start_utc"]) << " (" << str(j["source"])
+            << ")\n\n";
+  if (j["series"].empty()) {
+    std::cout << "(no data)\n";
+    return 0;
+  }
+  std::size_t width = 8;
+  for (auto& [name, s] : j["series"].items())
+    width = std::max(width, name.size() + 2);
+  for (auto& [name, s] : j["series"].items()) {
+    double mn = 1e300, mx = -1e300, sum = 0;
+    int n = 0;
+    nlohmann::json last;
+    for (std::size_t i = 0; i < s["avg"].size(); ++i) {
+      auto& a = s["avg"][i];
+      if (!a.is_number())
+        continue;
+      mn = std::min(mn, s["min"][i].get<double>());
+      mx = std::max(mx, s["max"][i].get<double>());
+      sum += a.get<double>();
+      ++n;
+      last = a;
+    }
+    std::cout << pad(name, width) << sparkline(s["avg"]);
+    if (n > 0)
+      std::cout << "  min " << num(mn, 1) << "  avg " << num(sum / n, 1) << "  max "
+                << num(mx, 1) << "  last " << num(last, 1);
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -392,6 +642,60 @@ int main(int argc, char** argv) {
   revoke->add_option("lease_id", lease_id, "the lease id")->required();
   revoke->add_option("--reason", reason, "why (shown to the holder)");
 
+  submit_opts so;
+  auto* submit = app.add_subcommand("submit", "queue a job until a host can afford it");
+  submit->add_option("--type", so.type, "job type")->required();
+  submit->add_option("--payload", so.payload, "job payload: JSON, @FILE, or - for stdin");
+  auto* scost = submit->add_option("--cost", so.cost, "cost in units (1-100)")
+                  ->check(CLI::Range(1, 100));
+  submit->add_option("--class", so.cls, "cost class LOW, NORMAL or HIGH")->excludes(scost);
+  submit->add_option("--priority", so.priority, "high, normal, low or background")
+    ->capture_default_str();
+  submit->add_option("--host", so.host, "run on this host only");
+  submit->add_option("--key", so.key, "idempotency key: resubmitting returns the same job");
+  submit->add_option("--max-attempts", so.max_attempts, "tries before it fails")
+    ->check(CLI::Range(1, 100))->capture_default_str();
+  submit->add_option("--deadline", so.deadline, "expire if not started within (e.g. 2h)");
+  submit->add_option("--producer", so.producer, "who submits (default: --worker)");
+  submit->add_flag("--json", so.as_json, "print the job as JSON");
+
+  jobs_opts jo;
+  auto* jobs = app.add_subcommand("jobs", "list jobs");
+  jobs->add_option("--state", jo.state, "queued, leased, running, succeeded, failed, ...");
+  jobs->add_option("--type", jo.type, "job type");
+  jobs->add_option("--by-worker", jo.worker, "jobs of this worker");
+  jobs->add_option("--limit", jo.limit, "at most this many")->capture_default_str();
+  jobs->add_flag("--json", jo.as_json, "print the reply as JSON");
+
+  std::string job_id, cancel_reason;
+  auto* cancel = app.add_subcommand("cancel", "cancel a job (its lease is revoked)");
+  cancel->add_option("job_id", job_id, "the job id")->required();
+  cancel->add_option("--reason", cancel_reason, "why");
+
+  work_opts wo;
+  auto* work = app.add_subcommand("work", "take jobs from the queue and run CMD for each "
+                                          "(the job's JSON on its stdin)");
+  work->add_option("--type", wo.types, "job types this worker accepts (repeatable)")
+    ->required();
+  work->add_option("--host", wo.host, "the host this worker runs on");
+  work->add_option("--poll", wo.poll, "how long one request for work may wait")
+    ->capture_default_str();
+  work->add_option("--grace", wo.grace, "SIGTERM to SIGKILL grace on a lost lease")
+    ->capture_default_str();
+  work->add_option("--max-jobs", wo.max_jobs, "stop after this many jobs (0: never)");
+  work->add_flag("-q,--quiet", wo.quiet, "do not say what it does");
+  work->add_option("command", wo.cmd, "CMD ARGS... (after --)")->required();
+
+  history_opts ho;
+  auto* history = app.add_subcommand("history", "history of a host, its quiet score, ...");
+  history->add_option("--group", ho.group, "host, quiet, process:<name>, bus, worker:<id>")
+    ->capture_default_str();
+  history->add_option("--host", ho.host, "host id (default: lulld's own)");
+  history->add_option("--range", ho.range, "how far back (e.g. 1h, 7d)")->capture_default_str();
+  history->add_option("--step", ho.step, "bucket size (e.g. 10s, 5m)")->capture_default_str();
+  history->add_option("--metric", ho.metrics, "only these metrics (repeatable)");
+  history->add_flag("--json", ho.as_json, "print the reply as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -401,5 +705,15 @@ int main(int argc, char** argv) {
     return do_run(g, r);
   if (*status)
     return do_status(g, as_json);
+  if (*submit)
+    return do_submit(g, so);
+  if (*jobs)
+    return do_jobs(g, jo);
+  if (*cancel)
+    return do_cancel(g, job_id, cancel_reason);
+  if (*work)
+    return do_work(g, wo);
+  if (*history)
+    return do_history(g, ho);
   return do_revoke(g, lease_id, reason);
 }

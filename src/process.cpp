@@ -47,6 +47,8 @@ std::optional<pid_t> spawn(const spawn_options& opts, std::string* err) {
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  if (!opts.stdin_path.empty())
+    posix_spawn_file_actions_addopen(&fa, 0, opts.stdin_path.c_str(), O_RDONLY, 0);
   if (!opts.stdout_path.empty())
     posix_spawn_file_actions_addopen(&fa, 1, opts.stdout_path.c_str(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -237,3 +237,44 @@ TEST_F(service_fixture, secure_mode_takes_identity_from_the_topic) {
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(svc->table().active().size(), 2u);
 }
+
+TEST_F(service_fixture, every_truncation_and_byte_flip_is_answered_never_crashes) {
+  std::string good = R"({"v":1,"worker_id":"w1","job_type":"t","cost_units":1,)"
+                     R"("priority":"high","constraints":{"cpu_heavy":true},"request_id":"r"})";
+  auto packed = json::to_msgpack(json::parse(good));
+  std::string mp(packed.begin(), packed.end());
+  std::size_t answered = 0, total = 0;
+  auto feed = [&](const std::string& payload, const char* ct) {
+    for (auto* topic : {"scheduler/lease/request", "scheduler/lease/x/heartbeat",
+                        "scheduler/lease/x/report", "stats/host/pi/quiet", "stats/host/pi",
+                        "stats/worker/w1"}) {
+      mqtt_message m = msg(topic, payload);
+      m.content_type = ct;
+      m.response_topic = "inbox";
+      auto out = svc->handle(m);
+      if (std::string(topic).rfind("scheduler/", 0) == 0) {
+        ++total;
+        for (auto& o : out)
+          if (o.topic == "inbox") {
+            ++answered;
+            auto j = o.content_type == msgpack_content_type ? json::from_msgpack(o.payload)
+                                                            : json::parse(o.payload);
+            EXPECT_TRUE(j.contains("approved") || j.contains("ok")) << j.dump();
+          }
+      }
+    }
+  };
+  for (std::size_t n = 0; n < good.size(); ++n)
+    feed(good.substr(0, n), "");
+  for (std::size_t n = 0; n < mp.size(); ++n)
+    feed(mp.substr(0, n), msgpack_content_type);
+  for (std::size_t i = 0; i < mp.size(); ++i) {
+    auto flipped = mp;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x5a);
+    feed(flipped, msgpack_content_type);
+  }
+  // Every lease message got exactly one reply (errors included), except the
+  // empty payloads of heartbeat/report that carry no worker... which are
+  // answered too: InvalidRequest.
+  EXPECT_EQ(answered, total);
+}

@@ -286,8 +286,9 @@ std::variant<nlohmann::json, call_error> lease_client::heartbeat(const std::stri
 
 std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,
                                                                std::chrono::milliseconds t,
-                                                               const std::string& reason) {
-  nlohmann::json body = nlohmann::json::object();
+                                                               const std::string& reason,
+                                                               const nlohmann::json& extra) {
+  nlohmann::json body = extra.is_object() ? extra : nlohmann::json::object();
   if (!reason.empty())
     body["reason"] = reason;
   return call(action_topic(lease_id, "release"), std::move(body), t);
@@ -305,6 +306,10 @@ void lease_client::watch(const std::string& lease_id,
                          std::function<void(const lease_notice&)> fn) {
   {
     std::lock_guard<std::mutex> guard(mtx_);
+    if (!fn) {
+      watchers_.erase(lease_id); // stop watching
+      return;
+    }
     watchers_[lease_id] = std::move(fn);
   }
   if (!opts_.secure)

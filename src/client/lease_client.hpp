@@ -64,9 +64,11 @@ public:
   /// Heartbeat, release and report replies: {"ok":true,"state":..,...}.
   std::variant<nlohmann::json, call_error> heartbeat(const std::string& lease_id,
                                                      std::chrono::milliseconds timeout);
+  /// `extra` fields go into the release (a job's outcome, result, error).
   std::variant<nlohmann::json, call_error> release(const std::string& lease_id,
                                                    std::chrono::milliseconds timeout,
-                                                   const std::string& reason = {});
+                                                   const std::string& reason = {},
+                                                   const nlohmann::json& extra = nullptr);
   std::variant<nlohmann::json, call_error> report(const std::string& lease_id, double progress,
                                                   const std::string& message,
                                                   std::chrono::milliseconds timeout);
@@ -84,6 +86,13 @@ public:
   const std::string& worker_id() const { return opts_.worker_id; }
   int mqtt_version() const;
 
+  /// Any request/response call on `topic` (job queue, history): adds v,
+  /// request_id, reply_to (and worker_id in open mode) and waits for the reply.
+  std::variant<nlohmann::json, call_error> call(const std::string& topic, nlohmann::json body,
+                                                std::chrono::milliseconds timeout);
+  /// A topic under lulld's prefix.
+  std::string topic(const std::string& relative) const { return topics_.full(relative); }
+
 private:
   explicit lease_client(lease_client_options opts);
   void on_connected(int mqtt_version) override;
@@ -92,8 +101,6 @@ private:
   void on_message(mqtt_message msg) override;
   void on_disconnected() override;
 
-  std::variant<nlohmann::json, call_error> call(const std::string& topic, nlohmann::json body,
-                                                std::chrono::milliseconds timeout);
   std::string action_topic(const std::string& lease_id, const std::string& action) const;
   std::string state_topic(const std::string& lease_id) const;
 

@@ -321,12 +321,15 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
     if (e.state && !e.lease_id.empty()) {
-      out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, 1, false,
+      // The holder must hear of a revoke or expiry (QoS 1); grants and
+      // releases it already has from its own reply, so those go at QoS 0.
+      int qos = *e.state == lease_state::revoked || *e.state == lease_state::expired ? 1 : 0;
+      out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, qos, false,
                      json_content_type, {}, {}});
       if (opts_.secure)
         out.push_back({opts_.topics.full("workers/" + e.worker_id + "/lease/" + e.lease_id
                                          + "/state"),
-                       body, 1, false, json_content_type, {}, {}});
+                       body, qos, false, json_content_type, {}, {}});
     }
     out.push_back({opts_.topics.scheduler_events(), std::move(body), 0, false,
                    json_content_type, {}, {}});

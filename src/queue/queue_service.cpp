@@ -353,7 +353,8 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
   if (auto it = d.find("limit"); it != d.end() && it->is_number_integer() && *it > 0)
     limit = std::min<std::size_t>(it->get<std::size_t>(), 1000);
   nlohmann::json jobs = nlohmann::json::array();
-  for (auto* j : queue_.list(st, str("job_type"), str("worker_id"), limit))
+  // "worker" (not worker_id, which identifies the asking client)
+  for (auto* j : queue_.list(st, str("job_type"), str("worker"), limit))
     jobs.push_back(to_json(*j));
   reply(req.route, {{"ok", true}, {"jobs", jobs}, {"depths", queue_.depths()}}, out);
 }

@@ -1,0 +1,149 @@
+#include "src/client/supervise.hpp"
+
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "src/process.hpp"
+
+namespace lull {
+
+using namespace std::chrono;
+
+namespace {
+
+/// Waits for one of `set` up to `timeout`; 0 on timeout.
+int wait_signal(const sigset_t& set, duration<double> timeout) {
+  if (timeout.count() < 0)
+    timeout = duration<double>(0);
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout.count());
+  ts.tv_nsec = static_cast<long>((timeout.count() - static_cast<double>(ts.tv_sec)) * 1e9);
+  int sig = ::sigtimedwait(&set, nullptr, &ts);
+  return sig < 0 ? 0 : sig;
+}
+
+std::string fmt(double sec) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", sec);
+  return buf;
+}
+
+} // namespace
+
+sigset_t block_supervise_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1})
+    sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+supervise_result run_under_lease(lease_client& client, const lease_grant_reply& lease,
+                                 const supervise_options& opts) {
+  supervise_result res;
+  auto say = [&](const std::string& text) {
+    if (opts.say)
+      opts.say(text);
+  };
+  // Notices about this lease (revoke, expiry) interrupt the wait below.
+  // Shared with the callback, which may still run on the MQTT thread after
+  // this function returned.
+  struct lost_state {
+    std::mutex mtx;
+    std::string reason;
+  };
+  auto lost = std::make_shared<lost_state>();
+  client.watch(lease.lease_id, [lost](const lease_notice& n) {
+    if (n.state == "REVOKED" || n.state == "EXPIRED") {
+      {
+        std::lock_guard<std::mutex> guard(lost->mtx);
+        lost->reason = n.state + ": " + n.reason;
+      }
+      ::kill(::getpid(), SIGUSR1);
+    }
+  });
+
+  spawn_options so;
+  so.argv = opts.cmd;
+  so.extra_env = opts.extra_env;
+  so.extra_env.push_back("LULL_LEASE_ID=" + lease.lease_id);
+  so.extra_env.push_back("LULL_FENCING_TOKEN=" + std::to_string(lease.fencing_token));
+  so.stdin_path = opts.stdin_path;
+  auto pid = spawn(so, &res.start_error);
+  if (!pid) {
+    client.watch(lease.lease_id, nullptr);
+    return res;
+  }
+  res.started = true;
+
+  auto interval = duration<double>(std::max(0.2, lease.heartbeat_interval_sec));
+  auto ttl = duration<double>(lease.ttl_sec);
+  auto next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
+  auto last_ok = steady_clock::now();
+  std::optional<steady_clock::time_point> kill_at;
+  int status = 0;
+  auto stop_child = [&](const std::string& why) {
+    if (kill_at)
+      return;
+    say(why + "; stopping " + opts.cmd.front() + " (SIGTERM, SIGKILL after " + opts.grace_text
+        + ")");
+    ::kill(*pid, SIGTERM);
+    res.killed = true;
+    kill_at = steady_clock::now()
+              + duration_cast<steady_clock::duration>(duration<double>(opts.grace_sec));
+  };
+  while (true) {
+    auto now = steady_clock::now();
+    auto until = kill_at && *kill_at < next_hb ? *kill_at : next_hb;
+    int sig = wait_signal(opts.signals, until - now);
+    if (::waitpid(*pid, &status, WNOHANG) == *pid)
+      break;
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+      res.interrupted = true;
+      res.interrupt_signal = sig;
+      stop_child(std::string("interrupted (")
+                 + (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP") + ")");
+    } else if (sig == SIGUSR1) {
+      std::lock_guard<std::mutex> guard(lost->mtx);
+      res.lost = true;
+      res.lost_reason = lost->reason;
+      stop_child("lease " + lost->reason);
+    }
+    now = steady_clock::now();
+    if (kill_at && now >= *kill_at) {
+      ::kill(*pid, SIGKILL);
+      kill_at = now + hours(24);
+    }
+    if (!res.lost && now >= next_hb) {
+      auto hb = client.heartbeat(
+        lease.lease_id, duration_cast<milliseconds>(std::min(interval, duration<double>(5))));
+      if (auto* e = std::get_if<call_error>(&hb)) {
+        if (!e->timed_out) {
+          res.lost = true;
+          res.lost_reason = e->error.message;
+          stop_child("lease lost: " + e->error.message);
+        } else if (steady_clock::now() - last_ok > ttl) {
+          res.lost = true;
+          res.lost_reason = "no heartbeat reply for " + fmt(ttl.count()) + "s";
+          stop_child("lease lost: " + res.lost_reason);
+        }
+      } else {
+        last_ok = steady_clock::now();
+      }
+      next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
+    }
+  }
+  client.watch(lease.lease_id, nullptr);
+  res.exit_code = exit_code_of(status);
+  return res;
+}
+
+} // namespace lull
