@@ -1,39 +1,179 @@
 #include "actors/host_collector.hpp"
 
-#include "actors/atoms.hpp"
+#include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
+#include "src/log.hpp"
+#include "src/stats/collector_guard.hpp"
+#include "src/stats/dir_size.hpp"
+#include "src/stats/rolling_window.hpp"
 
 namespace lull {
 
 namespace {
 
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 struct host_collector_state {
   std::unique_ptr<host_probe> probe;
+  std::unique_ptr<collector_guard> host_guard, dir_guard;
+  std::unique_ptr<dir_sizer> sizer;
+  std::unique_ptr<series_store> window;
+  nlohmann::json dirs = nlohmann::json::array();
+  std::vector<std::string> pending_errors; ///< from the dir walks, for the next snapshot
+  double last_window_publish = 0;
   static inline const char* name = "host_collector";
 };
 
+mqtt_message json_message(std::string topic, const nlohmann::json& j, bool retain = false) {
+  return {std::move(topic), encode(j, wire_format::json), 0, retain, json_content_type, {}, {}};
+}
+
 caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* self,
                                   caf::actor bridge, host_collector_options opts) {
-  self->state.probe = std::make_unique<host_probe>(opts.probe);
-  auto topic = opts.topics.host_stats(opts.probe.host_id);
+  auto& st = self->state;
+  st.probe = std::make_unique<host_probe>(opts.probe);
+  double interval_sec = static_cast<double>(opts.interval.count()) / 1000.0;
+  st.host_guard = std::make_unique<collector_guard>(
+    collector_options{"host", interval_sec, opts.jitter, opts.timeout_sec}, nullptr);
+  st.dir_guard = std::make_unique<collector_guard>(
+    collector_options{"dirs", opts.dir_interval_sec, opts.jitter, opts.timeout_sec}, nullptr);
+  st.sizer = std::make_unique<dir_sizer>(opts.dir_interval_sec * 0.9, 200000, nullptr);
+  st.window = std::make_unique<series_store>(opts.window_sec);
+  auto host_id = opts.probe.host_id;
+  auto topic = opts.topics.host_stats(host_id);
+  auto debug_topic = opts.topics.debug("collectors/" + host_id);
+  auto window_topic = opts.topics.debug("window/" + host_id);
+  auto window_get = window_topic + "/get";
+
+  // avg/min/max/p95 per series over the window, or over its last `range`.
+  auto window_report = [=](std::optional<double> range, const std::string& only) {
+    auto now = steady_seconds();
+    auto all = self->state.window->summaries(now, range);
+    nlohmann::json series = nlohmann::json::object();
+    for (auto& [k, v] : all.items())
+      if (only.empty() || k == only)
+        series[k] = v;
+    return nlohmann::json{{"v", schema_version},
+                          {"host_id", host_id},
+                          {"window_sec", opts.window_sec},
+                          {"range_sec", range ? nlohmann::json(*range) : nlohmann::json(nullptr)},
+                          {"series", series}};
+  };
+
+  auto publish_debug = [=] {
+    auto& s = self->state;
+    nlohmann::json j = {{"v", schema_version},
+                        {"host_id", host_id},
+                        {"collected_at", utc_timestamp(unix_now())},
+                        {"collectors",
+                         {to_json(s.host_guard->status()), to_json(s.dir_guard->status())}}};
+    self->send(bridge, publish_atom::value, json_message(debug_topic, j));
+  };
+
+  auto sample = [self] {
+    return self->state.probe->sample(unix_now(), steady_seconds());
+  };
   // The first sample primes CPU and network deltas; the first publish follows
   // a short moment later so even it carries CPU %.
-  auto sample = [self] {
-    auto now = std::chrono::system_clock::now();
-    auto mono = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch());
-    return self->state.probe->sample(
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count(),
-      mono.count());
-  };
-  sample();
+  try {
+    sample();
+  } catch (const std::exception& e) {
+    log::warn("host collector: first sample threw {}", e.what());
+  }
   self->delayed_send(self, std::chrono::milliseconds(250), tick_atom::value);
+  self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
+  if (!opts.dirs.empty())
+    self->send(self, dir_tick_atom::value);
+
   return {
     [=](tick_atom) {
-      auto snap = sample();
-      self->send(bridge, publish_atom::value,
-                 mqtt_message{topic, encode(to_json(snap), wire_format::json), 0, false,
-                              json_content_type, {}, {}});
-      self->delayed_send(self, opts.interval, tick_atom::value);
+      auto& s = self->state;
+      host_snapshot snap;
+      bool sampled = false;
+      auto err = s.host_guard->run([&] {
+        snap = sample();
+        sampled = true;
+      });
+      if (!sampled) {
+        snap.host_id = host_id;
+        snap.collected_at = unix_now();
+      }
+      if (err) {
+        snap.errors.push_back(*err);
+        log::warn("host collector: {}", *err);
+      }
+      for (auto& e : s.pending_errors)
+        snap.errors.push_back(e);
+      s.pending_errors.clear();
+      auto now = steady_seconds();
+      s.window->add("cpu.total_pct", now, snap.cpu_pct);
+      s.window->add("mem.used_pct", now, snap.mem_used_pct);
+      s.window->add("load.1m", now, snap.load1);
+      s.window->add("cpu.temp_c", now, snap.cpu_temp_c);
+      s.window->add("net.rx_bytes_per_sec", now, snap.net_rx_bytes_per_sec);
+      s.window->add("net.tx_bytes_per_sec", now, snap.net_tx_bytes_per_sec);
+      if (!snap.disks.empty())
+        s.window->add("disk.free_pct", now, snap.disks.front().free_pct);
+      auto j = to_json(snap);
+      j["dirs"] = s.dirs;
+      self->send(bridge, publish_atom::value, json_message(topic, j));
+      if (err)
+        publish_debug();
+      if (now - s.last_window_publish >= 60) {
+        s.last_window_publish = now;
+        auto w = window_report(std::nullopt, {});
+        w["last_2m"] = s.window->summaries(now, 120.0);
+        self->send(bridge, publish_atom::value, json_message(window_topic, w));
+        publish_debug();
+      }
+      self->delayed_send(self, s.host_guard->next_delay(), tick_atom::value);
+    },
+    // A request on lull/debug/window/<host>/get: {"series": "cpu.total_pct",
+    // "range_sec": 600, "reply_to": "...", "request_id": "..."}, all optional;
+    // the reply goes to the v5 response topic, else reply_to, else the
+    // window topic.
+    [=](inbound_atom, const mqtt_message& msg) {
+      auto req = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+      nlohmann::json r = req && req->is_object() ? *req : nlohmann::json::object();
+      std::optional<double> range;
+      if (auto it = r.find("range_sec"); it != r.end() && it->is_number())
+        range = it->get<double>();
+      auto str = [&](const char* k, std::string dflt) {
+        auto it = r.find(k);
+        return it != r.end() && it->is_string() ? it->get<std::string>() : dflt;
+      };
+      auto only = str("series", {});
+      auto out = window_report(range, only);
+      if (r.contains("request_id"))
+        out["request_id"] = r["request_id"];
+      auto to = !msg.response_topic.empty() ? msg.response_topic
+                                            : str("reply_to", window_topic);
+      auto reply = json_message(to, out);
+      reply.correlation_data = msg.correlation_data;
+      self->send(bridge, publish_atom::value, std::move(reply));
+    },
+    [=](dir_tick_atom) {
+      auto& s = self->state;
+      auto err = s.dir_guard->run([&] {
+        auto out = nlohmann::json::array();
+        for (auto& d : opts.dirs) {
+          auto& size = s.sizer->size(d, s.dir_guard->deadline());
+          out.push_back(to_json(size));
+          if (size.error && size.bytes)
+            s.pending_errors.push_back("dirs: " + d + ": " + *size.error);
+        }
+        s.dirs = std::move(out);
+      });
+      if (err) {
+        s.pending_errors.push_back(*err);
+        log::warn("host collector: {}", *err);
+        publish_debug();
+      }
+      self->delayed_send(self, s.dir_guard->next_delay(), dir_tick_atom::value);
     },
   };
 }

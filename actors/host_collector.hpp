@@ -1,8 +1,18 @@
 #pragma once
-/// The host collector actor: every `interval` it samples the host through
-/// host_probe and publishes the JSON snapshot on stats/host/<host_id>.
+/// The host collector actor: every `interval` (+/- jitter) it samples the host
+/// through host_probe and publishes the JSON snapshot on stats/host/<host_id>;
+/// on its own slower interval it sizes the configured directories (cached,
+/// rate-limited walks) and adds them to the snapshot as `dirs`.
+///
+/// Each part runs under a collector_guard: an exception or an overrun lands in
+/// the snapshot's `errors` and, with its last duration, on
+/// lull/debug/collectors/<host_id>; the other part carries on. The main series
+/// go into a rolling window whose avg/min/max/p95 are published on
+/// lull/debug/window/<host_id> every minute.
 
 #include <chrono>
+#include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -15,6 +25,11 @@ struct host_collector_options {
   host_probe_options probe;
   std::chrono::milliseconds interval{2000};
   topic_names topics;
+  std::vector<std::string> dirs;     ///< directories to size
+  double dir_interval_sec = 120;     ///< at most one walk per directory this often
+  double jitter = 0.1;
+  double timeout_sec = 1.0;
+  double window_sec = 3600;
 };
 
 caf::actor spawn_host_collector(caf::actor_system& sys, caf::actor bridge,

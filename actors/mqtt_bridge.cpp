@@ -1,9 +1,13 @@
 #include "actors/mqtt_bridge.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
+#include "actors/collector_atoms.hpp"
 #include "src/log.hpp"
+#include "src/stats/bus_meter.hpp"
+#include "src/stats/collector_guard.hpp"
 
 namespace lull {
 
@@ -14,7 +18,8 @@ namespace {
 /// after it quit are dropped.
 class bridge_events : public transport_events {
 public:
-  explicit bridge_events(caf::actor_addr bridge) : bridge_(std::move(bridge)) {}
+  bridge_events(caf::actor_addr bridge, std::shared_ptr<std::atomic<std::uint64_t>> in_flight)
+    : bridge_(std::move(bridge)), in_flight_(std::move(in_flight)) {}
 
   void on_connected(int version) override { send(conn_ok_atom::value, version); }
   void on_connect_failed(std::string reason) override {
@@ -23,7 +28,12 @@ public:
   void on_connection_lost(std::string reason) override {
     send(conn_lost_atom::value, std::move(reason));
   }
-  void on_message(mqtt_message msg) override { send(inbound_atom::value, std::move(msg)); }
+  /// Stamps the arrival so the bridge can measure dispatch latency, and
+  /// counts the message in flight until the bridge has routed it.
+  void on_message(mqtt_message msg) override {
+    in_flight_->fetch_add(1, std::memory_order_relaxed);
+    send(inbound_atom::value, std::move(msg), steady_seconds());
+  }
   void on_disconnected() override { send(disc_done_atom::value); }
 
 private:
@@ -33,6 +43,7 @@ private:
       caf::anon_send(hdl, std::forward<Ts>(xs)...);
   }
   caf::actor_addr bridge_;
+  std::shared_ptr<std::atomic<std::uint64_t>> in_flight_;
 };
 
 struct subscription {
@@ -49,6 +60,9 @@ struct bridge_state {
   bool stopping = false;
   std::chrono::milliseconds backoff{250};
   std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0;
+  bus_meter meter;
+  std::shared_ptr<std::atomic<std::uint64_t>> in_flight
+    = std::make_shared<std::atomic<std::uint64_t>>(0);
   static inline const char* name = "mqtt_bridge";
 };
 
@@ -57,13 +71,33 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
   auto availability = opts.topics.availability(opts.instance);
   opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
   auto factory = opts.factory ? opts.factory : transport_factory(make_paho_transport);
-  st.transport = factory(opts.transport, std::make_shared<bridge_events>(self->address()));
+  st.transport = factory(opts.transport,
+                         std::make_shared<bridge_events>(self->address(), st.in_flight));
+  st.meter.start(steady_seconds());
   st.transport->connect();
   log::info("mqtt bridge: connecting to {} as {}", opts.transport.uri, opts.transport.client_id);
 
   auto publish = [self](mqtt_message msg) {
     ++self->state.msgs_out;
+    self->state.meter.on_out();
     self->state.transport->publish(msg);
+  };
+
+  auto route = [self](const mqtt_message& msg) {
+    auto& s = self->state;
+    ++s.msgs_in;
+    s.meter.on_in();
+    bool routed = false;
+    for (auto& sub : s.subs) {
+      if (topic_matches(sub.filter, msg.topic)) {
+        self->send(sub.who, inbound_atom::value, msg);
+        routed = true;
+      }
+    }
+    if (!routed) {
+      ++s.unrouted;
+      s.meter.on_unrouted();
+    }
   };
 
   return {
@@ -81,18 +115,27 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         self->send(who, online_atom::value);
     },
     [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
-    [=](inbound_atom, mqtt_message& msg) {
+    [=](inbound_atom, mqtt_message& msg) { route(msg); },
+    [=](inbound_atom, mqtt_message& msg, double arrived) {
       auto& s = self->state;
-      ++s.msgs_in;
-      bool routed = false;
-      for (auto& sub : s.subs) {
-        if (topic_matches(sub.filter, msg.topic)) {
-          self->send(sub.who, inbound_atom::value, msg);
-          routed = true;
-        }
-      }
-      if (!routed)
-        ++s.unrouted;
+      auto left = s.in_flight->load(std::memory_order_relaxed);
+      if (left > 0)
+        s.in_flight->fetch_sub(1, std::memory_order_relaxed);
+      route(msg);
+      s.meter.on_dispatch(steady_seconds() - arrived);
+    },
+    [=](handled_atom, double latency_sec, bool ok) {
+      self->state.meter.on_handled(latency_sec, ok);
+    },
+    [=](bus_atom) {
+      auto& s = self->state;
+      auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance, now_unix);
+      report["reconnects"] = s.reconnects;
+      report["connected"] = s.connected;
+      return report.dump();
     },
     [=](conn_ok_atom, int version) {
       auto& s = self->state;
@@ -143,6 +186,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.stopping = true;
       if (s.connected) {
         ++s.msgs_out;
+        s.meter.on_out();
         s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
                                 std::chrono::milliseconds(500));
         self->delayed_send(self, std::chrono::milliseconds(1500), disc_done_atom::value);

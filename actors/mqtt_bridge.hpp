@@ -9,6 +9,10 @@
 ///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
 ///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
 ///   (stats_atom) -> (uint64 in, uint64 out, uint64 reconnects, bool connected)
+///   (bus_atom) -> std::string       bus stats JSON for the interval since the last
+///                                   (msgs in/out per second, error rate, p50/p95,
+///                                   in flight); see src/stats/bus_meter.hpp
+///   (handled_atom, double sec, bool ok)  a handler's latency and verdict
 ///   (shutdown_atom)                 publish offline, disconnect, quit (<= 1.5 s)
 
 #include <functional>

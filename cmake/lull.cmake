@@ -4,6 +4,13 @@
 function(lull_target_options target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Werror -Wno-unused-parameter)
   target_compile_features(${target} PUBLIC cxx_std_17)
+  # One section per function so the linker drops what lulld never calls: a
+  # smaller text segment is fewer resident pages on a Pi (bench/footprint.sh).
+  target_compile_options(${target} PRIVATE -ffunction-sections -fdata-sections)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    target_link_options(${target} PRIVATE -Wl,--gc-sections)
+  endif()
   if(LULL_SANITIZE)
     target_compile_options(${target} PUBLIC -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)

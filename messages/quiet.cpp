@@ -45,7 +45,8 @@ nlohmann::json to_json(const quiet_assessment& q) {
           {"reasons", q.reasons},
           {"inputs", q.inputs},
           {"cooldown_until", q.cooldown_until ? nlohmann::json(utc_timestamp(*q.cooldown_until))
-                                              : nlohmann::json(nullptr)}};
+                                              : nlohmann::json(nullptr)},
+          {"streak", q.streak}};
 }
 
 quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
@@ -64,6 +65,7 @@ quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
   q.inputs = j.value("inputs", nlohmann::json::object());
   if (auto it = j.find("cooldown_until"); it != j.end() && !it->is_null())
     q.cooldown_until = parse_utc_timestamp(it->get<std::string>());
+  q.streak = j.value("streak", nlohmann::json(nullptr));
   return q;
 }
 

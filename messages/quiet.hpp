@@ -30,6 +30,9 @@ struct quiet_assessment {
   /// End of the cool-down after a PANIC (unix seconds); the host cannot be
   /// QUIET before it.
   std::optional<std::int64_t> cooldown_until;
+  /// The QUIET streak in progress ({start, avg_score, min_score, samples}),
+  /// or null when the host is not QUIET.
+  nlohmann::json streak = nullptr;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);

@@ -91,6 +91,53 @@ setter bool_field(bool config::*field) {
   };
 }
 
+/// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
+std::vector<std::string> split_list(std::string v) {
+  std::vector<std::string> out;
+  for (auto& ch : v)
+    if (ch == '[' || ch == ']' || ch == '"' || ch == '\'')
+      ch = ' ';
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    auto b = item.find_first_not_of(" \t\n");
+    auto e = item.find_last_not_of(" \t\n");
+    if (b != std::string::npos)
+      out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+setter list_field(std::vector<std::string> config::*field) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    c.*field = split_list(v);
+    return std::nullopt;
+  };
+}
+
+/// "floor,quiet,busy,panic": four numbers that rise (or, when `falling`, fall).
+setter thresholds_field(std::array<double, 4> config::*field, bool falling) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    auto parts = split_list(v);
+    const char* expected = falling ? "four falling numbers floor,quiet,busy,panic such as 50,20,10,3"
+                                   : "four rising numbers floor,quiet,busy,panic such as 0,30,75,95";
+    if (parts.size() != 4)
+      return std::string(expected);
+    std::array<double, 4> t{};
+    for (size_t i = 0; i < 4; ++i) {
+      char* end = nullptr;
+      t[i] = std::strtod(parts[i].c_str(), &end);
+      if (parts[i].empty() || *end != '\0')
+        return std::string(expected);
+    }
+    for (size_t i = 1; i < 4; ++i)
+      if (falling ? !(t[i] < t[i - 1]) : !(t[i] > t[i - 1]))
+        return std::string(expected);
+    c.*field = t;
+    return std::nullopt;
+  };
+}
+
 const std::vector<key_def>& key_defs() {
   static const std::vector<key_def> defs = {
     {{"broker", "LULL_BROKER", "--broker",
@@ -192,6 +239,101 @@ const std::vector<key_def>& key_defs() {
            && v != "off")
          return "one of trace, debug, info, warn, error, off";
        c.log_level = v;
+       return std::nullopt;
+     }},
+    // -- roles, collectors, quiet assessor, Home Assistant ---------------------
+    {{"roles", "LULL_ROLES", "--roles",
+      "which actors run: all, or a comma list of collectors (host, process, workers, bus), "
+      "assessor (quiet assessor, Home Assistant discovery), scheduler (leases, queue, "
+      "persister)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       auto items = split_list(v);
+       std::string norm;
+       for (auto& r : items) {
+         if (r != "all" && r != "collectors" && r != "assessor" && r != "scheduler")
+           return "all, or a comma list of collectors, assessor, scheduler";
+         norm += (norm.empty() ? "" : ",") + r;
+       }
+       if (items.empty())
+         return "all, or a comma list of collectors, assessor, scheduler";
+       bool all = std::find(items.begin(), items.end(), "all") != items.end();
+       c.roles = all ? "all" : norm;
+       return std::nullopt;
+     }},
+    {{"collectors.process_interval", "LULL_COLLECTORS_PROCESS_INTERVAL",
+      "--collectors-process-interval", "process sampling interval (default 2s)"},
+     duration_field(&config::process_interval_sec, 0.1, 3600)},
+    {{"collectors.processes", "LULL_COLLECTORS_PROCESSES", "--collectors-processes",
+      "processes to watch besides lulld: names or pid files, comma-separated"},
+     list_field(&config::processes)},
+    {{"collectors.worker_interval", "LULL_COLLECTORS_WORKER_INTERVAL",
+      "--collectors-worker-interval", "worker health sweep and registry summary (default 30s)"},
+     duration_field(&config::worker_interval_sec, 1, 3600)},
+    {{"collectors.worker_stale_after", "LULL_COLLECTORS_WORKER_STALE_AFTER",
+      "--collectors-worker-stale-after", "a worker silent this long is stale (default 90s)"},
+     duration_field(&config::worker_stale_after_sec, 1, 86400)},
+    {{"collectors.bus_interval", "LULL_COLLECTORS_BUS_INTERVAL", "--collectors-bus-interval",
+      "bus stats interval (default 5s)"},
+     duration_field(&config::bus_interval_sec, 0.5, 3600)},
+    {{"collectors.dir_interval", "LULL_COLLECTORS_DIR_INTERVAL", "--collectors-dir-interval",
+      "directory size walks at most this often (default 120s)"},
+     duration_field(&config::dir_interval_sec, 1, 86400)},
+    {{"collectors.dirs", "LULL_COLLECTORS_DIRS", "--collectors-dirs",
+      "directories to size, comma-separated (default: the data dir)"},
+     list_field(&config::dirs)},
+    {{"collectors.mounts", "LULL_COLLECTORS_MOUNTS", "--collectors-mounts",
+      "mounts whose usage is reported, comma-separated (default: / and the data dir)"},
+     list_field(&config::mounts)},
+    {{"collectors.jitter", "LULL_COLLECTORS_JITTER", "--collectors-jitter",
+      "random +/- fraction of every collector interval (default 0.1)"},
+     number_field(&config::collector_jitter, 0, 0.5)},
+    {{"collectors.timeout", "LULL_COLLECTORS_TIMEOUT", "--collectors-timeout",
+      "a collector run longer than this is reported as an overrun (default 1s)"},
+     duration_field(&config::collector_timeout_sec, 0.01, 600)},
+    {{"collectors.window", "LULL_COLLECTORS_WINDOW", "--collectors-window",
+      "rolling in-memory window per series (default 1h)"},
+     duration_field(&config::window_sec, 60, 86400)},
+    {{"quiet.cpu", "LULL_QUIET_CPU", "--quiet-cpu",
+      "CPU avg over 2 min, %: floor,quiet,busy,panic (default 0,30,75,95)"},
+     thresholds_field(&config::quiet_cpu, false)},
+    {{"quiet.mem", "LULL_QUIET_MEM", "--quiet-mem",
+      "memory used, %: floor,quiet,busy,panic (default 40,70,85,95)"},
+     thresholds_field(&config::quiet_mem, false)},
+    {{"quiet.disk_free", "LULL_QUIET_DISK_FREE", "--quiet-disk-free",
+      "disk free, % (falling): floor,quiet,busy,panic (default 50,20,10,3)"},
+     thresholds_field(&config::quiet_disk_free, true)},
+    {{"quiet.swap", "LULL_QUIET_SWAP", "--quiet-swap",
+      "swap used, %: floor,quiet,busy,panic (default 5,25,50,90)"},
+     thresholds_field(&config::quiet_swap, false)},
+    {{"quiet.temp", "LULL_QUIET_TEMP", "--quiet-temp",
+      "CPU temperature, C: floor,quiet,busy,panic (default 45,65,75,85; a Pi 4 soft-limits at "
+      "80)"},
+     thresholds_field(&config::quiet_temp, false)},
+    {{"quiet.bus_rps", "LULL_QUIET_BUS_RPS", "--quiet-bus-rps",
+      "bus messages/s: floor,quiet,busy,panic (default 0,50,300,2000)"},
+     thresholds_field(&config::quiet_bus_rps, false)},
+    {{"quiet.bus_p95_ms", "LULL_QUIET_BUS_P95_MS", "--quiet-bus-p95-ms",
+      "bus p95 latency, ms: floor,quiet,busy,panic (default 0,50,250,2000)"},
+     thresholds_field(&config::quiet_bus_p95_ms, false)},
+    {{"quiet.cooldown", "LULL_QUIET_COOLDOWN", "--quiet-cooldown",
+      "after a PANIC the host cannot be QUIET for this long (default 2m)"},
+     duration_field(&config::quiet_cooldown_sec, 0, 86400)},
+    {{"quiet.hysteresis", "LULL_QUIET_HYSTERESIS", "--quiet-hysteresis",
+      "score points past a state's edge needed to enter or leave it (default 5)"},
+     number_field(&config::quiet_hysteresis, 0, 25)},
+    {{"quiet.stale_after", "LULL_QUIET_STALE_AFTER", "--quiet-stale-after",
+      "a host without a snapshot this long is assessed BUSY (default 30s)"},
+     duration_field(&config::quiet_stale_after_sec, 1, 86400)},
+    {{"ha.enabled", "LULL_HA_ENABLED", "--ha-enabled",
+      "publish Home Assistant MQTT discovery (default true)"},
+     bool_field(&config::ha_enabled)},
+    {{"ha.prefix", "LULL_HA_PREFIX", "--ha-prefix",
+      "Home Assistant discovery prefix (default homeassistant)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (v.empty() || v.find_first_of("+#") != std::string::npos || v.front() == '/'
+           || v.back() == '/')
+         return "a topic without '+', '#' or a leading or trailing '/'";
+       c.ha_prefix = v;
        return std::nullopt;
      }},
   };
@@ -373,6 +515,13 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     c.db = c.data_dir + "/lull.db";
   if (c.client_id.empty())
     c.client_id = "lulld-" + c.host_id;
+  if (c.mounts.empty()) {
+    c.mounts = {"/"};
+    if (c.data_dir != "/")
+      c.mounts.push_back(c.data_dir);
+  }
+  if (c.dirs.empty())
+    c.dirs = {c.data_dir};
   return c;
 }
 

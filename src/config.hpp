@@ -3,6 +3,7 @@
 /// environment variable or a command-line flag (flag > env > file > default).
 /// A bad value is reported with the key, its source and what was expected.
 
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -47,6 +48,50 @@ struct config {
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
   double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
+
+  // Roles: which actors this lulld runs. "all", or a comma list of
+  // collectors (host, process, workers, bus), assessor (quiet assessor, Home
+  // Assistant discovery) and scheduler (leases, queue, persister).
+  std::string roles = "all";
+  bool runs(const std::string& role) const {
+    if (roles == "all")
+      return true;
+    auto at = roles.find(role);
+    return at != std::string::npos && (at == 0 || roles[at - 1] == ',')
+           && (at + role.size() == roles.size() || roles[at + role.size()] == ',');
+  }
+  bool runs_collectors() const { return runs("collectors"); }
+  bool runs_assessor() const { return runs("assessor"); }
+  bool runs_scheduler() const { return runs("scheduler"); }
+
+  // Collectors (all intervals in seconds).
+  double process_interval_sec = 2.0;
+  std::vector<std::string> processes;   ///< watched names or pid files (lulld is always watched)
+  double worker_interval_sec = 30.0;    ///< worker health sweep + registry summary
+  double worker_stale_after_sec = 90.0;
+  double bus_interval_sec = 5.0;
+  double dir_interval_sec = 120.0;
+  std::vector<std::string> dirs;        ///< directories to size; default: data_dir
+  std::vector<std::string> mounts;      ///< default: / and data_dir's mount
+  double collector_jitter = 0.1;        ///< +/- fraction of each interval
+  double collector_timeout_sec = 1.0;
+  double window_sec = 3600.0;
+
+  // Quiet assessor thresholds: floor, quiet, busy, panic for each input.
+  std::array<double, 4> quiet_cpu{0, 30, 75, 95};
+  std::array<double, 4> quiet_mem{40, 70, 85, 95};
+  std::array<double, 4> quiet_disk_free{50, 20, 10, 3};
+  std::array<double, 4> quiet_swap{5, 25, 50, 90};
+  std::array<double, 4> quiet_temp{45, 65, 75, 85};
+  std::array<double, 4> quiet_bus_rps{0, 50, 300, 2000};
+  std::array<double, 4> quiet_bus_p95_ms{0, 50, 250, 2000};
+  double quiet_cooldown_sec = 120;
+  double quiet_hysteresis = 5;
+  double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
+
+  // Home Assistant discovery.
+  bool ha_enabled = true;
+  std::string ha_prefix = "homeassistant";
 };
 
 /// What a config key is: its name in the file (dotted for TOML tables), the

@@ -11,11 +11,16 @@
 #include <caf/all.hpp>
 
 #include "actors/atoms.hpp"
+#include "actors/bus_stats.hpp"
+#include "actors/ha_discovery.hpp"
 #include "actors/host_collector.hpp"
 #include "actors/lease_manager.hpp"
 #include "actors/mqtt_bridge.hpp"
 #include "actors/persister.hpp"
 #include "actors/queue_dispatcher.hpp"
+#include "actors/process_collector.hpp"
+#include "actors/quiet_assessor.hpp"
+#include "actors/worker_registry.hpp"
 #include "src/config.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
@@ -43,17 +48,21 @@ int main(int argc, char** argv) {
   log::init(cfg.log_level);
 
   // The database first: a newer, corrupt or unwritable file stops lulld
-  // before it touches the broker.
+  // before it touches the broker. Only the scheduler role keeps state; an
+  // agent that only collects never opens it (SQLite's pages stay off a Pi).
   std::error_code ec;
   if (cfg.db.rfind(cfg.data_dir + "/", 0) == 0)
     std::filesystem::create_directories(cfg.data_dir, ec);
-  auto opened = store::open(cfg.db);
-  if (auto* err = std::get_if<std::string>(&opened)) {
-    log::error("lulld: {}", *err);
-    return 1;
+  std::shared_ptr<store> db;
+  if (cfg.runs_scheduler()) {
+    auto opened = store::open(cfg.db);
+    if (auto* err = std::get_if<std::string>(&opened)) {
+      log::error("lulld: {}", *err);
+      return 1;
+    }
+    db = std::move(std::get<std::unique_ptr<store>>(opened));
+    log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
   }
-  std::shared_ptr<store> db = std::move(std::get<std::unique_ptr<store>>(opened));
-  log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
 
   std::unique_ptr<local_broker> broker;
   if (cfg.broker.empty()) {
@@ -94,72 +103,139 @@ int main(int argc, char** argv) {
   bopts.instance = cfg.host_id;
   auto bridge = spawn_mqtt_bridge(sys, bopts);
 
-  host_collector_options hopts;
-  hopts.probe.root = cfg.proc_root;
-  hopts.probe.host_id = cfg.host_id;
-  hopts.interval = std::chrono::milliseconds(static_cast<long>(cfg.interval_sec * 1000));
-  hopts.topics = topics;
-  auto collector = spawn_host_collector(sys, bridge, hopts);
+  std::filesystem::create_directories(cfg.data_dir, ec); // for its mount and size; best effort
+  std::vector<caf::actor> actors;
+  if (cfg.runs_collectors()) {
+    host_collector_options hopts;
+    hopts.probe.root = cfg.proc_root;
+    hopts.probe.host_id = cfg.host_id;
+    hopts.probe.mounts = cfg.mounts;
+    hopts.interval = std::chrono::milliseconds(static_cast<long>(cfg.interval_sec * 1000));
+    hopts.topics = topics;
+    hopts.dirs = cfg.dirs;
+    hopts.dir_interval_sec = cfg.dir_interval_sec;
+    hopts.jitter = cfg.collector_jitter;
+    hopts.timeout_sec = cfg.collector_timeout_sec;
+    hopts.window_sec = cfg.window_sec;
+    actors.push_back(spawn_host_collector(sys, bridge, hopts));
 
-  lease_manager_options lopts;
-  lopts.service.topics = topics;
-  lopts.service.secure = cfg.broker_secure;
-  auto& pol = lopts.service.policy;
-  pol.ttl_sec = cfg.lease_ttl_sec;
-  pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
-  pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
-  pol.lock_delay_sec = cfg.lease_lock_delay_sec;
-  pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
-  pol.busy_retry_sec = cfg.lease_busy_retry_sec;
-  pol.capacity_units = cfg.lease_capacity_units;
-  pol.units_per_cpu = cfg.lease_units_per_cpu;
-  pol.headroom = cfg.lease_headroom;
-  pol.max_leases_global = cfg.lease_max_global;
-  pol.max_leases_per_worker = cfg.lease_max_per_worker;
-  pol.grant_rate_per_sec = cfg.lease_grant_rate;
-  pol.grant_burst = cfg.lease_grant_burst;
-  // Each actor that writes gets its own SQLite connection (WAL serializes
-  // the writers); the file was checked and migrated above.
-  auto connection = [&]() -> std::shared_ptr<store> {
-    auto c = store::open(cfg.db);
-    if (auto* err = std::get_if<std::string>(&c)) {
-      log::error("lulld: {}", *err);
-      std::exit(1);
+    process_collector_options popts;
+    popts.probe.root = cfg.proc_root;
+    popts.probe.host_id = cfg.host_id;
+    popts.probe.watches = {"self"};
+    for (auto& p : cfg.processes)
+      popts.probe.watches.push_back(p);
+    popts.interval_sec = cfg.process_interval_sec;
+    popts.jitter = cfg.collector_jitter;
+    popts.timeout_sec = cfg.collector_timeout_sec;
+    popts.topics = topics;
+    actors.push_back(spawn_process_collector(sys, bridge, popts));
+
+    worker_registry_options wopts;
+    wopts.host_id = cfg.host_id;
+    wopts.interval_sec = cfg.worker_interval_sec;
+    wopts.stale_after_sec = cfg.worker_stale_after_sec;
+    wopts.dir_interval_sec = cfg.dir_interval_sec;
+    wopts.topics = topics;
+    actors.push_back(spawn_worker_registry(sys, bridge, wopts));
+
+    actors.push_back(spawn_bus_stats(sys, bridge, {cfg.bus_interval_sec, topics}));
+  }
+  if (cfg.runs_assessor()) {
+    quiet_assessor_options qopts;
+    auto th = [](const std::array<double, 4>& a) { return input_thresholds{a[0], a[1], a[2], a[3]}; };
+    qopts.thresholds.cpu = th(cfg.quiet_cpu);
+    qopts.thresholds.mem = th(cfg.quiet_mem);
+    qopts.thresholds.disk_free = th(cfg.quiet_disk_free);
+    qopts.thresholds.swap = th(cfg.quiet_swap);
+    qopts.thresholds.temp = th(cfg.quiet_temp);
+    qopts.thresholds.bus_rps = th(cfg.quiet_bus_rps);
+    qopts.thresholds.bus_p95 = th(cfg.quiet_bus_p95_ms);
+    qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
+    qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
+    qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
+    qopts.topics = topics;
+    actors.push_back(spawn_quiet_assessor(sys, bridge, qopts));
+    if (cfg.ha_enabled) {
+      ha_discovery_options haopts;
+      haopts.discovery.prefix = cfg.ha_prefix;
+      haopts.discovery.own_instance = cfg.host_id;
+      haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
+      haopts.topics = topics;
+      actors.push_back(spawn_ha_discovery(sys, bridge, haopts));
     }
-    return std::move(std::get<std::unique_ptr<store>>(c));
-  };
-  lopts.db = connection();
-  auto leases = spawn_lease_manager(sys, bridge, lopts);
+  }
 
-  queue_dispatcher_options qopts;
-  qopts.service.topics = topics;
-  qopts.service.cost_low = pol.cost_low;
-  qopts.service.cost_normal = pol.cost_normal;
-  qopts.service.cost_high = pol.cost_high;
-  auto dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
-  persister_options popts;
-  popts.topics = topics;
-  popts.host_id = cfg.host_id;
-  popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
-  popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
-  popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
-  popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
-  popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
-  auto persister = spawn_persister(sys, bridge, db, popts);
+  // One scheduler per fleet: a collectors-only agent on a Pi must not answer
+  // lease requests too.
+  caf::actor leases, dispatcher, persister;
+  if (cfg.runs_scheduler()) {
+    lease_manager_options lopts;
+    lopts.service.topics = topics;
+    lopts.service.secure = cfg.broker_secure;
+    auto& pol = lopts.service.policy;
+    pol.ttl_sec = cfg.lease_ttl_sec;
+    pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
+    pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
+    pol.lock_delay_sec = cfg.lease_lock_delay_sec;
+    pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
+    pol.busy_retry_sec = cfg.lease_busy_retry_sec;
+    pol.capacity_units = cfg.lease_capacity_units;
+    pol.units_per_cpu = cfg.lease_units_per_cpu;
+    pol.headroom = cfg.lease_headroom;
+    pol.max_leases_global = cfg.lease_max_global;
+    pol.max_leases_per_worker = cfg.lease_max_per_worker;
+    pol.grant_rate_per_sec = cfg.lease_grant_rate;
+    pol.grant_burst = cfg.lease_grant_burst;
+    // Each actor that writes gets its own SQLite connection (WAL serializes
+    // the writers); the file was checked and migrated above.
+    auto connection = [&]() -> std::shared_ptr<store> {
+      auto c = store::open(cfg.db);
+      if (auto* err = std::get_if<std::string>(&c)) {
+        log::error("lulld: {}", *err);
+        std::exit(1);
+      }
+      return std::move(std::get<std::unique_ptr<store>>(c));
+    };
+    lopts.db = connection();
+    leases = spawn_lease_manager(sys, bridge, lopts);
 
-  log::info("lulld: host {} publishing on {} every {}s", cfg.host_id,
-            topics.host_stats(cfg.host_id), cfg.interval_sec);
+    queue_dispatcher_options qopts;
+    qopts.service.topics = topics;
+    qopts.service.cost_low = pol.cost_low;
+    qopts.service.cost_normal = pol.cost_normal;
+    qopts.service.cost_high = pol.cost_high;
+    dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
+    persister_options popts;
+    popts.topics = topics;
+    popts.host_id = cfg.host_id;
+    popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
+    popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
+    popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
+    popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
+    popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
+    persister = spawn_persister(sys, bridge, db, popts);
+
+  }
+
+  log::info("lulld: host {} running roles '{}'; snapshots on {} every {}s", cfg.host_id,
+            cfg.roles, topics.host_stats(cfg.host_id), cfg.interval_sec);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
+  for (auto& a : actors)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (dispatcher)
+    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
+  if (leases)
+    caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
-    self->send(persister, shutdown_atom::value); // writes what is queued
-    self->wait_for(persister);
+    if (persister) {
+      self->send(persister, shutdown_atom::value); // writes what is queued
+      self->wait_for(persister);
+    }
     self->send(bridge, shutdown_atom::value);
     self->wait_for(bridge);
   }

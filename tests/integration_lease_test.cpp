@@ -19,6 +19,8 @@ using json = nlohmann::json;
 
 namespace {
 
+/// lulld runs without its quiet assessor here (--roles collectors,scheduler),
+/// so the test decides the host's state.
 /// Publishes a retained QUIET assessment for `host` (the quiet assessor's job
 /// in a full lulld) and waits until lulld's status shows it.
 void make_quiet(client& c, const std::string& host, lulld& d) {
@@ -51,7 +53,7 @@ std::string read_file(const std::string& path) {
 
 TEST(lease_integration, mosquitto_rr_obtains_a_lease) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   ASSERT_TRUE(c.connected()) << c.error();
   make_quiet(c, "ihost", d);
@@ -81,7 +83,7 @@ TEST(lease_integration, mosquitto_rr_obtains_a_lease) {
 
 TEST(lease_integration, v311_request_with_reply_to_and_msgpack) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   client_options o;
@@ -114,7 +116,7 @@ TEST(lease_integration, v311_request_with_reply_to_and_msgpack) {
 
 TEST(lease_integration, a_workers_will_expires_its_lease) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");
@@ -171,7 +173,7 @@ bool status_shows(client& c, const std::function<bool(const json&)>& pred) {
 
 TEST(lease_integration, lull_run_exits_with_the_commands_status_and_releases) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   auto pid = start_lull({"--broker", b.uri(), "--worker", "runner", "run", "--", "sh", "-c",
@@ -190,7 +192,7 @@ TEST(lease_integration, lull_run_exits_with_the_commands_status_and_releases) {
 
 TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");

@@ -222,7 +222,9 @@ nlohmann::json call(client& c, const std::string& topic, nlohmann::json body) {
 TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
   broker b;
   auto dir = temp_dir();
-  auto args = lulld_args(b.uri(), "ktest", {"--db", dir + "/lull.db"});
+  // The test decides the host's state, so no quiet assessor runs here.
+  auto args = lulld_args(b.uri(), "ktest",
+                         {"--db", dir + "/lull.db", "--roles", "collectors,scheduler"});
   auto first = std::make_unique<lulld>(args);
   client c(b.uri());
   c.subscribe("itest/inbox");

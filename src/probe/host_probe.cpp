@@ -250,7 +250,7 @@ host_snapshot host_probe::sample(std::int64_t now_unix, double now_mono_sec) {
   }
   if (throttled_) {
     if (auto text = throttled_->read())
-      if (auto raw = proc::parse_int(*text))
+      if (auto raw = proc::parse_hex(*text))
         s.throttling = decode_throttled(static_cast<std::uint32_t>(*raw));
   }
 

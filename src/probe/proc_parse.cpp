@@ -209,4 +209,21 @@ std::optional<std::int64_t> parse_int(std::string_view text) {
   return v;
 }
 
+std::optional<std::int64_t> parse_hex(std::string_view text) {
+  auto tok = next_field(text);
+  while (!tok.empty() && (tok.back() == '\n' || tok.back() == '\r'))
+    tok.remove_suffix(1);
+  if (auto eq = tok.find('='); eq != std::string_view::npos)
+    tok = tok.substr(eq + 1);
+  if (tok.size() > 2 && tok[0] == '0' && (tok[1] == 'x' || tok[1] == 'X'))
+    tok.remove_prefix(2);
+  if (tok.empty())
+    return std::nullopt;
+  std::int64_t v = 0;
+  auto res = std::from_chars(tok.data(), tok.data() + tok.size(), v, 16);
+  if (res.ec != std::errc{} || res.ptr != tok.data() + tok.size())
+    return std::nullopt;
+  return v;
+}
+
 } // namespace lull::proc

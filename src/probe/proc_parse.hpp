@@ -61,4 +61,8 @@ std::optional<double> parse_uptime(std::string_view text);
 /// hex value such as get_throttled's "0x50005"; nullopt when it is not one.
 std::optional<std::int64_t> parse_int(std::string_view text);
 
+/// A hexadecimal value with or without "0x": the Pi firmware's sysfs
+/// get_throttled prints "%x" ("50005"), vcgencmd prints "throttled=0x50005".
+std::optional<std::int64_t> parse_hex(std::string_view text);
+
 } // namespace lull::proc

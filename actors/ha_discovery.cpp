@@ -1,0 +1,79 @@
+#include "actors/ha_discovery.hpp"
+
+#include <random>
+#include <set>
+
+#include "actors/actor_util.hpp"
+#include "actors/collector_atoms.hpp"
+#include "src/log.hpp"
+
+namespace lull {
+
+namespace {
+
+struct ha_discovery_state {
+  std::set<std::string> hosts;
+  bool announce_pending = false;
+  std::minstd_rand rng{std::random_device{}()};
+  static inline const char* name = "ha_discovery";
+};
+
+caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, caf::actor bridge,
+                                ha_discovery_options opts) {
+  auto me = caf::actor_cast<caf::actor>(self);
+  auto status_topic = ha_status_topic(opts.discovery);
+  auto host_prefix = opts.topics.host_stats("");
+  self->send(bridge, subscribe_atom::value, status_topic, me);
+  self->send(bridge, subscribe_atom::value, opts.topics.host_stats_filter(), me);
+  self->send(bridge, online_atom::value, me);
+  if (!opts.discovery.own_instance.empty())
+    self->state.hosts.insert(opts.discovery.own_instance);
+
+  auto announce_one = [=](const std::string& host) {
+    auto msg = build_discovery(host, opts.topics, opts.discovery);
+    self->send(bridge, publish_atom::value, json_message(msg.topic, msg.payload, true, 1));
+  };
+  auto schedule = [=](int min_ms, int max_ms) {
+    auto& s = self->state;
+    if (s.announce_pending)
+      return;
+    s.announce_pending = true;
+    std::uniform_int_distribution<int> d(min_ms, max_ms);
+    self->delayed_send(self, std::chrono::milliseconds(d(s.rng)), announce_atom::value);
+  };
+
+  return {
+    [=](inbound_atom, const mqtt_message& msg) {
+      if (msg.topic == status_topic) {
+        if (msg.payload == "online") {
+          log::info("ha discovery: Home Assistant is online; announcing {} device(s)",
+                    self->state.hosts.size());
+          schedule(1000, 5000);
+        }
+        return;
+      }
+      if (msg.topic.compare(0, host_prefix.size(), host_prefix) != 0)
+        return;
+      auto host = msg.topic.substr(host_prefix.size());
+      if (!valid_id(host))
+        return;
+      if (self->state.hosts.insert(host).second)
+        announce_one(host);
+    },
+    [=](online_atom) { schedule(200, 2000); },
+    [=](announce_atom) {
+      self->state.announce_pending = false;
+      for (auto& h : self->state.hosts)
+        announce_one(h);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,
+                              ha_discovery_options opts) {
+  return sys.spawn(ha_discovery_impl, std::move(bridge), std::move(opts));
+}
+
+} // namespace lull

@@ -1,0 +1,24 @@
+#pragma once
+/// The Home Assistant discovery actor: announces a device (retained, under the
+/// configured prefix) for every host it sees on stats/host/+, and announces
+/// all of them again after a short random delay (1-5 s, so a fleet of lullds
+/// does not answer in one burst) whenever `<prefix>/status` says `online` and
+/// on every (re)connect of lull's own, since HA's birth message is not
+/// retained.
+
+#include <caf/all.hpp>
+
+#include "messages/topics.hpp"
+#include "src/ha/discovery.hpp"
+
+namespace lull {
+
+struct ha_discovery_options {
+  discovery_options discovery;
+  topic_names topics;
+};
+
+caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,
+                              ha_discovery_options opts);
+
+} // namespace lull

@@ -1,0 +1,128 @@
+#include "src/ha/discovery.hpp"
+
+#include <regex>
+
+namespace lull {
+
+namespace {
+
+std::string object_id(const std::string& host_id) {
+  std::string out = "lull_";
+  for (char c : host_id)
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-') ? c : '_';
+  return out;
+}
+
+} // namespace
+
+std::string ha_status_topic(const discovery_options& opts) { return opts.prefix + "/status"; }
+
+discovery_message discovery_removal(const std::string& host_id, const discovery_options& opts) {
+  return {opts.prefix + "/device/" + object_id(host_id) + "/config", nullptr};
+}
+
+discovery_message build_discovery(const std::string& host_id, const topic_names& topics,
+                                  const discovery_options& opts) {
+  using nlohmann::json;
+  auto oid = object_id(host_id);
+  auto snap = topics.host_stats(host_id);
+  auto quiet = topics.host_quiet(host_id);
+  // The snapshot is not retained: expire it when the agent goes silent for
+  // three intervals (at least 30 s). The quiet assessment is retained, so no
+  // expire_after there (HA would mark it unavailable after a restart).
+  int expire = std::max(30, static_cast<int>(opts.snapshot_interval_sec * 3 + 0.5));
+
+  auto measurement = [&](const char* key, const char* name, const char* tpl, const char* unit,
+                         const char* device_class, const char* icon, const char* precision) {
+    json c = {{"p", "sensor"},
+              {"name", name},
+              {"unique_id", oid + "_" + key},
+                            {"state_topic", snap},
+              {"value_template", tpl},
+              {"state_class", "measurement"},
+              {"expire_after", expire}};
+    if (unit)
+      c["unit_of_measurement"] = unit;
+    if (device_class)
+      c["device_class"] = device_class;
+    if (icon)
+      c["icon"] = icon;
+    if (precision)
+      c["suggested_display_precision"] = std::stoi(precision);
+    return c;
+  };
+
+  json cmps = json::object();
+  cmps["cpu"] = measurement("cpu", "CPU", "{{ value_json.cpu.total_pct }}", "%", nullptr,
+                            "mdi:cpu-64-bit", "1");
+  cmps["mem"] = measurement("mem", "Memory used", "{{ value_json.mem.used_pct }}", "%", nullptr,
+                            "mdi:memory", "1");
+  cmps["disk"] = measurement("disk", "Disk free", "{{ value_json.disks[0].free_pct }}", "%",
+                             nullptr, "mdi:harddisk", "1");
+  cmps["temp"] = measurement("temp", "CPU temperature", "{{ value_json.cpu.temp_c }}", "°C",
+                             "temperature", nullptr, "1");
+  cmps["load"] = measurement("load", "Load (1 min)", "{{ value_json.load['1m'] }}", nullptr,
+                             nullptr, "mdi:gauge", "2");
+  cmps["quiet_score"] = {{"p", "sensor"},
+                         {"name", "Quiet score"},
+                         {"unique_id", oid + "_quiet_score"},
+                         {"state_topic", quiet},
+                         {"value_template", "{{ value_json.quiet_score }}"},
+                         {"state_class", "measurement"},
+                         {"icon", "mdi:sleep"},
+                         {"suggested_display_precision", 0}};
+  // The device's main entity: name null, so HA shows the device's name.
+  // A text sensor: an enum without unit or state_class.
+  cmps["quiet_state"] = {{"p", "sensor"},
+                         {"name", nullptr},
+                         {"unique_id", oid + "_quiet_state"},
+                         {"state_topic", quiet},
+                         {"value_template", "{{ value_json.state }}"},
+                         {"device_class", "enum"},
+                         {"options", {"QUIET", "NORMAL", "BUSY", "PANIC"}},
+                         {"icon", "mdi:weather-night"},
+                         {"json_attributes_topic", quiet},
+                         {"json_attributes_template",
+                          "{{ {'reasons': value_json.reasons, 'cooldown_until': "
+                          "value_json.cooldown_until} | tojson }}"}};
+  cmps["quiet"] = {{"p", "binary_sensor"},
+                   {"name", "Quiet"},
+                   {"unique_id", oid + "_quiet"},
+                   {"state_topic", quiet},
+                   {"value_template", "{{ 'ON' if value_json.quiet else 'OFF' }}"},
+                   {"payload_on", "ON"},
+                   {"payload_off", "OFF"},
+                   {"icon", "mdi:sleep"}};
+
+  json availability = json::array({{{"topic", topics.availability(host_id)}}});
+  if (!opts.own_instance.empty() && opts.own_instance != host_id)
+    availability.push_back({{"topic", topics.availability(opts.own_instance)}});
+
+  json payload = {
+    {"dev",
+     {{"ids", {oid}},
+      {"name", host_id},
+      {"mf", "lull"},
+      {"mdl", "lull host agent"},
+      {"sw", opts.lull_version}}},
+    {"o", {{"name", "lull"}, {"sw", opts.lull_version}}},
+    {"availability", availability},
+    {"availability_mode", "all"},
+    {"payload_available", "online"},
+    {"payload_not_available", "offline"},
+    {"qos", 0},
+    {"cmps", cmps},
+  };
+  return {opts.prefix + "/device/" + oid + "/config", payload};
+}
+
+std::vector<std::string> template_paths(const std::string& value_template) {
+  std::vector<std::string> out;
+  static const std::regex re(R"(value_json((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['[^']+'\])+))");
+  for (std::sregex_iterator it(value_template.begin(), value_template.end(), re), end; it != end;
+       ++it)
+    out.push_back((*it)[1].str());
+  return out;
+}
+
+} // namespace lull

@@ -1,0 +1,283 @@
+#include "src/quiet/quiet_assessor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "messages/codec.hpp"
+
+namespace lull {
+
+namespace {
+
+double r1(double x) { return std::round(x * 10.0) / 10.0; }
+double r2(double x) { return std::round(x * 100.0) / 100.0; }
+
+int rank(quiet_state s) {
+  switch (s) {
+    case quiet_state::panic:
+      return 0;
+    case quiet_state::busy:
+      return 1;
+    case quiet_state::normal:
+      return 2;
+    case quiet_state::quiet:
+      return 3;
+  }
+  return 2;
+}
+
+struct scored_input {
+  const char* key;   ///< name in `inputs`
+  std::string label; ///< for reasons
+  double value;
+  const char* unit;
+  input_thresholds t;
+  bool reversed;
+  double p;
+};
+
+std::string reason_for(const scored_input& in) {
+  const char* edge = in.p >= 1 ? "panic" : in.p >= 0.5 ? "busy" : "quiet";
+  double at = in.p >= 1 ? in.t.panic : in.p >= 0.5 ? in.t.busy : in.t.quiet;
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "%s %.1f%s is %s the %s threshold %g%s", in.label.c_str(),
+                in.value, in.unit, in.reversed ? "below" : "above", edge, at, in.unit);
+  return buf;
+}
+
+} // namespace
+
+nlohmann::json to_json(const quiet_streak& s) {
+  return {{"host_id", s.host_id},
+          {"start", utc_timestamp(s.start)},
+          {"end", s.end ? nlohmann::json(utc_timestamp(s.end)) : nlohmann::json(nullptr)},
+          {"duration_sec", s.end ? s.end - s.start : 0},
+          {"avg_score", r1(s.avg_score)},
+          {"min_score", r1(s.min_score)},
+          {"samples", s.samples}};
+}
+
+double pressure(double x, const input_thresholds& t, bool reversed) {
+  // Mirror reversed inputs so "more is worse" holds for the arithmetic below.
+  double v = reversed ? -x : x;
+  double fl = reversed ? -t.floor : t.floor, q = reversed ? -t.quiet : t.quiet,
+         b = reversed ? -t.busy : t.busy, pn = reversed ? -t.panic : t.panic;
+  auto lerp = [](double v, double x0, double x1, double y0, double y1) {
+    if (x1 <= x0)
+      return v >= x1 ? y1 : y0;
+    return y0 + (y1 - y0) * (v - x0) / (x1 - x0);
+  };
+  if (v <= fl)
+    return 0;
+  if (v <= q)
+    return lerp(v, fl, q, 0, 0.25);
+  if (v <= b)
+    return lerp(v, q, b, 0.25, 0.5);
+  if (v < pn)
+    return lerp(v, b, pn, 0.5, 1.0);
+  return 1.0;
+}
+
+quiet_assessor::quiet_assessor(quiet_thresholds th, mono_fn mono, unix_fn unix_now)
+  : th_(th), mono_(std::move(mono)), unix_(std::move(unix_now)) {}
+
+void quiet_assessor::on_bus(const std::string& host_id, std::optional<double> rps,
+                            std::optional<double> p95_ms) {
+  hosts_[host_id].bus = bus_input{rps, p95_ms, mono_()};
+}
+
+const std::deque<quiet_streak>& quiet_assessor::streaks(const std::string& host_id) const {
+  static const std::deque<quiet_streak> none;
+  auto it = hosts_.find(host_id);
+  return it == hosts_.end() ? none : it->second.closed;
+}
+
+std::optional<quiet_streak> quiet_assessor::open_streak(const std::string& host_id) const {
+  auto it = hosts_.find(host_id);
+  return it == hosts_.end() ? std::nullopt : it->second.streak;
+}
+
+std::vector<quiet_assessment> quiet_assessor::check_stale() {
+  std::vector<quiet_assessment> out;
+  auto now = mono_();
+  for (auto& [host, hs] : hosts_) {
+    if (hs.stale || hs.last_snapshot == 0 || now - hs.last_snapshot <= th_.stale_after_sec)
+      continue;
+    hs.stale = true;
+    quiet_assessment a;
+    a.host_id = host;
+    a.assessed_at = unix_();
+    a.quiet_score = 0;
+    a.state = quiet_state::busy;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "No snapshot from %s for %.0f s; cannot call it quiet",
+                  host.c_str(), now - hs.last_snapshot);
+    a.reasons.push_back(buf);
+    a.inputs = {{"stale_sec", std::round(now - hs.last_snapshot)}};
+    if (hs.cooldown_until_mono && now < *hs.cooldown_until_mono)
+      a.cooldown_until = hs.cooldown_until_unix;
+    hs.state = quiet_state::busy;
+    if (hs.streak) {
+      hs.streak->end = a.assessed_at;
+      hs.closed.push_back(*hs.streak);
+      if (hs.closed.size() > 100)
+        hs.closed.pop_front();
+      hs.streak.reset();
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+quiet_state quiet_assessor::banded(double score, std::optional<quiet_state> current) const {
+  int cur = current ? rank(*current) : -1;
+  double h = current ? th_.hysteresis : 0;
+  // Staying in a state needs the edge minus h; entering it, the edge plus h.
+  double q_edge = th_.quiet_score + (cur >= 3 ? -h : h);
+  if (score >= q_edge)
+    return quiet_state::quiet;
+  double n_edge = th_.normal_score + (cur >= 2 ? -h : h);
+  if (score >= n_edge)
+    return quiet_state::normal;
+  return quiet_state::busy;
+}
+
+quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
+  auto now = mono_();
+  auto now_unix = unix_();
+  auto& hs = hosts_[s.host_id];
+  hs.last_snapshot = now;
+  hs.stale = false;
+  if (s.cpu_pct)
+    hs.cpu.add(now, *s.cpu_pct);
+
+  quiet_assessment a;
+  a.host_id = s.host_id;
+  a.assessed_at = now_unix;
+  nlohmann::json inputs = nlohmann::json::object();
+  std::vector<scored_input> scored;
+  auto add = [&](const char* key, std::string label, std::optional<double> v, const char* unit,
+                 const input_thresholds& t, bool reversed = false) {
+    inputs[key] = v ? nlohmann::json(r2(*v)) : nlohmann::json(nullptr);
+    if (v)
+      scored.push_back({key, std::move(label), *v, unit, t, reversed, pressure(*v, t, reversed)});
+  };
+
+  std::optional<double> cpu_avg;
+  if (auto w = hs.cpu.summary(now, th_.cpu_window_sec))
+    cpu_avg = w->avg;
+  add("cpu_avg_2m", "CPU average over 2 min", cpu_avg, "%", th_.cpu);
+  inputs["cpu_pct"] = s.cpu_pct ? nlohmann::json(*s.cpu_pct) : nlohmann::json(nullptr);
+  add("mem_pct", "Memory used", s.mem_used_pct, "%", th_.mem);
+  std::optional<double> disk_free;
+  std::string disk_mount;
+  for (auto& d : s.disks)
+    if (d.free_pct && (!disk_free || *d.free_pct < *disk_free)) {
+      disk_free = d.free_pct;
+      disk_mount = d.mount;
+    }
+  add("disk_free_pct", "Disk " + disk_mount + " free", disk_free, "%", th_.disk_free, true);
+  inputs["disk_mount"] = disk_mount.empty() ? nlohmann::json(nullptr) : nlohmann::json(disk_mount);
+  add("swap_pct", "Swap used", s.swap_used_pct, "%", th_.swap);
+  add("temp_c", "CPU temperature", s.cpu_temp_c, " C", th_.temp);
+  std::optional<double> rps, p95;
+  if (hs.bus && now - hs.bus->at <= th_.bus_fresh_sec) {
+    rps = hs.bus->rps;
+    p95 = hs.bus->p95_ms;
+  }
+  add("bus_rps", "Bus traffic", rps, " msg/s", th_.bus_rps);
+  add("bus_p95_ms", "Bus p95 latency", p95, " ms", th_.bus_p95);
+  bool throttled_now = s.throttling && (s.throttling->under_voltage || s.throttling->throttled
+                                        || s.throttling->freq_capped
+                                        || s.throttling->soft_temp_limit);
+  inputs["throttled"] = s.throttling ? nlohmann::json(throttled_now) : nlohmann::json(nullptr);
+
+  // The score: the worst input decides, the others nudge.
+  std::sort(scored.begin(), scored.end(), [](auto& x, auto& y) { return x.p > y.p; });
+  double p_max = scored.empty() ? 0 : scored.front().p;
+  double rest = 0;
+  for (size_t i = 1; i < scored.size(); ++i)
+    rest += scored[i].p;
+  std::vector<std::string> reasons;
+  if (throttled_now) {
+    p_max = std::max(p_max, 0.55);
+    std::string what;
+    auto& t = *s.throttling;
+    for (auto [on, name] : {std::pair{t.under_voltage, "under-voltage"},
+                            std::pair{t.throttled, "throttled"},
+                            std::pair{t.freq_capped, "frequency capped"},
+                            std::pair{t.soft_temp_limit, "soft temperature limit"}})
+      if (on)
+        what += (what.empty() ? "" : ", ") + std::string(name);
+    reasons.push_back("Pi firmware reports " + what);
+  }
+  double score = std::clamp(100.0 * (1.0 - p_max) - 5.0 * rest, 0.0, 100.0);
+  a.quiet_score = r1(score);
+  for (auto& in : scored)
+    if (in.p >= 0.25)
+      reasons.push_back(reason_for(in));
+
+  // PANIC, with hysteresis on the way out.
+  bool was_panic = hs.state == quiet_state::panic;
+  bool panic = std::any_of(scored.begin(), scored.end(), [&](auto& in) {
+    if (in.p >= 1)
+      return true;
+    if (!was_panic)
+      return false;
+    // Leaving PANIC needs the input 5 % of its panic level below it.
+    double margin = std::abs(in.t.panic) * 0.05;
+    return in.reversed ? in.value <= in.t.panic + margin : in.value >= in.t.panic - margin;
+  });
+  quiet_state st;
+  if (panic) {
+    st = quiet_state::panic;
+    hs.cooldown_until_mono = now + th_.cooldown_sec;
+    hs.cooldown_until_unix = now_unix + static_cast<std::int64_t>(th_.cooldown_sec);
+  } else {
+    st = banded(score, was_panic ? std::optional<quiet_state>(quiet_state::busy) : hs.state);
+    if (!cpu_avg && st == quiet_state::quiet) {
+      st = quiet_state::normal;
+      reasons.push_back("No CPU reading yet; QUIET needs one");
+    }
+    if (hs.cooldown_until_mono && now < *hs.cooldown_until_mono) {
+      if (st == quiet_state::quiet)
+        st = quiet_state::normal;
+      reasons.push_back("Recent PANIC detected; cooling down until "
+                        + utc_timestamp(*hs.cooldown_until_unix));
+    }
+  }
+  if (hs.cooldown_until_mono && now < *hs.cooldown_until_mono)
+    a.cooldown_until = hs.cooldown_until_unix;
+  if (reasons.empty())
+    reasons.push_back("All inputs below their quiet thresholds");
+  a.state = st;
+  hs.state = st;
+
+  // Streaks.
+  if (st == quiet_state::quiet) {
+    if (!hs.streak)
+      hs.streak = quiet_streak{s.host_id, now_unix, 0, 0, 100, 0};
+    auto& k = *hs.streak;
+    k.avg_score = (k.avg_score * static_cast<double>(k.samples) + score)
+                  / static_cast<double>(k.samples + 1);
+    k.min_score = std::min(k.min_score, score);
+    ++k.samples;
+  } else if (hs.streak) {
+    hs.streak->end = now_unix;
+    hs.closed.push_back(*hs.streak);
+    if (hs.closed.size() > 100)
+      hs.closed.pop_front();
+    hs.streak.reset();
+  }
+  inputs["pressures"] = nlohmann::json::object();
+  for (auto& in : scored)
+    inputs["pressures"][in.key] = r2(in.p);
+  a.inputs = std::move(inputs);
+  if (hs.streak)
+    a.streak = to_json(*hs.streak);
+  a.reasons = std::move(reasons);
+  return a;
+}
+
+} // namespace lull

@@ -1,0 +1,260 @@
+// The quiet assessor's scoring tables: each state, the 2-minute CPU average,
+// hysteresis, the PANIC cool-down, throttling, bus inputs and quiet streaks.
+// Time is a fake clock the tests advance.
+
+#include <gtest/gtest.h>
+
+#include "src/quiet/quiet_assessor.hpp"
+
+using namespace lull;
+
+namespace {
+
+struct fake_clock {
+  double mono = 1000;
+  std::int64_t unix_now = 1763900000;
+  void advance(double sec) {
+    mono += sec;
+    unix_now += static_cast<std::int64_t>(sec);
+  }
+};
+
+struct host_values {
+  std::optional<double> cpu = 0, mem = 30, disk_free = 60, swap = 0, temp = 40;
+};
+
+host_snapshot snap(const host_values& v, const std::string& host = "nuc") {
+  host_snapshot s;
+  s.host_id = host;
+  s.cpu_pct = v.cpu;
+  s.mem_used_pct = v.mem;
+  s.disks.push_back({"/", 100, 0, v.disk_free});
+  s.swap_used_pct = v.swap;
+  s.cpu_temp_c = v.temp;
+  return s;
+}
+
+/// The memory use that yields `score` with every other input idle.
+double mem_for_score(double score) {
+  double p = (100.0 - score) / 100.0;
+  if (p <= 0.25)
+    return 40 + p / 0.25 * 30;
+  if (p <= 0.5)
+    return 70 + (p - 0.25) / 0.25 * 15;
+  return 85 + (p - 0.5) / 0.5 * 10;
+}
+
+class quiet_test : public ::testing::Test {
+protected:
+  quiet_test()
+    : assessor(quiet_thresholds{}, [this] { return clock.mono; },
+               [this] { return clock.unix_now; }) {}
+
+  quiet_assessment step(const host_values& v, double after_sec = 2) {
+    clock.advance(after_sec);
+    return assessor.assess(snap(v));
+  }
+
+  bool has_reason(const quiet_assessment& a, const std::string& part) {
+    for (auto& r : a.reasons)
+      if (r.find(part) != std::string::npos)
+        return true;
+    return false;
+  }
+
+  fake_clock clock;
+  quiet_assessor assessor;
+};
+
+} // namespace
+
+TEST(quiet_pressure, thresholds_map_to_fixed_points) {
+  input_thresholds t{0, 30, 75, 95};
+  EXPECT_DOUBLE_EQ(pressure(0, t), 0);
+  EXPECT_DOUBLE_EQ(pressure(30, t), 0.25);
+  EXPECT_DOUBLE_EQ(pressure(75, t), 0.5);
+  EXPECT_DOUBLE_EQ(pressure(95, t), 1);
+  EXPECT_DOUBLE_EQ(pressure(150, t), 1);
+  input_thresholds disk{50, 20, 10, 3};
+  EXPECT_DOUBLE_EQ(pressure(80, disk, true), 0);
+  EXPECT_DOUBLE_EQ(pressure(20, disk, true), 0.25);
+  EXPECT_DOUBLE_EQ(pressure(10, disk, true), 0.5);
+  EXPECT_DOUBLE_EQ(pressure(2, disk, true), 1);
+}
+
+struct state_row {
+  const char* what;
+  host_values v;
+  quiet_state expected;
+  const char* reason_part;
+};
+
+class quiet_states : public ::testing::TestWithParam<state_row> {};
+
+TEST_P(quiet_states, each_state_from_a_fresh_host) {
+  auto& row = GetParam();
+  fake_clock clock;
+  quiet_assessor a(quiet_thresholds{}, [&] { return clock.mono; },
+                   [&] { return clock.unix_now; });
+  auto q = a.assess(snap(row.v));
+  EXPECT_EQ(q.state, row.expected) << row.what << " score " << q.quiet_score;
+  bool found = false;
+  for (auto& r : q.reasons)
+    found = found || r.find(row.reason_part) != std::string::npos;
+  EXPECT_TRUE(found) << row.what << ": no reason containing '" << row.reason_part << "' in "
+                     << nlohmann::json(q.reasons).dump();
+  EXPECT_GE(q.quiet_score, 0);
+  EXPECT_LE(q.quiet_score, 100);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+  table, quiet_states,
+  ::testing::Values(
+    state_row{"idle", {5, 30, 60, 0, 40}, quiet_state::quiet, "All inputs below"},
+    state_row{"half busy CPU", {50, 30, 60, 0, 40}, quiet_state::normal,
+              "CPU average over 2 min 50.0% is above the quiet threshold 30%"},
+    state_row{"compiling", {85, 30, 60, 0, 40}, quiet_state::busy, "above the busy threshold"},
+    state_row{"memory full", {5, 96, 60, 0, 40}, quiet_state::panic,
+              "Memory used 96.0% is above the panic threshold 95%"},
+    state_row{"disk full", {5, 30, 2, 0, 40}, quiet_state::panic,
+              "Disk / free 2.0% is below the panic threshold 3%"},
+    state_row{"hot Pi", {5, 30, 60, 0, 86}, quiet_state::panic, "CPU temperature 86.0 C"},
+    state_row{"swapping", {5, 30, 60, 60, 40}, quiet_state::busy, "Swap used 60.0%"},
+    state_row{"no readings", {std::nullopt, std::nullopt, std::nullopt, std::nullopt,
+                              std::nullopt},
+              quiet_state::normal, "No CPU reading yet"}));
+
+TEST_F(quiet_test, inputs_are_reported) {
+  auto q = step({12, 55, 40, 3, 51});
+  EXPECT_EQ(q.inputs["cpu_avg_2m"], 12.0);
+  EXPECT_EQ(q.inputs["mem_pct"], 55.0);
+  EXPECT_EQ(q.inputs["disk_free_pct"], 40.0);
+  EXPECT_EQ(q.inputs["disk_mount"], "/");
+  EXPECT_EQ(q.inputs["swap_pct"], 3.0);
+  EXPECT_EQ(q.inputs["temp_c"], 51.0);
+  EXPECT_TRUE(q.inputs["bus_rps"].is_null());
+  EXPECT_TRUE(q.inputs["throttled"].is_null());
+  auto back = quiet_assessment_from_json(to_json(q));
+  EXPECT_EQ(back.state, q.state);
+  EXPECT_EQ(back.quiet_score, q.quiet_score);
+}
+
+TEST_F(quiet_test, cpu_is_averaged_over_two_minutes) {
+  // A short spike in a quiet minute does not make the host busy...
+  for (int i = 0; i < 30; ++i)
+    step({5});
+  auto spike = step({100});
+  EXPECT_EQ(spike.state, quiet_state::quiet) << spike.quiet_score;
+  // ...two minutes of a compile do, and one idle sample does not undo it.
+  for (int i = 0; i < 60; ++i)
+    step({90});
+  EXPECT_EQ(step({90}).state, quiet_state::busy);
+  auto after = step({0});
+  EXPECT_EQ(after.state, quiet_state::busy);
+  EXPECT_GT(after.inputs["cpu_avg_2m"].get<double>(), 85);
+}
+
+TEST_F(quiet_test, hysteresis_keeps_a_host_near_the_edge_from_flapping) {
+  EXPECT_EQ(step({0, mem_for_score(90)}).state, quiet_state::quiet);
+  // Wobbling around the QUIET edge (75) within 5 points: stays QUIET.
+  for (double s : {73.0, 77.0, 71.0, 76.0, 72.0})
+    EXPECT_EQ(step({0, mem_for_score(s)}).state, quiet_state::quiet) << s;
+  // Clearly below: NORMAL; and back just above the edge is not enough.
+  EXPECT_EQ(step({0, mem_for_score(68)}).state, quiet_state::normal);
+  for (double s : {76.0, 79.0, 74.0})
+    EXPECT_EQ(step({0, mem_for_score(s)}).state, quiet_state::normal) << s;
+  EXPECT_EQ(step({0, mem_for_score(81)}).state, quiet_state::quiet);
+  // The NORMAL/BUSY edge (50) behaves the same way.
+  EXPECT_EQ(step({0, mem_for_score(47)}).state, quiet_state::normal);
+  EXPECT_EQ(step({0, mem_for_score(44)}).state, quiet_state::busy);
+  EXPECT_EQ(step({0, mem_for_score(53)}).state, quiet_state::busy);
+  EXPECT_EQ(step({0, mem_for_score(56)}).state, quiet_state::normal);
+}
+
+TEST_F(quiet_test, panic_starts_a_cooldown_during_which_the_host_cannot_be_quiet) {
+  EXPECT_EQ(step({0, 30}).state, quiet_state::quiet);
+  auto panic = step({0, 97});
+  EXPECT_EQ(panic.state, quiet_state::panic);
+  ASSERT_TRUE(panic.cooldown_until);
+  EXPECT_EQ(*panic.cooldown_until, clock.unix_now + 120);
+  // Leaving PANIC needs memory clearly (5 %) below the panic threshold.
+  EXPECT_EQ(step({0, 92}).state, quiet_state::panic);
+  auto calm = step({0, 30});
+  EXPECT_EQ(calm.state, quiet_state::normal) << "idle, but cooling down";
+  EXPECT_TRUE(has_reason(calm, "Recent PANIC detected; cooling down until"));
+  EXPECT_TRUE(calm.cooldown_until);
+  step({0, 30}, 100);
+  EXPECT_EQ(step({0, 30}, 10).state, quiet_state::normal); // 112 s after the last PANIC
+  auto after = step({0, 30}, 10);
+  EXPECT_EQ(after.state, quiet_state::quiet);
+  EXPECT_FALSE(after.cooldown_until);
+  EXPECT_FALSE(has_reason(after, "cooling down"));
+}
+
+TEST_F(quiet_test, pi_throttling_keeps_a_host_from_quiet) {
+  auto s = snap({5, 30, 60, 0, 60}, "pi");
+  throttle_flags f;
+  f.raw = 0x50005;
+  f.under_voltage = f.throttled = true;
+  s.throttling = f;
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  EXPECT_EQ(q.state, quiet_state::busy);
+  EXPECT_EQ(q.inputs["throttled"], true);
+  EXPECT_TRUE(has_reason(q, "Pi firmware reports under-voltage, throttled"));
+}
+
+TEST_F(quiet_test, bus_load_counts_until_it_goes_stale) {
+  step({5});
+  assessor.on_bus("nuc", 600.0, 30.0);
+  auto busy = step({5});
+  EXPECT_EQ(busy.state, quiet_state::busy);
+  EXPECT_EQ(busy.inputs["bus_rps"], 600.0);
+  EXPECT_TRUE(has_reason(busy, "Bus traffic 600.0 msg/s is above the busy threshold"));
+  auto later = step({5}, 61);
+  EXPECT_TRUE(later.inputs["bus_rps"].is_null());
+}
+
+TEST_F(quiet_test, quiet_streaks_record_start_end_avg_and_min) {
+  EXPECT_EQ(step({0, mem_for_score(95)}).state, quiet_state::quiet);
+  auto start = clock.unix_now;
+  step({0, mem_for_score(90)});
+  auto q = step({0, mem_for_score(85)});
+  ASSERT_TRUE(assessor.open_streak("nuc"));
+  EXPECT_EQ(q.streak["samples"], 3);
+  EXPECT_EQ(step({0, 97}).state, quiet_state::panic);
+  EXPECT_FALSE(assessor.open_streak("nuc"));
+  auto& closed = assessor.streaks("nuc");
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].start, start);
+  EXPECT_EQ(closed[0].end, clock.unix_now);
+  EXPECT_NEAR(closed[0].avg_score, 90, 0.2);
+  EXPECT_NEAR(closed[0].min_score, 85, 0.2);
+  EXPECT_EQ(closed[0].samples, 3u);
+  EXPECT_EQ(to_json(closed[0])["duration_sec"], 6);
+}
+
+TEST_F(quiet_test, hosts_are_assessed_independently) {
+  clock.advance(2);
+  auto pi = assessor.assess(snap({90, 30}, "pi"));
+  auto nuc = assessor.assess(snap({5, 30}, "nuc"));
+  EXPECT_EQ(pi.state, quiet_state::busy);
+  EXPECT_EQ(nuc.state, quiet_state::quiet);
+  EXPECT_EQ(pi.host_id, "pi");
+}
+
+TEST_F(quiet_test, a_silent_host_is_busy_until_it_speaks_again) {
+  EXPECT_EQ(step({5}).state, quiet_state::quiet);
+  clock.advance(29);
+  EXPECT_TRUE(assessor.check_stale().empty());
+  clock.advance(2);
+  auto stale = assessor.check_stale();
+  ASSERT_EQ(stale.size(), 1u);
+  EXPECT_EQ(stale[0].state, quiet_state::busy);
+  EXPECT_EQ(stale[0].host_id, "nuc");
+  EXPECT_NE(stale[0].reasons[0].find("No snapshot from nuc for 31 s"), std::string::npos);
+  EXPECT_TRUE(assessor.check_stale().empty()) << "reported once";
+  EXPECT_EQ(assessor.streaks("nuc").size(), 1u) << "the quiet streak ended";
+  // Back: entering QUIET from BUSY needs the hysteresis margin, which idle has.
+  EXPECT_EQ(step({5}).state, quiet_state::quiet);
+}
