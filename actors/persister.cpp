@@ -30,6 +30,7 @@ struct persister_state {
   std::deque<sample_point> points;
   std::vector<rollup_row> rollups;
   std::vector<lease_event_row> events;
+  std::vector<quiet_streak_row> streaks;
   rollup_accumulator acc;
   std::map<std::string, host_health_input> hosts;
   persister_health_input health;
@@ -110,9 +111,27 @@ void on_event(self_ptr self, const mqtt_message& msg) {
     self->state.events.erase(self->state.events.begin());
 }
 
+/// Closed quiet streaks, as the quiet assessor lists them on
+/// lull/debug/streaks/<host> (each streak's start is its key: repeats replace).
+void on_streaks(self_ptr self, const mqtt_message& msg) {
+  auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+  if (!doc || !doc->is_object() || !(*doc)["streaks"].is_array())
+    return;
+  for (auto& s : (*doc)["streaks"]) {
+    if (!s.is_object() || !s.value("end", nlohmann::json()).is_string())
+      continue;
+    auto start = parse_utc_timestamp(s.value("start", ""));
+    auto end = parse_utc_timestamp(s["end"].get<std::string>());
+    if (!start || !end)
+      continue;
+    self->state.streaks.push_back({s.value("host_id", doc->value("host_id", "")), *start, *end,
+                                   s.value("avg_score", 0.0), s.value("min_score", 0.0)});
+  }
+}
+
 void flush(self_ptr self) {
   auto& st = self->state;
-  if (st.points.empty() && st.rollups.empty() && st.events.empty())
+  if (st.points.empty() && st.rollups.empty() && st.events.empty() && st.streaks.empty())
     return;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<sample_point> batch(st.points.begin(), st.points.end());
@@ -123,6 +142,9 @@ void flush(self_ptr self) {
     err = st.db->insert_rollups(st.rollups);
   if (!err)
     err = st.db->insert_lease_events(st.events);
+  for (auto& s : st.streaks)
+    if (!err)
+      err = st.db->insert_quiet_streak(s);
   if (!err)
     err = st.db->commit();
   if (err) {
@@ -136,6 +158,7 @@ void flush(self_ptr self) {
   st.points.clear();
   st.rollups.clear();
   st.events.clear();
+  st.streaks.clear();
   st.health.queued = 0;
   st.health.last_flush_ok = unix_now();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
@@ -245,7 +268,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   auto& t = opts.topics;
   for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
                       t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
-                      t.scheduler_events(), t.history_request()})
+                      t.scheduler_events(), t.history_request(), t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, opts.flush_interval, flush_atom::value);
   self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);
@@ -254,6 +277,10 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
     [=](inbound_atom, const mqtt_message& msg) {
       if (msg.topic == opts.topics.scheduler_events()) {
         on_event(self, msg);
+        return;
+      }
+      if (topic_matches(opts.topics.debug("streaks/+"), msg.topic)) {
+        on_streaks(self, msg);
         return;
       }
       if (msg.topic != opts.topics.history_request()) {

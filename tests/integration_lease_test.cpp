@@ -217,7 +217,7 @@ TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
 
 TEST(lease_integration, a_command_ignoring_sigterm_is_killed_after_the_grace) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");
@@ -240,7 +240,7 @@ TEST(lease_integration, a_command_ignoring_sigterm_is_killed_after_the_grace) {
 
 TEST(lease_integration, ctrl_c_stops_the_command_and_releases) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost"));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");

@@ -264,3 +264,34 @@ TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
     << next.dump();
   fs::remove_all(dir);
 }
+
+TEST(persister, closed_quiet_streaks_are_kept_and_queryable) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "stest", {"--persist-flush-interval", "500ms"}));
+  client c(b.uri());
+  c.subscribe("stest/inbox");
+  auto now = std::time(nullptr);
+  // What the quiet assessor publishes when a streak closes (another host's
+  // assessor may publish it too: the host comes from the message).
+  nlohmann::json streaks = {
+    {"v", 1},
+    {"host_id", "pi-kitchen"},
+    {"streaks",
+     {{{"host_id", "pi-kitchen"}, {"start", utc_timestamp(now - 600)},
+       {"end", utc_timestamp(now - 60)}, {"avg_score", 88.5}, {"min_score", 71.0}},
+      {{"host_id", "pi-kitchen"}, {"start", utc_timestamp(now - 30)}, {"end", nullptr},
+       {"avg_score", 90}, {"min_score", 90}}}}};
+  nlohmann::json reply;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      c.publish("lull/debug/streaks/pi-kitchen", streaks.dump());
+      reply = ask(c, {{"kind", "quiet_streaks"}, {"host", "pi-kitchen"}}, "stest/inbox", 1s);
+      return reply.is_object() && reply.value("ok", false) && reply["streaks"].size() == 1;
+    },
+    10s))
+    << reply.dump() << d.log();
+  auto& s = reply["streaks"][0];
+  EXPECT_EQ(s["duration_sec"], 540);
+  EXPECT_DOUBLE_EQ(s["min_score"].get<double>(), 71.0);
+  EXPECT_EQ(s["end"], utc_timestamp(now - 60));
+}
