@@ -34,6 +34,8 @@ using job_lease_atom = caf::atom_constant<caf::atom("job_lease")>;
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 /// (ended_atom, lease ids joined by '\n') -> the ones no longer active, same form
 using ended_atom = caf::atom_constant<caf::atom("ended")>;
+/// (queue_atom, {"queued":n,"depths":{..}} as JSON): for scheduler/status
+using queue_atom = caf::atom_constant<caf::atom("queue")>;
 
 /// Registers lull's message types with an actor system config.
 inline void add_lull_types(caf::actor_system_config& cfg) {

@@ -168,6 +168,11 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         log::info("lease manager: revoke of {} not needed: {}", lease_id, e->message);
       stage(self->state.service->tick());
     },
+    [=](queue_atom, const std::string& queue) {
+      auto doc = nlohmann::json::parse(queue, nullptr, false);
+      if (doc.is_object())
+        self->state.service->set_queue_status(std::move(doc));
+    },
     [=](ended_atom, const std::string& ids) {
       std::string out;
       auto& active = self->state.service->table().active();

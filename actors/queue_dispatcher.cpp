@@ -1,5 +1,6 @@
 #include "actors/queue_dispatcher.hpp"
 
+#include <map>
 #include <random>
 
 #include "actors/atoms.hpp"
@@ -38,6 +39,8 @@ struct dispatcher_state {
   std::unique_ptr<queue_service> service;
   std::shared_ptr<store> db;
   std::uint64_t persist_errors = 0;
+  std::map<std::string, std::size_t> told_depths; ///< last depths sent for scheduler/status
+  bool told = false;
   static inline const char* name = "queue_dispatcher";
 };
 
@@ -69,6 +72,16 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   }
   for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
+  auto depths = st.service->depths();
+  if (!st.told || depths != st.told_depths) {
+    std::size_t queued = 0;
+    for (auto& [p, n] : depths)
+      queued += n;
+    st.told_depths = depths;
+    st.told = true;
+    self->send(leases, queue_atom::value,
+               nlohmann::json{{"queued", queued}, {"depths", depths}}.dump());
+  }
   for (auto& [lease, reason] : out.revoke)
     self->send(leases, revoke_atom::value, lease, reason);
   for (auto& ask : out.asks) {

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
       ha_discovery_options haopts;
       haopts.discovery.prefix = cfg.ha_prefix;
       haopts.discovery.own_instance = cfg.host_id;
+      haopts.discovery.with_queue = cfg.runs_scheduler();
       haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
       haopts.topics = topics;
       actors.push_back(spawn_ha_discovery(sys, bridge, haopts));

@@ -141,6 +141,16 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
     << (c.lost().empty() ? "up" : c.lost()) << "\n"
     << daemon->log();
   auto job_ids = acked();
+  // Queue depths per priority show in the retained scheduler/status.
+  c.subscribe("scheduler/status");
+  EXPECT_TRUE(c.wait_for(
+    [](auto& m) {
+      auto d = json::parse(m.payload, nullptr, false);
+      return m.topic == "scheduler/status" && d.is_object() && d.contains("queue")
+             && d["queue"]["depths"].value("normal", 0) > 0;
+    },
+    10s))
+    << daemon->log();
 
   // 5 workers; each run appends the job id to the result records.
   auto results = dir + "/results";

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "src/ha/discovery.hpp"
+#include "src/lease/lease_service.hpp"
 #include "src/probe/host_probe.hpp"
 #include "src/quiet/quiet_assessor.hpp"
 #include "tests/fixture_tree.hpp"
@@ -160,4 +161,29 @@ TEST(discovery, template_paths_are_extracted) {
   EXPECT_EQ(template_paths("{{ value_json.load['1m'] }}"), std::vector<std::string>{".load['1m']"});
   EXPECT_EQ(template_paths("{{ value_json.disks[0].free_pct }}"),
             std::vector<std::string>{".disks[0].free_pct"});
+}
+
+TEST(discovery, the_scheduler_host_gets_a_queue_depth_sensor_over_scheduler_status) {
+  topic_names topics;
+  discovery_options opts;
+  opts.own_instance = "nuc";
+  opts.with_queue = true;
+  auto own = build_discovery("nuc", topics, opts);
+  auto other = build_discovery("pi-kitchen", topics, opts);
+  ASSERT_TRUE(own.payload["cmps"].contains("queue_depth"));
+  EXPECT_FALSE(other.payload["cmps"].contains("queue_depth"));
+  auto& c = own.payload["cmps"]["queue_depth"];
+  EXPECT_EQ(c["state_topic"], topics.scheduler_status());
+  EXPECT_EQ(c["state_class"], "measurement");
+  EXPECT_EQ(c["unique_id"], "lull_nuc_queue_depth");
+  // The template reads a real scheduler/status as the lease manager builds it.
+  lease_service_options so;
+  so.topics = topics;
+  lease_service svc(so, lease_env::system());
+  svc.set_queue_status({{"queued", 3}, {"depths", {{"high", 1}, {"normal", 2}}}});
+  auto status = json::parse(svc.status_message().payload);
+  for (auto tkey : {"value_template", "json_attributes_template"})
+    for (auto& path : template_paths(c[tkey].get<std::string>()))
+      EXPECT_TRUE(path_exists(status, path)) << "value_json" << path << " missing";
+  EXPECT_EQ(status["queue"]["queued"], 3);
 }

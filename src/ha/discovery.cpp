@@ -94,6 +94,18 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                    {"payload_off", "OFF"},
                    {"icon", "mdi:sleep"}};
 
+  if (opts.with_queue && host_id == opts.own_instance)
+    cmps["queue_depth"] = {{"p", "sensor"},
+                           {"name", "Queued jobs"},
+                           {"unique_id", oid + "_queue_depth"},
+                           {"state_topic", topics.scheduler_status()},
+                           {"value_template", "{{ value_json.queue.queued }}"},
+                           {"unit_of_measurement", "jobs"},
+                           {"state_class", "measurement"},
+                           {"icon", "mdi:tray-full"},
+                           {"json_attributes_topic", topics.scheduler_status()},
+                           {"json_attributes_template", "{{ value_json.queue.depths | tojson }}"}};
+
   json availability = json::array({{{"topic", topics.availability(host_id)}}});
   if (!opts.own_instance.empty() && opts.own_instance != host_id)
     availability.push_back({{"topic", topics.availability(opts.own_instance)}});

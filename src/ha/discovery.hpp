@@ -24,6 +24,9 @@ struct discovery_options {
   std::string lull_version = "0.1.0";
   std::string own_instance;       ///< this lulld's availability instance
   double snapshot_interval_sec = 2;
+  /// This lulld runs the scheduler: its own device gets a queue-depth sensor
+  /// from scheduler/status.
+  bool with_queue = false;
 };
 
 struct discovery_message {

@@ -414,8 +414,14 @@ mqtt_message lease_service::status_message() const {
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
+  j["queue"] = queue_status_;
   return {opts_.topics.scheduler_status(), encode(j, wire_format::json), 1, true,
           json_content_type, {}, {}};
+}
+
+void lease_service::set_queue_status(nlohmann::json queue) {
+  queue_status_ = std::move(queue);
+  dirty_ = true;
 }
 
 bool lease_service::take_status_dirty() {

@@ -66,6 +66,9 @@ public:
   /// The retained scheduler/status message.
   mqtt_message status_message() const;
 
+  /// The queue's depths, shown under "queue" in scheduler/status.
+  void set_queue_status(nlohmann::json queue);
+
   /// True once since the last call when the status changed.
   bool take_status_dirty();
 
@@ -101,6 +104,7 @@ private:
 
   lease_service_counters counters_;
   bool dirty_ = true;
+  nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
 };
 
