@@ -1,23 +1,17 @@
 #include "actors/queue_dispatcher.hpp"
 
 #include <map>
-#include <random>
 
 #include "actors/atoms.hpp"
+#include "src/lease/lease_table.hpp"
 #include "src/log.hpp"
 
 namespace lull {
 
 namespace {
 
-std::string random_job_id() {
-  static thread_local std::random_device rd;
-  static const char* hex = "0123456789abcdef";
-  std::string id = "j-";
-  for (int i = 0; i < 16; ++i)
-    id += hex[rd() % 16];
-  return id;
-}
+/// Unguessable, like lease ids (same kernel CSPRNG), and shorter.
+std::string random_job_id() { return "j-" + random_lease_id().substr(0, 16); }
 
 queue_clock system_queue_clock() {
   return {[] {

@@ -184,21 +184,6 @@ std::optional<cost_class> parse_cost_class(std::string_view text) {
   return std::nullopt;
 }
 
-const char* to_string(lease_error_code c) {
-  switch (c) {
-    case lease_error_code::invalid_json: return "InvalidJson";
-    case lease_error_code::invalid_request: return "InvalidRequest";
-    case lease_error_code::resource_not_found: return "ResourceNotFound";
-    case lease_error_code::not_holder: return "NotHolder";
-    case lease_error_code::invalid_state_transition: return "InvalidStateTransition";
-    case lease_error_code::version_mismatch: return "VersionMismatch";
-    case lease_error_code::request_throttled: return "RequestThrottled";
-    case lease_error_code::payload_too_large: return "PayloadTooLarge";
-    case lease_error_code::internal_error: return "InternalError";
-  }
-  return "InternalError";
-}
-
 std::variant<decoded_payload, lease_error> decode_lease_payload(std::string_view payload,
                                                                 std::string_view content_type) {
   if (payload.size() > max_lease_payload_bytes)

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "messages/codec.hpp"
+#include "messages/request.hpp"
 
 namespace lull {
 
@@ -29,21 +30,8 @@ const char* to_string(lease_state s);
 std::optional<lease_priority> parse_priority(std::string_view text);
 std::optional<cost_class> parse_cost_class(std::string_view text);
 
-/// The fixed error codes of the wire contract.
-enum class lease_error_code {
-  invalid_json,
-  invalid_request,
-  resource_not_found,
-  not_holder,
-  invalid_state_transition,
-  version_mismatch,
-  request_throttled,
-  payload_too_large,
-  internal_error,
-};
-
-/// "InvalidJson", "InvalidRequest", ...
-const char* to_string(lease_error_code c);
+/// The fixed error codes of the wire contract (shared by every request topic).
+using lease_error_code = error_code;
 
 struct lease_error {
   lease_error_code code;
