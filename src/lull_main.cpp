@@ -52,16 +52,6 @@ std::string fmt(double sec) {
   return buf;
 }
 
-/// Waits for one of `set` up to `timeout`; 0 on timeout.
-int wait_signal(const sigset_t& set, duration<double> timeout) {
-  if (timeout.count() < 0)
-    timeout = duration<double>(0);
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(timeout.count());
-  ts.tv_nsec = static_cast<long>((timeout.count() - static_cast<double>(ts.tv_sec)) * 1e9);
-  int sig = ::sigtimedwait(&set, nullptr, &ts);
-  return sig < 0 ? 0 : sig;
-}
 
 struct global_opts {
   std::string broker = "tcp://127.0.0.1:1883";

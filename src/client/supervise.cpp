@@ -18,7 +18,14 @@ using namespace std::chrono;
 
 namespace {
 
-/// Waits for one of `set` up to `timeout`; 0 on timeout.
+std::string fmt(double sec) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", sec);
+  return buf;
+}
+
+} // namespace
+
 int wait_signal(const sigset_t& set, duration<double> timeout) {
   if (timeout.count() < 0)
     timeout = duration<double>(0);
@@ -28,14 +35,6 @@ int wait_signal(const sigset_t& set, duration<double> timeout) {
   int sig = ::sigtimedwait(&set, nullptr, &ts);
   return sig < 0 ? 0 : sig;
 }
-
-std::string fmt(double sec) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", sec);
-  return buf;
-}
-
-} // namespace
 
 sigset_t block_supervise_signals() {
   sigset_t set;

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ struct supervise_result {
 /// Blocks until the command has exited. Does not release the lease.
 supervise_result run_under_lease(lease_client& client, const lease_grant_reply& lease,
                                  const supervise_options& opts);
+
+/// Waits for one of `set` (blocked) up to `timeout`; 0 on timeout.
+int wait_signal(const sigset_t& set, std::chrono::duration<double> timeout);
 
 /// The signals run_under_lease expects blocked, blocked in this thread.
 sigset_t block_supervise_signals();
