@@ -47,6 +47,21 @@ struct lease_constraints {
   bool network_heavy = false;
 };
 
+/// The processes doing a lease's work, as its worker reports them (docs/
+/// leases.md, "Telling lull's work from the owner's"): the leader of the
+/// work's process group, its start time (field 22 of /proc/<pid>/stat, clock
+/// ticks after boot) so a recycled pid is never counted, and a cgroup v2 group
+/// when the worker made one. The host agent measures them.
+struct lease_process {
+  int pid = 0;
+  std::optional<std::uint64_t> pid_start;
+  std::string cgroup; ///< "/lull/lease-1234" relative to the cgroup2 mount, or empty
+  bool operator==(const lease_process& o) const {
+    return pid == o.pid && pid_start == o.pid_start && cgroup == o.cgroup;
+  }
+  bool operator!=(const lease_process& o) const { return !(*this == o); }
+};
+
 /// HeavyLeaseRequest.
 struct lease_request {
   int v = schema_version;
@@ -59,6 +74,7 @@ struct lease_request {
   std::optional<double> expected_duration_sec;
   std::optional<double> ttl_sec;        ///< asked-for TTL; lull clamps it
   lease_constraints constraints;
+  std::optional<lease_process> process; ///< `pid`, `pid_start`, `cgroup`
   std::string request_id; ///< v3.1.1 correlation (echoed)
   std::string reply_to;   ///< v3.1.1 reply topic
 };
@@ -73,6 +89,7 @@ struct lease_action_request {
   std::string reason;                    ///< revoke, release: free text
   std::optional<double> progress;        ///< report: 0-1
   nlohmann::json accounting;             ///< report: free-form object (or null)
+  std::optional<lease_process> process;  ///< heartbeat: `pid`, `pid_start`, `cgroup`
   std::string message;                   ///< report: free text
 };
 
@@ -116,6 +133,13 @@ nlohmann::json to_json(const lease_grant_reply& r);
 
 /// {"v":1,"request_id":..,"ok":false,"error":{"code":..,"message":..}}
 nlohmann::json error_reply(std::string_view request_id, const lease_error& e);
+
+/// `pid`, `pid_start` and `cgroup` of a request or heartbeat; nullopt in
+/// `out` when absent.
+std::optional<lease_error> read_lease_process(const nlohmann::json& doc,
+                                              std::optional<lease_process>& out);
+/// The same fields as JSON, for a client to merge into its message.
+nlohmann::json to_json(const lease_process& p);
 
 /// Parses a grant reply (client side); nullopt when it is not one.
 std::optional<lease_grant_reply> grant_reply_from_json(const nlohmann::json& j);

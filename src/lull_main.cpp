@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -75,6 +76,12 @@ std::variant<std::unique_ptr<lease_client>, std::string> connect(const global_op
   return lease_client::connect(o);
 }
 
+std::string upper_ascii(std::string s) {
+  for (auto& c : s)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
 struct run_opts {
   int cost = 0;
   std::string cls;
@@ -85,6 +92,8 @@ struct run_opts {
   std::string ttl;
   std::string grace = "10s";
   bool quiet = false;
+  bool keep_priority = false;
+  bool no_cgroup = false;
   std::vector<std::string> cmd;
 };
 
@@ -169,6 +178,8 @@ int do_run(const global_opts& g, const run_opts& r) {
   // 2. Run the command, heartbeating until it exits.
   supervise_options so;
   so.cmd = r.cmd;
+  so.low_priority = !r.keep_priority && upper_ascii(r.priority) != "HIGH";
+  so.use_cgroup = !r.no_cgroup;
   so.grace_sec = *grace_sec;
   so.grace_text = r.grace;
   so.signals = set;
@@ -420,6 +431,8 @@ struct work_opts {
   std::string grace = "10s";
   int max_jobs = 0;
   bool quiet = false;
+  bool keep_priority = false;
+  bool no_cgroup = false;
   std::vector<std::string> cmd;
 };
 
@@ -474,6 +487,8 @@ int do_work(const global_opts& g, const work_opts& o) {
         so.cmd = o.cmd;
         so.extra_env = {"LULL_JOB_ID=" + job_id, "LULL_JOB_TYPE=" + str(job["job_type"])};
         so.stdin_path = job_file;
+        so.low_priority = !o.keep_priority && upper_ascii(str(job["priority"])) != "HIGH";
+        so.use_cgroup = !o.no_cgroup;
         so.grace_sec = *grace;
         so.grace_text = o.grace;
         so.signals = set;
@@ -626,6 +641,9 @@ int main(int argc, char** argv) {
   run->add_option("--grace", r.grace, "SIGTERM to SIGKILL grace on a lost lease")
     ->capture_default_str();
   run->add_flag("-q,--quiet", r.quiet, "do not say why it waits");
+  run->add_flag("--keep-priority", r.keep_priority,
+                "run LOW/NORMAL work at normal priority (default: nice 19, idle IO)");
+  run->add_flag("--no-cgroup", r.no_cgroup, "do not put CMD in a cgroup of its own");
   run->add_option("command", r.cmd, "CMD ARGS... (after --)")->required();
 
   bool as_json = false;
@@ -679,6 +697,9 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   work->add_option("--max-jobs", wo.max_jobs, "stop after this many jobs (0: never)");
   work->add_flag("-q,--quiet", wo.quiet, "do not say what it does");
+  work->add_flag("--keep-priority", wo.keep_priority,
+                 "run jobs below high priority at normal priority (default: nice 19, idle IO)");
+  work->add_flag("--no-cgroup", wo.no_cgroup, "do not put jobs in a cgroup of their own");
   work->add_option("command", wo.cmd, "CMD ARGS... (after --)")->required();
 
   history_opts ho;

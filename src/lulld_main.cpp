@@ -154,6 +154,8 @@ int main(int argc, char** argv) {
     qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
     qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
     qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
+    qopts.thresholds.cpu_window_sec = cfg.quiet_cpu_window_sec;
+    qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
     actors.push_back(spawn_quiet_assessor(sys, bridge, qopts));
     if (cfg.ha_enabled) {
@@ -188,6 +190,8 @@ int main(int argc, char** argv) {
     pol.max_leases_per_worker = cfg.lease_max_per_worker;
     pol.grant_rate_per_sec = cfg.lease_grant_rate;
     pol.grant_burst = cfg.lease_grant_burst;
+    pol.worker_rate_per_sec = cfg.lease_worker_rate;
+    pol.worker_burst = cfg.lease_worker_burst;
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {

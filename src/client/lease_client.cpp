@@ -279,9 +279,11 @@ std::variant<lease_grant_reply, call_error> lease_client::request(lease_request 
   return *g;
 }
 
-std::variant<nlohmann::json, call_error> lease_client::heartbeat(const std::string& lease_id,
-                                                                 std::chrono::milliseconds t) {
-  return call(action_topic(lease_id, "heartbeat"), nlohmann::json::object(), t);
+std::variant<nlohmann::json, call_error>
+lease_client::heartbeat(const std::string& lease_id, std::chrono::milliseconds t,
+                        const std::optional<lease_process>& process) {
+  return call(action_topic(lease_id, "heartbeat"),
+              process ? to_json(*process) : nlohmann::json::object(), t);
 }
 
 std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,

@@ -62,8 +62,12 @@ public:
   std::variant<lease_grant_reply, call_error> request(lease_request req,
                                                       std::chrono::milliseconds timeout);
   /// Heartbeat, release and report replies: {"ok":true,"state":..,...}.
+  /// `process`: the work's processes (pid, start time, cgroup), so the host
+  /// agent measures them as lull's load rather than the owner's.
   std::variant<nlohmann::json, call_error> heartbeat(const std::string& lease_id,
-                                                     std::chrono::milliseconds timeout);
+                                                     std::chrono::milliseconds timeout,
+                                                     const std::optional<lease_process>& process
+                                                     = std::nullopt);
   /// `extra` fields go into the release (a job's outcome, result, error).
   std::variant<nlohmann::json, call_error> release(const std::string& lease_id,
                                                    std::chrono::milliseconds timeout,

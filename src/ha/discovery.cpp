@@ -63,6 +63,16 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                              "temperature", nullptr, "1");
   cmps["load"] = measurement("load", "Load (1 min)", "{{ value_json.load['1m'] }}", nullptr,
                              nullptr, "mdi:gauge", "2");
+  // lull's own load on the host (docs/collectors.md, "Whose load"): from the
+  // snapshot's `leased` object; 0 on agents that measure no leases.
+  cmps["leased_cpu"] = measurement("leased_cpu", "Leased CPU",
+                                   "{{ (value_json.leased.cpu_pct if value_json.leased and "
+                                   "value_json.leased.cpu_pct is not none else 0) }}",
+                                   "%", nullptr, "mdi:cpu-64-bit", "1");
+  cmps["active_leases"] = measurement("active_leases", "Active leases",
+                                      "{{ (value_json.leased.leases if value_json.leased "
+                                      "else 0) }}",
+                                      "leases", nullptr, "mdi:briefcase-clock", "0");
   cmps["quiet_score"] = {{"p", "sensor"},
                          {"name", "Quiet score"},
                          {"unique_id", oid + "_quiet_score"},

@@ -129,6 +129,9 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
       on_quiet(in);
     else if (lv.size() == 3)
       on_host(std::string(lv[2]), in);
+    for (auto& m : pending_host_leases_)
+      out.push_back(std::move(m));
+    pending_host_leases_.clear();
     return out;
   }
   if (lv.size() == 3 && lv[0] == "stats" && lv[1] == "worker") {
@@ -200,6 +203,29 @@ void lease_service::reject(const reply_route& route, const std::string& worker,
   reply(route, worker, error_reply(request_id, e), out);
 }
 
+bool lease_service::throttled(const reply_route& route, const std::string& worker,
+                              const std::string& request_id, const std::string& topic,
+                              std::vector<mqtt_message>& out) {
+  auto wait = table_.throttle(worker);
+  if (!wait)
+    return false;
+  ++counters_.rejected;
+  ++counters_.throttled;
+  auto& pol = opts_.policy;
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "worker %s sends more than %g lease messages/s (burst %g); retry in %.1fs",
+                worker.c_str(), pol.worker_rate_per_sec, pol.worker_burst, *wait);
+  // Logged once a second at most: a flood must not flood the log too.
+  if (counters_.throttled == 1 || counters_.throttled % 1000 == 0)
+    log::warn("lease manager: throttled {} on {} ({} throttled so far)", worker, topic,
+              counters_.throttled);
+  auto body = error_reply(request_id, {lease_error_code::request_throttled, buf});
+  body["retry_after_sec"] = *wait;
+  reply(route, worker, body, out);
+  return true;
+}
+
 void lease_service::on_request(const mqtt_message& in, const std::string& topic_worker,
                                std::vector<mqtt_message>& out) {
   reply_route route;
@@ -227,6 +253,8 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   }
   auto& req = std::get<lease_request>(parsed);
   const std::string& worker = opts_.secure ? topic_worker : req.worker_id;
+  if (throttled(route, worker, req.request_id, in.topic, out))
+    return;
   auto decision = table_.request(req, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
   if (decision.approved)
@@ -271,6 +299,8 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
            in.topic, out);
     return;
   }
+  if (!admin_revoke && throttled(route, worker, act.request_id, in.topic, out))
+    return;
   if (!valid_id(lease_id)) {
     reject(route, worker, act.request_id,
            {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
@@ -279,7 +309,7 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   }
   std::variant<lease_ack, lease_error> result;
   if (action == "heartbeat")
-    result = table_.heartbeat(lease_id, worker);
+    result = table_.heartbeat(lease_id, worker, act.process);
   else if (action == "release")
     result = table_.release(lease_id, worker, act.reason);
   else if (action == "report")
@@ -342,6 +372,14 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     return;
   auto count = cpu->find("count");
   bool known = table_.hosts().count(host_id) > 0;
+  if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
+    // The first word from a host: tell its agent which leases it runs (none,
+    // after a restart that restored none), replacing a stale retained list.
+    auto body = encode(table_.host_leases_json(host_id), wire_format::json);
+    host_leases_sent_[host_id] = body;
+    pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
+                                    json_content_type, {}, {}});
+  }
   if (count != cpu->end() && count->is_number_integer()) {
     int n = count->get<int>();
     auto it = table_.hosts().find(host_id);
@@ -380,7 +418,22 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   }
 }
 
+void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_hosts_changed()) {
+    if (!valid_id(host))
+      continue;
+    auto body = encode(table_.host_leases_json(host), wire_format::json);
+    auto& last = host_leases_sent_[host];
+    if (last == body)
+      continue;
+    last = body;
+    out.push_back({opts_.topics.host_leases(host), std::move(body), 1, true, json_content_type,
+                   {}, {}});
+  }
+}
+
 void lease_service::drain_events(std::vector<mqtt_message>& out) {
+  publish_host_leases(out);
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
@@ -412,6 +465,7 @@ std::vector<mqtt_message> lease_service::tick() {
 mqtt_message lease_service::status_message() const {
   auto j = table_.status_json();
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
+                   {"throttled", counters_.throttled},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;

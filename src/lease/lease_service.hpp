@@ -13,8 +13,11 @@
 ///               user), replies only under workers/<worker>/, admin revokes
 ///               on scheduler/lease/<id>/revoke
 ///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
+/// and it publishes scheduler/host/<host>/leases (retained) whenever a host's
+/// active leases or their reported processes change.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +51,7 @@ struct lease_service_counters {
   std::uint64_t unanswerable = 0; ///< no reply topic, or a forbidden one
   std::uint64_t grants = 0;
   std::uint64_t denies = 0;
+  std::uint64_t throttled = 0; ///< RequestThrottled replies
 };
 
 class lease_service {
@@ -96,6 +100,11 @@ private:
               const std::string& request_id, const lease_error& e, const std::string& topic,
               std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
+  void publish_host_leases(std::vector<mqtt_message>& out);
+  /// Answers RequestThrottled when `worker` is past its message rate.
+  bool throttled(const reply_route& route, const std::string& worker,
+                 const std::string& request_id, const std::string& topic,
+                 std::vector<mqtt_message>& out);
   bool reply_topic_allowed(const std::string& topic, const std::string& worker) const;
 
   lease_service_options opts_;
@@ -106,6 +115,8 @@ private:
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
+  std::map<std::string, std::string> host_leases_sent_; ///< host -> last payload
+  std::vector<mqtt_message> pending_host_leases_;
 };
 
 } // namespace lull

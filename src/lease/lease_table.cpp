@@ -312,8 +312,13 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
                   "No quiet assessment for host " + host + " yet; waiting for QUIET",
                   cfg_.busy_retry_sec);
     if (h.quiet->state != quiet_state::quiet)
+      // The assessment's first reason says whose load it is ("Other
+      // processes ... use 48% CPU"), so a denial never blames the owner for
+      // lull's own work or the other way round.
       return deny(req, worker, host,
-                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET",
+                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET"
+                    + (h.quiet->reasons.empty() ? std::string()
+                                                : " (" + h.quiet->reasons.front() + ")"),
                   cfg_.busy_retry_sec);
   }
   // Backstops.
@@ -379,6 +384,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + ttl;
   r.granted_at = env_.wall_sec();
+  r.process = req.process;
 
   lease_grant_reply out;
   out.request_id = req.request_id;
@@ -450,14 +456,19 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
   return a;
 }
 
-std::variant<lease_ack, lease_error> lease_table::heartbeat(const std::string& lease_id,
-                                                            const std::string& worker_id) {
+std::variant<lease_ack, lease_error>
+lease_table::heartbeat(const std::string& lease_id, const std::string& worker_id,
+                       const std::optional<lease_process>& process) {
   tick(); // a lease past its TTL is expired even if the tick has not run yet
   auto found = holder_lookup(lease_id, worker_id);
   if (auto* e = std::get_if<lease_error>(&found))
     return *e;
   auto& r = std::get<0>(found)->second;
   double now = env_.mono_sec();
+  if (process && process != r.process) {
+    r.process = process;
+    hosts_changed_.push_back(r.host_id);
+  }
   r.last_heartbeat_mono = now;
   r.expires_mono = now + r.ttl_sec;
   r.heartbeat_warned = false;
@@ -572,8 +583,10 @@ void lease_table::emit(std::string type, const lease_record& r, std::string reas
   e.fencing_token = r.fencing_token;
   e.at = env_.wall_sec();
   e.state = st;
-  if (st)
+  if (st) {
     dirty_.push_back(e.lease_id);
+    hosts_changed_.push_back(r.host_id);
+  }
   events_.push_back(std::move(e));
 }
 
@@ -584,6 +597,7 @@ void lease_table::restore(lease_record r, double remaining_sec) {
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + std::max(0.0, remaining_sec);
   r.heartbeat_warned = false;
+  hosts_changed_.push_back(r.host_id);
   auto id = r.lease_id;
   auto [it, fresh] = active_.insert_or_assign(id, std::move(r));
   (void)fresh;
@@ -609,7 +623,8 @@ nlohmann::json to_json(const lease_record& r) {
           {"fencing_token", r.fencing_token},
           {"ttl_sec", r.ttl_sec},
           {"state", to_string(r.state)},
-          {"granted_at", r.granted_at}};
+          {"granted_at", r.granted_at},
+          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)}};
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -624,7 +639,56 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
   r.ttl_sec = j.at("ttl_sec").get<double>();
   r.granted_at = j.value("granted_at", std::int64_t{0});
+  if (auto it = j.find("process"); it != j.end() && it->is_object())
+    if (read_lease_process(*it, r.process))
+      r.process.reset(); // an unreadable one is not measured; the lease stands
   return r;
+}
+
+std::optional<double> lease_table::throttle(const std::string& worker_id) {
+  double now = env_.mono_sec();
+  auto it = worker_buckets_.find(worker_id);
+  if (it == worker_buckets_.end()) {
+    if (worker_buckets_.size() >= cfg_.worker_buckets_kept) {
+      // Drop the buckets that refilled (idle workers); a full one is what a
+      // new bucket would be anyway. If every worker is busy, drop half.
+      for (auto b = worker_buckets_.begin(); b != worker_buckets_.end();)
+        b = b->second.tokens(now) >= cfg_.worker_burst ? worker_buckets_.erase(b) : std::next(b);
+      while (worker_buckets_.size() >= cfg_.worker_buckets_kept / 2 + 1)
+        worker_buckets_.erase(worker_buckets_.begin());
+    }
+    it = worker_buckets_
+           .emplace(worker_id, token_bucket(cfg_.worker_rate_per_sec, cfg_.worker_burst, now))
+           .first;
+  }
+  if (it->second.take(now))
+    return std::nullopt;
+  ++throttled_;
+  return std::max(0.1, std::ceil(it->second.wait_sec(now) * 10.0) / 10.0);
+}
+
+nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
+  auto arr = nlohmann::json::array();
+  for (auto& [id, r] : active_) {
+    if (r.host_id != host_id)
+      continue;
+    nlohmann::json j = {{"lease_id", r.lease_id},
+                        {"worker_id", r.worker_id},
+                        {"priority", to_string(r.priority)},
+                        {"cost_units", r.cost_units}};
+    if (r.process)
+      j.update(to_json(*r.process));
+    arr.push_back(std::move(j));
+  }
+  return {{"v", schema_version}, {"host_id", host_id}, {"leases", std::move(arr)}};
+}
+
+std::vector<std::string> lease_table::take_hosts_changed() {
+  std::vector<std::string> out;
+  out.swap(hosts_changed_);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::vector<lease_event> lease_table::take_events() {

@@ -32,6 +32,11 @@ struct lease_policy_config {
   int max_leases_per_worker = 4;
   double grant_rate_per_sec = 20; ///< token bucket refill
   double grant_burst = 40;        ///< token bucket size
+  /// Per-worker token bucket on lease messages (requests, heartbeats, ...):
+  /// past it a worker gets RequestThrottled, others are answered as usual.
+  double worker_rate_per_sec = 50;
+  double worker_burst = 100;
+  std::size_t worker_buckets_kept = 10000; ///< idle buckets beyond this are dropped
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
@@ -83,6 +88,7 @@ struct lease_record {
   std::optional<double> progress;
   std::string last_report;
   nlohmann::json accounting;
+  std::optional<lease_process> process; ///< what the host agent measures
 };
 
 /// One entry of scheduler/events.
@@ -147,8 +153,21 @@ public:
   /// Decides a request. `worker_id` is the identity to use (from the topic in
   /// secure mode, else the payload's).
   lease_grant_reply request(const lease_request& req, const std::string& worker_id);
+  /// `process`: the work's processes when the holder reports them.
   std::variant<lease_ack, lease_error> heartbeat(const std::string& lease_id,
-                                                 const std::string& worker_id);
+                                                 const std::string& worker_id,
+                                                 const std::optional<lease_process>& process
+                                                 = std::nullopt);
+  /// Takes a token from `worker`'s message bucket; when it is empty, the
+  /// seconds until it holds one again (the reply's retry_after_sec).
+  std::optional<double> throttle(const std::string& worker_id);
+  /// Messages refused by throttle() so far.
+  std::uint64_t throttled() const { return throttled_; }
+  /// Active leases on a host with their processes, for the host's agent
+  /// (scheduler/host/<host>/leases).
+  nlohmann::json host_leases_json(const std::string& host_id) const;
+  /// Hosts whose leases or their processes changed since the last call.
+  std::vector<std::string> take_hosts_changed();
   std::variant<lease_ack, lease_error> release(const std::string& lease_id,
                                                const std::string& worker_id,
                                                const std::string& reason = {});
@@ -221,6 +240,9 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  std::map<std::string, token_bucket> worker_buckets_;
+  std::uint64_t throttled_ = 0;
+  std::vector<std::string> hosts_changed_;
 };
 
 } // namespace lull
