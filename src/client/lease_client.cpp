@@ -152,6 +152,7 @@ void lease_client::on_connected(int) {
         filters.push_back(state_topic(id));
     if (status_subscribed_)
       filters.push_back(topics_.scheduler_status());
+    filters.insert(filters.end(), followed_.begin(), followed_.end());
   }
   transport_->subscribe(filters, 1);
   std::lock_guard<std::mutex> guard(mtx_);
@@ -177,6 +178,20 @@ void lease_client::on_message(mqtt_message msg) {
   auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
   if (!doc || !doc->is_object())
     return;
+  std::function<void(const std::string&, const nlohmann::json&)> follower;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    for (auto& f : followed_)
+      if (topic_matches(f, msg.topic)) {
+        follower = follower_;
+        break;
+      }
+  }
+  if (follower) {
+    auto prefix = topics_.full("x");
+    prefix.pop_back();
+    follower(msg.topic.substr(msg.topic.rfind(prefix, 0) == 0 ? prefix.size() : 0), *doc);
+  }
   std::function<void(const lease_notice&)> fn;
   lease_notice notice;
   {
@@ -365,6 +380,19 @@ std::variant<lease_notice, call_error> lease_client::revoke(const std::string& l
   if (got)
     return *got;
   return timeout_error(timeout, "revoke");
+}
+
+void lease_client::follow(const std::vector<std::string>& filters,
+                          std::function<void(const std::string&, const nlohmann::json&)> fn) {
+  std::vector<std::string> full;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    follower_ = std::move(fn);
+    for (auto& f : filters)
+      full.push_back(topics_.full(f));
+    followed_.insert(followed_.end(), full.begin(), full.end());
+  }
+  transport_->subscribe(full, 1);
 }
 
 std::optional<nlohmann::json> lease_client::status(std::chrono::milliseconds timeout) {

@@ -82,6 +82,11 @@ public:
   void watch(const std::string& lease_id, std::function<void(const lease_notice&)> fn);
   /// The retained scheduler/status document.
   std::optional<nlohmann::json> status(std::chrono::milliseconds timeout);
+  /// Calls `fn` (on the MQTT thread: keep it short) with the topic (without
+  /// the prefix) and decoded payload of every message matching `filters`
+  /// (relative to the prefix), retained ones included; kept across reconnects.
+  void follow(const std::vector<std::string>& filters,
+              std::function<void(const std::string&, const nlohmann::json&)> fn);
 
   const std::string& worker_id() const { return opts_.worker_id; }
   int mqtt_version() const;
@@ -121,6 +126,8 @@ private:
   std::map<std::string, std::function<void(const lease_notice&)>> watchers_;
   std::optional<nlohmann::json> status_;
   bool status_subscribed_ = false;
+  std::vector<std::string> followed_; ///< full topic filters
+  std::function<void(const std::string&, const nlohmann::json&)> follower_;
 };
 
 } // namespace lull
