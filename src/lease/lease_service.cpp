@@ -15,6 +15,14 @@ namespace lull {
 
 namespace {
 
+/// The request_id a reply echoes: a string or number as sent, else null.
+nlohmann::json request_id_of(const nlohmann::json& doc) {
+  if (doc.is_object())
+    if (auto it = doc.find("request_id"); it != doc.end() && (it->is_string() || it->is_number()))
+      return *it;
+  return nullptr;
+}
+
 std::vector<std::string_view> split_levels(std::string_view topic) {
   std::vector<std::string_view> out;
   std::size_t start = 0;
@@ -182,9 +190,13 @@ void lease_service::reply(const reply_route& route, const std::string& worker,
     return;
   }
   ++counters_.replies;
+  // One rule for every request topic (messages/request.cpp): request_id is
+  // echoed as it was sent, null when it was absent.
+  nlohmann::json echoed = body;
+  echoed["request_id"] = route.request_id;
   mqtt_message m;
   m.topic = route.topic;
-  m.payload = encode(body, route.format);
+  m.payload = encode(echoed, route.format);
   m.qos = 1;
   m.content_type = content_type_of(route.format);
   m.correlation_data = route.correlation_data;
@@ -214,6 +226,7 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   auto& doc = std::get<decoded_payload>(decoded).doc;
   if (route.topic.empty())
     route.topic = peek_string(doc, "reply_to");
+  route.request_id = request_id_of(doc);
   auto parsed = parse_lease_request(doc, !opts_.secure);
   if (auto* e = std::get_if<lease_error>(&parsed)) {
     std::string w = topic_worker;
@@ -254,6 +267,7 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   }
   if (route.topic.empty())
     route.topic = peek_string(doc, "reply_to");
+  route.request_id = request_id_of(doc);
   auto parsed = parse_lease_action(doc, action);
   if (auto* e = std::get_if<lease_error>(&parsed)) {
     std::string w = topic_worker.empty() ? peek_string(doc, "worker_id") : topic_worker;

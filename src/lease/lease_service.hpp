@@ -80,6 +80,7 @@ private:
   struct reply_route {
     std::string topic;
     std::string correlation_data;
+    nlohmann::json request_id; ///< echoed as sent (string or number); null when absent
     wire_format format = wire_format::json;
   };
   void on_request(const mqtt_message& in, const std::string& topic_worker,
