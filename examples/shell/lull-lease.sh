@@ -85,9 +85,14 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 code=$?
+while kill -0 "$child" 2>/dev/null; do  # a signal cut the wait short
+  wait "$child"
+  code=$?
+done
 
 # 3. Release with the outcome (fire and forget).
 if [ "$code" -eq 0 ] && [ -z "$lost" ]; then outcome=succeeded; else outcome=failed; fi
+# shellcheck disable=SC2086  # $auth is zero or more words
 mosquitto_pub -h "$host" -p "$port" $auth -q 1 -t "scheduler/lease/$lease/release" \
   -m "{\"v\":1,\"worker_id\":\"$worker\",\"outcome\":\"$outcome\",\"result\":{\"exit_code\":$code}}"
 say "released $lease: $outcome"
