@@ -133,7 +133,9 @@ TEST(shell_example, holds_a_lease_through_heartbeats_and_releases) {
 
 TEST(shell_example, waits_while_the_host_is_busy_then_runs) {
   example_env env;
-  // No assessment yet: lulld denies (waiting for QUIET) until the test says QUIET.
+  // lulld answers (its first status is out) but knows no quiet state yet: it
+  // denies, waiting for QUIET, until the test says QUIET.
+  ASSERT_TRUE(env.status_shows([](const json&) { return true; })) << env.daemon().log();
   auto file = env.dir() + "/ran";
   example_process p({source_path("examples/shell/lull-lease.sh"), "-p",
                      std::to_string(env.mqtt_broker().port()), "-w", "shwait", "--", "sh", "-c",
