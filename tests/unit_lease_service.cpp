@@ -317,18 +317,19 @@ TEST_F(service_fixture, request_id_is_echoed_as_sent_and_null_when_absent) {
     return r ? json::parse(r->payload) : json();
   };
   // The same rule as the job and history services (messages/request.cpp).
-  EXPECT_TRUE(reply_to(R"({"worker_id":"w1","reply_to":"inbox"})")["request_id"].is_null());
-  EXPECT_EQ(reply_to(R"({"worker_id":"w1","reply_to":"inbox","request_id":17})")["request_id"],
+  EXPECT_TRUE(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox"})")["request_id"].is_null());
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":17})")["request_id"],
             17);
-  EXPECT_EQ(reply_to(R"({"worker_id":"w1","reply_to":"inbox","request_id":"a"})")["request_id"],
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":"a"})")["request_id"],
             "a");
   // Errors too, and heartbeats.
   auto bad = reply_to(R"({"worker_id":"w1","reply_to":"inbox","cost_units":0})");
   EXPECT_EQ(bad["ok"], false);
   EXPECT_TRUE(bad["request_id"].is_null());
-  auto id = grant();
+  auto id = grant("w2");
+  ASSERT_FALSE(id.empty());
   auto out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
-                             R"({"worker_id":"w1","reply_to":"inbox"})"));
+                             R"({"worker_id":"w2","reply_to":"inbox"})"));
   ASSERT_NE(find(out, "inbox"), nullptr);
   auto beat = json::parse(find(out, "inbox")->payload);
   EXPECT_EQ(beat["ok"], true);
