@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <utility>
 
 #include "src/log.hpp"
 
@@ -36,6 +38,21 @@ std::string lower(std::string s) {
   for (auto& c : s)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+/// A release's job outcome, read leniently as the queue always has:
+/// anything unreadable is "no outcome".
+std::tuple<std::string, std::string, std::string> release_detail_of(const nlohmann::json& doc) {
+  std::string outcome, result, error;
+  if (!doc.is_object())
+    return {};
+  if (auto it = doc.find("outcome"); it != doc.end() && it->is_string())
+    outcome = it->get<std::string>();
+  if (auto it = doc.find("result"); it != doc.end() && !it->is_null())
+    result = it->dump();
+  if (auto it = doc.find("error"); it != doc.end() && !it->is_null())
+    error = it->is_string() ? it->get<std::string>() : it->dump();
+  return {outcome, result, error};
 }
 
 } // namespace
@@ -265,6 +282,13 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (action != "heartbeat")
     dirty_ = true;
   auto& ack = std::get<lease_ack>(result);
+  if (action == "release") {
+    auto [outcome, job_result, job_error] = release_detail_of(req.doc);
+    release_details_[lease_id] = {outcome, job_result, job_error};
+  } else if ((action == "heartbeat" || action == "report") && ack.state == lease_state::active
+             && started_.insert(lease_id).second) {
+    outcomes_.push_back({"running", lease_id, worker, {}, {}, {}, {}});
+  }
   nlohmann::json body = {{"ok", true},
                          {"action", action},
                          {"lease_id", ack.lease_id},
@@ -351,6 +375,17 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
+    if (e.state && *e.state != lease_state::active && !e.lease_id.empty()) {
+      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}};
+      if (auto d = release_details_.find(e.lease_id); d != release_details_.end()) {
+        o.outcome = std::move(d->second.outcome);
+        o.result = std::move(d->second.result);
+        o.error = std::move(d->second.error);
+        release_details_.erase(d);
+      }
+      started_.erase(e.lease_id);
+      outcomes_.push_back(std::move(o));
+    }
     if (e.state && !e.lease_id.empty()) {
       // The holder must hear of a revoke or expiry (QoS 1); grants and
       // releases it already has from its own reply, so those go at QoS 0.
@@ -367,6 +402,10 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
   }
   if (!events.empty())
     dirty_ = true;
+}
+
+std::vector<lease_outcome> lease_service::take_outcomes() {
+  return std::exchange(outcomes_, {});
 }
 
 std::vector<mqtt_message> lease_service::tick() {

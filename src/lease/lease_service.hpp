@@ -15,6 +15,8 @@
 ///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "messages/mqtt_message.hpp"
 #include "messages/request.hpp"
 #include "messages/topics.hpp"
+#include "src/lease/lease_outcome.hpp"
 #include "src/lease/lease_table.hpp"
 
 namespace lull {
@@ -61,6 +64,10 @@ public:
   /// Handles one inbound message; returns what to publish, replies first.
   std::vector<mqtt_message> handle(const mqtt_message& in);
 
+  /// How leases started and ended since the last call, once per change, for
+  /// the lease manager's watchers (the queue dispatcher).
+  std::vector<lease_outcome> take_outcomes();
+
   /// Expires leases; returns the resulting notices and events.
   std::vector<mqtt_message> tick();
 
@@ -97,6 +104,12 @@ private:
   void reserve_fencing();
 
   lease_service_counters counters_;
+  struct release_detail {
+    std::string outcome, result, error;
+  };
+  std::map<std::string, release_detail> release_details_; ///< released, event not yet out
+  std::set<std::string> started_; ///< leases whose "running" outcome went out
+  std::vector<lease_outcome> outcomes_;
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
