@@ -381,6 +381,11 @@ std::string default_host_id() {
 }
 
 std::string default_data_dir(const std::map<std::string, std::string>& env) {
+  // systemd's StateDirectory= (lulld.service) names it, with or without root.
+  if (auto* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+    std::string first(state);
+    return first.substr(0, first.find(':'));
+  }
   if (::geteuid() == 0)
     return "/var/lib/lull";
   if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0')

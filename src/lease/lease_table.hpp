@@ -1,5 +1,5 @@
 #pragma once
-/// The lease table and its policy (SPEC.md, "Lease policy"): plain C++ with an
+/// The lease table and its policy (docs/leases.md): plain C++ with an
 /// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
 /// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
 /// calls on this class, and tests drive it directly.
