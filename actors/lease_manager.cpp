@@ -104,6 +104,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
   self->send(bridge, online_atom::value, caf::actor{self});
+  self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
   log::info("lease manager: {} mode, TTL {}s, lock_delay {}s",
             opts.service.secure ? "secure (identity from topics)" : "open",

@@ -289,7 +289,8 @@ json to_json(const lease_grant_reply& r) {
     j["fencing_token"] = r.fencing_token;
     j["cost_units"] = r.cost_units;
     json limits = {{"heartbeat_ttl_sec", r.ttl_sec},
-                   {"heartbeat_interval_sec", r.heartbeat_interval_sec}};
+                   {"heartbeat_interval_sec", r.heartbeat_interval_sec},
+                   {"lock_delay_sec", r.lock_delay_sec}};
     if (r.ttl_clamped)
       limits["ttl_clamped"] = true;
     j["limits"] = std::move(limits);
@@ -321,6 +322,8 @@ std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
       r.ttl_sec = t->get<double>();
     if (auto t = it->find("heartbeat_interval_sec"); t != it->end() && t->is_number())
       r.heartbeat_interval_sec = t->get<double>();
+    if (auto t = it->find("lock_delay_sec"); t != it->end() && t->is_number())
+      r.lock_delay_sec = t->get<double>();
   }
   if (auto it = j.find("cost_units"); it != j.end() && it->is_number_integer())
     r.cost_units = it->get<int>();

@@ -93,6 +93,10 @@ struct lease_grant_reply {
   std::uint64_t fencing_token = 0;
   double ttl_sec = 30;
   double heartbeat_interval_sec = 10;
+  /// How long an expired lease's units stay reserved: a holder cut off from
+  /// lulld may keep running up to ttl_sec + lock_delay_sec after its last
+  /// answered heartbeat without overshooting capacity.
+  double lock_delay_sec = 15;
   bool ttl_clamped = false;
   std::int64_t expires_at = 0; ///< unix seconds
   std::string reason;

@@ -62,9 +62,26 @@ int do_work(const global_opts& g, const work_opts& o) {
     nlohmann::json body = {{"types", o.types}, {"wait_sec", *poll}};
     if (!o.host.empty())
       body["host_id"] = o.host;
+    // SIGINT/SIGTERM/SIGHUP stay pending (blocked) while the long poll
+    // waits: seeing one ends the poll, so lull work stops at once.
+    auto stop_pending = [&set] {
+      sigset_t pending;
+      sigemptyset(&pending);
+      ::sigpending(&pending);
+      for (int s : {SIGINT, SIGTERM, SIGHUP})
+        if (sigismember(&pending, s) && sigismember(&set, s))
+          return true;
+      return false;
+    };
     auto r = client->call(client->topic("scheduler/job/next"), body,
-                          call_timeout_of(g) + milliseconds(static_cast<long>(*poll * 1000)));
+                          call_timeout_of(g) + milliseconds(static_cast<long>(*poll * 1000)),
+                          stop_pending);
     double retry = 2;
+    if (stop_pending()) {
+      int sig = wait_signal(set, duration<double>(0));
+      code = 128 + sig;
+      break;
+    }
     if (auto* e = std::get_if<call_error>(&r)) {
       say("asking for work failed: " + e->error.message);
     } else {

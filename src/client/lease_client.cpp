@@ -155,9 +155,37 @@ void lease_client::on_connected(int) {
     filters.insert(filters.end(), followed_.begin(), followed_.end());
   }
   transport_->subscribe(filters, 1);
+  std::function<void()> hook;
+  bool again = false;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    again = ever_connected_;
+    connected_ = ever_connected_ = true;
+    hook = on_reconnect_;
+    cv_.notify_all();
+  }
+  if (!again)
+    return;
+  // The broker may have fired this worker's last will while it was away.
+  if (opts_.announce)
+    transport_->publish({topics_.worker_status(opts_.worker_id),
+                         nlohmann::json{{"v", 1},
+                                        {"worker_id", opts_.worker_id},
+                                        {"status", "online"}}
+                           .dump(),
+                         1, true, json_content_type, {}, {}});
+  if (hook)
+    hook();
+}
+
+void lease_client::on_reconnect(std::function<void()> fn) {
   std::lock_guard<std::mutex> guard(mtx_);
-  connected_ = true;
-  cv_.notify_all();
+  on_reconnect_ = std::move(fn);
+}
+
+bool lease_client::connected() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  return connected_;
 }
 
 void lease_client::on_connect_failed(std::string reason) {
@@ -166,7 +194,10 @@ void lease_client::on_connect_failed(std::string reason) {
   cv_.notify_all();
 }
 
-void lease_client::on_connection_lost(std::string) {}
+void lease_client::on_connection_lost(std::string) {
+  std::lock_guard<std::mutex> guard(mtx_);
+  connected_ = false;
+}
 
 void lease_client::on_disconnected() {
   std::lock_guard<std::mutex> guard(mtx_);
@@ -236,7 +267,8 @@ std::string lease_client::state_topic(const std::string& lease_id) const {
 
 std::variant<nlohmann::json, call_error> lease_client::call(const std::string& topic,
                                                             nlohmann::json body,
-                                                            std::chrono::milliseconds timeout) {
+                                                            std::chrono::milliseconds timeout,
+                                                            const std::function<bool()>& cancelled) {
   std::string key;
   {
     std::lock_guard<std::mutex> guard(mtx_);
@@ -251,7 +283,22 @@ std::variant<nlohmann::json, call_error> lease_client::call(const std::string& t
   transport_->publish(
     {topic, body.dump(), 1, false, json_content_type, reply_topic_, key});
   std::unique_lock<std::mutex> guard(mtx_);
-  cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
+  if (!cancelled) {
+    cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
+  } else {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pending_[key].has_value() && std::chrono::steady_clock::now() < deadline) {
+      cv_.wait_for(guard, std::chrono::milliseconds(100),
+                   [&] { return pending_[key].has_value(); });
+      if (!pending_[key].has_value()) {
+        guard.unlock();
+        bool stop = cancelled();
+        guard.lock();
+        if (stop)
+          break;
+      }
+    }
+  }
   auto reply = std::move(pending_[key]);
   pending_.erase(key);
   guard.unlock();
