@@ -52,8 +52,19 @@ TEST(outage_integration, a_10s_broker_outage_under_a_12s_lease_changes_nothing) 
     client c(b.uri());
     ASSERT_TRUE(c.connected()) << c.error();
     c.subscribe("scheduler/lease/+/state");
+    c.subscribe("scheduler/status");
     publish_quiet(c, "ohost");
-    ASSERT_TRUE(d.wait_log("lease manager", 10s)) << d.log();
+    // lulld is subscribed once its status shows the host QUIET.
+    ASSERT_TRUE(c.wait_for(
+      [](const mqtt_message& m) {
+        if (m.topic != "scheduler/status")
+          return false;
+        auto j = json::parse(m.payload, nullptr, false);
+        return j.is_object() && j["hosts"].contains("ohost")
+               && j["hosts"]["ohost"]["state"] == "QUIET";
+      },
+      20s))
+      << d.log();
     spawn_options o;
     o.argv = {binary_path("src/lull"), "--broker", b.uri(), "--worker", "steady", "run",
               "--ttl", "12s", "--grace", "2s", "--", "sh", "-c",
