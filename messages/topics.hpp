@@ -1,5 +1,5 @@
 #pragma once
-/// lull's topic names (SPEC.md, "Topics"). An optional prefix is prepended to
+/// lull's topic names (README.md, "Topics"). An optional prefix is prepended to
 /// every topic lull owns; reply topics chosen by clients are used as given.
 
 #include <string>

@@ -183,6 +183,10 @@ const std::vector<key_def>& key_defs() {
       "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
       "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
+    {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
+      "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
+      "drops bigger ones instead of sending them (bytes, default 262144)"},
+     int_field(&config::broker_max_packet_size, 1024, 268435455)},
     {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
      duration_field(&config::lease_ttl_sec, 1, 86400)},
     {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
@@ -394,6 +398,11 @@ std::string default_host_id() {
 }
 
 std::string default_data_dir(const std::map<std::string, std::string>& env) {
+  // systemd's StateDirectory= (lulld.service) names it, with or without root.
+  if (auto* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+    std::string first(state);
+    return first.substr(0, first.find(':'));
+  }
   if (::geteuid() == 0)
     return "/var/lib/lull";
   if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0')

@@ -29,6 +29,7 @@ struct config {
   std::string log_level = "info";
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
+  int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   // leases (see lease_policy_config)
   double lease_ttl_sec = 30;
   double lease_min_ttl_sec = 5;

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
   bopts.transport.client_id = cfg.client_id;
   bopts.transport.username = cfg.username;
   bopts.transport.password = cfg.password;
+  bopts.transport.max_packet_size = cfg.broker_max_packet_size;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
   auto bridge = spawn_mqtt_bridge(sys, bopts);

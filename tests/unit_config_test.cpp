@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "src/config.hpp"
@@ -142,4 +143,21 @@ TEST(config, durations_accept_common_units) {
   EXPECT_FALSE(parse_duration_sec("2 weeks"));
   EXPECT_FALSE(parse_duration_sec(""));
   EXPECT_FALSE(parse_duration_sec("-3s"));
+}
+
+TEST(config, data_dir_defaults_to_systemd_state_directory) {
+  // lulld.service sets StateDirectory=lull; systemd passes it as STATE_DIRECTORY
+  // (several directories are separated by ':'), and a data_dir in the file
+  // still wins over it.
+  ::setenv("STATE_DIRECTORY", "/var/lib/lull:/var/lib/other", 1);
+  auto r = load({});
+  auto file = write_file("data_dir = \"/srv/lull\"\n");
+  auto from_file = load({}, {{"LULL_CONFIG", file}});
+  ::unsetenv("STATE_DIRECTORY");
+  std::remove(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).data_dir, "/var/lib/lull");
+  EXPECT_EQ(std::get<config>(r).db, "/var/lib/lull/lull.db");
+  ASSERT_TRUE(std::holds_alternative<config>(from_file));
+  EXPECT_EQ(std::get<config>(from_file).data_dir, "/srv/lull");
 }

@@ -310,6 +310,68 @@ TEST(lease_service_fencing, tokens_keep_growing_across_restarts) {
   std::filesystem::remove_all(dir);
 }
 
+TEST_F(service_fixture, outcomes_for_watchers_come_once_per_change) {
+  auto a = grant("w1");
+  auto b = grant("w2");
+  EXPECT_TRUE(svc->take_outcomes().empty()); // grants are the asker's reply
+  // The first heartbeat (or report) says the holder started; later ones say nothing.
+  svc->handle(msg("scheduler/lease/" + a + "/heartbeat", R"({"worker_id":"w1"})"));
+  svc->handle(msg("scheduler/lease/" + a + "/heartbeat", R"({"worker_id":"w1"})"));
+  svc->handle(msg("scheduler/lease/" + a + "/report", R"({"worker_id":"w1","progress":0.5})"));
+  auto started = svc->take_outcomes();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].type, "running");
+  EXPECT_EQ(started[0].lease_id, a);
+  // A release carries the job's outcome; a refused one says nothing.
+  svc->handle(msg("scheduler/lease/" + a + "/release",
+                  R"({"worker_id":"w2","outcome":"succeeded"})"));
+  EXPECT_TRUE(svc->take_outcomes().empty());
+  svc->handle(msg("scheduler/lease/" + a + "/release",
+                  R"({"worker_id":"w1","outcome":"failed","error":"disk full",)"
+                  R"("result":{"n":2}})"));
+  svc->handle(msg("scheduler/lease/" + a + "/release", R"({"worker_id":"w1"})"));
+  auto ended = svc->take_outcomes();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].type, "released");
+  EXPECT_EQ(ended[0].worker_id, "w1");
+  EXPECT_EQ(ended[0].outcome, "failed");
+  EXPECT_EQ(ended[0].error, "disk full");
+  EXPECT_EQ(json::parse(ended[0].result)["n"], 2);
+  // Expiry, once.
+  fe.advance(120);
+  svc->tick();
+  svc->tick();
+  auto expired = svc->take_outcomes();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].type, "expired");
+  EXPECT_EQ(expired[0].lease_id, b);
+}
+
+TEST_F(service_fixture, request_id_is_echoed_as_sent_and_null_when_absent) {
+  auto reply_to = [&](const std::string& payload) {
+    auto out = svc->handle(msg("scheduler/lease/request", payload));
+    auto* r = find(out, "inbox");
+    return r ? json::parse(r->payload) : json();
+  };
+  // The same rule as the job and history services (messages/request.cpp).
+  EXPECT_TRUE(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox"})")["request_id"].is_null());
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":17})")["request_id"],
+            17);
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":"a"})")["request_id"],
+            "a");
+  // Errors too, and heartbeats.
+  auto bad = reply_to(R"({"worker_id":"w1","reply_to":"inbox","cost_units":0})");
+  EXPECT_EQ(bad["ok"], false);
+  EXPECT_TRUE(bad["request_id"].is_null());
+  auto id = grant("w2");
+  ASSERT_FALSE(id.empty());
+  auto out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                             R"({"worker_id":"w2","reply_to":"inbox"})"));
+  ASSERT_NE(find(out, "inbox"), nullptr);
+  auto beat = json::parse(find(out, "inbox")->payload);
+  EXPECT_EQ(beat["ok"], true);
+  EXPECT_TRUE(beat.contains("request_id") && beat["request_id"].is_null()) << beat.dump();
+
 // -- whose load -----------------------------------------------------------------
 
 TEST_F(service_fixture, a_flooding_worker_is_throttled_and_others_are_not) {

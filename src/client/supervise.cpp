@@ -157,8 +157,18 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   struct lost_state {
     std::mutex mtx;
     std::string reason;
+    bool reconnected = false;
   };
   auto lost = std::make_shared<lost_state>();
+  // Back on the broker after an outage: heartbeat at once rather than at the
+  // next interval, so lulld hears from this holder as soon as it can.
+  client.on_reconnect([lost] {
+    {
+      std::lock_guard<std::mutex> guard(lost->mtx);
+      lost->reconnected = true;
+    }
+    ::kill(::getpid(), SIGUSR1);
+  });
   client.watch(lease.lease_id, [lost](const lease_notice& n) {
     if (n.state == "REVOKED" || n.state == "EXPIRED") {
       {
@@ -177,6 +187,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
     auto hb = client.heartbeat(lease.lease_id, std::chrono::milliseconds(5000));
     if (auto* e = std::get_if<call_error>(&hb); e && !e->timed_out) {
       client.watch(lease.lease_id, nullptr);
+      client.on_reconnect(nullptr);
       res.lost = true;
       res.lost_reason = e->error.message;
       res.start_error = "lease lost before the command started: " + e->error.message;
@@ -208,6 +219,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   auto pid = spawn(so, &res.start_error);
   if (!pid) {
     client.watch(lease.lease_id, nullptr);
+    client.on_reconnect(nullptr);
     return res;
   }
   res.started = true;
@@ -229,6 +241,13 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
 
   auto interval = duration<double>(std::max(0.2, lease.heartbeat_interval_sec));
   auto ttl = duration<double>(lease.ttl_sec);
+  // Cut off from lulld, the holder cannot know whether its lease lives on
+  // (lulld renews every lease when it is back on the broker). Its units stay
+  // reserved for lock_delay after an expiry, so the child may keep running
+  // that much past the TTL; it is stopped early enough that even its grace
+  // period ends inside that bound.
+  auto cut_off_bound =
+    ttl + duration<double>(std::max(0.0, lease.lock_delay_sec - std::max(0.0, opts.grace_sec)));
   auto next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
   auto last_ok = steady_clock::now();
   std::optional<steady_clock::time_point> kill_at;
@@ -257,10 +276,16 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
       stop_child(std::string("interrupted (")
                  + (sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP") + ")");
     } else if (sig == SIGUSR1) {
-      std::lock_guard<std::mutex> guard(lost->mtx);
-      res.lost = true;
-      res.lost_reason = lost->reason;
-      stop_child("lease " + lost->reason);
+      std::unique_lock<std::mutex> guard(lost->mtx);
+      if (!lost->reason.empty()) {
+        res.lost = true;
+        res.lost_reason = lost->reason;
+        guard.unlock();
+        stop_child("lease " + res.lost_reason);
+      } else if (lost->reconnected) {
+        lost->reconnected = false;
+        next_hb = steady_clock::now();
+      }
     }
     now = steady_clock::now();
     if (kill_at && now >= *kill_at) {
@@ -276,9 +301,10 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
           res.lost = true;
           res.lost_reason = e->error.message;
           stop_child("lease lost: " + e->error.message);
-        } else if (steady_clock::now() - last_ok > ttl) {
+        } else if (steady_clock::now() - last_ok > cut_off_bound) {
           res.lost = true;
-          res.lost_reason = "no heartbeat reply for " + fmt(ttl.count()) + "s";
+          res.lost_reason = "no heartbeat reply for " + fmt(cut_off_bound.count())
+                            + "s (TTL " + fmt(ttl.count()) + "s + lock_delay)";
           stop_child("lease lost: " + res.lost_reason);
         }
       } else {
@@ -289,6 +315,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   }
   give_tty(::getpgrp());
   client.watch(lease.lease_id, nullptr);
+  client.on_reconnect(nullptr);
   res.exit_code = exit_code_of(status);
   return res;
 }

@@ -18,12 +18,15 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "messages/mqtt_message.hpp"
+#include "messages/request.hpp"
 #include "messages/topics.hpp"
+#include "src/lease/lease_outcome.hpp"
 #include "src/lease/lease_table.hpp"
 
 namespace lull {
@@ -64,6 +67,10 @@ public:
   /// Handles one inbound message; returns what to publish, replies first.
   std::vector<mqtt_message> handle(const mqtt_message& in);
 
+  /// How leases started and ended since the last call, once per change, for
+  /// the lease manager's watchers (the queue dispatcher).
+  std::vector<lease_outcome> take_outcomes();
+
   /// Expires leases; returns the resulting notices and events.
   std::vector<mqtt_message> tick();
 
@@ -81,11 +88,6 @@ public:
   const lease_table& table() const { return table_; }
 
 private:
-  struct reply_route {
-    std::string topic;
-    std::string correlation_data;
-    wire_format format = wire_format::json;
-  };
   void on_request(const mqtt_message& in, const std::string& topic_worker,
                   std::vector<mqtt_message>& out);
   void on_action(const mqtt_message& in, const std::string& lease_id,
@@ -94,24 +96,28 @@ private:
   void on_quiet(const mqtt_message& in);
   void on_host(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
-  void reply(const reply_route& route, const std::string& worker,
-             const nlohmann::json& body, std::vector<mqtt_message>& out);
-  void reject(const reply_route& route, const std::string& worker,
-              const std::string& request_id, const lease_error& e, const std::string& topic,
-              std::vector<mqtt_message>& out);
+  void reply(const reply_route& route, const std::optional<std::string>& sender,
+             nlohmann::json body, std::vector<mqtt_message>& out);
+  void reject(const reply_route& route, const std::optional<std::string>& sender,
+              const lease_error& e, const std::string& topic, std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
   void publish_host_leases(std::vector<mqtt_message>& out);
   /// Answers RequestThrottled when `worker` is past its message rate.
-  bool throttled(const reply_route& route, const std::string& worker,
-                 const std::string& request_id, const std::string& topic,
+  bool throttled(const reply_route& route, const std::optional<std::string>& sender,
+                 const std::string& worker, const std::string& topic,
                  std::vector<mqtt_message>& out);
-  bool reply_topic_allowed(const std::string& topic, const std::string& worker) const;
 
   lease_service_options opts_;
   lease_table table_;
   void reserve_fencing();
 
   lease_service_counters counters_;
+  struct release_detail {
+    std::string outcome, result, error;
+  };
+  std::map<std::string, release_detail> release_details_; ///< released, event not yet out
+  std::set<std::string> started_; ///< leases whose "running" outcome went out
+  std::vector<lease_outcome> outcomes_;
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;

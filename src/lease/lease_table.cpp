@@ -394,6 +394,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   out.fencing_token = r.fencing_token;
   out.ttl_sec = ttl;
   out.heartbeat_interval_sec = heartbeat_interval_sec(ttl);
+  out.lock_delay_sec = cfg_.lock_delay_sec;
   out.ttl_clamped = clamped;
   out.expires_at = r.granted_at + static_cast<std::int64_t>(std::ceil(ttl));
   out.cost_units = units;
@@ -552,9 +553,23 @@ void lease_table::prune_held() {
     it = it->second.free_at <= now ? held_.erase(it) : std::next(it);
 }
 
+void lease_table::bus_disconnected() { expiry_paused_ = true; }
+
+void lease_table::bus_reconnected() {
+  expiry_paused_ = false;
+  double now = env_.mono_sec();
+  for (auto& [id, r] : active_) {
+    if (r.expires_mono < now + r.ttl_sec) {
+      r.expires_mono = now + r.ttl_sec;
+      r.heartbeat_warned = false;
+      dirty_.push_back(id);
+    }
+  }
+}
+
 void lease_table::tick() {
   double now = env_.mono_sec();
-  for (auto it = active_.begin(); it != active_.end();) {
+  for (auto it = active_.begin(); !expiry_paused_ && it != active_.end();) {
     auto next = std::next(it);
     auto& r = it->second;
     if (now >= r.expires_mono) {
@@ -595,14 +610,12 @@ void lease_table::restore(lease_record r, double remaining_sec) {
   double now = env_.mono_sec();
   r.state = lease_state::active;
   r.granted_mono = r.last_heartbeat_mono = now;
-  r.expires_mono = now + std::max(0.0, remaining_sec);
+  r.expires_mono = now + std::max(remaining_sec, r.ttl_sec);
   r.heartbeat_warned = false;
   hosts_changed_.push_back(r.host_id);
   auto id = r.lease_id;
-  auto [it, fresh] = active_.insert_or_assign(id, std::move(r));
-  (void)fresh;
-  if (remaining_sec <= 0)
-    end_lease(it, lease_state::expired, "TTL ran out while lulld was down", true);
+  active_.insert_or_assign(id, std::move(r));
+  dirty_.push_back(id);
 }
 
 std::vector<std::string> lease_table::take_dirty() {

@@ -1,5 +1,5 @@
 #pragma once
-/// The lease table and its policy (SPEC.md, "Lease policy"): plain C++ with an
+/// The lease table and its policy (docs/leases.md): plain C++ with an
 /// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
 /// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
 /// calls on this class, and tests drive it directly.
@@ -181,10 +181,20 @@ public:
   /// Expires leases whose TTL passed and warns on missed heartbeats.
   void tick();
 
-  /// Brings back a lease saved before a restart with `remaining_sec` of its
-  /// TTL left; one whose TTL ran out while lulld was down expires now (its
-  /// units held for lock_delay, since its holder may still be running).
-  /// Fencing tokens continue above the restored ones.
+  /// lulld lost its broker: heartbeats cannot reach it, so no lease expires
+  /// for missing them until `bus_reconnected`.
+  void bus_disconnected();
+  /// lulld is back on the broker: every active lease gets at least one full
+  /// TTL from now (etcd renews its leases the same way when a new leader
+  /// takes over), so an outage never costs a holder its lease.
+  void bus_reconnected();
+  bool expiry_paused() const { return expiry_paused_; }
+
+  /// Brings back a lease saved before a restart. It gets at least one full
+  /// TTL from now (as on a reconnect): its holder could not heartbeat while
+  /// lulld was down, and one that has gone expires a TTL later with its
+  /// units held for lock_delay. Fencing tokens continue above the restored
+  /// ones.
   void restore(lease_record r, double remaining_sec);
 
   /// Ids of leases granted, renewed or ended since the last call (to persist).
@@ -243,6 +253,7 @@ private:
   std::map<std::string, token_bucket> worker_buckets_;
   std::uint64_t throttled_ = 0;
   std::vector<std::string> hosts_changed_;
+  bool expiry_paused_ = false;
 };
 
 } // namespace lull
