@@ -259,8 +259,10 @@ TEST(whose_load, a_flooding_client_is_throttled_and_the_host_never_panics) {
     30s))
     << d.log();
   // And the host was never PANIC through it.
-  for (auto& m : watch.received())
-    if (m.topic == "stats/host/fl/quiet")
+  for (auto& m : watch.received()) {
+    if (m.topic == "stats/host/fl/quiet") {
       EXPECT_NE(parse(m).value("state", ""), "PANIC") << m.payload;
+    }
+  }
   EXPECT_EQ(ask(calm, "calm", "fl", "LOW", "workers/calm/inbox").value("approved", false), true);
 }

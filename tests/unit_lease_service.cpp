@@ -371,6 +371,7 @@ TEST_F(service_fixture, request_id_is_echoed_as_sent_and_null_when_absent) {
   auto beat = json::parse(find(out, "inbox")->payload);
   EXPECT_EQ(beat["ok"], true);
   EXPECT_TRUE(beat.contains("request_id") && beat["request_id"].is_null()) << beat.dump();
+}
 
 // -- whose load -----------------------------------------------------------------
 
