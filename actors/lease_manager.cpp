@@ -158,7 +158,22 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         publish_status();
       self->delayed_send(self, opts.tick, tick_atom::value);
     },
-    [=](online_atom) { publish_status(); },
+    [=](offline_atom) {
+      auto& table = self->state.service->table();
+      if (!table.expiry_paused())
+        log::warn("lease manager: broker unreachable; no lease expires until lulld is back");
+      table.bus_disconnected();
+    },
+    [=](online_atom) {
+      auto& table = self->state.service->table();
+      if (table.expiry_paused()) {
+        table.bus_reconnected();
+        log::info("lease manager: broker reachable again; {} active leases renewed for a full TTL",
+                  table.active().size());
+        stage(self->state.service->tick());
+      }
+      publish_status();
+    },
     [=](job_lease_atom, const lease_ask& ask) {
       auto rp = self->make_response_promise();
       auto grant = self->state.service->table().request(to_lease_request(ask), ask.worker_id);
