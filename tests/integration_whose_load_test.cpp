@@ -198,7 +198,8 @@ TEST(whose_load, leased_work_leaves_the_host_quiet_and_the_owners_work_does_not)
     30s);
   ASSERT_TRUE(busy) << d.log();
   bool names_others = false;
-  for (auto& r : parse(*busy)["reasons"])
+  auto busy_doc = parse(*busy);
+  for (auto& r : busy_doc["reasons"])
     names_others = names_others || r.get<std::string>().find("Other processes") == 0;
   EXPECT_TRUE(names_others) << busy->payload;
   auto denied = ask(c, "test", "wl", "LOW", "workers/test/inbox");
