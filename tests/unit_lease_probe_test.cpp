@@ -295,3 +295,22 @@ TEST(lease_probe, leases_that_end_are_forgotten_and_new_ones_start_fresh) {
   EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(-1), 0.0);
   EXPECT_TRUE(p.members("L1").empty());
 }
+
+TEST(lease_probe, a_chain_reaped_in_one_interval_is_counted_once) {
+  proc_tree t;
+  // sh (100) -> timeout (101) -> burner (102): the burner had 100 ticks.
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(101, 100, 100, 90010, 0);
+  t.proc(102, 101, 100, 90020, 100);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  // The burner ran 50 more ticks, ended, was reaped by timeout, which ended
+  // and was reaped by sh: sh's cutime now holds all 150.
+  t.uptime(1002);
+  t.gone(101);
+  t.gone(102);
+  t.proc(100, 1, 100, 90000, 0, 0, 150);
+  auto l = p.sample(2, 1);
+  EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 25.0);
+}

@@ -325,9 +325,21 @@ lease_usage lease_probe::sample_tree(tracked& t, double elapsed,
   }
   // A counted process that ended and was reaped by a counted parent moved its
   // whole total into the parent's cutime: take back what was already counted.
-  for (auto& [pid, m] : t.members)
-    if (!next.count(pid) && next.count(m.ppid))
+  // The reaper may itself have ended in the same interval and been reaped in
+  // turn (make -> sh -> cc): walk up the last known parents to a live member.
+  for (auto& [pid, m] : t.members) {
+    if (next.count(pid))
+      continue;
+    int up = m.ppid;
+    for (int hops = 0; hops < 64 && !next.count(up); ++hops) {
+      auto before = t.members.find(up);
+      if (before == t.members.end())
+        break;
+      up = before->second.ppid;
+    }
+    if (next.count(up))
       delta -= static_cast<std::int64_t>(m.total);
+  }
   if (have_delta)
     u.cpu_core_pct = r2(100.0 * static_cast<double>(std::max<std::int64_t>(0, delta)) / tck
                         / elapsed);
