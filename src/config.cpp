@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+
+#include "src/lease/windows.hpp"
 #include <toml.hpp>
 
 extern char** environ;
@@ -231,6 +233,34 @@ const std::vector<key_def>& key_defs() {
     {{"lease.worker_burst", "LULL_LEASE_WORKER_BURST", "--lease-worker-burst",
       "lease messages one worker may send at once (100)"},
      number_field(&config::lease_worker_burst, 1, 1e9)},
+    {{"lease.suspend_after", "LULL_LEASE_SUSPEND_AFTER", "--lease-suspend-after",
+      "a host BUSY (or PANIC) this long has its leases below HIGH suspended (10s)"},
+     duration_field(&config::lease_suspend_after_sec, 0, 86400)},
+    {{"lease.resume_after", "LULL_LEASE_RESUME_AFTER", "--lease-resume-after",
+      "a host QUIET again this long has its suspended leases resumed (1m)"},
+     duration_field(&config::lease_resume_after_sec, 0, 86400)},
+    {{"lease.preempt_after", "LULL_LEASE_PREEMPT_AFTER", "--lease-preempt-after",
+      "a lease suspended this long is revoked; a queued job goes back to the queue (15m)"},
+     duration_field(&config::lease_preempt_after_sec, 1, 7 * 86400)},
+    {{"lease.windows", "LULL_LEASE_WINDOWS", "--lease-windows",
+      "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' "
+      "for every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00' (default: always)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       auto parsed = parse_lease_windows(v, "UTC");
+       if (auto* e = std::get_if<std::string>(&parsed))
+         return *e;
+       c.lease_windows = v;
+       return std::nullopt;
+     }},
+    {{"lease.timezone", "LULL_LEASE_TIMEZONE", "--lease-timezone",
+      "time zone of lease.windows: an IANA name such as Europe/Berlin, or local (default)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       std::string why;
+       if (!find_time_zone(v, &why))
+         return why;
+       c.lease_timezone = v;
+       return std::nullopt;
+     }},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},

@@ -46,6 +46,11 @@ struct config {
   double lease_grant_burst = 40;
   double lease_worker_rate = 50;  ///< lease messages per second per worker (token bucket)
   double lease_worker_burst = 100;
+  double lease_suspend_after_sec = 10;  ///< BUSY this long: suspend leases below HIGH
+  double lease_resume_after_sec = 60;   ///< QUIET this long: resume them
+  double lease_preempt_after_sec = 900; ///< suspended this long: revoke
+  std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
+  std::string lease_timezone = "local"; ///< the windows' time zone
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept

@@ -193,6 +193,12 @@ int main(int argc, char** argv) {
     pol.grant_burst = cfg.lease_grant_burst;
     pol.worker_rate_per_sec = cfg.lease_worker_rate;
     pol.worker_burst = cfg.lease_worker_burst;
+    pol.suspend_after_sec = cfg.lease_suspend_after_sec;
+    pol.resume_after_sec = cfg.lease_resume_after_sec;
+    pol.preempt_after_sec = cfg.lease_preempt_after_sec;
+    if (auto w = parse_lease_windows(cfg.lease_windows, cfg.lease_timezone);
+        std::holds_alternative<lease_windows>(w))
+      pol.windows = std::get<lease_windows>(std::move(w));
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {

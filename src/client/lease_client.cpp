@@ -244,6 +244,10 @@ void lease_client::on_message(mqtt_message msg) {
     notice.lease_id = peek_string(*doc, "lease_id");
     notice.state = peek_string(*doc, "state");
     notice.reason = peek_string(*doc, "reason");
+    notice.type = peek_string(*doc, "type");
+    if (doc->is_object())
+      if (auto it = doc->find("suspended"); it != doc->end() && it->is_boolean())
+        notice.suspended = it->get<bool>();
     if (auto it = watchers_.find(notice.lease_id); it != watchers_.end())
       fn = it->second;
     cv_.notify_all();

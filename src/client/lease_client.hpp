@@ -49,6 +49,9 @@ struct lease_notice {
   std::string lease_id;
   std::string state;  ///< ACTIVE, RELEASED, EXPIRED, REVOKED
   std::string reason;
+  std::string type;   ///< granted, suspended, resumed, revoked, ...
+  /// Set on suspended / resumed notices: whether the work should be stopped.
+  std::optional<bool> suspended;
 };
 
 class lease_client : private transport_events {

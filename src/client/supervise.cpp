@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "src/process.hpp"
 
@@ -158,6 +159,8 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
     std::mutex mtx;
     std::string reason;
     bool reconnected = false;
+    std::optional<bool> suspend; ///< from a suspended / resumed notice
+    std::string suspend_reason;
   };
   auto lost = std::make_shared<lost_state>();
   // Back on the broker after an outage: heartbeat at once rather than at the
@@ -174,6 +177,13 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
       {
         std::lock_guard<std::mutex> guard(lost->mtx);
         lost->reason = n.state + ": " + n.reason;
+      }
+      ::kill(::getpid(), SIGUSR1);
+    } else if (n.suspended) {
+      {
+        std::lock_guard<std::mutex> guard(lost->mtx);
+        lost->suspend = n.suspended;
+        lost->suspend_reason = n.reason;
       }
       ::kill(::getpid(), SIGUSR1);
     }
@@ -252,12 +262,36 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   auto last_ok = steady_clock::now();
   std::optional<steady_clock::time_point> kill_at;
   int status = 0;
+  // The yield policy: lulld suspends the lease while the host's owner needs
+  // it; the work is stopped (its cgroup frozen, else SIGSTOP to its group)
+  // and continued when the lease is resumed.
+  bool stopped = false;
+  auto set_stopped = [&](bool on, const std::string& why) {
+    if (on == stopped)
+      return;
+    stopped = on;
+    bool frozen = group && group->freeze(on);
+    if (!frozen)
+      ::kill(-*pid, on ? SIGSTOP : SIGCONT);
+    if (on)
+      say("lease suspended (" + why + "); " + opts.cmd.front() + " stopped ("
+          + (frozen ? "cgroup frozen" : "SIGSTOP") + ")");
+    else
+      say("lease resumed; " + opts.cmd.front() + " continues");
+  };
   auto stop_child = [&](const std::string& why) {
     if (kill_at)
       return;
     say(why + "; stopping " + opts.cmd.front() + " (SIGTERM, SIGKILL after " + opts.grace_text
         + ")");
     ::kill(-*pid, SIGTERM); // the whole process group
+    if (stopped) {
+      // A stopped process cannot act on SIGTERM: let it run to end itself.
+      stopped = false;
+      if (group)
+        group->freeze(false);
+      ::kill(-*pid, SIGCONT);
+    }
     res.killed = true;
     kill_at = steady_clock::now()
               + duration_cast<steady_clock::duration>(duration<double>(opts.grace_sec));
@@ -282,9 +316,16 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
         res.lost_reason = lost->reason;
         guard.unlock();
         stop_child("lease " + res.lost_reason);
-      } else if (lost->reconnected) {
-        lost->reconnected = false;
-        next_hb = steady_clock::now();
+      } else {
+        if (lost->reconnected) {
+          lost->reconnected = false;
+          next_hb = steady_clock::now();
+        }
+        auto want = std::exchange(lost->suspend, std::nullopt);
+        auto why = lost->suspend_reason;
+        guard.unlock();
+        if (want && !kill_at)
+          set_stopped(*want, why);
       }
     }
     now = steady_clock::now();
@@ -309,6 +350,10 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
         }
       } else {
         last_ok = steady_clock::now();
+        // A notice may have been missed: the reply says what holds now.
+        auto& body = std::get<nlohmann::json>(hb);
+        if (auto it = body.find("suspended"); it != body.end() && it->is_boolean() && !kill_at)
+          set_stopped(it->get<bool>(), "lulld reports the lease suspended");
       }
       next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
     }

@@ -129,6 +129,8 @@ std::vector<std::string> lease_service::filters() const {
     for (auto* a : {"heartbeat", "release", "report", "revoke"})
       out.push_back(t.lease_action_filter(a));
   }
+  out.push_back(t.full("scheduler/control/+"));
+  out.push_back(t.full("scheduler/control/+/set"));
   out.push_back(t.full("stats/host/+/quiet"));
   out.push_back(t.host_stats_filter());
   out.push_back(t.worker_status_filter());
@@ -158,6 +160,14 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   }
   if (lv.empty() || lv[0] != "scheduler")
     return out;
+  if (lv.size() >= 3 && lv[1] == "control") {
+    if (lv.size() == 3)
+      on_control(std::string(lv[2]), in);
+    else if (lv.size() == 4 && lv[3] == "set")
+      on_switch(std::string(lv[2]), in, out);
+    drain_events(out);
+    return out;
+  }
   ++counters_.received;
   if (!opts_.secure) {
     if (lv.size() == 3 && lv[1] == "lease" && lv[2] == "request")
@@ -315,6 +325,9 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (ack.state == lease_state::active) {
     body["ttl_remaining_sec"] = ack.ttl_remaining_sec;
     body["expires_at"] = utc_timestamp(ack.expires_at);
+    // A holder that missed a notice learns here whether to keep its work
+    // stopped.
+    body["suspended"] = ack.suspended;
   }
   reply(req.route, sender, std::move(body), out);
 }
@@ -397,6 +410,69 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   }
 }
 
+void lease_service::on_control(const std::string& host_id, const mqtt_message& in) {
+  if (!valid_id(host_id))
+    return;
+  if (in.payload.empty()) {
+    table_.on_pause(host_id, std::nullopt); // a cleared retained pause
+    dirty_ = true;
+    return;
+  }
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  std::string why;
+  if (auto* e = std::get_if<request_error>(&decoded)) {
+    why = e->message;
+  } else {
+    auto parsed = parse_host_control(std::get<nlohmann::json>(decoded));
+    if (auto* p = std::get_if<std::optional<host_pause>>(&parsed)) {
+      if (*p && p->value().since == 0)
+        p->value().since = table_.now_wall();
+      if (*p)
+        log::info("lease manager: host {} paused by {}: {}", host_id, (*p)->by, (*p)->reason);
+      else if (table_.hosts().count(host_id) && table_.hosts().at(host_id).pause)
+        log::info("lease manager: host {} resumed", host_id);
+      table_.on_pause(host_id, std::move(*p));
+      dirty_ = true;
+      return;
+    }
+    why = std::get<std::string>(parsed);
+  }
+  ++counters_.rejected;
+  log::warn("lease manager: ignoring control message on {}: {}", in.topic, why);
+}
+
+void lease_service::on_switch(const std::string& host_id, const mqtt_message& in,
+                              std::vector<mqtt_message>& out) {
+  // Home Assistant's "Allow heavy work" switch: ON lifts a pause, OFF pauses
+  // the host until switched back. The retained control message is the state.
+  if (!valid_id(host_id))
+    return;
+  auto cmd = lower(in.payload);
+  std::optional<host_pause> pause;
+  if (cmd == "off") {
+    pause = host_pause{"Home Assistant", "heavy work switched off", table_.now_wall(), {}};
+  } else if (cmd != "on") {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring {}: expected ON or OFF", in.topic);
+    return;
+  }
+  table_.on_pause(host_id, pause);
+  dirty_ = true;
+  out.push_back({opts_.topics.host_control(host_id),
+                 encode(to_json(host_id, pause), wire_format::json), 1, true, json_content_type,
+                 {}, {}});
+}
+
+void lease_service::publish_pauses_ended(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_pauses_ended()) {
+    log::info("lease manager: the pause of host {} ran out", host);
+    out.push_back({opts_.topics.host_control(host),
+                   encode(to_json(host, std::nullopt), wire_format::json), 1, true,
+                   json_content_type, {}, {}});
+    dirty_ = true;
+  }
+}
+
 void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
   for (auto& host : table_.take_hosts_changed()) {
     if (!valid_id(host))
@@ -413,11 +489,14 @@ void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
 
 void lease_service::drain_events(std::vector<mqtt_message>& out) {
   publish_host_leases(out);
+  publish_pauses_ended(out);
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
     if (e.state && *e.state != lease_state::active && !e.lease_id.empty()) {
-      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}};
+      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}, e.preempted};
+      if (e.preempted)
+        ++counters_.preempted;
       if (auto d = release_details_.find(e.lease_id); d != release_details_.end()) {
         o.outcome = std::move(d->second.outcome);
         o.result = std::move(d->second.result);
@@ -427,10 +506,19 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
       started_.erase(e.lease_id);
       outcomes_.push_back(std::move(o));
     }
-    if (e.state && !e.lease_id.empty()) {
-      // The holder must hear of a revoke or expiry (QoS 1); grants and
-      // releases it already has from its own reply, so those go at QoS 0.
-      int qos = *e.state == lease_state::revoked || *e.state == lease_state::expired ? 1 : 0;
+    if (e.suspended) {
+      ++(*e.suspended ? counters_.suspended : counters_.resumed);
+      log::info("lease manager: lease {} of {} on {} {}: {}", e.lease_id, e.worker_id,
+                e.host_id, e.type, e.reason);
+    }
+    if ((e.state || e.suspended) && !e.lease_id.empty()) {
+      // The holder must hear of a revoke, an expiry, a suspension or a
+      // resumption (QoS 1); grants and releases it already has from its own
+      // reply, so those go at QoS 0.
+      int qos = e.suspended || *e.state == lease_state::revoked
+                    || *e.state == lease_state::expired
+                  ? 1
+                  : 0;
       out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, qos, false,
                      json_content_type, {}, {}});
       if (opts_.secure)
@@ -460,6 +548,8 @@ mqtt_message lease_service::status_message() const {
   auto j = table_.status_json();
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
                    {"throttled", counters_.throttled},
+                   {"suspended", counters_.suspended}, {"resumed", counters_.resumed},
+                   {"preempted", counters_.preempted},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;

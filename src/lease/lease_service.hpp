@@ -12,7 +12,9 @@
 ///               (identity: the topic, which the broker's ACL pins to the
 ///               user), replies only under workers/<worker>/, admin revokes
 ///               on scheduler/lease/<id>/revoke
-///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
+///   both        stats/host/+/quiet, stats/host/+, stats/worker/+,
+///               scheduler/control/+ (a host's pause, retained) and
+///               scheduler/control/+/set (Home Assistant's switch: ON / OFF)
 /// and it publishes scheduler/host/<host>/leases (retained) whenever a host's
 /// active leases or their reported processes change.
 
@@ -55,6 +57,9 @@ struct lease_service_counters {
   std::uint64_t grants = 0;
   std::uint64_t denies = 0;
   std::uint64_t throttled = 0; ///< RequestThrottled replies
+  std::uint64_t suspended = 0; ///< suspended notices sent
+  std::uint64_t resumed = 0;
+  std::uint64_t preempted = 0;
 };
 
 class lease_service {
@@ -96,6 +101,10 @@ private:
   void on_quiet(const mqtt_message& in);
   void on_host(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
+  void on_control(const std::string& host_id, const mqtt_message& in);
+  void on_switch(const std::string& host_id, const mqtt_message& in,
+                 std::vector<mqtt_message>& out);
+  void publish_pauses_ended(std::vector<mqtt_message>& out);
   void reply(const reply_route& route, const std::optional<std::string>& sender,
              nlohmann::json body, std::vector<mqtt_message>& out);
   void reject(const reply_route& route, const std::optional<std::string>& sender,

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <sstream>
 
 namespace lull {
@@ -126,7 +127,71 @@ nlohmann::json to_json(const lease_event& e) {
   }
   if (e.state)
     j["state"] = to_string(*e.state);
+  if (e.suspended)
+    j["suspended"] = *e.suspended;
+  if (e.preempted)
+    j["preempted"] = true;
   return j;
+}
+
+nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p) {
+  nlohmann::json j = {{"v", schema_version}, {"host_id", host_id}, {"paused", p.has_value()}};
+  if (p) {
+    j["by"] = p->by;
+    j["reason"] = p->reason;
+    j["since"] = utc_timestamp(p->since);
+    j["until"] = p->until ? nlohmann::json(utc_timestamp(*p->until)) : nlohmann::json(nullptr);
+  }
+  return j;
+}
+
+std::variant<std::optional<host_pause>, std::string>
+parse_host_control(const nlohmann::json& j) {
+  if (!j.is_object())
+    return std::string("expected an object such as {\"paused\":true,\"by\":\"alice\",\"reason\":..}");
+  auto paused = j.find("paused");
+  if (paused == j.end() || !paused->is_boolean())
+    return std::string("field 'paused' must be true or false");
+  if (!paused->get<bool>())
+    return std::optional<host_pause>{};
+  host_pause p;
+  auto text = [&](const char* key, std::string& out, std::size_t max) -> std::optional<std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null())
+      return std::nullopt;
+    if (!it->is_string() || it->get_ref<const std::string&>().size() > max)
+      return "field '" + std::string(key) + "' must be a string of at most "
+             + std::to_string(max) + " characters";
+    out = it->get<std::string>();
+    return std::nullopt;
+  };
+  if (auto e = text("by", p.by, 128))
+    return *e;
+  if (auto e = text("reason", p.reason, 512))
+    return *e;
+  auto when = [&](const char* key) -> std::variant<std::optional<std::int64_t>, std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null())
+      return std::optional<std::int64_t>{};
+    std::optional<std::int64_t> t;
+    if (it->is_string())
+      t = parse_utc_timestamp(it->get<std::string>());
+    if (!t)
+      return "field '" + std::string(key) + "' must be an RFC 3339 UTC time such as "
+             "2026-12-01T22:00:00Z, or null";
+    return t;
+  };
+  auto since = when("since");
+  if (auto* e = std::get_if<std::string>(&since))
+    return *e;
+  p.since = std::get<0>(since).value_or(0);
+  auto until = when("until");
+  if (auto* e = std::get_if<std::string>(&until))
+    return *e;
+  p.until = std::get<0>(until);
+  if (p.by.empty())
+    p.by = "someone";
+  return std::optional<host_pause>(std::move(p));
 }
 
 // -- lease table ---------------------------------------------------------------
@@ -150,7 +215,117 @@ void lease_table::on_quiet(const quiet_assessment& q) {
     if (left > 0)
       h.panic_until_mono = std::max(h.panic_until_mono, now + left);
   }
+  bool busy = q.state == quiet_state::busy || q.state == quiet_state::panic;
+  if (!busy)
+    h.busy_since_mono.reset();
+  else if (!h.busy_since_mono)
+    h.busy_since_mono = now;
+  if (q.state != quiet_state::quiet)
+    h.quiet_since_mono.reset();
+  else if (!h.quiet_since_mono)
+    h.quiet_since_mono = now;
   h.quiet = q;
+  apply_yield();
+}
+
+void lease_table::on_pause(const std::string& host_id, std::optional<host_pause> pause) {
+  if (!valid_id(host_id))
+    return;
+  hosts_[host_id].pause = std::move(pause);
+  apply_yield();
+}
+
+std::vector<std::string> lease_table::take_pauses_ended() {
+  return std::exchange(pauses_ended_, {});
+}
+
+std::string lease_table::hold_reason(const std::string& host_id, const host_info& h,
+                                     lease_priority priority) const {
+  if (h.pause)
+    return "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason);
+  if (priority == lease_priority::high)
+    return {};
+  if (auto* w = cfg_.windows.for_host(host_id); w && !w->open_at(env_.wall_sec()))
+    return "Outside the lease windows of host " + host_id + " (" + w->text() + ")";
+  if (h.load_hold)
+    return h.load_reason;
+  return {};
+}
+
+void lease_table::apply_yield() {
+  if (expiry_paused_)
+    return; // cut off from the broker: no notice could reach a holder
+  double now = env_.mono_sec();
+  auto wall = env_.wall_sec();
+  for (auto& [id, h] : hosts_) {
+    if (h.pause && h.pause->until && *h.pause->until <= wall) {
+      h.pause.reset();
+      pauses_ended_.push_back(id);
+    }
+    if (!h.load_hold && h.busy_since_mono && now - *h.busy_since_mono >= cfg_.suspend_after_sec
+        && h.quiet) {
+      h.load_hold = true;
+      h.load_reason = std::string("System is ") + to_string(h.quiet->state) + " for "
+                      + fmt_sec(now - *h.busy_since_mono) + "s"
+                      + (h.quiet->reasons.empty() ? "" : " (" + h.quiet->reasons.front() + ")");
+    } else if (h.load_hold && h.quiet_since_mono
+               && now - *h.quiet_since_mono >= cfg_.resume_after_sec) {
+      h.load_hold = false;
+      h.load_reason.clear();
+    }
+  }
+  for (auto it = active_.begin(); it != active_.end();) {
+    auto next = std::next(it);
+    auto& r = it->second;
+    auto hit = hosts_.find(r.host_id);
+    if (hit == hosts_.end()) {
+      it = next;
+      continue;
+    }
+    auto& h = hit->second;
+    bool below_high = r.priority != lease_priority::high;
+    // A stopped process keeps its memory: PANIC through memory or swap
+    // revokes leases below HIGH at once.
+    if (below_high && h.quiet && h.quiet->state == quiet_state::panic) {
+      auto& by = h.quiet->panic_by;
+      bool mem = std::find(by.begin(), by.end(), "memory") != by.end()
+                 || std::find(by.begin(), by.end(), "swap") != by.end();
+      if (mem) {
+        preempt(it, "preempted: host " + r.host_id + " is PANIC through memory"
+                      + (h.quiet->reasons.empty() ? "" : " (" + h.quiet->reasons.front() + ")"));
+        it = next;
+        continue;
+      }
+    }
+    auto why = hold_reason(r.host_id, h, r.priority);
+    if (!why.empty() && !r.suspended) {
+      r.suspended = true;
+      r.suspended_mono = now;
+      r.suspended_at = wall;
+      r.suspend_reason = why;
+      dirty_.push_back(r.lease_id);
+      emit("suspended", r, why, lease_state::active, true);
+    } else if (why.empty() && r.suspended) {
+      r.suspended = false;
+      r.suspended_at = 0;
+      r.suspend_reason.clear();
+      dirty_.push_back(r.lease_id);
+      emit("resumed", r,
+           "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
+             + fmt_sec(cfg_.resume_after_sec) + "s)",
+           lease_state::active, false);
+    } else if (r.suspended && now - r.suspended_mono >= cfg_.preempt_after_sec) {
+      preempt(it, "preempted: suspended for " + fmt_sec(now - r.suspended_mono) + "s ("
+                    + r.suspend_reason + ")");
+    }
+    it = next;
+  }
+}
+
+void lease_table::preempt(std::map<std::string, lease_record>::iterator it, std::string reason) {
+  preempting_ = true;
+  end_lease(it, lease_state::revoked, std::move(reason), true);
+  preempting_ = false;
 }
 
 void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
@@ -305,6 +480,34 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
                 "Recent PANIC detected; cooling down (" + fmt_sec(left) + "s left)", left,
                 env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left)));
   }
+  // The yield policy: a pause stops everything; windows and a host whose
+  // leases are suspended for its load stop work below HIGH.
+  if (h.pause) {
+    double left = h.pause->until ? static_cast<double>(*h.pause->until - env_.wall_sec())
+                                 : cfg_.busy_retry_sec;
+    return deny(req, worker, host,
+                "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)
+                  + (h.pause->until ? " (until " + utc_timestamp(*h.pause->until) + ")" : ""),
+                left);
+  }
+  if (req.priority != lease_priority::high) {
+    if (auto* w = cfg_.windows.for_host(host); w && !w->open_at(env_.wall_sec())) {
+      auto wall = env_.wall_sec();
+      auto at = w->next_open(wall);
+      return deny(req, worker, host,
+                  "Outside the lease windows of host " + host + " (" + w->text() + ")"
+                    + (at ? "; the next opens at " + utc_timestamp(*at) : ""),
+                  at ? static_cast<double>(*at - wall) : cfg_.busy_retry_sec);
+    }
+    if (h.load_hold) {
+      double left = cfg_.resume_after_sec
+                    - (h.quiet_since_mono ? now - *h.quiet_since_mono : 0.0);
+      return deny(req, worker, host,
+                  "Leases on host " + host + " are suspended until it has been QUIET for "
+                    + fmt_sec(cfg_.resume_after_sec) + "s (" + h.load_reason + ")",
+                  std::max(left, 1.0));
+    }
+  }
   // Soft deny: not QUIET unless HIGH.
   if (req.priority != lease_priority::high) {
     if (!h.quiet)
@@ -449,6 +652,7 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
   a.lease_id = r.lease_id;
   a.state = r.state;
   a.fencing_token = r.fencing_token;
+  a.suspended = r.suspended;
   if (r.state == lease_state::active) {
     double now = env_.mono_sec();
     a.ttl_remaining_sec = std::max(0.0, r.expires_mono - now);
@@ -534,6 +738,7 @@ void lease_table::end_lease(std::map<std::string, lease_record>::iterator it, le
   r.state = st;
   r.end_reason = std::move(reason);
   r.ended_at = env_.wall_sec();
+  r.suspended = false;
   if (hold_units && cfg_.lock_delay_sec > 0) {
     r.hold_until_mono = env_.mono_sec() + cfg_.lock_delay_sec;
     held_[r.lease_id] = reservation{r.host_id, r.hold_until_mono, r.cost_units};
@@ -568,6 +773,7 @@ void lease_table::bus_reconnected() {
 }
 
 void lease_table::tick() {
+  apply_yield();
   double now = env_.mono_sec();
   for (auto it = active_.begin(); !expiry_paused_ && it != active_.end();) {
     auto next = std::next(it);
@@ -588,7 +794,7 @@ void lease_table::tick() {
 }
 
 void lease_table::emit(std::string type, const lease_record& r, std::string reason,
-                       std::optional<lease_state> st) {
+                       std::optional<lease_state> st, std::optional<bool> suspended) {
   lease_event e;
   e.type = std::move(type);
   e.lease_id = r.lease_id;
@@ -598,6 +804,8 @@ void lease_table::emit(std::string type, const lease_record& r, std::string reas
   e.fencing_token = r.fencing_token;
   e.at = env_.wall_sec();
   e.state = st;
+  e.suspended = suspended;
+  e.preempted = preempting_;
   if (st) {
     dirty_.push_back(e.lease_id);
     hosts_changed_.push_back(r.host_id);
@@ -612,6 +820,18 @@ void lease_table::restore(lease_record r, double remaining_sec) {
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + std::max(remaining_sec, r.ttl_sec);
   r.heartbeat_warned = false;
+  if (r.suspended_at > 0) {
+    // Suspended before the restart: it stays so until its host may run it
+    // again, and preempt_after counts from the original suspension.
+    r.suspended = true;
+    r.suspended_mono = now - static_cast<double>(std::max<std::int64_t>(0, env_.wall_sec() - r.suspended_at));
+    auto& h = hosts_[r.host_id];
+    if (!h.load_hold && r.suspend_reason.rfind("Paused", 0) != 0
+        && r.suspend_reason.rfind("Outside", 0) != 0) {
+      h.load_hold = true;
+      h.load_reason = r.suspend_reason;
+    }
+  }
   hosts_changed_.push_back(r.host_id);
   auto id = r.lease_id;
   active_.insert_or_assign(id, std::move(r));
@@ -637,7 +857,9 @@ nlohmann::json to_json(const lease_record& r) {
           {"ttl_sec", r.ttl_sec},
           {"state", to_string(r.state)},
           {"granted_at", r.granted_at},
-          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)}};
+          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)},
+          {"suspended_at", r.suspended_at},
+          {"suspend_reason", r.suspend_reason}};
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -652,6 +874,10 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
   r.ttl_sec = j.at("ttl_sec").get<double>();
   r.granted_at = j.value("granted_at", std::int64_t{0});
+  if (auto it = j.find("suspended_at"); it != j.end() && it->is_number_integer())
+    r.suspended_at = it->get<std::int64_t>();
+  if (auto it = j.find("suspend_reason"); it != j.end() && it->is_string())
+    r.suspend_reason = it->get<std::string>();
   if (auto it = j.find("process"); it != j.end() && it->is_object())
     if (read_lease_process(*it, r.process))
       r.process.reset(); // an unreadable one is not measured; the lease stands
@@ -688,7 +914,8 @@ nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
     nlohmann::json j = {{"lease_id", r.lease_id},
                         {"worker_id", r.worker_id},
                         {"priority", to_string(r.priority)},
-                        {"cost_units", r.cost_units}};
+                        {"cost_units", r.cost_units},
+                        {"suspended", r.suspended}};
     if (r.process)
       j.update(to_json(*r.process));
     arr.push_back(std::move(j));
@@ -734,6 +961,11 @@ nlohmann::json lease_table::status_json() const {
     }
     if (r.progress)
       j["progress"] = *r.progress;
+    if (r.suspended) {
+      j["suspended"] = true;
+      j["suspended_at"] = utc_timestamp(r.suspended_at);
+      j["suspend_reason"] = r.suspend_reason;
+    }
     return j;
   };
   json active = json::array();
@@ -750,11 +982,21 @@ nlohmann::json lease_table::status_json() const {
     j["quiet_score"] = h.quiet ? json(h.quiet->quiet_score) : json(nullptr);
     if (h.panic_until_mono > now)
       j["cooldown_remaining_sec"] = h.panic_until_mono - now;
-    int n = 0;
+    int n = 0, suspended = 0;
     for (auto& [lid, r] : active_)
-      if (r.host_id == id)
+      if (r.host_id == id) {
         ++n;
+        suspended += r.suspended ? 1 : 0;
+      }
     j["active_leases"] = n;
+    j["suspended_leases"] = suspended;
+    j["paused"] = h.pause ? to_json(id, h.pause) : json(nullptr);
+    if (auto* w = cfg_.windows.for_host(id)) {
+      j["windows"] = w->text();
+      j["window_open"] = w->open_at(wall);
+    }
+    if (h.load_hold)
+      j["load_hold"] = h.load_reason;
     hosts[id] = std::move(j);
   }
   json workers = json::object();

@@ -15,6 +15,7 @@
 
 #include "messages/lease.hpp"
 #include "messages/quiet.hpp"
+#include "src/lease/windows.hpp"
 
 namespace lull {
 
@@ -40,7 +41,30 @@ struct lease_policy_config {
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
+  /// Giving the host back (docs/leases.md, "Yielding"): leases below HIGH are
+  /// suspended once the host has been BUSY (or PANIC) this long, resumed once
+  /// it has been QUIET this long, and revoked once suspended this long.
+  double suspend_after_sec = 10;
+  double resume_after_sec = 60;
+  double preempt_after_sec = 900;
+  /// When hosts take work below HIGH (empty: always).
+  lease_windows windows;
 };
+
+/// A pause of one host (lull pause, the Home Assistant switch), kept retained
+/// on scheduler/control/<host>.
+struct host_pause {
+  std::string by;       ///< who paused it
+  std::string reason;
+  std::int64_t since = 0;              ///< unix seconds
+  std::optional<std::int64_t> until;   ///< unix seconds; none: until resumed
+};
+
+/// The retained control message: {"v":1,"host_id":..,"paused":true,"by":..,
+/// "reason":..,"since":..,"until":..|null}, or {"paused":false}.
+nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p);
+/// nullopt pause for {"paused":false}; the error names the bad field.
+std::variant<std::optional<host_pause>, std::string> parse_host_control(const nlohmann::json& j);
 
 /// Injected time and randomness.
 struct lease_env {
@@ -89,6 +113,10 @@ struct lease_record {
   std::string last_report;
   nlohmann::json accounting;
   std::optional<lease_process> process; ///< what the host agent measures
+  bool suspended = false;        ///< its work should be stopped (SIGSTOP) now
+  double suspended_mono = 0;     ///< since when
+  std::int64_t suspended_at = 0; ///< unix seconds, 0 while running
+  std::string suspend_reason;
 };
 
 /// One entry of scheduler/events.
@@ -101,6 +129,8 @@ struct lease_event {
   std::uint64_t fencing_token = 0;
   std::int64_t at = 0; ///< unix seconds
   std::optional<lease_state> state; ///< set when the lease changed state
+  std::optional<bool> suspended;    ///< suspended / resumed notices, heartbeats
+  bool preempted = false;           ///< revoked to give the host back
 };
 
 nlohmann::json to_json(const lease_event& e);
@@ -126,6 +156,13 @@ struct host_info {
   std::optional<quiet_assessment> quiet;
   std::optional<int> cpu_count;
   double panic_until_mono = 0; ///< cool-down end after a PANIC
+  /// Since when the host has been BUSY or PANIC / QUIET without a break.
+  std::optional<double> busy_since_mono, quiet_since_mono;
+  /// Its leases below HIGH are held (suspended) for its load: set after
+  /// suspend_after of BUSY, cleared after resume_after of QUIET.
+  bool load_hold = false;
+  std::string load_reason; ///< why, as the notices say it
+  std::optional<host_pause> pause;
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -135,6 +172,7 @@ struct lease_ack {
   double ttl_remaining_sec = 0;
   std::int64_t expires_at = 0;
   std::uint64_t fencing_token = 0;
+  bool suspended = false; ///< the holder should keep its work stopped
 };
 
 class lease_table {
@@ -148,6 +186,11 @@ public:
   void on_cpu_count(const std::string& host_id, int cpus);
   /// A worker's retained status: offline (its last will) expires its leases.
   void on_worker_status(const std::string& worker_id, bool online);
+  /// A host's pause (nullopt: not paused), from scheduler/control/<host>.
+  void on_pause(const std::string& host_id, std::optional<host_pause> pause);
+  /// Hosts whose pause ran out since the last call (their retained control
+  /// message should be cleared).
+  std::vector<std::string> take_pauses_ended();
 
   // -- actions -------------------------------------------------------------
   /// Decides a request. `worker_id` is the identity to use (from the topic in
@@ -216,6 +259,7 @@ public:
   /// The whole state for scheduler/status.
   nlohmann::json status_json() const;
   const lease_policy_config& config() const { return cfg_; }
+  std::int64_t now_wall() const { return env_.wall_sec(); }
   double heartbeat_interval_sec(double ttl) const { return ttl / 3; }
 
 private:
@@ -235,8 +279,18 @@ private:
   holder_lookup(const std::string& lease_id, const std::string& worker_id);
   lease_ack ack_of(const lease_record& r) const;
   void emit(std::string type, const lease_record& r, std::string reason,
-            std::optional<lease_state> st = std::nullopt);
+            std::optional<lease_state> st = std::nullopt,
+            std::optional<bool> suspended = std::nullopt);
+  /// Revokes a lease to give its host back (the queue requeues its job
+  /// without counting the attempt).
+  void preempt(std::map<std::string, lease_record>::iterator it, std::string reason);
   double earliest_free(const std::string& host_id, int need_units) const;
+  /// Suspends, resumes and preempts leases by their hosts' load, windows
+  /// and pauses (the yield policy).
+  void apply_yield();
+  /// Why leases of `priority` on `host` must not run now ("" when they may).
+  std::string hold_reason(const std::string& host_id, const host_info& h,
+                          lease_priority priority) const;
   void prune_held();
 
   lease_policy_config cfg_;
@@ -253,7 +307,9 @@ private:
   std::map<std::string, token_bucket> worker_buckets_;
   std::uint64_t throttled_ = 0;
   std::vector<std::string> hosts_changed_;
+  std::vector<std::string> pauses_ended_;
   bool expiry_paused_ = false;
+  bool preempting_ = false;
 };
 
 } // namespace lull

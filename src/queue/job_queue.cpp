@@ -307,7 +307,8 @@ job_queue::cancel(const std::string& job_id, const std::string& reason) {
   return lease;
 }
 
-void job_queue::lease_ended(const std::string& lease_id, const std::string& why) {
+void job_queue::lease_ended(const std::string& lease_id, const std::string& why,
+                            bool preempted) {
   auto it = by_lease_.find(lease_id);
   if (it == by_lease_.end())
     return;
@@ -319,7 +320,13 @@ void job_queue::lease_ended(const std::string& lease_id, const std::string& why)
   if (j.state != job_state::leased && j.state != job_state::running)
     return;
   j.lease_id.clear();
-  if (j.attempts < j.spec.max_attempts) {
+  if (preempted) {
+    // The host was given back to its owner: not the job's fault.
+    j.attempts = std::max(0, j.attempts - 1);
+    j.queued_mono = clock_.mono_sec();
+    transition(j, job_state::queued,
+               "lease preempted (" + why + "); requeued, the attempt not counted");
+  } else if (j.attempts < j.spec.max_attempts) {
     j.queued_mono = clock_.mono_sec();
     transition(j, job_state::queued, "lease ended (" + why + "); requeued");
   } else {

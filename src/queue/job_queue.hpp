@@ -107,7 +107,8 @@ public:
                                                                 const std::string& reason);
   /// The job's lease ended without completion (expired, revoked, released
   /// early): back to the queue while attempts remain, else failed.
-  void lease_ended(const std::string& lease_id, const std::string& why);
+  /// `preempted`: revoked to give its host back, so the attempt does not count.
+  void lease_ended(const std::string& lease_id, const std::string& why, bool preempted = false);
   /// Expires jobs past their deadline.
   void tick();
 

@@ -399,7 +399,7 @@ queue_output queue_service::on_lease_outcome(const lease_outcome& o) {
                       outcome == "failed" ? (o.error.empty() ? "failed" : o.error)
                                           : std::string("released without an outcome"));
   } else if (o.type == "expired" || o.type == "revoked") {
-    queue_.lease_ended(o.lease_id, o.type);
+    queue_.lease_ended(o.lease_id, o.preempted ? o.reason : o.type, o.preempted);
   } else {
     return out;
   }

@@ -304,6 +304,23 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   quiet_state st;
   if (panic) {
     st = quiet_state::panic;
+    for (auto& in : scored) {
+      double v = in.panic_value.value_or(in.value);
+      if (pressure(v, in.t, in.reversed) < 1 && !was_panic)
+        continue;
+      if (was_panic && pressure(v, in.t, in.reversed) < 1) {
+        double margin = std::abs(in.t.panic) * 0.05;
+        if (!(in.reversed ? v <= in.t.panic + margin : v >= in.t.panic - margin))
+          continue;
+      }
+      std::string_view k = in.key;
+      a.panic_by.push_back(k == "cpu_foreign_avg"   ? "cpu"
+                           : k == "mem_foreign_pct" ? "memory"
+                           : k == "swap_pct"        ? "swap"
+                           : k == "disk_free_pct"   ? "disk"
+                           : k == "temp_c"          ? "temperature"
+                                                    : std::string(k));
+    }
     hs.cooldown_until_mono = now + th_.cooldown_sec;
     hs.cooldown_until_unix = now_unix + static_cast<std::int64_t>(th_.cooldown_sec);
   } else {
