@@ -163,6 +163,28 @@ TEST(lease_acl, two_workers_cannot_touch_each_others_leases) {
     EXPECT_NE(m.topic.rfind("workers/wa/", 0), 0u) << m.topic;
   EXPECT_TRUE(b.received().size() >= 4);
 
+  // Only the admin may pause a host; the pause suspends A's lease, and A hears
+  // it on its own inbox, then the resumption.
+  EXPECT_TRUE(refused("scheduler/control/shost"));
+  EXPECT_TRUE(refused("scheduler/control/shost/set"));
+  admin.publish("scheduler/control/shost",
+                R"({"v":1,"paused":true,"by":"lull-admin","reason":"backup","until":null})", 1,
+                true);
+  auto sus = a.wait_for(
+    [&](auto& m) { return m.topic == "workers/wa/lease/" + id + "/state"
+                          && m.payload.find("\"type\":\"suspended\"") != std::string::npos; },
+    10s);
+  ASSERT_TRUE(sus) << d.log();
+  EXPECT_EQ(json::parse(sus->payload)["reason"], "Paused by lull-admin: backup");
+  EXPECT_EQ(sus->qos, 1);
+  admin.publish("scheduler/control/shost", R"({"v":1,"paused":false})", 1, true);
+  ASSERT_TRUE(a.wait_for(
+    [&](auto& m) { return m.topic == "workers/wa/lease/" + id + "/state"
+                          && m.payload.find("\"type\":\"resumed\"") != std::string::npos; },
+    10s))
+    << d.log();
+  admin.publish("scheduler/control/shost", "", 1, true); // leave no retained state
+
   // The admin can revoke; A hears it on its own inbox.
   admin.publish("scheduler/lease/" + id + "/revoke", R"({"reason":"maintenance"})");
   auto rv = a.wait_for(

@@ -31,6 +31,8 @@ std::vector<command> build(CLI::App& app, global_opts& g) {
     make(app, g, add_run, do_run),
     make(app, g, add_status, do_status),
     make(app, g, add_revoke, do_revoke),
+    make(app, g, add_pause, do_pause),
+    make(app, g, add_resume, do_resume),
     make(app, g, add_submit, do_submit),
     make(app, g, add_jobs, do_jobs),
     make(app, g, add_cancel, do_cancel),

@@ -39,6 +39,18 @@ int do_status(const global_opts& g, const status_opts& o);
 /// The hosts, leases and workers tables of a scheduler/status document.
 void print_status(std::ostream& out, const nlohmann::json& status);
 
+// -- lull pause / lull resume ----------------------------------------------------
+struct pause_opts {
+  std::string host, reason, for_text, by;
+};
+CLI::App* add_pause(CLI::App& app, pause_opts& o);
+int do_pause(const global_opts& g, const pause_opts& o);
+struct resume_opts {
+  std::string host;
+};
+CLI::App* add_resume(CLI::App& app, resume_opts& o);
+int do_resume(const global_opts& g, const resume_opts& o);
+
 // -- lull revoke LEASE_ID --------------------------------------------------------
 struct revoke_opts {
   std::string lease_id, reason;

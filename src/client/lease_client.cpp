@@ -460,4 +460,24 @@ std::optional<nlohmann::json> lease_client::status(std::chrono::milliseconds tim
   return status_;
 }
 
+std::optional<nlohmann::json>
+lease_client::status_where(const std::function<bool(const nlohmann::json&)>& pred,
+                           std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    status_.reset();
+    status_subscribed_ = true;
+  }
+  transport_->subscribe({topics_.scheduler_status()}, 1);
+  std::unique_lock<std::mutex> guard(mtx_);
+  if (cv_.wait_for(guard, timeout, [&] { return status_ && pred(*status_); }))
+    return status_;
+  return std::nullopt;
+}
+
+void lease_client::publish(const std::string& relative, const nlohmann::json& body,
+                           bool retain) {
+  transport_->publish({topics_.full(relative), body.dump(), 1, retain, json_content_type, {}, {}});
+}
+
 } // namespace lull

@@ -95,6 +95,12 @@ public:
   bool connected();
   /// The retained scheduler/status document.
   std::optional<nlohmann::json> status(std::chrono::milliseconds timeout);
+  /// The first scheduler/status document for which `pred` holds, waiting up
+  /// to `timeout` for lulld to publish one; nullopt when none came.
+  std::optional<nlohmann::json> status_where(const std::function<bool(const nlohmann::json&)>& pred,
+                                             std::chrono::milliseconds timeout);
+  /// Publishes `body` (JSON) on `relative` (under lulld's prefix), QoS 1.
+  void publish(const std::string& relative, const nlohmann::json& body, bool retain);
   /// Calls `fn` (on the MQTT thread: keep it short) with the topic (without
   /// the prefix) and decoded payload of every message matching `filters`
   /// (relative to the prefix), retained ones included; kept across reconnects.

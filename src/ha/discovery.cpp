@@ -104,6 +104,24 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                    {"payload_off", "OFF"},
                    {"icon", "mdi:sleep"}};
 
+  // "Allow heavy work": OFF pauses the host (its leases are suspended, new
+  // ones denied), ON lifts the pause. The command goes to the scheduler
+  // (scheduler/control/<host>/set); the state is what the scheduler applied,
+  // from its retained status, so the switch never shows a wish as a fact.
+  cmps["allow_work"] = {{"p", "switch"},
+                        {"name", "Allow heavy work"},
+                        {"unique_id", oid + "_allow_work"},
+                        {"command_topic", topics.host_control(host_id) + "/set"},
+                        {"payload_on", "ON"},
+                        {"payload_off", "OFF"},
+                        {"state_topic", topics.scheduler_status()},
+                        {"value_template",
+                         "{{ 'OFF' if value_json.hosts['" + host_id + "'] is defined and "
+                         "value_json.hosts['" + host_id + "'].paused else 'ON' }}"},
+                        {"state_on", "ON"},
+                        {"state_off", "OFF"},
+                        {"icon", "mdi:briefcase-check"}};
+
   if (opts.with_queue && host_id == opts.own_instance)
     cmps["queue_depth"] = {{"p", "sensor"},
                            {"name", "Queued jobs"},

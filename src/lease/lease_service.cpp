@@ -160,10 +160,10 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   }
   if (lv.empty() || lv[0] != "scheduler")
     return out;
-  if (lv.size() >= 3 && lv[1] == "control") {
+  if (lv.size() >= 3 && lv[1] == "control" && (lv.size() == 3 || (lv.size() == 4 && lv[3] == "set"))) {
     if (lv.size() == 3)
       on_control(std::string(lv[2]), in);
-    else if (lv.size() == 4 && lv[3] == "set")
+    else
       on_switch(std::string(lv[2]), in, out);
     drain_events(out);
     return out;
