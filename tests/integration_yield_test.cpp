@@ -92,6 +92,16 @@ double machine_cpu_pct(double sec) {
   return dt <= 0 ? 0 : 100.0 * (dt - static_cast<double>(b.second - a.second)) / dt;
 }
 
+/// Where the cgroup2 hierarchy is mounted (/sys/fs/cgroup, or .../unified).
+std::string cgroup2_mount() {
+  std::ifstream in("/proc/mounts");
+  std::string dev, dir, type, rest;
+  while (in >> dev >> dir >> type && std::getline(in, rest))
+    if (type == "cgroup2")
+      return dir;
+  return "/sys/fs/cgroup";
+}
+
 json parse(const mqtt_message& m) { return json::parse(m.payload, nullptr, false); }
 
 double since(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
@@ -107,10 +117,22 @@ struct yield_fixture {
   std::string job_id, lease_id;
   std::uint64_t fencing = 0;
   pid_t child = -1;
+  std::string cgroup; ///< the child's cgroup v2 group, when lull work made one
 
-  ~yield_fixture() { std::filesystem::remove(done_file); }
+  ~yield_fixture() {
+    // The job's child leads its own process group: end it even when lull
+    // work could not (a failed assertion kills lull work first).
+    work.stop();
+    if (child > 0) {
+      ::kill(-child, SIGCONT);
+      ::kill(-child, SIGKILL);
+    }
+    std::filesystem::remove(done_file);
+  }
 
-  bool setup(double preempt_after_sec, std::string& why) {
+  /// `no_cgroup`: lull work stops the child with SIGSTOP instead of a
+  /// cgroup freeze.
+  bool setup(double preempt_after_sec, std::string& why, bool no_cgroup = false) {
     const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
     const double core = 100.0 / cores;
     char q[64];
@@ -153,9 +175,14 @@ struct yield_fixture {
       why = "lull submit failed";
       return false;
     }
-    work.pid = start(lull_cmd(b.uri(), {"--worker", "yw", "work", "--type", "burn", "--host",
-                                        "yl", "--max-jobs", "1", "--grace", "2s", "--", "sh",
-                                        "-c", "while [ ! -e " + done_file + " ]; do :; done"}));
+    std::vector<std::string> args = {"--worker", "yw", "work", "--type", "burn", "--host", "yl",
+                                     "--max-jobs", "1", "--grace", "2s"};
+    if (no_cgroup)
+      args.push_back("--no-cgroup");
+    for (auto a : {"--", "sh", "-c"})
+      args.push_back(a);
+    args.push_back("while [ ! -e " + done_file + " ]; do :; done");
+    work.pid = start(lull_cmd(b.uri(), args));
     // lulld learns the child's pid from lull work's first heartbeat.
     auto leases = c->wait_for(
       [&](const mqtt_message& m) {
@@ -172,6 +199,7 @@ struct yield_fixture {
     auto l = parse(*leases)["leases"][0];
     lease_id = l["lease_id"].get<std::string>();
     child = l["pid"].get<pid_t>();
+    cgroup = l.value("cgroup", "");
     c->subscribe("scheduler/lease/" + lease_id + "/state");
     auto granted = c->wait_for(
       [&](const mqtt_message& m) {
@@ -202,10 +230,24 @@ struct yield_fixture {
     burner.pid = start({"sh", "-c", "while :; do :; done"}, true);
   }
 
-  /// Waits until `pred(state of the child)` holds; seconds it took, or -1.
+  /// The child's state: 'T' when stopped (SIGSTOP) or its cgroup frozen
+  /// (a frozen task shows as sleeping in /proc; cgroup.events says frozen).
+  char child_state() {
+    char st = proc_state(child);
+    if (!cgroup.empty() && st != 0) {
+      std::ifstream in(cgroup2_mount() + cgroup + "/cgroup.events");
+      std::string key, value;
+      while (in >> key >> value)
+        if (key == "frozen" && value == "1")
+          return 'T';
+    }
+    return st;
+  }
+
+  /// Waits until `pred(child_state())` holds; seconds it took, or -1.
   double wait_child(const std::function<bool(char)>& pred, std::chrono::seconds deadline) {
     auto t0 = clk::now();
-    bool ok = wait_until([&] { return pred(proc_state(child)); }, deadline);
+    bool ok = wait_until([&] { return pred(child_state()); }, deadline);
     return ok ? since(t0) : -1;
   }
 };
@@ -229,7 +271,7 @@ TEST(yield, owner_load_suspends_the_job_and_its_end_resumes_it_under_the_same_le
     GTEST_SKIP() << why;
   yield_fixture f;
   ASSERT_TRUE(f.setup(600, why)) << why;
-  ASSERT_NE(proc_state(f.child), 'T');
+  ASSERT_NE(f.child_state(), 'T');
 
   // The owner starts something heavy.
   f.c->clear();
@@ -259,7 +301,7 @@ TEST(yield, owner_load_suspends_the_job_and_its_end_resumes_it_under_the_same_le
     << notice->payload;
   // The child stays stopped while the owner's work runs.
   std::this_thread::sleep_for(std::chrono::duration<double>(2 * interval_sec));
-  EXPECT_EQ(proc_state(f.child), 'T');
+  EXPECT_EQ(f.child_state(), 'T');
 
   // The owner is done.
   f.c->clear();
@@ -310,10 +352,11 @@ TEST(yield, suspended_past_preempt_after_revokes_and_requeues_the_job_without_an
   if (too_busy(why))
     GTEST_SKIP() << why;
   yield_fixture f;
-  ASSERT_TRUE(f.setup(3, why)) << why;
+  ASSERT_TRUE(f.setup(3, why, true)) << why;
+  EXPECT_TRUE(f.cgroup.empty());
   f.start_burner();
   ASSERT_GE(f.wait_child([](char s) { return s == 'T'; }, 40s), 0)
-    << "the leased child was never stopped\n" << f.d->log();
+    << "the leased child was never stopped (SIGSTOP)\n" << f.d->log();
   auto revoked = f.c->wait_for(
     [&](const mqtt_message& m) {
       auto j = parse(m);

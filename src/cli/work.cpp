@@ -125,8 +125,14 @@ int do_work(const global_opts& g, const work_opts& o) {
         auto rel = client->release(lease->lease_id, call_timeout_of(g), "job finished", outcome);
         if (auto* e = std::get_if<call_error>(&rel))
           say("release of " + lease->lease_id + " failed: " + e->error.message);
-        say("job " + job_id + " " + outcome["outcome"].get<std::string>());
-        ++done;
+        // Preempted: lulld gave the host back to its owner and put the job
+        // back in the queue; it does not count as done here either.
+        bool preempted = res.lost && res.lost_reason.find("preempted") != std::string::npos;
+        if (preempted)
+          say("job " + job_id + " preempted; it is back in the queue");
+        else
+          say("job " + job_id + " " + outcome["outcome"].get<std::string>());
+        done += preempted ? 0 : 1;
         if (res.interrupted) {
           code = 128 + res.interrupt_signal;
           break;
