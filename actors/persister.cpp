@@ -3,6 +3,7 @@
 #include <deque>
 #include <map>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/codec.hpp"
 #include "messages/request.hpp"
@@ -81,7 +82,9 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
     if (auto it = doc->find("disks"); it != doc->end() && it->is_array())
       for (auto& d : *it)
         if (d.is_object() && d.value("free_pct", nlohmann::json()).is_number())
-          h.disk_free_pct[d.value("mount", "?")] = d["free_pct"].get<double>();
+          h.disk_free_pct[d.value("mount", nlohmann::json()).is_string()
+                            ? d["mount"].get<std::string>()
+                            : std::string("?")] = d["free_pct"].get<double>();
   }
   enqueue(self, extract_points(*src, *doc, ts), opts);
 }
@@ -120,12 +123,21 @@ void on_streaks(self_ptr self, const mqtt_message& msg) {
   for (auto& s : (*doc)["streaks"]) {
     if (!s.is_object() || !s.value("end", nlohmann::json()).is_string())
       continue;
-    auto start = parse_utc_timestamp(s.value("start", ""));
+    if (!s.value("start", nlohmann::json()).is_string())
+      continue;
+    auto start = parse_utc_timestamp(s["start"].get<std::string>());
     auto end = parse_utc_timestamp(s["end"].get<std::string>());
     if (!start || !end)
       continue;
-    self->state.streaks.push_back({s.value("host_id", doc->value("host_id", "")), *start, *end,
-                                   s.value("avg_score", 0.0), s.value("min_score", 0.0)});
+    auto host = s.value("host_id", doc->value("host_id", nlohmann::json()));
+    auto num = [&](const char* k) {
+      auto v = s.value(k, nlohmann::json());
+      return v.is_number() ? v.get<double>() : 0.0;
+    };
+    if (!host.is_string() || !valid_id(host.get<std::string>()))
+      continue;
+    self->state.streaks.push_back(
+      {host.get<std::string>(), *start, *end, num("avg_score"), num("min_score")});
   }
 }
 
@@ -168,7 +180,14 @@ void flush(self_ptr self) {
 nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,
                       std::optional<std::pair<error_code, std::string>>& error) {
   auto& st = self->state;
-  auto kind = req.value("kind", std::string("history"));
+  std::string kind = "history";
+  for (auto* name : {"kind", "host"})
+    if (auto it = req.find(name); it != req.end() && !it->is_string()) {
+      error = {error_code::invalid_request, std::string("field '") + name + "' must be a string"};
+      return {};
+    }
+  if (auto it = req.find("kind"); it != req.end())
+    kind = it->get<std::string>();
   auto now = unix_now();
   if (kind == "history") {
     auto parsed = parse_history_query(req, opts.host_id);
@@ -259,6 +278,33 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
   return {};
 }
 
+void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg,
+                const persister_options& opts) {
+  if (msg.topic == opts.topics.scheduler_events()) {
+    on_event(self, msg);
+    return;
+  }
+  if (topic_matches(opts.topics.debug("streaks/+"), msg.topic)) {
+    on_streaks(self, msg);
+    return;
+  }
+  if (msg.topic != opts.topics.history_request()) {
+    on_stats(self, msg, opts);
+    return;
+  }
+  auto req = decode_request(msg, max_request_bytes);
+  std::optional<std::pair<error_code, std::string>> error = req.error;
+  nlohmann::json body;
+  if (!error)
+    body = answer(self, *req.doc, opts, error);
+  auto reply = error ? make_error_reply(req.route, error->first, error->second)
+                     : make_reply(req.route, std::move(body));
+  if (error)
+    log::warn("persister: rejected history request: {}", error->second);
+  if (reply)
+    self->send(bridge, publish_atom::value, std::move(*reply));
+}
+
 caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
                              persister_options opts) {
   self->state.db = std::move(db);
@@ -275,29 +321,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   self->set_down_handler([](caf::down_msg&) {});
   return {
     [=](inbound_atom, const mqtt_message& msg) {
-      if (msg.topic == opts.topics.scheduler_events()) {
-        on_event(self, msg);
-        return;
-      }
-      if (topic_matches(opts.topics.debug("streaks/+"), msg.topic)) {
-        on_streaks(self, msg);
-        return;
-      }
-      if (msg.topic != opts.topics.history_request()) {
-        on_stats(self, msg, opts);
-        return;
-      }
-      auto req = decode_request(msg, max_request_bytes);
-      std::optional<std::pair<error_code, std::string>> error = req.error;
-      nlohmann::json body;
-      if (!error)
-        body = answer(self, *req.doc, opts, error);
-      auto reply = error ? make_error_reply(req.route, error->first, error->second)
-                         : make_reply(req.route, std::move(body));
-      if (error)
-        log::warn("persister: rejected history request: {}", error->second);
-      if (reply)
-        self->send(bridge, publish_atom::value, std::move(*reply));
+      guard_inbound("persister", msg, [&] { on_inbound(self, bridge, msg, opts); });
     },
     [=](flush_atom) {
       for (auto& r : self->state.acc.close_before(unix_now()))

@@ -4,6 +4,7 @@
 /// encode the same document tree, so a field is named and typed the same way in
 /// either format.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,9 +36,24 @@ struct decode_error {
   std::string message;
 };
 
-/// Decodes a payload; never throws.
+/// What a decoder accepts from the network. Applied before any parsing, so a
+/// hostile payload costs one linear scan: nlohmann's msgpack reader recurses
+/// once per nesting level and would overflow the stack on 1 MB of 0x91.
+struct decode_limits {
+  std::size_t max_bytes = 1024 * 1024; ///< larger payloads are refused unread
+  int max_depth = 32;                  ///< arrays and objects nested deeper are refused
+};
+
+/// Decodes a payload; never throws. Refuses payloads over `limits.max_bytes`,
+/// nesting deeper than `limits.max_depth`, msgpack strings that are not valid
+/// UTF-8 (they could not be re-encoded as JSON later), non-finite numbers
+/// (msgpack can carry NaN and infinity; JSON cannot) and trailing bytes.
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
-                                     decode_error* err = nullptr);
+                                     decode_error* err = nullptr, decode_limits limits = {});
+
+/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code
+/// points above U+10FFFF).
+bool valid_utf8(std::string_view s);
 
 /// Current UTC time as RFC 3339 with second precision ("2026-11-23T10:00:30Z").
 std::string utc_timestamp(std::int64_t unix_seconds);

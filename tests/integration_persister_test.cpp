@@ -224,7 +224,8 @@ TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
   auto dir = temp_dir();
   // The test decides the host's state, so no quiet assessor runs here.
   auto args = lulld_args(b.uri(), "ktest",
-                         {"--db", dir + "/lull.db", "--roles", "collectors,scheduler"});
+                         {"--db", dir + "/lull.db", "--roles", "collectors,scheduler",
+                          "--quiet-stale-after", "1h"});
   auto first = std::make_unique<lulld>(args);
   client c(b.uri());
   c.subscribe("itest/inbox");

@@ -342,8 +342,9 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     return;
   auto count = cpu->find("count");
   bool known = table_.hosts().count(host_id) > 0;
-  if (count != cpu->end() && count->is_number_integer()) {
-    int n = count->get<int>();
+  if (count != cpu->end() && count->is_number_integer()
+      && count->get<std::int64_t>() >= 1 && count->get<std::int64_t>() <= 4096) {
+    int n = static_cast<int>(count->get<std::int64_t>());
     auto it = table_.hosts().find(host_id);
     if (it == table_.hosts().end() || it->second.cpu_count != n) {
       table_.on_cpu_count(host_id, n);

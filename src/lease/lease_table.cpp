@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <sstream>
 
 namespace lull {
@@ -138,11 +139,42 @@ lease_table::lease_table(lease_policy_config cfg, lease_env env,
     fencing_(first_fencing_token),
     bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {}
 
+bool lease_table::host_room(const std::string& host_id) const {
+  return hosts_.size() < cfg_.max_hosts || hosts_.count(host_id) > 0;
+}
+
+worker_summary& lease_table::track_worker(const std::string& worker_id) {
+  if (auto it = workers_.find(worker_id); it != workers_.end())
+    return it->second;
+  if (workers_.size() >= cfg_.max_tracked_workers) {
+    // Forget the longest-idle tenth of the workers that hold no lease, so a
+    // flood of made-up worker ids costs a bounded table, amortised O(log n).
+    std::set<std::string> holding;
+    for (auto& [id, r] : active_)
+      holding.insert(r.worker_id);
+    std::vector<std::pair<std::int64_t, std::string>> idle;
+    for (auto& [id, w] : workers_)
+      if (!holding.count(id))
+        idle.emplace_back(w.last_decision_at, id);
+    auto n = std::min(idle.size(), std::max<std::size_t>(1, cfg_.max_tracked_workers / 10));
+    std::nth_element(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end());
+    for (std::size_t i = 0; i < n; ++i)
+      workers_.erase(idle[i].second);
+    workers_evicted_ += n;
+  }
+  return workers_[worker_id];
+}
+
 void lease_table::on_quiet(const quiet_assessment& q) {
-  if (!valid_id(q.host_id))
+  if (!valid_id(q.host_id) || !host_room(q.host_id))
     return;
   auto& h = hosts_[q.host_id];
   double now = env_.mono_sec();
+  // Its age counts from when it was assessed (a retained one may be old).
+  double age = q.assessed_at > 0
+                 ? std::max(0.0, static_cast<double>(env_.wall_sec() - q.assessed_at))
+                 : 0.0;
+  h.quiet_fresh_mono = now - age;
   if (q.state == quiet_state::panic)
     h.panic_until_mono = std::max(h.panic_until_mono, now + cfg_.panic_cooldown_sec);
   if (q.cooldown_until) {
@@ -154,14 +186,18 @@ void lease_table::on_quiet(const quiet_assessment& q) {
 }
 
 void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
-  if (!valid_id(host_id) || cpus <= 0)
+  // No real host has more; a larger count would overflow capacity_units.
+  if (!valid_id(host_id) || cpus <= 0 || cpus > 4096 || !host_room(host_id))
     return;
   hosts_[host_id].cpu_count = cpus;
 }
 
 void lease_table::on_worker_status(const std::string& worker_id, bool online) {
-  auto& w = workers_[worker_id];
-  w.online = online;
+  if (!online && !workers_.count(worker_id)) {
+    // Nothing to forget for a worker we never saw; still end its leases.
+  } else {
+    track_worker(worker_id).online = online;
+  }
   if (online)
     return;
   for (auto it = active_.begin(); it != active_.end();) {
@@ -267,7 +303,7 @@ lease_grant_reply lease_table::deny(const lease_request& req, const std::string&
   double base = std::max(1.0, retry_sec);
   double j = base * (1.0 + cfg_.jitter * env_.uniform());
   out.retry_after_sec = std::ceil(j * 10.0) / 10.0;
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.denies;
   w.last_decision = "denied";
   w.last_reason = out.reason;
@@ -310,6 +346,12 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
     if (!h.quiet)
       return deny(req, worker, host,
                   "No quiet assessment for host " + host + " yet; waiting for QUIET",
+                  cfg_.busy_retry_sec);
+    if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
+      return deny(req, worker, host,
+                  "No fresh quiet assessment for host " + host + " (last one "
+                    + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
+                    + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
                   cfg_.busy_retry_sec);
     if (h.quiet->state != quiet_state::quiet)
       return deny(req, worker, host,
@@ -396,7 +438,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   if (clamped)
     out.reason += "; TTL clamped to " + fmt_sec(ttl) + "s (allowed "
                   + fmt_sec(cfg_.min_ttl_sec) + "-" + fmt_sec(cfg_.max_ttl_sec) + "s)";
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.grants;
   w.last_decision = "granted";
   w.last_reason = out.reason;
@@ -680,8 +722,20 @@ nlohmann::json lease_table::status_json() const {
     j["active_leases"] = n;
     hosts[id] = std::move(j);
   }
+  // The most recently decided workers only: the table may hold thousands.
+  std::vector<const std::pair<const std::string, worker_summary>*> listed;
+  for (auto& kv : workers_)
+    listed.push_back(&kv);
+  if (listed.size() > cfg_.status_workers) {
+    auto cut = listed.begin() + static_cast<std::ptrdiff_t>(cfg_.status_workers);
+    std::nth_element(listed.begin(), cut, listed.end(), [](auto* a, auto* b) {
+      return a->second.last_decision_at > b->second.last_decision_at;
+    });
+    listed.erase(cut, listed.end());
+  }
   json workers = json::object();
-  for (auto& [id, w] : workers_) {
+  for (auto* kv : listed) {
+    auto& [id, w] = *kv;
     json j = {{"grants", w.grants},          {"denies", w.denies},
               {"last_decision", w.last_decision}, {"last_reason", w.last_reason},
               {"online", w.online}};
@@ -698,6 +752,8 @@ nlohmann::json lease_table::status_json() const {
           {"recent", std::move(recent)},
           {"hosts", std::move(hosts)},
           {"workers", std::move(workers)},
+          {"workers_tracked", workers_.size()},
+          {"workers_evicted", workers_evicted_},
           {"limits",
            {{"max_leases_global", cfg_.max_leases_global},
             {"max_leases_per_worker", cfg_.max_leases_per_worker},

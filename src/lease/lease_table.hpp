@@ -35,6 +35,14 @@ struct lease_policy_config {
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
+  /// An assessment older than this is no assessment: requests below HIGH are
+  /// denied ("No fresh quiet assessment"), so a dead assessor fails closed.
+  double stale_after_sec = 30;
+  /// Workers with a decision summary; past it, the longest-idle ones without
+  /// an active lease are forgotten (counted as workers_evicted).
+  std::size_t max_tracked_workers = 10000;
+  std::size_t max_hosts = 256; ///< hosts known at once; reports of more are ignored
+  std::size_t status_workers = 100; ///< most recent workers listed in scheduler/status
 };
 
 /// Injected time and randomness.
@@ -120,6 +128,7 @@ struct host_info {
   std::optional<quiet_assessment> quiet;
   std::optional<int> cpu_count;
   double panic_until_mono = 0; ///< cool-down end after a PANIC
+  double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -188,6 +197,7 @@ public:
   nlohmann::json status_json() const;
   const lease_policy_config& config() const { return cfg_; }
   double heartbeat_interval_sec(double ttl) const { return ttl / 3; }
+  std::uint64_t workers_evicted() const { return workers_evicted_; }
 
 private:
   struct reservation {
@@ -209,6 +219,10 @@ private:
             std::optional<lease_state> st = std::nullopt);
   double earliest_free(const std::string& host_id, int need_units) const;
   void prune_held();
+  /// The summary of `worker_id`, making room first when the table is full.
+  worker_summary& track_worker(const std::string& worker_id);
+  /// Whether host_id may be added (or is known already).
+  bool host_room(const std::string& host_id) const;
 
   lease_policy_config cfg_;
   lease_env env_;
@@ -221,6 +235,7 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  std::uint64_t workers_evicted_ = 0;
 };
 
 } // namespace lull
