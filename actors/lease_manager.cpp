@@ -156,7 +156,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       std::string reply;
       auto parsed = parse_lease_request(doc);
       if (auto* e = std::get_if<lease_error>(&parsed)) {
-        reply = error_reply("", *e).dump();
+        reply = error_body(*e).dump();
       } else {
         auto grant = self->state.service->table().request(std::get<lease_request>(parsed), worker);
         reply = to_json(grant).dump();

@@ -18,7 +18,7 @@ namespace {
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 
-constexpr size_t max_request_bytes = 16 * 1024;
+constexpr request_limits history_limits{16 * 1024, 32};
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -178,7 +178,7 @@ void flush(self_ptr self) {
 }
 
 nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,
-                      std::optional<std::pair<error_code, std::string>>& error) {
+                      std::optional<request_error>& error) {
   auto& st = self->state;
   std::string kind = "history";
   for (auto* name : {"kind", "host"})
@@ -292,15 +292,14 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
     on_stats(self, msg, opts);
     return;
   }
-  auto req = decode_request(msg, max_request_bytes);
-  std::optional<std::pair<error_code, std::string>> error = req.error;
+  auto req = decode_request(msg, history_limits);
+  std::optional<request_error> error = req.error;
   nlohmann::json body;
   if (!error)
-    body = answer(self, *req.doc, opts, error);
-  auto reply = error ? make_error_reply(req.route, error->first, error->second)
-                     : make_reply(req.route, std::move(body));
+    body = answer(self, req.doc, opts, error);
+  auto reply = error ? make_error_reply(req.route, *error) : make_reply(req.route, std::move(body));
   if (error)
-    log::warn("persister: rejected history request: {}", error->second);
+    log::warn("persister: rejected history request: {}", error->message);
   if (reply)
     self->send(bridge, publish_atom::value, std::move(*reply));
 }

@@ -219,22 +219,30 @@ std::string msgpack_check(std::string_view in, int max_depth) {
   return {};
 }
 
-/// JSON's parser takes 1e400 as infinity; lull's numbers are finite.
-bool all_finite(const nlohmann::json& doc) {
+} // namespace
+
+std::optional<std::string> untrusted_content(const nlohmann::json& doc) {
   std::vector<const nlohmann::json*> todo{&doc};
   while (!todo.empty()) {
     auto* j = todo.back();
     todo.pop_back();
+    // JSON's parser takes 1e400 as infinity; msgpack carries NaN as is.
     if (j->is_number_float() && !std::isfinite(j->get<double>()))
-      return false;
-    if (j->is_structured())
+      return std::string("a number is not finite (NaN or infinity)");
+    if (j->is_string() && !valid_utf8(j->get_ref<const std::string&>()))
+      return std::string("a string is not valid UTF-8");
+    if (j->is_object())
+      for (auto& [k, v] : j->items()) {
+        if (!valid_utf8(k))
+          return std::string("a key is not valid UTF-8");
+        todo.push_back(&v);
+      }
+    else if (j->is_array())
       for (auto& x : *j)
         todo.push_back(&x);
   }
-  return true;
+  return std::nullopt;
 }
-
-} // namespace
 
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
                                      decode_error* err, decode_limits limits) {
@@ -256,8 +264,8 @@ std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
     auto doc = f == wire_format::msgpack
                  ? nlohmann::json::from_msgpack(payload.begin(), payload.end())
                  : nlohmann::json::parse(payload.begin(), payload.end());
-    if (!all_finite(doc))
-      return fail("a number is out of range (not finite)");
+    if (auto what = untrusted_content(doc))
+      return fail(std::move(*what));
     return doc;
   } catch (const nlohmann::json::exception& e) {
     // nlohmann's messages start with "[json.exception.parse_error.101] ".

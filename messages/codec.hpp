@@ -51,6 +51,11 @@ struct decode_limits {
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
                                      decode_error* err = nullptr, decode_limits limits = {});
 
+/// What makes a decoded document unfit to keep, or nullopt: a string (value
+/// or key) that is not UTF-8 — msgpack carries any bytes, and dump() would
+/// throw on them later — or a number that is not finite.
+std::optional<std::string> untrusted_content(const nlohmann::json& doc);
+
 /// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code
 /// points above U+10FFFF).
 bool valid_utf8(std::string_view s);

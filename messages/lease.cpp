@@ -78,21 +78,11 @@ std::optional<lease_error> read_bool(const json& doc, const char* field, bool& o
   return std::nullopt;
 }
 
-std::optional<lease_error> check_envelope(const json& doc, int& v) {
+/// decode_request checked the envelope ("v"); documents from elsewhere (the
+/// queue's asks) must still be objects.
+std::optional<lease_error> check_object(const json& doc) {
   if (!doc.is_object())
     return invalid("payload: expected an object, got " + got(doc));
-  auto it = doc.find("v");
-  if (it == doc.end() || it->is_null()) {
-    v = schema_version; // v is optional for hand-written requests
-    return std::nullopt;
-  }
-  if (!it->is_number_integer())
-    return invalid("field 'v': expected an integer, got " + got(*it));
-  v = it->get<int>();
-  if (v != schema_version)
-    return lease_error{lease_error_code::version_mismatch,
-                       "field 'v': this lull speaks schema version "
-                         + std::to_string(schema_version) + ", got " + std::to_string(v)};
   return std::nullopt;
 }
 
@@ -184,32 +174,6 @@ std::optional<cost_class> parse_cost_class(std::string_view text) {
   return std::nullopt;
 }
 
-std::variant<decoded_payload, lease_error> decode_lease_payload(std::string_view payload,
-                                                                std::string_view content_type) {
-  if (payload.size() > max_lease_payload_bytes)
-    return lease_error{lease_error_code::payload_too_large,
-                       "payload: expected at most " + std::to_string(max_lease_payload_bytes)
-                         + " bytes, got " + std::to_string(payload.size())};
-  decoded_payload out;
-  out.format = detect_format(payload, content_type);
-  bool blank = true;
-  for (char c : payload)
-    if (!std::isspace(static_cast<unsigned char>(c)))
-      blank = false;
-  if (blank)
-    return lease_error{lease_error_code::invalid_json,
-                       "payload: expected a JSON or msgpack object, got an empty payload"};
-  decode_error err;
-  auto doc = decode(payload, out.format, &err);
-  if (!doc)
-    return lease_error{lease_error_code::invalid_json,
-                       std::string("payload: not valid ")
-                         + (out.format == wire_format::msgpack ? "msgpack" : "JSON") + ": "
-                         + err.message};
-  out.doc = std::move(*doc);
-  return out;
-}
-
 std::string peek_string(const json& doc, const char* field) {
   if (!doc.is_object())
     return {};
@@ -226,7 +190,7 @@ std::string peek_string(const json& doc, const char* field) {
 std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
                                                              bool worker_required) {
   lease_request r;
-  if (auto e = check_envelope(doc, r.v))
+  if (auto e = check_object(doc))
     return *e;
   if (auto e = read_reply_fields(doc, r.request_id, r.reply_to))
     return *e;
@@ -293,7 +257,7 @@ std::variant<lease_action_request, lease_error> parse_lease_action(const json& d
   // `mosquitto_pub -n` users; it carries no worker id though.
   if (doc.is_null())
     return r;
-  if (auto e = check_envelope(doc, r.v))
+  if (auto e = check_object(doc))
     return *e;
   if (auto e = read_reply_fields(doc, r.request_id, r.reply_to))
     return *e;
@@ -337,13 +301,6 @@ json to_json(const lease_grant_reply& r) {
   }
   j["reason"] = r.reason;
   return j;
-}
-
-json error_reply(std::string_view request_id, const lease_error& e) {
-  return {{"v", schema_version},
-          {"request_id", std::string(request_id)},
-          {"ok", false},
-          {"error", {{"code", to_string(e.code)}, {"message", e.message}}}};
 }
 
 std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {

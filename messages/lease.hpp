@@ -1,5 +1,5 @@
 #pragma once
-/// The lease wire contract (SPEC.md, "Wire contract for leases"): requests,
+/// The lease wire contract (docs/leases.md): requests,
 /// heartbeats, releases, reports and revokes as they arrive on the bus, and
 /// the replies lull sends back. Parsing works on a decoded document tree, so
 /// JSON and msgpack payloads share it; it never throws and names the field
@@ -32,14 +32,11 @@ std::optional<cost_class> parse_cost_class(std::string_view text);
 
 /// The fixed error codes of the wire contract (shared by every request topic).
 using lease_error_code = error_code;
-
-struct lease_error {
-  lease_error_code code;
-  std::string message;
-};
+using lease_error = request_error;
 
 /// Payloads larger than this are refused with PayloadTooLarge before decoding.
 inline constexpr std::size_t max_lease_payload_bytes = 16 * 1024;
+inline constexpr request_limits lease_limits{max_lease_payload_bytes, 32};
 
 struct lease_constraints {
   bool cpu_heavy = false;
@@ -76,17 +73,8 @@ struct lease_action_request {
   std::string message;                   ///< report: free text
 };
 
-/// Decodes a payload (size check, format detection, JSON/msgpack decoding).
-/// On failure `request_id` and `reply_to` are still filled from whatever part
-/// of the payload could be read, so the error can be answered.
-struct decoded_payload {
-  wire_format format = wire_format::json;
-  nlohmann::json doc;
-};
-std::variant<decoded_payload, lease_error> decode_lease_payload(std::string_view payload,
-                                                                std::string_view content_type);
-
-/// `worker_required`: false in secure mode, where the topic names the worker.
+/// Validation of a document decode_request accepted (messages/request.hpp)
+/// into a typed request. `worker_required`: false in secure mode, where the topic names the worker.
 std::variant<lease_request, lease_error> parse_lease_request(const nlohmann::json& doc,
                                                              bool worker_required = true);
 std::variant<lease_action_request, lease_error>
@@ -113,9 +101,6 @@ struct lease_grant_reply {
 };
 
 nlohmann::json to_json(const lease_grant_reply& r);
-
-/// {"v":1,"request_id":..,"ok":false,"error":{"code":..,"message":..}}
-nlohmann::json error_reply(std::string_view request_id, const lease_error& e);
 
 /// Parses a grant reply (client side); nullopt when it is not one.
 std::optional<lease_grant_reply> grant_reply_from_json(const nlohmann::json& j);

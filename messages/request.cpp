@@ -1,88 +1,239 @@
 #include "messages/request.hpp"
 
+#include <array>
+#include <cctype>
+
 namespace lull {
 
-const char* to_string(error_code c) {
-  switch (c) {
-    case error_code::invalid_json:
-      return "InvalidJson";
-    case error_code::invalid_request:
-      return "InvalidRequest";
-    case error_code::resource_not_found:
-      return "ResourceNotFound";
-    case error_code::not_holder:
-      return "NotHolder";
-    case error_code::invalid_state_transition:
-      return "InvalidStateTransition";
-    case error_code::version_mismatch:
-      return "VersionMismatch";
-    case error_code::request_throttled:
-      return "RequestThrottled";
-    case error_code::payload_too_large:
-      return "PayloadTooLarge";
-    case error_code::internal_error:
-      return "InternalError";
+namespace {
+
+using json = nlohmann::json;
+
+/// Builds the document like nlohmann's own DOM parser, but stops at
+/// `max_depth` levels of nesting before going deeper (the msgpack reader
+/// recurses once per level) and keeps the parse error's text.
+class bounded_parser {
+public:
+  bounded_parser(json& out, std::size_t max_depth) : dom_(out, false), max_depth_(max_depth) {}
+
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return dom_.number_float(v, s);
   }
-  return "InternalError";
+  bool string(json::string_t& v) { return dom_.string(v); }
+  bool binary(json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return deeper() && dom_.start_object(n); }
+  bool key(json::string_t& k) { return dom_.key(k); }
+  bool end_object() {
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) { return deeper() && dom_.start_array(n); }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  template <class Exception>
+  bool parse_error(std::size_t pos, const std::string& token, const Exception& e) {
+    // nlohmann's messages start with "[json.exception.parse_error.101] ".
+    std::string what = e.what();
+    if (auto p = what.find("] "); p != std::string::npos)
+      what = what.substr(p + 2);
+    error_ = what;
+    return dom_.parse_error(pos, token, e);
+  }
+
+  bool too_deep() const { return too_deep_; }
+  const std::string& error() const { return error_; }
+
+private:
+  bool deeper() {
+    if (++depth_ > max_depth_) {
+      too_deep_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  std::size_t max_depth_;
+  std::size_t depth_ = 0;
+  bool too_deep_ = false;
+  std::string error_;
+};
+
+bool blank(std::string_view s) {
+  for (char c : s)
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      return false;
+  return true;
 }
 
-inbound_request decode_request(const mqtt_message& msg, size_t max_bytes) {
+request_error invalid(std::string msg) {
+  return {error_code::invalid_request, std::move(msg)};
+}
+
+/// The envelope every request shares: an object, "v" optional (hand-written
+/// requests) but equal to the schema version when present.
+std::optional<request_error> check_envelope(const json& doc) {
+  if (!doc.is_object())
+    return invalid("payload: expected an object, got " + std::string(doc.type_name()));
+  auto it = doc.find("v");
+  if (it == doc.end() || it->is_null())
+    return std::nullopt;
+  if (!it->is_number_integer())
+    return invalid("field 'v': expected an integer, got " + std::string(it->type_name()));
+  auto v = it->get<std::int64_t>();
+  if (v != schema_version)
+    return request_error{error_code::version_mismatch,
+                         "field 'v': this lull speaks schema version "
+                           + std::to_string(schema_version) + ", got " + std::to_string(v)};
+  return std::nullopt;
+}
+
+} // namespace
+
+const char* to_string(error_code c) {
+  // The names come from the NLOHMANN_JSON_SERIALIZE_ENUM table in the header.
+  static const auto names = [] {
+    std::array<std::string, static_cast<std::size_t>(error_code::internal_error) + 1> a;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      a[i] = json(static_cast<error_code>(i)).get<std::string>();
+    return a;
+  }();
+  auto i = static_cast<std::size_t>(c);
+  return i < names.size() ? names[i].c_str() : "InternalError";
+}
+
+namespace {
+
+/// Step 1 without the content check, so that decode_request can still read
+/// the reply route of a document it then refuses.
+std::variant<json, request_error> decode_tree(std::string_view payload,
+                                              std::string_view content_type,
+                                              const request_limits& limits) {
+  if (payload.size() > limits.max_bytes)
+    return request_error{error_code::payload_too_large,
+                         "payload: expected at most " + std::to_string(limits.max_bytes)
+                           + " bytes, got " + std::to_string(payload.size())};
+  if (blank(payload))
+    return request_error{error_code::invalid_json,
+                         "payload: expected a JSON or msgpack object, got an empty payload"};
+  auto format = detect_format(payload, content_type);
+  json doc;
+  bounded_parser sax(doc, limits.max_depth);
+  bool ok = false;
+  try {
+    ok = format == wire_format::msgpack
+           ? json::sax_parse(payload.begin(), payload.end(), &sax, json::input_format_t::msgpack)
+           : json::sax_parse(payload.begin(), payload.end(), &sax);
+  } catch (const json::exception& e) {
+    ok = false;
+  }
+  if (sax.too_deep())
+    return request_error{error_code::invalid_request,
+                         "payload: expected at most " + std::to_string(limits.max_depth)
+                           + " levels of nesting"};
+  if (!ok)
+    return request_error{error_code::invalid_json,
+                         std::string("payload: not valid ")
+                           + (format == wire_format::msgpack ? "msgpack" : "JSON") + ": "
+                           + (sax.error().empty() ? "cannot be read" : sax.error())};
+  return doc;
+}
+
+std::optional<request_error> check_content(const json& doc) {
+  if (auto what = untrusted_content(doc))
+    return request_error{error_code::invalid_json, "payload: " + *what};
+  return std::nullopt;
+}
+
+} // namespace
+
+std::variant<json, request_error> decode_payload(std::string_view payload,
+                                                 std::string_view content_type,
+                                                 const request_limits& limits) {
+  auto decoded = decode_tree(payload, content_type, limits);
+  if (auto* doc = std::get_if<json>(&decoded))
+    if (auto e = check_content(*doc))
+      return *e;
+  return decoded;
+}
+
+inbound_request decode_request(const mqtt_message& msg, const request_limits& limits,
+                               bool empty_ok) {
   inbound_request r;
   r.route.format = detect_format(msg.payload, msg.content_type);
   r.route.topic = msg.response_topic;
   r.route.correlation_data = msg.correlation_data;
-  if (msg.payload.size() > max_bytes) {
-    r.error = {error_code::payload_too_large,
-               "payload is " + std::to_string(msg.payload.size()) + " bytes; at most "
-                 + std::to_string(max_bytes) + " accepted"};
+  if (empty_ok && blank(msg.payload))
+    return r;
+  auto decoded = decode_tree(msg.payload, msg.content_type, limits);
+  if (auto* e = std::get_if<request_error>(&decoded)) {
+    r.error = std::move(*e);
     return r;
   }
-  decode_error err;
-  r.doc = decode(msg.payload, r.route.format, &err);
-  if (!r.doc) {
-    r.error = {error_code::invalid_json,
-               std::string(r.route.format == wire_format::msgpack ? "msgpack" : "JSON")
-                 + " payload does not parse: " + err.message};
-    return r;
-  }
-  if (!r.doc->is_object()) {
-    r.error = {error_code::invalid_request, "payload must be an object"};
-    return r;
-  }
-  auto& d = *r.doc;
-  if (auto it = d.find("request_id"); it != d.end() && (it->is_string() || it->is_number()))
-    r.route.request_id = *it;
-  if (r.route.topic.empty()) {
-    if (auto it = d.find("reply_to"); it != d.end()) {
-      if (it->is_string() && !it->get<std::string>().empty()
-          && it->get<std::string>().find_first_of("+#") == std::string::npos)
-        r.route.topic = it->get<std::string>();
-      else
-        r.error = {error_code::invalid_request,
-                   "field 'reply_to' must be a topic name without wildcards"};
+  r.doc = std::move(std::get<json>(decoded));
+  auto& d = r.doc;
+  if (d.is_object()) {
+    // The route first, so that even a refused request is answered.
+    if (auto it = d.find("request_id");
+        it != d.end()
+        && ((it->is_string() && valid_utf8(it->get_ref<const std::string&>()))
+            || (it->is_number() && !untrusted_content(*it))))
+      r.route.request_id = *it;
+    if (auto it = d.find("reply_to"); it != d.end() && !it->is_null()) {
+      if (!it->is_string())
+        r.error = invalid("field 'reply_to': expected a string, got "
+                          + std::string(it->type_name()));
+      else if (auto& t = it->get_ref<const std::string&>(); !valid_utf8(t))
+        r.error = invalid("field 'reply_to': expected a UTF-8 topic");
+      else if (t.find_first_of("+#") != std::string::npos)
+        r.error = invalid("field 'reply_to': expected a topic without wildcards, got '" + t
+                          + "'");
+      else if (r.route.topic.empty())
+        r.route.topic = t;
     }
   }
-  if (!r.error) {
-    if (auto it = d.find("v"); it != d.end() && !(it->is_number_integer() && *it == schema_version))
-      r.error = {error_code::version_mismatch,
-                 "field 'v' must be " + std::to_string(schema_version) + " (schema version)"};
-  }
+  if (!r.error)
+    r.error = check_content(d);
+  if (!r.error)
+    r.error = check_envelope(d);
   return r;
 }
 
-std::optional<mqtt_message> make_reply(const reply_route& route, nlohmann::json body) {
-  if (route.topic.empty())
+bool reply_allowed(const std::string& topic, const topic_names& topics, bool secure,
+                   const std::optional<std::string>& sender) {
+  if (topic.empty() || topic.find_first_of("+#") != std::string::npos)
+    return false;
+  if (!secure || !sender)
+    return true;
+  // A worker may only have replies sent to its own inbox, so it cannot make
+  // lulld publish on another worker's or lull's own topics.
+  auto inbox = topics.full("workers/" + *sender + "/");
+  return !sender->empty() && topic.compare(0, inbox.size(), inbox) == 0;
+}
+
+std::optional<mqtt_message> make_reply(const reply_route& route, json body) {
+  if (route.topic.empty() || route.topic.find_first_of("+#") != std::string::npos)
     return std::nullopt;
-  body["v"] = schema_version;
-  body["request_id"] = route.request_id;
+  if (!body.contains("v"))
+    body["v"] = schema_version;
+  if (!body.contains("request_id"))
+    body["request_id"] = route.request_id;
   return mqtt_message{route.topic,       encode(body, route.format), 1, false,
                       content_type_of(route.format), {}, route.correlation_data};
 }
 
-std::optional<mqtt_message> make_error_reply(const reply_route& route, error_code code,
-                                             const std::string& message) {
-  return make_reply(route, {{"ok", false},
-                            {"error", {{"code", to_string(code)}, {"message", message}}}});
+json error_body(const request_error& e) {
+  return {{"ok", false}, {"error", {{"code", e.code}, {"message", e.message}}}};
+}
+
+std::optional<mqtt_message> make_error_reply(const reply_route& route, const request_error& e) {
+  return make_reply(route, error_body(e));
 }
 
 } // namespace lull

@@ -1,17 +1,31 @@
 #pragma once
-/// Request/response over MQTT, shared by every request topic lull answers
-/// (leases, jobs, history). MQTT v5 clients send a response topic and
-/// correlation data, which the reply echoes; v3.1.1 clients (Node-RED's
-/// default) put `reply_to` and `request_id` in the payload. A reply uses the
-/// format (JSON or msgpack) of its request.
+/// The one request path every request topic lull answers goes through
+/// (leases, jobs, history), in four steps:
+///
+///   1. decode   size cap, format (JSON or msgpack), nesting depth limit;
+///   2. envelope an object with an optional "v" equal to the schema version;
+///   3. route    MQTT v5 clients send a response topic and correlation data,
+///               which the reply echoes; v3.1.1 clients (Node-RED's default)
+///               put `reply_to` and `request_id` in the payload. A reply uses
+///               the format of its request;
+///   4. inbox    in secure mode a request whose topic names its sender is
+///               answered only under workers/<sender>/ (docs/security.md).
+///
+/// Each service then validates the document into its typed request
+/// (parse_lease_request, ...) and answers through make_reply or
+/// make_error_reply with the one error code set below.
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
 #include "messages/codec.hpp"
 #include "messages/mqtt_message.hpp"
+#include "messages/topics.hpp"
 
 namespace lull {
 
@@ -28,7 +42,37 @@ enum class error_code {
   internal_error,
 };
 
+NLOHMANN_JSON_SERIALIZE_ENUM(error_code,
+                             {{error_code::internal_error, "InternalError"},
+                              {error_code::invalid_json, "InvalidJson"},
+                              {error_code::invalid_request, "InvalidRequest"},
+                              {error_code::resource_not_found, "ResourceNotFound"},
+                              {error_code::not_holder, "NotHolder"},
+                              {error_code::invalid_state_transition, "InvalidStateTransition"},
+                              {error_code::version_mismatch, "VersionMismatch"},
+                              {error_code::request_throttled, "RequestThrottled"},
+                              {error_code::payload_too_large, "PayloadTooLarge"}})
+
 const char* to_string(error_code c);
+
+/// Why a request (or any inbound payload) cannot be used.
+struct request_error {
+  error_code code;
+  std::string message;
+};
+
+/// Limits applied before a payload is trusted.
+struct request_limits {
+  std::size_t max_bytes = 16 * 1024;
+  std::size_t max_depth = 32; ///< nesting of objects and arrays
+};
+
+/// Step 1 alone, for payloads that are not requests (host snapshots, quiet
+/// assessments, worker statuses): size cap, format detection, depth limit,
+/// decoding. Never throws. An empty or blank payload is an error.
+std::variant<nlohmann::json, request_error> decode_payload(std::string_view payload,
+                                                           std::string_view content_type,
+                                                           const request_limits& limits = {});
 
 /// Where and how to answer one request.
 struct reply_route {
@@ -38,24 +82,34 @@ struct reply_route {
   wire_format format = wire_format::json;
 };
 
-/// A decoded request: its document (when it parsed) and its reply route.
+/// A decoded request: its document and its reply route. When `error` is set
+/// the route is still filled from whatever could be read, so the error can
+/// be answered.
 struct inbound_request {
-  std::optional<nlohmann::json> doc;
+  nlohmann::json doc; ///< an object; null for an allowed empty payload
   reply_route route;
-  std::optional<std::pair<error_code, std::string>> error; ///< set when unusable
+  std::optional<request_error> error;
 };
 
-/// Decodes a request, refusing payloads above `max_bytes`. The route is filled
-/// from v5 properties, or from the payload's reply_to / request_id when they
-/// are there and well-formed.
-inbound_request decode_request(const mqtt_message& msg, size_t max_bytes);
+/// Steps 1-3. `empty_ok`: an empty payload (mosquitto_pub -n) is a valid
+/// request with a null document (cancels, releases, revokes).
+inbound_request decode_request(const mqtt_message& msg, const request_limits& limits = {},
+                               bool empty_ok = false);
 
-/// The reply message for `body` ("v" and "request_id" added), or nullopt
-/// when the request gave no way to answer.
+/// Step 4: true when a reply may go to `topic`. `sender` is the worker the
+/// request's topic names (secure mode), or nullopt when the topic names
+/// nobody: those topics are writable by the admin only (broker ACL).
+bool reply_allowed(const std::string& topic, const topic_names& topics, bool secure,
+                   const std::optional<std::string>& sender);
+
+/// The reply message for `body` ("v" and "request_id" added unless the body
+/// has them), or nullopt when the request gave no way to answer.
 std::optional<mqtt_message> make_reply(const reply_route& route, nlohmann::json body);
 
+/// {"error":{"code":..,"message":..},"ok":false}, the body of every error reply.
+nlohmann::json error_body(const request_error& e);
+
 /// {"v":1,"request_id":..,"ok":false,"error":{"code":..,"message":..}}
-std::optional<mqtt_message> make_error_reply(const reply_route& route, error_code code,
-                                             const std::string& message);
+std::optional<mqtt_message> make_error_reply(const reply_route& route, const request_error& e);
 
 } // namespace lull

@@ -12,10 +12,12 @@ namespace {
 
 std::variant<lease_request, lease_error> parse(std::string_view payload,
                                                std::string_view content_type = {}) {
-  auto d = decode_lease_payload(payload, content_type);
-  if (auto* e = std::get_if<lease_error>(&d))
-    return *e;
-  return parse_lease_request(std::get<decoded_payload>(d).doc);
+  mqtt_message m{"scheduler/lease/request", std::string(payload), 1, false,
+                 std::string(content_type), {}, {}};
+  auto req = decode_request(m, lease_limits);
+  if (req.error)
+    return *req.error;
+  return parse_lease_request(req.doc);
 }
 
 lease_error error_of(std::string_view payload) {
@@ -140,7 +142,7 @@ TEST(lease_codec, truncated_msgpack_is_invalid) {
   auto bytes = json::to_msgpack(doc);
   std::string payload(bytes.begin(), bytes.end() - 3);
   auto e = std::get<lease_error>(
-    decode_lease_payload(payload, msgpack_content_type));
+    decode_payload(payload, msgpack_content_type, lease_limits));
   EXPECT_EQ(e.code, lease_error_code::invalid_json);
   EXPECT_EQ(e.message.rfind("payload: not valid msgpack: ", 0), 0u) << e.message;
 }
@@ -209,7 +211,9 @@ TEST(lease_codec, replies_follow_the_wire_contract) {
   EXPECT_FALSE(dj.contains("lease_id"));
   EXPECT_EQ(dj["retry_after_sec"], 16.2);
 
-  auto e = error_reply("r-19", {lease_error_code::not_holder, "lease x is not held by w"});
-  EXPECT_EQ(e.dump(), R"({"error":{"code":"NotHolder","message":"lease x is not held by w"},)"
+  auto m = make_error_reply({"workers/w/inbox", {}, "r-19", wire_format::json},
+                            {lease_error_code::not_holder, "lease x is not held by w"});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, R"({"error":{"code":"NotHolder","message":"lease x is not held by w"},)"
                       R"("ok":false,"request_id":"r-19","v":1})");
 }

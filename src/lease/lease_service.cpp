@@ -157,126 +157,97 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   return out;
 }
 
-bool lease_service::reply_topic_allowed(const std::string& topic,
-                                        const std::string& worker) const {
-  if (topic.empty() || topic.find_first_of("+#") != std::string::npos)
-    return false;
-  if (!opts_.secure)
-    return true;
-  // Secure mode: a worker may only have replies sent to its own inbox, so it
-  // cannot make lulld publish on another worker's or lull's own topics.
-  auto inbox = opts_.topics.full("workers/" + worker + "/");
-  return !worker.empty() && topic.compare(0, inbox.size(), inbox) == 0;
+namespace {
+
+/// The lease contract echoes request_id as a string (a Node-RED flow's
+/// numeric id as its digits), "" when absent.
+void lease_request_id(reply_route& route) {
+  if (route.request_id.is_number_integer())
+    route.request_id = route.request_id.dump();
+  else if (!route.request_id.is_string())
+    route.request_id = "";
 }
 
-void lease_service::reply(const reply_route& route, const std::string& worker,
-                          const nlohmann::json& body, std::vector<mqtt_message>& out) {
+} // namespace
+
+void lease_service::reply(const reply_route& route, const std::optional<std::string>& sender,
+                          nlohmann::json body, std::vector<mqtt_message>& out) {
   if (route.topic.empty()) {
     ++counters_.unanswerable;
     return;
   }
-  if (!reply_topic_allowed(route.topic, worker)) {
+  if (!reply_allowed(route.topic, opts_.topics, opts_.secure, sender)) {
     ++counters_.unanswerable;
     log::warn("lease manager: not replying to '{}': replies for worker '{}' go under {}",
-              route.topic, worker, opts_.topics.full("workers/" + worker + "/"));
+              route.topic, sender.value_or(""),
+              opts_.topics.full("workers/" + sender.value_or("") + "/"));
     return;
   }
   ++counters_.replies;
-  mqtt_message m;
-  m.topic = route.topic;
-  m.payload = encode(body, route.format);
-  m.qos = 1;
-  m.content_type = content_type_of(route.format);
-  m.correlation_data = route.correlation_data;
-  out.push_back(std::move(m));
+  if (auto m = make_reply(route, std::move(body)))
+    out.push_back(std::move(*m));
 }
 
-void lease_service::reject(const reply_route& route, const std::string& worker,
-                           const std::string& request_id, const lease_error& e,
-                           const std::string& topic, std::vector<mqtt_message>& out) {
+void lease_service::reject(const reply_route& route, const std::optional<std::string>& sender,
+                           const lease_error& e, const std::string& topic,
+                           std::vector<mqtt_message>& out) {
   ++counters_.rejected;
   log::warn("lease manager: rejected message on {}: {}: {}", topic, to_string(e.code),
             e.message);
-  reply(route, worker, error_reply(request_id, e), out);
+  reply(route, sender, error_body(e), out);
 }
 
 void lease_service::on_request(const mqtt_message& in, const std::string& topic_worker,
                                std::vector<mqtt_message>& out) {
-  reply_route route;
-  route.topic = in.response_topic;
-  route.correlation_data = in.correlation_data;
-  route.format = detect_format(in.payload, in.content_type);
-  auto decoded = decode_lease_payload(in.payload, in.content_type);
-  if (auto* e = std::get_if<lease_error>(&decoded)) {
-    reject(route, topic_worker, {}, *e, in.topic, out);
-    return;
-  }
-  auto& doc = std::get<decoded_payload>(decoded).doc;
-  if (route.topic.empty())
-    route.topic = peek_string(doc, "reply_to");
-  auto parsed = parse_lease_request(doc, !opts_.secure);
-  if (auto* e = std::get_if<lease_error>(&parsed)) {
-    std::string w = topic_worker;
-    if (w.empty()) {
-      w = peek_string(doc, "worker_id");
-      if (w.empty())
-        w = peek_string(doc, "addon_id");
-    }
-    reject(route, w, peek_string(doc, "request_id"), *e, in.topic, out);
-    return;
-  }
-  auto& req = std::get<lease_request>(parsed);
-  const std::string& worker = opts_.secure ? topic_worker : req.worker_id;
-  auto decision = table_.request(req, worker);
+  auto req = decode_request(in, lease_limits);
+  lease_request_id(req.route);
+  // Secure mode: the topic names the sender. Open mode: only the payload
+  // does, and any topic may be answered.
+  std::optional<std::string> sender;
+  if (opts_.secure)
+    sender = topic_worker;
+  if (req.error)
+    return reject(req.route, sender, *req.error, in.topic, out);
+  auto parsed = parse_lease_request(req.doc, !opts_.secure);
+  if (auto* e = std::get_if<lease_error>(&parsed))
+    return reject(req.route, sender, *e, in.topic, out);
+  auto& r = std::get<lease_request>(parsed);
+  const std::string& worker = opts_.secure ? topic_worker : r.worker_id;
+  auto decision = table_.request(r, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
   if (decision.approved)
     reserve_fencing();
   dirty_ = true;
-  reply(route, worker, to_json(decision), out);
+  reply(req.route, sender, to_json(decision), out);
 }
 
 void lease_service::on_action(const mqtt_message& in, const std::string& lease_id,
                               const std::string& action, const std::string& topic_worker,
                               std::vector<mqtt_message>& out) {
-  reply_route route;
-  route.topic = in.response_topic;
-  route.correlation_data = in.correlation_data;
-  route.format = detect_format(in.payload, in.content_type);
-  nlohmann::json doc; // null: an empty payload
-  bool empty = in.payload.find_first_not_of(" \t\r\n") == std::string::npos;
-  if (!empty) {
-    auto decoded = decode_lease_payload(in.payload, in.content_type);
-    if (auto* e = std::get_if<lease_error>(&decoded)) {
-      reject(route, topic_worker, {}, *e, in.topic, out);
-      return;
-    }
-    doc = std::move(std::get<decoded_payload>(decoded).doc);
-  }
-  if (route.topic.empty())
-    route.topic = peek_string(doc, "reply_to");
-  auto parsed = parse_lease_action(doc, action);
-  if (auto* e = std::get_if<lease_error>(&parsed)) {
-    std::string w = topic_worker.empty() ? peek_string(doc, "worker_id") : topic_worker;
-    reject(route, w, peek_string(doc, "request_id"), *e, in.topic, out);
-    return;
-  }
+  // An empty payload (mosquitto_pub -n) is a valid action: a null document.
+  auto req = decode_request(in, lease_limits, true);
+  lease_request_id(req.route);
+  bool admin_revoke = action == "revoke" && topic_worker.empty();
+  std::optional<std::string> sender;
+  if (opts_.secure)
+    sender = topic_worker; // empty on the admin's revoke topic: not answered
+  if (req.error)
+    return reject(req.route, sender, *req.error, in.topic, out);
+  auto parsed = parse_lease_action(req.doc, action);
+  if (auto* e = std::get_if<lease_error>(&parsed))
+    return reject(req.route, sender, *e, in.topic, out);
   auto& act = std::get<lease_action_request>(parsed);
   std::string worker = opts_.secure ? topic_worker : act.worker_id;
-  bool admin_revoke = action == "revoke" && topic_worker.empty();
-  if (!admin_revoke && worker.empty()) {
-    reject(route, worker, act.request_id,
-           {lease_error_code::invalid_request,
-            "missing field 'worker_id': expected the holder's id (a string) to " + action
-              + " a lease"},
-           in.topic, out);
-    return;
-  }
-  if (!valid_id(lease_id)) {
-    reject(route, worker, act.request_id,
-           {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
-           in.topic, out);
-    return;
-  }
+  if (!admin_revoke && worker.empty())
+    return reject(req.route, sender,
+                  {lease_error_code::invalid_request,
+                   "missing field 'worker_id': expected the holder's id (a string) to " + action
+                     + " a lease"},
+                  in.topic, out);
+  if (!valid_id(lease_id))
+    return reject(req.route, sender,
+                  {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
+                  in.topic, out);
   std::variant<lease_ack, lease_error> result;
   if (action == "heartbeat")
     result = table_.heartbeat(lease_id, worker);
@@ -289,16 +260,12 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
                            act.reason.empty() ? (admin_revoke ? "revoked by admin"
                                                               : "revoked by holder")
                                               : act.reason);
-  if (auto* e = std::get_if<lease_error>(&result)) {
-    reject(route, worker, act.request_id, *e, in.topic, out);
-    return;
-  }
+  if (auto* e = std::get_if<lease_error>(&result))
+    return reject(req.route, sender, *e, in.topic, out);
   if (action != "heartbeat")
     dirty_ = true;
   auto& ack = std::get<lease_ack>(result);
-  nlohmann::json body = {{"v", schema_version},
-                         {"request_id", act.request_id},
-                         {"ok", true},
+  nlohmann::json body = {{"ok", true},
                          {"action", action},
                          {"lease_id", ack.lease_id},
                          {"state", to_string(ack.state)},
@@ -307,20 +274,20 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
     body["ttl_remaining_sec"] = ack.ttl_remaining_sec;
     body["expires_at"] = utc_timestamp(ack.expires_at);
   }
-  reply(route, worker, body, out);
+  reply(req.route, sender, std::move(body), out);
 }
 
 void lease_service::on_quiet(const mqtt_message& in) {
   if (in.payload.empty())
     return; // a cleared retained message
-  auto decoded = decode_lease_payload(in.payload, in.content_type);
-  if (auto* e = std::get_if<lease_error>(&decoded)) {
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  if (auto* e = std::get_if<request_error>(&decoded)) {
     ++counters_.rejected;
     log::warn("lease manager: ignoring quiet assessment on {}: {}", in.topic, e->message);
     return;
   }
   try {
-    table_.on_quiet(quiet_assessment_from_json(std::get<decoded_payload>(decoded).doc));
+    table_.on_quiet(quiet_assessment_from_json(std::get<nlohmann::json>(decoded)));
     dirty_ = true;
   } catch (const std::exception& e) {
     ++counters_.rejected;
@@ -331,10 +298,10 @@ void lease_service::on_quiet(const mqtt_message& in) {
 void lease_service::on_host(const std::string& host_id, const mqtt_message& in) {
   if (in.payload.empty())
     return;
-  auto decoded = decode_lease_payload(in.payload, in.content_type);
-  if (std::holds_alternative<lease_error>(decoded))
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  if (std::holds_alternative<request_error>(decoded))
     return;
-  auto& doc = std::get<decoded_payload>(decoded).doc;
+  auto& doc = std::get<nlohmann::json>(decoded);
   if (!doc.is_object())
     return;
   auto cpu = doc.find("cpu");
@@ -359,13 +326,13 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   if (in.payload.empty() || !valid_id(worker_id))
     return;
   std::string status;
-  auto decoded = decode_lease_payload(in.payload, in.content_type);
-  if (auto* d = std::get_if<decoded_payload>(&decoded)) {
-    if (d->doc.is_string())
-      status = d->doc.get<std::string>();
-    else if (d->doc.is_object())
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  if (auto* d = std::get_if<nlohmann::json>(&decoded)) {
+    if (d->is_string())
+      status = d->get<std::string>();
+    else if (d->is_object())
       for (auto* key : {"status", "state", "availability"})
-        if (auto it = d->doc.find(key); it != d->doc.end() && it->is_string()) {
+        if (auto it = d->find(key); it != d->end() && it->is_string()) {
           status = it->get<std::string>();
           break;
         }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "messages/mqtt_message.hpp"
+#include "messages/request.hpp"
 #include "messages/topics.hpp"
 #include "src/lease/lease_table.hpp"
 
@@ -77,11 +78,6 @@ public:
   const lease_table& table() const { return table_; }
 
 private:
-  struct reply_route {
-    std::string topic;
-    std::string correlation_data;
-    wire_format format = wire_format::json;
-  };
   void on_request(const mqtt_message& in, const std::string& topic_worker,
                   std::vector<mqtt_message>& out);
   void on_action(const mqtt_message& in, const std::string& lease_id,
@@ -90,13 +86,11 @@ private:
   void on_quiet(const mqtt_message& in);
   void on_host(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
-  void reply(const reply_route& route, const std::string& worker,
-             const nlohmann::json& body, std::vector<mqtt_message>& out);
-  void reject(const reply_route& route, const std::string& worker,
-              const std::string& request_id, const lease_error& e, const std::string& topic,
-              std::vector<mqtt_message>& out);
+  void reply(const reply_route& route, const std::optional<std::string>& sender,
+             nlohmann::json body, std::vector<mqtt_message>& out);
+  void reject(const reply_route& route, const std::optional<std::string>& sender,
+              const lease_error& e, const std::string& topic, std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
-  bool reply_topic_allowed(const std::string& topic, const std::string& worker) const;
 
   lease_service_options opts_;
   lease_table table_;

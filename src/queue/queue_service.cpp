@@ -7,7 +7,7 @@ namespace lull {
 
 namespace {
 
-constexpr std::size_t max_request_bytes = 64 * 1024; // a job payload may be sizeable
+constexpr request_limits limits{64 * 1024, 32}; // a job payload may be sizeable
 
 std::string lower(std::string s) {
   for (auto& c : s)
@@ -60,7 +60,7 @@ void queue_service::reply(const reply_route& r, nlohmann::json body, queue_outpu
 
 void queue_service::error(const reply_route& r, error_code c, const std::string& msg,
                           queue_output& out) {
-  if (auto m = make_error_reply(r, c, msg))
+  if (auto m = make_error_reply(r, {c, msg}))
     out.publish.push_back(std::move(*m));
 }
 
@@ -91,10 +91,10 @@ queue_output queue_service::handle(const mqtt_message& in) {
 }
 
 void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, max_request_bytes);
+  auto req = decode_request(in, limits);
   if (req.error)
-    return error(req.route, req.error->first, req.error->second, out);
-  auto& d = *req.doc;
+    return error(req.route, req.error->code, req.error->message, out);
+  auto& d = req.doc;
   job_spec s;
   auto bad = [&](const std::string& msg) { error(req.route, error_code::invalid_request, msg, out); };
   auto jt = d.find("job_type");
@@ -174,10 +174,10 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
 }
 
 void queue_service::on_next(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, max_request_bytes);
+  auto req = decode_request(in, limits);
   if (req.error)
-    return error(req.route, req.error->first, req.error->second, out);
-  auto& d = *req.doc;
+    return error(req.route, req.error->code, req.error->message, out);
+  auto& d = req.doc;
   waiting_worker w;
   w.route = req.route;
   auto wid = d.find("worker_id");
@@ -326,11 +326,11 @@ queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann:
 }
 
 void queue_service::on_get(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, max_request_bytes);
+  auto req = decode_request(in, limits);
   if (req.error)
-    return error(req.route, req.error->first, req.error->second, out);
-  auto it = req.doc->find("job_id");
-  if (it == req.doc->end() || !it->is_string())
+    return error(req.route, req.error->code, req.error->message, out);
+  auto it = req.doc.find("job_id");
+  if (it == req.doc.end() || !it->is_string())
     return error(req.route, error_code::invalid_request, "field 'job_id' must be a string", out);
   auto* j = queue_.get(it->get<std::string>());
   if (j == nullptr)
@@ -340,10 +340,10 @@ void queue_service::on_get(const mqtt_message& in, queue_output& out) {
 }
 
 void queue_service::on_list(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, max_request_bytes);
+  auto req = decode_request(in, limits);
   if (req.error)
-    return error(req.route, req.error->first, req.error->second, out);
-  auto& d = *req.doc;
+    return error(req.route, req.error->code, req.error->message, out);
+  auto& d = req.doc;
   std::optional<job_state> st;
   if (auto it = d.find("state"); it != d.end() && !it->is_null()) {
     st = it->is_string() ? parse_job_state(it->get<std::string>()) : std::nullopt;
@@ -369,12 +369,12 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
 
 void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
                               queue_output& out) {
-  auto req = decode_request(in, max_request_bytes);
-  if (req.error && req.error->first != error_code::invalid_json)
-    return error(req.route, req.error->first, req.error->second, out);
+  auto req = decode_request(in, limits, true); // mosquitto_pub -n cancels
+  if (req.error)
+    return error(req.route, req.error->code, req.error->message, out);
   std::string reason = "cancelled";
-  if (req.doc && req.doc->is_object())
-    reason = req.doc->value("reason", reason);
+  if (auto it = req.doc.find("reason"); it != req.doc.end() && it->is_string())
+    reason = it->get<std::string>();
   if (queue_.get(job_id) == nullptr)
     return error(req.route, error_code::resource_not_found, "no job " + job_id, out);
   auto r = queue_.cancel(job_id, reason);
