@@ -172,7 +172,8 @@ TEST(hostile, a_host_whose_assessments_stop_fails_closed_within_stale_after) {
   auto request = [&] {
     auto id = "r" + std::to_string(++n);
     c.publish("scheduler/lease/request",
-              json({{"v", 1}, {"worker_id", "w1"}, {"host_id", "farm"}, {"cost_units", 1},
+              json({{"v", 1}, {"worker_id", "w" + std::to_string(n)}, {"host_id", "farm"},
+                    {"cost_units", 1},
                     {"ttl_sec", 5}, {"request_id", id}, {"reply_to", "itest/inbox"}})
                 .dump());
     return reply_to(c, id);
@@ -191,10 +192,11 @@ TEST(hostile, a_host_whose_assessments_stop_fails_closed_within_stale_after) {
   ASSERT_TRUE(wait_until(
     [&] {
       denied = request();
-      return denied && (*denied)["approved"] == false;
+      return denied && (*denied)["approved"] == false
+             && (*denied)["reason"].get<std::string>().find("No fresh") != std::string::npos;
     },
-    20s))
-    << d.log();
+    30s))
+    << (denied ? denied->dump() : "no reply") << d.log();
   EXPECT_NE((*denied)["reason"].get<std::string>().find("No fresh quiet assessment for host farm"),
             std::string::npos)
     << denied->dump();

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -117,7 +118,7 @@ TEST(supervisor, an_actor_that_dies_is_reported_and_a_shutdown_is_not) {
     ++deaths;
   };
   auto sup = spawn_supervisor(sys, {{"queue dispatcher", a}, {"persister", b}}, opts);
-  caf::anon_send_exit(a, caf::sec::runtime_error); // what an escaped exception leaves
+  caf::anon_send_exit(a, caf::exit_reason::unhandled_exception);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (deaths == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
