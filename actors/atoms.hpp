@@ -2,12 +2,60 @@
 /// lull's CAF message vocabulary: the type-ID block and the atoms the actors
 /// exchange. Atom text is at most 10 characters (CAF 0.17).
 
+#include <cstdint>
+#include <map>
+#include <string>
+
 #include <caf/all.hpp>
 
+#include "messages/lease.hpp"
 #include "messages/mqtt_message.hpp"
+#include "src/lease/lease_outcome.hpp"
+#include "src/queue/queue_service.hpp"
+
+namespace lull {
+
+/// The queue's depths for scheduler/status (dispatcher -> lease manager).
+struct queue_depths {
+  std::uint64_t queued = 0;
+  std::map<std::string, std::uint64_t> by_priority; ///< high, normal, low, background
+};
+
+// inspect() of lull's structs lives here, next to their type IDs, so that
+// the cores stay free of CAF.
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_ask& x) {
+  return f(caf::meta::type_name("lease_ask"), x.ask_id, x.job_id, x.worker_id, x.job_type,
+           x.host_id, x.cost_units, x.priority);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_grant_reply& x) {
+  return f(caf::meta::type_name("lease_grant_reply"), x.request_id, x.approved, x.lease_id,
+           x.host_id, x.fencing_token, x.ttl_sec, x.heartbeat_interval_sec, x.ttl_clamped,
+           x.expires_at, x.reason, x.retry_after_sec, x.cost_units);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_outcome& x) {
+  return f(caf::meta::type_name("lease_outcome"), x.type, x.lease_id, x.worker_id, x.reason,
+           x.outcome, x.result, x.error);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_depths& x) {
+  return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority);
+}
+
+} // namespace lull
 
 CAF_BEGIN_TYPE_ID_BLOCK(lull, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lull, (lull::mqtt_message))
+  CAF_ADD_TYPE_ID(lull, (lull::lease_ask))
+  CAF_ADD_TYPE_ID(lull, (lull::lease_grant_reply))
+  CAF_ADD_TYPE_ID(lull, (lull::lease_outcome))
+  CAF_ADD_TYPE_ID(lull, (lull::queue_depths))
 CAF_END_TYPE_ID_BLOCK(lull)
 
 namespace lull {
@@ -17,6 +65,8 @@ using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using online_atom = caf::atom_constant<caf::atom("online")>;
+/// (offline_atom, who): tell who (offline_atom) whenever the connection drops
+using offline_atom = caf::atom_constant<caf::atom("offline")>;
 // Paho callbacks -> bridge
 using conn_ok_atom = caf::atom_constant<caf::atom("conn_ok")>;
 using conn_fail_atom = caf::atom_constant<caf::atom("conn_fail")>;
@@ -27,14 +77,16 @@ using disc_done_atom = caf::atom_constant<caf::atom("disc_done")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
-// queue dispatcher -> lease manager
-/// (job_lease_atom, request JSON, worker id) -> grant reply JSON
+// queue dispatcher <-> lease manager
+/// (job_lease_atom, lease_ask) -> lease_grant_reply
 using job_lease_atom = caf::atom_constant<caf::atom("job_lease")>;
 /// (revoke_atom, lease id, reason): core-initiated revoke
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
-/// (ended_atom, lease ids joined by '\n') -> the ones no longer active, same form
-using ended_atom = caf::atom_constant<caf::atom("ended")>;
-/// (queue_atom, {"queued":n,"depths":{..}} as JSON): for scheduler/status
+/// (watch_atom, actor, std::set<std::string> held lease ids) -> the held ones
+/// the lease manager does not have; from then on the watcher gets every
+/// lease_outcome, once per change.
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+/// (queue_atom, queue_depths): for scheduler/status
 using queue_atom = caf::atom_constant<caf::atom("queue")>;
 
 /// Registers lull's message types with an actor system config.

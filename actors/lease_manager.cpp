@@ -17,7 +17,9 @@ struct lease_manager_state {
   caf::actor_clock::time_point last_status{};
   /// Output waiting for the next commit: nothing leaves before it is durable.
   std::vector<mqtt_message> pending;
-  std::vector<std::pair<caf::response_promise, std::string>> pending_replies;
+  std::vector<std::pair<caf::response_promise, lease_grant_reply>> pending_replies;
+  /// Actors told every lease_outcome (the queue dispatcher).
+  std::vector<caf::actor> watchers;
   bool commit_scheduled = false;
   std::uint64_t persist_errors = 0;
   static inline const char* name = "lease_manager";
@@ -103,6 +105,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
   self->send(bridge, online_atom::value, caf::actor{self});
+  self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
   log::info("lease manager: {} mode, TTL {}s, lock_delay {}s",
             opts.service.secure ? "secure (identity from topics)" : "open",
@@ -135,10 +138,19 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         if (ok || m.topic == opts.service.topics.scheduler_events())
           self->send(bridge, publish_atom::value, std::move(m));
       s.pending.clear();
-      for (auto& [rp, reply] : s.pending_replies)
-        rp.deliver(ok ? reply
-                      : std::string(R"({"approved":false,"reason":"lease could not be stored",)"
-                                    R"("retry_after_sec":5})"));
+      // Outcomes go whether or not the write worked, like the events: the
+      // lease did end in memory.
+      for (auto& o : s.service->take_outcomes())
+        for (auto& w : s.watchers)
+          self->send(w, o);
+      for (auto& [rp, reply] : s.pending_replies) {
+        if (!ok) {
+          reply = lease_grant_reply{};
+          reply.reason = "lease could not be stored";
+          reply.retry_after_sec = 5;
+        }
+        rp.deliver(std::move(reply));
+      }
       s.pending_replies.clear();
     },
     [=](tick_atom) {
@@ -149,19 +161,26 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         publish_status();
       self->delayed_send(self, opts.tick, tick_atom::value);
     },
-    [=](online_atom) { publish_status(); },
-    [=](job_lease_atom, const std::string& request, const std::string& worker) {
-      auto rp = self->make_response_promise();
-      auto doc = nlohmann::json::parse(request, nullptr, false);
-      std::string reply;
-      auto parsed = parse_lease_request(doc);
-      if (auto* e = std::get_if<lease_error>(&parsed)) {
-        reply = error_body(*e).dump();
-      } else {
-        auto grant = self->state.service->table().request(std::get<lease_request>(parsed), worker);
-        reply = to_json(grant).dump();
+    [=](offline_atom) {
+      auto& table = self->state.service->table();
+      if (!table.expiry_paused())
+        log::warn("lease manager: broker unreachable; no lease expires until lulld is back");
+      table.bus_disconnected();
+    },
+    [=](online_atom) {
+      auto& table = self->state.service->table();
+      if (table.expiry_paused()) {
+        table.bus_reconnected();
+        log::info("lease manager: broker reachable again; {} active leases renewed for a full TTL",
+                  table.active().size());
+        stage(self->state.service->tick());
       }
-      self->state.pending_replies.emplace_back(rp, std::move(reply));
+      publish_status();
+    },
+    [=](job_lease_atom, const lease_ask& ask) {
+      auto rp = self->make_response_promise();
+      auto grant = self->state.service->table().request(to_lease_request(ask), ask.worker_id);
+      self->state.pending_replies.emplace_back(rp, std::move(grant));
       stage(self->state.service->tick()); // publishes the decision's event and notice
       return rp;
     },
@@ -171,25 +190,17 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         log::info("lease manager: revoke of {} not needed: {}", lease_id, e->message);
       stage(self->state.service->tick());
     },
-    [=](queue_atom, const std::string& queue) {
-      auto doc = nlohmann::json::parse(queue, nullptr, false);
-      if (doc.is_object())
-        self->state.service->set_queue_status(std::move(doc));
+    [=](queue_atom, const queue_depths& q) {
+      self->state.service->set_queue_status({{"queued", q.queued}, {"depths", q.by_priority}});
     },
-    [=](ended_atom, const std::string& ids) {
-      std::string out;
-      auto& active = self->state.service->table().active();
-      size_t start = 0;
-      while (start < ids.size()) {
-        auto end = ids.find('\n', start);
-        auto id = ids.substr(start, end == std::string::npos ? std::string::npos : end - start);
-        if (!id.empty() && active.find(id) == active.end())
-          out += id + "\n";
-        if (end == std::string::npos)
-          break;
-        start = end + 1;
-      }
-      return out;
+    [=](watch_atom, const caf::actor& watcher, const std::set<std::string>& held) {
+      auto& st = self->state;
+      st.watchers.push_back(watcher);
+      std::set<std::string> gone;
+      for (auto& id : held)
+        if (st.service->table().active().count(id) == 0)
+          gone.insert(id);
+      return gone;
     },
     [=](stats_atom) {
       auto& c = self->state.service->counters();

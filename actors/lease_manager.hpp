@@ -9,12 +9,18 @@
 /// Messages it handles:
 ///   (inbound_atom, mqtt_message)   from the bridge
 ///   (tick_atom)                    its own expiry tick
-///   (online_atom)                  the bridge (re)connected
+///   (online_atom)                  the bridge (re)connected: leases renewed if it had dropped
+///   (offline_atom)                 the bridge lost the broker: no lease expires meanwhile
 ///   (stats_atom) -> (uint64 received, uint64 rejected, uint64 grants,
 ///                    uint64 denies, uint64 active)
-///   (job_lease_atom, string request JSON, string worker) -> string reply JSON
+///   (job_lease_atom, lease_ask) -> lease_grant_reply
 ///                                  a lease for the queue dispatcher
 ///   (revoke_atom, string lease id, string reason)   core-initiated revoke
+///   (queue_atom, queue_depths)     shown in scheduler/status
+///   (watch_atom, actor, set<string> held lease ids) -> set<string> gone
+///                                  the watcher then gets every lease_outcome
+///                                  (running, released, expired, revoked),
+///                                  once per change
 ///
 /// With a store, every grant, renewal and end is written before it is
 /// acknowledged (group commit: the replies of one burst of messages share

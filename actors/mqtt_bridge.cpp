@@ -56,6 +56,7 @@ struct bridge_state {
   std::unique_ptr<mqtt_transport> transport;
   std::vector<subscription> subs;
   std::vector<caf::actor> online_watchers;
+  std::vector<caf::actor> offline_watchers;
   bool connected = false;
   bool ever_connected = false;
   bool stopping = false;
@@ -123,6 +124,11 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       if (self->state.connected)
         self->send(who, online_atom::value);
     },
+    [=](offline_atom, caf::actor who) {
+      self->state.offline_watchers.push_back(who);
+      if (!self->state.connected)
+        self->send(who, offline_atom::value);
+    },
     [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
     [=](inbound_atom, mqtt_message& msg) { route(msg); },
     [=](inbound_atom, mqtt_message& msg, double arrived) {
@@ -174,6 +180,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.connected = false;
       log::warn("mqtt bridge: {} to {}; retrying in {} ms", reason, opts.transport.uri,
                 s.backoff.count());
+      for (auto& w : s.offline_watchers)
+        self->send(w, offline_atom::value);
       self->delayed_send(self, s.backoff, connect_atom::value);
       s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(
                                             std::chrono::seconds(opts.transport.reconnect_max)));
@@ -183,8 +191,11 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         self->state.transport->connect();
     },
     [=](conn_lost_atom, const std::string& reason) {
-      self->state.connected = false;
+      auto& s = self->state;
+      s.connected = false;
       log::warn("mqtt bridge: {}; reconnecting automatically", reason);
+      for (auto& w : s.offline_watchers)
+        self->send(w, offline_atom::value);
     },
     [=](stats_atom) {
       auto& s = self->state;

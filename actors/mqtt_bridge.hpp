@@ -7,6 +7,7 @@
 /// Messages it handles:
 ///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who
 ///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
+///   (offline_atom, caf::actor who)  tell who (offline_atom) whenever it drops
 ///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
 ///   (stats_atom) -> (uint64 in, uint64 out, uint64 reconnects, bool connected)
 ///   (bus_atom) -> std::string       bus stats JSON for the interval since the last

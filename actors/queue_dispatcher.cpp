@@ -28,8 +28,6 @@ queue_clock system_queue_clock() {
           random_job_id};
 }
 
-using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
-
 struct dispatcher_state {
   std::unique_ptr<queue_service> service;
   std::shared_ptr<store> db;
@@ -74,19 +72,20 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
       queued += n;
     st.told_depths = depths;
     st.told = true;
-    self->send(leases, queue_atom::value,
-               nlohmann::json{{"queued", queued}, {"depths", depths}}.dump());
+    queue_depths q;
+    q.queued = queued;
+    for (auto& [p, n] : depths)
+      q.by_priority[p] = n;
+    self->send(leases, queue_atom::value, std::move(q));
   }
   for (auto& [lease, reason] : out.revoke)
     self->send(leases, revoke_atom::value, lease, reason);
   for (auto& ask : out.asks) {
     auto id = ask.ask_id;
-    self->request(leases, std::chrono::seconds(5), job_lease_atom::value, ask.request.dump(),
-                  ask.worker_id)
+    self->request(leases, std::chrono::seconds(5), job_lease_atom::value, ask)
       .then(
-        [=](const std::string& grant) {
-          auto doc = nlohmann::json::parse(grant, nullptr, false);
-          finish(self, bridge, leases, self->state.service->on_lease_reply(id, doc));
+        [=](const lease_grant_reply& grant) {
+          finish(self, bridge, leases, self->state.service->on_lease_reply(id, to_json(grant)));
         },
         [=](caf::error& e) {
           finish(self, bridge, leases,
@@ -121,7 +120,20 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
-  self->delayed_send(self, opts.reconcile, reconcile_atom::value);
+  // From here on the lease manager tells this actor how its jobs' leases go;
+  // it answers with the restored jobs' leases that ended while lulld was down.
+  self->request(leases, std::chrono::seconds(30), watch_atom::value, caf::actor{self},
+                st.service->held_leases())
+    .then(
+      [=](const std::set<std::string>& gone) {
+        if (!gone.empty())
+          log::info("queue dispatcher: {} jobs' leases ended while lulld was down", gone.size());
+        finish(self, bridge, leases, self->state.service->on_leases_gone(gone));
+      },
+      [=](caf::error& e) {
+        log::error("queue dispatcher: the lease manager did not take the watch: {}",
+                   to_string(e));
+      });
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       guard_inbound("queue dispatcher", msg,
@@ -131,25 +143,8 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
       finish(self, bridge, leases, self->state.service->tick());
       self->delayed_send(self, opts.tick, tick_atom::value);
     },
-    [=](reconcile_atom) {
-      self->delayed_send(self, opts.reconcile, reconcile_atom::value);
-      std::string ids;
-      for (auto& id : self->state.service->held_leases())
-        ids += id + "\n";
-      self->request(leases, std::chrono::seconds(5), ended_atom::value, ids)
-        .then([=](const std::string& ended) {
-          std::vector<std::string> list;
-          size_t start = 0;
-          while (start < ended.size()) {
-            auto end = ended.find('\n', start);
-            if (end == std::string::npos)
-              end = ended.size();
-            if (end > start)
-              list.push_back(ended.substr(start, end - start));
-            start = end + 1;
-          }
-          finish(self, bridge, leases, self->state.service->reconcile(list));
-        });
+    [=](const lease_outcome& o) {
+      finish(self, bridge, leases, self->state.service->on_lease_outcome(o));
     },
     [=](stats_atom) {
       auto d = self->state.service->depths();

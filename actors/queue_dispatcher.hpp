@@ -2,6 +2,8 @@
 /// The queue dispatcher actor: job intents on scheduler/job/*, handed to
 /// workers together with a lease from the lease manager when the policy
 /// admits them. Every change is written to SQLite before it is acknowledged.
+/// It watches the lease manager (watch_atom) and hears how its jobs' leases
+/// go as lease_outcome messages, never through the broker.
 
 #include <chrono>
 #include <memory>
@@ -17,8 +19,6 @@ struct queue_dispatcher_options {
   queue_service_options service;
   queue_config queue;
   std::chrono::milliseconds tick{1000};
-  /// How often jobs' leases are checked against the lease manager.
-  std::chrono::milliseconds reconcile{3000};
   std::int64_t finished_retention_sec = 7 * 86400;
 };
 

@@ -97,10 +97,11 @@ bool json_depth_ok(std::string_view text, int max_depth) {
 }
 
 /// One iterative pass over a msgpack document: its structure is complete,
-/// containers nest at most `max_depth` deep, strings are UTF-8, floats are
-/// finite and nothing follows the document. Returns what is wrong, or an
-/// empty string.
-std::string msgpack_check(std::string_view in, int max_depth) {
+/// containers nest at most `max_depth` deep, nothing follows the document
+/// and, with `content`, strings are UTF-8 and floats finite. Returns what is
+/// wrong (its kind in `kind`), or an empty string.
+std::string msgpack_check(std::string_view in, int max_depth, bool content,
+                          decode_error::kind& kind) {
   const auto* p = reinterpret_cast<const unsigned char*>(in.data());
   const std::size_t n = in.size();
   std::size_t i = 0;
@@ -160,8 +161,10 @@ std::string msgpack_check(std::string_view in, int max_depth) {
             auto bits = be(i + 1, 8);
             std::memcpy(&v, &bits, 8);
           }
-          if (!std::isfinite(v))
+          if (content && !std::isfinite(v)) {
+            kind = decode_error::kind::untrusted;
             return at("msgpack number is not finite (NaN or infinity)");
+          }
           head = 1 + w;
           break;
         }
@@ -196,13 +199,17 @@ std::string msgpack_check(std::string_view in, int max_depth) {
     }
     if (!need(head) || n - i - head < skip)
       return at("msgpack value ends early");
-    if (is_str && !valid_utf8(in.substr(i + head, skip)))
+    if (content && is_str && !valid_utf8(in.substr(i + head, skip))) {
+      kind = decode_error::kind::untrusted;
       return at("msgpack string is not valid UTF-8");
+    }
     i += head + skip;
     --expected;
     if (container && children > 0) {
-      if (static_cast<int>(open.size()) + 1 > max_depth)
+      if (static_cast<int>(open.size()) + 1 > max_depth) {
+        kind = decode_error::kind::too_deep;
         return at(("msgpack nesting deeper than " + std::to_string(max_depth)).c_str());
+      }
       // Every item takes at least one byte: a count beyond what is left is a lie.
       if (children > n - i)
         return at("msgpack container holds more items than bytes left");
@@ -246,35 +253,40 @@ std::optional<std::string> untrusted_content(const nlohmann::json& doc) {
 
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
                                      decode_error* err, decode_limits limits) {
-  auto fail = [&](std::string what) -> std::optional<nlohmann::json> {
+  using kind = decode_error::kind;
+  auto fail = [&](kind k, std::string what) -> std::optional<nlohmann::json> {
     if (err != nullptr)
-      err->message = std::move(what);
+      *err = decode_error{k, std::move(what)};
     return std::nullopt;
   };
   if (payload.size() > limits.max_bytes)
-    return fail("payload is " + std::to_string(payload.size()) + " bytes; at most "
-                + std::to_string(limits.max_bytes) + " accepted");
+    return fail(kind::too_large, "payload is " + std::to_string(payload.size())
+                                   + " bytes; at most " + std::to_string(limits.max_bytes)
+                                   + " accepted");
   if (f == wire_format::msgpack) {
-    if (auto what = msgpack_check(payload, limits.max_depth); !what.empty())
-      return fail(std::move(what));
+    kind k = kind::malformed;
+    if (auto what = msgpack_check(payload, limits.max_depth, limits.check_content, k);
+        !what.empty())
+      return fail(k, std::move(what));
   } else if (!json_depth_ok(payload, limits.max_depth)) {
-    return fail("JSON nesting deeper than " + std::to_string(limits.max_depth));
+    return fail(kind::too_deep, "JSON nesting deeper than " + std::to_string(limits.max_depth));
   }
   try {
     auto doc = f == wire_format::msgpack
                  ? nlohmann::json::from_msgpack(payload.begin(), payload.end())
                  : nlohmann::json::parse(payload.begin(), payload.end());
-    if (auto what = untrusted_content(doc))
-      return fail(std::move(*what));
+    if (limits.check_content)
+      if (auto what = untrusted_content(doc))
+        return fail(kind::untrusted, std::move(*what));
     return doc;
   } catch (const nlohmann::json::exception& e) {
     // nlohmann's messages start with "[json.exception.parse_error.101] ".
     std::string what = e.what();
     if (auto pos = what.find("] "); pos != std::string::npos)
       what = what.substr(pos + 2);
-    return fail(std::move(what));
+    return fail(kind::malformed, std::move(what));
   } catch (const std::exception& e) {
-    return fail(e.what());
+    return fail(kind::malformed, e.what());
   }
 }
 

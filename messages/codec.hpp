@@ -33,6 +33,13 @@ std::string encode(const nlohmann::json& doc, wire_format f);
 
 /// Why a payload could not be decoded, with the position when known.
 struct decode_error {
+  enum class kind {
+    too_large, ///< over the size cap, refused unread
+    too_deep,  ///< nested deeper than the depth limit
+    malformed, ///< not a complete document of its format
+    untrusted, ///< a string that is not UTF-8 or a number that is not finite
+  };
+  kind what = kind::malformed;
   std::string message;
 };
 
@@ -42,12 +49,18 @@ struct decode_error {
 struct decode_limits {
   std::size_t max_bytes = 1024 * 1024; ///< larger payloads are refused unread
   int max_depth = 32;                  ///< arrays and objects nested deeper are refused
+  /// Refuse untrusted content (see untrusted_content). Off only for a caller
+  /// that reads some fields first and then calls untrusted_content itself
+  /// (the request path reads a refused request's reply route).
+  bool check_content = true;
 };
 
-/// Decodes a payload; never throws. Refuses payloads over `limits.max_bytes`,
-/// nesting deeper than `limits.max_depth`, msgpack strings that are not valid
-/// UTF-8 (they could not be re-encoded as JSON later), non-finite numbers
-/// (msgpack can carry NaN and infinity; JSON cannot) and trailing bytes.
+/// The one checked decoder for every payload from the network; never throws.
+/// Refuses payloads over `limits.max_bytes`, nesting deeper than
+/// `limits.max_depth`, msgpack strings that are not valid UTF-8 (they could
+/// not be re-encoded as JSON later), non-finite numbers (msgpack can carry
+/// NaN and infinity; JSON's 1e400 reads as infinity) and trailing bytes.
+/// messages/request.hpp's decode_payload and decode_request build on it.
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
                                      decode_error* err = nullptr, decode_limits limits = {});
 

@@ -1,5 +1,5 @@
 #pragma once
-/// lull's topic names (SPEC.md, "Topics"). An optional prefix is prepended to
+/// lull's topic names (README.md, "Topics"). An optional prefix is prepended to
 /// every topic lull owns; reply topics chosen by clients are used as given.
 
 #include <string>
@@ -26,6 +26,9 @@ public:
   std::string lease_action(std::string_view lease_id, std::string_view action) const;
   std::string lease_action_filter(std::string_view action) const;
   std::string scheduler_status() const;
+  /// scheduler/host/<host_id>/leases: a host's active leases and their
+  /// processes, retained, for the agent that measures them.
+  std::string host_leases(std::string_view host_id) const;
   std::string scheduler_events() const;
   std::string history_request() const;
   std::string debug(std::string_view what) const;

@@ -184,6 +184,10 @@ const std::vector<key_def>& key_defs() {
       "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
       "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
+    {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
+      "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
+      "drops bigger ones instead of sending them (bytes, default 262144)"},
+     int_field(&config::broker_max_packet_size, 1024, 268435455)},
     {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
      duration_field(&config::lease_ttl_sec, 1, 86400)},
     {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
@@ -222,6 +226,12 @@ const std::vector<key_def>& key_defs() {
     {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
       "grants the token bucket holds (40)"},
      number_field(&config::lease_grant_burst, 1, 1e9)},
+    {{"lease.worker_rate", "LULL_LEASE_WORKER_RATE", "--lease-worker-rate",
+      "lease messages per second one worker may send before RequestThrottled (50)"},
+     number_field(&config::lease_worker_rate, 0.01, 1e9)},
+    {{"lease.worker_burst", "LULL_LEASE_WORKER_BURST", "--lease-worker-burst",
+      "lease messages one worker may send at once (100)"},
+     number_field(&config::lease_worker_burst, 1, 1e9)},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},
@@ -307,7 +317,8 @@ const std::vector<key_def>& key_defs() {
       "rolling in-memory window per series (default 1h)"},
      duration_field(&config::window_sec, 60, 86400)},
     {{"quiet.cpu", "LULL_QUIET_CPU", "--quiet-cpu",
-      "CPU avg over 2 min, %: floor,quiet,busy,panic (default 0,30,75,95)"},
+      "other processes' CPU (average over quiet.cpu_window), % of all cores: "
+      "floor,quiet,busy,panic (default 0,30,75,95)"},
      thresholds_field(&config::quiet_cpu, false)},
     {{"quiet.mem", "LULL_QUIET_MEM", "--quiet-mem",
       "memory used, %: floor,quiet,busy,panic (default 40,70,85,95)"},
@@ -337,6 +348,12 @@ const std::vector<key_def>& key_defs() {
     {{"quiet.stale_after", "LULL_QUIET_STALE_AFTER", "--quiet-stale-after",
       "a host without a snapshot this long is assessed BUSY (default 30s)"},
      duration_field(&config::quiet_stale_after_sec, 1, 86400)},
+    {{"quiet.cpu_window", "LULL_QUIET_CPU_WINDOW", "--quiet-cpu-window",
+      "CPU is averaged over this window (default 2m; 5s - 1h)"},
+     duration_field(&config::quiet_cpu_window_sec, 5, 3600)},
+    {{"quiet.bus_inputs", "LULL_QUIET_BUS_INPUTS", "--quiet-bus-inputs",
+      "score lull's own bus traffic (stats/bus) as host load (default false)"},
+     bool_field(&config::quiet_bus_inputs)},
     {{"ha.enabled", "LULL_HA_ENABLED", "--ha-enabled",
       "publish Home Assistant MQTT discovery (default true)"},
      bool_field(&config::ha_enabled)},
@@ -394,6 +411,11 @@ std::string default_host_id() {
 }
 
 std::string default_data_dir(const std::map<std::string, std::string>& env) {
+  // systemd's StateDirectory= (lulld.service) names it, with or without root.
+  if (auto* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+    std::string first(state);
+    return first.substr(0, first.find(':'));
+  }
   if (::geteuid() == 0)
     return "/var/lib/lull";
   if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0')

@@ -29,6 +29,7 @@ struct config {
   std::string log_level = "info";
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
+  int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   // leases (see lease_policy_config)
   double lease_ttl_sec = 30;
   double lease_min_ttl_sec = 5;
@@ -43,6 +44,8 @@ struct config {
   int lease_max_per_worker = 4;
   double lease_grant_rate = 20;  ///< grants per second (token bucket)
   double lease_grant_burst = 40;
+  double lease_worker_rate = 50;  ///< lease messages per second per worker (token bucket)
+  double lease_worker_burst = 100;
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
@@ -93,6 +96,8 @@ struct config {
   double quiet_cooldown_sec = 120;
   double quiet_hysteresis = 5;
   double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
+  double quiet_cpu_window_sec = 120;  ///< other processes' CPU is averaged over this
+  bool quiet_bus_inputs = false;      ///< score lull's own bus traffic as host load
 
   // Home Assistant discovery.
   bool ha_enabled = true;

@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   bopts.transport.client_id = cfg.client_id;
   bopts.transport.username = cfg.username;
   bopts.transport.password = cfg.password;
+  bopts.transport.max_packet_size = cfg.broker_max_packet_size;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
   bopts.max_payload_bytes = static_cast<std::size_t>(cfg.limits_max_payload);
@@ -164,6 +165,8 @@ int main(int argc, char** argv) {
     qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
     qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
     qopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    qopts.thresholds.cpu_window_sec = cfg.quiet_cpu_window_sec;
+    qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
     keep("quiet assessor", spawn_quiet_assessor(sys, bridge, qopts));
     if (cfg.ha_enabled) {
@@ -202,6 +205,8 @@ int main(int argc, char** argv) {
     pol.stale_after_sec = cfg.quiet_stale_after_sec;
     pol.max_tracked_workers = static_cast<std::size_t>(cfg.limits_max_workers);
     pol.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    pol.worker_rate_per_sec = cfg.lease_worker_rate;
+    pol.worker_burst = cfg.lease_worker_burst;
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {

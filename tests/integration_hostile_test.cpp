@@ -83,10 +83,14 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
   broker b;
   client evil(b.uri());
   ASSERT_TRUE(evil.connected()) << evil.error();
-  // 1 MB of nested msgpack arrays, retained, so every start of lulld meets it.
-  std::string nested(1024 * 1024 - 1, '\x91');
+  // 1 MB of nested msgpack arrays, retained, so every start of lulld meets it
+  // (the broker passes it on to subscribers that take packets this large).
+  std::string nested(1000 * 1000 - 1, '\x91');
   nested.push_back('\xc0');
   evil.publish({"stats/worker/evil", nested, 1, true, "application/msgpack", {}, {}});
+  // And 200 kB of them, within lulld's own packet size, so they reach its decoder.
+  std::string nested_small(200 * 1000 - 1, '\x91');
+  nested_small.push_back('\xc0');
 
   auto args = lulld_args(b.uri(), "hostile-a", {"--interval", "500ms"});
   auto d = std::make_unique<lulld>(args);
@@ -97,6 +101,8 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
 
   // Each of these killed an actor once.
   evil.publish("stats/worker/evil2", nested, 1, false);
+  evil.publish({"stats/worker/evil3", nested_small, 1, false, "application/msgpack", {}, {}});
+  EXPECT_TRUE(d->wait_log("worker registry: rejected", 20s)) << d->log();
   evil.publish("stats/bus", R"({"host_id":1})");
   evil.publish("stats/bus", R"({"host_id":"ghost","rps":"many"})");
   evil.publish("stats/host/ghost",
@@ -156,6 +162,82 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
   EXPECT_TRUE(fresh_assessment(c, "hostile-a", again)) << d->log();
   EXPECT_TRUE(d->running());
   evil.publish("stats/worker/evil", "", 1, true); // clear the retained message
+}
+
+TEST(hostile, numbers_where_job_strings_belong_leave_the_queue_answering) {
+  // Each of these once killed the queue dispatcher: a cancel whose reason is
+  // a number, and releases of a job's lease whose outcome or error is one.
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-d",
+                     {"--lease-capacity-units", "10", "--quiet-stale-after", "1h"}));
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  c.subscribe("scheduler/job/+/state");
+  json q = {{"v", 1},           {"host_id", "farm"},
+            {"state", "QUIET"}, {"quiet_score", 95},
+            {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  c.publish("stats/host/farm/quiet", q.dump(), 1, true);
+  int n = 0;
+  auto ask = [&](const std::string& topic, json body) {
+    auto id = "q" + std::to_string(++n);
+    body["request_id"] = id;
+    body["reply_to"] = "itest/inbox";
+    c.publish(topic, body.dump());
+    return reply_to(c, id, 5s);
+  };
+  ASSERT_TRUE(wait_until([&] { return ask("scheduler/job/list", {{"limit", 1}}).has_value(); },
+                         20s))
+    << d.log();
+  auto submit = [&] {
+    auto r = ask("scheduler/job/submit",
+                 {{"v", 1}, {"job_type", "t"}, {"host_id", "farm"}, {"cost_units", 1},
+                  {"max_attempts", 1}});
+    return r && (*r)["ok"] == true ? (*r)["job_id"].get<std::string>() : std::string();
+  };
+  auto state_of = [&](const std::string& job_id, const std::string& state) {
+    auto m = c.wait_for(
+      [&](const mqtt_message& m) {
+        auto j = json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/job/" + job_id + "/state" && j.is_object()
+               && j["state"] == state;
+      },
+      20s);
+    return m ? json::parse(m->payload) : json();
+  };
+  // Takes the job as worker w1 and releases its lease with `release`.
+  auto take_and_release = [&](json release) {
+    auto job_id = submit();
+    EXPECT_FALSE(job_id.empty()) << d.log();
+    auto next = ask("scheduler/job/next", {{"v", 1}, {"worker_id", "w1"}, {"wait_sec", 10}});
+    EXPECT_TRUE(next && (*next)["approved"] == true) << (next ? next->dump() : d.log());
+    if (!next || (*next)["approved"] != true)
+      return std::string();
+    auto lease_id = (*next)["lease"]["lease_id"].get<std::string>();
+    release["worker_id"] = "w1";
+    auto r = ask("scheduler/lease/" + lease_id + "/release", release);
+    EXPECT_TRUE(r && (*r)["ok"] == true) << (r ? r->dump() : d.log());
+    return job_id;
+  };
+
+  auto cancelled = submit();
+  ASSERT_FALSE(cancelled.empty()) << d.log();
+  auto r = ask("scheduler/job/" + cancelled + "/cancel", {{"v", 1}, {"reason", 5}});
+  ASSERT_TRUE(r) << d.log();
+  EXPECT_EQ((*r)["ok"], true) << r->dump();
+  EXPECT_FALSE(state_of(cancelled, "cancelled").is_null()) << d.log();
+
+  auto no_outcome = take_and_release({{"v", 1}, {"outcome", 5}});
+  EXPECT_EQ(state_of(no_outcome, "failed")["error"], "released without an outcome") << d.log();
+  auto number_error = take_and_release({{"v", 1}, {"outcome", "failed"}, {"error", 5}});
+  EXPECT_EQ(state_of(number_error, "failed")["error"], "5") << d.log();
+
+  // The queue still takes, leases and completes jobs.
+  auto good = take_and_release({{"v", 1}, {"outcome", "succeeded"}});
+  EXPECT_FALSE(state_of(good, "succeeded").is_null()) << d.log();
+  EXPECT_TRUE(d.running());
+  EXPECT_EQ(d.log().find("unhandled exception"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("failures so far"), std::string::npos) << d.log(); // none needed catching
+  c.publish("stats/host/farm/quiet", "", 1, true);
 }
 
 TEST(hostile, a_host_whose_assessments_stop_fails_closed_within_stale_after) {

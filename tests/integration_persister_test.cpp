@@ -17,10 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/lull-persist-XXXXXX";
-  return ::mkdtemp(tmpl);
-}
+/// Removed when the test program ends, even after a failed assertion.
+std::string temp_dir() { return test_data_dir(); }
 
 nlohmann::json ask(client& c, const nlohmann::json& req, const std::string& reply_topic,
                    std::chrono::milliseconds timeout = 5s) {

@@ -24,10 +24,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/lull-queue-XXXXXX";
-  return ::mkdtemp(tmpl);
-}
+/// Removed when the test program ends, even after a failed assertion.
+std::string temp_dir() { return test_data_dir(); }
 
 /// A host no collector on this machine assesses, made QUIET by hand, so the
 /// test does not depend on how busy the CI machine is.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "src/config.hpp"
@@ -158,4 +159,21 @@ TEST(config, non_finite_numbers_are_refused_everywhere) {
   EXPECT_FALSE(parse_duration_sec("nan"));
   EXPECT_FALSE(parse_duration_sec("1e308d")); // finite, but not once scaled to seconds
   EXPECT_EQ(parse_duration_sec("2s"), 2.0);
+}
+
+TEST(config, data_dir_defaults_to_systemd_state_directory) {
+  // lulld.service sets StateDirectory=lull; systemd passes it as STATE_DIRECTORY
+  // (several directories are separated by ':'), and a data_dir in the file
+  // still wins over it.
+  ::setenv("STATE_DIRECTORY", "/var/lib/lull:/var/lib/other", 1);
+  auto r = load({});
+  auto file = write_file("data_dir = \"/srv/lull\"\n");
+  auto from_file = load({}, {{"LULL_CONFIG", file}});
+  ::unsetenv("STATE_DIRECTORY");
+  std::remove(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).data_dir, "/var/lib/lull");
+  EXPECT_EQ(std::get<config>(r).db, "/var/lib/lull/lull.db");
+  ASSERT_TRUE(std::holds_alternative<config>(from_file));
+  EXPECT_EQ(std::get<config>(from_file).data_dir, "/srv/lull");
 }

@@ -10,6 +10,7 @@
 #include "src/ha/discovery.hpp"
 #include "src/lease/lease_service.hpp"
 #include "src/probe/host_probe.hpp"
+#include "src/probe/lease_probe.hpp"
 #include "src/quiet/quiet_assessor.hpp"
 #include "tests/fixture_tree.hpp"
 
@@ -21,9 +22,17 @@ namespace {
 json real_snapshot(const std::string& fixture) {
   test::fixture_tree tree(fixture);
   host_probe probe({tree.root(), "pi-kitchen", {"/"}});
+  // The host collector adds what lull's leases use, measured on the same tree.
+  lease_probe_options lo;
+  lo.root = tree.root();
+  lo.self_pid = -1;
+  lease_probe leases(lo);
   probe.sample(1763900000, 100);
+  leases.sample(100, 4);
   tree.advance();
-  return to_json(probe.sample(1763900002, 102));
+  auto s = probe.sample(1763900002, 102);
+  s.leased = leases.sample(102, s.cpu_count);
+  return to_json(s);
 }
 
 json real_assessment(const json& snapshot) {

@@ -93,9 +93,9 @@ TEST(queue_service, next_asks_for_a_lease_and_hands_out_job_and_lease) {
   ASSERT_EQ(out.asks.size(), 1u);
   auto& ask = out.asks[0];
   EXPECT_EQ(ask.job_id, id);
-  EXPECT_EQ(ask.request["cost_units"], 30);
-  EXPECT_EQ(ask.request["priority"], "HIGH");
-  EXPECT_EQ(ask.request["host_id"], "pi");
+  EXPECT_EQ(ask.cost_units, 30);
+  EXPECT_EQ(ask.priority, lease_priority::high);
+  EXPECT_EQ(ask.host_id, "pi");
   auto done = f.svc.on_lease_reply(
     ask.ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}, {"fencing_token", 7}});
   auto r = fixture::reply_on(done, "w/1");
@@ -104,10 +104,8 @@ TEST(queue_service, next_asks_for_a_lease_and_hands_out_job_and_lease) {
   EXPECT_EQ((*r)["job"]["state"], "leased");
   EXPECT_EQ((*r)["lease"]["lease_id"], "L1");
   // The lease's release with an outcome completes the job.
-  f.svc.handle(fixture::msg("scheduler/lease/L1/release",
-                            {{"outcome", "succeeded"}, {"result", {{"n", 3}}}}));
-  auto ev = f.svc.handle(fixture::msg("scheduler/events",
-                                      {{"type", "released"}, {"lease_id", "L1"}}));
+  auto ev = f.svc.on_lease_outcome(
+    {"released", "L1", "w1", "released", "succeeded", R"({"n":3})", ""});
   auto* j = f.svc.queue().get(id);
   EXPECT_EQ(j->state, job_state::succeeded);
   EXPECT_EQ(j->result["n"], 3);
@@ -154,9 +152,9 @@ TEST(queue_service, an_expired_lease_requeues_and_cancel_revokes) {
   auto id = f.submit({{"job_type", "t"}});
   auto out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
   f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "h"}});
-  f.svc.handle(fixture::msg("scheduler/lease/L1/heartbeat", {{"worker_id", "w"}}));
+  f.svc.on_lease_outcome({"running", "L1", "w", {}, {}, {}, {}});
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::running);
-  f.svc.handle(fixture::msg("scheduler/events", {{"type", "expired"}, {"lease_id", "L1"}}));
+  f.svc.on_lease_outcome({"expired", "L1", "w", "heartbeat missed", {}, {}, {}});
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::queued);
   out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
   f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L2"}, {"host_id", "h"}});

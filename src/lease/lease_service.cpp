@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <utility>
 
 #include "src/log.hpp"
 
@@ -36,6 +38,21 @@ std::string lower(std::string s) {
   for (auto& c : s)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+/// A release's job outcome, read leniently as the queue always has:
+/// anything unreadable is "no outcome".
+std::tuple<std::string, std::string, std::string> release_detail_of(const nlohmann::json& doc) {
+  std::string outcome, result, error;
+  if (!doc.is_object())
+    return {};
+  if (auto it = doc.find("outcome"); it != doc.end() && it->is_string())
+    outcome = it->get<std::string>();
+  if (auto it = doc.find("result"); it != doc.end() && !it->is_null())
+    result = it->dump();
+  if (auto it = doc.find("error"); it != doc.end() && !it->is_null())
+    error = it->is_string() ? it->get<std::string>() : it->dump();
+  return {outcome, result, error};
 }
 
 } // namespace
@@ -129,6 +146,9 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
       on_quiet(in);
     else if (lv.size() == 3)
       on_host(std::string(lv[2]), in);
+    for (auto& m : pending_host_leases_)
+      out.push_back(std::move(m));
+    pending_host_leases_.clear();
     return out;
   }
   if (lv.size() == 3 && lv[0] == "stats" && lv[1] == "worker") {
@@ -157,19 +177,6 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   return out;
 }
 
-namespace {
-
-/// The lease contract echoes request_id as a string (a Node-RED flow's
-/// numeric id as its digits), "" when absent.
-void lease_request_id(reply_route& route) {
-  if (route.request_id.is_number_integer())
-    route.request_id = route.request_id.dump();
-  else if (!route.request_id.is_string())
-    route.request_id = "";
-}
-
-} // namespace
-
 void lease_service::reply(const reply_route& route, const std::optional<std::string>& sender,
                           nlohmann::json body, std::vector<mqtt_message>& out) {
   if (route.topic.empty()) {
@@ -184,6 +191,9 @@ void lease_service::reply(const reply_route& route, const std::optional<std::str
     return;
   }
   ++counters_.replies;
+  // One rule for every request topic: request_id echoed as sent (a string or
+  // a number), null when absent; the route holds it, whatever the body says.
+  body["request_id"] = route.request_id;
   if (auto m = make_reply(route, std::move(body)))
     out.push_back(std::move(*m));
 }
@@ -197,10 +207,32 @@ void lease_service::reject(const reply_route& route, const std::optional<std::st
   reply(route, sender, error_body(e), out);
 }
 
+bool lease_service::throttled(const reply_route& route, const std::optional<std::string>& sender,
+                              const std::string& worker, const std::string& topic,
+                              std::vector<mqtt_message>& out) {
+  auto wait = table_.throttle(worker);
+  if (!wait)
+    return false;
+  ++counters_.rejected;
+  ++counters_.throttled;
+  auto& pol = opts_.policy;
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "worker %s sends more than %g lease messages/s (burst %g); retry in %.1fs",
+                worker.c_str(), pol.worker_rate_per_sec, pol.worker_burst, *wait);
+  // Logged once a second at most: a flood must not flood the log too.
+  if (counters_.throttled == 1 || counters_.throttled % 1000 == 0)
+    log::warn("lease manager: throttled {} on {} ({} throttled so far)", worker, topic,
+              counters_.throttled);
+  auto body = error_body({lease_error_code::request_throttled, buf});
+  body["retry_after_sec"] = *wait;
+  reply(route, sender, std::move(body), out);
+  return true;
+}
+
 void lease_service::on_request(const mqtt_message& in, const std::string& topic_worker,
                                std::vector<mqtt_message>& out) {
   auto req = decode_request(in, lease_limits);
-  lease_request_id(req.route);
   // Secure mode: the topic names the sender. Open mode: only the payload
   // does, and any topic may be answered.
   std::optional<std::string> sender;
@@ -213,6 +245,8 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
     return reject(req.route, sender, *e, in.topic, out);
   auto& r = std::get<lease_request>(parsed);
   const std::string& worker = opts_.secure ? topic_worker : r.worker_id;
+  if (throttled(req.route, sender, worker, in.topic, out))
+    return;
   auto decision = table_.request(r, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
   if (decision.approved)
@@ -226,7 +260,6 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
                               std::vector<mqtt_message>& out) {
   // An empty payload (mosquitto_pub -n) is a valid action: a null document.
   auto req = decode_request(in, lease_limits, true);
-  lease_request_id(req.route);
   bool admin_revoke = action == "revoke" && topic_worker.empty();
   std::optional<std::string> sender;
   if (opts_.secure)
@@ -244,13 +277,15 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
                    "missing field 'worker_id': expected the holder's id (a string) to " + action
                      + " a lease"},
                   in.topic, out);
+  if (!admin_revoke && throttled(req.route, sender, worker, in.topic, out))
+    return;
   if (!valid_id(lease_id))
     return reject(req.route, sender,
                   {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
                   in.topic, out);
   std::variant<lease_ack, lease_error> result;
   if (action == "heartbeat")
-    result = table_.heartbeat(lease_id, worker);
+    result = table_.heartbeat(lease_id, worker, act.process);
   else if (action == "release")
     result = table_.release(lease_id, worker, act.reason);
   else if (action == "report")
@@ -265,6 +300,13 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (action != "heartbeat")
     dirty_ = true;
   auto& ack = std::get<lease_ack>(result);
+  if (action == "release") {
+    auto [outcome, job_result, job_error] = release_detail_of(req.doc);
+    release_details_[lease_id] = {outcome, job_result, job_error};
+  } else if ((action == "heartbeat" || action == "report") && ack.state == lease_state::active
+             && started_.insert(lease_id).second) {
+    outcomes_.push_back({"running", lease_id, worker, {}, {}, {}, {}});
+  }
   nlohmann::json body = {{"ok", true},
                          {"action", action},
                          {"lease_id", ack.lease_id},
@@ -309,6 +351,14 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     return;
   auto count = cpu->find("count");
   bool known = table_.hosts().count(host_id) > 0;
+  if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
+    // The first word from a host: tell its agent which leases it runs (none,
+    // after a restart that restored none), replacing a stale retained list.
+    auto body = encode(table_.host_leases_json(host_id), wire_format::json);
+    host_leases_sent_[host_id] = body;
+    pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
+                                    json_content_type, {}, {}});
+  }
   if (count != cpu->end() && count->is_number_integer()
       && count->get<std::int64_t>() >= 1 && count->get<std::int64_t>() <= 4096) {
     int n = static_cast<int>(count->get<std::int64_t>());
@@ -348,10 +398,36 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   }
 }
 
+void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_hosts_changed()) {
+    if (!valid_id(host))
+      continue;
+    auto body = encode(table_.host_leases_json(host), wire_format::json);
+    auto& last = host_leases_sent_[host];
+    if (last == body)
+      continue;
+    last = body;
+    out.push_back({opts_.topics.host_leases(host), std::move(body), 1, true, json_content_type,
+                   {}, {}});
+  }
+}
+
 void lease_service::drain_events(std::vector<mqtt_message>& out) {
+  publish_host_leases(out);
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
+    if (e.state && *e.state != lease_state::active && !e.lease_id.empty()) {
+      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}};
+      if (auto d = release_details_.find(e.lease_id); d != release_details_.end()) {
+        o.outcome = std::move(d->second.outcome);
+        o.result = std::move(d->second.result);
+        o.error = std::move(d->second.error);
+        release_details_.erase(d);
+      }
+      started_.erase(e.lease_id);
+      outcomes_.push_back(std::move(o));
+    }
     if (e.state && !e.lease_id.empty()) {
       // The holder must hear of a revoke or expiry (QoS 1); grants and
       // releases it already has from its own reply, so those go at QoS 0.
@@ -370,6 +446,10 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
     dirty_ = true;
 }
 
+std::vector<lease_outcome> lease_service::take_outcomes() {
+  return std::exchange(outcomes_, {});
+}
+
 std::vector<mqtt_message> lease_service::tick() {
   std::vector<mqtt_message> out;
   table_.tick();
@@ -380,6 +460,7 @@ std::vector<mqtt_message> lease_service::tick() {
 mqtt_message lease_service::status_message() const {
   auto j = table_.status_json();
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
+                   {"throttled", counters_.throttled},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;

@@ -13,8 +13,12 @@
 ///               user), replies only under workers/<worker>/, admin revokes
 ///               on scheduler/lease/<id>/revoke
 ///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
+/// and it publishes scheduler/host/<host>/leases (retained) whenever a host's
+/// active leases or their reported processes change.
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +26,7 @@
 #include "messages/mqtt_message.hpp"
 #include "messages/request.hpp"
 #include "messages/topics.hpp"
+#include "src/lease/lease_outcome.hpp"
 #include "src/lease/lease_table.hpp"
 
 namespace lull {
@@ -49,6 +54,7 @@ struct lease_service_counters {
   std::uint64_t unanswerable = 0; ///< no reply topic, or a forbidden one
   std::uint64_t grants = 0;
   std::uint64_t denies = 0;
+  std::uint64_t throttled = 0; ///< RequestThrottled replies
 };
 
 class lease_service {
@@ -60,6 +66,10 @@ public:
 
   /// Handles one inbound message; returns what to publish, replies first.
   std::vector<mqtt_message> handle(const mqtt_message& in);
+
+  /// How leases started and ended since the last call, once per change, for
+  /// the lease manager's watchers (the queue dispatcher).
+  std::vector<lease_outcome> take_outcomes();
 
   /// Expires leases; returns the resulting notices and events.
   std::vector<mqtt_message> tick();
@@ -91,15 +101,28 @@ private:
   void reject(const reply_route& route, const std::optional<std::string>& sender,
               const lease_error& e, const std::string& topic, std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
+  void publish_host_leases(std::vector<mqtt_message>& out);
+  /// Answers RequestThrottled when `worker` is past its message rate.
+  bool throttled(const reply_route& route, const std::optional<std::string>& sender,
+                 const std::string& worker, const std::string& topic,
+                 std::vector<mqtt_message>& out);
 
   lease_service_options opts_;
   lease_table table_;
   void reserve_fencing();
 
   lease_service_counters counters_;
+  struct release_detail {
+    std::string outcome, result, error;
+  };
+  std::map<std::string, release_detail> release_details_; ///< released, event not yet out
+  std::set<std::string> started_; ///< leases whose "running" outcome went out
+  std::vector<lease_outcome> outcomes_;
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
+  std::map<std::string, std::string> host_leases_sent_; ///< host -> last payload
+  std::vector<mqtt_message> pending_host_leases_;
 };
 
 } // namespace lull

@@ -354,8 +354,13 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
                     + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
                   cfg_.busy_retry_sec);
     if (h.quiet->state != quiet_state::quiet)
+      // The assessment's first reason says whose load it is ("Other
+      // processes ... use 48% CPU"), so a denial never blames the owner for
+      // lull's own work or the other way round.
       return deny(req, worker, host,
-                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET",
+                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET"
+                    + (h.quiet->reasons.empty() ? std::string()
+                                                : " (" + h.quiet->reasons.front() + ")"),
                   cfg_.busy_retry_sec);
   }
   // Backstops.
@@ -421,6 +426,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + ttl;
   r.granted_at = env_.wall_sec();
+  r.process = req.process;
 
   lease_grant_reply out;
   out.request_id = req.request_id;
@@ -430,6 +436,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   out.fencing_token = r.fencing_token;
   out.ttl_sec = ttl;
   out.heartbeat_interval_sec = heartbeat_interval_sec(ttl);
+  out.lock_delay_sec = cfg_.lock_delay_sec;
   out.ttl_clamped = clamped;
   out.expires_at = r.granted_at + static_cast<std::int64_t>(std::ceil(ttl));
   out.cost_units = units;
@@ -492,14 +499,19 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
   return a;
 }
 
-std::variant<lease_ack, lease_error> lease_table::heartbeat(const std::string& lease_id,
-                                                            const std::string& worker_id) {
+std::variant<lease_ack, lease_error>
+lease_table::heartbeat(const std::string& lease_id, const std::string& worker_id,
+                       const std::optional<lease_process>& process) {
   tick(); // a lease past its TTL is expired even if the tick has not run yet
   auto found = holder_lookup(lease_id, worker_id);
   if (auto* e = std::get_if<lease_error>(&found))
     return *e;
   auto& r = std::get<0>(found)->second;
   double now = env_.mono_sec();
+  if (process && process != r.process) {
+    r.process = process;
+    hosts_changed_.push_back(r.host_id);
+  }
   r.last_heartbeat_mono = now;
   r.expires_mono = now + r.ttl_sec;
   r.heartbeat_warned = false;
@@ -583,9 +595,23 @@ void lease_table::prune_held() {
     it = it->second.free_at <= now ? held_.erase(it) : std::next(it);
 }
 
+void lease_table::bus_disconnected() { expiry_paused_ = true; }
+
+void lease_table::bus_reconnected() {
+  expiry_paused_ = false;
+  double now = env_.mono_sec();
+  for (auto& [id, r] : active_) {
+    if (r.expires_mono < now + r.ttl_sec) {
+      r.expires_mono = now + r.ttl_sec;
+      r.heartbeat_warned = false;
+      dirty_.push_back(id);
+    }
+  }
+}
+
 void lease_table::tick() {
   double now = env_.mono_sec();
-  for (auto it = active_.begin(); it != active_.end();) {
+  for (auto it = active_.begin(); !expiry_paused_ && it != active_.end();) {
     auto next = std::next(it);
     auto& r = it->second;
     if (now >= r.expires_mono) {
@@ -614,8 +640,10 @@ void lease_table::emit(std::string type, const lease_record& r, std::string reas
   e.fencing_token = r.fencing_token;
   e.at = env_.wall_sec();
   e.state = st;
-  if (st)
+  if (st) {
     dirty_.push_back(e.lease_id);
+    hosts_changed_.push_back(r.host_id);
+  }
   events_.push_back(std::move(e));
 }
 
@@ -624,13 +652,12 @@ void lease_table::restore(lease_record r, double remaining_sec) {
   double now = env_.mono_sec();
   r.state = lease_state::active;
   r.granted_mono = r.last_heartbeat_mono = now;
-  r.expires_mono = now + std::max(0.0, remaining_sec);
+  r.expires_mono = now + std::max(remaining_sec, r.ttl_sec);
   r.heartbeat_warned = false;
+  hosts_changed_.push_back(r.host_id);
   auto id = r.lease_id;
-  auto [it, fresh] = active_.insert_or_assign(id, std::move(r));
-  (void)fresh;
-  if (remaining_sec <= 0)
-    end_lease(it, lease_state::expired, "TTL ran out while lulld was down", true);
+  active_.insert_or_assign(id, std::move(r));
+  dirty_.push_back(id);
 }
 
 std::vector<std::string> lease_table::take_dirty() {
@@ -651,7 +678,8 @@ nlohmann::json to_json(const lease_record& r) {
           {"fencing_token", r.fencing_token},
           {"ttl_sec", r.ttl_sec},
           {"state", to_string(r.state)},
-          {"granted_at", r.granted_at}};
+          {"granted_at", r.granted_at},
+          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)}};
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -666,7 +694,56 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
   r.ttl_sec = j.at("ttl_sec").get<double>();
   r.granted_at = j.value("granted_at", std::int64_t{0});
+  if (auto it = j.find("process"); it != j.end() && it->is_object())
+    if (read_lease_process(*it, r.process))
+      r.process.reset(); // an unreadable one is not measured; the lease stands
   return r;
+}
+
+std::optional<double> lease_table::throttle(const std::string& worker_id) {
+  double now = env_.mono_sec();
+  auto it = worker_buckets_.find(worker_id);
+  if (it == worker_buckets_.end()) {
+    if (worker_buckets_.size() >= cfg_.worker_buckets_kept) {
+      // Drop the buckets that refilled (idle workers); a full one is what a
+      // new bucket would be anyway. If every worker is busy, drop half.
+      for (auto b = worker_buckets_.begin(); b != worker_buckets_.end();)
+        b = b->second.tokens(now) >= cfg_.worker_burst ? worker_buckets_.erase(b) : std::next(b);
+      while (worker_buckets_.size() >= cfg_.worker_buckets_kept / 2 + 1)
+        worker_buckets_.erase(worker_buckets_.begin());
+    }
+    it = worker_buckets_
+           .emplace(worker_id, token_bucket(cfg_.worker_rate_per_sec, cfg_.worker_burst, now))
+           .first;
+  }
+  if (it->second.take(now))
+    return std::nullopt;
+  ++throttled_;
+  return std::max(0.1, std::ceil(it->second.wait_sec(now) * 10.0) / 10.0);
+}
+
+nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
+  auto arr = nlohmann::json::array();
+  for (auto& [id, r] : active_) {
+    if (r.host_id != host_id)
+      continue;
+    nlohmann::json j = {{"lease_id", r.lease_id},
+                        {"worker_id", r.worker_id},
+                        {"priority", to_string(r.priority)},
+                        {"cost_units", r.cost_units}};
+    if (r.process)
+      j.update(to_json(*r.process));
+    arr.push_back(std::move(j));
+  }
+  return {{"v", schema_version}, {"host_id", host_id}, {"leases", std::move(arr)}};
+}
+
+std::vector<std::string> lease_table::take_hosts_changed() {
+  std::vector<std::string> out;
+  out.swap(hosts_changed_);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::vector<lease_event> lease_table::take_events() {

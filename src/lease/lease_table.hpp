@@ -1,5 +1,5 @@
 #pragma once
-/// The lease table and its policy (SPEC.md, "Lease policy"): plain C++ with an
+/// The lease table and its policy (docs/leases.md): plain C++ with an
 /// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
 /// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
 /// calls on this class, and tests drive it directly.
@@ -32,6 +32,11 @@ struct lease_policy_config {
   int max_leases_per_worker = 4;
   double grant_rate_per_sec = 20; ///< token bucket refill
   double grant_burst = 40;        ///< token bucket size
+  /// Per-worker token bucket on lease messages (requests, heartbeats, ...):
+  /// past it a worker gets RequestThrottled, others are answered as usual.
+  double worker_rate_per_sec = 50;
+  double worker_burst = 100;
+  std::size_t worker_buckets_kept = 10000; ///< idle buckets beyond this are dropped
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
@@ -91,6 +96,7 @@ struct lease_record {
   std::optional<double> progress;
   std::string last_report;
   nlohmann::json accounting;
+  std::optional<lease_process> process; ///< what the host agent measures
 };
 
 /// One entry of scheduler/events.
@@ -156,8 +162,21 @@ public:
   /// Decides a request. `worker_id` is the identity to use (from the topic in
   /// secure mode, else the payload's).
   lease_grant_reply request(const lease_request& req, const std::string& worker_id);
+  /// `process`: the work's processes when the holder reports them.
   std::variant<lease_ack, lease_error> heartbeat(const std::string& lease_id,
-                                                 const std::string& worker_id);
+                                                 const std::string& worker_id,
+                                                 const std::optional<lease_process>& process
+                                                 = std::nullopt);
+  /// Takes a token from `worker`'s message bucket; when it is empty, the
+  /// seconds until it holds one again (the reply's retry_after_sec).
+  std::optional<double> throttle(const std::string& worker_id);
+  /// Messages refused by throttle() so far.
+  std::uint64_t throttled() const { return throttled_; }
+  /// Active leases on a host with their processes, for the host's agent
+  /// (scheduler/host/<host>/leases).
+  nlohmann::json host_leases_json(const std::string& host_id) const;
+  /// Hosts whose leases or their processes changed since the last call.
+  std::vector<std::string> take_hosts_changed();
   std::variant<lease_ack, lease_error> release(const std::string& lease_id,
                                                const std::string& worker_id,
                                                const std::string& reason = {});
@@ -171,10 +190,20 @@ public:
   /// Expires leases whose TTL passed and warns on missed heartbeats.
   void tick();
 
-  /// Brings back a lease saved before a restart with `remaining_sec` of its
-  /// TTL left; one whose TTL ran out while lulld was down expires now (its
-  /// units held for lock_delay, since its holder may still be running).
-  /// Fencing tokens continue above the restored ones.
+  /// lulld lost its broker: heartbeats cannot reach it, so no lease expires
+  /// for missing them until `bus_reconnected`.
+  void bus_disconnected();
+  /// lulld is back on the broker: every active lease gets at least one full
+  /// TTL from now (etcd renews its leases the same way when a new leader
+  /// takes over), so an outage never costs a holder its lease.
+  void bus_reconnected();
+  bool expiry_paused() const { return expiry_paused_; }
+
+  /// Brings back a lease saved before a restart. It gets at least one full
+  /// TTL from now (as on a reconnect): its holder could not heartbeat while
+  /// lulld was down, and one that has gone expires a TTL later with its
+  /// units held for lock_delay. Fencing tokens continue above the restored
+  /// ones.
   void restore(lease_record r, double remaining_sec);
 
   /// Ids of leases granted, renewed or ended since the last call (to persist).
@@ -236,6 +265,10 @@ private:
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
   std::uint64_t workers_evicted_ = 0;
+  std::map<std::string, token_bucket> worker_buckets_;
+  std::uint64_t throttled_ = 0;
+  std::vector<std::string> hosts_changed_;
+  bool expiry_paused_ = false;
 };
 
 } // namespace lull

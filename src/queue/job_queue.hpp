@@ -1,5 +1,5 @@
 #pragma once
-/// The job queue (SPEC.md, "Queue"): job intents that wait for a lull. Plain
+/// The job queue (docs/queue.md): job intents that wait for a lull. Plain
 /// C++ with injected clocks; the queue dispatcher actor feeds it messages and
 /// asks the lease table to admit the jobs it proposes.
 ///

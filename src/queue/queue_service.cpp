@@ -28,29 +28,38 @@ std::vector<std::string> levels(std::string_view rel) {
   }
 }
 
-const char* lease_priority_of(job_priority p) {
+lease_priority lease_priority_of(job_priority p) {
   switch (p) {
     case job_priority::high:
-      return "HIGH";
+      return lease_priority::high;
     case job_priority::normal:
-      return "NORMAL";
+      return lease_priority::normal;
     default:
-      return "LOW";
+      return lease_priority::low;
   }
 }
 
 } // namespace
+
+lease_request to_lease_request(const lease_ask& ask) {
+  lease_request r;
+  r.worker_id = ask.worker_id;
+  r.job_type = ask.job_type;
+  r.host_id = ask.host_id;
+  r.cost_units = ask.cost_units;
+  r.priority = ask.priority;
+  r.request_id = "job:" + ask.job_id;
+  return r;
+}
 
 queue_service::queue_service(queue_service_options opts, queue_config cfg, queue_clock clock)
   : opts_(std::move(opts)), queue_(cfg, clock), clock_(std::move(clock)) {}
 
 std::vector<std::string> queue_service::filters() const {
   auto& t = opts_.topics;
-  return {t.full("scheduler/job/submit"),      t.full("scheduler/job/next"),
-          t.full("scheduler/job/get"),         t.full("scheduler/job/list"),
-          t.full("scheduler/job/+/cancel"),    t.scheduler_events(),
-          t.lease_action_filter("release"),    t.lease_action_filter("heartbeat"),
-          t.lease_action_filter("report")};
+  return {t.full("scheduler/job/submit"), t.full("scheduler/job/next"),
+          t.full("scheduler/job/get"), t.full("scheduler/job/list"),
+          t.full("scheduler/job/+/cancel")};
 }
 
 void queue_service::reply(const reply_route& r, nlohmann::json body, queue_output& out) {
@@ -78,13 +87,6 @@ queue_output queue_service::handle(const mqtt_message& in) {
       on_list(in, out);
     else if (lv.size() == 4 && lv[3] == "cancel")
       on_cancel(in, lv[2], out);
-  } else if (lv.size() == 2 && lv[0] == "scheduler" && lv[1] == "events") {
-    on_lease_event(in, out);
-  } else if (lv.size() == 4 && lv[0] == "scheduler" && lv[1] == "lease") {
-    if (lv[3] == "release")
-      on_lease_release(lv[2], in);
-    else
-      on_lease_activity(lv[2]);
   }
   drain(out);
   return out;
@@ -258,15 +260,10 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
   ask.ask_id = ++next_id_;
   ask.job_id = pick->job_id;
   ask.worker_id = w.worker_id;
-  ask.request = {{"v", 1},
-                 {"worker_id", w.worker_id},
-                 {"job_type", pick->spec.job_type},
-                 {"cost_units", pick->spec.cost_units},
-                 {"priority", lease_priority_of(pick->spec.priority)},
-                 {"request_id", "job:" + pick->job_id}};
-  auto host = !pick->spec.host_id.empty() ? pick->spec.host_id : w.host_id;
-  if (!host.empty())
-    ask.request["host_id"] = host;
+  ask.job_type = pick->spec.job_type;
+  ask.cost_units = pick->spec.cost_units;
+  ask.priority = lease_priority_of(pick->spec.priority);
+  ask.host_id = !pick->spec.host_id.empty() ? pick->spec.host_id : w.host_id;
   w.asking = true;
   asks_[ask.ask_id] = wid;
   ask_job_[ask.ask_id] = pick->job_id;
@@ -385,57 +382,41 @@ void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
   reply(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
 }
 
-void queue_service::on_lease_release(const std::string& lease_id, const mqtt_message& in) {
-  if (queue_.by_lease(lease_id) == nullptr)
-    return;
-  auto doc = decode(in.payload, detect_format(in.payload, in.content_type));
-  if (doc && doc->is_object())
-    outcomes_[lease_id] = *doc;
-  if (outcomes_.size() > 10000)
-    outcomes_.erase(outcomes_.begin());
-}
-
-void queue_service::on_lease_activity(const std::string& lease_id) {
-  if (auto* j = queue_.by_lease(lease_id); j != nullptr && j->state == job_state::leased)
-    queue_.mark_running(j->job_id);
-}
-
-void queue_service::on_lease_event(const mqtt_message& in, queue_output& out) {
-  auto doc = decode(in.payload, detect_format(in.payload, in.content_type));
-  if (!doc || !doc->is_object())
-    return;
-  auto type = doc->value("type", std::string());
-  auto lease_id = doc->value("lease_id", std::string());
-  if (lease_id.empty() || type == "job")
-    return;
-  auto* j = queue_.by_lease(lease_id);
+queue_output queue_service::on_lease_outcome(const lease_outcome& o) {
+  queue_output out;
+  auto* j = queue_.by_lease(o.lease_id);
   if (j == nullptr)
-    return;
+    return out;
   auto job_id = j->job_id;
-  if (type == "released") {
-    auto o = outcomes_.find(lease_id);
-    nlohmann::json payload = o != outcomes_.end() ? o->second : nlohmann::json::object();
-    if (o != outcomes_.end())
-      outcomes_.erase(o);
-    auto outcome = lower(payload.value("outcome", std::string()));
+  if (o.type == "running") {
+    if (j->state == job_state::leased)
+      queue_.mark_running(job_id);
+    drain(out);
+    return out;
+  }
+  if (o.type == "released") {
+    auto outcome = lower(o.outcome);
+    auto result = o.result.empty() ? nlohmann::json()
+                                   : nlohmann::json::parse(o.result, nullptr, false);
+    if (result.is_discarded())
+      result = nullptr;
     if (outcome == "succeeded" || outcome == "success" || outcome == "ok")
-      queue_.complete(job_id, lease_id, true, payload.value("result", nlohmann::json()), "");
+      queue_.complete(job_id, o.lease_id, true, std::move(result), "");
     else
-      queue_.complete(job_id, lease_id, false, payload.value("result", nlohmann::json()),
-                      outcome == "failed" ? payload.value("error", std::string("failed"))
+      queue_.complete(job_id, o.lease_id, false, std::move(result),
+                      outcome == "failed" ? (o.error.empty() ? "failed" : o.error)
                                           : std::string("released without an outcome"));
-  } else if (type == "expired" || type == "revoked") {
-    queue_.lease_ended(lease_id, type);
-  } else if (type == "reported" || type == "heartbeat") {
-    on_lease_activity(lease_id);
-    return;
+  } else if (o.type == "expired" || o.type == "revoked") {
+    queue_.lease_ended(o.lease_id, o.type);
   } else {
-    return;
+    return out;
   }
   // Capacity came back: re-evaluate waiting workers.
   for (auto& [wid, w] : waiting_)
     if (!w.asking)
       try_dispatch(wid, out, false);
+  drain(out);
+  return out;
 }
 
 queue_output queue_service::tick() {
@@ -458,22 +439,19 @@ queue_output queue_service::tick() {
   return out;
 }
 
-std::vector<std::string> queue_service::held_leases() const {
-  std::vector<std::string> out;
+std::set<std::string> queue_service::held_leases() const {
+  std::set<std::string> out;
   for (auto st : {job_state::leased, job_state::running})
     for (auto* j : queue_.list(st, "", "", 100000))
       if (!j->lease_id.empty())
-        out.push_back(j->lease_id);
+        out.insert(j->lease_id);
   return out;
 }
 
-queue_output queue_service::reconcile(const std::vector<std::string>& ended) {
+queue_output queue_service::on_leases_gone(const std::set<std::string>& gone) {
   queue_output out;
-  std::set<std::string> now(ended.begin(), ended.end());
-  for (auto& id : now)
-    if (suspect_.count(id))
-      queue_.lease_ended(id, "lease no longer held by the lease manager");
-  suspect_ = std::move(now);
+  for (auto& id : gone)
+    queue_.lease_ended(id, "lease no longer held by the lease manager");
   for (auto& [wid, w] : waiting_)
     if (!w.asking)
       try_dispatch(wid, out, false);

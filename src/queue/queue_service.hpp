@@ -13,7 +13,9 @@
 ///   scheduler/job/<job_id>/state  lulld -> all, retained: the job's latest state
 ///   scheduler/events              lulld -> all: every job transition
 /// A job completes through its lease: `scheduler/lease/<id>/release` with
-/// {"outcome": "succeeded" | "failed", "result": .., "error": ..}.
+/// {"outcome": "succeeded" | "failed", "result": .., "error": ..}. The lease
+/// manager tells the dispatcher how its jobs' leases go (lease_outcome),
+/// actor to actor; the queue listens to no lease topic.
 
 #include <chrono>
 #include <cstdint>
@@ -26,9 +28,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/lease.hpp"
 #include "messages/mqtt_message.hpp"
 #include "messages/request.hpp"
 #include "messages/topics.hpp"
+#include "src/lease/lease_outcome.hpp"
 #include "src/queue/job_queue.hpp"
 
 namespace lull {
@@ -41,13 +45,19 @@ struct queue_service_options {
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
 };
 
-/// A lease the dispatcher asks the lease manager for.
+/// A lease the dispatcher asks the lease manager for, on a worker's behalf.
 struct lease_ask {
   std::uint64_t ask_id = 0;
   std::string job_id;
   std::string worker_id;
-  nlohmann::json request; ///< a HeavyLeaseRequest document
+  std::string job_type;
+  std::string host_id; ///< empty: lull picks
+  int cost_units = 0;
+  lease_priority priority = lease_priority::normal;
 };
+
+/// The HeavyLeaseRequest an ask stands for (request_id "job:<job_id>").
+lease_request to_lease_request(const lease_ask& ask);
 
 struct queue_output {
   std::vector<mqtt_message> publish;
@@ -68,11 +78,15 @@ public:
   /// Deadlines, parked `next` requests that timed out, re-evaluation.
   queue_output tick();
 
+  /// A job's lease started (running) or ended (released with the job's
+  /// outcome, expired, revoked).
+  queue_output on_lease_outcome(const lease_outcome& o);
+
   /// Leases of leased and running jobs, to check with the lease manager.
-  std::vector<std::string> held_leases() const;
-  /// Leases the lease manager no longer has: a job whose lease was seen gone
-  /// twice in a row (events can be lost across a crash) goes back to the queue.
-  queue_output reconcile(const std::vector<std::string>& ended);
+  std::set<std::string> held_leases() const;
+  /// Leases the lease manager does not have (checked once at start: they
+  /// ended while lulld was down): their jobs go back to the queue.
+  queue_output on_leases_gone(const std::set<std::string>& gone);
 
   /// Messages for the job changes since the last call (state notices and
   /// events); the actor persists take_dirty() first, then publishes these.
@@ -95,9 +109,6 @@ private:
   void on_get(const mqtt_message& in, queue_output& out);
   void on_list(const mqtt_message& in, queue_output& out);
   void on_cancel(const mqtt_message& in, const std::string& job_id, queue_output& out);
-  void on_lease_event(const mqtt_message& in, queue_output& out);
-  void on_lease_release(const std::string& lease_id, const mqtt_message& in);
-  void on_lease_activity(const std::string& lease_id);
   /// Proposes a job for waiting worker `w` (an ask), or answers it.
   void try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer);
   void reply(const reply_route& r, nlohmann::json body, queue_output& out);
@@ -110,8 +121,6 @@ private:
   std::uint64_t refused_parked_ = 0; ///< `next` requests refused for max_parked
   std::map<std::uint64_t, std::uint64_t> asks_; ///< ask id -> waiting worker id
   std::map<std::uint64_t, std::string> ask_job_;
-  std::map<std::string, nlohmann::json> outcomes_; ///< lease id -> release payload
-  std::set<std::string> suspect_;                  ///< leases gone at the last reconcile
   std::uint64_t next_id_ = 0;
 };
 
