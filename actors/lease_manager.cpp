@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "src/log.hpp"
 
@@ -126,7 +127,9 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
   return {
-    [=](inbound_atom, const mqtt_message& msg) { stage(self->state.service->handle(msg)); },
+    [=](inbound_atom, const mqtt_message& msg) {
+      guard_inbound("lease manager", msg, [&] { stage(self->state.service->handle(msg)); });
+    },
     [=](commit_atom) {
       auto& s = self->state;
       s.commit_scheduled = false;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <vector>
 
+#include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "src/log.hpp"
 #include "src/stats/bus_meter.hpp"
@@ -60,7 +61,7 @@ struct bridge_state {
   bool ever_connected = false;
   bool stopping = false;
   std::chrono::milliseconds backoff{250};
-  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0;
+  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0, oversize = 0;
   bus_meter meter;
   std::shared_ptr<std::atomic<std::uint64_t>> in_flight
     = std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -84,10 +85,18 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
     self->state.transport->publish(msg);
   };
 
-  auto route = [self](const mqtt_message& msg) {
+  auto route = [self, max_bytes = opts.max_payload_bytes](const mqtt_message& msg) {
     auto& s = self->state;
     ++s.msgs_in;
     s.meter.on_in();
+    if (msg.payload.size() > max_bytes) {
+      // One size cap before any decoding: no actor sees such a payload.
+      if (s.oversize++ % 100 == 0)
+        log::warn("mqtt bridge: dropped {} bytes on {} (at most {} accepted; {} dropped so far)",
+                  msg.payload.size(), msg.topic.substr(0, 200), max_bytes, s.oversize);
+      s.meter.on_handled(0, false);
+      return;
+    }
     bool routed = false;
     for (auto& sub : s.subs) {
       if (topic_matches(sub.filter, msg.topic)) {
@@ -140,6 +149,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
                         .count();
       auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance, now_unix);
       report["reconnects"] = s.reconnects;
+      report["oversize"] = s.oversize;
+      report["handler_failures"] = inbound_failures().load();
       report["connected"] = s.connected;
       return report.dump();
     },

@@ -36,6 +36,9 @@ struct bridge_options {
   topic_names topics;
   std::string instance; ///< availability topic lull/<instance>/availability
   transport_factory factory; ///< default: Paho
+  /// Inbound payloads larger than this are dropped before any actor decodes
+  /// them (counted as `oversize` in bus stats, logged with the topic).
+  std::size_t max_payload_bytes = 1024 * 1024;
 };
 
 caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts);

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "src/lease/lease_table.hpp"
 #include "src/log.hpp"
@@ -135,7 +136,8 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
       });
   return {
     [=](inbound_atom, const mqtt_message& msg) {
-      finish(self, bridge, leases, self->state.service->handle(msg));
+      guard_inbound("queue dispatcher", msg,
+                    [&] { finish(self, bridge, leases, self->state.service->handle(msg)); });
     },
     [=](tick_atom) {
       finish(self, bridge, leases, self->state.service->tick());

@@ -349,6 +349,8 @@ json to_json(const lease_grant_reply& r) {
     if (!r.host_id.empty())
       j["host_id"] = r.host_id;
     j["retry_after_sec"] = r.retry_after_sec;
+    if (r.next_window)
+      j["next_window"] = utc_timestamp(*r.next_window);
   }
   j["reason"] = r.reason;
   return j;

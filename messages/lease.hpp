@@ -119,6 +119,9 @@ struct lease_grant_reply {
   std::string reason;
   double retry_after_sec = 0; ///< denials only
   int cost_units = 0;
+  /// NORMAL/BUSY denials on a host with learned quiet windows: the start of
+  /// the next hour it is usually QUIET (unix seconds).
+  std::optional<std::int64_t> next_window;
 };
 
 nlohmann::json to_json(const lease_grant_reply& r);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <sstream>
@@ -49,7 +50,7 @@ setter duration_field(double config::*field, double min_sec, double max_sec) {
     std::ostringstream expected;
     expected << "a duration between " << min_sec << "s and " << max_sec
              << "s such as 2s, 500ms or 1m";
-    if (!d || *d < min_sec || *d > max_sec)
+    if (!d || !(*d >= min_sec && *d <= max_sec)) // NaN fails both comparisons
       return expected.str();
     c.*field = *d;
     return std::nullopt;
@@ -129,7 +130,7 @@ setter thresholds_field(std::array<double, 4> config::*field, bool falling) {
     for (size_t i = 0; i < 4; ++i) {
       char* end = nullptr;
       t[i] = std::strtod(parts[i].c_str(), &end);
-      if (parts[i].empty() || *end != '\0')
+      if (parts[i].empty() || *end != '\0' || !std::isfinite(t[i]))
         return std::string(expected);
     }
     for (size_t i = 1; i < 4; ++i)
@@ -267,6 +268,18 @@ const std::vector<key_def>& key_defs() {
     {{"persist.queue_bound", "LULL_PERSIST_QUEUE_BOUND", "--persist-queue-bound",
       "samples held in memory while the disk fails; the oldest go first (default 200000)"},
      int_field(&config::persist_queue_bound, 1000, 10000000)},
+    {{"limits.max_workers", "LULL_LIMITS_MAX_WORKERS", "--limits-max-workers",
+      "workers the lease table tracks; the longest-idle are forgotten (default 10000)"},
+     int_field(&config::limits_max_workers, 10, 10000000)},
+    {{"limits.max_hosts", "LULL_LIMITS_MAX_HOSTS", "--limits-max-hosts",
+      "hosts assessed, leased on and announced to Home Assistant (default 256)"},
+     int_field(&config::limits_max_hosts, 1, 100000)},
+    {{"limits.max_parked", "LULL_LIMITS_MAX_PARKED", "--limits-max-parked",
+      "scheduler/job/next requests waiting at once (default 1000)"},
+     int_field(&config::limits_max_parked, 1, 1000000)},
+    {{"limits.max_payload", "LULL_LIMITS_MAX_PAYLOAD", "--limits-max-payload",
+      "largest inbound payload in bytes, dropped before decoding (default 1048576)"},
+     int_field(&config::limits_max_payload, 1024, 268435456)},
     {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
       "how long raw samples are kept (default 7d)"},
      duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
@@ -459,20 +472,27 @@ std::optional<double> parse_duration_sec(const std::string& text) {
     return std::nullopt;
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || v < 0)
+  // strtod takes "nan", "inf" and 1e999 (infinity): none is a duration.
+  if (end == text.c_str() || !std::isfinite(v) || v < 0)
     return std::nullopt;
   std::string unit(end);
+  double scale = 0;
   if (unit.empty() || unit == "s")
-    return v;
-  if (unit == "ms")
-    return v / 1000.0;
-  if (unit == "m")
-    return v * 60.0;
-  if (unit == "h")
-    return v * 3600.0;
-  if (unit == "d")
-    return v * 86400.0;
-  return std::nullopt;
+    scale = 1;
+  else if (unit == "ms")
+    scale = 0.001;
+  else if (unit == "m")
+    scale = 60;
+  else if (unit == "h")
+    scale = 3600;
+  else if (unit == "d")
+    scale = 86400;
+  else
+    return std::nullopt;
+  double sec = v * scale;
+  if (!std::isfinite(sec))
+    return std::nullopt;
+  return sec;
 }
 
 std::map<std::string, std::string> lull_environment() {

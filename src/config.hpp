@@ -56,6 +56,11 @@ struct config {
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
   double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
+  // bounds on what clients can make lulld hold (docs/security.md)
+  int limits_max_workers = 10000;  ///< workers the lease table tracks
+  int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
+  int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
+  int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
 
   // Roles: which actors this lulld runs. "all", or a comma list of
   // collectors (host, process, workers, bus), assessor (quiet assessor, Home

@@ -77,7 +77,7 @@ TEST(lease_acl, two_workers_cannot_touch_each_others_leases) {
 
   lulld d(lulld_args(uri, "shost",
                      {"--username", "lulld", "--password", "pw-lulld", "--broker-secure",
-                      "true", "--roles", "collectors,scheduler"}));
+                      "true", "--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client admin(uri, user("lull-admin"));
   ASSERT_TRUE(admin.connected()) << admin.error();
   admin.subscribe("scheduler/status");

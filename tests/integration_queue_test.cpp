@@ -87,7 +87,7 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
     b.uri(), "qhost",
     {"--db", dir + "/lull.db", "--lease-capacity-units", std::to_string(capacity),
      "--lease-grant-rate", "1000", "--lease-grant-burst", "1000", "--lease-ttl", "5s",
-     "--lease-lock-delay", "1s", "--lease-max-per-worker", "8"});
+     "--lease-lock-delay", "1s", "--lease-max-per-worker", "8", "--quiet-stale-after", "1h"});
   auto daemon = std::make_unique<lulld>(args);
 
   client c(b.uri());

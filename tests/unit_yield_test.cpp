@@ -419,3 +419,63 @@ TEST(yield_queue, a_preempted_job_goes_back_without_using_an_attempt) {
   q.lease_ended("L2", "expired");
   EXPECT_EQ(q.get(id)->state, job_state::failed) << "an ordinary loss still counts";
 }
+
+// -- learned quiet windows -------------------------------------------------------
+
+TEST(quiet_hours, shares_per_local_hour_follow_the_zone_across_dst) {
+  std::string why;
+  auto* berlin = find_time_zone("Europe/Berlin", &why);
+  ASSERT_NE(berlin, nullptr) << why;
+  // QUIET 22:00-02:00 local every night for two weeks around the autumn change.
+  std::vector<std::pair<std::int64_t, std::int64_t>> quiet;
+  auto from = utc(2026, 10, 18, 0, 0), to = utc(2026, 11, 1, 0, 0);
+  for (auto day = from; day < to; day += 86400) {
+    // 22:00 local: 20:00 UTC in CEST (until Oct 25), 21:00 UTC in CET.
+    auto start = day + (day < utc(2026, 10, 25, 1, 0) ? 20 : 21) * 3600;
+    quiet.emplace_back(start, start + 4 * 3600);
+  }
+  auto m = learn_quiet_hours(quiet, from, to, berlin);
+  EXPECT_NEAR(m.days_observed, 14, 1e-9);
+  for (int wd = 0; wd < 7; ++wd) {
+    for (int h : {22, 23, 0, 1})
+      EXPECT_GE(m.share(wd, h).value_or(0), 0.99) << wd << " " << h;
+    for (int h : {3, 12, 20})
+      EXPECT_LE(m.share(wd, h).value_or(1), 0.01) << wd << " " << h;
+  }
+  // Next hour QUIET >= 60 %: from Monday noon (CET) it is 22:00 CET = 21:00 UTC.
+  EXPECT_EQ(next_quiet_hour(m, utc(2026, 11, 2, 11, 0), berlin), utc(2026, 11, 2, 21, 0));
+  // Inside a quiet hour: now.
+  EXPECT_EQ(next_quiet_hour(m, utc(2026, 11, 2, 21, 30), berlin), utc(2026, 11, 2, 21, 30));
+  quiet_hour_map empty;
+  EXPECT_EQ(next_quiet_hour(empty, utc(2026, 11, 2, 11, 0), berlin), std::nullopt);
+}
+
+TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_week_is_learned) {
+  fake_env fe;
+  fe.wall = utc(2026, 12, 1, 12, 0); // Tuesday noon UTC
+  auto pol = yield_policy();
+  pol.timezone = "UTC";
+  lease_table t(pol, fe.env());
+  t.on_quiet(busy_of("pi", "Other processes (2 min average) use 80.0% CPU"));
+  quiet_hour_map m;
+  for (int d = 0; d < 7; ++d)
+    for (int h = 0; h < 24; ++h) {
+      m.observed_sec[d][h] = 3600;
+      m.quiet_sec[d][h] = h >= 1 && h < 5 ? 3600 : 0;
+    }
+  m.days_observed = 6;
+  t.on_quiet_hours("pi", m);
+  auto early = t.request(request_of("w1", 5), "w1");
+  EXPECT_FALSE(early.approved);
+  EXPECT_EQ(early.next_window, std::nullopt) << "under 7 days: today's rule";
+  EXPECT_LE(early.retry_after_sec, 15 * 1.2 + 0.1);
+
+  m.days_observed = 14;
+  t.on_quiet_hours("pi", m);
+  auto d = t.request(request_of("w1", 5), "w1");
+  EXPECT_FALSE(d.approved);
+  ASSERT_TRUE(d.next_window);
+  EXPECT_EQ(*d.next_window, utc(2026, 12, 2, 1, 0));
+  EXPECT_GE(d.retry_after_sec, 13 * 3600);
+  EXPECT_EQ(to_json(d)["next_window"], "2026-12-02T01:00:00Z");
+}

@@ -105,8 +105,13 @@ struct history_opts {
   std::string group = "host", host, range = "1h", step = "1m";
   std::vector<std::string> metrics;
   bool as_json = false;
+  bool windows = false; ///< the learned quiet windows as a heat map
+  int weeks = 4;
 };
 CLI::App* add_history(CLI::App& app, history_opts& o);
+/// The learned quiet windows (a history/request of kind "windows") as a
+/// 7 x 24 heat map: one row per weekday, one cell per local hour.
+void print_quiet_windows(std::ostream& out, const nlohmann::json& reply);
 int do_history(const global_opts& g, const history_opts& o);
 /// A sparkline with min/avg/max/last per series of a history reply.
 void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o);

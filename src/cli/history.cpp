@@ -17,7 +17,48 @@ CLI::App* add_history(CLI::App& app, history_opts& ho) {
   history->add_option("--step", ho.step, "bucket size (e.g. 10s, 5m)")->capture_default_str();
   history->add_option("--metric", ho.metrics, "only these metrics (repeatable)");
   history->add_flag("--json", ho.as_json, "print the reply as JSON");
+  history->add_flag("--windows", ho.windows,
+                    "the learned quiet windows: share of each hour of the week the host was "
+                    "QUIET, as a heat map");
+  history->add_option("--weeks", ho.weeks, "with --windows: weeks of history (1-52)")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 52));
   return history;
+}
+
+void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
+  out << "quiet windows of " << str(j.value("host", nlohmann::json())) << " ("
+      << str(j.value("timezone", nlohmann::json())) << "), " << num(j["days_observed"], 1)
+      << " days observed in the last " << num(j["weeks"]) << " weeks";
+  if (!j.value("ready", false))
+    out << "; under 7 days: not yet used for retry hints";
+  out << "\n\n     ";
+  for (int h = 0; h < 24; h += 3) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02d", h);
+    out << pad(buf, 3);
+  }
+  out << "\n";
+  // Shades from rarely (light) to always QUIET (full); '.' never observed.
+  static const char* shades[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+  static const int order[] = {1, 2, 3, 4, 5, 6, 0}; // Monday first
+  for (int d : order) {
+    auto& row = j["hours"][d];
+    out << pad(str(j["days"][d]), 5);
+    for (int h = 0; h < 24; ++h) {
+      auto& v = row[h];
+      if (!v.is_number()) {
+        out << ".";
+        continue;
+      }
+      double s = v.get<double>();
+      out << shades[s >= 0.8 ? 4 : s >= 0.6 ? 3 : s >= 0.4 ? 2 : s >= 0.2 ? 1 : 0];
+    }
+    out << "\n";
+  }
+  out << "\n     \u2591 <40%  \u2592 40-60%  \u2593 60-80%  \u2588 >=80% QUIET  . no data\n";
+  if (j["next_window"].is_string())
+    out << "next hour QUIET at least 60% of the time: " << str(j["next_window"]) << "\n";
 }
 
 void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o) {
@@ -56,6 +97,8 @@ void print_history(std::ostream& out, const nlohmann::json& reply, const history
 int do_history(const global_opts& g, const history_opts& o) {
   nlohmann::json body = {{"kind", "history"}, {"group", o.group}, {"range", o.range},
                          {"step", o.step}};
+  if (o.windows)
+    body = {{"kind", "windows"}, {"weeks", o.weeks}};
   if (!o.host.empty())
     body["host"] = o.host;
   if (!o.metrics.empty())
@@ -69,6 +112,8 @@ int do_history(const global_opts& g, const history_opts& o) {
   auto& j = std::get<nlohmann::json>(r);
   if (o.as_json)
     std::cout << j.dump(2) << "\n";
+  else if (o.windows)
+    print_quiet_windows(std::cout, j);
   else
     print_history(std::cout, j, o);
   return ex_ok;

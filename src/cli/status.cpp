@@ -23,6 +23,21 @@ void print_status(std::ostream& out, const nlohmann::json& s) {
         << (h.contains("cooldown_remaining_sec") ? num(h["cooldown_remaining_sec"]) + "s"
                                                  : std::string("-"))
         << "\n";
+  // Why a host gives work back now (docs/leases.md, "Giving the host back").
+  for (auto& [id, h] : hosts.items()) {
+    if (h.contains("paused") && h["paused"].is_object())
+      out << "  " << id << ": paused by " << str(h["paused"]["by"])
+          << (str(h["paused"]["reason"]) == "-" || str(h["paused"]["reason"]).empty()
+                ? std::string()
+                : ": " + str(h["paused"]["reason"]))
+          << (h["paused"]["until"].is_string() ? " until " + str(h["paused"]["until"])
+                                                : std::string(" until resumed"))
+          << "\n";
+    if (h.contains("window_open") && h["window_open"] == false)
+      out << "  " << id << ": outside its lease windows (" << str(h["windows"]) << ")\n";
+    if (h.contains("load_hold"))
+      out << "  " << id << ": leases held for the owner's load: " << str(h["load_hold"]) << "\n";
+  }
   out << "\n"
       << pad("LEASE", 34) << pad("WORKER", 16) << pad("HOST", 12) << pad("UNITS", 6)
       << pad("PRIO", 7) << pad("TTL", 6) << "JOB\n";
@@ -33,7 +48,7 @@ void print_status(std::ostream& out, const nlohmann::json& s) {
     out << pad(str(l["lease_id"]), 34) << pad(str(l["worker_id"]), 16)
         << pad(str(l["host_id"]), 12) << pad(num(l["cost_units"]), 6)
         << pad(str(l["priority"]), 7) << pad(num(l["ttl_remaining_sec"]) + "s", 6)
-        << str(l["job_type"]) << "\n";
+        << str(l["job_type"]) << (l.value("suspended", false) ? "  [suspended]" : "") << "\n";
   auto workers = s.value("workers", nlohmann::json::object());
   if (!workers.empty()) {
     out << "\n" << pad("WORKER", 16) << pad("GRANTS", 8) << pad("DENIES", 8) << "LAST\n";

@@ -132,6 +132,7 @@ std::vector<std::string> lease_service::filters() const {
   out.push_back(t.full("scheduler/control/+"));
   out.push_back(t.full("scheduler/control/+/set"));
   out.push_back(t.full("stats/host/+/quiet"));
+  out.push_back(t.full("stats/host/+/quiet_hours"));
   out.push_back(t.host_stats_filter());
   out.push_back(t.worker_status_filter());
   return out;
@@ -146,6 +147,8 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   if (lv.size() >= 3 && lv[0] == "stats" && lv[1] == "host") {
     if (lv.size() == 4 && lv[3] == "quiet")
       on_quiet(in);
+    else if (lv.size() == 4 && lv[3] == "quiet_hours")
+      on_quiet_hours(std::string(lv[2]), in);
     else if (lv.size() == 3)
       on_host(std::string(lv[2]), in);
     for (auto& m : pending_host_leases_)
@@ -372,8 +375,9 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
                                     json_content_type, {}, {}});
   }
-  if (count != cpu->end() && count->is_number_integer()) {
-    int n = count->get<int>();
+  if (count != cpu->end() && count->is_number_integer()
+      && count->get<std::int64_t>() >= 1 && count->get<std::int64_t>() <= 4096) {
+    int n = static_cast<int>(count->get<std::int64_t>());
     auto it = table_.hosts().find(host_id);
     if (it == table_.hosts().end() || it->second.cpu_count != n) {
       table_.on_cpu_count(host_id, n);
@@ -408,6 +412,35 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   } else if (!status.empty()) {
     table_.on_worker_status(worker_id, true);
   }
+}
+
+void lease_service::on_quiet_hours(const std::string& host_id, const mqtt_message& in) {
+  if (in.payload.empty())
+    return;
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  auto* doc = std::get_if<nlohmann::json>(&decoded);
+  // {"hours": 7 rows (Sunday first) of 24 shares or null, "days_observed": n}
+  if (!doc || !doc->is_object() || !(*doc)["hours"].is_array() || (*doc)["hours"].size() != 7
+      || !(*doc)["days_observed"].is_number()) {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring {}: expected hours (7 x 24 shares) and days_observed",
+              in.topic);
+    return;
+  }
+  quiet_hour_map m;
+  m.days_observed = (*doc)["days_observed"].get<double>();
+  for (int d = 0; d < 7; ++d) {
+    auto& row = (*doc)["hours"][d];
+    for (int h = 0; h < 24 && row.is_array() && h < static_cast<int>(row.size()); ++h)
+      if (row[h].is_number()) {
+        double s = row[h].get<double>();
+        if (!(s >= 0 && s <= 1))
+          continue; // NaN or out of range: unobserved
+        m.observed_sec[d][h] = 1;
+        m.quiet_sec[d][h] = s;
+      }
+  }
+  table_.on_quiet_hours(host_id, std::move(m));
 }
 
 void lease_service::on_control(const std::string& host_id, const mqtt_message& in) {

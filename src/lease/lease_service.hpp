@@ -102,6 +102,7 @@ private:
   void on_host(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
   void on_control(const std::string& host_id, const mqtt_message& in);
+  void on_quiet_hours(const std::string& host_id, const mqtt_message& in);
   void on_switch(const std::string& host_id, const mqtt_message& in,
                  std::vector<mqtt_message>& out);
   void publish_pauses_ended(std::vector<mqtt_message>& out);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <random>
 #include <utility>
+#include <set>
 #include <sstream>
 
 namespace lull {
@@ -201,13 +202,46 @@ lease_table::lease_table(lease_policy_config cfg, lease_env env,
   : cfg_(cfg),
     env_(std::move(env)),
     fencing_(first_fencing_token),
-    bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {}
+    bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {
+  zone_ = find_time_zone(cfg_.timezone, nullptr);
+}
+
+bool lease_table::host_room(const std::string& host_id) const {
+  return hosts_.size() < cfg_.max_hosts || hosts_.count(host_id) > 0;
+}
+
+worker_summary& lease_table::track_worker(const std::string& worker_id) {
+  if (auto it = workers_.find(worker_id); it != workers_.end())
+    return it->second;
+  if (workers_.size() >= cfg_.max_tracked_workers) {
+    // Forget the longest-idle tenth of the workers that hold no lease, so a
+    // flood of made-up worker ids costs a bounded table, amortised O(log n).
+    std::set<std::string> holding;
+    for (auto& [id, r] : active_)
+      holding.insert(r.worker_id);
+    std::vector<std::pair<std::int64_t, std::string>> idle;
+    for (auto& [id, w] : workers_)
+      if (!holding.count(id))
+        idle.emplace_back(w.last_decision_at, id);
+    auto n = std::min(idle.size(), std::max<std::size_t>(1, cfg_.max_tracked_workers / 10));
+    std::nth_element(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end());
+    for (std::size_t i = 0; i < n; ++i)
+      workers_.erase(idle[i].second);
+    workers_evicted_ += n;
+  }
+  return workers_[worker_id];
+}
 
 void lease_table::on_quiet(const quiet_assessment& q) {
-  if (!valid_id(q.host_id))
+  if (!valid_id(q.host_id) || !host_room(q.host_id))
     return;
   auto& h = hosts_[q.host_id];
   double now = env_.mono_sec();
+  // Its age counts from when it was assessed (a retained one may be old).
+  double age = q.assessed_at > 0
+                 ? std::max(0.0, static_cast<double>(env_.wall_sec() - q.assessed_at))
+                 : 0.0;
+  h.quiet_fresh_mono = now - age;
   if (q.state == quiet_state::panic)
     h.panic_until_mono = std::max(h.panic_until_mono, now + cfg_.panic_cooldown_sec);
   if (q.cooldown_until) {
@@ -228,8 +262,14 @@ void lease_table::on_quiet(const quiet_assessment& q) {
   apply_yield();
 }
 
+void lease_table::on_quiet_hours(const std::string& host_id, quiet_hour_map m) {
+  if (!valid_id(host_id) || !host_room(host_id))
+    return;
+  hosts_[host_id].quiet_hours = std::move(m);
+}
+
 void lease_table::on_pause(const std::string& host_id, std::optional<host_pause> pause) {
-  if (!valid_id(host_id))
+  if (!valid_id(host_id) || !host_room(host_id))
     return;
   hosts_[host_id].pause = std::move(pause);
   apply_yield();
@@ -329,14 +369,18 @@ void lease_table::preempt(std::map<std::string, lease_record>::iterator it, std:
 }
 
 void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
-  if (!valid_id(host_id) || cpus <= 0)
+  // No real host has more; a larger count would overflow capacity_units.
+  if (!valid_id(host_id) || cpus <= 0 || cpus > 4096 || !host_room(host_id))
     return;
   hosts_[host_id].cpu_count = cpus;
 }
 
 void lease_table::on_worker_status(const std::string& worker_id, bool online) {
-  auto& w = workers_[worker_id];
-  w.online = online;
+  if (!online && !workers_.count(worker_id)) {
+    // Nothing to forget for a worker we never saw; still end its leases.
+  } else {
+    track_worker(worker_id).online = online;
+  }
   if (online)
     return;
   for (auto it = active_.begin(); it != active_.end();) {
@@ -442,7 +486,7 @@ lease_grant_reply lease_table::deny(const lease_request& req, const std::string&
   double base = std::max(1.0, retry_sec);
   double j = base * (1.0 + cfg_.jitter * env_.uniform());
   out.retry_after_sec = std::ceil(j * 10.0) / 10.0;
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.denies;
   w.last_decision = "denied";
   w.last_reason = out.reason;
@@ -514,15 +558,34 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
       return deny(req, worker, host,
                   "No quiet assessment for host " + host + " yet; waiting for QUIET",
                   cfg_.busy_retry_sec);
-    if (h.quiet->state != quiet_state::quiet)
+    if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
+      return deny(req, worker, host,
+                  "No fresh quiet assessment for host " + host + " (last one "
+                    + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
+                    + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
+                  cfg_.busy_retry_sec);
+    if (h.quiet->state != quiet_state::quiet) {
+      // Learned quiet windows: retry when the host is usually QUIET.
+      double retry = cfg_.busy_retry_sec;
+      std::optional<std::int64_t> next;
+      if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
+        auto wall = env_.wall_sec();
+        next = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
+        if (next && static_cast<double>(*next - wall) > retry)
+          retry = static_cast<double>(*next - wall);
+      }
       // The assessment's first reason says whose load it is ("Other
       // processes ... use 48% CPU"), so a denial never blames the owner for
       // lull's own work or the other way round.
-      return deny(req, worker, host,
-                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET"
-                    + (h.quiet->reasons.empty() ? std::string()
-                                                : " (" + h.quiet->reasons.front() + ")"),
-                  cfg_.busy_retry_sec);
+      auto out = deny(req, worker, host,
+                      std::string("System is ") + to_string(h.quiet->state)
+                        + "; waiting for QUIET"
+                        + (h.quiet->reasons.empty() ? std::string()
+                                                    : " (" + h.quiet->reasons.front() + ")"),
+                      retry);
+      out.next_window = next;
+      return out;
+    }
   }
   // Backstops.
   auto earliest_expiry = [&](auto pred) {
@@ -606,7 +669,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   if (clamped)
     out.reason += "; TTL clamped to " + fmt_sec(ttl) + "s (allowed "
                   + fmt_sec(cfg_.min_ttl_sec) + "-" + fmt_sec(cfg_.max_ttl_sec) + "s)";
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.grants;
   w.last_decision = "granted";
   w.last_reason = out.reason;
@@ -999,8 +1062,20 @@ nlohmann::json lease_table::status_json() const {
       j["load_hold"] = h.load_reason;
     hosts[id] = std::move(j);
   }
+  // The most recently decided workers only: the table may hold thousands.
+  std::vector<const std::pair<const std::string, worker_summary>*> listed;
+  for (auto& kv : workers_)
+    listed.push_back(&kv);
+  if (listed.size() > cfg_.status_workers) {
+    auto cut = listed.begin() + static_cast<std::ptrdiff_t>(cfg_.status_workers);
+    std::nth_element(listed.begin(), cut, listed.end(), [](auto* a, auto* b) {
+      return a->second.last_decision_at > b->second.last_decision_at;
+    });
+    listed.erase(cut, listed.end());
+  }
   json workers = json::object();
-  for (auto& [id, w] : workers_) {
+  for (auto* kv : listed) {
+    auto& [id, w] = *kv;
     json j = {{"grants", w.grants},          {"denies", w.denies},
               {"last_decision", w.last_decision}, {"last_reason", w.last_reason},
               {"online", w.online}};
@@ -1017,6 +1092,8 @@ nlohmann::json lease_table::status_json() const {
           {"recent", std::move(recent)},
           {"hosts", std::move(hosts)},
           {"workers", std::move(workers)},
+          {"workers_tracked", workers_.size()},
+          {"workers_evicted", workers_evicted_},
           {"limits",
            {{"max_leases_global", cfg_.max_leases_global},
             {"max_leases_per_worker", cfg_.max_leases_per_worker},

@@ -49,6 +49,20 @@ struct lease_policy_config {
   double preempt_after_sec = 900;
   /// When hosts take work below HIGH (empty: always).
   lease_windows windows;
+  /// The time zone of learned quiet windows (lease.timezone).
+  std::string timezone = "local";
+  /// A NORMAL/BUSY denial points its retry to the next hour QUIET at least
+  /// this share of the time, once a host's map holds `learned_min_days`.
+  double learned_share = 0.6;
+  double learned_min_days = 7;
+  /// An assessment older than this is no assessment: requests below HIGH are
+  /// denied ("No fresh quiet assessment"), so a dead assessor fails closed.
+  double stale_after_sec = 30;
+  /// Workers with a decision summary; past it, the longest-idle ones without
+  /// an active lease are forgotten (counted as workers_evicted).
+  std::size_t max_tracked_workers = 10000;
+  std::size_t max_hosts = 256; ///< hosts known at once; reports of more are ignored
+  std::size_t status_workers = 100; ///< most recent workers listed in scheduler/status
 };
 
 /// A pause of one host (lull pause, the Home Assistant switch), kept retained
@@ -163,6 +177,8 @@ struct host_info {
   bool load_hold = false;
   std::string load_reason; ///< why, as the notices say it
   std::optional<host_pause> pause;
+  std::optional<quiet_hour_map> quiet_hours; ///< learned, from the persister
+  double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -186,6 +202,8 @@ public:
   void on_cpu_count(const std::string& host_id, int cpus);
   /// A worker's retained status: offline (its last will) expires its leases.
   void on_worker_status(const std::string& worker_id, bool online);
+  /// A host's learned quiet windows (stats/host/<host>/quiet_hours).
+  void on_quiet_hours(const std::string& host_id, quiet_hour_map m);
   /// A host's pause (nullopt: not paused), from scheduler/control/<host>.
   void on_pause(const std::string& host_id, std::optional<host_pause> pause);
   /// Hosts whose pause ran out since the last call (their retained control
@@ -261,6 +279,7 @@ public:
   const lease_policy_config& config() const { return cfg_; }
   std::int64_t now_wall() const { return env_.wall_sec(); }
   double heartbeat_interval_sec(double ttl) const { return ttl / 3; }
+  std::uint64_t workers_evicted() const { return workers_evicted_; }
 
 private:
   struct reservation {
@@ -292,6 +311,10 @@ private:
   std::string hold_reason(const std::string& host_id, const host_info& h,
                           lease_priority priority) const;
   void prune_held();
+  /// The summary of `worker_id`, making room first when the table is full.
+  worker_summary& track_worker(const std::string& worker_id);
+  /// Whether host_id may be added (or is known already).
+  bool host_room(const std::string& host_id) const;
 
   lease_policy_config cfg_;
   lease_env env_;
@@ -304,12 +327,14 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  std::uint64_t workers_evicted_ = 0;
   std::map<std::string, token_bucket> worker_buckets_;
   std::uint64_t throttled_ = 0;
   std::vector<std::string> hosts_changed_;
   std::vector<std::string> pauses_ended_;
   bool expiry_paused_ = false;
   bool preempting_ = false;
+  const date::time_zone* zone_ = nullptr;
 };
 
 } // namespace lull

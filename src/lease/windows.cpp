@@ -109,6 +109,8 @@ const date::time_zone* find_time_zone(std::string_view name, std::string* why) {
   }
 }
 
+std::string zone_name(const date::time_zone* zone) { return zone ? zone->name() : "UTC"; }
+
 std::variant<window_schedule, std::string> window_schedule::parse(std::string_view spec,
                                                                   const date::time_zone* zone) {
   window_schedule out;
@@ -233,6 +235,72 @@ std::optional<std::int64_t> window_schedule::next_close(std::int64_t t) const {
   if (cur >= horizon && cur > t)
     return std::nullopt; // open all the way through the horizon: always open
   return cur;
+}
+
+namespace {
+
+/// Local weekday (0 = Sunday), hour, and the unix second the local hour ends.
+struct local_hour {
+  int weekday, hour;
+  std::int64_t hour_end;
+};
+
+local_hour hour_of(std::int64_t t, const date::time_zone* zone) {
+  auto info = zone->get_info(date::sys_seconds{seconds{t}});
+  std::int64_t local = t + info.offset.count();
+  std::int64_t day = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+  std::int64_t in_day = local - day * 86400;
+  local_hour h;
+  h.weekday = static_cast<int>(((day % 7) + 11) % 7); // 1970-01-01 was a Thursday
+  h.hour = static_cast<int>(in_day / 3600);
+  h.hour_end = t + (3600 - in_day % 3600);
+  // A DST change inside this hour ends the slot there.
+  auto change = info.end.time_since_epoch().count();
+  if (change > t && change < h.hour_end)
+    h.hour_end = change;
+  return h;
+}
+
+void spread(std::int64_t a, std::int64_t b, const date::time_zone* zone, double (&into)[7][24]) {
+  while (a < b) {
+    auto h = hour_of(a, zone);
+    auto end = std::min(b, h.hour_end);
+    into[h.weekday][h.hour] += static_cast<double>(end - a);
+    a = end;
+  }
+}
+
+} // namespace
+
+std::optional<double> quiet_hour_map::share(int weekday, int hour) const {
+  if (observed_sec[weekday][hour] <= 0)
+    return std::nullopt;
+  return std::min(1.0, quiet_sec[weekday][hour] / observed_sec[weekday][hour]);
+}
+
+quiet_hour_map learn_quiet_hours(const std::vector<std::pair<std::int64_t, std::int64_t>>& quiet,
+                                 std::int64_t from, std::int64_t to, const date::time_zone* zone) {
+  quiet_hour_map m;
+  if (to <= from)
+    return m;
+  m.days_observed = static_cast<double>(to - from) / 86400.0;
+  spread(from, to, zone, m.observed_sec);
+  for (auto [a, b] : quiet)
+    spread(std::max(a, from), std::min(b, to), zone, m.quiet_sec);
+  return m;
+}
+
+std::optional<std::int64_t> next_quiet_hour(const quiet_hour_map& m, std::int64_t now,
+                                            const date::time_zone* zone, double threshold) {
+  std::int64_t t = now;
+  for (int i = 0; i < 24 * 7 + 2; ++i) {
+    auto h = hour_of(t, zone);
+    auto s = m.share(h.weekday, h.hour);
+    if (s && *s >= threshold)
+      return t;
+    t = h.hour_end;
+  }
+  return std::nullopt;
 }
 
 const window_schedule* lease_windows::for_host(const std::string& host) const {

@@ -72,8 +72,33 @@ struct lease_windows {
 std::variant<lease_windows, std::string> parse_lease_windows(std::string_view spec,
                                                              std::string_view zone);
 
+/// Learned quiet windows: the share of time a host was QUIET in each local
+/// hour of the week (docs/leases.md, "Learned quiet windows").
+struct quiet_hour_map {
+  /// [weekday, 0 = Sunday][local hour]: seconds QUIET and seconds observed.
+  double quiet_sec[7][24] = {};
+  double observed_sec[7][24] = {};
+  double days_observed = 0;
+  /// QUIET share of an hour, or nullopt when it was never observed.
+  std::optional<double> share(int weekday, int hour) const;
+};
+
+/// The map from QUIET spans [start, end) (unix seconds) seen between `from`
+/// and `to`, in `zone`'s local time.
+quiet_hour_map learn_quiet_hours(const std::vector<std::pair<std::int64_t, std::int64_t>>& quiet,
+                                 std::int64_t from, std::int64_t to, const date::time_zone* zone);
+
+/// The start of the first local hour from `now` on (the current one
+/// included) whose QUIET share is at least `threshold`, within a week;
+/// nullopt when there is none.
+std::optional<std::int64_t> next_quiet_hour(const quiet_hour_map& m, std::int64_t now,
+                                            const date::time_zone* zone,
+                                            double threshold = 0.6);
+
 /// The zone by IANA name ("Europe/Berlin"), "" / "local" for the system's;
 /// nullptr (and `why`) when unknown.
 const date::time_zone* find_time_zone(std::string_view name, std::string* why);
+/// The zone's IANA name.
+std::string zone_name(const date::time_zone* zone);
 
 } // namespace lull

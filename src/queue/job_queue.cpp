@@ -367,10 +367,13 @@ void job_queue::forget_finished() {
     if (!it->second.spec.idempotency_key.empty())
       by_key_.erase(it->second.spec.idempotency_key);
     jobs_.erase(it);
+    forgotten_.push_back(id);
   }
 }
 
 std::vector<job_event> job_queue::take_events() { return std::exchange(events_, {}); }
+
+std::vector<std::string> job_queue::take_forgotten() { return std::exchange(forgotten_, {}); }
 
 const job* job_queue::get(const std::string& job_id) const {
   auto it = jobs_.find(job_id);

@@ -117,6 +117,10 @@ public:
   void restore(job j);
 
   std::vector<job_event> take_events();
+
+  /// Ids of finished jobs forgotten since the last call (their retained state is cleared).
+
+  std::vector<std::string> take_forgotten();
   const job* get(const std::string& job_id) const;
   const job* by_lease(const std::string& lease_id) const;
   std::vector<const job*> list(std::optional<job_state> state, const std::string& type,
@@ -143,6 +147,7 @@ private:
   std::vector<job_event> events_;
   std::vector<std::string> dirty_;
   std::vector<std::string> finished_order_;
+  std::vector<std::string> forgotten_; ///< purged finished jobs, for take_forgotten
 };
 
 } // namespace lull

@@ -113,7 +113,10 @@ quiet_assessor::quiet_assessor(quiet_thresholds th, mono_fn mono, unix_fn unix_n
 
 void quiet_assessor::on_bus(const std::string& host_id, std::optional<double> rps,
                             std::optional<double> p95_ms) {
-  hosts_[host_id].bus = bus_input{rps, p95_ms, mono_()};
+  // Hosts are learned from their agents' snapshots only: a bus report naming
+  // any other host would add one per message.
+  if (auto it = hosts_.find(host_id); it != hosts_.end())
+    it->second.bus = bus_input{rps, p95_ms, mono_()};
 }
 
 const std::deque<quiet_streak>& quiet_assessor::streaks(const std::string& host_id) const {
