@@ -61,7 +61,8 @@ TEST(cli_parse, every_command_is_listed) {
   std::vector<std::string> names;
   for (auto& c : build(app, g))
     names.push_back(c.sub->get_name());
-  EXPECT_EQ(names, (std::vector<std::string>{"run", "status", "revoke", "submit", "jobs",
+  EXPECT_EQ(names, (std::vector<std::string>{"run", "status", "revoke", "pause", "resume",
+                                             "submit", "jobs",
                                              "cancel", "work", "history", "watch",
                                              "completion"}));
 }

@@ -431,7 +431,7 @@ TEST(quiet_hours, shares_per_local_hour_follow_the_zone_across_dst) {
   auto from = utc(2026, 10, 18, 0, 0), to = utc(2026, 11, 1, 0, 0);
   for (auto day = from; day < to; day += 86400) {
     // 22:00 local: 20:00 UTC in CEST (until Oct 25), 21:00 UTC in CET.
-    auto start = day + (day < utc(2026, 10, 25, 1, 0) ? 20 : 21) * 3600;
+    auto start = day + (day + 20 * 3600 < utc(2026, 10, 25, 1, 0) ? 20 : 21) * 3600;
     quiet.emplace_back(start, start + 4 * 3600);
   }
   auto m = learn_quiet_hours(quiet, from, to, berlin);
