@@ -558,7 +558,9 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     }
     std::vector<std::pair<std::string, toml::value>> entries;
     flatten(root, "", entries);
-    for (auto& [name, value] : entries) {
+    for (auto& entry : entries) {
+      const auto& name = entry.first; // a plain reference: lambdas cannot capture bindings
+      const auto& value = entry.second;
       auto it = std::find_if(key_defs().begin(), key_defs().end(),
                              [&](auto& d) { return d.key.name == name; });
       if (it == key_defs().end())

@@ -124,6 +124,10 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
   evil.publish("history/request", R"({"v":1,"kind":5,"request_id":"kind5","reply_to":"itest/inbox"})");
   evil.publish("history/request",
                R"({"v":1,"host":5,"request_id":"host5","reply_to":"itest/inbox"})");
+  evil.publish("history/request",
+               R"({"v":1,"step":"nan","request_id":"step-nan","reply_to":"itest/inbox"})");
+  // A made-up host with 2,000,000,000 CPUs (once overflowed its capacity).
+  evil.publish("stats/host/ghost2", R"({"v":1,"host_id":"ghost2","cpu":{"count":2000000000}})");
 
   auto bad_utf8 = reply_to(c, "bad-utf8");
   ASSERT_TRUE(bad_utf8) << d->log();
@@ -135,7 +139,7 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
   auto huge = reply_to(c, "huge-deadline");
   ASSERT_TRUE(huge) << d->log();
   EXPECT_EQ((*huge)["error"]["code"], "InvalidRequest") << huge->dump();
-  for (auto* id : {"kind5", "host5"}) {
+  for (auto* id : {"kind5", "host5", "step-nan"}) {
     auto r = reply_to(c, id);
     ASSERT_TRUE(r) << id << "\n" << d->log();
     EXPECT_EQ((*r)["error"]["code"], "InvalidRequest") << r->dump();
@@ -162,6 +166,15 @@ TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
   EXPECT_TRUE(fresh_assessment(c, "hostile-a", again)) << d->log();
   EXPECT_TRUE(d->running());
   evil.publish("stats/worker/evil", "", 1, true); // clear the retained message
+}
+
+TEST(hostile, a_nan_interval_is_a_config_error_not_a_snapshot_storm) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-e", {"--interval", "nan"}));
+  auto code = d.wait_exit(30s);
+  ASSERT_TRUE(code) << d.log();
+  EXPECT_EQ(*code, 2) << d.log();
+  EXPECT_NE(d.log().find("--interval"), std::string::npos) << d.log();
 }
 
 TEST(hostile, numbers_where_job_strings_belong_leave_the_queue_answering) {

@@ -2,15 +2,17 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "src/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static char tmpl[] = "/tmp/lull-fuzz-config-XXXXXX";
   static std::string path = [] {
-    char tmpl[] = "/tmp/lull-fuzz-config-XXXXXX";
     int fd = ::mkstemp(tmpl);
     ::close(fd);
+    std::atexit([] { std::remove(tmpl); }); // tmpl outlives every destructor
     return std::string(tmpl);
   }();
   {
