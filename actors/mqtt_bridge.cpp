@@ -178,10 +178,15 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       if (s.stopping)
         return;
       s.connected = false;
-      log::warn("mqtt bridge: {} to {}; retrying in {} ms", reason, opts.transport.uri,
-                s.backoff.count());
       for (auto& w : s.offline_watchers)
         self->send(w, offline_atom::value);
+      if (reason.find("falling back to v3.1.1") != std::string::npos) {
+        log::warn("mqtt bridge: {} ({}); v3.1.1 from now on", reason, opts.transport.uri);
+        self->send(self, connect_atom::value); // at once, with the other version
+        return;
+      }
+      log::warn("mqtt bridge: {} to {}; retrying in {} ms", reason, opts.transport.uri,
+                s.backoff.count());
       self->delayed_send(self, s.backoff, connect_atom::value);
       s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(
                                             std::chrono::seconds(opts.transport.reconnect_max)));

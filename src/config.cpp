@@ -199,6 +199,15 @@ const std::vector<key_def>& key_defs() {
     {{"broker.key_file", "LULL_BROKER_KEY_FILE", "--broker-key-file",
       "TLS: the private key of broker.cert_file"},
      string_field(&config::broker_key_file)},
+    {{"mqtt_version", "LULL_MQTT_VERSION", "--mqtt-version",
+      "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses or "
+      "drops v5), 5, or 3.1.1"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (v != "auto" && v != "5" && v != "3.1.1")
+         return "auto, 5 or 3.1.1";
+       c.mqtt_version = v;
+       return std::nullopt;
+     }},
     {{"broker.admin_user", "LULL_BROKER_ADMIN_USER", "--broker-admin-user",
       "secure mode: the broker user who may read and cancel every job (default lull-admin)"},
      [](config& c, const std::string& v) -> std::optional<std::string> {

@@ -140,6 +140,8 @@ int main(int argc, char** argv) {
   bopts.transport.client_id = cfg.client_id;
   bopts.transport.username = cfg.username;
   bopts.transport.password = cfg.password;
+  bopts.transport.prefer_v5 = cfg.mqtt_version != "3.1.1";
+  bopts.transport.fallback = cfg.mqtt_version == "auto";
   bopts.transport.ca_file = cfg.broker_ca_file;
   bopts.transport.cert_file = cfg.broker_cert_file;
   bopts.transport.key_file = cfg.broker_key_file;

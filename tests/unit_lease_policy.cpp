@@ -388,3 +388,41 @@ TEST(lease_ids, are_128_bit_random_hex) {
   EXPECT_NE(a, b);
   EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
 }
+
+TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snapshot) {
+  fake_env fe;
+  lease_policy_config c;
+  c.grant_rate_per_sec = 1000;
+  c.grant_burst = 1000;
+  lease_table t{c, fe.env()};
+  t.on_cpu_count("pi", 4);
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto held = t.request(request_of("w1", 10, lease_priority::normal, "pi"), "w1");
+  ASSERT_TRUE(held.approved);
+  // An availability for a host lull never heard of does not make it known.
+  t.on_host_availability("ghost", false);
+  EXPECT_EQ(t.hosts().count("ghost"), 0u);
+
+  t.on_host_availability("pi", false);
+  // Its last assessment still says QUIET; the offline notice wins, at every priority.
+  for (auto p : {lease_priority::low, lease_priority::normal, lease_priority::high}) {
+    auto d = t.request(request_of("w2", 5, p, "pi"), "w2");
+    EXPECT_FALSE(d.approved);
+    EXPECT_EQ(d.reason.rfind("Host pi is offline (its agent left at ", 0), 0u) << d.reason;
+    EXPECT_GT(d.retry_after_sec, 0);
+  }
+  // Its lease keeps its TTL: its worker may still be running.
+  EXPECT_TRUE(t.find(held.lease_id) != nullptr);
+  auto status = t.status_json();
+  EXPECT_EQ(status["hosts"]["pi"]["online"], false);
+  EXPECT_TRUE(status["hosts"]["pi"]["offline_since"].is_string());
+
+  // Its next snapshot brings it back.
+  t.on_cpu_count("pi", 4);
+  EXPECT_TRUE(t.request(request_of("w2", 5, lease_priority::normal, "pi"), "w2").approved);
+  EXPECT_EQ(t.status_json()["hosts"]["pi"]["online"], true);
+  // So does its "online".
+  t.on_host_availability("pi", false);
+  t.on_host_availability("pi", true);
+  EXPECT_TRUE(t.request(request_of("w3", 5, lease_priority::normal, "pi"), "w3").approved);
+}

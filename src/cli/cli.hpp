@@ -31,6 +31,7 @@ struct global_opts {
   std::string worker;  ///< set to the hostname by add_global_options
   std::string user, password, prefix;
   std::string ca_file, cert_file, key_file; ///< TLS (ssl:// brokers)
+  std::string mqtt_version = "auto";
   bool secure = false;
   double timeout_sec = 10;
 };

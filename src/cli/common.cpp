@@ -40,6 +40,11 @@ void add_global_options(CLI::App& app, global_opts& g) {
   app.add_option("--cert", g.cert_file, "TLS: this client's certificate (its CN is the user)")
     ->envname("LULL_CERT_FILE");
   app.add_option("--key", g.key_file, "TLS: the key of --cert")->envname("LULL_KEY_FILE");
+  app.add_option("--mqtt-version", g.mqtt_version,
+                 "auto (v5, else v3.1.1), 5 or 3.1.1")
+    ->envname("LULL_MQTT_VERSION")
+    ->check(CLI::IsMember({"auto", "5", "3.1.1"}))
+    ->capture_default_str();
   app.add_option("--topic-prefix", g.prefix, "lulld's topic prefix")->envname("LULL_TOPIC_PREFIX");
   app.add_option("--timeout", g.timeout_sec, "seconds to wait for the broker and each reply")
     ->capture_default_str();
@@ -57,6 +62,7 @@ std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce
   o.password = g.password;
   o.secure = g.secure;
   o.ca_file = g.ca_file;
+  o.mqtt_version = g.mqtt_version;
   o.cert_file = g.cert_file;
   o.key_file = g.key_file;
   o.topic_prefix = g.prefix;

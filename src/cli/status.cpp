@@ -35,6 +35,9 @@ void print_status(std::ostream& out, const nlohmann::json& s) {
           << "\n";
     if (h.contains("window_open") && h["window_open"] == false)
       out << "  " << id << ": outside its lease windows (" << str(h["windows"]) << ")\n";
+    if (h.value("online", true) == false)
+      out << "  " << id << ": offline since " << str(h["offline_since"])
+          << "; no new leases until it reports again\n";
     if (h.contains("load_hold"))
       out << "  " << id << ": leases held for the owner's load: " << str(h["load_hold"]) << "\n";
   }

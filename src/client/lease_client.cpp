@@ -79,6 +79,8 @@ lease_client::connect(lease_client_options opts) {
   t.client_id = "lull-" + c->opts_.worker_id + "-" + c->nonce_;
   t.username = c->opts_.username;
   t.password = c->opts_.password;
+  t.prefer_v5 = c->opts_.mqtt_version != "3.1.1";
+  t.fallback = c->opts_.mqtt_version == "auto";
   t.ca_file = c->opts_.ca_file;
   t.cert_file = c->opts_.cert_file;
   t.key_file = c->opts_.key_file;

@@ -34,6 +34,8 @@ struct lease_client_options {
   /// TLS (ssl:// URIs): CA file (empty: the system's trust store), and a
   /// client certificate and key for brokers that take the user from it.
   std::string ca_file, cert_file, key_file;
+  /// "auto" (v5, else v3.1.1), "5" or "3.1.1".
+  std::string mqtt_version = "auto";
   /// Announce stats/worker/<worker_id> online (retained) with an offline last
   /// will, so lulld expires this worker's leases the moment it dies. Only for
   /// a process that is the only one using its worker id.

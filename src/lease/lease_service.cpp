@@ -131,6 +131,7 @@ std::vector<std::string> lease_service::filters() const {
   }
   out.push_back(t.full("scheduler/control/+"));
   out.push_back(t.full("scheduler/control/+/set"));
+  out.push_back(t.availability("+"));
   out.push_back(t.full("stats/host/+/quiet"));
   out.push_back(t.full("stats/host/+/quiet_hours"));
   out.push_back(t.host_stats_filter());
@@ -159,6 +160,10 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   if (lv.size() == 3 && lv[0] == "stats" && lv[1] == "worker") {
     on_worker(std::string(lv[2]), in);
     drain_events(out);
+    return out;
+  }
+  if (lv.size() == 3 && lv[0] == "lull" && lv[2] == "availability") {
+    on_availability(std::string(lv[1]), in);
     return out;
   }
   if (lv.empty() || lv[0] != "scheduler")
@@ -351,6 +356,28 @@ void lease_service::on_quiet(const mqtt_message& in) {
     ++counters_.rejected;
     log::warn("lease manager: ignoring quiet assessment on {}: {}", in.topic, e.what());
   }
+}
+
+void lease_service::on_availability(const std::string& host_id, const mqtt_message& in) {
+  // "online" / "offline" (lulld's bridge and its last will); a cleared
+  // retained message says nothing.
+  std::string_view p = in.payload;
+  while (!p.empty() && std::isspace(static_cast<unsigned char>(p.back())))
+    p.remove_suffix(1);
+  if (p != "online" && p != "offline")
+    return;
+  bool online = p == "online";
+  auto it = table_.hosts().find(host_id);
+  if (it == table_.hosts().end() || it->second.offline_since.has_value() == !online)
+    return;
+  table_.on_host_availability(host_id, online);
+  dirty_ = true;
+  if (online)
+    log::info("lease manager: host {} is online again", host_id);
+  else
+    log::warn("lease manager: host {} is offline; requests for it are denied until it reports "
+              "again (its leases keep their TTL)",
+              host_id);
 }
 
 void lease_service::on_host(const std::string& host_id, const mqtt_message& in) {

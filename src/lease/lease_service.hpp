@@ -100,6 +100,7 @@ private:
                  std::vector<mqtt_message>& out);
   void on_quiet(const mqtt_message& in);
   void on_host(const std::string& host_id, const mqtt_message& in);
+  void on_availability(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
   void on_control(const std::string& host_id, const mqtt_message& in);
   void on_quiet_hours(const std::string& host_id, const mqtt_message& in);

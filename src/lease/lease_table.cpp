@@ -372,7 +372,19 @@ void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
   // No real host has more; a larger count would overflow capacity_units.
   if (!valid_id(host_id) || cpus <= 0 || cpus > 4096 || !host_room(host_id))
     return;
-  hosts_[host_id].cpu_count = cpus;
+  auto& h = hosts_[host_id];
+  h.cpu_count = cpus;
+  h.offline_since.reset(); // a fresh snapshot: its agent is back
+}
+
+void lease_table::on_host_availability(const std::string& host_id, bool online) {
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end())
+    return; // a host lull never heard of stays unknown
+  if (online)
+    it->second.offline_since.reset();
+  else if (!it->second.offline_since)
+    it->second.offline_since = env_.wall_sec();
 }
 
 void lease_table::on_worker_status(const std::string& worker_id, bool online) {
@@ -512,6 +524,14 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   const auto& host = *host_opt;
   const auto& h = hosts_.at(host);
   int units = units_for(req);
+
+  // An agent that said it is gone: nothing can be placed there, at any
+  // priority, until it reports again.
+  if (h.offline_since)
+    return deny(req, worker, host,
+                "Host " + host + " is offline (its agent left at "
+                  + utc_timestamp(*h.offline_since) + "); waiting for it to report again",
+                cfg_.busy_retry_sec);
 
   // Hard deny: PANIC, then its cool-down. Priority does not matter here.
   if (h.quiet && h.quiet->state == quiet_state::panic)
@@ -1060,6 +1080,9 @@ nlohmann::json lease_table::status_json() const {
     }
     if (h.load_hold)
       j["load_hold"] = h.load_reason;
+    j["online"] = !h.offline_since;
+    if (h.offline_since)
+      j["offline_since"] = utc_timestamp(*h.offline_since);
     hosts[id] = std::move(j);
   }
   // The most recently decided workers only: the table may hold thousands.

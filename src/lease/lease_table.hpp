@@ -179,6 +179,9 @@ struct host_info {
   std::optional<host_pause> pause;
   std::optional<quiet_hour_map> quiet_hours; ///< learned, from the persister
   double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
+  /// When its agent said it went offline (wall clock); cleared by its next
+  /// snapshot or an "online".
+  std::optional<std::int64_t> offline_since;
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -202,6 +205,11 @@ public:
   void on_cpu_count(const std::string& host_id, int cpus);
   /// A worker's retained status: offline (its last will) expires its leases.
   void on_worker_status(const std::string& worker_id, bool online);
+  /// A host agent's availability (lull/<host>/availability). Offline: every
+  /// request for the host is denied at once ("Host h is offline"), whatever
+  /// its last assessment said; its leases keep their TTL, since their workers
+  /// may still be running. Online, or its next snapshot, brings it back.
+  void on_host_availability(const std::string& host_id, bool online);
   /// A host's learned quiet windows (stats/host/<host>/quiet_hours).
   void on_quiet_hours(const std::string& host_id, quiet_hour_map m);
   /// A host's pause (nullopt: not paused), from scheduler/control/<host>.

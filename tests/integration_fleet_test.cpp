@@ -1,0 +1,328 @@
+// A fleet on one broker: three host agents (roles collectors) on fixture
+// /proc roots that look like different machines, and one scheduler. Capacity
+// per host, one Home Assistant device per host, lull status, and a host whose
+// agent goes offline. Then the MQTT version: a broker that drops v5 CONNECTs
+// without a CONNACK (as RabbitMQ's MQTT plugin does), in front of Mosquitto.
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "messages/codec.hpp"
+#include "src/process.hpp"
+#include "tests/fixture_tree.hpp"
+#include "tests/support/support.hpp"
+
+using namespace lull;
+using namespace lull::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::optional<json> status_of(client& c) {
+  auto all = c.received(); // oldest first
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    if (it->topic == "scheduler/status") {
+      auto j = json::parse(it->payload, nullptr, false);
+      if (j.is_object())
+        return j;
+    }
+  return std::nullopt;
+}
+
+/// Waits until the latest scheduler/status satisfies `pred`.
+std::optional<json> wait_status(client& c, const std::function<bool(const json&)>& pred,
+                                std::chrono::milliseconds timeout) {
+  std::optional<json> last;
+  wait_until(
+    [&] {
+      last = status_of(c);
+      return last && pred(*last);
+    },
+    timeout);
+  return last && pred(*last) ? last : std::nullopt;
+}
+
+json ask(client& c, const json& body, const std::string& key) {
+  c.publish({"scheduler/lease/request", body.dump(), 1, false, json_content_type, "fleet/reply",
+             key});
+  auto r = c.wait_for([&](auto& m) { return m.correlation_data == key; }, 10s);
+  return r ? json::parse(r->payload, nullptr, false) : json();
+}
+
+} // namespace
+
+TEST(fleet, three_agents_one_scheduler_and_a_host_that_leaves) {
+  broker b;
+  auto uri = b.uri();
+  lulld sched(lulld_args(uri, "sched", {"--roles", "assessor,scheduler"}));
+  auto agent_args = [&](const std::string& host, const std::string& fixture) {
+    return lulld_args(uri, host, {"--roles", "collectors", "--proc-root", fixture_dir(fixture)});
+  };
+  auto pi = std::make_unique<lulld>(agent_args("pi-a", "pi4-throttled"));
+  lulld laptop(agent_args("laptop", "x86-laptop"));
+  lulld nuc(agent_args("nuc", "no-thermal"));
+
+  client c(uri);
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("fleet/reply");
+  c.subscribe("scheduler/status");
+  c.subscribe("homeassistant/device/+/config");
+  // Each host's capacity follows its own CPU count (pi4: 4 cores; the x86
+  // recordings: 2), as its own agent reported it.
+  auto st = wait_status(
+    c,
+    [](const json& s) {
+      auto& h = s["hosts"];
+      return h.contains("pi-a") && h.contains("laptop") && h.contains("nuc")
+             && h["pi-a"]["cpu_count"] == 4 && h["laptop"]["cpu_count"] == 2
+             && h["nuc"]["cpu_count"] == 2;
+    },
+    30s);
+  ASSERT_TRUE(st) << sched.log() << pi->log();
+  EXPECT_EQ((*st)["hosts"]["pi-a"]["capacity_units"], 80);
+  EXPECT_EQ((*st)["hosts"]["laptop"]["capacity_units"], 40);
+  EXPECT_EQ((*st)["hosts"]["nuc"]["capacity_units"], 40);
+  EXPECT_FALSE((*st)["hosts"].contains("sched")) << "the scheduler runs no collectors";
+  // One Home Assistant device per host.
+  for (auto* h : {"pi-a", "laptop", "nuc"})
+    EXPECT_TRUE(c.wait_for(
+      [&](auto& m) { return m.topic == std::string("homeassistant/device/lull_") + h + "/config"; },
+      15s))
+      << h;
+
+  // HIGH work is placed on the host asked for, within its capacity.
+  auto g = ask(c, {{"worker_id", "w1"}, {"host_id", "pi-a"}, {"cost_units", 60},
+                   {"priority", "HIGH"}, {"ttl_sec", 60}},
+               "g1");
+  ASSERT_EQ(g["approved"], true) << g.dump();
+  auto over = ask(c, {{"worker_id", "w2"}, {"host_id", "laptop"}, {"cost_units", 60},
+                      {"priority", "HIGH"}},
+                  "g2");
+  EXPECT_EQ(over["approved"], false) << "60 units do not fit the laptop's 40";
+
+  auto status_cli = lull_cli({"status", "--broker", uri});
+  ASSERT_EQ(status_cli.code, 0) << status_cli.err;
+  for (auto* h : {"pi-a", "laptop", "nuc"})
+    EXPECT_NE(status_cli.out.find(h), std::string::npos) << status_cli.out;
+
+  // The Pi's agent stops: its availability turns offline, and the scheduler
+  // denies work there at once (not after quiet.stale_after), at any priority.
+  pi->signal(SIGTERM);
+  ASSERT_TRUE(pi->wait_exit(20s));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_status(c, [](const json& s) { return s["hosts"]["pi-a"]["online"] == false; },
+                          10s))
+    << sched.log();
+  auto d = ask(c, {{"worker_id", "w3"}, {"host_id", "pi-a"}, {"cost_units", 1},
+                   {"priority", "HIGH"}},
+               "g3");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_EQ(d["approved"], false);
+  EXPECT_EQ(d["reason"].get<std::string>().rfind("Host pi-a is offline", 0), 0u) << d.dump();
+  // Its lease keeps its TTL: its worker may still be running.
+  auto now = status_of(c);
+  ASSERT_TRUE(now);
+  bool still = false;
+  for (auto& l : (*now)["active"])
+    still = still || l["lease_id"] == g["lease_id"];
+  EXPECT_TRUE(still) << now->dump();
+  auto offline_cli = lull_cli({"status", "--broker", uri});
+  EXPECT_NE(offline_cli.out.find("pi-a: offline since "), std::string::npos) << offline_cli.out;
+
+  // The agent comes back: its next snapshot brings the host back.
+  pi = std::make_unique<lulld>(agent_args("pi-a", "pi4-throttled"));
+  ASSERT_TRUE(wait_status(c, [](const json& s) { return s["hosts"]["pi-a"]["online"] == true; },
+                          20s))
+    << sched.log();
+  auto back = ask(c, {{"worker_id", "w3"}, {"host_id", "pi-a"}, {"cost_units", 1},
+                      {"priority", "HIGH"}},
+                  "g4");
+  EXPECT_EQ(back["approved"], true) << back.dump();
+}
+
+namespace {
+
+/// A TCP proxy to Mosquitto that closes every MQTT v5 CONNECT without an
+/// answer, as a v3.1.1-only broker such as RabbitMQ's MQTT plugin does, and
+/// passes everything else through.
+class v5_dropping_proxy {
+public:
+  explicit v5_dropping_proxy(int upstream) : upstream_(upstream) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0
+        || ::listen(listen_fd_, 16) != 0)
+      throw std::runtime_error("proxy: cannot listen");
+    socklen_t len = sizeof a;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~v5_dropping_proxy() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    kick();
+    accept_thread_.join();
+    for (auto& t : pumps_)
+      t.join();
+    ::close(listen_fd_);
+  }
+  int port() const { return port_; }
+  int v5_dropped() const { return v5_dropped_; }
+  int v311_passed() const { return v311_passed_; }
+  /// Cuts every connection passed through (the broker "restarts").
+  void kick() {
+    std::lock_guard<std::mutex> g(mtx_);
+    for (int fd : open_)
+      ::shutdown(fd, SHUT_RDWR);
+  }
+
+private:
+  void accept_loop() {
+    while (!stop_) {
+      int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (stop_)
+          return;
+        continue;
+      }
+      std::lock_guard<std::mutex> g(mtx_);
+      open_.push_back(fd);
+      pumps_.emplace_back([this, fd] { serve(fd); });
+    }
+  }
+  /// The protocol level of a CONNECT: byte 0 type, 1-4 bytes of remaining
+  /// length, then "\0\4MQTT" and the level.
+  static std::optional<int> level_of(const std::string& b) {
+    std::size_t i = 1;
+    while (i < b.size() && i < 5 && (static_cast<unsigned char>(b[i]) & 0x80))
+      ++i;
+    std::size_t at = i + 1 + 6;
+    if (b.size() <= at)
+      return std::nullopt;
+    return static_cast<unsigned char>(b[at]);
+  }
+  void serve(int fd) {
+    std::string head;
+    char buf[4096];
+    std::optional<int> level;
+    while (!level && head.size() < 64) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 5000) != 1)
+        break;
+      auto n = ::read(fd, buf, sizeof buf);
+      if (n <= 0)
+        break;
+      head.append(buf, static_cast<std::size_t>(n));
+      level = level_of(head);
+    }
+    if (!level || *level == 5) {
+      if (level)
+        ++v5_dropped_;
+      ::close(fd);
+      forget(fd);
+      return;
+    }
+    ++v311_passed_;
+    int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(upstream_));
+    if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0
+        || ::write(up, head.data(), head.size()) != static_cast<ssize_t>(head.size())) {
+      ::close(up);
+      ::close(fd);
+      forget(fd);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> g(mtx_);
+      open_.push_back(up);
+    }
+    pollfd ps[2] = {{fd, POLLIN, 0}, {up, POLLIN, 0}};
+    for (bool open = true; open && !stop_;) {
+      if (::poll(ps, 2, 200) < 0)
+        break;
+      for (int i = 0; i < 2 && open; ++i) {
+        if (ps[i].revents == 0)
+          continue;
+        auto n = ::read(ps[i].fd, buf, sizeof buf);
+        open = n > 0 && ::write(ps[1 - i].fd, buf, static_cast<std::size_t>(n)) == n;
+      }
+    }
+    ::close(up);
+    ::close(fd);
+    forget(up);
+    forget(fd);
+  }
+  void forget(int fd) {
+    std::lock_guard<std::mutex> g(mtx_);
+    open_.erase(std::remove(open_.begin(), open_.end(), fd), open_.end());
+  }
+
+  int upstream_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> v5_dropped_{0}, v311_passed_{0};
+  std::mutex mtx_;
+  std::vector<int> open_;
+  std::vector<std::thread> pumps_;
+  std::thread accept_thread_;
+};
+
+} // namespace
+
+TEST(fleet, a_broker_that_drops_v5_gets_v311_at_once_and_keeps_it) {
+  broker b;
+  v5_dropping_proxy proxy(b.port());
+  auto via = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  lulld d(lulld_args(via, "rhost", {"--roles", "collectors,scheduler"}));
+  ASSERT_TRUE(d.wait_log("connected to " + via + " (MQTT v3.1.1)", 20s)) << d.log();
+  EXPECT_TRUE(d.log().find("falling back to v3.1.1") != std::string::npos) << d.log();
+  EXPECT_GE(proxy.v5_dropped(), 1);
+  int v5_before = proxy.v5_dropped();
+
+  // The choice is kept for reconnects: the broker "restarts" and lulld comes
+  // back on v3.1.1 without trying v5 again.
+  proxy.kick();
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto log = d.log();
+      auto first = log.find("(MQTT v3.1.1)");
+      return first != std::string::npos && log.find("(MQTT v3.1.1)", first + 1) != std::string::npos;
+    },
+    20s))
+    << d.log();
+  EXPECT_EQ(proxy.v5_dropped(), v5_before);
+
+  // lull falls back the same way, and answers come back over v3.1.1.
+  auto st = lull_cli({"status", "--json", "--broker", via});
+  ASSERT_EQ(st.code, 0) << st.err << d.log();
+  EXPECT_TRUE(json::parse(st.out, nullptr, false).is_object()) << st.out;
+  // Forced v5 does not fall back and says so; forced 3.1.1 never tries v5.
+  auto v5 = lull_cli({"status", "--broker", via, "--mqtt-version", "5", "--timeout", "3"});
+  EXPECT_EQ(v5.code, 69) << v5.err;
+  int dropped = proxy.v5_dropped();
+  auto v311 = lull_cli({"status", "--broker", via, "--mqtt-version", "3.1.1"});
+  EXPECT_EQ(v311.code, 0) << v311.err;
+  EXPECT_EQ(proxy.v5_dropped(), dropped);
+  auto bad = lull_cli({"status", "--broker", via, "--mqtt-version", "4"});
+  EXPECT_NE(bad.code, 0);
+}
