@@ -6,6 +6,7 @@
 #include "actors/atoms.hpp"
 #include "messages/codec.hpp"
 #include "messages/request.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
 #include "src/store/health.hpp"
 #include "src/store/series.hpp"
@@ -18,12 +19,6 @@ using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 
 constexpr request_limits history_limits{16 * 1024, 32};
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 struct persister_state {
   std::shared_ptr<store> db;
@@ -62,7 +57,7 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
     // Workers' last-will "offline" is plain text: nothing numeric to keep.
     return;
   }
-  std::int64_t ts = unix_now();
+  std::int64_t ts = unix_seconds_now();
   for (auto* key : {"collected_at", "assessed_at", "ts"})
     if (auto it = doc->find(key); it != doc->end() && it->is_string())
       if (auto t = parse_utc_timestamp(it->get<std::string>())) {
@@ -95,7 +90,7 @@ void on_event(self_ptr self, const mqtt_message& msg) {
     return it != doc->end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   lease_event_row e;
-  e.ts = unix_now();
+  e.ts = unix_seconds_now();
   if (auto t = parse_utc_timestamp(str("ts")))
     e.ts = *t;
   e.event = str("event");
@@ -160,7 +155,7 @@ void flush(self_ptr self) {
   st.events.clear();
   st.streaks.clear();
   st.health.queued = 0;
-  st.health.last_flush_ok = unix_now();
+  st.health.last_flush_ok = unix_seconds_now();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
   log::debug("persister: wrote {} samples in {:.1f} ms", batch.size(), ms.count());
 }
@@ -169,7 +164,7 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
                       std::optional<request_error>& error) {
   auto& st = self->state;
   auto kind = req.value("kind", std::string("history"));
-  auto now = unix_now();
+  auto now = unix_seconds_now();
   if (kind == "history") {
     auto parsed = parse_history_query(req, opts.host_id);
     if (auto* msg = std::get_if<std::string>(&parsed)) {
@@ -300,13 +295,13 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
         self->send(bridge, publish_atom::value, std::move(*reply));
     },
     [=](flush_atom) {
-      for (auto& r : self->state.acc.close_before(unix_now()))
+      for (auto& r : self->state.acc.close_before(unix_seconds_now()))
         self->state.rollups.push_back(std::move(r));
       flush(self);
       self->delayed_send(self, opts.flush_interval, flush_atom::value);
     },
     [=](purge_atom) {
-      auto now = unix_now();
+      auto now = unix_seconds_now();
       auto n = self->state.db->purge(now - opts.raw_retention_sec,
                                      now - opts.rollup_retention_sec);
       if (n > 0)

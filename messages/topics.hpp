@@ -1,9 +1,10 @@
 #pragma once
-/// lull's topic names (SPEC.md, "Topics"). An optional prefix is prepended to
+/// lull's topic names (README.md, "Topics"). An optional prefix is prepended to
 /// every topic lull owns; reply topics chosen by clients are used as given.
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lull {
 
@@ -39,6 +40,9 @@ public:
 private:
   std::string prefix_; ///< empty, or ends in '/'
 };
+
+/// The levels of a topic ("a/b/c" -> a, b, c; "" -> one empty level).
+std::vector<std::string_view> split_levels(std::string_view topic);
 
 /// MQTT topic filter matching with '+' and '#' wildcards.
 bool topic_matches(std::string_view filter, std::string_view topic);

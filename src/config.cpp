@@ -402,27 +402,6 @@ const std::vector<config_key>& config_keys() {
   return keys;
 }
 
-std::optional<double> parse_duration_sec(const std::string& text) {
-  if (text.empty())
-    return std::nullopt;
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || v < 0)
-    return std::nullopt;
-  std::string unit(end);
-  if (unit.empty() || unit == "s")
-    return v;
-  if (unit == "ms")
-    return v / 1000.0;
-  if (unit == "m")
-    return v * 60.0;
-  if (unit == "h")
-    return v * 3600.0;
-  if (unit == "d")
-    return v * 86400.0;
-  return std::nullopt;
-}
-
 std::map<std::string, std::string> lull_environment() {
   std::map<std::string, std::string> out;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

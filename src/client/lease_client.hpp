@@ -1,7 +1,7 @@
 #pragma once
 /// lull's client library: what a worker links to negotiate leases with lulld
-/// over MQTT. It speaks the wire contract of SPEC.md (MQTT v5 response topic +
-/// correlation data, falling back to v3.1.1 reply_to + request_id), picks the
+/// over MQTT. It speaks the wire contract of docs/leases.md (MQTT v5 response
+/// topic + correlation data, falling back to v3.1.1 reply_to + request_id), picks the
 /// open or secure topic layout (docs/security.md), and turns lease notices
 /// into callbacks. Calls block the calling thread up to their timeout; nothing
 /// throws.

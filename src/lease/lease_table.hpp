@@ -1,5 +1,5 @@
 #pragma once
-/// The lease table and its policy (SPEC.md, "Lease policy"): plain C++ with an
+/// The lease table and its policy (docs/leases.md): plain C++ with an
 /// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
 /// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
 /// calls on this class, and tests drive it directly.
@@ -15,6 +15,7 @@
 
 #include "messages/lease.hpp"
 #include "messages/quiet.hpp"
+#include "messages/util.hpp"
 
 namespace lull {
 
@@ -47,8 +48,7 @@ struct lease_env {
   static lease_env system();
 };
 
-/// 32 hex characters from the kernel's CSPRNG (getrandom, else /dev/urandom).
-std::string random_lease_id();
+// random_lease_id(): messages/util.hpp.
 
 /// Token bucket on grants.
 class token_bucket {

@@ -4,13 +4,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <mutex>
 
 #include <mqtt/async_client.h>
-#include <spdlog/spdlog.h>
 
+#include "src/mqtt/paho_message.hpp"
 #include "src/mqtt/transport.hpp"
 
 namespace lull {
@@ -150,19 +152,7 @@ public:
   void message_arrived(mqtt::const_message_ptr m) override {
     if (closed_)
       return;
-    mqtt_message out;
-    out.topic = m->get_topic();
-    out.payload = m->get_payload_str();
-    out.qos = m->get_qos();
-    out.retain = m->is_retained();
-    auto& props = m->get_properties();
-    if (props.contains(mqtt::property::CONTENT_TYPE))
-      out.content_type = mqtt::get<std::string>(props, mqtt::property::CONTENT_TYPE);
-    if (props.contains(mqtt::property::RESPONSE_TOPIC))
-      out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
-    if (props.contains(mqtt::property::CORRELATION_DATA))
-      out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
-    events_->on_message(std::move(out));
+    events_->on_message(from_paho(*m));
   }
 
   void delivery_complete(mqtt::delivery_token_ptr) override { drain_overflow(); }
@@ -180,18 +170,7 @@ private:
   /// Publishes now; false when Paho's in-flight window (or its offline
   /// buffer) is full and the message should wait for a delivery to complete.
   bool try_publish(const mqtt_message& m) {
-    auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
-    if (version_ == MQTTVERSION_5) {
-      mqtt::properties props;
-      if (!m.content_type.empty())
-        props.add({mqtt::property::CONTENT_TYPE, m.content_type});
-      if (!m.correlation_data.empty())
-        props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
-      if (!m.response_topic.empty())
-        props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
-      if (!props.empty())
-        msg->set_properties(std::move(props));
-    }
+    auto msg = to_paho(m, version_ == MQTTVERSION_5);
     try {
       client_->publish(msg);
       return true;
@@ -201,19 +180,19 @@ private:
           || e.get_return_code() == MQTTASYNC_DISCONNECTED)
         return false;
       ++dropped_;
-      spdlog::error("mqtt transport: dropped a message to {}: {}", m.topic, e.what());
+      report("mqtt transport: dropped a message to " + m.topic + ": " + e.what());
       return true;
     }
   }
 
   /// Caller holds overflow_mtx_.
   void enqueue(const mqtt_message& m) {
-    if (overflow_.size() >= max_overflow) {
+    if (overflow_.size() >= max_buffered()) {
       overflow_.pop_front();
       if (++dropped_ % 1000 == 1)
-        spdlog::error("mqtt transport: {} messages waiting for the broker; dropped the oldest "
-                      "({} so far)",
-                      overflow_.size(), dropped_.load());
+        report("mqtt transport: " + std::to_string(overflow_.size())
+               + " messages waiting for the broker; dropped the oldest ("
+               + std::to_string(dropped_.load()) + " so far)");
     }
     overflow_.push_back(m);
   }
@@ -260,12 +239,24 @@ private:
     }
   };
 
+  /// The one publish buffer: messages Paho cannot take now (disconnected, or
+  /// its in-flight window full) wait in overflow_, oldest dropped first.
+  /// Paho's own offline buffer stays off so there is no second one.
+  std::size_t max_buffered() const {
+    return static_cast<std::size_t>(std::max(1, opts_.max_buffered));
+  }
+
+  void report(const std::string& what) {
+    if (opts_.on_error)
+      opts_.on_error(what);
+    else
+      std::fprintf(stderr, "%s\n", what.c_str());
+  }
+
   void make_client() {
     auto copts = mqtt::create_options_builder()
                    .mqtt_version(version_)
-                   .send_while_disconnected(true, true)
-                   .max_buffered_messages(opts_.max_buffered)
-                   .delete_oldest_messages(true)
+                   .send_while_disconnected(false)
                    .finalize();
     client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
     client_->set_callback(*this);
@@ -324,9 +315,8 @@ private:
   int version_;
   std::atomic<bool> fallback_pending_{false};
   std::atomic<long> dropped_{0};
-  static constexpr std::size_t max_overflow = 100000;
   std::mutex overflow_mtx_;
-  std::deque<mqtt_message> overflow_; ///< waiting for room in Paho's window
+  std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
   null_callback null_cb_;
   connect_listener listener_conn_{this};
   disc_listener listener_disc_{this};

@@ -6,6 +6,7 @@
 /// thread.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,7 +33,9 @@ struct transport_options {
   int keep_alive_sec = 30;
   std::chrono::seconds reconnect_min{1};
   std::chrono::seconds reconnect_max{30};
-  int max_buffered = 10000;           ///< publishes kept while disconnected
+  int max_buffered = 10000;           ///< publishes kept while disconnected (oldest dropped)
+  /// Where the transport reports what it had to drop (default: stderr).
+  std::function<void(const std::string&)> on_error;
   bool prefer_v5 = true;
 };
 

@@ -64,12 +64,7 @@ host_probe::host_probe(host_probe_options opts)
 }
 
 std::string host_probe::path(const std::string& rel) const {
-  if (opts_.root.empty() || opts_.root == "/")
-    return rel;
-  auto root = opts_.root;
-  if (root.back() == '/')
-    root.pop_back();
-  return root + rel;
+  return under_root(opts_.root, rel);
 }
 
 void host_probe::discover_sensors() {

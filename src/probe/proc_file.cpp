@@ -58,4 +58,10 @@ std::optional<std::string> read_small_file(const std::string& path) {
   return std::string(*content);
 }
 
+std::string under_root(const std::string& root, const std::string& rel) {
+  if (root.empty() || root == "/")
+    return rel;
+  return (root.back() == '/' ? root.substr(0, root.size() - 1) : root) + rel;
+}
+
 } // namespace lull

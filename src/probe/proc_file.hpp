@@ -29,6 +29,10 @@ private:
   std::string buf_;
 };
 
+/// `rel` (an absolute path such as /proc/stat) under a fixture root; `rel`
+/// itself for an empty root or "/".
+std::string under_root(const std::string& root, const std::string& rel);
+
 /// Reads a small file once (open, read, close); nullopt when missing.
 std::optional<std::string> read_small_file(const std::string& path);
 

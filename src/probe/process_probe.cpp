@@ -93,12 +93,7 @@ process_probe::process_probe(process_probe_options opts)
 }
 
 std::string process_probe::path(const std::string& rel) const {
-  if (opts_.root.empty() || opts_.root == "/")
-    return rel;
-  auto root = opts_.root;
-  if (root.back() == '/')
-    root.pop_back();
-  return root + rel;
+  return under_root(opts_.root, rel);
 }
 
 std::optional<pid_t> process_probe::scan_for(const std::string& name) {
