@@ -71,6 +71,8 @@ using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using inbound_atom = caf::atom_constant<caf::atom("inbound")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using online_atom = caf::atom_constant<caf::atom("online")>;
+/// (offline_atom, who): tell who (offline_atom) whenever the connection drops
+using offline_atom = caf::atom_constant<caf::atom("offline")>;
 // Paho callbacks -> bridge
 using conn_ok_atom = caf::atom_constant<caf::atom("conn_ok")>;
 using conn_fail_atom = caf::atom_constant<caf::atom("conn_fail")>;

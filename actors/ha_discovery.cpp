@@ -5,6 +5,7 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
+#include "messages/host_snapshot.hpp"
 #include "src/log.hpp"
 
 namespace lull {
@@ -55,10 +56,26 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
       if (msg.topic.compare(0, host_prefix.size(), host_prefix) != 0)
         return;
       auto host = msg.topic.substr(host_prefix.size());
-      if (!valid_id(host))
+      if (!valid_id(host) || self->state.hosts.count(host))
         return;
-      if (self->state.hosts.insert(host).second)
+      // A device only for a host whose agent reported a real snapshot, and
+      // a bounded number of them: each is a retained config in the broker.
+      guard_inbound("ha discovery", msg, [&] {
+        auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+        if (!doc || !doc->is_object())
+          return false;
+        auto snap = host_snapshot_from_json(*doc);
+        if (snap.host_id != host)
+          return false;
+        if (self->state.hosts.size() >= opts.max_hosts) {
+          log::warn("ha discovery: not announcing host {}: {} devices already (max_hosts)", host,
+                    self->state.hosts.size());
+          return false;
+        }
+        self->state.hosts.insert(host);
         announce_one(host);
+        return true;
+      });
     },
     [=](online_atom) { schedule(200, 2000); },
     [=](announce_atom) {

@@ -16,6 +16,7 @@ namespace lull {
 struct ha_discovery_options {
   discovery_options discovery;
   topic_names topics;
+  std::size_t max_hosts = 256; ///< devices announced at most
 };
 
 caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,

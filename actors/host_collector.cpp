@@ -4,6 +4,8 @@
 #include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
 #include "messages/util.hpp"
+#include "messages/lease.hpp"
+#include "src/probe/lease_probe.hpp"
 #include "src/log.hpp"
 #include "src/stats/collector_guard.hpp"
 #include "src/stats/dir_size.hpp"
@@ -15,6 +17,7 @@ namespace {
 
 struct host_collector_state {
   std::unique_ptr<host_probe> probe;
+  std::unique_ptr<lease_probe> leases; ///< what lull's own leases use here
   std::unique_ptr<collector_guard> host_guard, dir_guard;
   std::unique_ptr<dir_sizer> sizer;
   std::unique_ptr<series_store> window;
@@ -40,6 +43,10 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   auto debug_topic = opts.topics.debug("collectors/" + host_id);
   auto window_topic = opts.topics.debug("window/" + host_id);
   auto window_get = window_topic + "/get";
+  auto leases_topic = opts.topics.host_leases(host_id);
+  lease_probe_options lpo;
+  lpo.root = opts.probe.root;
+  st.leases = std::make_unique<lease_probe>(lpo);
 
   // avg/min/max/p95 per series over the window, or over its last `range`.
   auto window_report = [=](std::optional<double> range, const std::string& only) {
@@ -78,8 +85,32 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   }
   self->delayed_send(self, std::chrono::milliseconds(250), tick_atom::value);
   self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
+  self->send(bridge, subscribe_atom::value, leases_topic, caf::actor_cast<caf::actor>(self));
   if (!opts.dirs.empty())
     self->send(self, dir_tick_atom::value);
+
+  // scheduler/host/<me>/leases: the leases whose processes run here.
+  auto on_leases = [self](const mqtt_message& msg) {
+    std::vector<leased_process_ref> refs;
+    if (!msg.payload.empty()) {
+      auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+      if (!doc || !doc->is_object() || !doc->contains("leases") || !(*doc)["leases"].is_array()) {
+        log::warn("host collector: ignoring {}: expected {{\"leases\": [...]}}", msg.topic);
+        return;
+      }
+      const auto* arr = &(*doc)["leases"];
+      for (auto& l : *arr) {
+        if (!l.is_object() || !l.contains("lease_id") || !l.at("lease_id").is_string())
+          continue;
+        std::optional<lease_process> p;
+        if (read_lease_process(l, p) || !p)
+          continue; // no process reported (yet): nothing to measure
+        refs.push_back({l.at("lease_id").template get<std::string>(), p->pid, p->pid_start, p->cgroup});
+      }
+    }
+    log::debug("host collector: measuring {} leased process trees", refs.size());
+    self->state.leases->set_leases(std::move(refs));
+  };
 
   return {
     [=](tick_atom) {
@@ -97,6 +128,11 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
       if (err) {
         snap.errors.push_back(*err);
         log::warn("host collector: {}", *err);
+      }
+      try {
+        snap.leased = s.leases->sample(steady_seconds(), snap.cpu_count);
+      } catch (const std::exception& e) {
+        snap.errors.push_back(std::string("leased: ") + e.what());
       }
       for (auto& e : s.pending_errors)
         snap.errors.push_back(e);
@@ -129,6 +165,10 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     // the reply goes to the v5 response topic, else reply_to, else the
     // window topic.
     [=](inbound_atom, const mqtt_message& msg) {
+      if (msg.topic == leases_topic) {
+        on_leases(msg);
+        return;
+      }
       auto req = decode(msg.payload, detect_format(msg.payload, msg.content_type));
       nlohmann::json r = req && req->is_object() ? *req : nlohmann::json::object();
       std::optional<double> range;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
@@ -99,6 +100,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
   self->send(bridge, online_atom::value, caf::actor{self});
+  self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
   log::info("lease manager: {} mode, TTL {}s, lock_delay {}s",
             opts.service.secure ? "secure (identity from topics)" : "open",
@@ -120,7 +122,9 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
   return {
-    [=](inbound_atom, const mqtt_message& msg) { stage(self->state.service->handle(msg)); },
+    [=](inbound_atom, const mqtt_message& msg) {
+      guard_inbound("lease manager", msg, [&] { stage(self->state.service->handle(msg)); });
+    },
     [=](commit_atom) {
       auto& s = self->state;
       s.commit_scheduled = false;
@@ -152,7 +156,22 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         publish_status();
       self->delayed_send(self, opts.tick, tick_atom::value);
     },
-    [=](online_atom) { publish_status(); },
+    [=](offline_atom) {
+      auto& table = self->state.service->table();
+      if (!table.expiry_paused())
+        log::warn("lease manager: broker unreachable; no lease expires until lulld is back");
+      table.bus_disconnected();
+    },
+    [=](online_atom) {
+      auto& table = self->state.service->table();
+      if (table.expiry_paused()) {
+        table.bus_reconnected();
+        log::info("lease manager: broker reachable again; {} active leases renewed for a full TTL",
+                  table.active().size());
+        stage(self->state.service->tick());
+      }
+      publish_status();
+    },
     [=](job_lease_atom, const lease_ask& ask) {
       auto rp = self->make_response_promise();
       auto grant = self->state.service->table().request(to_lease_request(ask), ask.worker_id);

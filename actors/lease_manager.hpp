@@ -9,7 +9,8 @@
 /// Messages it handles:
 ///   (inbound_atom, mqtt_message)   from the bridge
 ///   (tick_atom)                    its own expiry tick
-///   (online_atom)                  the bridge (re)connected
+///   (online_atom)                  the bridge (re)connected: leases renewed if it had dropped
+///   (offline_atom)                 the bridge lost the broker: no lease expires meanwhile
 ///   (stats_atom) -> (uint64 received, uint64 rejected, uint64 grants,
 ///                    uint64 denies, uint64 active)
 ///   (job_lease_atom, lease_ask) -> lease_grant_reply

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <vector>
 
+#include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
@@ -56,11 +57,12 @@ struct bridge_state {
   std::unique_ptr<mqtt_transport> transport;
   std::vector<subscription> subs;
   std::vector<caf::actor> online_watchers;
+  std::vector<caf::actor> offline_watchers;
   bool connected = false;
   bool ever_connected = false;
   bool stopping = false;
   std::chrono::milliseconds backoff{250};
-  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0;
+  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0, oversize = 0;
   bus_meter meter;
   std::shared_ptr<std::atomic<std::uint64_t>> in_flight
     = std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -86,10 +88,18 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
     self->state.transport->publish(msg);
   };
 
-  auto route = [self](const mqtt_message& msg) {
+  auto route = [self, max_bytes = opts.max_payload_bytes](const mqtt_message& msg) {
     auto& s = self->state;
     ++s.msgs_in;
     s.meter.on_in();
+    if (msg.payload.size() > max_bytes) {
+      // One size cap before any decoding: no actor sees such a payload.
+      if (s.oversize++ % 100 == 0)
+        log::warn("mqtt bridge: dropped {} bytes on {} (at most {} accepted; {} dropped so far)",
+                  msg.payload.size(), msg.topic.substr(0, 200), max_bytes, s.oversize);
+      s.meter.on_handled(0, false);
+      return;
+    }
     bool routed = false;
     for (auto& sub : s.subs) {
       if (topic_matches(sub.filter, msg.topic)) {
@@ -117,6 +127,11 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       if (self->state.connected)
         self->send(who, online_atom::value);
     },
+    [=](offline_atom, caf::actor who) {
+      self->state.offline_watchers.push_back(who);
+      if (!self->state.connected)
+        self->send(who, offline_atom::value);
+    },
     [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
     [=](inbound_atom, mqtt_message& msg) { route(msg); },
     [=](inbound_atom, mqtt_message& msg, double arrived) {
@@ -135,6 +150,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance,
                                    unix_seconds_now());
       report["reconnects"] = s.reconnects;
+      report["oversize"] = s.oversize;
+      report["handler_failures"] = inbound_failures().load();
       report["connected"] = s.connected;
       return report.dump();
     },
@@ -164,6 +181,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.connected = false;
       log::warn("mqtt bridge: {} to {}; retrying in {} ms", reason, opts.transport.uri,
                 s.backoff.count());
+      for (auto& w : s.offline_watchers)
+        self->send(w, offline_atom::value);
       self->delayed_send(self, s.backoff, connect_atom::value);
       s.backoff = std::min(s.backoff * 2, std::chrono::milliseconds(
                                             std::chrono::seconds(opts.transport.reconnect_max)));
@@ -173,8 +192,11 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         self->state.transport->connect();
     },
     [=](conn_lost_atom, const std::string& reason) {
-      self->state.connected = false;
+      auto& s = self->state;
+      s.connected = false;
       log::warn("mqtt bridge: {}; reconnecting automatically", reason);
+      for (auto& w : s.offline_watchers)
+        self->send(w, offline_atom::value);
     },
     [=](stats_atom) {
       auto& s = self->state;

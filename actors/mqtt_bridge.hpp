@@ -7,6 +7,7 @@
 /// Messages it handles:
 ///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who
 ///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
+///   (offline_atom, caf::actor who)  tell who (offline_atom) whenever it drops
 ///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
 ///   (stats_atom) -> (uint64 in, uint64 out, uint64 reconnects, bool connected)
 ///   (bus_atom) -> std::string       bus stats JSON for the interval since the last
@@ -35,6 +36,9 @@ struct bridge_options {
   topic_names topics;
   std::string instance; ///< availability topic lull/<instance>/availability
   transport_factory factory; ///< default: Paho
+  /// Inbound payloads larger than this are dropped before any actor decodes
+  /// them (counted as `oversize` in bus stats, logged with the topic).
+  std::size_t max_payload_bytes = 1024 * 1024;
 };
 
 caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts);

@@ -1,12 +1,14 @@
 #include "actors/persister.hpp"
 
+#include <cmath>
 #include <deque>
 #include <map>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/codec.hpp"
 #include "messages/request.hpp"
-#include "messages/util.hpp"
+#include "src/lease/windows.hpp"
 #include "src/log.hpp"
 #include "src/store/health.hpp"
 #include "src/store/series.hpp"
@@ -76,7 +78,9 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
     if (auto it = doc->find("disks"); it != doc->end() && it->is_array())
       for (auto& d : *it)
         if (d.is_object() && d.value("free_pct", nlohmann::json()).is_number())
-          h.disk_free_pct[d.value("mount", "?")] = d["free_pct"].get<double>();
+          h.disk_free_pct[d.value("mount", nlohmann::json()).is_string()
+                            ? d["mount"].get<std::string>()
+                            : std::string("?")] = d["free_pct"].get<double>();
   }
   enqueue(self, extract_points(*src, *doc, ts), opts);
 }
@@ -115,12 +119,21 @@ void on_streaks(self_ptr self, const mqtt_message& msg) {
   for (auto& s : (*doc)["streaks"]) {
     if (!s.is_object() || !s.value("end", nlohmann::json()).is_string())
       continue;
-    auto start = parse_utc_timestamp(s.value("start", ""));
+    if (!s.value("start", nlohmann::json()).is_string())
+      continue;
+    auto start = parse_utc_timestamp(s["start"].get<std::string>());
     auto end = parse_utc_timestamp(s["end"].get<std::string>());
     if (!start || !end)
       continue;
-    self->state.streaks.push_back({s.value("host_id", doc->value("host_id", "")), *start, *end,
-                                   s.value("avg_score", 0.0), s.value("min_score", 0.0)});
+    auto host = s.value("host_id", doc->value("host_id", nlohmann::json()));
+    auto num = [&](const char* k) {
+      auto v = s.value(k, nlohmann::json());
+      return v.is_number() ? v.get<double>() : 0.0;
+    };
+    if (!host.is_string() || !valid_id(host.get<std::string>()))
+      continue;
+    self->state.streaks.push_back(
+      {host.get<std::string>(), *start, *end, num("avg_score"), num("min_score")});
   }
 }
 
@@ -163,7 +176,14 @@ void flush(self_ptr self) {
 nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,
                       std::optional<request_error>& error) {
   auto& st = self->state;
-  auto kind = req.value("kind", std::string("history"));
+  std::string kind = "history";
+  for (auto* name : {"kind", "host"})
+    if (auto it = req.find(name); it != req.end() && !it->is_string()) {
+      error = {error_code::invalid_request, std::string("field '") + name + "' must be a string"};
+      return {};
+    }
+  if (auto it = req.find("kind"); it != req.end())
+    kind = it->get<std::string>();
   auto now = unix_seconds_now();
   if (kind == "history") {
     auto parsed = parse_history_query(req, opts.host_id);
@@ -208,6 +228,57 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
                       {"avg_score", s.avg_score},
                       {"min_score", s.min_score}});
     return {{"ok", true}, {"kind", kind}, {"streaks", list}};
+  }
+  if (kind == "windows") {
+    // Learned quiet windows: the share of each local hour of the week the
+    // host was QUIET, from its quiet streaks over the last `weeks`.
+    auto host = req.value("host", opts.host_id);
+    int weeks = 4;
+    if (auto it = req.find("weeks"); it != req.end()) {
+      if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > 52) {
+        error = {error_code::invalid_request, "field 'weeks' must be an integer from 1 to 52"};
+        return {};
+      }
+      weeks = it->get<int>();
+    }
+    flush(self);
+    auto* zone = find_time_zone(opts.timezone, nullptr);
+    if (!zone)
+      zone = find_time_zone("UTC", nullptr);
+    std::int64_t since = now - static_cast<std::int64_t>(weeks) * 7 * 86400;
+    // Observed from the first quiet assessment kept in that range.
+    std::optional<std::int64_t> first;
+    auto hourly = st.db->query_rollups(rollup_resolution::hour, host, "quiet", since, now);
+    for (auto& r : hourly)
+      first = std::min(first.value_or(r.bucket), r.bucket);
+    if (!first)
+      for (auto& p : st.db->query_points(host, "quiet", since, now))
+        first = std::min(first.value_or(p.ts), p.ts);
+    std::vector<std::pair<std::int64_t, std::int64_t>> spans;
+    for (auto& s : st.db->quiet_streaks(host, since))
+      spans.emplace_back(s.start, s.end);
+    auto map = learn_quiet_hours(spans, first.value_or(now), now, zone);
+    static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    nlohmann::json rows = nlohmann::json::array();
+    for (int d = 0; d < 7; ++d) {
+      nlohmann::json row = nlohmann::json::array();
+      for (int h = 0; h < 24; ++h) {
+        auto s = map.share(d, h);
+        row.push_back(s ? nlohmann::json(std::round(*s * 1000) / 1000) : nlohmann::json(nullptr));
+      }
+      rows.push_back(std::move(row));
+    }
+    auto next = next_quiet_hour(map, now, zone);
+    return {{"ok", true},
+            {"kind", kind},
+            {"host", host},
+            {"timezone", zone_name(zone)},
+            {"weeks", weeks},
+            {"days_observed", std::round(map.days_observed * 10) / 10},
+            {"ready", map.days_observed >= 7},
+            {"days", days},
+            {"hours", rows},
+            {"next_window", next ? nlohmann::json(utc_timestamp(*next)) : nlohmann::json(nullptr)}};
   }
   if (kind == "health") {
     auto h = assess_health(st.hosts, st.health, now,
@@ -254,6 +325,32 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
   return {};
 }
 
+void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg,
+                const persister_options& opts) {
+  if (msg.topic == opts.topics.scheduler_events()) {
+    on_event(self, msg);
+    return;
+  }
+  if (topic_matches(opts.topics.debug("streaks/+"), msg.topic)) {
+    on_streaks(self, msg);
+    return;
+  }
+  if (msg.topic != opts.topics.history_request()) {
+    on_stats(self, msg, opts);
+    return;
+  }
+  auto req = decode_request(msg, history_limits);
+  std::optional<request_error> error = req.error;
+  nlohmann::json body;
+  if (!error)
+    body = answer(self, req.doc, opts, error);
+  auto reply = error ? make_error_reply(req.route, *error) : make_reply(req.route, std::move(body));
+  if (error)
+    log::warn("persister: rejected history request: {}", error->message);
+  if (reply)
+    self->send(bridge, publish_atom::value, std::move(*reply));
+}
+
 caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
                              persister_options opts) {
   self->state.db = std::move(db);
@@ -270,29 +367,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   self->set_down_handler([](caf::down_msg&) {});
   return {
     [=](inbound_atom, const mqtt_message& msg) {
-      if (msg.topic == opts.topics.scheduler_events()) {
-        on_event(self, msg);
-        return;
-      }
-      if (topic_matches(opts.topics.debug("streaks/+"), msg.topic)) {
-        on_streaks(self, msg);
-        return;
-      }
-      if (msg.topic != opts.topics.history_request()) {
-        on_stats(self, msg, opts);
-        return;
-      }
-      auto req = decode_request(msg, history_limits);
-      std::optional<request_error> error = req.error;
-      nlohmann::json body;
-      if (!error)
-        body = answer(self, req.doc, opts, error);
-      auto reply = error ? make_error_reply(req.route, *error)
-                         : make_reply(req.route, std::move(body));
-      if (error)
-        log::warn("persister: rejected history request: {}", error->message);
-      if (reply)
-        self->send(bridge, publish_atom::value, std::move(*reply));
+      guard_inbound("persister", msg, [&] { on_inbound(self, bridge, msg, opts); });
     },
     [=](flush_atom) {
       for (auto& r : self->state.acc.close_before(unix_seconds_now()))
@@ -306,6 +381,21 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
                                      now - opts.rollup_retention_sec);
       if (n > 0)
         log::info("persister: retention removed {} rows", n);
+      // Each host's learned quiet windows, retained, for the lease manager's
+      // retry hints (and anyone drawing them), refreshed hourly.
+      for (auto& [host, h] : self->state.hosts) {
+        std::optional<request_error> err;
+        auto map = answer(self, {{"kind", "windows"}, {"host", host}}, opts, err);
+        if (err || !valid_id(host))
+          continue;
+        map.erase("ok");
+        map.erase("kind");
+        map["v"] = schema_version;
+        self->send(bridge, publish_atom::value,
+                   mqtt_message{opts.topics.full("stats/host/" + host + "/quiet_hours"),
+                                encode(map, wire_format::json), 1, true, json_content_type, {},
+                                {}});
+      }
       self->delayed_send(self, opts.retention_interval, purge_atom::value);
     },
     [=](shutdown_atom) {

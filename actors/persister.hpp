@@ -26,6 +26,8 @@ struct persister_options {
   std::int64_t rollup_retention_sec = 30 * 86400;
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
   std::int64_t stale_after_sec = 30;
+  /// Local time of the learned quiet windows (lease.timezone).
+  std::string timezone = "local";
 };
 
 caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
@@ -123,7 +124,8 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
       });
   return {
     [=](inbound_atom, const mqtt_message& msg) {
-      finish(self, bridge, leases, self->state.service->handle(msg));
+      guard_inbound("queue dispatcher", msg,
+                    [&] { finish(self, bridge, leases, self->state.service->handle(msg)); });
     },
     [=](tick_atom) {
       finish(self, bridge, leases, self->state.service->tick());

@@ -15,6 +15,7 @@ struct quiet_assessor_state {
   std::unique_ptr<quiet_assessor> assessor;
   std::map<std::string, nlohmann::json> latest; ///< host -> last assessment
   std::map<std::string, std::size_t> streaks_seen;
+  std::uint64_t refused_hosts = 0; ///< snapshots of new hosts past max_hosts
   static inline const char* name = "quiet_assessor";
 };
 
@@ -49,6 +50,13 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
       log::warn("quiet assessor: {} carries host_id '{}'", msg.topic, snap.host_id);
       return false;
     }
+    if (!s.latest.count(snap.host_id) && s.latest.size() >= opts.max_hosts) {
+      if (s.refused_hosts++ % 1000 == 0)
+        log::warn("quiet assessor: refusing host {}: {} hosts tracked (quiet.max_hosts); "
+                  "{} refused so far",
+                  snap.host_id, s.latest.size(), s.refused_hosts);
+      return false;
+    }
     auto a = s.assessor->assess(snap);
     auto j = to_json(a);
     auto prev = s.latest.find(snap.host_id);
@@ -76,7 +84,10 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
 
   auto on_bus = [=](const mqtt_message& msg) -> bool {
     auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
-    if (!doc || !doc->is_object() || !doc->contains("host_id"))
+    if (!doc || !doc->is_object())
+      return false;
+    auto host = doc->find("host_id");
+    if (host == doc->end() || !host->is_string() || !valid_id(host->get<std::string>()))
       return false;
     auto num = [&](const char* k) -> std::optional<double> {
       auto it = doc->find(k);
@@ -84,7 +95,7 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
         return std::nullopt;
       return it->get<double>();
     };
-    self->state.assessor->on_bus((*doc)["host_id"].get<std::string>(), num("rps"),
+    self->state.assessor->on_bus(host->get<std::string>(), num("rps"),
                                  num("p95_ms"));
     return true;
   };
@@ -92,7 +103,8 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       auto start = steady_seconds();
-      bool ok = msg.topic == bus_topic ? on_bus(msg) : on_snapshot(msg);
+      bool ok = guard_inbound("quiet assessor", msg,
+                              [&] { return msg.topic == bus_topic ? on_bus(msg) : on_snapshot(msg); });
       self->send(bridge, handled_atom::value, steady_seconds() - start, ok);
     },
     [=](stale_atom) {

@@ -17,6 +17,7 @@ namespace lull {
 struct quiet_assessor_options {
   quiet_thresholds thresholds;
   topic_names topics;
+  std::size_t max_hosts = 256; ///< hosts assessed at once; snapshots of more are refused
 };
 
 caf::actor spawn_quiet_assessor(caf::actor_system& sys, caf::actor bridge,

@@ -55,7 +55,13 @@ caf::behavior worker_registry_impl(caf::stateful_actor<worker_registry_state>* s
         self->send(bridge, handled_atom::value, steady_seconds() - start, false);
         return;
       }
-      auto up = self->state.registry->on_status(id, msg.payload, start, unix_seconds_now());
+      worker_update up;
+      if (!guard_inbound("worker registry", msg, [&] {
+            up = self->state.registry->on_status(id, msg.payload, start, unix_seconds_now());
+          })) {
+        self->send(bridge, handled_atom::value, steady_seconds() - start, false);
+        return;
+      }
       if (!up.ok)
         log::warn("worker registry: rejected {}", up.error);
       else if (up.online_changed || up.removed)

@@ -1,6 +1,9 @@
 #include "messages/codec.hpp"
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 #include <ctime>
 
 namespace lull {
@@ -30,21 +33,260 @@ std::string encode(const nlohmann::json& doc, wire_format f) {
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
-                                     decode_error* err) {
-  try {
-    if (f == wire_format::msgpack)
-      return nlohmann::json::from_msgpack(payload.begin(), payload.end());
-    return nlohmann::json::parse(payload.begin(), payload.end());
-  } catch (const nlohmann::json::exception& e) {
-    if (err != nullptr) {
-      // nlohmann's messages start with "[json.exception.parse_error.101] ".
-      std::string what = e.what();
-      if (auto pos = what.find("] "); pos != std::string::npos)
-        what = what.substr(pos + 2);
-      err->message = what;
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
     }
+    std::size_t len = 0;
+    unsigned cp = 0, min = 0;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (n - i < len)
+      return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+namespace {
+
+/// Nesting depth of a JSON text, counting brackets outside strings. Stops at
+/// the first level past `max_depth`; the parser checks everything else.
+bool json_depth_ok(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+/// One iterative pass over a msgpack document: its structure is complete,
+/// containers nest at most `max_depth` deep, nothing follows the document
+/// and, with `content`, strings are UTF-8 and floats finite. Returns what is
+/// wrong (its kind in `kind`), or an empty string.
+std::string msgpack_check(std::string_view in, int max_depth, bool content,
+                          decode_error::kind& kind) {
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  const std::size_t n = in.size();
+  std::size_t i = 0;
+  std::vector<std::uint64_t> open; // items still expected per open container
+  auto at = [&](const char* what) {
+    return std::string(what) + " at byte " + std::to_string(i);
+  };
+  auto be = [&](std::size_t off, int bytes) {
+    std::uint64_t v = 0;
+    for (int k = 0; k < bytes; ++k)
+      v = (v << 8) | p[off + k];
+    return v;
+  };
+  std::uint64_t expected = 1; // the top-level document
+  while (expected > 0) {
+    if (i >= n)
+      return at("msgpack document ends early");
+    unsigned c = p[i];
+    std::size_t head = 1;
+    std::uint64_t skip = 0, children = 0;
+    bool container = false, is_str = false;
+    auto need = [&](std::size_t bytes) { return n - i >= bytes; };
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+    } else if (c >= 0x80 && c <= 0x8f) {
+      container = true, children = 2ull * (c & 0x0f);
+    } else if (c >= 0x90 && c <= 0x9f) {
+      container = true, children = c & 0x0f;
+    } else if (c >= 0xa0 && c <= 0xbf) {
+      is_str = true, skip = c & 0x1f;
+    } else {
+      switch (c) {
+        case 0xc4: case 0xc5: case 0xc6: { // bin 8/16/32
+          int w = c == 0xc4 ? 1 : c == 0xc5 ? 2 : 4;
+          if (!need(1 + w))
+            return at("msgpack bin header ends early");
+          head = 1 + w, skip = be(i + 1, w);
+          break;
+        }
+        case 0xc7: case 0xc8: case 0xc9: { // ext 8/16/32
+          int w = c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4;
+          if (!need(2 + w))
+            return at("msgpack ext header ends early");
+          head = 2 + w, skip = be(i + 1, w);
+          break;
+        }
+        case 0xca: case 0xcb: { // float 32/64
+          int w = c == 0xca ? 4 : 8;
+          if (!need(1 + w))
+            return at("msgpack float ends early");
+          double v;
+          if (w == 4) {
+            auto bits = static_cast<std::uint32_t>(be(i + 1, 4));
+            float f;
+            std::memcpy(&f, &bits, 4);
+            v = f;
+          } else {
+            auto bits = be(i + 1, 8);
+            std::memcpy(&v, &bits, 8);
+          }
+          if (content && !std::isfinite(v)) {
+            kind = decode_error::kind::untrusted;
+            return at("msgpack number is not finite (NaN or infinity)");
+          }
+          head = 1 + w;
+          break;
+        }
+        case 0xcc: case 0xd0: head = 2; break;
+        case 0xcd: case 0xd1: head = 3; break;
+        case 0xce: case 0xd2: head = 5; break;
+        case 0xcf: case 0xd3: head = 9; break;
+        case 0xd4: head = 3; break; // fixext 1..16: type + data
+        case 0xd5: head = 4; break;
+        case 0xd6: head = 6; break;
+        case 0xd7: head = 10; break;
+        case 0xd8: head = 18; break;
+        case 0xd9: case 0xda: case 0xdb: { // str 8/16/32
+          int w = c == 0xd9 ? 1 : c == 0xda ? 2 : 4;
+          if (!need(1 + w))
+            return at("msgpack string header ends early");
+          head = 1 + w, skip = be(i + 1, w), is_str = true;
+          break;
+        }
+        case 0xdc: case 0xdd: case 0xde: case 0xdf: { // array/map 16/32
+          int w = (c == 0xdc || c == 0xde) ? 2 : 4;
+          if (!need(1 + w))
+            return at("msgpack container header ends early");
+          head = 1 + w, container = true, children = be(i + 1, w);
+          if (c >= 0xde)
+            children *= 2;
+          break;
+        }
+        default:
+          return at("msgpack type byte 0xc1 is never used");
+      }
+    }
+    if (!need(head) || n - i - head < skip)
+      return at("msgpack value ends early");
+    if (content && is_str && !valid_utf8(in.substr(i + head, skip))) {
+      kind = decode_error::kind::untrusted;
+      return at("msgpack string is not valid UTF-8");
+    }
+    i += head + skip;
+    --expected;
+    if (container && children > 0) {
+      if (static_cast<int>(open.size()) + 1 > max_depth) {
+        kind = decode_error::kind::too_deep;
+        return at(("msgpack nesting deeper than " + std::to_string(max_depth)).c_str());
+      }
+      // Every item takes at least one byte: a count beyond what is left is a lie.
+      if (children > n - i)
+        return at("msgpack container holds more items than bytes left");
+      open.push_back(expected);
+      expected = children;
+    }
+    while (expected == 0 && !open.empty()) {
+      expected = open.back();
+      open.pop_back();
+    }
+  }
+  if (i != n)
+    return at("msgpack document is followed by extra bytes");
+  return {};
+}
+
+} // namespace
+
+std::optional<std::string> untrusted_content(const nlohmann::json& doc) {
+  std::vector<const nlohmann::json*> todo{&doc};
+  while (!todo.empty()) {
+    auto* j = todo.back();
+    todo.pop_back();
+    // JSON's parser takes 1e400 as infinity; msgpack carries NaN as is.
+    if (j->is_number_float() && !std::isfinite(j->get<double>()))
+      return std::string("a number is not finite (NaN or infinity)");
+    if (j->is_string() && !valid_utf8(j->get_ref<const std::string&>()))
+      return std::string("a string is not valid UTF-8");
+    if (j->is_object())
+      for (auto& [k, v] : j->items()) {
+        if (!valid_utf8(k))
+          return std::string("a key is not valid UTF-8");
+        todo.push_back(&v);
+      }
+    else if (j->is_array())
+      for (auto& x : *j)
+        todo.push_back(&x);
+  }
+  return std::nullopt;
+}
+
+std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
+                                     decode_error* err, decode_limits limits) {
+  using kind = decode_error::kind;
+  auto fail = [&](kind k, std::string what) -> std::optional<nlohmann::json> {
+    if (err != nullptr)
+      *err = decode_error{k, std::move(what)};
     return std::nullopt;
+  };
+  if (payload.size() > limits.max_bytes)
+    return fail(kind::too_large, "payload is " + std::to_string(payload.size())
+                                   + " bytes; at most " + std::to_string(limits.max_bytes)
+                                   + " accepted");
+  if (f == wire_format::msgpack) {
+    kind k = kind::malformed;
+    if (auto what = msgpack_check(payload, limits.max_depth, limits.check_content, k);
+        !what.empty())
+      return fail(k, std::move(what));
+  } else if (!json_depth_ok(payload, limits.max_depth)) {
+    return fail(kind::too_deep, "JSON nesting deeper than " + std::to_string(limits.max_depth));
+  }
+  try {
+    auto doc = f == wire_format::msgpack
+                 ? nlohmann::json::from_msgpack(payload.begin(), payload.end())
+                 : nlohmann::json::parse(payload.begin(), payload.end());
+    if (limits.check_content)
+      if (auto what = untrusted_content(doc))
+        return fail(kind::untrusted, std::move(*what));
+    return doc;
+  } catch (const nlohmann::json::exception& e) {
+    // nlohmann's messages start with "[json.exception.parse_error.101] ".
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos)
+      what = what.substr(pos + 2);
+    return fail(kind::malformed, std::move(what));
+  } catch (const std::exception& e) {
+    return fail(kind::malformed, e.what());
   }
 }
 

@@ -4,6 +4,7 @@
 /// encode the same document tree, so a field is named and typed the same way in
 /// either format.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,12 +33,45 @@ std::string encode(const nlohmann::json& doc, wire_format f);
 
 /// Why a payload could not be decoded, with the position when known.
 struct decode_error {
+  enum class kind {
+    too_large, ///< over the size cap, refused unread
+    too_deep,  ///< nested deeper than the depth limit
+    malformed, ///< not a complete document of its format
+    untrusted, ///< a string that is not UTF-8 or a number that is not finite
+  };
+  kind what = kind::malformed;
   std::string message;
 };
 
-/// Decodes a payload; never throws.
+/// What a decoder accepts from the network. Applied before any parsing, so a
+/// hostile payload costs one linear scan: nlohmann's msgpack reader recurses
+/// once per nesting level and would overflow the stack on 1 MB of 0x91.
+struct decode_limits {
+  std::size_t max_bytes = 1024 * 1024; ///< larger payloads are refused unread
+  int max_depth = 32;                  ///< arrays and objects nested deeper are refused
+  /// Refuse untrusted content (see untrusted_content). Off only for a caller
+  /// that reads some fields first and then calls untrusted_content itself
+  /// (the request path reads a refused request's reply route).
+  bool check_content = true;
+};
+
+/// The one checked decoder for every payload from the network; never throws.
+/// Refuses payloads over `limits.max_bytes`, nesting deeper than
+/// `limits.max_depth`, msgpack strings that are not valid UTF-8 (they could
+/// not be re-encoded as JSON later), non-finite numbers (msgpack can carry
+/// NaN and infinity; JSON's 1e400 reads as infinity) and trailing bytes.
+/// messages/request.hpp's decode_payload and decode_request build on it.
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
-                                     decode_error* err = nullptr);
+                                     decode_error* err = nullptr, decode_limits limits = {});
+
+/// What makes a decoded document unfit to keep, or nullopt: a string (value
+/// or key) that is not UTF-8 — msgpack carries any bytes, and dump() would
+/// throw on them later — or a number that is not finite.
+std::optional<std::string> untrusted_content(const nlohmann::json& doc);
+
+/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code
+/// points above U+10FFFF).
+bool valid_utf8(std::string_view s);
 
 /// Current UTC time as RFC 3339 with second precision ("2026-11-23T10:00:30Z").
 std::string utc_timestamp(std::int64_t unix_seconds);

@@ -33,6 +33,52 @@ nlohmann::json to_json(const throttle_flags& t) {
           {"soft_temp_limit_occurred", t.soft_temp_limit_occurred}};
 }
 
+nlohmann::json to_json(const leased_load& l) {
+  nlohmann::json per = nlohmann::json::array();
+  for (auto& u : l.per_lease)
+    per.push_back({{"lease_id", u.lease_id},
+                   {"pid", u.pid},
+                   {"source", u.source},
+                   {"processes", u.processes},
+                   {"cpu_core_pct", opt(u.cpu_core_pct)},
+                   {"rss_bytes", u.rss_bytes},
+                   {"read_bytes_per_sec", opt(u.read_bytes_per_sec)},
+                   {"write_bytes_per_sec", opt(u.write_bytes_per_sec)}});
+  return {{"leases", l.leases},
+          {"processes", l.processes},
+          {"cpu_pct", opt(l.cpu_pct)},
+          {"rss_bytes", l.rss_bytes},
+          {"read_bytes_per_sec", opt(l.read_bytes_per_sec)},
+          {"write_bytes_per_sec", opt(l.write_bytes_per_sec)},
+          {"agent_cpu_pct", opt(l.agent_cpu_pct)},
+          {"per_lease", per}};
+}
+
+leased_load leased_load_from_json(const nlohmann::json& j) {
+  leased_load l;
+  l.leases = j.at("leases").get<int>();
+  l.processes = j.value("processes", 0);
+  l.cpu_pct = get_opt<double>(j, "cpu_pct");
+  l.rss_bytes = j.value("rss_bytes", std::uint64_t{0});
+  l.read_bytes_per_sec = get_opt<double>(j, "read_bytes_per_sec");
+  l.write_bytes_per_sec = get_opt<double>(j, "write_bytes_per_sec");
+  l.agent_cpu_pct = get_opt<double>(j, "agent_cpu_pct");
+  if (auto it = j.find("per_lease"); it != j.end() && it->is_array())
+    for (auto& u : *it) {
+      lease_usage x;
+      x.lease_id = u.at("lease_id").get<std::string>();
+      x.pid = u.value("pid", 0);
+      x.source = u.value("source", std::string());
+      x.processes = u.value("processes", 0);
+      x.cpu_core_pct = get_opt<double>(u, "cpu_core_pct");
+      x.rss_bytes = u.value("rss_bytes", std::uint64_t{0});
+      x.read_bytes_per_sec = get_opt<double>(u, "read_bytes_per_sec");
+      x.write_bytes_per_sec = get_opt<double>(u, "write_bytes_per_sec");
+      l.per_lease.push_back(std::move(x));
+    }
+  return l;
+}
+
 } // namespace
 
 nlohmann::json to_json(const host_snapshot& s) {
@@ -83,6 +129,7 @@ nlohmann::json to_json(const host_snapshot& s) {
     {"uptime_sec", opt(s.uptime_sec)},
     {"boot_time", s.boot_time ? nlohmann::json(utc_timestamp(*s.boot_time))
                               : nlohmann::json(nullptr)},
+    {"leased", s.leased ? to_json(*s.leased) : nlohmann::json(nullptr)},
     {"errors", s.errors},
   };
 }
@@ -147,6 +194,8 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
   s.uptime_sec = get_opt<double>(j, "uptime_sec");
   if (auto bt = get_opt<std::string>(j, "boot_time"))
     s.boot_time = parse_utc_timestamp(*bt);
+  if (auto it = j.find("leased"); it != j.end() && it->is_object())
+    s.leased = leased_load_from_json(*it);
   s.errors = j.at("errors").get<std::vector<std::string>>();
   return s;
 }

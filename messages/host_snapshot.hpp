@@ -40,6 +40,29 @@ struct throttle_flags {
   bool soft_temp_limit_occurred = false;
 };
 
+/// What one lease's processes use (SPEC.md, "Whose load"), as the host agent
+/// measured it over the last sampling interval.
+struct lease_usage {
+  std::string lease_id;
+  int pid = 0;                ///< the leader the worker reported
+  std::string source;         ///< "cgroup" (exact), "proc" (process tree), "gone"
+  int processes = 0;          ///< live processes counted
+  std::optional<double> cpu_core_pct; ///< % of one core (200 = two cores busy)
+  std::uint64_t rss_bytes = 0;
+  std::optional<double> read_bytes_per_sec, write_bytes_per_sec;
+};
+
+/// lull's own share of the host: its leases' processes and lulld itself.
+struct leased_load {
+  int leases = 0;             ///< leases with a reported process on this host
+  int processes = 0;
+  std::optional<double> cpu_pct; ///< % of all cores, comparable with cpu.total_pct
+  std::uint64_t rss_bytes = 0;
+  std::optional<double> read_bytes_per_sec, write_bytes_per_sec;
+  std::optional<double> agent_cpu_pct; ///< lulld itself, % of all cores
+  std::vector<lease_usage> per_lease;
+};
+
 struct host_snapshot {
   std::string host_id;
   std::int64_t collected_at = 0; ///< unix seconds, UTC on the wire
@@ -70,6 +93,8 @@ struct host_snapshot {
   // uptime
   std::optional<double> uptime_sec;
   std::optional<std::int64_t> boot_time;
+  /// lull's own load on this host; absent from agents that do not measure it.
+  std::optional<leased_load> leased;
   /// Data-quality and collector errors, e.g. "cpu_temp_c: 130.5 outside 0-120".
   std::vector<std::string> errors;
 };

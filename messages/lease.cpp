@@ -144,6 +144,51 @@ std::string peek_string(const json& doc, const char* field) {
   return {};
 }
 
+std::optional<lease_error> read_lease_process(const json& doc,
+                                              std::optional<lease_process>& out) {
+  out.reset();
+  if (!doc.is_object())
+    return std::nullopt;
+  auto pid = doc.find("pid");
+  if (pid == doc.end() || pid->is_null()) {
+    if (doc.contains("pid_start") || doc.contains("cgroup"))
+      return invalid("field 'pid': expected the leader's pid (an integer) with 'pid_start' "
+                     "and 'cgroup'");
+    return std::nullopt;
+  }
+  // Linux pids are at most 2^22 (pid_max).
+  if (!pid->is_number_integer() || pid->get<std::int64_t>() < 1
+      || pid->get<std::int64_t>() > 4194304)
+    return invalid("field 'pid': expected an integer from 1 to 4194304, got " + pid->dump());
+  lease_process p;
+  p.pid = pid->get<int>();
+  if (auto it = doc.find("pid_start"); it != doc.end() && !it->is_null()) {
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 0)
+      return invalid("field 'pid_start': expected the process's start time (field 22 of "
+                     "/proc/<pid>/stat, a non-negative integer), got "
+                     + it->dump());
+    p.pid_start = it->get<std::uint64_t>();
+  }
+  if (auto e = read_string(doc, "cgroup", p.cgroup, false, 512))
+    return e;
+  if (!p.cgroup.empty()
+      && (p.cgroup.front() != '/' || p.cgroup.find("..") != std::string::npos
+          || p.cgroup.find_first_of("\n\r") != std::string::npos))
+    return invalid("field 'cgroup': expected an absolute cgroup v2 path without '..', got '"
+                   + p.cgroup + "'");
+  out = p;
+  return std::nullopt;
+}
+
+json to_json(const lease_process& p) {
+  json j = {{"pid", p.pid}};
+  if (p.pid_start)
+    j["pid_start"] = *p.pid_start;
+  if (!p.cgroup.empty())
+    j["cgroup"] = p.cgroup;
+  return j;
+}
+
 std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
                                                              bool worker_required) {
   lease_request r;
@@ -204,6 +249,8 @@ std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
     if (auto e = read_bool(*it, "network_heavy", r.constraints.network_heavy))
       return *e;
   }
+  if (auto e = read_lease_process(doc, r.process))
+    return *e;
   return r;
 }
 
@@ -232,6 +279,9 @@ std::variant<lease_action_request, lease_error> parse_lease_action(const json& d
     if (auto it = doc.find("error"); it != doc.end() && !it->is_null())
       r.error = it->is_string() ? it->get<std::string>() : it->dump();
   }
+  if (action == "heartbeat")
+    if (auto e = read_lease_process(doc, r.process))
+      return *e;
   if (action == "report") {
     std::optional<double> p;
     if (auto e = read_number(doc, "progress", p, 0, 1))
@@ -256,7 +306,8 @@ json to_json(const lease_grant_reply& r) {
     j["fencing_token"] = r.fencing_token;
     j["cost_units"] = r.cost_units;
     json limits = {{"heartbeat_ttl_sec", r.ttl_sec},
-                   {"heartbeat_interval_sec", r.heartbeat_interval_sec}};
+                   {"heartbeat_interval_sec", r.heartbeat_interval_sec},
+                   {"lock_delay_sec", r.lock_delay_sec}};
     if (r.ttl_clamped)
       limits["ttl_clamped"] = true;
     j["limits"] = std::move(limits);
@@ -265,6 +316,8 @@ json to_json(const lease_grant_reply& r) {
     if (!r.host_id.empty())
       j["host_id"] = r.host_id;
     j["retry_after_sec"] = r.retry_after_sec;
+    if (r.next_window)
+      j["next_window"] = utc_timestamp(*r.next_window);
   }
   j["reason"] = r.reason;
   return j;
@@ -288,6 +341,8 @@ std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
       r.ttl_sec = t->get<double>();
     if (auto t = it->find("heartbeat_interval_sec"); t != it->end() && t->is_number())
       r.heartbeat_interval_sec = t->get<double>();
+    if (auto t = it->find("lock_delay_sec"); t != it->end() && t->is_number())
+      r.lock_delay_sec = t->get<double>();
   }
   if (auto it = j.find("cost_units"); it != j.end() && it->is_number_integer())
     r.cost_units = it->get<int>();

@@ -55,6 +55,21 @@ struct lease_constraints {
   bool network_heavy = false;
 };
 
+/// The processes doing a lease's work, as its worker reports them (docs/
+/// leases.md, "Telling lull's work from the owner's"): the leader of the
+/// work's process group, its start time (field 22 of /proc/<pid>/stat, clock
+/// ticks after boot) so a recycled pid is never counted, and a cgroup v2 group
+/// when the worker made one. The host agent measures them.
+struct lease_process {
+  int pid = 0;
+  std::optional<std::uint64_t> pid_start;
+  std::string cgroup; ///< "/lull/lease-1234" relative to the cgroup2 mount, or empty
+  bool operator==(const lease_process& o) const {
+    return pid == o.pid && pid_start == o.pid_start && cgroup == o.cgroup;
+  }
+  bool operator!=(const lease_process& o) const { return !(*this == o); }
+};
+
 /// HeavyLeaseRequest.
 struct lease_request {
   int v = schema_version;
@@ -67,6 +82,7 @@ struct lease_request {
   std::optional<double> expected_duration_sec;
   std::optional<double> ttl_sec;        ///< asked-for TTL; lull clamps it
   lease_constraints constraints;
+  std::optional<lease_process> process; ///< `pid`, `pid_start`, `cgroup`
   std::string request_id; ///< v3.1.1 correlation (echoed)
   std::string reply_to;   ///< v3.1.1 reply topic
 };
@@ -81,6 +97,7 @@ struct lease_action_request {
   std::string reason;                    ///< revoke, release: free text
   std::optional<double> progress;        ///< report: 0-1
   nlohmann::json accounting;             ///< report: free-form object (or null)
+  std::optional<lease_process> process;  ///< heartbeat: `pid`, `pid_start`, `cgroup`
   std::string message;                   ///< report: free text
   std::string outcome;                   ///< release: succeeded, failed, ... (a job's end)
   nlohmann::json result;                 ///< release: the job's result (any JSON)
@@ -107,14 +124,29 @@ struct lease_grant_reply {
   std::uint64_t fencing_token = 0;
   double ttl_sec = 30;
   double heartbeat_interval_sec = 10;
+  /// How long an expired lease's units stay reserved: a holder cut off from
+  /// lulld may keep running up to ttl_sec + lock_delay_sec after its last
+  /// answered heartbeat without overshooting capacity.
+  double lock_delay_sec = 15;
   bool ttl_clamped = false;
   std::int64_t expires_at = 0; ///< unix seconds
   std::string reason;
   double retry_after_sec = 0; ///< denials only
   int cost_units = 0;
+  /// NORMAL/BUSY denials on a host with learned quiet windows: the start of
+  /// the next hour it is usually QUIET (unix seconds).
+  std::optional<std::int64_t> next_window;
 };
 
 nlohmann::json to_json(const lease_grant_reply& r);
+
+
+/// `pid`, `pid_start` and `cgroup` of a request or heartbeat; nullopt in
+/// `out` when absent.
+std::optional<lease_error> read_lease_process(const nlohmann::json& doc,
+                                              std::optional<lease_process>& out);
+/// The same fields as JSON, for a client to merge into its message.
+nlohmann::json to_json(const lease_process& p);
 
 /// Parses a grant reply (client side); nullopt when it is not one.
 std::optional<lease_grant_reply> grant_reply_from_json(const nlohmann::json& j);

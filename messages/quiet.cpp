@@ -22,7 +22,8 @@ nlohmann::json to_json(const quiet_assessment& q) {
           {"inputs", q.inputs},
           {"cooldown_until", q.cooldown_until ? nlohmann::json(utc_timestamp(*q.cooldown_until))
                                               : nlohmann::json(nullptr)},
-          {"streak", q.streak}};
+          {"streak", q.streak},
+          {"panic_by", q.panic_by}};
 }
 
 quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
@@ -42,6 +43,10 @@ quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
   if (auto it = j.find("cooldown_until"); it != j.end() && !it->is_null())
     q.cooldown_until = parse_utc_timestamp(it->get<std::string>());
   q.streak = j.value("streak", nlohmann::json(nullptr));
+  if (auto it = j.find("panic_by"); it != j.end() && it->is_array())
+    for (auto& x : *it)
+      if (x.is_string())
+        q.panic_by.push_back(x.get<std::string>());
   return q;
 }
 

@@ -37,6 +37,10 @@ struct quiet_assessment {
   /// The QUIET streak in progress ({start, avg_score, min_score, samples}),
   /// or null when the host is not QUIET.
   nlohmann::json streak = nullptr;
+  /// In PANIC: what put it there ("cpu", "memory", "swap", "disk",
+  /// "temperature"). A stopped process still holds its memory, so leases on
+  /// a host in PANIC through memory or swap are revoked, not suspended.
+  std::vector<std::string> panic_by;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);

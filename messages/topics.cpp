@@ -19,6 +19,14 @@ std::string topic_names::host_stats(std::string_view host_id) const {
   return full("stats/host/" + std::string(host_id));
 }
 std::string topic_names::host_stats_filter() const { return full("stats/host/+"); }
+std::string topic_names::host_leases(std::string_view host_id) const {
+  return full("scheduler/host/" + std::string(host_id) + "/leases");
+}
+
+std::string topic_names::host_control(std::string_view host_id) const {
+  return full("scheduler/control/" + std::string(host_id));
+}
+
 std::string topic_names::host_quiet(std::string_view host_id) const {
   return full("stats/host/" + std::string(host_id) + "/quiet");
 }

@@ -27,6 +27,12 @@ public:
   std::string lease_action(std::string_view lease_id, std::string_view action) const;
   std::string lease_action_filter(std::string_view action) const;
   std::string scheduler_status() const;
+  /// scheduler/host/<host_id>/leases: a host's active leases and their
+  /// processes, retained, for the agent that measures them.
+  std::string host_leases(std::string_view host_id) const;
+  /// scheduler/control/<host_id>: the host's pause, retained; lull pause and
+  /// lull resume write it (admin only under the secure config).
+  std::string host_control(std::string_view host_id) const;
   std::string scheduler_events() const;
   std::string history_request() const;
   std::string debug(std::string_view what) const;

@@ -43,19 +43,37 @@ std::optional<double> parse_duration_sec(const std::string& text) {
     return std::nullopt;
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || v < 0)
+  // strtod takes "nan", "inf" and 1e999 (infinity): none is a duration.
+  if (end == text.c_str() || !std::isfinite(v) || v < 0)
     return std::nullopt;
   std::string unit(end);
+  double scale = 0;
   if (unit.empty() || unit == "s")
-    return v;
-  if (unit == "ms")
-    return v / 1000.0;
-  if (unit == "m")
-    return v * 60.0;
-  if (unit == "h")
-    return v * 3600.0;
-  if (unit == "d")
-    return v * 86400.0;
+    scale = 1;
+  else if (unit == "ms")
+    scale = 0.001;
+  else if (unit == "m")
+    scale = 60;
+  else if (unit == "h")
+    scale = 3600;
+  else if (unit == "d")
+    scale = 86400;
+  else
+    return std::nullopt;
+  double sec = v * scale;
+  if (!std::isfinite(sec))
+    return std::nullopt;
+  return sec;
+}
+
+std::optional<std::uint64_t> counter_delta(std::uint64_t before, std::uint64_t after) {
+  if (after >= before)
+    return after - before;
+  // A 32-bit counter that wrapped: before was near 2^32 and after is small.
+  constexpr std::uint64_t wrap32 = std::uint64_t{1} << 32;
+  if (before < wrap32)
+    return (wrap32 - before) + after;
+  // A 64-bit counter going backwards means the interface was reset.
   return std::nullopt;
 }
 

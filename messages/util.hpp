@@ -25,6 +25,10 @@ std::string lower(std::string_view s);
 /// Parses "2s", "500ms", "1.5m", "1h", "7d" or a bare number of seconds.
 std::optional<double> parse_duration_sec(const std::string& text);
 
+/// Difference of two monotonically increasing counters, tolerant of a wrap of
+/// a 32-bit (or 64-bit) kernel counter; nullopt when the counter was reset.
+std::optional<std::uint64_t> counter_delta(std::uint64_t before, std::uint64_t after);
+
 /// Nearest-rank percentile (0-100) of unsorted values: the smallest value
 /// with at least pct % of values at or below it; 0 for none.
 double percentile(std::vector<double> values, double pct);

@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+
+#include "src/lease/windows.hpp"
 #include <toml.hpp>
 
 extern char** environ;
@@ -47,7 +50,7 @@ setter duration_field(double config::*field, double min_sec, double max_sec) {
     std::ostringstream expected;
     expected << "a duration between " << min_sec << "s and " << max_sec
              << "s such as 2s, 500ms or 1m";
-    if (!d || *d < min_sec || *d > max_sec)
+    if (!d || !(*d >= min_sec && *d <= max_sec)) // NaN fails both comparisons
       return expected.str();
     c.*field = *d;
     return std::nullopt;
@@ -127,7 +130,7 @@ setter thresholds_field(std::array<double, 4> config::*field, bool falling) {
     for (size_t i = 0; i < 4; ++i) {
       char* end = nullptr;
       t[i] = std::strtod(parts[i].c_str(), &end);
-      if (parts[i].empty() || *end != '\0')
+      if (parts[i].empty() || *end != '\0' || !std::isfinite(t[i]))
         return std::string(expected);
     }
     for (size_t i = 1; i < 4; ++i)
@@ -183,6 +186,10 @@ const std::vector<key_def>& key_defs() {
       "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
       "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
+    {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
+      "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
+      "drops bigger ones instead of sending them (bytes, default 262144)"},
+     int_field(&config::broker_max_packet_size, 1024, 268435455)},
     {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
      duration_field(&config::lease_ttl_sec, 1, 86400)},
     {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
@@ -221,12 +228,58 @@ const std::vector<key_def>& key_defs() {
     {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
       "grants the token bucket holds (40)"},
      number_field(&config::lease_grant_burst, 1, 1e9)},
+    {{"lease.worker_rate", "LULL_LEASE_WORKER_RATE", "--lease-worker-rate",
+      "lease messages per second one worker may send before RequestThrottled (50)"},
+     number_field(&config::lease_worker_rate, 0.01, 1e9)},
+    {{"lease.worker_burst", "LULL_LEASE_WORKER_BURST", "--lease-worker-burst",
+      "lease messages one worker may send at once (100)"},
+     number_field(&config::lease_worker_burst, 1, 1e9)},
+    {{"lease.suspend_after", "LULL_LEASE_SUSPEND_AFTER", "--lease-suspend-after",
+      "a host BUSY (or PANIC) this long has its leases below HIGH suspended (10s)"},
+     duration_field(&config::lease_suspend_after_sec, 0, 86400)},
+    {{"lease.resume_after", "LULL_LEASE_RESUME_AFTER", "--lease-resume-after",
+      "a host QUIET again this long has its suspended leases resumed (1m)"},
+     duration_field(&config::lease_resume_after_sec, 0, 86400)},
+    {{"lease.preempt_after", "LULL_LEASE_PREEMPT_AFTER", "--lease-preempt-after",
+      "a lease suspended this long is revoked; a queued job goes back to the queue (15m)"},
+     duration_field(&config::lease_preempt_after_sec, 1, 7 * 86400)},
+    {{"lease.windows", "LULL_LEASE_WINDOWS", "--lease-windows",
+      "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' "
+      "for every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00' (default: always)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       auto parsed = parse_lease_windows(v, "UTC");
+       if (auto* e = std::get_if<std::string>(&parsed))
+         return *e;
+       c.lease_windows = v;
+       return std::nullopt;
+     }},
+    {{"lease.timezone", "LULL_LEASE_TIMEZONE", "--lease-timezone",
+      "time zone of lease.windows: an IANA name such as Europe/Berlin, or local (default)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       std::string why;
+       if (!find_time_zone(v, &why))
+         return why;
+       c.lease_timezone = v;
+       return std::nullopt;
+     }},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},
     {{"persist.queue_bound", "LULL_PERSIST_QUEUE_BOUND", "--persist-queue-bound",
       "samples held in memory while the disk fails; the oldest go first (default 200000)"},
      int_field(&config::persist_queue_bound, 1000, 10000000)},
+    {{"limits.max_workers", "LULL_LIMITS_MAX_WORKERS", "--limits-max-workers",
+      "workers the lease table tracks; the longest-idle are forgotten (default 10000)"},
+     int_field(&config::limits_max_workers, 10, 10000000)},
+    {{"limits.max_hosts", "LULL_LIMITS_MAX_HOSTS", "--limits-max-hosts",
+      "hosts assessed, leased on and announced to Home Assistant (default 256)"},
+     int_field(&config::limits_max_hosts, 1, 100000)},
+    {{"limits.max_parked", "LULL_LIMITS_MAX_PARKED", "--limits-max-parked",
+      "scheduler/job/next requests waiting at once (default 1000)"},
+     int_field(&config::limits_max_parked, 1, 1000000)},
+    {{"limits.max_payload", "LULL_LIMITS_MAX_PAYLOAD", "--limits-max-payload",
+      "largest inbound payload in bytes, dropped before decoding (default 1048576)"},
+     int_field(&config::limits_max_payload, 1024, 268435456)},
     {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
       "how long raw samples are kept (default 7d)"},
      duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
@@ -294,7 +347,8 @@ const std::vector<key_def>& key_defs() {
       "rolling in-memory window per series (default 1h)"},
      duration_field(&config::window_sec, 60, 86400)},
     {{"quiet.cpu", "LULL_QUIET_CPU", "--quiet-cpu",
-      "CPU avg over 2 min, %: floor,quiet,busy,panic (default 0,30,75,95)"},
+      "other processes' CPU (average over quiet.cpu_window), % of all cores: "
+      "floor,quiet,busy,panic (default 0,30,75,95)"},
      thresholds_field(&config::quiet_cpu, false)},
     {{"quiet.mem", "LULL_QUIET_MEM", "--quiet-mem",
       "memory used, %: floor,quiet,busy,panic (default 40,70,85,95)"},
@@ -324,6 +378,12 @@ const std::vector<key_def>& key_defs() {
     {{"quiet.stale_after", "LULL_QUIET_STALE_AFTER", "--quiet-stale-after",
       "a host without a snapshot this long is assessed BUSY (default 30s)"},
      duration_field(&config::quiet_stale_after_sec, 1, 86400)},
+    {{"quiet.cpu_window", "LULL_QUIET_CPU_WINDOW", "--quiet-cpu-window",
+      "CPU is averaged over this window (default 2m; 5s - 1h)"},
+     duration_field(&config::quiet_cpu_window_sec, 5, 3600)},
+    {{"quiet.bus_inputs", "LULL_QUIET_BUS_INPUTS", "--quiet-bus-inputs",
+      "score lull's own bus traffic (stats/bus) as host load (default false)"},
+     bool_field(&config::quiet_bus_inputs)},
     {{"ha.enabled", "LULL_HA_ENABLED", "--ha-enabled",
       "publish Home Assistant MQTT discovery (default true)"},
      bool_field(&config::ha_enabled)},
@@ -381,6 +441,11 @@ std::string default_host_id() {
 }
 
 std::string default_data_dir(const std::map<std::string, std::string>& env) {
+  // systemd's StateDirectory= (lulld.service) names it, with or without root.
+  if (auto* state = std::getenv("STATE_DIRECTORY"); state != nullptr && *state != '\0') {
+    std::string first(state);
+    return first.substr(0, first.find(':'));
+  }
   if (::geteuid() == 0)
     return "/var/lib/lull";
   if (auto* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0')
@@ -465,7 +530,9 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     }
     std::vector<std::pair<std::string, toml::value>> entries;
     flatten(root, "", entries);
-    for (auto& [name, value] : entries) {
+    for (auto& entry : entries) {
+      const auto& name = entry.first; // a plain reference: lambdas cannot capture bindings
+      const auto& value = entry.second;
       auto it = std::find_if(key_defs().begin(), key_defs().end(),
                              [&](auto& d) { return d.key.name == name; });
       if (it == key_defs().end())

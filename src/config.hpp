@@ -31,6 +31,7 @@ struct config {
   std::string log_level = "info";
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
+  int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   // leases (see lease_policy_config)
   double lease_ttl_sec = 30;
   double lease_min_ttl_sec = 5;
@@ -45,11 +46,23 @@ struct config {
   int lease_max_per_worker = 4;
   double lease_grant_rate = 20;  ///< grants per second (token bucket)
   double lease_grant_burst = 40;
+  double lease_worker_rate = 50;  ///< lease messages per second per worker (token bucket)
+  double lease_worker_burst = 100;
+  double lease_suspend_after_sec = 10;  ///< BUSY this long: suspend leases below HIGH
+  double lease_resume_after_sec = 60;   ///< QUIET this long: resume them
+  double lease_preempt_after_sec = 900; ///< suspended this long: revoke
+  std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
+  std::string lease_timezone = "local"; ///< the windows' time zone
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
   double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
+  // bounds on what clients can make lulld hold (docs/security.md)
+  int limits_max_workers = 10000;  ///< workers the lease table tracks
+  int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
+  int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
+  int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
 
   // Roles: which actors this lulld runs. "all", or a comma list of
   // collectors (host, process, workers, bus), assessor (quiet assessor, Home
@@ -90,6 +103,8 @@ struct config {
   double quiet_cooldown_sec = 120;
   double quiet_hysteresis = 5;
   double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
+  double quiet_cpu_window_sec = 120;  ///< other processes' CPU is averaged over this
+  bool quiet_bus_inputs = false;      ///< score lull's own bus traffic as host load
 
   // Home Assistant discovery.
   bool ha_enabled = true;

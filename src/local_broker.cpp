@@ -22,6 +22,14 @@ std::string broker_config_dir(const std::string& configured) {
   if (!configured.empty())
     return configured;
   std::error_code ec;
+  // An installed lulld (a package, or one unpacked anywhere) uses the configs
+  // shipped beside it: <prefix>/bin/lulld -> <prefix>/share/lull/broker-config.
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto shipped = exe.parent_path().parent_path() / "share" / "lull" / "broker-config";
+    if (std::filesystem::exists(shipped / "local.conf", ec))
+      return shipped.string();
+  }
   if (std::filesystem::exists(LULL_BROKER_CONFIG_DIR "/local.conf", ec))
     return LULL_BROKER_CONFIG_DIR;
   return "/usr/share/lull/broker-config";

@@ -2,8 +2,10 @@
 // collectors together; everything else lives in actors/ and src/.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -20,6 +22,7 @@
 #include "actors/queue_dispatcher.hpp"
 #include "actors/process_collector.hpp"
 #include "actors/quiet_assessor.hpp"
+#include "actors/supervisor.hpp"
 #include "actors/worker_registry.hpp"
 #include "src/config.hpp"
 #include "src/local_broker.hpp"
@@ -99,12 +102,19 @@ int main(int argc, char** argv) {
   bopts.transport.client_id = cfg.client_id;
   bopts.transport.username = cfg.username;
   bopts.transport.password = cfg.password;
+  bopts.transport.max_packet_size = cfg.broker_max_packet_size;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
+  bopts.max_payload_bytes = static_cast<std::size_t>(cfg.limits_max_payload);
   auto bridge = spawn_mqtt_bridge(sys, bopts);
 
   std::filesystem::create_directories(cfg.data_dir, ec); // for its mount and size; best effort
   std::vector<caf::actor> actors;
+  std::vector<supervised> watched{{"mqtt bridge", bridge}};
+  auto keep = [&](const char* name, caf::actor a) {
+    actors.push_back(a);
+    watched.push_back({name, a});
+  };
   if (cfg.runs_collectors()) {
     host_collector_options hopts;
     hopts.probe.root = cfg.proc_root;
@@ -117,7 +127,7 @@ int main(int argc, char** argv) {
     hopts.jitter = cfg.collector_jitter;
     hopts.timeout_sec = cfg.collector_timeout_sec;
     hopts.window_sec = cfg.window_sec;
-    actors.push_back(spawn_host_collector(sys, bridge, hopts));
+    keep("host collector", spawn_host_collector(sys, bridge, hopts));
 
     process_collector_options popts;
     popts.probe.root = cfg.proc_root;
@@ -129,7 +139,7 @@ int main(int argc, char** argv) {
     popts.jitter = cfg.collector_jitter;
     popts.timeout_sec = cfg.collector_timeout_sec;
     popts.topics = topics;
-    actors.push_back(spawn_process_collector(sys, bridge, popts));
+    keep("process collector", spawn_process_collector(sys, bridge, popts));
 
     worker_registry_options wopts;
     wopts.host_id = cfg.host_id;
@@ -137,9 +147,9 @@ int main(int argc, char** argv) {
     wopts.stale_after_sec = cfg.worker_stale_after_sec;
     wopts.dir_interval_sec = cfg.dir_interval_sec;
     wopts.topics = topics;
-    actors.push_back(spawn_worker_registry(sys, bridge, wopts));
+    keep("worker registry", spawn_worker_registry(sys, bridge, wopts));
 
-    actors.push_back(spawn_bus_stats(sys, bridge, {cfg.bus_interval_sec, topics}));
+    keep("bus stats", spawn_bus_stats(sys, bridge, {cfg.bus_interval_sec, topics}));
   }
   if (cfg.runs_assessor()) {
     quiet_assessor_options qopts;
@@ -154,8 +164,11 @@ int main(int argc, char** argv) {
     qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
     qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
     qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
+    qopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    qopts.thresholds.cpu_window_sec = cfg.quiet_cpu_window_sec;
+    qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
-    actors.push_back(spawn_quiet_assessor(sys, bridge, qopts));
+    keep("quiet assessor", spawn_quiet_assessor(sys, bridge, qopts));
     if (cfg.ha_enabled) {
       ha_discovery_options haopts;
       haopts.discovery.prefix = cfg.ha_prefix;
@@ -163,7 +176,8 @@ int main(int argc, char** argv) {
       haopts.discovery.with_queue = cfg.runs_scheduler();
       haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
       haopts.topics = topics;
-      actors.push_back(spawn_ha_discovery(sys, bridge, haopts));
+      haopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+      keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
     }
   }
 
@@ -188,6 +202,18 @@ int main(int argc, char** argv) {
     pol.max_leases_per_worker = cfg.lease_max_per_worker;
     pol.grant_rate_per_sec = cfg.lease_grant_rate;
     pol.grant_burst = cfg.lease_grant_burst;
+    pol.stale_after_sec = cfg.quiet_stale_after_sec;
+    pol.max_tracked_workers = static_cast<std::size_t>(cfg.limits_max_workers);
+    pol.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    pol.worker_rate_per_sec = cfg.lease_worker_rate;
+    pol.worker_burst = cfg.lease_worker_burst;
+    pol.suspend_after_sec = cfg.lease_suspend_after_sec;
+    pol.resume_after_sec = cfg.lease_resume_after_sec;
+    pol.preempt_after_sec = cfg.lease_preempt_after_sec;
+    pol.timezone = cfg.lease_timezone;
+    if (auto w = parse_lease_windows(cfg.lease_windows, cfg.lease_timezone);
+        std::holds_alternative<lease_windows>(w))
+      pol.windows = std::get<lease_windows>(std::move(w));
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {
@@ -206,8 +232,10 @@ int main(int argc, char** argv) {
     qopts.service.cost_low = pol.cost_low;
     qopts.service.cost_normal = pol.cost_normal;
     qopts.service.cost_high = pol.cost_high;
+    qopts.service.max_parked = static_cast<std::size_t>(cfg.limits_max_parked);
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
+    popts.timezone = cfg.lease_timezone;
     popts.topics = topics;
     popts.host_id = cfg.host_id;
     popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
@@ -219,12 +247,33 @@ int main(int argc, char** argv) {
 
   }
 
+  for (auto& [name, a] : std::vector<supervised>{
+         {"lease manager", leases}, {"queue dispatcher", dispatcher}, {"persister", persister}})
+    if (a)
+      watched.push_back({name, a});
+  // An actor that dies while lulld runs stops lulld with status 1, so that its
+  // service manager restarts it whole (state comes back from the database and
+  // retained topics); SIGTERM to ourselves ends the sigwait below.
+  supervisor_options sopts;
+  auto stopping = sopts.stopping;
+  auto died = std::make_shared<std::atomic<bool>>(false);
+  sopts.on_death = [died](const std::string&) {
+    died->store(true);
+    kill(getpid(), SIGTERM);
+  };
+  auto supervisor = spawn_supervisor(sys, watched, sopts);
+
   log::info("lulld: host {} running roles '{}'; snapshots on {} every {}s", cfg.host_id,
             cfg.roles, topics.host_stats(cfg.host_id), cfg.interval_sec);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stopping->store(true);
+  if (died->load())
+    log::error("lulld: an actor died; shutting down with status 1");
+  else
+    log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
   for (auto& a : actors)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   if (dispatcher)
@@ -242,5 +291,5 @@ int main(int argc, char** argv) {
   }
   if (broker)
     broker->stop();
-  return 0;
+  return died->load() ? 1 : 0;
 }

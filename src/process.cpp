@@ -5,8 +5,11 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +22,107 @@
 extern char** environ;
 
 namespace lull {
+
+namespace {
+
+/// fork + exec for what posix_spawn cannot do (priorities, a cgroup). The
+/// child only makes async-signal-safe calls; the parent learns of a failed
+/// exec through a close-on-exec pipe.
+std::optional<pid_t> spawn_forked(const spawn_options& opts, std::vector<char*>& argv,
+                                  std::vector<char*>& envp, std::string* err) {
+  auto exe = find_executable(opts.argv[0]);
+  if (!exe) {
+    if (err)
+      *err = "cannot start " + opts.argv[0] + ": " + std::strerror(ENOENT);
+    return std::nullopt;
+  }
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    if (err)
+      *err = "cannot start " + opts.argv[0] + ": pipe: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  const char* stdin_path = opts.stdin_path.empty() ? nullptr : opts.stdin_path.c_str();
+  const char* stdout_path = opts.stdout_path.empty() ? nullptr : opts.stdout_path.c_str();
+  const char* stderr_path = opts.stderr_path.empty() ? nullptr : opts.stderr_path.c_str();
+  const char* cg = opts.cgroup_procs.empty() ? nullptr : opts.cgroup_procs.c_str();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(pipefd[0]);
+    ::close(pipefd[1]);
+    if (err)
+      *err = "cannot start " + opts.argv[0] + ": fork: " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (pid == 0) {
+    auto fail = [&](int code) {
+      int e = errno;
+      (void)code;
+      (void)!::write(pipefd[1], &e, sizeof e);
+      ::_exit(127);
+    };
+    if (cg) {
+      // Before anything else, so every later child is in the group too.
+      int fd = ::open(cg, O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        (void)!::write(fd, "0", 1);
+        ::close(fd);
+      }
+    }
+    if (opts.new_process_group) {
+      ::setpgid(0, 0);
+      if (opts.foreground_tty) {
+        ::signal(SIGTTOU, SIG_IGN);
+        ::tcsetpgrp(0, ::getpid());
+      }
+    }
+    if (opts.low_priority) {
+      ::setpriority(PRIO_PROCESS, 0, 19);
+      // ioprio_set(IOPRIO_WHO_PROCESS, self, IOPRIO_CLASS_IDLE << 13).
+      ::syscall(SYS_ioprio_set, 1, 0, 3 << 13);
+      sched_param sp{};
+      sp.sched_priority = 0;
+      ::sched_setscheduler(0, SCHED_IDLE, &sp); // best effort
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig = 1; sig < NSIG; ++sig)
+      ::signal(sig, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    auto redirect = [&](const char* path, int target, int flags) {
+      if (!path)
+        return;
+      int fd = ::open(path, flags, 0644);
+      if (fd < 0)
+        fail(0);
+      if (fd != target) {
+        ::dup2(fd, target);
+        ::close(fd);
+      }
+    };
+    redirect(stdin_path, 0, O_RDONLY);
+    redirect(stdout_path, 1, O_WRONLY | O_CREAT | O_APPEND);
+    redirect(stderr_path, 2, O_WRONLY | O_CREAT | O_APPEND);
+    ::execve(exe->c_str(), argv.data(), envp.data());
+    fail(0);
+  }
+  ::close(pipefd[1]);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(pipefd[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  ::close(pipefd[0]);
+  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    ::waitpid(pid, nullptr, 0);
+    if (err)
+      *err = "cannot start " + opts.argv[0] + ": " + std::strerror(child_errno);
+    return std::nullopt;
+  }
+  return pid;
+}
+
+} // namespace
 
 std::optional<pid_t> spawn(const spawn_options& opts, std::string* err) {
   if (opts.argv.empty()) {
@@ -44,6 +148,9 @@ std::optional<pid_t> spawn(const spawn_options& opts, std::string* err) {
   for (auto& s : argv_store)
     argv.push_back(s.data());
   argv.push_back(nullptr);
+
+  if (opts.low_priority || !opts.cgroup_procs.empty() || opts.foreground_tty)
+    return spawn_forked(opts, argv, envp, err);
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);

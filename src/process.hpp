@@ -18,6 +18,17 @@ struct spawn_options {
   std::string stdout_path;            ///< empty: inherit
   std::string stderr_path;            ///< empty: inherit
   bool new_process_group = false;
+  /// Lowest CPU and IO priority: nice 19, the idle IO class and, where the
+  /// kernel allows it, SCHED_IDLE (docs/leases.md: leased children yield to
+  /// the owner's processes between two samples).
+  bool low_priority = false;
+  /// A cgroup v2 `cgroup.procs` file the child moves itself into before it
+  /// runs the command, so nothing it starts can escape the group.
+  std::string cgroup_procs;
+  /// With new_process_group: make the child's group the terminal's
+  /// foreground group (as a shell does), so it may read the terminal and
+  /// Ctrl-C reaches it.
+  bool foreground_tty = false;
 };
 
 /// Starts a process; returns its pid or nullopt with `err` set.

@@ -103,7 +103,7 @@ TEST(collectors, quiet_assessment_is_retained_for_this_and_other_hosts) {
   EXPECT_GE(q.quiet_score, 0);
   EXPECT_LE(q.quiet_score, 100);
   EXPECT_FALSE(q.reasons.empty());
-  EXPECT_TRUE(q.inputs.contains("cpu_avg_2m"));
+  EXPECT_TRUE(q.inputs.contains("cpu_foreign_avg"));
   EXPECT_TRUE(q.inputs.contains("mem_pct"));
   EXPECT_TRUE(q.inputs.contains("disk_free_pct"));
 

@@ -77,7 +77,7 @@ TEST(lease_acl, two_workers_cannot_touch_each_others_leases) {
 
   lulld d(lulld_args(uri, "shost",
                      {"--username", "lulld", "--password", "pw-lulld", "--broker-secure",
-                      "true", "--roles", "collectors,scheduler"}));
+                      "true", "--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client admin(uri, user("lull-admin"));
   ASSERT_TRUE(admin.connected()) << admin.error();
   admin.subscribe("scheduler/status");
@@ -136,7 +136,10 @@ TEST(lease_acl, two_workers_cannot_touch_each_others_leases) {
     EXPECT_EQ(j["ok"], false) << action;
     EXPECT_EQ(j["error"]["code"], "NotHolder") << action;
   }
-  EXPECT_FALSE(b.wait_for([](auto& m) { return m.correlation_data == "blocked"; }, 100ms));
+  // The NotHolder replies above answer requests B sent after the refused
+  // ones, so any reply to a refused one would already be here.
+  for (auto& m : b.received())
+    EXPECT_NE(m.correlation_data, "blocked") << m.topic;
   // B asking lulld to reply into A's inbox gets nothing sent there.
   b.publish({"scheduler/wb/lease/request", R"({"cost_units":1})", 1, false, json_content_type,
              "workers/wa/reply", "hijack"});
@@ -147,12 +150,40 @@ TEST(lease_acl, two_workers_cannot_touch_each_others_leases) {
   auto hb = a.wait_for([](auto& m) { return m.correlation_data == "a-2"; }, 10s);
   ASSERT_TRUE(hb);
   EXPECT_EQ(json::parse(hb->payload)["state"], "ACTIVE");
-  EXPECT_FALSE(a.wait_for([](auto& m) { return m.correlation_data == "hijack"; }, 500ms));
+  // A later request from B is answered: lulld has handled the hijack by then.
+  b.publish({"scheduler/wb/lease/" + id + "/heartbeat", "{}", 1, false, json_content_type,
+             "workers/wb/reply", "after-hijack"});
+  ASSERT_TRUE(b.wait_for([](auto& m) { return m.correlation_data == "after-hijack"; }, 10s));
+  ASSERT_TRUE(a.wait_for([](auto& m) { return m.correlation_data == "a-2"; }, 10s));
+  for (auto& m : a.received())
+    EXPECT_NE(m.correlation_data, "hijack") << m.topic;
 
   // B never saw any of A's replies or notices.
   for (auto& m : b.received())
     EXPECT_NE(m.topic.rfind("workers/wa/", 0), 0u) << m.topic;
   EXPECT_TRUE(b.received().size() >= 4);
+
+  // Only the admin may pause a host; the pause suspends A's lease, and A hears
+  // it on its own inbox, then the resumption.
+  EXPECT_TRUE(refused("scheduler/control/shost"));
+  EXPECT_TRUE(refused("scheduler/control/shost/set"));
+  admin.publish("scheduler/control/shost",
+                R"({"v":1,"paused":true,"by":"lull-admin","reason":"backup","until":null})", 1,
+                true);
+  auto sus = a.wait_for(
+    [&](auto& m) { return m.topic == "workers/wa/lease/" + id + "/state"
+                          && m.payload.find("\"type\":\"suspended\"") != std::string::npos; },
+    10s);
+  ASSERT_TRUE(sus) << d.log();
+  EXPECT_EQ(json::parse(sus->payload)["reason"], "Paused by lull-admin: backup");
+  EXPECT_EQ(sus->qos, 1);
+  admin.publish("scheduler/control/shost", R"({"v":1,"paused":false})", 1, true);
+  ASSERT_TRUE(a.wait_for(
+    [&](auto& m) { return m.topic == "workers/wa/lease/" + id + "/state"
+                          && m.payload.find("\"type\":\"resumed\"") != std::string::npos; },
+    10s))
+    << d.log();
+  admin.publish("scheduler/control/shost", "", 1, true); // leave no retained state
 
   // The admin can revoke; A hears it on its own inbox.
   admin.publish("scheduler/lease/" + id + "/revoke", R"({"reason":"maintenance"})");

@@ -53,7 +53,7 @@ std::string read_file(const std::string& path) {
 
 TEST(lease_integration, mosquitto_rr_obtains_a_lease) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   ASSERT_TRUE(c.connected()) << c.error();
   make_quiet(c, "ihost", d);
@@ -83,7 +83,7 @@ TEST(lease_integration, mosquitto_rr_obtains_a_lease) {
 
 TEST(lease_integration, v311_request_with_reply_to_and_msgpack) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   client_options o;
@@ -116,7 +116,7 @@ TEST(lease_integration, v311_request_with_reply_to_and_msgpack) {
 
 TEST(lease_integration, a_workers_will_expires_its_lease) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");
@@ -173,7 +173,7 @@ bool status_shows(client& c, const std::function<bool(const json&)>& pred) {
 
 TEST(lease_integration, lull_run_exits_with_the_commands_status_and_releases) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   auto pid = start_lull({"--broker", b.uri(), "--worker", "runner", "run", "--", "sh", "-c",
@@ -192,7 +192,7 @@ TEST(lease_integration, lull_run_exits_with_the_commands_status_and_releases) {
 
 TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");
@@ -217,7 +217,7 @@ TEST(lease_integration, a_revoked_lull_run_stops_its_command) {
 
 TEST(lease_integration, a_command_ignoring_sigterm_is_killed_after_the_grace) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");
@@ -240,7 +240,7 @@ TEST(lease_integration, a_command_ignoring_sigterm_is_killed_after_the_grace) {
 
 TEST(lease_integration, ctrl_c_stops_the_command_and_releases) {
   broker b;
-  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler"}));
+  lulld d(lulld_args(b.uri(), "ihost", {"--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
   client c(b.uri());
   make_quiet(c, "ihost", d);
   c.subscribe("scheduler/lease/+/state");

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "messages/codec.hpp"
+#include "src/store/store.hpp"
 #include "tests/support/support.hpp"
 
 using namespace lull;
@@ -17,10 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/lull-persist-XXXXXX";
-  return ::mkdtemp(tmpl);
-}
+/// Removed when the test program ends, even after a failed assertion.
+std::string temp_dir() { return test_data_dir(); }
 
 nlohmann::json ask(client& c, const nlohmann::json& req, const std::string& reply_topic,
                    std::chrono::milliseconds timeout = 5s) {
@@ -224,7 +223,8 @@ TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
   auto dir = temp_dir();
   // The test decides the host's state, so no quiet assessor runs here.
   auto args = lulld_args(b.uri(), "ktest",
-                         {"--db", dir + "/lull.db", "--roles", "collectors,scheduler"});
+                         {"--db", dir + "/lull.db", "--roles", "collectors,scheduler",
+                          "--quiet-stale-after", "1h"});
   auto first = std::make_unique<lulld>(args);
   client c(b.uri());
   c.subscribe("itest/inbox");
@@ -294,4 +294,67 @@ TEST(persister, closed_quiet_streaks_are_kept_and_queryable) {
   EXPECT_EQ(s["duration_sec"], 540);
   EXPECT_DOUBLE_EQ(s["min_score"].get<double>(), 71.0);
   EXPECT_EQ(s["end"], utc_timestamp(now - 60));
+}
+
+TEST(persister, learned_quiet_windows_from_a_fixture_database) {
+  // Two weeks of a host that is QUIET every night 01:00-05:00 UTC and busy
+  // otherwise, as hourly rollups of its quiet score and closed streaks.
+  auto dir = temp_dir();
+  auto path = dir + "/windows.db";
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  auto midnight = now - now % 86400;
+  {
+    auto opened = store::open(path);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+    auto& db = *std::get<std::unique_ptr<store>>(opened);
+    std::vector<rollup_row> rows;
+    for (std::int64_t t = midnight - 14 * 86400; t < now - 3600; t += 3600)
+      rows.push_back({rollup_resolution::hour, "pi-kitchen", "quiet", "quiet_score", t, 1800,
+                      50, 10, 95, 90});
+    ASSERT_FALSE(db.insert_rollups(rows));
+    // Today's night too, up to now when it is not over yet.
+    for (int d = 14; d >= 0; --d) {
+      auto start = midnight - d * 86400 + 3600;
+      if (start >= now)
+        break;
+      ASSERT_FALSE(db.insert_quiet_streak(
+        {"pi-kitchen", start, std::min(start + 4 * 3600, now - 1), 90, 80}));
+    }
+  }
+  broker b;
+  lulld d(lulld_args(b.uri(), "wtest", {"--db", path, "--lease-timezone", "UTC"}));
+  client c(b.uri());
+  c.subscribe("wtest/inbox");
+  nlohmann::json reply;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      reply = ask(c, {{"kind", "windows"}, {"host", "pi-kitchen"}, {"weeks", 2}}, "wtest/inbox", 1s);
+      return reply.is_object() && reply.value("ok", false);
+    },
+    15s))
+    << reply.dump() << d.log();
+  EXPECT_EQ(reply["timezone"], "UTC");
+  EXPECT_EQ(reply["ready"], true);
+  EXPECT_GE(reply["days_observed"].get<double>(), 13.9);
+  ASSERT_EQ(reply["hours"].size(), 7u);
+  for (int day = 0; day < 7; ++day) {
+    auto& row = reply["hours"][day];
+    ASSERT_EQ(row.size(), 24u);
+    for (int h : {1, 2, 3, 4})
+      EXPECT_DOUBLE_EQ(row[h].get<double>(), 1.0) << reply["days"][day] << " " << h;
+    for (int h : {0, 6, 12, 20})
+      EXPECT_DOUBLE_EQ(row[h].get<double>(), 0.0) << reply["days"][day] << " " << h;
+  }
+  // The next hour QUIET >= 60 % of the time: now, inside the night, or the
+  // next 01:00 UTC.
+  auto next = parse_utc_timestamp(reply["next_window"].get<std::string>());
+  ASSERT_TRUE(next);
+  auto hour = (now % 86400) / 3600;
+  if (hour >= 1 && hour < 5)
+    EXPECT_LE(*next - now, 5);
+  else
+    EXPECT_EQ(*next, (hour < 1 ? midnight : midnight + 86400) + 3600);
+  // A bad request gets a precise error.
+  auto bad = ask(c, {{"kind", "windows"}, {"weeks", 0}}, "wtest/inbox");
+  EXPECT_EQ(bad["error"]["message"], "field 'weeks' must be an integer from 1 to 52");
 }

@@ -24,10 +24,8 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string temp_dir() {
-  char tmpl[] = "/tmp/lull-queue-XXXXXX";
-  return ::mkdtemp(tmpl);
-}
+/// Removed when the test program ends, even after a failed assertion.
+std::string temp_dir() { return test_data_dir(); }
 
 /// A host no collector on this machine assesses, made QUIET by hand, so the
 /// test does not depend on how busy the CI machine is.
@@ -89,7 +87,7 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
     b.uri(), "qhost",
     {"--db", dir + "/lull.db", "--lease-capacity-units", std::to_string(capacity),
      "--lease-grant-rate", "1000", "--lease-grant-burst", "1000", "--lease-ttl", "5s",
-     "--lease-lock-delay", "1s", "--lease-max-per-worker", "8"});
+     "--lease-lock-delay", "1s", "--lease-max-per-worker", "8", "--quiet-stale-after", "1h"});
   auto daemon = std::make_unique<lulld>(args);
 
   client c(b.uri());

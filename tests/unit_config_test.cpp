@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "src/config.hpp"
@@ -142,4 +143,37 @@ TEST(config, durations_accept_common_units) {
   EXPECT_FALSE(parse_duration_sec("2 weeks"));
   EXPECT_FALSE(parse_duration_sec(""));
   EXPECT_FALSE(parse_duration_sec("-3s"));
+}
+
+TEST(config, non_finite_numbers_are_refused_everywhere) {
+  // strtod takes these; none is a duration, a number or a threshold.
+  for (auto* v : {"nan", "NaN", "inf", "-inf", "1e999", "nans", "1e400m"}) {
+    auto r = load({"--interval", v});
+    ASSERT_TRUE(std::holds_alternative<config_error>(r)) << v;
+    EXPECT_NE(std::get<config_error>(r).message.find("a duration"), std::string::npos) << v;
+  }
+  EXPECT_TRUE(std::holds_alternative<config_error>(load({"--lease-ttl", "nan"})));
+  EXPECT_TRUE(std::holds_alternative<config_error>(load({"--lease-headroom", "nan"})));
+  EXPECT_TRUE(std::holds_alternative<config_error>(load({"--quiet-cpu", "0,nan,75,95"})));
+  EXPECT_TRUE(std::holds_alternative<config_error>(load({"--quiet-cpu", "0,30,75,inf"})));
+  EXPECT_FALSE(parse_duration_sec("nan"));
+  EXPECT_FALSE(parse_duration_sec("1e308d")); // finite, but not once scaled to seconds
+  EXPECT_EQ(parse_duration_sec("2s"), 2.0);
+}
+
+TEST(config, data_dir_defaults_to_systemd_state_directory) {
+  // lulld.service sets StateDirectory=lull; systemd passes it as STATE_DIRECTORY
+  // (several directories are separated by ':'), and a data_dir in the file
+  // still wins over it.
+  ::setenv("STATE_DIRECTORY", "/var/lib/lull:/var/lib/other", 1);
+  auto r = load({});
+  auto file = write_file("data_dir = \"/srv/lull\"\n");
+  auto from_file = load({}, {{"LULL_CONFIG", file}});
+  ::unsetenv("STATE_DIRECTORY");
+  std::remove(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).data_dir, "/var/lib/lull");
+  EXPECT_EQ(std::get<config>(r).db, "/var/lib/lull/lull.db");
+  ASSERT_TRUE(std::holds_alternative<config>(from_file));
+  EXPECT_EQ(std::get<config>(from_file).data_dir, "/srv/lull");
 }

@@ -10,6 +10,7 @@
 #include "src/ha/discovery.hpp"
 #include "src/lease/lease_service.hpp"
 #include "src/probe/host_probe.hpp"
+#include "src/probe/lease_probe.hpp"
 #include "src/quiet/quiet_assessor.hpp"
 #include "tests/fixture_tree.hpp"
 
@@ -21,9 +22,17 @@ namespace {
 json real_snapshot(const std::string& fixture) {
   test::fixture_tree tree(fixture);
   host_probe probe({tree.root(), "pi-kitchen", {"/"}});
+  // The host collector adds what lull's leases use, measured on the same tree.
+  lease_probe_options lo;
+  lo.root = tree.root();
+  lo.self_pid = -1;
+  lease_probe leases(lo);
   probe.sample(1763900000, 100);
+  leases.sample(100, 4);
   tree.advance();
-  return to_json(probe.sample(1763900002, 102));
+  auto s = probe.sample(1763900002, 102);
+  s.leased = leases.sample(102, s.cpu_count);
+  return to_json(s);
 }
 
 json real_assessment(const json& snapshot) {
@@ -130,6 +139,8 @@ TEST(discovery, every_template_path_exists_in_a_real_snapshot_and_assessment) {
         EXPECT_FALSE(paths.empty()) << key << ": " << tpl;
         auto topic = c[tkey == std::string("value_template") ? "state_topic"
                                                                : "json_attributes_topic"];
+        if (topic == topics.scheduler_status())
+          continue; // the scheduler's status: tested with a real one below
         auto& doc = topic == topics.host_quiet("pi-kitchen") ? quiet : snapshot;
         for (auto& path : paths)
           EXPECT_TRUE(path_exists(doc, path))
@@ -186,4 +197,35 @@ TEST(discovery, the_scheduler_host_gets_a_queue_depth_sensor_over_scheduler_stat
     for (auto& path : template_paths(c[tkey].get<std::string>()))
       EXPECT_TRUE(path_exists(status, path)) << "value_json" << path << " missing";
   EXPECT_EQ(status["queue"]["queued"], 3);
+}
+
+TEST(discovery, allow_heavy_work_switch_commands_the_pause_and_shows_the_schedulers_state) {
+  topic_names topics;
+  auto msg = build_discovery("pi-kitchen", topics, {});
+  auto& c = msg.payload["cmps"]["allow_work"];
+  EXPECT_EQ(c["p"], "switch");
+  EXPECT_EQ(c["command_topic"], "scheduler/control/pi-kitchen/set");
+  EXPECT_EQ(c["state_topic"], topics.scheduler_status());
+  // Drive a real lease service with the switch's own command; its status
+  // then holds every path the state template reads.
+  lease_service_options so;
+  so.topics = topics;
+  lease_service svc(so, lease_env::system());
+  quiet_assessment q;
+  q.host_id = "pi-kitchen";
+  q.state = quiet_state::quiet;
+  svc.handle({topics.host_quiet("pi-kitchen"), to_json(q).dump(), 1, true, {}, {}, {}});
+  auto out = svc.handle({c["command_topic"].get<std::string>(), c["payload_off"].get<std::string>(),
+                         1, false, {}, {}, {}});
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out[0].topic, "scheduler/control/pi-kitchen");
+  EXPECT_TRUE(out[0].retain);
+  auto status = json::parse(svc.status_message().payload);
+  for (auto& path : template_paths(c["value_template"].get<std::string>()))
+    EXPECT_TRUE(path_exists(status, path)) << "value_json" << path << " missing";
+  EXPECT_EQ(status["hosts"]["pi-kitchen"]["paused"]["by"], "Home Assistant");
+  svc.handle({c["command_topic"].get<std::string>(), c["payload_on"].get<std::string>(), 1, false,
+              {}, {}, {}});
+  status = json::parse(svc.status_message().payload);
+  EXPECT_TRUE(status["hosts"]["pi-kitchen"]["paused"].is_null());
 }

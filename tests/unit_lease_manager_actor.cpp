@@ -19,12 +19,14 @@ struct recorded {
   std::vector<std::string> filters;
   std::vector<mqtt_message> published;
   int online_watchers = 0;
+  int offline_watchers = 0;
 };
 
 caf::behavior fake_bridge(caf::event_based_actor*, std::shared_ptr<recorded> rec) {
   return {
     [=](subscribe_atom, const std::string& f, caf::actor) { rec->filters.push_back(f); },
     [=](online_atom, caf::actor) { ++rec->online_watchers; },
+    [=](offline_atom, caf::actor) { ++rec->offline_watchers; },
     [=](publish_atom, const mqtt_message& m) { rec->published.push_back(m); },
   };
 }
@@ -112,4 +114,45 @@ TEST_F(actor_fixture, subscribes_answers_and_expires_on_its_tick) {
   auto s = json::parse(status->payload);
   EXPECT_TRUE(s["active"].empty());
   EXPECT_EQ(s["recent"][0]["state"], "EXPIRED");
+}
+
+// lulld's own broker outage: no lease expires while lulld cannot hear its
+// heartbeats, and on reconnect every lease has a full TTL again.
+TEST_F(actor_fixture, a_broker_outage_of_lulld_costs_no_lease) {
+  EXPECT_EQ(rec->offline_watchers, 1);
+  inbound({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(), 1,
+           true, {}, {}, {}});
+  inbound({"scheduler/lease/request", R"({"worker_id":"w1","cost_units":10})", 1, false,
+           json_content_type, "workers/w1/reply", "c-1"});
+  auto g = json::parse(last_on("workers/w1/reply")->payload);
+  ASSERT_EQ(g["approved"], true) << g.dump();
+  auto id = g["lease_id"].get<std::string>();
+  auto state_topic = "scheduler/lease/" + id + "/state";
+
+  sched->advance_time(std::chrono::seconds(20));
+  sched->run();
+  caf::anon_send(lm, offline_atom::value);
+  sched->run();
+  // 40 s without a heartbeat, well past the 30 s TTL, while lulld is cut off.
+  for (int i = 0; i < 160; ++i) {
+    sched->advance_time(std::chrono::milliseconds(250));
+    sched->run();
+  }
+  EXPECT_EQ(json::parse(last_on(state_topic)->payload)["state"], "ACTIVE");
+
+  caf::anon_send(lm, online_atom::value);
+  sched->run();
+  // A full TTL from the reconnect: still active 29 s later, expired after 30.
+  sched->advance_time(std::chrono::seconds(29));
+  sched->run();
+  EXPECT_EQ(json::parse(last_on(state_topic)->payload)["state"], "ACTIVE");
+  inbound({"scheduler/lease/" + id + "/heartbeat", R"({"worker_id":"w1"})", 1, false,
+           json_content_type, "workers/w1/reply", "c-2"});
+  auto hb = json::parse(last_on("workers/w1/reply")->payload);
+  EXPECT_EQ(hb["ok"], true) << hb.dump();
+  for (int i = 0; i < 128; ++i) {
+    sched->advance_time(std::chrono::milliseconds(250));
+    sched->run();
+  }
+  EXPECT_EQ(json::parse(last_on(state_topic)->payload)["state"], "EXPIRED");
 }

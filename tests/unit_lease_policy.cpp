@@ -19,6 +19,9 @@ lease_policy_config small_policy() {
   c.max_leases_per_worker = 3;
   c.grant_rate_per_sec = 1000;
   c.grant_burst = 1000;
+  // These tests run minutes of fake time on one assessment; staleness has
+  // its own tests (unit_hostile_state_test.cpp).
+  c.stale_after_sec = 1e9;
   return c;
 }
 

@@ -346,3 +346,123 @@ TEST_F(service_fixture, outcomes_for_watchers_come_once_per_change) {
   EXPECT_EQ(expired[0].type, "expired");
   EXPECT_EQ(expired[0].lease_id, b);
 }
+
+TEST_F(service_fixture, request_id_is_echoed_as_sent_and_null_when_absent) {
+  auto reply_to = [&](const std::string& payload) {
+    auto out = svc->handle(msg("scheduler/lease/request", payload));
+    auto* r = find(out, "inbox");
+    return r ? json::parse(r->payload) : json();
+  };
+  // The same rule as the job and history services (messages/request.cpp).
+  EXPECT_TRUE(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox"})")["request_id"].is_null());
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":17})")["request_id"],
+            17);
+  EXPECT_EQ(reply_to(R"({"worker_id":"w1","cost_units":1,"reply_to":"inbox","request_id":"a"})")["request_id"],
+            "a");
+  // Errors too, and heartbeats.
+  auto bad = reply_to(R"({"worker_id":"w1","reply_to":"inbox","cost_units":0})");
+  EXPECT_EQ(bad["ok"], false);
+  EXPECT_TRUE(bad["request_id"].is_null());
+  auto id = grant("w2");
+  ASSERT_FALSE(id.empty());
+  auto out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                             R"({"worker_id":"w2","reply_to":"inbox"})"));
+  ASSERT_NE(find(out, "inbox"), nullptr);
+  auto beat = json::parse(find(out, "inbox")->payload);
+  EXPECT_EQ(beat["ok"], true);
+  EXPECT_TRUE(beat.contains("request_id") && beat["request_id"].is_null()) << beat.dump();
+}
+
+// -- whose load -----------------------------------------------------------------
+
+TEST_F(service_fixture, a_flooding_worker_is_throttled_and_others_are_not) {
+  lease_service_options o;
+  o.policy.capacity_units = 60;
+  o.policy.worker_rate_per_sec = 5;
+  o.policy.worker_burst = 10;
+  svc = std::make_unique<lease_service>(o, fe.env());
+  svc->handle(msg("stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump()));
+  int throttled = 0, answered = 0;
+  json last;
+  for (int i = 0; i < 100; ++i) {
+    auto out = svc->handle(msg("scheduler/lease/request",
+                               R"({"worker_id":"flood","cost_units":1,"reply_to":"f",)"
+                               R"("request_id":")" + std::to_string(i) + R"("})"));
+    auto* r = find(out, "f");
+    ASSERT_NE(r, nullptr) << "every request is answered";
+    auto j = json::parse(r->payload);
+    if (j.contains("error") && j["error"]["code"] == "RequestThrottled") {
+      ++throttled;
+      last = j;
+    } else {
+      ++answered;
+    }
+  }
+  EXPECT_EQ(answered, 10); // the burst
+  EXPECT_EQ(throttled, 90);
+  EXPECT_EQ(last["request_id"], "99");
+  EXPECT_GT(last["retry_after_sec"].get<double>(), 0);
+  EXPECT_NE(last["error"]["message"].get<std::string>().find("worker flood sends more than 5"),
+            std::string::npos)
+    << last.dump();
+  // Another worker in the middle of the flood is answered as usual.
+  EXPECT_NE(grant("calm"), "");
+  // And the flooder gets tokens back with time.
+  fe.mono += 1.0;
+  auto out = svc->handle(msg("scheduler/lease/request",
+                             R"({"worker_id":"flood","cost_units":1,"reply_to":"f"})"));
+  EXPECT_FALSE(json::parse(find(out, "f")->payload).contains("error"));
+  EXPECT_EQ(json::parse(svc->status_message().payload)["counters"]["throttled"], 90);
+}
+
+TEST_F(service_fixture, a_heartbeat_with_a_pid_tells_the_hosts_agent) {
+  auto id = grant("w1");
+  auto hb = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                            R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
+                            R"("cgroup":"/lull-lease-x","reply_to":"r"})"));
+  auto* leases = find(hb, "scheduler/host/pi/leases");
+  ASSERT_NE(leases, nullptr);
+  EXPECT_TRUE(leases->retain);
+  auto j = json::parse(leases->payload);
+  ASSERT_EQ(j["leases"].size(), 1u);
+  EXPECT_EQ(j["leases"][0]["lease_id"], id);
+  EXPECT_EQ(j["leases"][0]["pid"], 4242);
+  EXPECT_EQ(j["leases"][0]["pid_start"], 123456);
+  EXPECT_EQ(j["leases"][0]["cgroup"], "/lull-lease-x");
+  // The same again changes nothing, so nothing is republished.
+  hb = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                       R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
+                       R"("cgroup":"/lull-lease-x","reply_to":"r"})"));
+  EXPECT_EQ(find(hb, "scheduler/host/pi/leases"), nullptr);
+  // Released: the host's list empties.
+  auto rel = svc->handle(msg("scheduler/lease/" + id + "/release", R"({"worker_id":"w1"})"));
+  auto* after = find(rel, "scheduler/host/pi/leases");
+  ASSERT_NE(after, nullptr);
+  EXPECT_TRUE(json::parse(after->payload)["leases"].empty());
+}
+
+TEST_F(service_fixture, a_bad_pid_is_refused_with_the_field_named) {
+  auto id = grant("w1");
+  for (auto body : {R"({"worker_id":"w1","pid":-3,"reply_to":"r"})",
+                    R"({"worker_id":"w1","pid":"x","reply_to":"r"})",
+                    R"({"worker_id":"w1","pid":5,"cgroup":"/a/../../etc","reply_to":"r"})",
+                    R"({"worker_id":"w1","pid_start":5,"reply_to":"r"})"}) {
+    auto out = svc->handle(msg("scheduler/lease/" + id + "/heartbeat", body));
+    auto j = json::parse(find(out, "r")->payload);
+    EXPECT_EQ(j["error"]["code"], "InvalidRequest") << body;
+    auto m = j["error"]["message"].get<std::string>();
+    EXPECT_TRUE(m.find("'pid'") != std::string::npos || m.find("'cgroup'") != std::string::npos)
+      << m;
+  }
+  // A request may carry the pid too (a worker that started its work first).
+  auto out = svc->handle(msg("scheduler/lease/request",
+                             R"({"worker_id":"w2","cost_units":5,"pid":77,"reply_to":"q"})"));
+  auto* l = find(out, "scheduler/host/pi/leases");
+  ASSERT_NE(l, nullptr);
+  int pid = 0;
+  auto doc = json::parse(l->payload);
+  for (auto& x : doc["leases"])
+    if (x["worker_id"] == "w2")
+      pid = x.value("pid", 0);
+  EXPECT_EQ(pid, 77) << l->payload;
+}

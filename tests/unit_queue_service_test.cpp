@@ -184,3 +184,26 @@ TEST(queue_service, list_and_get) {
     f.svc.handle(fixture::msg("scheduler/job/get", {{"job_id", a}, {"reply_to", "x"}})), "x");
   EXPECT_EQ((*g)["job"]["job_id"], a);
 }
+
+TEST(queue_service, a_purged_job_clears_its_retained_state) {
+  double mono = 100;
+  int ids = 0;
+  queue_config qc;
+  qc.finished_kept = 2;
+  queue_service svc(queue_service_options{}, qc,
+                    {[&] { return mono; }, [] { return std::int64_t{1795428000}; },
+                     [&] { return "j" + std::to_string(++ids); }});
+  std::vector<std::string> cleared;
+  for (int i = 0; i < 4; ++i) {
+    svc.handle(fixture::msg("scheduler/job/submit", {{"job_type", "t"}, {"reply_to", "p"}}));
+    auto out = svc.handle(
+      fixture::msg("scheduler/job/j" + std::to_string(i + 1) + "/cancel", {{"reply_to", "p"}}));
+    for (auto& m : out.publish)
+      if (m.retain && m.payload.empty())
+        cleared.push_back(m.topic);
+  }
+  // Two finished jobs are kept; the two before them are forgotten, and the
+  // broker is told to forget their retained states too.
+  EXPECT_EQ(cleared, (std::vector<std::string>{"scheduler/job/j1/state", "scheduler/job/j2/state"}));
+  EXPECT_EQ(svc.queue().get("j1"), nullptr);
+}

@@ -112,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(
   ::testing::Values(
     state_row{"idle", {5, 30, 60, 0, 40}, quiet_state::quiet, "All inputs below"},
     state_row{"half busy CPU", {50, 30, 60, 0, 40}, quiet_state::normal,
-              "CPU average over 2 min 50.0% is above the quiet threshold 30%"},
+              "Other processes (2 min average) use 50.0% CPU, above the quiet threshold 30%"},
     state_row{"compiling", {85, 30, 60, 0, 40}, quiet_state::busy, "above the busy threshold"},
     state_row{"memory full", {5, 96, 60, 0, 40}, quiet_state::panic,
               "Memory used 96.0% is above the panic threshold 95%"},
@@ -126,7 +126,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(quiet_test, inputs_are_reported) {
   auto q = step({12, 55, 40, 3, 51});
-  EXPECT_EQ(q.inputs["cpu_avg_2m"], 12.0);
+  EXPECT_EQ(q.inputs["cpu_foreign_avg"], 12.0);
+  EXPECT_EQ(q.inputs["cpu_avg"], 12.0);
+  EXPECT_EQ(q.inputs["cpu_window_sec"], 120.0);
   EXPECT_EQ(q.inputs["mem_pct"], 55.0);
   EXPECT_EQ(q.inputs["disk_free_pct"], 40.0);
   EXPECT_EQ(q.inputs["disk_mount"], "/");
@@ -151,7 +153,7 @@ TEST_F(quiet_test, cpu_is_averaged_over_two_minutes) {
   EXPECT_EQ(step({90}).state, quiet_state::busy);
   auto after = step({0});
   EXPECT_EQ(after.state, quiet_state::busy);
-  EXPECT_GT(after.inputs["cpu_avg_2m"].get<double>(), 85);
+  EXPECT_GT(after.inputs["cpu_foreign_avg"].get<double>(), 85);
 }
 
 TEST_F(quiet_test, hysteresis_keeps_a_host_near_the_edge_from_flapping) {
@@ -204,7 +206,19 @@ TEST_F(quiet_test, pi_throttling_keeps_a_host_from_quiet) {
   EXPECT_TRUE(has_reason(q, "Pi firmware reports under-voltage, throttled"));
 }
 
+TEST_F(quiet_test, lulls_own_bus_traffic_is_not_host_load_by_default) {
+  step({5});
+  assessor.on_bus("nuc", 5000.0, 3000.0);
+  auto q = step({5});
+  EXPECT_EQ(q.state, quiet_state::quiet);
+  EXPECT_EQ(q.inputs["bus_rps"], 5000.0); // shown, not scored
+  EXPECT_FALSE(has_reason(q, "Bus"));
+}
+
 TEST_F(quiet_test, bus_load_counts_until_it_goes_stale) {
+  quiet_thresholds th;
+  th.bus_inputs = true;
+  assessor = quiet_assessor(th, [this] { return clock.mono; }, [this] { return clock.unix_now; });
   step({5});
   assessor.on_bus("nuc", 600.0, 30.0);
   auto busy = step({5});
@@ -257,4 +271,86 @@ TEST_F(quiet_test, a_silent_host_is_busy_until_it_speaks_again) {
   EXPECT_EQ(assessor.streaks("nuc").size(), 1u) << "the quiet streak ended";
   // Back: entering QUIET from BUSY needs the hysteresis margin, which idle has.
   EXPECT_EQ(step({5}).state, quiet_state::quiet);
+}
+
+// -- whose load ---------------------------------------------------------------
+
+namespace {
+
+host_snapshot leased_snap(double cpu, double leased_cpu, double mem = 30,
+                          std::uint64_t leased_rss = 0) {
+  host_values v;
+  v.cpu = cpu;
+  v.mem = mem;
+  auto s = snap(v);
+  s.mem_total_bytes = 8ull << 30;
+  leased_load l;
+  l.leases = 1;
+  l.cpu_pct = leased_cpu;
+  l.agent_cpu_pct = 0.5;
+  l.rss_bytes = leased_rss;
+  s.leased = l;
+  return s;
+}
+
+} // namespace
+
+TEST_F(quiet_test, leased_work_does_not_make_the_host_busy) {
+  // A leased job burns one of two cores for the whole window: the host is at
+  // 52% CPU, the owner's processes at 1.5%.
+  quiet_assessment q;
+  for (int i = 0; i < 70; ++i) {
+    clock.advance(2);
+    q = assessor.assess(leased_snap(52, 50));
+  }
+  EXPECT_EQ(q.state, quiet_state::quiet) << nlohmann::json(q.reasons).dump();
+  EXPECT_NEAR(q.inputs["cpu_avg"].get<double>(), 52, 0.01);
+  EXPECT_NEAR(q.inputs["cpu_foreign_avg"].get<double>(), 1.5, 0.01);
+  EXPECT_NEAR(q.inputs["cpu_leased_avg"].get<double>(), 50.5, 0.01);
+  EXPECT_TRUE(has_reason(q, "Leased work uses 50.5% CPU (2 min average); not counted"));
+}
+
+TEST_F(quiet_test, the_owners_load_beside_leased_work_is_named) {
+  quiet_assessment q;
+  for (int i = 0; i < 70; ++i) {
+    clock.advance(2);
+    q = assessor.assess(leased_snap(95, 50));
+  }
+  EXPECT_EQ(q.state, quiet_state::normal);
+  EXPECT_TRUE(has_reason(q, "Other processes (2 min average) use 44.5% CPU, above the quiet "
+                            "threshold 30%"))
+    << nlohmann::json(q.reasons).dump();
+  EXPECT_TRUE(has_reason(q, "Leased work uses 50.5% CPU"));
+}
+
+TEST_F(quiet_test, leased_memory_is_left_out_until_the_total_is_at_panic) {
+  // 80% used, of which 4 GiB of 8 (50 points) is leased: the owner's 30% is quiet.
+  auto q = step({5});
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(2);
+    q = assessor.assess(leased_snap(5, 0, 80, 4ull << 30));
+  }
+  EXPECT_EQ(q.state, quiet_state::quiet) << nlohmann::json(q.reasons).dump();
+  EXPECT_NEAR(q.inputs["mem_foreign_pct"].get<double>(), 30, 0.01);
+  EXPECT_EQ(q.inputs["mem_pct"], 80.0);
+  // A full machine is PANIC whoever fills it.
+  clock.advance(2);
+  q = assessor.assess(leased_snap(5, 0, 97, 6ull << 30));
+  EXPECT_EQ(q.state, quiet_state::panic);
+  EXPECT_TRUE(has_reason(q, "Memory used 97.0% is above the panic threshold 95%"));
+}
+
+TEST_F(quiet_test, the_cpu_window_is_configurable) {
+  quiet_thresholds th;
+  th.cpu_window_sec = 10;
+  assessor = quiet_assessor(th, [this] { return clock.mono; }, [this] { return clock.unix_now; });
+  for (int i = 0; i < 10; ++i)
+    step({90});
+  // Ten quiet seconds later the 10 s window has forgotten the compile.
+  quiet_assessment q;
+  for (int i = 0; i < 7; ++i)
+    q = step({2});
+  EXPECT_EQ(q.inputs["cpu_window_sec"], 10.0);
+  EXPECT_LT(q.inputs["cpu_foreign_avg"].get<double>(), 5);
+  EXPECT_NE(q.state, quiet_state::busy);
 }

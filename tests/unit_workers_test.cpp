@@ -97,3 +97,15 @@ TEST(worker_registry, an_empty_retained_payload_forgets_the_worker) {
   EXPECT_TRUE(up.removed);
   EXPECT_FALSE(r.find("w"));
 }
+
+TEST(worker_registry, understands_the_client_librarys_status_field) {
+  // What lull's client library announces and leaves as its will.
+  worker_registry r(90);
+  auto up = r.on_status("w1", R"({"v":1,"worker_id":"w1","status":"online"})", 1, 1763900000);
+  ASSERT_TRUE(up.ok) << up.error;
+  EXPECT_TRUE(up.now_online);
+  up = r.on_status("w1", R"({"v":1,"worker_id":"w1","status":"stopped"})", 2, 1763900001);
+  ASSERT_TRUE(up.ok) << up.error;
+  EXPECT_FALSE(r.find("w1")->online);
+  EXPECT_FALSE(r.on_status("w1", R"({"v":1,"status":5})", 3, 1763900002).ok);
+}

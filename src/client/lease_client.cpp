@@ -152,11 +152,40 @@ void lease_client::on_connected(int) {
         filters.push_back(state_topic(id));
     if (status_subscribed_)
       filters.push_back(topics_.scheduler_status());
+    filters.insert(filters.end(), followed_.begin(), followed_.end());
   }
   transport_->subscribe(filters, 1);
+  std::function<void()> hook;
+  bool again = false;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    again = ever_connected_;
+    connected_ = ever_connected_ = true;
+    hook = on_reconnect_;
+    cv_.notify_all();
+  }
+  if (!again)
+    return;
+  // The broker may have fired this worker's last will while it was away.
+  if (opts_.announce)
+    transport_->publish({topics_.worker_status(opts_.worker_id),
+                         nlohmann::json{{"v", 1},
+                                        {"worker_id", opts_.worker_id},
+                                        {"status", "online"}}
+                           .dump(),
+                         1, true, json_content_type, {}, {}});
+  if (hook)
+    hook();
+}
+
+void lease_client::on_reconnect(std::function<void()> fn) {
   std::lock_guard<std::mutex> guard(mtx_);
-  connected_ = true;
-  cv_.notify_all();
+  on_reconnect_ = std::move(fn);
+}
+
+bool lease_client::connected() {
+  std::lock_guard<std::mutex> guard(mtx_);
+  return connected_;
 }
 
 void lease_client::on_connect_failed(std::string reason) {
@@ -165,7 +194,10 @@ void lease_client::on_connect_failed(std::string reason) {
   cv_.notify_all();
 }
 
-void lease_client::on_connection_lost(std::string) {}
+void lease_client::on_connection_lost(std::string) {
+  std::lock_guard<std::mutex> guard(mtx_);
+  connected_ = false;
+}
 
 void lease_client::on_disconnected() {
   std::lock_guard<std::mutex> guard(mtx_);
@@ -177,6 +209,20 @@ void lease_client::on_message(mqtt_message msg) {
   auto doc = decode(msg.payload, detect_format(msg.payload, msg.content_type));
   if (!doc || !doc->is_object())
     return;
+  std::function<void(const std::string&, const nlohmann::json&)> follower;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    for (auto& f : followed_)
+      if (topic_matches(f, msg.topic)) {
+        follower = follower_;
+        break;
+      }
+  }
+  if (follower) {
+    auto prefix = topics_.full("x");
+    prefix.pop_back();
+    follower(msg.topic.substr(msg.topic.rfind(prefix, 0) == 0 ? prefix.size() : 0), *doc);
+  }
   std::function<void(const lease_notice&)> fn;
   lease_notice notice;
   {
@@ -198,6 +244,10 @@ void lease_client::on_message(mqtt_message msg) {
     notice.lease_id = peek_string(*doc, "lease_id");
     notice.state = peek_string(*doc, "state");
     notice.reason = peek_string(*doc, "reason");
+    notice.type = peek_string(*doc, "type");
+    if (doc->is_object())
+      if (auto it = doc->find("suspended"); it != doc->end() && it->is_boolean())
+        notice.suspended = it->get<bool>();
     if (auto it = watchers_.find(notice.lease_id); it != watchers_.end())
       fn = it->second;
     cv_.notify_all();
@@ -221,7 +271,8 @@ std::string lease_client::state_topic(const std::string& lease_id) const {
 
 std::variant<nlohmann::json, call_error> lease_client::call(const std::string& topic,
                                                             nlohmann::json body,
-                                                            std::chrono::milliseconds timeout) {
+                                                            std::chrono::milliseconds timeout,
+                                                            const std::function<bool()>& cancelled) {
   std::string key;
   {
     std::lock_guard<std::mutex> guard(mtx_);
@@ -236,7 +287,22 @@ std::variant<nlohmann::json, call_error> lease_client::call(const std::string& t
   transport_->publish(
     {topic, body.dump(), 1, false, json_content_type, reply_topic_, key});
   std::unique_lock<std::mutex> guard(mtx_);
-  cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
+  if (!cancelled) {
+    cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
+  } else {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pending_[key].has_value() && std::chrono::steady_clock::now() < deadline) {
+      cv_.wait_for(guard, std::chrono::milliseconds(100),
+                   [&] { return pending_[key].has_value(); });
+      if (!pending_[key].has_value()) {
+        guard.unlock();
+        bool stop = cancelled();
+        guard.lock();
+        if (stop)
+          break;
+      }
+    }
+  }
   auto reply = std::move(pending_[key]);
   pending_.erase(key);
   guard.unlock();
@@ -279,9 +345,11 @@ std::variant<lease_grant_reply, call_error> lease_client::request(lease_request 
   return *g;
 }
 
-std::variant<nlohmann::json, call_error> lease_client::heartbeat(const std::string& lease_id,
-                                                                 std::chrono::milliseconds t) {
-  return call(action_topic(lease_id, "heartbeat"), nlohmann::json::object(), t);
+std::variant<nlohmann::json, call_error>
+lease_client::heartbeat(const std::string& lease_id, std::chrono::milliseconds t,
+                        const std::optional<lease_process>& process) {
+  return call(action_topic(lease_id, "heartbeat"),
+              process ? to_json(*process) : nlohmann::json::object(), t);
 }
 
 std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,
@@ -367,6 +435,19 @@ std::variant<lease_notice, call_error> lease_client::revoke(const std::string& l
   return timeout_error(timeout, "revoke");
 }
 
+void lease_client::follow(const std::vector<std::string>& filters,
+                          std::function<void(const std::string&, const nlohmann::json&)> fn) {
+  std::vector<std::string> full;
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    follower_ = std::move(fn);
+    for (auto& f : filters)
+      full.push_back(topics_.full(f));
+    followed_.insert(followed_.end(), full.begin(), full.end());
+  }
+  transport_->subscribe(full, 1);
+}
+
 std::optional<nlohmann::json> lease_client::status(std::chrono::milliseconds timeout) {
   {
     std::lock_guard<std::mutex> guard(mtx_);
@@ -377,6 +458,26 @@ std::optional<nlohmann::json> lease_client::status(std::chrono::milliseconds tim
   std::unique_lock<std::mutex> guard(mtx_);
   cv_.wait_for(guard, timeout, [&] { return status_.has_value(); });
   return status_;
+}
+
+std::optional<nlohmann::json>
+lease_client::status_where(const std::function<bool(const nlohmann::json&)>& pred,
+                           std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard<std::mutex> guard(mtx_);
+    status_.reset();
+    status_subscribed_ = true;
+  }
+  transport_->subscribe({topics_.scheduler_status()}, 1);
+  std::unique_lock<std::mutex> guard(mtx_);
+  if (cv_.wait_for(guard, timeout, [&] { return status_ && pred(*status_); }))
+    return status_;
+  return std::nullopt;
+}
+
+void lease_client::publish(const std::string& relative, const nlohmann::json& body,
+                           bool retain) {
+  transport_->publish({topics_.full(relative), body.dump(), 1, retain, json_content_type, {}, {}});
 }
 
 } // namespace lull

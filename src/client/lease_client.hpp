@@ -1,7 +1,7 @@
 #pragma once
 /// lull's client library: what a worker links to negotiate leases with lulld
-/// over MQTT. It speaks the wire contract of docs/leases.md (MQTT v5 response
-/// topic + correlation data, falling back to v3.1.1 reply_to + request_id), picks the
+/// over MQTT. It speaks the wire contract of docs/leases.md (MQTT v5 response topic +
+/// correlation data, falling back to v3.1.1 reply_to + request_id), picks the
 /// open or secure topic layout (docs/security.md), and turns lease notices
 /// into callbacks. Calls block the calling thread up to their timeout; nothing
 /// throws.
@@ -49,6 +49,9 @@ struct lease_notice {
   std::string lease_id;
   std::string state;  ///< ACTIVE, RELEASED, EXPIRED, REVOKED
   std::string reason;
+  std::string type;   ///< granted, suspended, resumed, revoked, ...
+  /// Set on suspended / resumed notices: whether the work should be stopped.
+  std::optional<bool> suspended;
 };
 
 class lease_client : private transport_events {
@@ -62,8 +65,12 @@ public:
   std::variant<lease_grant_reply, call_error> request(lease_request req,
                                                       std::chrono::milliseconds timeout);
   /// Heartbeat, release and report replies: {"ok":true,"state":..,...}.
+  /// `process`: the work's processes (pid, start time, cgroup), so the host
+  /// agent measures them as lull's load rather than the owner's.
   std::variant<nlohmann::json, call_error> heartbeat(const std::string& lease_id,
-                                                     std::chrono::milliseconds timeout);
+                                                     std::chrono::milliseconds timeout,
+                                                     const std::optional<lease_process>& process
+                                                     = std::nullopt);
   /// `extra` fields go into the release (a job's outcome, result, error).
   std::variant<nlohmann::json, call_error> release(const std::string& lease_id,
                                                    std::chrono::milliseconds timeout,
@@ -80,16 +87,36 @@ public:
   /// Calls `fn` (on the MQTT thread: keep it short) on every notice about
   /// `lease_id` after this call.
   void watch(const std::string& lease_id, std::function<void(const lease_notice&)> fn);
+  /// Calls `fn` (on the MQTT thread: keep it short) after every reconnect to
+  /// the broker, once the subscriptions are back: a lease holder heartbeats
+  /// at once then. Replaces the previous one; nullptr removes it.
+  void on_reconnect(std::function<void()> fn);
+  /// True while the broker connection is up.
+  bool connected();
   /// The retained scheduler/status document.
   std::optional<nlohmann::json> status(std::chrono::milliseconds timeout);
+  /// The first scheduler/status document for which `pred` holds, waiting up
+  /// to `timeout` for lulld to publish one; nullopt when none came.
+  std::optional<nlohmann::json> status_where(const std::function<bool(const nlohmann::json&)>& pred,
+                                             std::chrono::milliseconds timeout);
+  /// Publishes `body` (JSON) on `relative` (under lulld's prefix), QoS 1.
+  void publish(const std::string& relative, const nlohmann::json& body, bool retain);
+  /// Calls `fn` (on the MQTT thread: keep it short) with the topic (without
+  /// the prefix) and decoded payload of every message matching `filters`
+  /// (relative to the prefix), retained ones included; kept across reconnects.
+  void follow(const std::vector<std::string>& filters,
+              std::function<void(const std::string&, const nlohmann::json&)> fn);
 
   const std::string& worker_id() const { return opts_.worker_id; }
   int mqtt_version() const;
 
   /// Any request/response call on `topic` (job queue, history): adds v,
   /// request_id, reply_to (and worker_id in open mode) and waits for the reply.
+  /// `cancelled`, when given, is asked every 100 ms; once it says true the
+  /// call gives up (timed_out) so a long poll never delays a shutdown.
   std::variant<nlohmann::json, call_error> call(const std::string& topic, nlohmann::json body,
-                                                std::chrono::milliseconds timeout);
+                                                std::chrono::milliseconds timeout,
+                                                const std::function<bool()>& cancelled = {});
   /// A topic under lulld's prefix.
   std::string topic(const std::string& relative) const { return topics_.full(relative); }
 
@@ -114,13 +141,17 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   bool connected_ = false;
+  bool ever_connected_ = false;
   bool disconnected_ = false;
+  std::function<void()> on_reconnect_;
   std::string connect_error_;
   std::uint64_t next_id_ = 0;
   std::map<std::string, std::optional<nlohmann::json>> pending_;
   std::map<std::string, std::function<void(const lease_notice&)>> watchers_;
   std::optional<nlohmann::json> status_;
   bool status_subscribed_ = false;
+  std::vector<std::string> followed_; ///< full topic filters
+  std::function<void(const std::string&, const nlohmann::json&)> follower_;
 };
 
 } // namespace lull

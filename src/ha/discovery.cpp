@@ -1,6 +1,6 @@
 #include "src/ha/discovery.hpp"
 
-#include <regex>
+#include <cctype>
 
 namespace lull {
 
@@ -63,6 +63,16 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                              "temperature", nullptr, "1");
   cmps["load"] = measurement("load", "Load (1 min)", "{{ value_json.load['1m'] }}", nullptr,
                              nullptr, "mdi:gauge", "2");
+  // lull's own load on the host (docs/collectors.md, "Whose load"): from the
+  // snapshot's `leased` object; 0 on agents that measure no leases.
+  cmps["leased_cpu"] = measurement("leased_cpu", "Leased CPU",
+                                   "{{ (value_json.leased.cpu_pct if value_json.leased and "
+                                   "value_json.leased.cpu_pct is not none else 0) }}",
+                                   "%", nullptr, "mdi:cpu-64-bit", "1");
+  cmps["active_leases"] = measurement("active_leases", "Active leases",
+                                      "{{ (value_json.leased.leases if value_json.leased "
+                                      "else 0) }}",
+                                      "leases", nullptr, "mdi:briefcase-clock", "0");
   cmps["quiet_score"] = {{"p", "sensor"},
                          {"name", "Quiet score"},
                          {"unique_id", oid + "_quiet_score"},
@@ -93,6 +103,24 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                    {"payload_on", "ON"},
                    {"payload_off", "OFF"},
                    {"icon", "mdi:sleep"}};
+
+  // "Allow heavy work": OFF pauses the host (its leases are suspended, new
+  // ones denied), ON lifts the pause. The command goes to the scheduler
+  // (scheduler/control/<host>/set); the state is what the scheduler applied,
+  // from its retained status, so the switch never shows a wish as a fact.
+  cmps["allow_work"] = {{"p", "switch"},
+                        {"name", "Allow heavy work"},
+                        {"unique_id", oid + "_allow_work"},
+                        {"command_topic", topics.host_control(host_id) + "/set"},
+                        {"payload_on", "ON"},
+                        {"payload_off", "OFF"},
+                        {"state_topic", topics.scheduler_status()},
+                        {"value_template",
+                         "{{ 'OFF' if value_json.hosts['" + host_id + "'] is defined and "
+                         "value_json.hosts['" + host_id + "'].paused else 'ON' }}"},
+                        {"state_on", "ON"},
+                        {"state_off", "OFF"},
+                        {"icon", "mdi:briefcase-check"}};
 
   if (opts.with_queue && host_id == opts.own_instance)
     cmps["queue_depth"] = {{"p", "sensor"},
@@ -128,12 +156,56 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
   return {opts.prefix + "/device/" + oid + "/config", payload};
 }
 
+namespace {
+
+bool ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+/// Length of one path step at `s[i]` (`.name`, `[0]`, `['key']`), or 0.
+std::size_t path_step(const std::string& s, std::size_t i) {
+  if (i >= s.size())
+    return 0;
+  if (s[i] == '.') {
+    std::size_t j = i + 1;
+    if (j >= s.size() || !ident_start(s[j]))
+      return 0;
+    while (j < s.size() && ident_char(s[j]))
+      ++j;
+    return j - i;
+  }
+  if (s[i] != '[' || i + 1 >= s.size())
+    return 0;
+  std::size_t j = i + 1;
+  if (std::isdigit(static_cast<unsigned char>(s[j]))) {
+    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j])))
+      ++j;
+    return j < s.size() && s[j] == ']' ? j + 1 - i : 0;
+  }
+  if (s[j] != '\'')
+    return 0;
+  auto close = s.find('\'', j + 1);
+  if (close == std::string::npos || close == j + 1 || close + 1 >= s.size() || s[close + 1] != ']')
+    return 0;
+  return close + 2 - i;
+}
+
+} // namespace
+
+// A hand scanner rather than <regex>: GCC 12 warns inside libstdc++'s regex
+// (maybe-uninitialized) when built with the sanitizers.
 std::vector<std::string> template_paths(const std::string& value_template) {
+  static const std::string marker = "value_json";
   std::vector<std::string> out;
-  static const std::regex re(R"(value_json((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['[^']+'\])+))");
-  for (std::sregex_iterator it(value_template.begin(), value_template.end(), re), end; it != end;
-       ++it)
-    out.push_back((*it)[1].str());
+  std::size_t pos = 0;
+  while ((pos = value_template.find(marker, pos)) != std::string::npos) {
+    std::size_t start = pos + marker.size();
+    std::size_t end = start;
+    while (std::size_t n = path_step(value_template, end))
+      end += n;
+    if (end > start)
+      out.push_back(value_template.substr(start, end - start));
+    pos = end > start ? end : start;
+  }
   return out;
 }
 

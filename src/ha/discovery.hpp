@@ -4,8 +4,8 @@
 /// one JSON snapshot per host (`stats/host/<host>`) and the retained quiet
 /// assessment (`stats/host/<host>/quiet`) through `value_template`s.
 ///
-/// What Home Assistant's users learned (docs/collectors.md): device discovery
-/// needs `dev` and the origin `o`; ids use [a-zA-Z0-9_-]; a sensor with a unit or
+/// What Home Assistant's users learned (docs/collectors.md): discovery needs `dev`
+/// and the origin `o`; ids use [a-zA-Z0-9_-]; a sensor with a unit or
 /// state_class carries a number, so the quiet state (text) has neither; the
 /// device's main entity has `name: null` and other names do not repeat the
 /// device name; `expire_after` only on state that is not retained.

@@ -18,6 +18,9 @@ struct lease_outcome {
   std::string outcome;
   std::string result;
   std::string error;
+  /// Revoked to give its host back (suspended too long, or memory PANIC):
+  /// the job goes back to the queue without using up an attempt.
+  bool preempted = false;
 };
 
 } // namespace lull

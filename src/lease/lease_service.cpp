@@ -95,7 +95,10 @@ std::vector<std::string> lease_service::filters() const {
     for (auto* a : {"heartbeat", "release", "report", "revoke"})
       out.push_back(t.lease_action_filter(a));
   }
+  out.push_back(t.full("scheduler/control/+"));
+  out.push_back(t.full("scheduler/control/+/set"));
   out.push_back(t.full("stats/host/+/quiet"));
+  out.push_back(t.full("stats/host/+/quiet_hours"));
   out.push_back(t.host_stats_filter());
   out.push_back(t.worker_status_filter());
   return out;
@@ -110,8 +113,13 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   if (lv.size() >= 3 && lv[0] == "stats" && lv[1] == "host") {
     if (lv.size() == 4 && lv[3] == "quiet")
       on_quiet(in);
+    else if (lv.size() == 4 && lv[3] == "quiet_hours")
+      on_quiet_hours(std::string(lv[2]), in);
     else if (lv.size() == 3)
       on_host(std::string(lv[2]), in);
+    for (auto& m : pending_host_leases_)
+      out.push_back(std::move(m));
+    pending_host_leases_.clear();
     return out;
   }
   if (lv.size() == 3 && lv[0] == "stats" && lv[1] == "worker") {
@@ -121,6 +129,14 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   }
   if (lv.empty() || lv[0] != "scheduler")
     return out;
+  if (lv.size() >= 3 && lv[1] == "control" && (lv.size() == 3 || (lv.size() == 4 && lv[3] == "set"))) {
+    if (lv.size() == 3)
+      on_control(std::string(lv[2]), in);
+    else
+      on_switch(std::string(lv[2]), in, out);
+    drain_events(out);
+    return out;
+  }
   ++counters_.received;
   if (!opts_.secure) {
     if (lv.size() == 3 && lv[1] == "lease" && lv[2] == "request")
@@ -140,19 +156,6 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
   return out;
 }
 
-namespace {
-
-/// The lease contract echoes request_id as a string (a Node-RED flow's
-/// numeric id as its digits), "" when absent.
-void lease_request_id(reply_route& route) {
-  if (route.request_id.is_number_integer())
-    route.request_id = route.request_id.dump();
-  else if (!route.request_id.is_string())
-    route.request_id = "";
-}
-
-} // namespace
-
 void lease_service::reply(const reply_route& route, const std::optional<std::string>& sender,
                           nlohmann::json body, std::vector<mqtt_message>& out) {
   if (route.topic.empty()) {
@@ -167,6 +170,9 @@ void lease_service::reply(const reply_route& route, const std::optional<std::str
     return;
   }
   ++counters_.replies;
+  // One rule for every request topic: request_id echoed as sent (a string or
+  // a number), null when absent; the route holds it, whatever the body says.
+  body["request_id"] = route.request_id;
   if (auto m = make_reply(route, std::move(body)))
     out.push_back(std::move(*m));
 }
@@ -180,10 +186,32 @@ void lease_service::reject(const reply_route& route, const std::optional<std::st
   reply(route, sender, error_body(e), out);
 }
 
+bool lease_service::throttled(const reply_route& route, const std::optional<std::string>& sender,
+                              const std::string& worker, const std::string& topic,
+                              std::vector<mqtt_message>& out) {
+  auto wait = table_.throttle(worker);
+  if (!wait)
+    return false;
+  ++counters_.rejected;
+  ++counters_.throttled;
+  auto& pol = opts_.policy;
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "worker %s sends more than %g lease messages/s (burst %g); retry in %.1fs",
+                worker.c_str(), pol.worker_rate_per_sec, pol.worker_burst, *wait);
+  // Logged once a second at most: a flood must not flood the log too.
+  if (counters_.throttled == 1 || counters_.throttled % 1000 == 0)
+    log::warn("lease manager: throttled {} on {} ({} throttled so far)", worker, topic,
+              counters_.throttled);
+  auto body = error_body({lease_error_code::request_throttled, buf});
+  body["retry_after_sec"] = *wait;
+  reply(route, sender, std::move(body), out);
+  return true;
+}
+
 void lease_service::on_request(const mqtt_message& in, const std::string& topic_worker,
                                std::vector<mqtt_message>& out) {
   auto req = decode_request(in, lease_limits);
-  lease_request_id(req.route);
   // Secure mode: the topic names the sender. Open mode: only the payload
   // does, and any topic may be answered.
   std::optional<std::string> sender;
@@ -196,6 +224,8 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
     return reject(req.route, sender, *e, in.topic, out);
   auto& r = std::get<lease_request>(parsed);
   const std::string& worker = opts_.secure ? topic_worker : r.worker_id;
+  if (throttled(req.route, sender, worker, in.topic, out))
+    return;
   auto decision = table_.request(r, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
   if (decision.approved)
@@ -209,7 +239,6 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
                               std::vector<mqtt_message>& out) {
   // An empty payload (mosquitto_pub -n) is a valid action: a null document.
   auto req = decode_request(in, lease_limits, true);
-  lease_request_id(req.route);
   bool admin_revoke = action == "revoke" && topic_worker.empty();
   std::optional<std::string> sender;
   if (opts_.secure)
@@ -227,13 +256,15 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
                    "missing field 'worker_id': expected the holder's id (a string) to " + action
                      + " a lease"},
                   in.topic, out);
+  if (!admin_revoke && throttled(req.route, sender, worker, in.topic, out))
+    return;
   if (!valid_id(lease_id))
     return reject(req.route, sender,
                   {lease_error_code::resource_not_found, "lease " + lease_id + " is not known"},
                   in.topic, out);
   std::variant<lease_ack, lease_error> result;
   if (action == "heartbeat")
-    result = table_.heartbeat(lease_id, worker);
+    result = table_.heartbeat(lease_id, worker, act.process);
   else if (action == "release")
     result = table_.release(lease_id, worker, act.reason);
   else if (action == "report")
@@ -263,6 +294,9 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (ack.state == lease_state::active) {
     body["ttl_remaining_sec"] = ack.ttl_remaining_sec;
     body["expires_at"] = utc_timestamp(ack.expires_at);
+    // A holder that missed a notice learns here whether to keep its work
+    // stopped.
+    body["suspended"] = ack.suspended;
   }
   reply(req.route, sender, std::move(body), out);
 }
@@ -299,8 +333,17 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     return;
   auto count = cpu->find("count");
   bool known = table_.hosts().count(host_id) > 0;
-  if (count != cpu->end() && count->is_number_integer()) {
-    int n = count->get<int>();
+  if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
+    // The first word from a host: tell its agent which leases it runs (none,
+    // after a restart that restored none), replacing a stale retained list.
+    auto body = encode(table_.host_leases_json(host_id), wire_format::json);
+    host_leases_sent_[host_id] = body;
+    pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
+                                    json_content_type, {}, {}});
+  }
+  if (count != cpu->end() && count->is_number_integer()
+      && count->get<std::int64_t>() >= 1 && count->get<std::int64_t>() <= 4096) {
+    int n = static_cast<int>(count->get<std::int64_t>());
     auto it = table_.hosts().find(host_id);
     if (it == table_.hosts().end() || it->second.cpu_count != n) {
       table_.on_cpu_count(host_id, n);
@@ -337,12 +380,122 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
   }
 }
 
+void lease_service::on_quiet_hours(const std::string& host_id, const mqtt_message& in) {
+  if (in.payload.empty())
+    return;
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  auto* doc = std::get_if<nlohmann::json>(&decoded);
+  // {"hours": 7 rows (Sunday first) of 24 shares or null, "days_observed": n}
+  if (!doc || !doc->is_object() || !(*doc)["hours"].is_array() || (*doc)["hours"].size() != 7
+      || !(*doc)["days_observed"].is_number()) {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring {}: expected hours (7 x 24 shares) and days_observed",
+              in.topic);
+    return;
+  }
+  quiet_hour_map m;
+  m.days_observed = (*doc)["days_observed"].get<double>();
+  for (int d = 0; d < 7; ++d) {
+    auto& row = (*doc)["hours"][d];
+    for (int h = 0; h < 24 && row.is_array() && h < static_cast<int>(row.size()); ++h)
+      if (row[h].is_number()) {
+        double s = row[h].get<double>();
+        if (!(s >= 0 && s <= 1))
+          continue; // NaN or out of range: unobserved
+        m.observed_sec[d][h] = 1;
+        m.quiet_sec[d][h] = s;
+      }
+  }
+  table_.on_quiet_hours(host_id, std::move(m));
+}
+
+void lease_service::on_control(const std::string& host_id, const mqtt_message& in) {
+  if (!valid_id(host_id))
+    return;
+  if (in.payload.empty()) {
+    table_.on_pause(host_id, std::nullopt); // a cleared retained pause
+    dirty_ = true;
+    return;
+  }
+  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
+  std::string why;
+  if (auto* e = std::get_if<request_error>(&decoded)) {
+    why = e->message;
+  } else {
+    auto parsed = parse_host_control(std::get<nlohmann::json>(decoded));
+    if (auto* p = std::get_if<std::optional<host_pause>>(&parsed)) {
+      if (*p && p->value().since == 0)
+        p->value().since = table_.now_wall();
+      if (*p)
+        log::info("lease manager: host {} paused by {}: {}", host_id, (*p)->by, (*p)->reason);
+      else if (table_.hosts().count(host_id) && table_.hosts().at(host_id).pause)
+        log::info("lease manager: host {} resumed", host_id);
+      table_.on_pause(host_id, std::move(*p));
+      dirty_ = true;
+      return;
+    }
+    why = std::get<std::string>(parsed);
+  }
+  ++counters_.rejected;
+  log::warn("lease manager: ignoring control message on {}: {}", in.topic, why);
+}
+
+void lease_service::on_switch(const std::string& host_id, const mqtt_message& in,
+                              std::vector<mqtt_message>& out) {
+  // Home Assistant's "Allow heavy work" switch: ON lifts a pause, OFF pauses
+  // the host until switched back. The retained control message is the state.
+  if (!valid_id(host_id))
+    return;
+  auto cmd = lower(in.payload);
+  std::optional<host_pause> pause;
+  if (cmd == "off") {
+    pause = host_pause{"Home Assistant", "heavy work switched off", table_.now_wall(), {}};
+  } else if (cmd != "on") {
+    ++counters_.rejected;
+    log::warn("lease manager: ignoring {}: expected ON or OFF", in.topic);
+    return;
+  }
+  table_.on_pause(host_id, pause);
+  dirty_ = true;
+  out.push_back({opts_.topics.host_control(host_id),
+                 encode(to_json(host_id, pause), wire_format::json), 1, true, json_content_type,
+                 {}, {}});
+}
+
+void lease_service::publish_pauses_ended(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_pauses_ended()) {
+    log::info("lease manager: the pause of host {} ran out", host);
+    out.push_back({opts_.topics.host_control(host),
+                   encode(to_json(host, std::nullopt), wire_format::json), 1, true,
+                   json_content_type, {}, {}});
+    dirty_ = true;
+  }
+}
+
+void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_hosts_changed()) {
+    if (!valid_id(host))
+      continue;
+    auto body = encode(table_.host_leases_json(host), wire_format::json);
+    auto& last = host_leases_sent_[host];
+    if (last == body)
+      continue;
+    last = body;
+    out.push_back({opts_.topics.host_leases(host), std::move(body), 1, true, json_content_type,
+                   {}, {}});
+  }
+}
+
 void lease_service::drain_events(std::vector<mqtt_message>& out) {
+  publish_host_leases(out);
+  publish_pauses_ended(out);
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
     if (e.state && *e.state != lease_state::active && !e.lease_id.empty()) {
-      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}};
+      lease_outcome o{e.type, e.lease_id, e.worker_id, e.reason, {}, {}, {}, e.preempted};
+      if (e.preempted)
+        ++counters_.preempted;
       if (auto d = release_details_.find(e.lease_id); d != release_details_.end()) {
         o.outcome = std::move(d->second.outcome);
         o.result = std::move(d->second.result);
@@ -352,10 +505,19 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
       started_.erase(e.lease_id);
       outcomes_.push_back(std::move(o));
     }
-    if (e.state && !e.lease_id.empty()) {
-      // The holder must hear of a revoke or expiry (QoS 1); grants and
-      // releases it already has from its own reply, so those go at QoS 0.
-      int qos = *e.state == lease_state::revoked || *e.state == lease_state::expired ? 1 : 0;
+    if (e.suspended) {
+      ++(*e.suspended ? counters_.suspended : counters_.resumed);
+      log::info("lease manager: lease {} of {} on {} {}: {}", e.lease_id, e.worker_id,
+                e.host_id, e.type, e.reason);
+    }
+    if ((e.state || e.suspended) && !e.lease_id.empty()) {
+      // The holder must hear of a revoke, an expiry, a suspension or a
+      // resumption (QoS 1); grants and releases it already has from its own
+      // reply, so those go at QoS 0.
+      int qos = e.suspended || *e.state == lease_state::revoked
+                    || *e.state == lease_state::expired
+                  ? 1
+                  : 0;
       out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, qos, false,
                      json_content_type, {}, {}});
       if (opts_.secure)
@@ -384,6 +546,9 @@ std::vector<mqtt_message> lease_service::tick() {
 mqtt_message lease_service::status_message() const {
   auto j = table_.status_json();
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
+                   {"throttled", counters_.throttled},
+                   {"suspended", counters_.suspended}, {"resumed", counters_.resumed},
+                   {"preempted", counters_.preempted},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;

@@ -12,7 +12,11 @@
 ///               (identity: the topic, which the broker's ACL pins to the
 ///               user), replies only under workers/<worker>/, admin revokes
 ///               on scheduler/lease/<id>/revoke
-///   both        stats/host/+/quiet, stats/host/+, stats/worker/+
+///   both        stats/host/+/quiet, stats/host/+, stats/worker/+,
+///               scheduler/control/+ (a host's pause, retained) and
+///               scheduler/control/+/set (Home Assistant's switch: ON / OFF)
+/// and it publishes scheduler/host/<host>/leases (retained) whenever a host's
+/// active leases or their reported processes change.
 
 #include <cstdint>
 #include <map>
@@ -52,6 +56,10 @@ struct lease_service_counters {
   std::uint64_t unanswerable = 0; ///< no reply topic, or a forbidden one
   std::uint64_t grants = 0;
   std::uint64_t denies = 0;
+  std::uint64_t throttled = 0; ///< RequestThrottled replies
+  std::uint64_t suspended = 0; ///< suspended notices sent
+  std::uint64_t resumed = 0;
+  std::uint64_t preempted = 0;
 };
 
 class lease_service {
@@ -93,11 +101,21 @@ private:
   void on_quiet(const mqtt_message& in);
   void on_host(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
+  void on_control(const std::string& host_id, const mqtt_message& in);
+  void on_quiet_hours(const std::string& host_id, const mqtt_message& in);
+  void on_switch(const std::string& host_id, const mqtt_message& in,
+                 std::vector<mqtt_message>& out);
+  void publish_pauses_ended(std::vector<mqtt_message>& out);
   void reply(const reply_route& route, const std::optional<std::string>& sender,
              nlohmann::json body, std::vector<mqtt_message>& out);
   void reject(const reply_route& route, const std::optional<std::string>& sender,
               const lease_error& e, const std::string& topic, std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
+  void publish_host_leases(std::vector<mqtt_message>& out);
+  /// Answers RequestThrottled when `worker` is past its message rate.
+  bool throttled(const reply_route& route, const std::optional<std::string>& sender,
+                 const std::string& worker, const std::string& topic,
+                 std::vector<mqtt_message>& out);
 
   lease_service_options opts_;
   lease_table table_;
@@ -113,6 +131,8 @@ private:
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
+  std::map<std::string, std::string> host_leases_sent_; ///< host -> last payload
+  std::vector<mqtt_message> pending_host_leases_;
 };
 
 } // namespace lull

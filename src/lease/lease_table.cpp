@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
+#include <set>
 #include <sstream>
 
 namespace lull {
@@ -72,7 +74,71 @@ nlohmann::json to_json(const lease_event& e) {
   }
   if (e.state)
     j["state"] = to_string(*e.state);
+  if (e.suspended)
+    j["suspended"] = *e.suspended;
+  if (e.preempted)
+    j["preempted"] = true;
   return j;
+}
+
+nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p) {
+  nlohmann::json j = {{"v", schema_version}, {"host_id", host_id}, {"paused", p.has_value()}};
+  if (p) {
+    j["by"] = p->by;
+    j["reason"] = p->reason;
+    j["since"] = utc_timestamp(p->since);
+    j["until"] = p->until ? nlohmann::json(utc_timestamp(*p->until)) : nlohmann::json(nullptr);
+  }
+  return j;
+}
+
+std::variant<std::optional<host_pause>, std::string>
+parse_host_control(const nlohmann::json& j) {
+  if (!j.is_object())
+    return std::string("expected an object such as {\"paused\":true,\"by\":\"alice\",\"reason\":..}");
+  auto paused = j.find("paused");
+  if (paused == j.end() || !paused->is_boolean())
+    return std::string("field 'paused' must be true or false");
+  if (!paused->get<bool>())
+    return std::optional<host_pause>{};
+  host_pause p;
+  auto text = [&](const char* key, std::string& out, std::size_t max) -> std::optional<std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null())
+      return std::nullopt;
+    if (!it->is_string() || it->get_ref<const std::string&>().size() > max)
+      return "field '" + std::string(key) + "' must be a string of at most "
+             + std::to_string(max) + " characters";
+    out = it->get<std::string>();
+    return std::nullopt;
+  };
+  if (auto e = text("by", p.by, 128))
+    return *e;
+  if (auto e = text("reason", p.reason, 512))
+    return *e;
+  auto when = [&](const char* key) -> std::variant<std::optional<std::int64_t>, std::string> {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null())
+      return std::optional<std::int64_t>{};
+    std::optional<std::int64_t> t;
+    if (it->is_string())
+      t = parse_utc_timestamp(it->get<std::string>());
+    if (!t)
+      return "field '" + std::string(key) + "' must be an RFC 3339 UTC time such as "
+             "2026-12-01T22:00:00Z, or null";
+    return t;
+  };
+  auto since = when("since");
+  if (auto* e = std::get_if<std::string>(&since))
+    return *e;
+  p.since = std::get<0>(since).value_or(0);
+  auto until = when("until");
+  if (auto* e = std::get_if<std::string>(&until))
+    return *e;
+  p.until = std::get<0>(until);
+  if (p.by.empty())
+    p.by = "someone";
+  return std::optional<host_pause>(std::move(p));
 }
 
 // -- lease table ---------------------------------------------------------------
@@ -82,13 +148,46 @@ lease_table::lease_table(lease_policy_config cfg, lease_env env,
   : cfg_(cfg),
     env_(std::move(env)),
     fencing_(first_fencing_token),
-    bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {}
+    bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {
+  zone_ = find_time_zone(cfg_.timezone, nullptr);
+}
+
+bool lease_table::host_room(const std::string& host_id) const {
+  return hosts_.size() < cfg_.max_hosts || hosts_.count(host_id) > 0;
+}
+
+worker_summary& lease_table::track_worker(const std::string& worker_id) {
+  if (auto it = workers_.find(worker_id); it != workers_.end())
+    return it->second;
+  if (workers_.size() >= cfg_.max_tracked_workers) {
+    // Forget the longest-idle tenth of the workers that hold no lease, so a
+    // flood of made-up worker ids costs a bounded table, amortised O(log n).
+    std::set<std::string> holding;
+    for (auto& [id, r] : active_)
+      holding.insert(r.worker_id);
+    std::vector<std::pair<std::int64_t, std::string>> idle;
+    for (auto& [id, w] : workers_)
+      if (!holding.count(id))
+        idle.emplace_back(w.last_decision_at, id);
+    auto n = std::min(idle.size(), std::max<std::size_t>(1, cfg_.max_tracked_workers / 10));
+    std::nth_element(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end());
+    for (std::size_t i = 0; i < n; ++i)
+      workers_.erase(idle[i].second);
+    workers_evicted_ += n;
+  }
+  return workers_[worker_id];
+}
 
 void lease_table::on_quiet(const quiet_assessment& q) {
-  if (!valid_id(q.host_id))
+  if (!valid_id(q.host_id) || !host_room(q.host_id))
     return;
   auto& h = hosts_[q.host_id];
   double now = env_.mono_sec();
+  // Its age counts from when it was assessed (a retained one may be old).
+  double age = q.assessed_at > 0
+                 ? std::max(0.0, static_cast<double>(env_.wall_sec() - q.assessed_at))
+                 : 0.0;
+  h.quiet_fresh_mono = now - age;
   if (q.state == quiet_state::panic)
     h.panic_until_mono = std::max(h.panic_until_mono, now + cfg_.panic_cooldown_sec);
   if (q.cooldown_until) {
@@ -96,18 +195,138 @@ void lease_table::on_quiet(const quiet_assessment& q) {
     if (left > 0)
       h.panic_until_mono = std::max(h.panic_until_mono, now + left);
   }
+  bool busy = q.state == quiet_state::busy || q.state == quiet_state::panic;
+  if (!busy)
+    h.busy_since_mono.reset();
+  else if (!h.busy_since_mono)
+    h.busy_since_mono = now;
+  if (q.state != quiet_state::quiet)
+    h.quiet_since_mono.reset();
+  else if (!h.quiet_since_mono)
+    h.quiet_since_mono = now;
   h.quiet = q;
+  apply_yield();
+}
+
+void lease_table::on_quiet_hours(const std::string& host_id, quiet_hour_map m) {
+  if (!valid_id(host_id) || !host_room(host_id))
+    return;
+  hosts_[host_id].quiet_hours = std::move(m);
+}
+
+void lease_table::on_pause(const std::string& host_id, std::optional<host_pause> pause) {
+  if (!valid_id(host_id) || !host_room(host_id))
+    return;
+  hosts_[host_id].pause = std::move(pause);
+  apply_yield();
+}
+
+std::vector<std::string> lease_table::take_pauses_ended() {
+  return std::exchange(pauses_ended_, {});
+}
+
+std::string lease_table::hold_reason(const std::string& host_id, const host_info& h,
+                                     lease_priority priority) const {
+  if (h.pause)
+    return "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason);
+  if (priority == lease_priority::high)
+    return {};
+  if (auto* w = cfg_.windows.for_host(host_id); w && !w->open_at(env_.wall_sec()))
+    return "Outside the lease windows of host " + host_id + " (" + w->text() + ")";
+  if (h.load_hold)
+    return h.load_reason;
+  return {};
+}
+
+void lease_table::apply_yield() {
+  if (expiry_paused_)
+    return; // cut off from the broker: no notice could reach a holder
+  double now = env_.mono_sec();
+  auto wall = env_.wall_sec();
+  for (auto& [id, h] : hosts_) {
+    if (h.pause && h.pause->until && *h.pause->until <= wall) {
+      h.pause.reset();
+      pauses_ended_.push_back(id);
+    }
+    if (!h.load_hold && h.busy_since_mono && now - *h.busy_since_mono >= cfg_.suspend_after_sec
+        && h.quiet) {
+      h.load_hold = true;
+      h.load_reason = std::string("System is ") + to_string(h.quiet->state) + " for "
+                      + fmt_sec(now - *h.busy_since_mono) + "s"
+                      + (h.quiet->reasons.empty() ? "" : " (" + h.quiet->reasons.front() + ")");
+    } else if (h.load_hold && h.quiet_since_mono
+               && now - *h.quiet_since_mono >= cfg_.resume_after_sec) {
+      h.load_hold = false;
+      h.load_reason.clear();
+    }
+  }
+  for (auto it = active_.begin(); it != active_.end();) {
+    auto next = std::next(it);
+    auto& r = it->second;
+    auto hit = hosts_.find(r.host_id);
+    if (hit == hosts_.end()) {
+      it = next;
+      continue;
+    }
+    auto& h = hit->second;
+    bool below_high = r.priority != lease_priority::high;
+    // A stopped process keeps its memory: PANIC through memory or swap
+    // revokes leases below HIGH at once.
+    if (below_high && h.quiet && h.quiet->state == quiet_state::panic) {
+      auto& by = h.quiet->panic_by;
+      bool mem = std::find(by.begin(), by.end(), "memory") != by.end()
+                 || std::find(by.begin(), by.end(), "swap") != by.end();
+      if (mem) {
+        preempt(it, "preempted: host " + r.host_id + " is PANIC through memory"
+                      + (h.quiet->reasons.empty() ? "" : " (" + h.quiet->reasons.front() + ")"));
+        it = next;
+        continue;
+      }
+    }
+    auto why = hold_reason(r.host_id, h, r.priority);
+    if (!why.empty() && !r.suspended) {
+      r.suspended = true;
+      r.suspended_mono = now;
+      r.suspended_at = wall;
+      r.suspend_reason = why;
+      dirty_.push_back(r.lease_id);
+      emit("suspended", r, why, lease_state::active, true);
+    } else if (why.empty() && r.suspended) {
+      r.suspended = false;
+      r.suspended_at = 0;
+      r.suspend_reason.clear();
+      dirty_.push_back(r.lease_id);
+      emit("resumed", r,
+           "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
+             + fmt_sec(cfg_.resume_after_sec) + "s)",
+           lease_state::active, false);
+    } else if (r.suspended && now - r.suspended_mono >= cfg_.preempt_after_sec) {
+      preempt(it, "preempted: suspended for " + fmt_sec(now - r.suspended_mono) + "s ("
+                    + r.suspend_reason + ")");
+    }
+    it = next;
+  }
+}
+
+void lease_table::preempt(std::map<std::string, lease_record>::iterator it, std::string reason) {
+  preempting_ = true;
+  end_lease(it, lease_state::revoked, std::move(reason), true);
+  preempting_ = false;
 }
 
 void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
-  if (!valid_id(host_id) || cpus <= 0)
+  // No real host has more; a larger count would overflow capacity_units.
+  if (!valid_id(host_id) || cpus <= 0 || cpus > 4096 || !host_room(host_id))
     return;
   hosts_[host_id].cpu_count = cpus;
 }
 
 void lease_table::on_worker_status(const std::string& worker_id, bool online) {
-  auto& w = workers_[worker_id];
-  w.online = online;
+  if (!online && !workers_.count(worker_id)) {
+    // Nothing to forget for a worker we never saw; still end its leases.
+  } else {
+    track_worker(worker_id).online = online;
+  }
   if (online)
     return;
   for (auto it = active_.begin(); it != active_.end();) {
@@ -213,7 +432,7 @@ lease_grant_reply lease_table::deny(const lease_request& req, const std::string&
   double base = std::max(1.0, retry_sec);
   double j = base * (1.0 + cfg_.jitter * env_.uniform());
   out.retry_after_sec = std::ceil(j * 10.0) / 10.0;
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.denies;
   w.last_decision = "denied";
   w.last_reason = out.reason;
@@ -251,16 +470,68 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
                 "Recent PANIC detected; cooling down (" + fmt_sec(left) + "s left)", left,
                 env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left)));
   }
+  // The yield policy: a pause stops everything; windows and a host whose
+  // leases are suspended for its load stop work below HIGH.
+  if (h.pause) {
+    double left = h.pause->until ? static_cast<double>(*h.pause->until - env_.wall_sec())
+                                 : cfg_.busy_retry_sec;
+    return deny(req, worker, host,
+                "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)
+                  + (h.pause->until ? " (until " + utc_timestamp(*h.pause->until) + ")" : ""),
+                left);
+  }
+  if (req.priority != lease_priority::high) {
+    if (auto* w = cfg_.windows.for_host(host); w && !w->open_at(env_.wall_sec())) {
+      auto wall = env_.wall_sec();
+      auto at = w->next_open(wall);
+      return deny(req, worker, host,
+                  "Outside the lease windows of host " + host + " (" + w->text() + ")"
+                    + (at ? "; the next opens at " + utc_timestamp(*at) : ""),
+                  at ? static_cast<double>(*at - wall) : cfg_.busy_retry_sec);
+    }
+    if (h.load_hold) {
+      double left = cfg_.resume_after_sec
+                    - (h.quiet_since_mono ? now - *h.quiet_since_mono : 0.0);
+      return deny(req, worker, host,
+                  "Leases on host " + host + " are suspended until it has been QUIET for "
+                    + fmt_sec(cfg_.resume_after_sec) + "s (" + h.load_reason + ")",
+                  std::max(left, 1.0));
+    }
+  }
   // Soft deny: not QUIET unless HIGH.
   if (req.priority != lease_priority::high) {
     if (!h.quiet)
       return deny(req, worker, host,
                   "No quiet assessment for host " + host + " yet; waiting for QUIET",
                   cfg_.busy_retry_sec);
-    if (h.quiet->state != quiet_state::quiet)
+    if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
       return deny(req, worker, host,
-                  std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET",
+                  "No fresh quiet assessment for host " + host + " (last one "
+                    + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
+                    + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
                   cfg_.busy_retry_sec);
+    if (h.quiet->state != quiet_state::quiet) {
+      // Learned quiet windows: retry when the host is usually QUIET.
+      double retry = cfg_.busy_retry_sec;
+      std::optional<std::int64_t> next;
+      if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
+        auto wall = env_.wall_sec();
+        next = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
+        if (next && static_cast<double>(*next - wall) > retry)
+          retry = static_cast<double>(*next - wall);
+      }
+      // The assessment's first reason says whose load it is ("Other
+      // processes ... use 48% CPU"), so a denial never blames the owner for
+      // lull's own work or the other way round.
+      auto out = deny(req, worker, host,
+                      std::string("System is ") + to_string(h.quiet->state)
+                        + "; waiting for QUIET"
+                        + (h.quiet->reasons.empty() ? std::string()
+                                                    : " (" + h.quiet->reasons.front() + ")"),
+                      retry);
+      out.next_window = next;
+      return out;
+    }
   }
   // Backstops.
   auto earliest_expiry = [&](auto pred) {
@@ -325,6 +596,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + ttl;
   r.granted_at = env_.wall_sec();
+  r.process = req.process;
 
   lease_grant_reply out;
   out.request_id = req.request_id;
@@ -334,6 +606,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   out.fencing_token = r.fencing_token;
   out.ttl_sec = ttl;
   out.heartbeat_interval_sec = heartbeat_interval_sec(ttl);
+  out.lock_delay_sec = cfg_.lock_delay_sec;
   out.ttl_clamped = clamped;
   out.expires_at = r.granted_at + static_cast<std::int64_t>(std::ceil(ttl));
   out.cost_units = units;
@@ -342,7 +615,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   if (clamped)
     out.reason += "; TTL clamped to " + fmt_sec(ttl) + "s (allowed "
                   + fmt_sec(cfg_.min_ttl_sec) + "-" + fmt_sec(cfg_.max_ttl_sec) + "s)";
-  auto& w = workers_[worker];
+  auto& w = track_worker(worker);
   ++w.grants;
   w.last_decision = "granted";
   w.last_reason = out.reason;
@@ -388,6 +661,7 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
   a.lease_id = r.lease_id;
   a.state = r.state;
   a.fencing_token = r.fencing_token;
+  a.suspended = r.suspended;
   if (r.state == lease_state::active) {
     double now = env_.mono_sec();
     a.ttl_remaining_sec = std::max(0.0, r.expires_mono - now);
@@ -396,14 +670,19 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
   return a;
 }
 
-std::variant<lease_ack, lease_error> lease_table::heartbeat(const std::string& lease_id,
-                                                            const std::string& worker_id) {
+std::variant<lease_ack, lease_error>
+lease_table::heartbeat(const std::string& lease_id, const std::string& worker_id,
+                       const std::optional<lease_process>& process) {
   tick(); // a lease past its TTL is expired even if the tick has not run yet
   auto found = holder_lookup(lease_id, worker_id);
   if (auto* e = std::get_if<lease_error>(&found))
     return *e;
   auto& r = std::get<0>(found)->second;
   double now = env_.mono_sec();
+  if (process && process != r.process) {
+    r.process = process;
+    hosts_changed_.push_back(r.host_id);
+  }
   r.last_heartbeat_mono = now;
   r.expires_mono = now + r.ttl_sec;
   r.heartbeat_warned = false;
@@ -468,6 +747,7 @@ void lease_table::end_lease(std::map<std::string, lease_record>::iterator it, le
   r.state = st;
   r.end_reason = std::move(reason);
   r.ended_at = env_.wall_sec();
+  r.suspended = false;
   if (hold_units && cfg_.lock_delay_sec > 0) {
     r.hold_until_mono = env_.mono_sec() + cfg_.lock_delay_sec;
     held_[r.lease_id] = reservation{r.host_id, r.hold_until_mono, r.cost_units};
@@ -487,9 +767,24 @@ void lease_table::prune_held() {
     it = it->second.free_at <= now ? held_.erase(it) : std::next(it);
 }
 
-void lease_table::tick() {
+void lease_table::bus_disconnected() { expiry_paused_ = true; }
+
+void lease_table::bus_reconnected() {
+  expiry_paused_ = false;
   double now = env_.mono_sec();
-  for (auto it = active_.begin(); it != active_.end();) {
+  for (auto& [id, r] : active_) {
+    if (r.expires_mono < now + r.ttl_sec) {
+      r.expires_mono = now + r.ttl_sec;
+      r.heartbeat_warned = false;
+      dirty_.push_back(id);
+    }
+  }
+}
+
+void lease_table::tick() {
+  apply_yield();
+  double now = env_.mono_sec();
+  for (auto it = active_.begin(); !expiry_paused_ && it != active_.end();) {
     auto next = std::next(it);
     auto& r = it->second;
     if (now >= r.expires_mono) {
@@ -508,7 +803,7 @@ void lease_table::tick() {
 }
 
 void lease_table::emit(std::string type, const lease_record& r, std::string reason,
-                       std::optional<lease_state> st) {
+                       std::optional<lease_state> st, std::optional<bool> suspended) {
   lease_event e;
   e.type = std::move(type);
   e.lease_id = r.lease_id;
@@ -518,8 +813,12 @@ void lease_table::emit(std::string type, const lease_record& r, std::string reas
   e.fencing_token = r.fencing_token;
   e.at = env_.wall_sec();
   e.state = st;
-  if (st)
+  e.suspended = suspended;
+  e.preempted = preempting_;
+  if (st) {
     dirty_.push_back(e.lease_id);
+    hosts_changed_.push_back(r.host_id);
+  }
   events_.push_back(std::move(e));
 }
 
@@ -528,13 +827,24 @@ void lease_table::restore(lease_record r, double remaining_sec) {
   double now = env_.mono_sec();
   r.state = lease_state::active;
   r.granted_mono = r.last_heartbeat_mono = now;
-  r.expires_mono = now + std::max(0.0, remaining_sec);
+  r.expires_mono = now + std::max(remaining_sec, r.ttl_sec);
   r.heartbeat_warned = false;
+  if (r.suspended_at > 0) {
+    // Suspended before the restart: it stays so until its host may run it
+    // again, and preempt_after counts from the original suspension.
+    r.suspended = true;
+    r.suspended_mono = now - static_cast<double>(std::max<std::int64_t>(0, env_.wall_sec() - r.suspended_at));
+    auto& h = hosts_[r.host_id];
+    if (!h.load_hold && r.suspend_reason.rfind("Paused", 0) != 0
+        && r.suspend_reason.rfind("Outside", 0) != 0) {
+      h.load_hold = true;
+      h.load_reason = r.suspend_reason;
+    }
+  }
+  hosts_changed_.push_back(r.host_id);
   auto id = r.lease_id;
-  auto [it, fresh] = active_.insert_or_assign(id, std::move(r));
-  (void)fresh;
-  if (remaining_sec <= 0)
-    end_lease(it, lease_state::expired, "TTL ran out while lulld was down", true);
+  active_.insert_or_assign(id, std::move(r));
+  dirty_.push_back(id);
 }
 
 std::vector<std::string> lease_table::take_dirty() {
@@ -555,7 +865,10 @@ nlohmann::json to_json(const lease_record& r) {
           {"fencing_token", r.fencing_token},
           {"ttl_sec", r.ttl_sec},
           {"state", to_string(r.state)},
-          {"granted_at", r.granted_at}};
+          {"granted_at", r.granted_at},
+          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)},
+          {"suspended_at", r.suspended_at},
+          {"suspend_reason", r.suspend_reason}};
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -570,7 +883,61 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
   r.ttl_sec = j.at("ttl_sec").get<double>();
   r.granted_at = j.value("granted_at", std::int64_t{0});
+  if (auto it = j.find("suspended_at"); it != j.end() && it->is_number_integer())
+    r.suspended_at = it->get<std::int64_t>();
+  if (auto it = j.find("suspend_reason"); it != j.end() && it->is_string())
+    r.suspend_reason = it->get<std::string>();
+  if (auto it = j.find("process"); it != j.end() && it->is_object())
+    if (read_lease_process(*it, r.process))
+      r.process.reset(); // an unreadable one is not measured; the lease stands
   return r;
+}
+
+std::optional<double> lease_table::throttle(const std::string& worker_id) {
+  double now = env_.mono_sec();
+  auto it = worker_buckets_.find(worker_id);
+  if (it == worker_buckets_.end()) {
+    if (worker_buckets_.size() >= cfg_.worker_buckets_kept) {
+      // Drop the buckets that refilled (idle workers); a full one is what a
+      // new bucket would be anyway. If every worker is busy, drop half.
+      for (auto b = worker_buckets_.begin(); b != worker_buckets_.end();)
+        b = b->second.tokens(now) >= cfg_.worker_burst ? worker_buckets_.erase(b) : std::next(b);
+      while (worker_buckets_.size() >= cfg_.worker_buckets_kept / 2 + 1)
+        worker_buckets_.erase(worker_buckets_.begin());
+    }
+    it = worker_buckets_
+           .emplace(worker_id, token_bucket(cfg_.worker_rate_per_sec, cfg_.worker_burst, now))
+           .first;
+  }
+  if (it->second.take(now))
+    return std::nullopt;
+  ++throttled_;
+  return std::max(0.1, std::ceil(it->second.wait_sec(now) * 10.0) / 10.0);
+}
+
+nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
+  auto arr = nlohmann::json::array();
+  for (auto& [id, r] : active_) {
+    if (r.host_id != host_id)
+      continue;
+    nlohmann::json j = {{"lease_id", r.lease_id},
+                        {"worker_id", r.worker_id},
+                        {"priority", to_string(r.priority)},
+                        {"cost_units", r.cost_units},
+                        {"suspended", r.suspended}};
+    if (r.process)
+      j.update(to_json(*r.process));
+    arr.push_back(std::move(j));
+  }
+  return {{"v", schema_version}, {"host_id", host_id}, {"leases", std::move(arr)}};
+}
+
+std::vector<std::string> lease_table::take_hosts_changed() {
+  std::vector<std::string> out;
+  out.swap(hosts_changed_);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::vector<lease_event> lease_table::take_events() {
@@ -603,6 +970,11 @@ nlohmann::json lease_table::status_json() const {
     }
     if (r.progress)
       j["progress"] = *r.progress;
+    if (r.suspended) {
+      j["suspended"] = true;
+      j["suspended_at"] = utc_timestamp(r.suspended_at);
+      j["suspend_reason"] = r.suspend_reason;
+    }
     return j;
   };
   json active = json::array();
@@ -619,15 +991,37 @@ nlohmann::json lease_table::status_json() const {
     j["quiet_score"] = h.quiet ? json(h.quiet->quiet_score) : json(nullptr);
     if (h.panic_until_mono > now)
       j["cooldown_remaining_sec"] = h.panic_until_mono - now;
-    int n = 0;
+    int n = 0, suspended = 0;
     for (auto& [lid, r] : active_)
-      if (r.host_id == id)
+      if (r.host_id == id) {
         ++n;
+        suspended += r.suspended ? 1 : 0;
+      }
     j["active_leases"] = n;
+    j["suspended_leases"] = suspended;
+    j["paused"] = h.pause ? to_json(id, h.pause) : json(nullptr);
+    if (auto* w = cfg_.windows.for_host(id)) {
+      j["windows"] = w->text();
+      j["window_open"] = w->open_at(wall);
+    }
+    if (h.load_hold)
+      j["load_hold"] = h.load_reason;
     hosts[id] = std::move(j);
   }
+  // The most recently decided workers only: the table may hold thousands.
+  std::vector<const std::pair<const std::string, worker_summary>*> listed;
+  for (auto& kv : workers_)
+    listed.push_back(&kv);
+  if (listed.size() > cfg_.status_workers) {
+    auto cut = listed.begin() + static_cast<std::ptrdiff_t>(cfg_.status_workers);
+    std::nth_element(listed.begin(), cut, listed.end(), [](auto* a, auto* b) {
+      return a->second.last_decision_at > b->second.last_decision_at;
+    });
+    listed.erase(cut, listed.end());
+  }
   json workers = json::object();
-  for (auto& [id, w] : workers_) {
+  for (auto* kv : listed) {
+    auto& [id, w] = *kv;
     json j = {{"grants", w.grants},          {"denies", w.denies},
               {"last_decision", w.last_decision}, {"last_reason", w.last_reason},
               {"online", w.online}};
@@ -644,6 +1038,8 @@ nlohmann::json lease_table::status_json() const {
           {"recent", std::move(recent)},
           {"hosts", std::move(hosts)},
           {"workers", std::move(workers)},
+          {"workers_tracked", workers_.size()},
+          {"workers_evicted", workers_evicted_},
           {"limits",
            {{"max_leases_global", cfg_.max_leases_global},
             {"max_leases_per_worker", cfg_.max_leases_per_worker},

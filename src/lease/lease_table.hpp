@@ -16,6 +16,7 @@
 #include "messages/lease.hpp"
 #include "messages/quiet.hpp"
 #include "messages/util.hpp"
+#include "src/lease/windows.hpp"
 
 namespace lull {
 
@@ -33,10 +34,52 @@ struct lease_policy_config {
   int max_leases_per_worker = 4;
   double grant_rate_per_sec = 20; ///< token bucket refill
   double grant_burst = 40;        ///< token bucket size
+  /// Per-worker token bucket on lease messages (requests, heartbeats, ...):
+  /// past it a worker gets RequestThrottled, others are answered as usual.
+  double worker_rate_per_sec = 50;
+  double worker_burst = 100;
+  std::size_t worker_buckets_kept = 10000; ///< idle buckets beyond this are dropped
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
+  /// Giving the host back (docs/leases.md, "Yielding"): leases below HIGH are
+  /// suspended once the host has been BUSY (or PANIC) this long, resumed once
+  /// it has been QUIET this long, and revoked once suspended this long.
+  double suspend_after_sec = 10;
+  double resume_after_sec = 60;
+  double preempt_after_sec = 900;
+  /// When hosts take work below HIGH (empty: always).
+  lease_windows windows;
+  /// The time zone of learned quiet windows (lease.timezone).
+  std::string timezone = "local";
+  /// A NORMAL/BUSY denial points its retry to the next hour QUIET at least
+  /// this share of the time, once a host's map holds `learned_min_days`.
+  double learned_share = 0.6;
+  double learned_min_days = 7;
+  /// An assessment older than this is no assessment: requests below HIGH are
+  /// denied ("No fresh quiet assessment"), so a dead assessor fails closed.
+  double stale_after_sec = 30;
+  /// Workers with a decision summary; past it, the longest-idle ones without
+  /// an active lease are forgotten (counted as workers_evicted).
+  std::size_t max_tracked_workers = 10000;
+  std::size_t max_hosts = 256; ///< hosts known at once; reports of more are ignored
+  std::size_t status_workers = 100; ///< most recent workers listed in scheduler/status
 };
+
+/// A pause of one host (lull pause, the Home Assistant switch), kept retained
+/// on scheduler/control/<host>.
+struct host_pause {
+  std::string by;       ///< who paused it
+  std::string reason;
+  std::int64_t since = 0;              ///< unix seconds
+  std::optional<std::int64_t> until;   ///< unix seconds; none: until resumed
+};
+
+/// The retained control message: {"v":1,"host_id":..,"paused":true,"by":..,
+/// "reason":..,"since":..,"until":..|null}, or {"paused":false}.
+nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p);
+/// nullopt pause for {"paused":false}; the error names the bad field.
+std::variant<std::optional<host_pause>, std::string> parse_host_control(const nlohmann::json& j);
 
 /// Injected time and randomness.
 struct lease_env {
@@ -83,6 +126,11 @@ struct lease_record {
   std::optional<double> progress;
   std::string last_report;
   nlohmann::json accounting;
+  std::optional<lease_process> process; ///< what the host agent measures
+  bool suspended = false;        ///< its work should be stopped (SIGSTOP) now
+  double suspended_mono = 0;     ///< since when
+  std::int64_t suspended_at = 0; ///< unix seconds, 0 while running
+  std::string suspend_reason;
 };
 
 /// One entry of scheduler/events.
@@ -95,6 +143,8 @@ struct lease_event {
   std::uint64_t fencing_token = 0;
   std::int64_t at = 0; ///< unix seconds
   std::optional<lease_state> state; ///< set when the lease changed state
+  std::optional<bool> suspended;    ///< suspended / resumed notices, heartbeats
+  bool preempted = false;           ///< revoked to give the host back
 };
 
 nlohmann::json to_json(const lease_event& e);
@@ -120,6 +170,15 @@ struct host_info {
   std::optional<quiet_assessment> quiet;
   std::optional<int> cpu_count;
   double panic_until_mono = 0; ///< cool-down end after a PANIC
+  /// Since when the host has been BUSY or PANIC / QUIET without a break.
+  std::optional<double> busy_since_mono, quiet_since_mono;
+  /// Its leases below HIGH are held (suspended) for its load: set after
+  /// suspend_after of BUSY, cleared after resume_after of QUIET.
+  bool load_hold = false;
+  std::string load_reason; ///< why, as the notices say it
+  std::optional<host_pause> pause;
+  std::optional<quiet_hour_map> quiet_hours; ///< learned, from the persister
+  double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -129,6 +188,7 @@ struct lease_ack {
   double ttl_remaining_sec = 0;
   std::int64_t expires_at = 0;
   std::uint64_t fencing_token = 0;
+  bool suspended = false; ///< the holder should keep its work stopped
 };
 
 class lease_table {
@@ -142,13 +202,33 @@ public:
   void on_cpu_count(const std::string& host_id, int cpus);
   /// A worker's retained status: offline (its last will) expires its leases.
   void on_worker_status(const std::string& worker_id, bool online);
+  /// A host's learned quiet windows (stats/host/<host>/quiet_hours).
+  void on_quiet_hours(const std::string& host_id, quiet_hour_map m);
+  /// A host's pause (nullopt: not paused), from scheduler/control/<host>.
+  void on_pause(const std::string& host_id, std::optional<host_pause> pause);
+  /// Hosts whose pause ran out since the last call (their retained control
+  /// message should be cleared).
+  std::vector<std::string> take_pauses_ended();
 
   // -- actions -------------------------------------------------------------
   /// Decides a request. `worker_id` is the identity to use (from the topic in
   /// secure mode, else the payload's).
   lease_grant_reply request(const lease_request& req, const std::string& worker_id);
+  /// `process`: the work's processes when the holder reports them.
   std::variant<lease_ack, lease_error> heartbeat(const std::string& lease_id,
-                                                 const std::string& worker_id);
+                                                 const std::string& worker_id,
+                                                 const std::optional<lease_process>& process
+                                                 = std::nullopt);
+  /// Takes a token from `worker`'s message bucket; when it is empty, the
+  /// seconds until it holds one again (the reply's retry_after_sec).
+  std::optional<double> throttle(const std::string& worker_id);
+  /// Messages refused by throttle() so far.
+  std::uint64_t throttled() const { return throttled_; }
+  /// Active leases on a host with their processes, for the host's agent
+  /// (scheduler/host/<host>/leases).
+  nlohmann::json host_leases_json(const std::string& host_id) const;
+  /// Hosts whose leases or their processes changed since the last call.
+  std::vector<std::string> take_hosts_changed();
   std::variant<lease_ack, lease_error> release(const std::string& lease_id,
                                                const std::string& worker_id,
                                                const std::string& reason = {});
@@ -162,10 +242,20 @@ public:
   /// Expires leases whose TTL passed and warns on missed heartbeats.
   void tick();
 
-  /// Brings back a lease saved before a restart with `remaining_sec` of its
-  /// TTL left; one whose TTL ran out while lulld was down expires now (its
-  /// units held for lock_delay, since its holder may still be running).
-  /// Fencing tokens continue above the restored ones.
+  /// lulld lost its broker: heartbeats cannot reach it, so no lease expires
+  /// for missing them until `bus_reconnected`.
+  void bus_disconnected();
+  /// lulld is back on the broker: every active lease gets at least one full
+  /// TTL from now (etcd renews its leases the same way when a new leader
+  /// takes over), so an outage never costs a holder its lease.
+  void bus_reconnected();
+  bool expiry_paused() const { return expiry_paused_; }
+
+  /// Brings back a lease saved before a restart. It gets at least one full
+  /// TTL from now (as on a reconnect): its holder could not heartbeat while
+  /// lulld was down, and one that has gone expires a TTL later with its
+  /// units held for lock_delay. Fencing tokens continue above the restored
+  /// ones.
   void restore(lease_record r, double remaining_sec);
 
   /// Ids of leases granted, renewed or ended since the last call (to persist).
@@ -187,7 +277,9 @@ public:
   /// The whole state for scheduler/status.
   nlohmann::json status_json() const;
   const lease_policy_config& config() const { return cfg_; }
+  std::int64_t now_wall() const { return env_.wall_sec(); }
   double heartbeat_interval_sec(double ttl) const { return ttl / 3; }
+  std::uint64_t workers_evicted() const { return workers_evicted_; }
 
 private:
   struct reservation {
@@ -206,9 +298,23 @@ private:
   holder_lookup(const std::string& lease_id, const std::string& worker_id);
   lease_ack ack_of(const lease_record& r) const;
   void emit(std::string type, const lease_record& r, std::string reason,
-            std::optional<lease_state> st = std::nullopt);
+            std::optional<lease_state> st = std::nullopt,
+            std::optional<bool> suspended = std::nullopt);
+  /// Revokes a lease to give its host back (the queue requeues its job
+  /// without counting the attempt).
+  void preempt(std::map<std::string, lease_record>::iterator it, std::string reason);
   double earliest_free(const std::string& host_id, int need_units) const;
+  /// Suspends, resumes and preempts leases by their hosts' load, windows
+  /// and pauses (the yield policy).
+  void apply_yield();
+  /// Why leases of `priority` on `host` must not run now ("" when they may).
+  std::string hold_reason(const std::string& host_id, const host_info& h,
+                          lease_priority priority) const;
   void prune_held();
+  /// The summary of `worker_id`, making room first when the table is full.
+  worker_summary& track_worker(const std::string& worker_id);
+  /// Whether host_id may be added (or is known already).
+  bool host_room(const std::string& host_id) const;
 
   lease_policy_config cfg_;
   lease_env env_;
@@ -221,6 +327,14 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  std::uint64_t workers_evicted_ = 0;
+  std::map<std::string, token_bucket> worker_buckets_;
+  std::uint64_t throttled_ = 0;
+  std::vector<std::string> hosts_changed_;
+  std::vector<std::string> pauses_ended_;
+  bool expiry_paused_ = false;
+  bool preempting_ = false;
+  const date::time_zone* zone_ = nullptr;
 };
 
 } // namespace lull

@@ -272,7 +272,10 @@ private:
     if (version_ == MQTTVERSION_5) {
       // A session that outlives short outages keeps subscriptions and QoS 1
       // messages; lull resubscribes on every connect anyway.
-      b.clean_start(false).properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, 300}});
+      mqtt::properties props{{mqtt::property::SESSION_EXPIRY_INTERVAL, 300}};
+      if (opts_.max_packet_size > 0)
+        props.add({mqtt::property::MAXIMUM_PACKET_SIZE, opts_.max_packet_size});
+      b.clean_start(false).properties(props);
     } else {
       b.clean_session(false);
     }

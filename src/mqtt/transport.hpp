@@ -31,11 +31,19 @@ struct transport_options {
   std::string password;
   mqtt_message will;                  ///< last will (topic empty: none)
   int keep_alive_sec = 30;
+  /// Paho's automatic reconnect after a lost connection. A retry every
+  /// second (a refused connect costs one SYN) puts lulld and its clients back
+  /// on the broker within about a second of its return, well inside any
+  /// lease's TTL; a longer backoff would let a broker restart end leases.
   std::chrono::seconds reconnect_min{1};
-  std::chrono::seconds reconnect_max{30};
+  std::chrono::seconds reconnect_max{1};
   int max_buffered = 10000;           ///< publishes kept while disconnected (oldest dropped)
   /// Where the transport reports what it had to drop (default: stderr).
   std::function<void(const std::string&)> on_error;
+  /// MQTT v5 Maximum Packet Size announced in CONNECT (0: none): the broker
+  /// drops a bigger packet for this client rather than sending it, so a
+  /// flood of huge payloads never reaches (or grows) the process.
+  int max_packet_size = 1024 * 1024;
   bool prefer_v5 = true;
 };
 

@@ -35,7 +35,11 @@ struct process_probe_options {
 /// The fields of /proc/<pid>/stat lull uses.
 struct pid_stat {
   std::string comm;
+  char state = '?';
+  int ppid = 0;
+  int pgrp = 0;
   std::uint64_t utime = 0, stime = 0; ///< clock ticks
+  std::uint64_t cutime = 0, cstime = 0; ///< of waited-for children, clock ticks
   int threads = 0;
   std::uint64_t starttime = 0;        ///< clock ticks after boot
   std::uint64_t rss_pages = 0;

@@ -253,7 +253,8 @@ job_queue::cancel(const std::string& job_id, const std::string& reason) {
   return lease;
 }
 
-void job_queue::lease_ended(const std::string& lease_id, const std::string& why) {
+void job_queue::lease_ended(const std::string& lease_id, const std::string& why,
+                            bool preempted) {
   auto it = by_lease_.find(lease_id);
   if (it == by_lease_.end())
     return;
@@ -265,7 +266,13 @@ void job_queue::lease_ended(const std::string& lease_id, const std::string& why)
   if (j.state != job_state::leased && j.state != job_state::running)
     return;
   j.lease_id.clear();
-  if (j.attempts < j.spec.max_attempts) {
+  if (preempted) {
+    // The host was given back to its owner: not the job's fault.
+    j.attempts = std::max(0, j.attempts - 1);
+    j.queued_mono = clock_.mono_sec();
+    transition(j, job_state::queued,
+               "lease preempted (" + why + "); requeued, the attempt not counted");
+  } else if (j.attempts < j.spec.max_attempts) {
     j.queued_mono = clock_.mono_sec();
     transition(j, job_state::queued, "lease ended (" + why + "); requeued");
   } else {
@@ -306,10 +313,13 @@ void job_queue::forget_finished() {
     if (!it->second.spec.idempotency_key.empty())
       by_key_.erase(it->second.spec.idempotency_key);
     jobs_.erase(it);
+    forgotten_.push_back(id);
   }
 }
 
 std::vector<job_event> job_queue::take_events() { return std::exchange(events_, {}); }
+
+std::vector<std::string> job_queue::take_forgotten() { return std::exchange(forgotten_, {}); }
 
 const job* job_queue::get(const std::string& job_id) const {
   auto it = jobs_.find(job_id);

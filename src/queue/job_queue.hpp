@@ -118,7 +118,8 @@ public:
                                                                 const std::string& reason);
   /// The job's lease ended without completion (expired, revoked, released
   /// early): back to the queue while attempts remain, else failed.
-  void lease_ended(const std::string& lease_id, const std::string& why);
+  /// `preempted`: revoked to give its host back, so the attempt does not count.
+  void lease_ended(const std::string& lease_id, const std::string& why, bool preempted = false);
   /// Expires jobs past their deadline.
   void tick();
 
@@ -127,6 +128,10 @@ public:
   void restore(job j);
 
   std::vector<job_event> take_events();
+
+  /// Ids of finished jobs forgotten since the last call (their retained state is cleared).
+
+  std::vector<std::string> take_forgotten();
   const job* get(const std::string& job_id) const;
   const job* by_lease(const std::string& lease_id) const;
   std::vector<const job*> list(std::optional<job_state> state, const std::string& type,
@@ -153,6 +158,7 @@ private:
   std::vector<job_event> events_;
   std::vector<std::string> dirty_;
   std::vector<std::string> finished_order_;
+  std::vector<std::string> forgotten_; ///< purged finished jobs, for take_forgotten
 };
 
 } // namespace lull

@@ -130,8 +130,9 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
       return bad("field 'deadline' must be a UTC time like 2026-11-23T10:00:30Z");
     s.deadline = t;
   } else if (auto r = d.find("deadline_sec"); r != d.end() && !r->is_null()) {
-    if (!r->is_number() || *r <= 0)
-      return bad("field 'deadline_sec' must be a positive number of seconds");
+    // Bounded: 1e300 seconds would overflow the deadline's int64.
+    if (!r->is_number() || !(r->get<double>() > 0 && r->get<double>() <= 10.0 * 366 * 86400))
+      return bad("field 'deadline_sec' must be a number of seconds from 0 to 316224000 (10 years)");
     s.deadline = clock_.wall_sec() + static_cast<std::int64_t>(r->get<double>());
   }
   if (auto it = d.find("producer"); it != d.end() && !it->is_null()) {
@@ -189,13 +190,20 @@ void queue_service::on_next(const mqtt_message& in, queue_output& out) {
   }
   double wait = 0;
   if (auto it = d.find("wait_sec"); it != d.end() && !it->is_null()) {
-    if (!it->is_number() || *it < 0)
+    if (!it->is_number() || !(it->get<double>() >= 0)) // NaN fails too
       return error(req.route, error_code::invalid_request,
                    "field 'wait_sec' must be a number of seconds >= 0", out);
     wait = std::min(it->get<double>(), opts_.max_wait_sec);
   }
   if (w.route.topic.empty())
     return; // nobody to answer
+  if (wait > 0 && waiting_.size() >= opts_.max_parked) {
+    ++refused_parked_;
+    return error(req.route, error_code::request_throttled,
+                 "too many parked requests (" + std::to_string(waiting_.size())
+                   + "); ask again without wait_sec or later",
+                 out);
+  }
   w.until_mono = clock_.mono_sec() + wait;
   auto id = ++next_id_;
   waiting_[id] = std::move(w);
@@ -381,7 +389,7 @@ queue_output queue_service::on_lease_outcome(const lease_outcome& o) {
                       outcome == "failed" ? (o.error.empty() ? "failed" : o.error)
                                           : std::string("released without an outcome"));
   } else if (o.type == "expired" || o.type == "revoked") {
-    queue_.lease_ended(o.lease_id, o.type);
+    queue_.lease_ended(o.lease_id, o.preempted ? o.reason : o.type, o.preempted);
   } else {
     return out;
   }
@@ -446,6 +454,10 @@ void queue_service::drain(queue_output& out) {
                              {}});
     }
   }
+  // A purged job's retained state goes too, or the broker keeps one per job forever.
+  for (auto& id : queue_.take_forgotten())
+    out.publish.push_back(
+      {opts_.topics.full("scheduler/job/" + id + "/state"), "", 1, true, json_content_type, {}, {}});
 }
 
 } // namespace lull

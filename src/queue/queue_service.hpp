@@ -40,6 +40,7 @@ namespace lull {
 struct queue_service_options {
   topic_names topics;
   double max_wait_sec = 60;      ///< longest a `next` may wait for a job
+  std::size_t max_parked = 1000; ///< `next` requests waiting at once; more are throttled
   double idle_retry_sec = 5;     ///< retry hint when no job is queued
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
 };
@@ -117,6 +118,7 @@ private:
   job_queue queue_;
   queue_clock clock_;
   std::map<std::uint64_t, waiting_worker> waiting_;
+  std::uint64_t refused_parked_ = 0; ///< `next` requests refused for max_parked
   std::map<std::uint64_t, std::uint64_t> asks_; ///< ask id -> waiting worker id
   std::map<std::uint64_t, std::string> ask_job_;
   std::uint64_t next_id_ = 0;

@@ -35,14 +35,43 @@ struct scored_input {
   input_thresholds t;
   bool reversed;
   double p;
+  /// The value that decides PANIC when it is not `value` (memory: the host's
+  /// total, whoever uses it).
+  std::optional<double> panic_value;
+  std::string panic_label;
 };
 
 std::string reason_for(const scored_input& in) {
   const char* edge = in.p >= 1 ? "panic" : in.p >= 0.5 ? "busy" : "quiet";
   double at = in.p >= 1 ? in.t.panic : in.p >= 0.5 ? in.t.busy : in.t.quiet;
   char buf[240];
-  std::snprintf(buf, sizeof buf, "%s %.1f%s is %s the %s threshold %g%s", in.label.c_str(),
-                in.value, in.unit, in.reversed ? "below" : "above", edge, at, in.unit);
+  if (std::string_view(in.key) == "cpu_foreign_avg")
+    std::snprintf(buf, sizeof buf, "%s use %.1f%s CPU, %s the %s threshold %g%s",
+                  in.label.c_str(), in.value, in.unit, in.reversed ? "below" : "above", edge,
+                  at, in.unit);
+  else
+    std::snprintf(buf, sizeof buf, "%s %.1f%s is %s the %s threshold %g%s", in.label.c_str(),
+                  in.value, in.unit, in.reversed ? "below" : "above", edge, at, in.unit);
+  return buf;
+}
+
+std::string panic_reason(const scored_input& in) {
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "%s %.1f%s is %s the panic threshold %g%s",
+                in.panic_label.c_str(), *in.panic_value, in.unit,
+                in.reversed ? "below" : "above", in.t.panic, in.unit);
+  return buf;
+}
+
+/// "2 min", "30 s", "1 h" for reasons.
+std::string span_text(double sec) {
+  char buf[32];
+  if (sec >= 3600 && std::fmod(sec, 3600) == 0)
+    std::snprintf(buf, sizeof buf, "%g h", sec / 3600);
+  else if (sec >= 60 && std::fmod(sec, 60) == 0)
+    std::snprintf(buf, sizeof buf, "%g min", sec / 60);
+  else
+    std::snprintf(buf, sizeof buf, "%g s", sec);
   return buf;
 }
 
@@ -84,7 +113,10 @@ quiet_assessor::quiet_assessor(quiet_thresholds th, mono_fn mono, unix_fn unix_n
 
 void quiet_assessor::on_bus(const std::string& host_id, std::optional<double> rps,
                             std::optional<double> p95_ms) {
-  hosts_[host_id].bus = bus_input{rps, p95_ms, mono_()};
+  // Hosts are learned from their agents' snapshots only: a bus report naming
+  // any other host would add one per message.
+  if (auto it = hosts_.find(host_id); it != hosts_.end())
+    it->second.bus = bus_input{rps, p95_ms, mono_()};
 }
 
 const std::deque<quiet_streak>& quiet_assessor::streaks(const std::string& host_id) const {
@@ -149,8 +181,15 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   auto& hs = hosts_[s.host_id];
   hs.last_snapshot = now;
   hs.stale = false;
-  if (s.cpu_pct)
+  // lull's own share of this sample: its leases and lulld itself.
+  std::optional<double> own_cpu;
+  if (s.leased && (s.leased->cpu_pct || s.leased->agent_cpu_pct))
+    own_cpu = s.leased->cpu_pct.value_or(0) + s.leased->agent_cpu_pct.value_or(0);
+  if (s.cpu_pct) {
     hs.cpu.add(now, *s.cpu_pct);
+    hs.cpu_foreign.add(now, std::clamp(*s.cpu_pct - own_cpu.value_or(0), 0.0, 100.0));
+    hs.cpu_leased.add(now, std::min(own_cpu.value_or(0), *s.cpu_pct));
+  }
 
   quiet_assessment a;
   a.host_id = s.host_id;
@@ -158,18 +197,50 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   nlohmann::json inputs = nlohmann::json::object();
   std::vector<scored_input> scored;
   auto add = [&](const char* key, std::string label, std::optional<double> v, const char* unit,
-                 const input_thresholds& t, bool reversed = false) {
+                 const input_thresholds& t, bool reversed = false, bool score = true) {
     inputs[key] = v ? nlohmann::json(r2(*v)) : nlohmann::json(nullptr);
-    if (v)
-      scored.push_back({key, std::move(label), *v, unit, t, reversed, pressure(*v, t, reversed)});
+    if (v && score)
+      scored.push_back({key, std::move(label), *v, unit, t, reversed, pressure(*v, t, reversed),
+                        std::nullopt, {}});
+  };
+  auto jopt = [](std::optional<double> v) {
+    return v ? nlohmann::json(r2(*v)) : nlohmann::json(nullptr);
   };
 
-  std::optional<double> cpu_avg;
+  auto window = span_text(th_.cpu_window_sec);
+  std::optional<double> cpu_avg, cpu_foreign, cpu_leased;
   if (auto w = hs.cpu.summary(now, th_.cpu_window_sec))
     cpu_avg = w->avg;
-  add("cpu_avg_2m", "CPU average over 2 min", cpu_avg, "%", th_.cpu);
+  if (auto w = hs.cpu_foreign.summary(now, th_.cpu_window_sec))
+    cpu_foreign = w->avg;
+  if (auto w = hs.cpu_leased.summary(now, th_.cpu_window_sec))
+    cpu_leased = w->avg;
+  add("cpu_foreign_avg", "Other processes (" + window + " average)", cpu_foreign, "%",
+      th_.cpu);
+  inputs["cpu_avg"] = jopt(cpu_avg);
+  inputs["cpu_leased_avg"] = jopt(cpu_leased);
+  inputs["cpu_window_sec"] = th_.cpu_window_sec;
   inputs["cpu_pct"] = s.cpu_pct ? nlohmann::json(*s.cpu_pct) : nlohmann::json(nullptr);
-  add("mem_pct", "Memory used", s.mem_used_pct, "%", th_.mem);
+  // Memory: the owner's share decides QUIET/NORMAL/BUSY, the total PANIC.
+  std::optional<double> mem_foreign = s.mem_used_pct;
+  if (s.mem_used_pct && s.leased && s.mem_total_bytes && *s.mem_total_bytes > 0)
+    mem_foreign = std::max(0.0, *s.mem_used_pct
+                                  - 100.0 * static_cast<double>(s.leased->rss_bytes)
+                                      / static_cast<double>(*s.mem_total_bytes));
+  inputs["mem_pct"] = jopt(s.mem_used_pct);
+  inputs["mem_foreign_pct"] = jopt(mem_foreign);
+  if (mem_foreign) {
+    scored_input in{"mem_foreign_pct", "Memory used by other processes", *mem_foreign, "%",
+                    th_.mem, false, pressure(*mem_foreign, th_.mem), s.mem_used_pct,
+                    "Memory used"};
+    scored.push_back(std::move(in));
+  }
+  if (s.leased) {
+    inputs["leased_cpu_pct"] = jopt(s.leased->cpu_pct);
+    inputs["agent_cpu_pct"] = jopt(s.leased->agent_cpu_pct);
+    inputs["leased_rss_bytes"] = s.leased->rss_bytes;
+    inputs["leases_measured"] = s.leased->leases;
+  }
   std::optional<double> disk_free;
   std::string disk_mount;
   for (auto& d : s.disks)
@@ -186,8 +257,8 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     rps = hs.bus->rps;
     p95 = hs.bus->p95_ms;
   }
-  add("bus_rps", "Bus traffic", rps, " msg/s", th_.bus_rps);
-  add("bus_p95_ms", "Bus p95 latency", p95, " ms", th_.bus_p95);
+  add("bus_rps", "Bus traffic", rps, " msg/s", th_.bus_rps, false, th_.bus_inputs);
+  add("bus_p95_ms", "Bus p95 latency", p95, " ms", th_.bus_p95, false, th_.bus_inputs);
   bool throttled_now = s.throttling && (s.throttling->under_voltage || s.throttling->throttled
                                         || s.throttling->freq_capped
                                         || s.throttling->soft_temp_limit);
@@ -214,29 +285,50 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   }
   double score = std::clamp(100.0 * (1.0 - p_max) - 5.0 * rest, 0.0, 100.0);
   a.quiet_score = r1(score);
-  for (auto& in : scored)
-    if (in.p >= 0.25)
+  for (auto& in : scored) {
+    if (in.panic_value && pressure(*in.panic_value, in.t, in.reversed) >= 1)
+      reasons.push_back(panic_reason(in));
+    else if (in.p >= 0.25)
       reasons.push_back(reason_for(in));
+  }
 
   // PANIC, with hysteresis on the way out.
   bool was_panic = hs.state == quiet_state::panic;
   bool panic = std::any_of(scored.begin(), scored.end(), [&](auto& in) {
-    if (in.p >= 1)
+    double v = in.panic_value.value_or(in.value);
+    if (pressure(v, in.t, in.reversed) >= 1)
       return true;
     if (!was_panic)
       return false;
     // Leaving PANIC needs the input 5 % of its panic level below it.
     double margin = std::abs(in.t.panic) * 0.05;
-    return in.reversed ? in.value <= in.t.panic + margin : in.value >= in.t.panic - margin;
+    return in.reversed ? v <= in.t.panic + margin : v >= in.t.panic - margin;
   });
   quiet_state st;
   if (panic) {
     st = quiet_state::panic;
+    for (auto& in : scored) {
+      double v = in.panic_value.value_or(in.value);
+      if (pressure(v, in.t, in.reversed) < 1 && !was_panic)
+        continue;
+      if (was_panic && pressure(v, in.t, in.reversed) < 1) {
+        double margin = std::abs(in.t.panic) * 0.05;
+        if (!(in.reversed ? v <= in.t.panic + margin : v >= in.t.panic - margin))
+          continue;
+      }
+      std::string_view k = in.key;
+      a.panic_by.push_back(k == "cpu_foreign_avg"   ? "cpu"
+                           : k == "mem_foreign_pct" ? "memory"
+                           : k == "swap_pct"        ? "swap"
+                           : k == "disk_free_pct"   ? "disk"
+                           : k == "temp_c"          ? "temperature"
+                                                    : std::string(k));
+    }
     hs.cooldown_until_mono = now + th_.cooldown_sec;
     hs.cooldown_until_unix = now_unix + static_cast<std::int64_t>(th_.cooldown_sec);
   } else {
     st = banded(score, was_panic ? std::optional<quiet_state>(quiet_state::busy) : hs.state);
-    if (!cpu_avg && st == quiet_state::quiet) {
+    if (!cpu_foreign && st == quiet_state::quiet) {
       st = quiet_state::normal;
       reasons.push_back("No CPU reading yet; QUIET needs one");
     }
@@ -251,6 +343,13 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     a.cooldown_until = hs.cooldown_until_unix;
   if (reasons.empty())
     reasons.push_back("All inputs below their quiet thresholds");
+  if (cpu_leased && *cpu_leased >= 1.0) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "Leased work uses %.1f%% CPU (%s average); not counted against the host",
+                  *cpu_leased, window.c_str());
+    reasons.push_back(buf);
+  }
   a.state = st;
   hs.state = st;
 

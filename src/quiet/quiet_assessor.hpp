@@ -12,6 +12,12 @@
 /// threshold sits on the QUIET edge and one at its busy threshold on the BUSY
 /// edge, which keeps the config's numbers meaning what they say.
 ///
+/// Whose load (SPEC.md): CPU and memory are scored on *foreign* load, what
+/// the host does minus what lull's leases (and lulld) use, as the snapshot's
+/// `leased` object reports it; temperature, swap, disk and a memory total at
+/// its panic level use the host's totals, since they hurt the machine whoever
+/// causes them.
+///
 /// PANIC: any input at or past its panic threshold, or the Pi firmware
 /// reporting under-voltage/throttling is not PANIC but counts as busy. After a
 /// PANIC the host cannot be QUIET for `cooldown_sec`.
@@ -49,7 +55,7 @@ struct input_thresholds {
 /// and PANIC at 85; CPU is averaged over 2 minutes so a short spike (apt, a
 /// cron job) does not block a lease.
 struct quiet_thresholds {
-  input_thresholds cpu{0, 30, 75, 95};          ///< cpu_avg_2m, % of all cores
+  input_thresholds cpu{0, 30, 75, 95};          ///< other processes' CPU average, % of all cores
   input_thresholds mem{40, 70, 85, 95};         ///< used %
   input_thresholds disk_free{50, 20, 10, 3};    ///< free % of the fullest mount (reversed)
   input_thresholds swap{5, 25, 50, 90};         ///< used %
@@ -61,6 +67,9 @@ struct quiet_thresholds {
   double hysteresis = 5;     ///< points
   double cooldown_sec = 120; ///< after a PANIC (as the lease manager's)
   double cpu_window_sec = 120;
+  /// Score lull's own bus traffic (stats/bus) as host load. Off by default:
+  /// lull's protocol traffic is lull's, not the owner's (docs/collectors.md).
+  bool bus_inputs = false;
   double bus_fresh_sec = 60; ///< bus stats older than this are ignored
   double stale_after_sec = 30; ///< a host without a snapshot this long is BUSY
 };
@@ -111,7 +120,9 @@ private:
     std::optional<quiet_state> state;
     std::optional<double> cooldown_until_mono;
     std::optional<std::int64_t> cooldown_until_unix;
-    rolling_window cpu{3600};
+    rolling_window cpu{3600};          ///< the whole host
+    rolling_window cpu_foreign{3600};  ///< the host minus lull's leases and lulld
+    rolling_window cpu_leased{3600};
     std::optional<quiet_streak> streak;
     std::deque<quiet_streak> closed;
     std::optional<bus_input> bus;

@@ -73,16 +73,20 @@ std::vector<sample_point> extract_points(const series_source& src, const nlohman
                         d.value("free_pct", nlohmann::json()));
     return out;
   }
+  // At most 64 series per message, named in at most 64 characters: the keys
+  // come from whoever publishes, and each new name is a new stored series.
+  constexpr std::size_t max_points = 64, max_name = 64;
   for (auto& [k, v] : doc.items()) {
-    if (k == "v")
+    if (k == "v" || k.size() > max_name)
       continue;
     if (v.is_object()) {
       for (auto& [k2, v2] : v.items())
-        add_if_number(out, src, ts, k + "." + k2, v2);
+        if (out.size() < max_points && k.size() + 1 + k2.size() <= max_name)
+          add_if_number(out, src, ts, k + "." + k2, v2);
     } else {
       add_if_number(out, src, ts, k, v);
     }
-    if (out.size() >= 64)
+    if (out.size() >= max_points)
       break;
   }
   return out;
@@ -118,7 +122,7 @@ std::vector<timed_value> counter_rates(const std::vector<timed_value>& counter) 
     auto dt = counter[i].ts - counter[i - 1].ts;
     if (dt <= 0 || counter[i].value < 0 || counter[i - 1].value < 0)
       continue;
-    auto delta = proc::counter_delta(static_cast<std::uint64_t>(counter[i - 1].value),
+    auto delta = counter_delta(static_cast<std::uint64_t>(counter[i - 1].value),
                                      static_cast<std::uint64_t>(counter[i].value));
     if (delta)
       out.push_back({counter[i].ts, static_cast<double>(*delta) / static_cast<double>(dt)});
@@ -229,7 +233,7 @@ std::variant<history_query, std::string> parse_history_query(const nlohmann::jso
       d = parse_duration_sec(it->get<std::string>());
     else if (it->is_number())
       d = it->get<double>();
-    if (!d || *d < static_cast<double>(lo) || *d > static_cast<double>(hi))
+    if (!d || !(*d >= static_cast<double>(lo) && *d <= static_cast<double>(hi)))
       return std::string("field '") + name + "' must be a duration such as 10s, 5m, 1h or 7d, "
              + "between " + std::to_string(lo) + " and " + std::to_string(hi) + " seconds";
     out = static_cast<std::int64_t>(*d);

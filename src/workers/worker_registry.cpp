@@ -107,6 +107,11 @@ worker_update worker_registry::on_status(const std::string& worker_id,
     if (auto id = opt_string(j, "worker_id", err); id && *id != worker_id)
       return fail("worker_id '" + *id + "' does not match the topic");
     auto state = opt_string(j, "state", err);
+    // lull's client library says "status" (online, offline, stopped): one
+    // schema, two spellings accepted.
+    if (!state && err.empty())
+      if (auto status = opt_string(j, "status", err))
+        state = lower(*status) == "stopped" ? std::string("offline") : *status;
     if (!err.empty())
       return fail(err);
     if (!state)

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <mutex>
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -233,10 +235,39 @@ bool lulld::wait_log(const std::string& text, std::chrono::milliseconds timeout)
   return wait_until([&] { return log().find(text) != std::string::npos; }, timeout);
 }
 
-std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
-                                    std::vector<std::string> extra) {
+namespace {
+
+/// Removes the test data directories when the test program ends.
+struct data_dirs {
+  std::mutex mtx;
+  std::vector<std::string> dirs;
+  ~data_dirs() {
+    for (auto& d : dirs) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+};
+
+data_dirs& all_data_dirs() {
+  static data_dirs dirs;
+  return dirs;
+}
+
+} // namespace
+
+std::string test_data_dir() {
   char tmpl[] = "/tmp/lulld-test-data-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
+  auto& all = all_data_dirs();
+  std::lock_guard<std::mutex> guard(all.mtx);
+  all.dirs.push_back(dir);
+  return dir;
+}
+
+std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
+                                    std::vector<std::string> extra) {
+  std::string dir = test_data_dir();
   std::vector<std::string> args = {"--broker", broker_uri, "--host-id", host_id,
                                    "--data-dir", dir, "--log-level", "debug"};
   args.insert(args.end(), extra.begin(), extra.end());

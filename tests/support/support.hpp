@@ -125,6 +125,10 @@ private:
   std::optional<int> status_;
 };
 
+/// A fresh /tmp/lulld-test-data-* directory, removed with everything in it
+/// when the test program exits (a later lulld of the same test may reuse it).
+std::string test_data_dir();
+
 /// A lulld command line for a broker: --broker, --host-id, a private data dir.
 std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
                                     std::vector<std::string> extra = {});

@@ -1,0 +1,32 @@
+// lull cancel JOB_ID [--reason TEXT]: a queued job is dropped, a running one's
+// lease revoked.
+
+#include <iostream>
+
+#include "src/cli/commands.hpp"
+
+namespace lull::cli {
+
+CLI::App* add_cancel(CLI::App& app, cancel_opts& o) {
+  auto* cancel = app.add_subcommand("cancel", "cancel a job (its lease is revoked)");
+  cancel->add_option("job_id", o.job_id, "the job id")->required();
+  cancel->add_option("--reason", o.reason, "why");
+  return cancel;
+}
+
+int do_cancel(const global_opts& g, const cancel_opts& o) {
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  nlohmann::json body = nlohmann::json::object();
+  if (!o.reason.empty())
+    body["reason"] = o.reason;
+  auto r = client->call(client->topic("scheduler/job/" + o.job_id + "/cancel"), body,
+                        call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("cancel", *e);
+  std::cout << "job " << o.job_id << " cancelled\n";
+  return ex_ok;
+}
+
+} // namespace lull::cli

@@ -1,0 +1,118 @@
+#include "src/cli/cli.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+
+namespace lull::cli {
+
+std::string default_worker_id() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0')
+    return "worker";
+  std::string out;
+  for (char* p = buf; *p != '\0' && *p != '.' && out.size() < 64; ++p)
+    out += (std::isalnum(static_cast<unsigned char>(*p)) || *p == '-' || *p == '_') ? *p : '_';
+  return out.empty() ? "worker" : out;
+}
+
+void add_global_options(CLI::App& app, global_opts& g) {
+  if (g.worker.empty())
+    g.worker = default_worker_id();
+  // Inherited by subcommands created after this: an option a subcommand does
+  // not know is tried on the app, so global flags work after the command too.
+  app.fallthrough();
+  app.add_option("--broker", g.broker, "MQTT broker URI")->envname("LULL_BROKER")
+    ->capture_default_str();
+  app.add_option("--worker", g.worker, "this worker's id (default: the hostname)")
+    ->envname("LULL_WORKER_ID");
+  app.add_option("--user", g.user, "MQTT user name (secure broker: the worker id)")
+    ->envname("LULL_USERNAME");
+  app.add_option("--password", g.password, "MQTT password (prefer the env)")
+    ->envname("LULL_PASSWORD");
+  app.add_flag("--secure", g.secure, "the broker runs broker-config/secure.conf")
+    ->envname("LULL_BROKER_SECURE");
+  app.add_option("--topic-prefix", g.prefix, "lulld's topic prefix")->envname("LULL_TOPIC_PREFIX");
+  app.add_option("--timeout", g.timeout_sec, "seconds to wait for the broker and each reply")
+    ->capture_default_str();
+}
+
+std::chrono::milliseconds call_timeout_of(const global_opts& g) {
+  return std::chrono::milliseconds(static_cast<long>(g.timeout_sec * 1000));
+}
+
+std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce) {
+  lease_client_options o;
+  o.uri = g.broker;
+  o.worker_id = g.secure && !g.user.empty() ? g.user : g.worker;
+  o.username = g.user;
+  o.password = g.password;
+  o.secure = g.secure;
+  o.topic_prefix = g.prefix;
+  o.announce = announce;
+  o.connect_timeout = call_timeout_of(g);
+  auto connected = lease_client::connect(o);
+  if (auto* err = std::get_if<std::string>(&connected)) {
+    std::cerr << "lull: " << *err << "\n";
+    return nullptr;
+  }
+  return std::move(std::get<std::unique_ptr<lease_client>>(connected));
+}
+
+int report_error(const std::string& what, const call_error& e) {
+  std::cerr << "lull: " << what << " failed: " << to_string(e.error.code) << ": "
+            << e.error.message << "\n";
+  return e.timed_out ? ex_unavailable : ex_failed;
+}
+
+std::string fmt(double sec) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", sec);
+  return buf;
+}
+
+std::string pad(std::string s, std::size_t w) {
+  if (s.size() < w)
+    s.append(w - s.size(), ' ');
+  return s;
+}
+
+std::string num(const nlohmann::json& j, int decimals) {
+  if (!j.is_number())
+    return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, j.get<double>());
+  return buf;
+}
+
+std::string str(const nlohmann::json& j) { return j.is_string() ? j.get<std::string>() : "-"; }
+
+std::string sparkline(const nlohmann::json& values, double lo, double hi) {
+  static const char* bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                               "\u2585", "\u2586", "\u2587", "\u2588"};
+  std::string out;
+  for (auto& v : values) {
+    if (!v.is_number()) {
+      out += " ";
+      continue;
+    }
+    int i = hi > lo ? static_cast<int>((v.get<double>() - lo) / (hi - lo) * 7.0 + 0.5) : 0;
+    out += bars[std::clamp(i, 0, 7)];
+  }
+  return out;
+}
+
+std::string sparkline(const nlohmann::json& values) {
+  double lo = 1e300, hi = -1e300;
+  for (auto& v : values)
+    if (v.is_number()) {
+      lo = std::min(lo, v.get<double>());
+      hi = std::max(hi, v.get<double>());
+    }
+  return sparkline(values, lo, hi);
+}
+
+} // namespace lull::cli

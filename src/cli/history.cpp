@@ -1,0 +1,122 @@
+// lull history [--group G] [--host H] [--range R] [--step S]: sparklines of a
+// host's (or its quiet score's, a process's, the bus's) history.
+
+#include <algorithm>
+#include <iostream>
+
+#include "src/cli/commands.hpp"
+
+namespace lull::cli {
+
+CLI::App* add_history(CLI::App& app, history_opts& ho) {
+  auto* history = app.add_subcommand("history", "history of a host, its quiet score, ...");
+  history->add_option("--group", ho.group, "host, quiet, process:<name>, bus, worker:<id>")
+    ->capture_default_str();
+  history->add_option("--host", ho.host, "host id (default: lulld's own)");
+  history->add_option("--range", ho.range, "how far back (e.g. 1h, 7d)")->capture_default_str();
+  history->add_option("--step", ho.step, "bucket size (e.g. 10s, 5m)")->capture_default_str();
+  history->add_option("--metric", ho.metrics, "only these metrics (repeatable)");
+  history->add_flag("--json", ho.as_json, "print the reply as JSON");
+  history->add_flag("--windows", ho.windows,
+                    "the learned quiet windows: share of each hour of the week the host was "
+                    "QUIET, as a heat map");
+  history->add_option("--weeks", ho.weeks, "with --windows: weeks of history (1-52)")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 52));
+  return history;
+}
+
+void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
+  out << "quiet windows of " << str(j.value("host", nlohmann::json())) << " ("
+      << str(j.value("timezone", nlohmann::json())) << "), " << num(j["days_observed"], 1)
+      << " days observed in the last " << num(j["weeks"]) << " weeks";
+  if (!j.value("ready", false))
+    out << "; under 7 days: not yet used for retry hints";
+  out << "\n\n     ";
+  for (int h = 0; h < 24; h += 3) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02d", h);
+    out << pad(buf, 3);
+  }
+  out << "\n";
+  // Shades from rarely (light) to always QUIET (full); '.' never observed.
+  static const char* shades[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+  static const int order[] = {1, 2, 3, 4, 5, 6, 0}; // Monday first
+  for (int d : order) {
+    auto& row = j["hours"][d];
+    out << pad(str(j["days"][d]), 5);
+    for (int h = 0; h < 24; ++h) {
+      auto& v = row[h];
+      if (!v.is_number()) {
+        out << ".";
+        continue;
+      }
+      double s = v.get<double>();
+      out << shades[s >= 0.8 ? 4 : s >= 0.6 ? 3 : s >= 0.4 ? 2 : s >= 0.2 ? 1 : 0];
+    }
+    out << "\n";
+  }
+  out << "\n     \u2591 <40%  \u2592 40-60%  \u2593 60-80%  \u2588 >=80% QUIET  . no data\n";
+  if (j["next_window"].is_string())
+    out << "next hour QUIET at least 60% of the time: " << str(j["next_window"]) << "\n";
+}
+
+void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o) {
+  nlohmann::json j = reply;
+  out << str(j["group"]) << " of " << str(j["host"]) << ", last " << o.range << " in "
+      << o.step << " steps from " << str(j["start_utc"]) << " (" << str(j["source"]) << ")\n\n";
+  if (!j["series"].is_object() || j["series"].empty()) {
+    out << "(no data)\n";
+    return;
+  }
+  std::size_t width = 8;
+  for (auto& [name, s] : j["series"].items())
+    width = std::max(width, name.size() + 2);
+  for (auto& [name, s] : j["series"].items()) {
+    double mn = 1e300, mx = -1e300, sum = 0;
+    int n = 0;
+    nlohmann::json last;
+    for (std::size_t i = 0; i < s["avg"].size(); ++i) {
+      auto& a = s["avg"][i];
+      if (!a.is_number() || !s["min"][i].is_number() || !s["max"][i].is_number())
+        continue;
+      mn = std::min(mn, s["min"][i].get<double>());
+      mx = std::max(mx, s["max"][i].get<double>());
+      sum += a.get<double>();
+      ++n;
+      last = a;
+    }
+    out << pad(name, width) << sparkline(s["avg"]);
+    if (n > 0)
+      out << "  min " << num(mn, 1) << "  avg " << num(sum / n, 1) << "  max " << num(mx, 1)
+          << "  last " << num(last, 1);
+    out << "\n";
+  }
+}
+
+int do_history(const global_opts& g, const history_opts& o) {
+  nlohmann::json body = {{"kind", "history"}, {"group", o.group}, {"range", o.range},
+                         {"step", o.step}};
+  if (o.windows)
+    body = {{"kind", "windows"}, {"weeks", o.weeks}};
+  if (!o.host.empty())
+    body["host"] = o.host;
+  if (!o.metrics.empty())
+    body["metrics"] = o.metrics;
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  auto r = client->call(client->topic("history/request"), body, call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("history", *e);
+  auto& j = std::get<nlohmann::json>(r);
+  if (o.as_json)
+    std::cout << j.dump(2) << "\n";
+  else if (o.windows)
+    print_quiet_windows(std::cout, j);
+  else
+    print_history(std::cout, j, o);
+  return ex_ok;
+}
+
+} // namespace lull::cli

@@ -1,0 +1,60 @@
+// lull jobs [--state S] [--type T] [--by-worker W]: the job queue as a table.
+
+#include <iostream>
+
+#include "src/cli/commands.hpp"
+
+namespace lull::cli {
+
+CLI::App* add_jobs(CLI::App& app, jobs_opts& jo) {
+  auto* jobs = app.add_subcommand("jobs", "list jobs");
+  jobs->add_option("--state", jo.state, "queued, leased, running, succeeded, failed, ...");
+  jobs->add_option("--type", jo.type, "job type");
+  jobs->add_option("--by-worker", jo.worker, "jobs of this worker");
+  jobs->add_option("--limit", jo.limit, "at most this many")->capture_default_str();
+  jobs->add_flag("--json", jo.as_json, "print the reply as JSON");
+  return jobs;
+}
+
+void print_jobs(std::ostream& out, const nlohmann::json& reply) {
+  auto jobs = reply.value("jobs", nlohmann::json::array());
+  out << pad("JOB", 20) << pad("TYPE", 14) << pad("STATE", 10) << pad("PRIO", 11)
+      << pad("UNITS", 6) << pad("TRY", 5) << pad("WORKER", 14) << "UPDATED\n";
+  for (auto& job : jobs)
+    out << pad(str(job["job_id"]), 20) << pad(str(job["job_type"]), 14)
+        << pad(str(job["state"]), 10) << pad(str(job["priority"]), 11)
+        << pad(num(job["cost_units"]), 6)
+        << pad(num(job["attempts"]) + "/" + num(job["max_attempts"]), 5)
+        << pad(str(job["worker_id"]), 14) << str(job["updated_at"]) << "\n";
+  if (jobs.empty())
+    out << "(no jobs)\n";
+  out << "\nqueued: ";
+  auto depths = reply.value("depths", nlohmann::json::object());
+  for (auto& [prio, n] : depths.items())
+    out << prio << "=" << num(n) << " ";
+  out << "\n";
+}
+
+int do_jobs(const global_opts& g, const jobs_opts& o) {
+  nlohmann::json body = {{"limit", o.limit}};
+  if (!o.state.empty())
+    body["state"] = o.state;
+  if (!o.type.empty())
+    body["job_type"] = o.type;
+  if (!o.worker.empty())
+    body["worker"] = o.worker;
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
+  auto r = client->call(client->topic("scheduler/job/list"), body, call_timeout_of(g));
+  if (auto* e = std::get_if<call_error>(&r))
+    return report_error("listing jobs", *e);
+  auto& j = std::get<nlohmann::json>(r);
+  if (o.as_json)
+    std::cout << j.dump(2) << "\n";
+  else
+    print_jobs(std::cout, j);
+  return ex_ok;
+}
+
+} // namespace lull::cli

@@ -1,0 +1,161 @@
+// The examples that need npm packages, against a real lulld and Mosquitto:
+// the Node.js worker (MQTT.js) and the Node-RED flow run headless in a real
+// Node-RED 4. Each installs its packages into its own example folder with
+// npm on first use (node_modules/ is ignored by git and kept as a cache).
+// lull itself never needs npm: these run in their own CI lane
+// (scripts/test-examples-npm), not in scripts/test.
+
+#include <regex>
+
+#include "tests/examples_support.hpp"
+
+using namespace lull;
+using namespace lull::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// `npm install` in examples/<example> unless `module` is there already.
+::testing::AssertionResult npm_install(const std::string& example, const std::string& module) {
+  auto folder = source_path("examples/" + example);
+  if (std::filesystem::exists(folder + "/node_modules/" + module + "/package.json"))
+    return ::testing::AssertionSuccess();
+  auto npm = find_executable("npm");
+  if (!npm)
+    return ::testing::AssertionFailure() << "npm is not installed (Debian: nodejs npm)";
+  temp_dir logs("lull-npm");
+  example_process p({*npm, "install", "--prefix", folder, "--no-audit", "--no-fund",
+                     "--no-package-lock", "--omit=dev"},
+                    logs);
+  auto code = p.wait(900s);
+  if (!code || *code != 0)
+    return ::testing::AssertionFailure() << "npm install in " << folder << ": " << p.output();
+  return ::testing::AssertionSuccess();
+}
+
+std::string node() { return find_executable("node").value_or("node"); }
+
+std::vector<std::string> node_worker(example_env& env, const std::string& worker, int mqtt,
+                                     std::vector<std::string> cmd) {
+  std::vector<std::string> argv = {node(),       source_path("examples/node/lull-worker.js"),
+                                   "--broker",   "mqtt://" + env.host_port(),
+                                   "--worker",   worker,
+                                   "--mqtt",     std::to_string(mqtt),
+                                   "--grace",    "2",
+                                   "--"};
+  argv.insert(argv.end(), cmd.begin(), cmd.end());
+  return argv;
+}
+
+} // namespace
+
+class node_example : public ::testing::TestWithParam<int> {
+protected:
+  void SetUp() override { ASSERT_TRUE(npm_install("node", "mqtt")); }
+};
+
+TEST_P(node_example, holds_a_lease_through_heartbeats_and_releases_with_the_outcome) {
+  example_env env;
+  ASSERT_TRUE(env.make_quiet()) << env.daemon().log();
+  auto file = env.dir() + "/lease-id";
+  auto worker = "node" + std::to_string(GetParam());
+  example_process p(node_worker(env, worker, GetParam(),
+                                {"sh", "-c",
+                                 "sleep 8; echo \"$LULL_LEASE_ID\" > " + file + "; exit 3"}),
+                    env.dir());
+  auto code = p.wait(90s);
+  ASSERT_TRUE(code) << p.output();
+  EXPECT_EQ(*code, 3) << p.output();
+  auto lease_id = slurp(file);
+  ASSERT_FALSE(lease_id.empty()) << p.output();
+  lease_id.pop_back();
+  EXPECT_NE(p.err().find(GetParam() == 5 ? "MQTT v5" : "MQTT v3.1.1"), std::string::npos)
+    << p.output();
+  // Released, not expired: 8 s under a 6 s TTL needs the heartbeats.
+  auto ended = env.ended_lease(lease_id);
+  EXPECT_EQ(ended["state"], "RELEASED") << ended.dump() << "\n" << p.output();
+}
+
+INSTANTIATE_TEST_SUITE_P(mqtt_versions, node_example, ::testing::Values(5, 3));
+
+TEST_F(node_example, a_revoke_stops_the_command) {
+  example_env env;
+  ASSERT_TRUE(env.make_quiet()) << env.daemon().log();
+  auto pidfile = env.dir() + "/child.pid";
+  example_process p(node_worker(env, "noderev", 5,
+                                {"sh", "-c", "echo $$ > " + pidfile + "; exec sleep 300"}),
+                    env.dir());
+  auto lease_id = env.active_lease_of("noderev");
+  ASSERT_FALSE(lease_id.empty()) << p.output();
+  env.revoke(lease_id);
+  auto code = p.wait(60s);
+  ASSERT_TRUE(code) << p.output();
+  EXPECT_EQ(*code, 128 + SIGTERM) << p.output();
+  pid_t child = std::stoi(slurp(pidfile));
+  EXPECT_TRUE(wait_until([&] { return ::kill(child, 0) != 0; }, 30s));
+  EXPECT_NE(p.err().find("lease revoked: test revoke"), std::string::npos) << p.output();
+  EXPECT_EQ(env.ended_lease(lease_id)["state"], "REVOKED");
+}
+
+// -- Node-RED -------------------------------------------------------------------
+
+TEST(nodered_example, the_flow_leases_when_quiet_releases_and_queues_a_job) {
+  ASSERT_TRUE(npm_install("nodered", "node-red"));
+  example_env env;
+  auto& obs = env.observer();
+  obs.subscribe("scheduler/lease/request");
+  obs.subscribe("scheduler/job/submit");
+  obs.subscribe("workers/nodered/#");
+
+  // The flow as a user imports it, pointed at the test's broker.
+  auto flow = slurp(source_path("examples/nodered/lull-flow.json"));
+  flow = std::regex_replace(flow, std::regex(R"("broker": "localhost")"),
+                            R"("broker": "127.0.0.1")");
+  flow = std::regex_replace(flow, std::regex(R"("port": "1883")"),
+                            "\"port\": \"" + std::to_string(env.mqtt_broker().port()) + "\"");
+  auto flow_path = env.dir() + "/lull-flow.json";
+  std::ofstream(flow_path) << flow;
+  auto user_dir = env.dir() + "/node-red";
+  std::filesystem::create_directory(user_dir);
+  example_process nr({node(), source_path("examples/nodered/node_modules/node-red/red.js"),
+                      "--settings", source_path("examples/nodered/settings.js"), "--userDir",
+                      user_dir, "--port", std::to_string(free_loopback_port()), flow_path},
+                     env.dir());
+
+  // It queues its daily job at once (whatever the hosts' state) ...
+  auto submitted = obs.wait_for(
+    [](const mqtt_message& m) {
+      return m.topic == "workers/nodered/inbox" && m.payload.find("\"job_id\"") != std::string::npos;
+    },
+    120s);
+  ASSERT_TRUE(submitted) << nr.output();
+  auto job = json::parse(submitted->payload);
+  EXPECT_EQ(job["ok"], true) << submitted->payload;
+  EXPECT_EQ(job["job"]["producer"], "nodered");
+  EXPECT_EQ(job["job"]["job_type"], "nodered-report");
+
+  // ... asks for no lease while no host is QUIET ...
+  EXPECT_FALSE(obs.wait_for([](const mqtt_message& m) {
+    return m.topic == "scheduler/lease/request";
+  }, 3s)) << "asked while no host was QUIET";
+
+  // ... and once one is, takes a lease, works, and releases it with an outcome.
+  ASSERT_TRUE(env.make_quiet()) << env.daemon().log();
+  auto request = obs.wait_for_topic("scheduler/lease/request", 60s);
+  ASSERT_TRUE(request) << nr.output();
+  auto req = json::parse(request->payload);
+  EXPECT_EQ(req["host_id"], "exhost");
+  EXPECT_EQ(req["reply_to"], "workers/nodered/inbox");
+  auto lease_id = env.active_lease_of("nodered");
+  ASSERT_FALSE(lease_id.empty()) << nr.output();
+  auto ended = env.ended_lease(lease_id);
+  EXPECT_EQ(ended["state"], "RELEASED") << ended.dump() << "\n" << nr.output();
+  auto released = obs.wait_for(
+    [&](const mqtt_message& m) {
+      return m.topic == "workers/nodered/inbox"
+             && m.payload.find("\"rel-" + lease_id + "\"") != std::string::npos;
+    },
+    30s);
+  ASSERT_TRUE(released) << nr.output();
+  EXPECT_EQ(json::parse(released->payload)["ok"], true) << released->payload;
+}

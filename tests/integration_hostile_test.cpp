@@ -1,0 +1,351 @@
+// Messages built to hurt lulld, against a real lulld and Mosquitto: each is
+// refused or answered with an error, and lulld keeps assessing its host and
+// answering requests. Also: a host whose assessments stop fails closed, and
+// a flood of made-up worker ids leaves lulld's memory bounded.
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "messages/codec.hpp"
+#include "tests/support/support.hpp"
+
+using namespace lull;
+using namespace lull::test;
+using json = nlohmann::json;
+
+namespace {
+
+std::string msgpack(const json& j) {
+  return encode(j, wire_format::msgpack);
+}
+
+/// A msgpack job submission whose payload holds the bytes ff fe as a string.
+std::string submit_with_bad_utf8() {
+  auto good = msgpack({{"v", 1},
+                       {"job_type", "t"},
+                       {"payload", {{"s", "AB"}}},
+                       {"request_id", "bad-utf8"},
+                       {"reply_to", "itest/inbox"}});
+  auto at = good.find("\xa2" "AB");
+  good[at + 1] = '\xff';
+  good[at + 2] = '\xfe';
+  return good;
+}
+
+/// lulld's resident set in kB, from /proc.
+long rss_kb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
+std::optional<json> reply_to(client& c, const std::string& request_id,
+                             std::chrono::milliseconds timeout = 20s) {
+  auto m = c.wait_for(
+    [&](const mqtt_message& m) {
+      auto j = decode(m.payload, detect_format(m.payload, m.content_type));
+      return m.topic == "itest/inbox" && j && j->is_object() && (*j)["request_id"] == request_id;
+    },
+    timeout);
+  if (!m)
+    return std::nullopt;
+  return decode(m->payload, detect_format(m->payload, m->content_type));
+}
+
+/// Waits for an assessment of `host` made after `since` (unix seconds).
+bool fresh_assessment(client& c, const std::string& host, std::int64_t since) {
+  return c
+    .wait_for(
+      [&](const mqtt_message& m) {
+        if (m.topic != "stats/host/" + host + "/quiet")
+          return false;
+        auto j = json::parse(m.payload, nullptr, false);
+        if (!j.is_object() || !j["assessed_at"].is_string())
+          return false;
+        auto t = parse_utc_timestamp(j["assessed_at"].get<std::string>());
+        return t && *t >= since;
+      },
+      20s)
+    .has_value();
+}
+
+} // namespace
+
+TEST(hostile, no_single_message_stops_lulld_assessing_or_answering) {
+  broker b;
+  client evil(b.uri());
+  ASSERT_TRUE(evil.connected()) << evil.error();
+  // 1 MB of nested msgpack arrays, retained, so every start of lulld meets it
+  // (the broker passes it on to subscribers that take packets this large).
+  std::string nested(1000 * 1000 - 1, '\x91');
+  nested.push_back('\xc0');
+  evil.publish({"stats/worker/evil", nested, 1, true, "application/msgpack", {}, {}});
+  // And 200 kB of them, within lulld's own packet size, so they reach its decoder.
+  std::string nested_small(200 * 1000 - 1, '\x91');
+  nested_small.push_back('\xc0');
+
+  auto args = lulld_args(b.uri(), "hostile-a", {"--interval", "500ms"});
+  auto d = std::make_unique<lulld>(args);
+  client c(b.uri());
+  c.subscribe("stats/host/hostile-a/quiet");
+  c.subscribe("itest/inbox");
+  ASSERT_TRUE(fresh_assessment(c, "hostile-a", 0)) << d->log();
+
+  // Each of these killed an actor once.
+  evil.publish("stats/worker/evil2", nested, 1, false);
+  evil.publish({"stats/worker/evil3", nested_small, 1, false, "application/msgpack", {}, {}});
+  EXPECT_TRUE(d->wait_log("worker registry: rejected", 20s)) << d->log();
+  evil.publish("stats/bus", R"({"host_id":1})");
+  evil.publish("stats/bus", R"({"host_id":"ghost","rps":"many"})");
+  evil.publish("stats/host/ghost",
+               R"({"v":1,"host_id":"ghost","disks":[{"mount":5,"free_pct":3}]})");
+  evil.publish("lull/debug/streaks/ghost",
+               R"({"host_id":7,"streaks":[{"start":1,"end":"2026-11-23T10:00:30Z"}]})");
+  evil.publish({"scheduler/job/submit", submit_with_bad_utf8(), 1, false, "application/msgpack",
+                {}, {}});
+  evil.publish({"scheduler/job/next",
+                msgpack({{"v", 1},
+                         {"worker_id", "w1"},
+                         {"wait_sec", std::numeric_limits<double>::quiet_NaN()},
+                         {"request_id", "nan-wait"},
+                         {"reply_to", "itest/inbox"}}),
+                1, false, "application/msgpack", {}, {}});
+  evil.publish("scheduler/job/submit",
+               R"({"v":1,"job_type":"t","deadline_sec":1e300,"request_id":"huge-deadline",)"
+               R"("reply_to":"itest/inbox"})");
+  evil.publish("history/request", R"({"v":1,"kind":5,"request_id":"kind5","reply_to":"itest/inbox"})");
+  evil.publish("history/request",
+               R"({"v":1,"host":5,"request_id":"host5","reply_to":"itest/inbox"})");
+  evil.publish("history/request",
+               R"({"v":1,"step":"nan","request_id":"step-nan","reply_to":"itest/inbox"})");
+  // A made-up host with 2,000,000,000 CPUs (once overflowed its capacity).
+  evil.publish("stats/host/ghost2", R"({"v":1,"host_id":"ghost2","cpu":{"count":2000000000}})");
+
+  auto bad_utf8 = reply_to(c, "bad-utf8");
+  ASSERT_TRUE(bad_utf8) << d->log();
+  EXPECT_EQ((*bad_utf8)["ok"], false);
+  EXPECT_EQ((*bad_utf8)["error"]["code"], "InvalidJson") << bad_utf8->dump();
+  auto nan_wait = reply_to(c, "nan-wait");
+  ASSERT_TRUE(nan_wait) << d->log();
+  EXPECT_EQ((*nan_wait)["ok"], false) << nan_wait->dump();
+  auto huge = reply_to(c, "huge-deadline");
+  ASSERT_TRUE(huge) << d->log();
+  EXPECT_EQ((*huge)["error"]["code"], "InvalidRequest") << huge->dump();
+  for (auto* id : {"kind5", "host5", "step-nan"}) {
+    auto r = reply_to(c, id);
+    ASSERT_TRUE(r) << id << "\n" << d->log();
+    EXPECT_EQ((*r)["error"]["code"], "InvalidRequest") << r->dump();
+  }
+
+  // Still assessing its host, still queueing jobs, still up.
+  auto after = static_cast<std::int64_t>(std::time(nullptr));
+  EXPECT_TRUE(fresh_assessment(c, "hostile-a", after)) << d->log();
+  c.publish("scheduler/job/submit",
+            R"({"v":1,"job_type":"t","request_id":"good","reply_to":"itest/inbox"})");
+  auto good = reply_to(c, "good");
+  ASSERT_TRUE(good) << d->log();
+  EXPECT_EQ((*good)["ok"], true) << good->dump();
+  EXPECT_TRUE(d->running());
+  EXPECT_EQ(d->log().find("unhandled exception"), std::string::npos) << d->log();
+
+  // Across a restart, with the retained 1 MB message still there.
+  d->signal(SIGTERM);
+  auto code = d->wait_exit(30s);
+  ASSERT_TRUE(code) << d->log();
+  EXPECT_EQ(*code, 0) << d->log();
+  d = std::make_unique<lulld>(args);
+  auto again = static_cast<std::int64_t>(std::time(nullptr));
+  EXPECT_TRUE(fresh_assessment(c, "hostile-a", again)) << d->log();
+  EXPECT_TRUE(d->running());
+  evil.publish("stats/worker/evil", "", 1, true); // clear the retained message
+}
+
+TEST(hostile, a_nan_interval_is_a_config_error_not_a_snapshot_storm) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-e", {"--interval", "nan"}));
+  auto code = d.wait_exit(30s);
+  ASSERT_TRUE(code) << d.log();
+  EXPECT_EQ(*code, 2) << d.log();
+  EXPECT_NE(d.log().find("--interval"), std::string::npos) << d.log();
+}
+
+TEST(hostile, numbers_where_job_strings_belong_leave_the_queue_answering) {
+  // Each of these once killed the queue dispatcher: a cancel whose reason is
+  // a number, and releases of a job's lease whose outcome or error is one.
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-d",
+                     {"--lease-capacity-units", "10", "--quiet-stale-after", "1h"}));
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  c.subscribe("scheduler/job/+/state");
+  json q = {{"v", 1},           {"host_id", "farm"},
+            {"state", "QUIET"}, {"quiet_score", 95},
+            {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  c.publish("stats/host/farm/quiet", q.dump(), 1, true);
+  int n = 0;
+  auto ask = [&](const std::string& topic, json body) {
+    auto id = "q" + std::to_string(++n);
+    body["request_id"] = id;
+    body["reply_to"] = "itest/inbox";
+    c.publish(topic, body.dump());
+    return reply_to(c, id, 5s);
+  };
+  ASSERT_TRUE(wait_until([&] { return ask("scheduler/job/list", {{"limit", 1}}).has_value(); },
+                         20s))
+    << d.log();
+  auto submit = [&] {
+    auto r = ask("scheduler/job/submit",
+                 {{"v", 1}, {"job_type", "t"}, {"host_id", "farm"}, {"cost_units", 1},
+                  {"max_attempts", 1}});
+    return r && (*r)["ok"] == true ? (*r)["job_id"].get<std::string>() : std::string();
+  };
+  auto state_of = [&](const std::string& job_id, const std::string& state) {
+    auto m = c.wait_for(
+      [&](const mqtt_message& m) {
+        auto j = json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/job/" + job_id + "/state" && j.is_object()
+               && j["state"] == state;
+      },
+      20s);
+    return m ? json::parse(m->payload) : json();
+  };
+  // Takes the job as worker w1 and releases its lease with `release`.
+  auto take_and_release = [&](json release) {
+    auto job_id = submit();
+    EXPECT_FALSE(job_id.empty()) << d.log();
+    auto next = ask("scheduler/job/next", {{"v", 1}, {"worker_id", "w1"}, {"wait_sec", 10}});
+    EXPECT_TRUE(next && (*next)["approved"] == true) << (next ? next->dump() : d.log());
+    if (!next || (*next)["approved"] != true)
+      return std::string();
+    auto lease_id = (*next)["lease"]["lease_id"].get<std::string>();
+    release["worker_id"] = "w1";
+    auto r = ask("scheduler/lease/" + lease_id + "/release", release);
+    EXPECT_TRUE(r && (*r)["ok"] == true) << (r ? r->dump() : d.log());
+    return job_id;
+  };
+
+  auto cancelled = submit();
+  ASSERT_FALSE(cancelled.empty()) << d.log();
+  auto r = ask("scheduler/job/" + cancelled + "/cancel", {{"v", 1}, {"reason", 5}});
+  ASSERT_TRUE(r) << d.log();
+  EXPECT_EQ((*r)["ok"], true) << r->dump();
+  EXPECT_FALSE(state_of(cancelled, "cancelled").is_null()) << d.log();
+
+  auto no_outcome = take_and_release({{"v", 1}, {"outcome", 5}});
+  EXPECT_EQ(state_of(no_outcome, "failed")["error"], "released without an outcome") << d.log();
+  auto number_error = take_and_release({{"v", 1}, {"outcome", "failed"}, {"error", 5}});
+  EXPECT_EQ(state_of(number_error, "failed")["error"], "5") << d.log();
+
+  // The queue still takes, leases and completes jobs.
+  auto good = take_and_release({{"v", 1}, {"outcome", "succeeded"}});
+  EXPECT_FALSE(state_of(good, "succeeded").is_null()) << d.log();
+  EXPECT_TRUE(d.running());
+  EXPECT_EQ(d.log().find("unhandled exception"), std::string::npos) << d.log();
+  EXPECT_EQ(d.log().find("failures so far"), std::string::npos) << d.log(); // none needed catching
+  c.publish("stats/host/farm/quiet", "", 1, true);
+}
+
+TEST(hostile, a_host_whose_assessments_stop_fails_closed_within_stale_after) {
+  broker b;
+  // No quiet assessor here: the test plays it, then stops.
+  lulld d(lulld_args(b.uri(), "hostile-b",
+                     {"--roles", "collectors,scheduler", "--quiet-stale-after", "3s"}));
+  ASSERT_TRUE(d.wait_log("connected to", 20s)) << d.log();
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  json q = {{"v", 1},           {"host_id", "farm"},
+            {"state", "QUIET"}, {"quiet_score", 95},
+            {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  c.publish("stats/host/farm/quiet", q.dump(), 1, true);
+  int n = 0;
+  auto request = [&] {
+    auto id = "r" + std::to_string(++n);
+    c.publish("scheduler/lease/request",
+              json({{"v", 1}, {"worker_id", "w" + std::to_string(n)}, {"host_id", "farm"},
+                    {"cost_units", 1},
+                    {"ttl_sec", 5}, {"request_id", id}, {"reply_to", "itest/inbox"}})
+                .dump());
+    return reply_to(c, id, 5s);
+  };
+  std::optional<json> first;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      first = request();
+      return first && (*first)["approved"] == true;
+    },
+    20s))
+    << (first ? first->dump() : "no reply") << d.log();
+  // The assessor goes silent: within stale_after (+ slack for a loaded
+  // machine) requests below HIGH are denied as unassessed.
+  std::optional<json> denied;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      denied = request();
+      return denied && (*denied)["approved"] == false
+             && (*denied)["reason"].get<std::string>().find("No fresh") != std::string::npos;
+    },
+    30s))
+    << (denied ? denied->dump() : "no reply") << d.log();
+  EXPECT_NE((*denied)["reason"].get<std::string>().find("No fresh quiet assessment for host farm"),
+            std::string::npos)
+    << denied->dump();
+  c.publish("stats/host/farm/quiet", "", 1, true);
+}
+
+TEST(hostile, a_hundred_thousand_worker_ids_leave_memory_bounded) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-c", {"--roles", "scheduler"}));
+  client c(b.uri());
+  c.subscribe("scheduler/status");
+  ASSERT_TRUE(c.wait_for_topic("scheduler/status", 20s)) << d.log();
+  auto before = rss_kb(d.pid());
+  constexpr int total = 100000;
+  for (int i = 0; i < total; ++i)
+    c.publish({"scheduler/lease/request",
+               R"({"v":1,"worker_id":"flood-)" + std::to_string(i) + R"(","cost_units":1})", 0,
+               false, "application/json", {}, {}});
+  // Every request is decided (denied: no host is known); the status counts
+  // the workers it tracks and those it forgot. QoS 0 may lose a few under
+  // load, so wait until the count is complete or stops growing.
+  std::optional<json> status;
+  long counted = 0, last = -1;
+  auto stalled_since = std::chrono::steady_clock::now();
+  wait_until(
+    [&] {
+      c.clear();
+      auto m = c.wait_for_topic("scheduler/status", 10s);
+      if (m) {
+        auto j = json::parse(m->payload, nullptr, false);
+        if (j.is_object() && j.contains("workers_tracked")) {
+          status = j;
+          counted = j["workers_tracked"].get<long>() + j["workers_evicted"].get<long>();
+        }
+      }
+      if (counted != last) {
+        last = counted;
+        stalled_since = std::chrono::steady_clock::now();
+      }
+      return counted >= total || std::chrono::steady_clock::now() - stalled_since > 20s;
+    },
+    400s);
+  ASSERT_TRUE(status) << d.log().substr(0, 2000);
+  // QoS 0 from one fast publisher: the broker may drop some (measured: 81%
+  // arrived on a loaded 2-core machine); the bound holds for what arrived.
+  EXPECT_GE(counted, total / 2) << status->dump().substr(0, 500);
+  auto after = rss_kb(d.pid());
+  std::printf("lulld RSS: %ld kB before, %ld kB after %ld distinct worker ids; status %zu bytes\n",
+              before, after, counted, status->dump().size());
+  EXPECT_LE((*status)["workers_tracked"].get<long>(), 10000);
+  EXPECT_LT(status->dump().size(), 64u * 1024);
+  // docs/security.md: the bound, 64 MB resident.
+  EXPECT_LT(after, 64 * 1024) << "RSS " << after << " kB";
+  EXPECT_TRUE(d.running());
+}

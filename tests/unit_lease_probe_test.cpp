@@ -1,0 +1,316 @@
+// The lease probe on /proc trees written by the test: what a lease's
+// processes use, including double forks, a leader that exited while its
+// children run, short-lived children, recycled pids, and cgroup v2 groups.
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "src/probe/lease_probe.hpp"
+
+namespace fs = std::filesystem;
+using namespace lull;
+
+namespace {
+
+/// A /proc tree with 100 clock ticks per second and 4 KiB pages.
+class proc_tree {
+public:
+  proc_tree() {
+    root_ = fs::temp_directory_path()
+            / ("lull-lease-probe-" + std::to_string(::getpid()) + "-" + std::to_string(n_++));
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "proc");
+    uptime(1000);
+  }
+  ~proc_tree() {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  std::string root() const { return root_.string(); }
+
+  void uptime(double sec) { write("proc/uptime", std::to_string(sec) + " 100.00\n"); }
+
+  /// utime/stime/cutime/cstime in ticks, start in ticks after boot.
+  void proc(int pid, int ppid, int pgrp, std::uint64_t start, std::uint64_t utime,
+            std::uint64_t stime = 0, std::uint64_t cutime = 0, std::uint64_t cstime = 0,
+            std::uint64_t rss_pages = 256, const std::string& comm = "work") {
+    fs::create_directories(root_ / "proc" / std::to_string(pid));
+    std::string stat = std::to_string(pid) + " (" + comm + ") R " + std::to_string(ppid) + " "
+                       + std::to_string(pgrp) + " " + std::to_string(pgrp)
+                       + " 0 -1 4194304 0 0 0 0 " + std::to_string(utime) + " "
+                       + std::to_string(stime) + " " + std::to_string(cutime) + " "
+                       + std::to_string(cstime) + " 20 0 1 0 " + std::to_string(start)
+                       + " 100000000 " + std::to_string(rss_pages)
+                       + " 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+    write("proc/" + std::to_string(pid) + "/stat", stat);
+  }
+  void io(int pid, std::uint64_t rd, std::uint64_t wr) {
+    write("proc/" + std::to_string(pid) + "/io",
+          "rchar: 0\nwchar: 0\nsyscr: 0\nsyscw: 0\nread_bytes: " + std::to_string(rd)
+            + "\nwrite_bytes: " + std::to_string(wr) + "\ncancelled_write_bytes: 0\n");
+  }
+  void gone(int pid) { fs::remove_all(root_ / "proc" / std::to_string(pid)); }
+
+  void write(const std::string& rel, const std::string& text) {
+    fs::create_directories((root_ / rel).parent_path());
+    std::ofstream(root_ / rel, std::ios::trunc) << text;
+  }
+
+private:
+  fs::path root_;
+  static inline int n_ = 0;
+};
+
+lease_probe make_probe(const proc_tree& t) {
+  lease_probe_options o;
+  o.root = t.root();
+  o.self_pid = -1;
+  o.clk_tck = 100;
+  o.page_size = 4096;
+  return lease_probe(o);
+}
+
+const lease_usage& only(const leased_load& l) {
+  EXPECT_EQ(l.per_lease.size(), 1u);
+  return l.per_lease.front();
+}
+
+} // namespace
+
+TEST(lease_probe, a_tree_of_three_burners_counts_all_of_them) {
+  proc_tree t;
+  t.proc(1, 0, 1, 1, 0, 0, 0, 0, 100, "init");
+  t.proc(500, 1, 500, 90000, 0, 0, 0, 0, 100, "owner"); // not leased
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(101, 100, 100, 90010, 0);
+  t.proc(102, 101, 100, 90020, 0);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  auto first = p.sample(0, 2);
+  EXPECT_FALSE(only(first).cpu_core_pct); // no interval yet
+  EXPECT_EQ(only(first).processes, 3);
+
+  // 2 s later each used one full core; the owner's process too.
+  t.uptime(1002);
+  t.proc(100, 1, 100, 90000, 200);
+  t.proc(101, 100, 100, 90010, 150, 50);
+  t.proc(102, 101, 100, 90020, 200);
+  t.proc(500, 1, 500, 90000, 200, 0, 0, 0, 100, "owner");
+  auto l = p.sample(2, 2);
+  ASSERT_TRUE(only(l).cpu_core_pct);
+  EXPECT_DOUBLE_EQ(*only(l).cpu_core_pct, 300.0);
+  EXPECT_EQ(only(l).source, "proc");
+  EXPECT_EQ(only(l).rss_bytes, 3u * 256 * 4096);
+  ASSERT_TRUE(l.cpu_pct);
+  EXPECT_DOUBLE_EQ(*l.cpu_pct, 150.0); // of a 2-core host: the owner's share is not in it
+  EXPECT_EQ(l.leases, 1);
+  EXPECT_EQ(l.processes, 3);
+}
+
+TEST(lease_probe, a_double_fork_still_counts) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(101, 100, 100, 90010, 0);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  // 101 forks 102 and exits; 102 is re-parented to init and starts its own
+  // session (so not even the process group holds it).
+  t.uptime(1002);
+  t.gone(101);
+  t.proc(102, 1, 102, 100050, 100);
+  t.proc(100, 1, 100, 90000, 0);
+  auto l = p.sample(2, 1);
+  // 102 was never seen as a child of a counted process: only a cgroup would
+  // catch this one. A child re-parented after it was seen keeps counting:
+  EXPECT_EQ(only(l).processes, 1);
+
+  proc_tree t2;
+  t2.proc(100, 1, 100, 90000, 0);
+  t2.proc(101, 100, 100, 90010, 0);
+  t2.proc(102, 101, 100, 90020, 0);
+  auto p2 = make_probe(t2);
+  p2.set_leases({{"L1", 100, 90000, ""}});
+  p2.sample(0, 1);
+  t2.uptime(1002);
+  t2.gone(101);
+  t2.proc(102, 1, 102, 90020, 200); // setsid + re-parented, seen before
+  t2.proc(100, 1, 100, 90000, 0);
+  auto l2 = p2.sample(2, 1);
+  EXPECT_EQ(only(l2).processes, 2);
+  ASSERT_TRUE(only(l2).cpu_core_pct);
+  EXPECT_DOUBLE_EQ(*only(l2).cpu_core_pct, 100.0);
+}
+
+TEST(lease_probe, the_process_group_catches_children_forked_between_samples) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  // Between samples: 100 forked 101, which forked 102 and exited; 102 lives
+  // on under init but keeps the group. It started after the last sample, so
+  // all of its time is this interval's.
+  t.uptime(1002);
+  t.proc(102, 1, 100, 100050, 100);
+  auto l = p.sample(2, 1);
+  EXPECT_EQ(only(l).processes, 2);
+  ASSERT_TRUE(only(l).cpu_core_pct);
+  EXPECT_DOUBLE_EQ(*only(l).cpu_core_pct, 50.0);
+}
+
+TEST(lease_probe, children_keep_counting_after_the_leader_exits) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(101, 100, 100, 90010, 0);
+  t.proc(102, 100, 100, 90020, 0);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  t.uptime(1002);
+  t.gone(100);
+  t.proc(101, 1, 100, 90010, 100);
+  t.proc(102, 1, 100, 90020, 100);
+  auto l = p.sample(2, 1);
+  EXPECT_EQ(only(l).processes, 2);
+  EXPECT_EQ(only(l).source, "proc");
+  ASSERT_TRUE(only(l).cpu_core_pct);
+  EXPECT_DOUBLE_EQ(*only(l).cpu_core_pct, 100.0);
+  EXPECT_EQ(p.members("L1").size(), 2u);
+}
+
+TEST(lease_probe, short_lived_children_reaped_by_the_tree_are_counted_once) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 10);
+  t.proc(101, 100, 100, 90010, 40);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  // 101 ran 60 more ticks and was reaped by 100 (its 100 ticks move into
+  // 100's cutime); a compiler run that lived entirely between the samples
+  // (80 ticks) was reaped too.
+  t.uptime(1002);
+  t.gone(101);
+  t.proc(100, 1, 100, 90000, 10, 0, 100 + 80);
+  auto l = p.sample(2, 1);
+  ASSERT_TRUE(only(l).cpu_core_pct);
+  EXPECT_DOUBLE_EQ(*only(l).cpu_core_pct, (60.0 + 80.0) / 2.0);
+}
+
+TEST(lease_probe, a_recycled_pid_is_never_counted) {
+  proc_tree t;
+  // The worker reported pid 100 started at tick 90000; pid 100 now belongs to
+  // a process started later (the leased one is long gone).
+  t.proc(100, 1, 100, 95000, 500, 0, 0, 0, 256, "ssh");
+  t.proc(101, 100, 100, 95010, 500);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  t.uptime(1002);
+  t.proc(100, 1, 100, 95000, 700, 0, 0, 0, 256, "ssh");
+  auto l = p.sample(2, 1);
+  EXPECT_EQ(only(l).processes, 0);
+  EXPECT_EQ(only(l).source, "gone");
+  EXPECT_EQ(only(l).rss_bytes, 0u);
+  EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 0.0);
+
+  // A member seen before whose pid is reused by someone else drops out too.
+  proc_tree t2;
+  t2.proc(100, 1, 100, 90000, 0);
+  t2.proc(101, 100, 100, 90010, 0);
+  auto p2 = make_probe(t2);
+  p2.set_leases({{"L1", 100, 90000, ""}});
+  p2.sample(0, 1);
+  t2.uptime(1002);
+  t2.proc(101, 1, 101, 100100, 50, 0, 0, 0, 256, "other");
+  auto l2 = p2.sample(2, 1);
+  EXPECT_EQ(only(l2).processes, 1);
+}
+
+TEST(lease_probe, io_rates_come_from_the_tree) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  t.io(100, 1000, 2000);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  t.uptime(1002);
+  t.io(100, 1000 + 4096, 2000 + 8192);
+  auto l = p.sample(2, 1);
+  EXPECT_DOUBLE_EQ(only(l).read_bytes_per_sec.value_or(-1), 2048.0);
+  EXPECT_DOUBLE_EQ(only(l).write_bytes_per_sec.value_or(-1), 4096.0);
+  EXPECT_DOUBLE_EQ(l.write_bytes_per_sec.value_or(-1), 4096.0);
+}
+
+TEST(lease_probe, a_cgroup_is_exact_and_preferred) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(300, 1, 300, 95000, 0); // escaped every tree, but in the group
+  t.write("sys/fs/cgroup/lull/lease-L1/cgroup.procs", "100\n300\n");
+  t.write("sys/fs/cgroup/lull/lease-L1/cpu.stat",
+          "usage_usec 1000000\nuser_usec 900000\nsystem_usec 100000\n");
+  t.write("sys/fs/cgroup/lull/lease-L1/memory.current", "52428800\n");
+  t.write("sys/fs/cgroup/lull/lease-L1/io.stat", "8:0 rbytes=100 wbytes=200 rios=1 wios=2\n");
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, "/lull/lease-L1"}});
+  p.sample(0, 4);
+  t.write("sys/fs/cgroup/lull/lease-L1/cpu.stat",
+          "usage_usec 4000000\nuser_usec 3600000\nsystem_usec 400000\n");
+  t.write("sys/fs/cgroup/lull/lease-L1/io.stat",
+          "8:0 rbytes=100 wbytes=2200 rios=1 wios=3\n259:0 rbytes=1000 wbytes=0\n");
+  auto l = p.sample(2, 4);
+  EXPECT_EQ(only(l).source, "cgroup");
+  EXPECT_EQ(only(l).processes, 2);
+  EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 150.0);
+  EXPECT_EQ(only(l).rss_bytes, 52428800u);
+  EXPECT_DOUBLE_EQ(only(l).read_bytes_per_sec.value_or(-1), 500.0);
+  EXPECT_DOUBLE_EQ(only(l).write_bytes_per_sec.value_or(-1), 1000.0);
+  EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(-1), 37.5);
+}
+
+TEST(lease_probe, a_cgroup_path_that_climbs_out_is_refused) {
+  proc_tree t;
+  auto p = make_probe(t);
+  EXPECT_FALSE(p.cgroup_dir("/../../etc"));
+  EXPECT_FALSE(p.cgroup_dir("relative"));
+  EXPECT_FALSE(p.cgroup_dir("/nowhere"));
+}
+
+TEST(lease_probe, leases_that_end_are_forgotten_and_new_ones_start_fresh) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  p.set_leases({});
+  t.uptime(1002);
+  auto l = p.sample(2, 1);
+  EXPECT_EQ(l.leases, 0);
+  EXPECT_TRUE(l.per_lease.empty());
+  EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(-1), 0.0);
+  EXPECT_TRUE(p.members("L1").empty());
+}
+
+TEST(lease_probe, a_chain_reaped_in_one_interval_is_counted_once) {
+  proc_tree t;
+  // sh (100) -> timeout (101) -> burner (102): the burner had 100 ticks.
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(101, 100, 100, 90010, 0);
+  t.proc(102, 101, 100, 90020, 100);
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, ""}});
+  p.sample(0, 1);
+  // The burner ran 50 more ticks, ended, was reaped by timeout, which ended
+  // and was reaped by sh: sh's cutime now holds all 150.
+  t.uptime(1002);
+  t.gone(101);
+  t.gone(102);
+  t.proc(100, 1, 100, 90000, 0, 0, 150);
+  auto l = p.sample(2, 1);
+  EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 25.0);
+}
