@@ -210,9 +210,7 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
     body["kind"] = "history";
     body["group"] = q.group;
     body["host"] = q.host;
-    body["source"] = src == history_source::raw            ? "raw"
-                     : src == history_source::five_minutes ? "rollup_5m"
-                                                           : "rollup_1h";
+    body["source"] = src;
     body["start_utc"] = utc_timestamp(body["start"].get<std::int64_t>());
     return body;
   }

@@ -85,12 +85,7 @@ std::string watch_display_name(const std::string& watch, const std::string& self
 
 process_probe::process_probe(process_probe_options opts)
   : opts_(std::move(opts)), uptime_(path("/proc/uptime")) {
-  if (opts_.self_pid == 0)
-    opts_.self_pid = ::getpid();
-  if (opts_.clk_tck <= 0)
-    opts_.clk_tck = ::sysconf(_SC_CLK_TCK);
-  if (opts_.page_size <= 0)
-    opts_.page_size = ::sysconf(_SC_PAGESIZE);
+  fill_proc_defaults(opts_.self_pid, opts_.clk_tck, opts_.page_size);
   for (auto& w : opts_.watches) {
     tracked t;
     t.watch = w;
