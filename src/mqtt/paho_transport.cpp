@@ -90,11 +90,17 @@ public:
   }
 
   void publish(const mqtt_message& m) override {
-    std::lock_guard<std::mutex> guard(overflow_mtx_);
-    // Once something waits, everything after it waits too: order is kept.
-    drain_locked();
-    if (!overflow_.empty() || !try_publish(m))
-      enqueue(m);
+    {
+      std::lock_guard<std::mutex> guard(overflow_mtx_);
+      // Once something waits, everything after it waits too: order is kept.
+      drain_locked();
+      if (!overflow_.empty() || !try_publish(m))
+        enqueue(m);
+    }
+    // A (re)connect or delivery that found the buffer locked left the
+    // draining to this thread.
+    if (drain_wanted_.exchange(false))
+      drain_overflow();
   }
 
   void subscribe(const std::vector<std::string>& filters, int qos) override {
@@ -199,11 +205,14 @@ private:
 
   /// From Paho's callback thread: never wait for the lock (the thread that
   /// holds it may be inside Paho, waiting for this one); whoever holds it
-  /// drains on its next publish.
+  /// drains when it lets go (drain_wanted_).
   void drain_overflow() {
+    drain_wanted_ = true;
     std::unique_lock<std::mutex> guard(overflow_mtx_, std::try_to_lock);
-    if (guard.owns_lock())
+    if (guard.owns_lock()) {
+      drain_wanted_ = false;
       drain_locked();
+    }
   }
 
   void drain_locked() {
@@ -319,6 +328,7 @@ private:
   std::atomic<bool> fallback_pending_{false};
   std::atomic<long> dropped_{0};
   std::mutex overflow_mtx_;
+  std::atomic<bool> drain_wanted_{false};
   std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
   null_callback null_cb_;
   connect_listener listener_conn_{this};
