@@ -333,11 +333,25 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
     on_streaks(self, msg);
     return;
   }
-  if (msg.topic != opts.topics.history_request()) {
+  // Secure mode: history/<user>/request, answered only under workers/<user>/.
+  std::optional<std::string> sender;
+  if (opts.secure) {
+    if (!topic_matches(opts.topics.full("history/+/request"), msg.topic)) {
+      on_stats(self, msg, opts);
+      return;
+    }
+    auto rel = opts.topics.strip(msg.topic);
+    sender = std::string(rel.substr(8, rel.size() - 8 - 8)); // history/<user>/request
+  } else if (msg.topic != opts.topics.history_request()) {
     on_stats(self, msg, opts);
     return;
   }
   auto req = decode_request(msg, history_limits);
+  if (sender && !reply_allowed(req.route.topic, opts.topics, true, sender)) {
+    log::warn("persister: not replying to '{}': replies for '{}' go under {}", req.route.topic,
+              *sender, opts.topics.full("workers/" + *sender + "/"));
+    return;
+  }
   std::optional<request_error> error = req.error;
   nlohmann::json body;
   if (!error)
@@ -358,7 +372,9 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   auto& t = opts.topics;
   for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
                       t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
-                      t.scheduler_events(), t.history_request(), t.debug("streaks/+")})
+                      t.scheduler_events(),
+                      opts.secure ? t.full("history/+/request") : t.history_request(),
+                      t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, opts.flush_interval, flush_atom::value);
   self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);

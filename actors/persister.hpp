@@ -19,6 +19,9 @@ namespace lull {
 
 struct persister_options {
   topic_names topics;
+  /// broker.secure: history requests come on history/<user>/request and are
+  /// answered only under workers/<user>/ (docs/security.md).
+  bool secure = false;
   std::string host_id;
   std::chrono::milliseconds flush_interval{5000};
   std::size_t queue_bound = 200000;

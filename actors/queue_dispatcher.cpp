@@ -53,6 +53,8 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
       return;
     }
   }
+  for (auto& w : out.warnings)
+    log::warn("queue dispatcher: {}", w);
   for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
   auto depths = st.service->depths();

@@ -1,5 +1,7 @@
 #include "src/config.hpp"
 
+#include "messages/topics.hpp"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -166,7 +168,8 @@ const std::vector<key_def>& key_defs() {
        c.topic_prefix = v;
        return std::nullopt;
      }},
-    {{"client_id", "LULL_CLIENT_ID", "--client-id", "MQTT client id (default: lulld-<host_id>)"},
+    {{"client_id", "LULL_CLIENT_ID", "--client-id", "MQTT client id (default: lulld-<host_id>; with broker.secure an unguessable "
+      "lulld-<host_id>-<random> kept in data_dir)"},
      string_field(&config::client_id)},
     {{"username", "LULL_USERNAME", "--username", "MQTT user name"},
      string_field(&config::username)},
@@ -186,6 +189,24 @@ const std::vector<key_def>& key_defs() {
       "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
       "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
+    {{"broker.ca_file", "LULL_BROKER_CA_FILE", "--broker-ca-file",
+      "TLS (ssl:// brokers): the CA certificate that signed the broker's (default: the "
+      "system's trust store)"},
+     string_field(&config::broker_ca_file)},
+    {{"broker.cert_file", "LULL_BROKER_CERT_FILE", "--broker-cert-file",
+      "TLS: lulld's client certificate, for brokers that take the user from it"},
+     string_field(&config::broker_cert_file)},
+    {{"broker.key_file", "LULL_BROKER_KEY_FILE", "--broker-key-file",
+      "TLS: the private key of broker.cert_file"},
+     string_field(&config::broker_key_file)},
+    {{"broker.admin_user", "LULL_BROKER_ADMIN_USER", "--broker-admin-user",
+      "secure mode: the broker user who may read and cancel every job (default lull-admin)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       if (!valid_id(v))
+         return "a user name of 1-64 characters from [a-zA-Z0-9_-]";
+       c.broker_admin_user = v;
+       return std::nullopt;
+     }},
     {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
       "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
       "drops bigger ones instead of sending them (bytes, default 262144)"},
@@ -559,7 +580,9 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     c.data_dir = default_data_dir(env);
   if (c.db.empty())
     c.db = c.data_dir + "/lull.db";
-  if (c.client_id.empty())
+  // Secure mode leaves it empty: lulld then uses an unguessable id kept in
+  // its data directory (lulld_main.cpp), so no user can take its session.
+  if (c.client_id.empty() && !c.broker_secure)
     c.client_id = "lulld-" + c.host_id;
   if (c.mounts.empty()) {
     c.mounts = {"/"};

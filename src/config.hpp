@@ -31,6 +31,8 @@ struct config {
   std::string log_level = "info";
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
+  std::string broker_ca_file, broker_cert_file, broker_key_file; ///< TLS (ssl:// brokers)
+  std::string broker_admin_user = "lull-admin"; ///< secure mode: may read and cancel every job
   int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   // leases (see lease_policy_config)
   double lease_ttl_sec = 30;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <caf/all.hpp>
@@ -25,12 +26,46 @@
 #include "actors/supervisor.hpp"
 #include "actors/worker_registry.hpp"
 #include "src/config.hpp"
+#include "src/lease/lease_table.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
 #include "src/store/store.hpp"
 
 using namespace lull;
+
+namespace {
+
+/// broker.secure without a configured client id: an MQTT broker lets anyone
+/// who knows a client id take over that session (Mosquitto closes the old
+/// connection), so lulld's must not be guessable. It is made once from the
+/// kernel's CSPRNG and kept in the data directory, so lulld's persistent
+/// session survives restarts.
+std::string secure_client_id(const std::string& data_dir, const std::string& host_id) {
+  auto path = data_dir + "/mqtt-client-id";
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  std::string id;
+  if (std::ifstream in(path); in && std::getline(in, id) && id.rfind("lulld-", 0) == 0
+                              && id.size() > 6 && id.size() <= 120)
+    return id;
+  id = "lulld-" + host_id + "-" + random_lease_id().substr(0, 24);
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << "\n";
+    if (!out.flush()) {
+      log::warn("lulld: cannot keep the MQTT client id in {}; using {} for this run", path, id);
+      return id;
+    }
+  }
+  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               ec);
+  std::filesystem::rename(tmp, path, ec);
+  return id;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
   // Signals are taken synchronously by sigwait below; every thread started
@@ -67,6 +102,9 @@ int main(int argc, char** argv) {
     log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
   }
 
+  if (cfg.client_id.empty())
+    cfg.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
+
   std::unique_ptr<local_broker> broker;
   if (cfg.broker.empty()) {
     auto conf = broker_config_dir(cfg.broker_config_dir) + "/local.conf";
@@ -102,6 +140,9 @@ int main(int argc, char** argv) {
   bopts.transport.client_id = cfg.client_id;
   bopts.transport.username = cfg.username;
   bopts.transport.password = cfg.password;
+  bopts.transport.ca_file = cfg.broker_ca_file;
+  bopts.transport.cert_file = cfg.broker_cert_file;
+  bopts.transport.key_file = cfg.broker_key_file;
   bopts.transport.max_packet_size = cfg.broker_max_packet_size;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
@@ -233,9 +274,12 @@ int main(int argc, char** argv) {
     qopts.service.cost_normal = pol.cost_normal;
     qopts.service.cost_high = pol.cost_high;
     qopts.service.max_parked = static_cast<std::size_t>(cfg.limits_max_parked);
+    qopts.service.secure = cfg.broker_secure;
+    qopts.service.admin_user = cfg.broker_admin_user;
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
     popts.timezone = cfg.lease_timezone;
+    popts.secure = cfg.broker_secure;
     popts.topics = topics;
     popts.host_id = cfg.host_id;
     popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));

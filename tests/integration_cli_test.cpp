@@ -23,44 +23,6 @@ using json = nlohmann::json;
 
 namespace {
 
-struct result {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// Runs `lull ARGS...` to completion; its exit code, stdout and stderr.
-result lull_cli(std::vector<std::string> args) {
-  static int n = 0;
-  auto base = "/tmp/lull-cli-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
-  spawn_options o;
-  o.argv = {binary_path("src/lull")};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.stdout_path = base + ".out";
-  o.stderr_path = base + ".err";
-  o.stdin_path = "/dev/null";
-  result r;
-  auto pid = spawn(o);
-  if (!pid)
-    return r;
-  auto st = wait_for_exit(*pid, 60s);
-  if (st)
-    r.code = exit_code_of(*st);
-  else
-    ::kill(*pid, SIGKILL), wait_for_exit(*pid, 5s);
-  r.out = slurp(o.stdout_path);
-  r.err = slurp(o.stderr_path);
-  std::filesystem::remove(o.stdout_path);
-  std::filesystem::remove(o.stderr_path);
-  return r;
-}
-
 class cli_integration : public ::testing::Test {
 protected:
   void SetUp() override {

@@ -207,3 +207,57 @@ TEST(queue_service, a_purged_job_clears_its_retained_state) {
   EXPECT_EQ(cleared, (std::vector<std::string>{"scheduler/job/j1/state", "scheduler/job/j2/state"}));
   EXPECT_EQ(svc.queue().get("j1"), nullptr);
 }
+
+TEST(queue_service, secure_mode_takes_identities_from_topics) {
+  queue_service_options o;
+  o.secure = true;
+  double mono = 100;
+  int ids = 0;
+  queue_service svc(o, queue_config{},
+                    {[&] { return mono; }, [] { return std::int64_t{1795428000}; },
+                     [&] { return "j" + std::to_string(++ids); }});
+  auto msg = fixture::msg;
+  // The open topics are not listened to in secure mode.
+  for (auto& f : svc.filters())
+    EXPECT_EQ(f.rfind("scheduler/+/job/", 0), 0u) << f;
+  // The producer comes from the topic, whatever the payload says.
+  auto out = svc.handle(msg("scheduler/wa/job/submit",
+                            {{"job_type", "t"}, {"producer", "wb"}, {"reply_to", "workers/wa/r"}}));
+  auto r = fixture::reply_on(out, "workers/wa/r");
+  ASSERT_TRUE(r);
+  auto id = (*r)["job_id"].get<std::string>();
+  EXPECT_EQ((*r)["job"]["producer"], "wa");
+  // A reply outside the sender's inbox is not sent, and it is said why.
+  out = svc.handle(msg("scheduler/wb/job/list", {{"reply_to", "workers/wa/r"}}));
+  EXPECT_TRUE(out.publish.empty());
+  ASSERT_EQ(out.warnings.size(), 1u);
+  EXPECT_NE(out.warnings[0].find("workers/wb/"), std::string::npos) << out.warnings[0];
+  EXPECT_EQ(svc.unanswerable(), 1u);
+  // Another user cannot read, list or cancel the job; its producer and the admin can.
+  out = svc.handle(msg("scheduler/wb/job/get", {{"job_id", id}, {"reply_to", "workers/wb/r"}}));
+  r = fixture::reply_on(out, "workers/wb/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["error"]["code"], "NotHolder");
+  out = svc.handle(msg("scheduler/wb/job/list", {{"reply_to", "workers/wb/r"}}));
+  r = fixture::reply_on(out, "workers/wb/r");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)["jobs"].empty());
+  out = svc.handle(msg("scheduler/wb/job/" + id + "/cancel", {{"reply_to", "workers/wb/r"}}));
+  r = fixture::reply_on(out, "workers/wb/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["error"]["code"], "NotHolder");
+  EXPECT_NE((*r)["error"]["message"].get<std::string>().find("submitted by wa"), std::string::npos);
+  out = svc.handle(msg("scheduler/lull-admin/job/list", {{"reply_to", "workers/lull-admin/r"}}));
+  r = fixture::reply_on(out, "workers/lull-admin/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["jobs"].size(), 1u);
+  // The worker id of a `next` is the topic's user: the lease is asked for wb.
+  out = svc.handle(msg("scheduler/wb/job/next",
+                       {{"worker_id", "wa"}, {"types", {"t"}}, {"reply_to", "workers/wb/r"}}));
+  ASSERT_EQ(out.asks.size(), 1u);
+  EXPECT_EQ(out.asks[0].worker_id, "wb");
+  out = svc.handle(msg("scheduler/wa/job/" + id + "/cancel", {{"reply_to", "workers/wa/r"}}));
+  r = fixture::reply_on(out, "workers/wa/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["ok"], true) << r->dump();
+}

@@ -21,7 +21,7 @@ int do_cancel(const global_opts& g, const cancel_opts& o) {
   nlohmann::json body = nlohmann::json::object();
   if (!o.reason.empty())
     body["reason"] = o.reason;
-  auto r = client->call(client->topic("scheduler/job/" + o.job_id + "/cancel"), body,
+  auto r = client->call(client->request_topic("scheduler/job/" + o.job_id + "/cancel"), body,
                         call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
     return report_error("cancel", *e);

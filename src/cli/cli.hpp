@@ -30,6 +30,7 @@ struct global_opts {
   std::string broker = "tcp://127.0.0.1:1883";
   std::string worker;  ///< set to the hostname by add_global_options
   std::string user, password, prefix;
+  std::string ca_file, cert_file, key_file; ///< TLS (ssl:// brokers)
   bool secure = false;
   double timeout_sec = 10;
 };

@@ -35,6 +35,11 @@ void add_global_options(CLI::App& app, global_opts& g) {
     ->envname("LULL_PASSWORD");
   app.add_flag("--secure", g.secure, "the broker runs broker-config/secure.conf")
     ->envname("LULL_BROKER_SECURE");
+  app.add_option("--ca-file", g.ca_file, "TLS: CA certificate of the broker (ssl://)")
+    ->envname("LULL_CA_FILE");
+  app.add_option("--cert", g.cert_file, "TLS: this client's certificate (its CN is the user)")
+    ->envname("LULL_CERT_FILE");
+  app.add_option("--key", g.key_file, "TLS: the key of --cert")->envname("LULL_KEY_FILE");
   app.add_option("--topic-prefix", g.prefix, "lulld's topic prefix")->envname("LULL_TOPIC_PREFIX");
   app.add_option("--timeout", g.timeout_sec, "seconds to wait for the broker and each reply")
     ->capture_default_str();
@@ -51,6 +56,9 @@ std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce
   o.username = g.user;
   o.password = g.password;
   o.secure = g.secure;
+  o.ca_file = g.ca_file;
+  o.cert_file = g.cert_file;
+  o.key_file = g.key_file;
   o.topic_prefix = g.prefix;
   o.announce = announce;
   o.connect_timeout = call_timeout_of(g);

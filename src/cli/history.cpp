@@ -106,7 +106,7 @@ int do_history(const global_opts& g, const history_opts& o) {
   auto client = connect_or_say(g);
   if (!client)
     return ex_unavailable;
-  auto r = client->call(client->topic("history/request"), body, call_timeout_of(g));
+  auto r = client->call(client->request_topic("history/request"), body, call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
     return report_error("history", *e);
   auto& j = std::get<nlohmann::json>(r);

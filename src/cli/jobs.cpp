@@ -46,7 +46,7 @@ int do_jobs(const global_opts& g, const jobs_opts& o) {
   auto client = connect_or_say(g);
   if (!client)
     return ex_unavailable;
-  auto r = client->call(client->topic("scheduler/job/list"), body, call_timeout_of(g));
+  auto r = client->call(client->request_topic("scheduler/job/list"), body, call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
     return report_error("listing jobs", *e);
   auto& j = std::get<nlohmann::json>(r);

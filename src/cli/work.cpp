@@ -77,7 +77,7 @@ int do_work(const global_opts& g, const work_opts& o) {
           return true;
       return false;
     };
-    auto r = client->call(client->topic("scheduler/job/next"), body,
+    auto r = client->call(client->request_topic("scheduler/job/next"), body,
                           call_timeout_of(g) + milliseconds(static_cast<long>(*poll * 1000)),
                           stop_pending);
     double retry = 2;

@@ -79,6 +79,9 @@ lease_client::connect(lease_client_options opts) {
   t.client_id = "lull-" + c->opts_.worker_id + "-" + c->nonce_;
   t.username = c->opts_.username;
   t.password = c->opts_.password;
+  t.ca_file = c->opts_.ca_file;
+  t.cert_file = c->opts_.cert_file;
+  t.key_file = c->opts_.key_file;
   if (c->opts_.announce)
     t.will = {c->topics_.worker_status(c->opts_.worker_id),
               nlohmann::json{{"v", 1}, {"worker_id", c->opts_.worker_id}, {"status", "offline"}}
@@ -261,6 +264,15 @@ std::string lease_client::action_topic(const std::string& lease_id,
   if (opts_.secure)
     return topics_.full("scheduler/" + opts_.worker_id + "/lease/" + lease_id + "/" + action);
   return topics_.lease_action(lease_id, action);
+}
+
+std::string lease_client::request_topic(const std::string& relative) const {
+  if (!opts_.secure)
+    return topics_.full(relative);
+  auto slash = relative.find('/');
+  if (slash == std::string::npos)
+    return topics_.full(relative);
+  return topics_.full(relative.substr(0, slash) + "/" + opts_.worker_id + relative.substr(slash));
 }
 
 std::string lease_client::state_topic(const std::string& lease_id) const {

@@ -31,6 +31,9 @@ struct lease_client_options {
   std::string password;
   bool secure = false;        ///< per-worker topics (scheduler/<worker>/lease/...)
   std::string topic_prefix;
+  /// TLS (ssl:// URIs): CA file (empty: the system's trust store), and a
+  /// client certificate and key for brokers that take the user from it.
+  std::string ca_file, cert_file, key_file;
   /// Announce stats/worker/<worker_id> online (retained) with an offline last
   /// will, so lulld expires this worker's leases the moment it dies. Only for
   /// a process that is the only one using its worker id.
@@ -119,6 +122,11 @@ public:
                                                 const std::function<bool()>& cancelled = {});
   /// A topic under lulld's prefix.
   std::string topic(const std::string& relative) const { return topics_.full(relative); }
+  /// The topic to send a job or history request on: `relative` as given
+  /// (scheduler/job/submit, history/request, ...) in open mode; in secure
+  /// mode with this worker's id after the first level
+  /// (scheduler/<worker>/job/submit, history/<worker>/request).
+  std::string request_topic(const std::string& relative) const;
 
 private:
   explicit lease_client(lease_client_options opts);

@@ -31,6 +31,11 @@ int port_of_uri(const std::string& uri) {
   return uri.rfind("ssl", 0) == 0 || uri.rfind("mqtts", 0) == 0 ? 8883 : 1883;
 }
 
+static bool uses_tls(const std::string& uri) {
+  return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0
+         || uri.rfind("wss://", 0) == 0;
+}
+
 int set_nodelay_on_sockets_to(int port) {
   int count = 0;
   DIR* dir = ::opendir("/proc/self/fd");
@@ -290,6 +295,21 @@ private:
     }
     if (!opts_.username.empty())
       b.user_name(opts_.username).password(opts_.password);
+    if (uses_tls(opts_.uri)) {
+      auto ssl = mqtt::ssl_options_builder();
+      ssl.enable_server_cert_auth(true).verify(true);
+      if (!opts_.ca_file.empty())
+        ssl.trust_store(opts_.ca_file);
+      if (!opts_.cert_file.empty())
+        ssl.key_store(opts_.cert_file);
+      if (!opts_.key_file.empty())
+        ssl.private_key(opts_.key_file);
+      ssl.error_handler([this](const std::string& msg) {
+        std::lock_guard<std::mutex> guard(tls_mtx_);
+        tls_error_ = msg;
+      });
+      b.ssl(ssl.finalize());
+    }
     if (!opts_.will.topic.empty())
       b.will(mqtt::message(opts_.will.topic, opts_.will.payload, opts_.will.qos,
                            opts_.will.retain));
@@ -314,6 +334,12 @@ private:
     if (reason != 0)
       why += ", reason " + std::to_string(reason);
     why += ")";
+    {
+      std::lock_guard<std::mutex> guard(tls_mtx_);
+      if (!tls_error_.empty())
+        why += ": TLS: " + tls_error_;
+      tls_error_.clear();
+    }
     events_->on_connect_failed(why);
   }
 
@@ -326,6 +352,8 @@ private:
   std::mutex mtx_;
   int version_;
   std::atomic<bool> fallback_pending_{false};
+  std::mutex tls_mtx_;
+  std::string tls_error_; ///< OpenSSL's last complaint, for the next connect failure
   std::atomic<long> dropped_{0};
   std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};

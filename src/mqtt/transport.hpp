@@ -45,6 +45,11 @@ struct transport_options {
   /// flood of huge payloads never reaches (or grows) the process.
   int max_packet_size = 1024 * 1024;
   bool prefer_v5 = true;
+  /// TLS (ssl:// or mqtts:// URIs): the CA that signed the broker's
+  /// certificate (empty: the system's trust store), and this client's
+  /// certificate and key for brokers that take identities from certificates.
+  /// The broker's certificate and host name are always verified.
+  std::string ca_file, cert_file, key_file;
 };
 
 class mqtt_transport {

@@ -332,9 +332,12 @@ const job* job_queue::by_lease(const std::string& lease_id) const {
 }
 
 std::vector<const job*> job_queue::list(std::optional<job_state> state, const std::string& type,
-                                        const std::string& worker, std::size_t limit) const {
+                                        const std::string& worker, std::size_t limit,
+                                        const std::string& party) const {
   std::vector<const job*> out;
   for (auto& [id, j] : jobs_) {
+    if (!party.empty() && j.spec.producer != party && j.worker_id != party)
+      continue;
     if (state && j.state != *state)
       continue;
     if (!type.empty() && j.spec.job_type != type)

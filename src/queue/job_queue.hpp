@@ -134,8 +134,11 @@ public:
   std::vector<std::string> take_forgotten();
   const job* get(const std::string& job_id) const;
   const job* by_lease(const std::string& lease_id) const;
+  /// Jobs by state, type and holding worker (empty: any), oldest first.
+  /// `party` (non-empty) keeps only the jobs it submitted or holds.
   std::vector<const job*> list(std::optional<job_state> state, const std::string& type,
-                               const std::string& worker, std::size_t limit) const;
+                               const std::string& worker, std::size_t limit,
+                               const std::string& party = {}) const;
   std::map<std::string, std::size_t> depths() const; ///< queued per priority
   std::size_t size() const { return jobs_.size(); }
   /// Jobs changed since the last call (to persist), then cleared.

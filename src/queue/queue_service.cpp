@@ -39,9 +39,35 @@ queue_service::queue_service(queue_service_options opts, queue_config cfg, queue
 
 std::vector<std::string> queue_service::filters() const {
   auto& t = opts_.topics;
+  if (opts_.secure)
+    return {t.full("scheduler/+/job/submit"), t.full("scheduler/+/job/next"),
+            t.full("scheduler/+/job/get"), t.full("scheduler/+/job/list"),
+            t.full("scheduler/+/job/+/cancel")};
   return {t.full("scheduler/job/submit"), t.full("scheduler/job/next"),
           t.full("scheduler/job/get"), t.full("scheduler/job/list"),
           t.full("scheduler/job/+/cancel")};
+}
+
+inbound_request queue_service::decode(const mqtt_message& in, bool empty_ok,
+                                      queue_output& out) {
+  auto req = decode_request(in, limits, empty_ok);
+  if (sender_ && !reply_allowed(req.route.topic, opts_.topics, true, sender_)) {
+    ++unanswerable_;
+    if (!req.route.topic.empty())
+      out.warnings.push_back("not replying to '" + req.route.topic + "': replies for '"
+                             + *sender_ + "' go under "
+                             + opts_.topics.full("workers/" + *sender_ + "/"));
+    req.route.topic.clear();
+  }
+  return req;
+}
+
+bool queue_service::may_touch(const job& j, bool cancel) const {
+  if (!sender_ || *sender_ == opts_.admin_user)
+    return true;
+  // Its producer may read and cancel a job; the worker holding it may read it
+  // (and ends it by releasing its lease).
+  return j.spec.producer == *sender_ || (!cancel && j.worker_id == *sender_);
 }
 
 void queue_service::reply(const reply_route& r, nlohmann::json body, queue_output& out) {
@@ -58,6 +84,15 @@ void queue_service::error(const reply_route& r, error_code c, const std::string&
 queue_output queue_service::handle(const mqtt_message& in) {
   queue_output out;
   auto lv = split_levels(opts_.topics.strip(in.topic));
+  sender_.reset();
+  if (opts_.secure) {
+    // scheduler/<user>/job/...: the broker's ACL lets only <user> publish
+    // there. Drop the user level and go on as in open mode.
+    if (lv.size() < 4 || lv[0] != "scheduler" || lv[2] != "job" || !valid_id(lv[1]))
+      return out;
+    sender_ = std::string(lv[1]);
+    lv.erase(lv.begin() + 1);
+  }
   if (lv.size() >= 3 && lv[0] == "scheduler" && lv[1] == "job") {
     if (lv.size() == 3 && lv[2] == "submit")
       on_submit(in, out);
@@ -75,7 +110,7 @@ queue_output queue_service::handle(const mqtt_message& in) {
 }
 
 void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, limits);
+  auto req = decode(in, false, out);
   if (req.error)
     return error(req.route, req.error->code, req.error->message, out);
   auto& d = req.doc;
@@ -135,7 +170,9 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
       return bad("field 'deadline_sec' must be a number of seconds from 0 to 316224000 (10 years)");
     s.deadline = clock_.wall_sec() + static_cast<std::int64_t>(r->get<double>());
   }
-  if (auto it = d.find("producer"); it != d.end() && !it->is_null()) {
+  if (sender_) {
+    s.producer = *sender_; // the topic's user, whatever the payload says
+  } else if (auto it = d.find("producer"); it != d.end() && !it->is_null()) {
     if (!it->is_string() || !valid_id(it->get<std::string>()))
       return bad("field 'producer' must be an id of 1-64 characters from [a-zA-Z0-9_-]");
     s.producer = it->get<std::string>();
@@ -158,19 +195,23 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
 }
 
 void queue_service::on_next(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, limits);
+  auto req = decode(in, false, out);
   if (req.error)
     return error(req.route, req.error->code, req.error->message, out);
   auto& d = req.doc;
   waiting_worker w;
   w.route = req.route;
-  auto wid = d.find("worker_id");
-  if (wid == d.end())
-    wid = d.find("addon_id");
-  if (wid == d.end() || !wid->is_string() || !valid_id(wid->get<std::string>()))
-    return error(req.route, error_code::invalid_request,
-                 "field 'worker_id' must be an id of 1-64 characters from [a-zA-Z0-9_-]", out);
-  w.worker_id = wid->get<std::string>();
+  if (sender_) {
+    w.worker_id = *sender_; // the topic's user, whatever the payload says
+  } else {
+    auto wid = d.find("worker_id");
+    if (wid == d.end())
+      wid = d.find("addon_id");
+    if (wid == d.end() || !wid->is_string() || !valid_id(wid->get<std::string>()))
+      return error(req.route, error_code::invalid_request,
+                   "field 'worker_id' must be an id of 1-64 characters from [a-zA-Z0-9_-]", out);
+    w.worker_id = wid->get<std::string>();
+  }
   if (auto it = d.find("types"); it != d.end() && !it->is_null()) {
     if (!it->is_array())
       return error(req.route, error_code::invalid_request,
@@ -305,7 +346,7 @@ queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann:
 }
 
 void queue_service::on_get(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, limits);
+  auto req = decode(in, false, out);
   if (req.error)
     return error(req.route, req.error->code, req.error->message, out);
   auto it = req.doc.find("job_id");
@@ -315,11 +356,16 @@ void queue_service::on_get(const mqtt_message& in, queue_output& out) {
   if (j == nullptr)
     return error(req.route, error_code::resource_not_found,
                  "no job " + it->get<std::string>(), out);
+  if (!may_touch(*j, false))
+    return error(req.route, error_code::not_holder,
+                 "job " + j->job_id + " is not yours: only its producer, its worker and "
+                   + opts_.admin_user + " may read it",
+                 out);
   reply(req.route, {{"ok", true}, {"job", to_json(*j)}}, out);
 }
 
 void queue_service::on_list(const mqtt_message& in, queue_output& out) {
-  auto req = decode_request(in, limits);
+  auto req = decode(in, false, out);
   if (req.error)
     return error(req.route, req.error->code, req.error->message, out);
   auto& d = req.doc;
@@ -341,21 +387,29 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
     limit = std::min<std::size_t>(it->get<std::size_t>(), 1000);
   nlohmann::json jobs = nlohmann::json::array();
   // "worker" (not worker_id, which identifies the asking client)
-  for (auto* j : queue_.list(st, str("job_type"), str("worker"), limit))
+  // Secure mode: a user lists the jobs it submitted or holds; the admin all.
+  auto party = sender_ && *sender_ != opts_.admin_user ? *sender_ : std::string();
+  for (auto* j : queue_.list(st, str("job_type"), str("worker"), limit, party))
     jobs.push_back(to_json(*j));
   reply(req.route, {{"ok", true}, {"jobs", jobs}, {"depths", queue_.depths()}}, out);
 }
 
 void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
                               queue_output& out) {
-  auto req = decode_request(in, limits, true); // mosquitto_pub -n cancels
+  auto req = decode(in, true, out); // mosquitto_pub -n cancels
   if (req.error)
     return error(req.route, req.error->code, req.error->message, out);
   std::string reason = "cancelled";
   if (auto it = req.doc.find("reason"); it != req.doc.end() && it->is_string())
     reason = it->get<std::string>();
-  if (queue_.get(job_id) == nullptr)
+  auto* existing = queue_.get(job_id);
+  if (existing == nullptr)
     return error(req.route, error_code::resource_not_found, "no job " + job_id, out);
+  if (!may_touch(*existing, true))
+    return error(req.route, error_code::not_holder,
+                 "job " + job_id + " was submitted by " + existing->spec.producer
+                   + ": only it and " + opts_.admin_user + " may cancel it",
+                 out);
   auto r = queue_.cancel(job_id, reason);
   if (auto* msg = std::get_if<std::string>(&r))
     return error(req.route, error_code::invalid_state_transition, *msg, out);

@@ -10,6 +10,8 @@
 ///                                 -> a job plus its lease, or retry_after_sec + reason
 ///   scheduler/job/get, /list      anyone: one job, or jobs by state/type/worker
 ///   scheduler/job/<job_id>/cancel producers/admins: cancel (a held lease is revoked)
+///   (secure mode: scheduler/<user>/job/..., the same four requests and cancel,
+///   with the user taken from the topic; docs/security.md)
 ///   scheduler/job/<job_id>/state  lulld -> all, retained: the job's latest state
 ///   scheduler/events              lulld -> all: every job transition
 /// A job completes through its lease: `scheduler/lease/<id>/release` with
@@ -43,6 +45,11 @@ struct queue_service_options {
   std::size_t max_parked = 1000; ///< `next` requests waiting at once; more are throttled
   double idle_retry_sec = 5;     ///< retry hint when no job is queued
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
+  /// Secure mode (broker.secure): requests come on scheduler/<user>/job/...,
+  /// the broker's ACL vouches for <user>, replies go only to workers/<user>/.
+  bool secure = false;
+  /// In secure mode, the user who may read and cancel every job.
+  std::string admin_user = "lull-admin";
 };
 
 /// A lease the dispatcher asks the lease manager for, on a worker's behalf.
@@ -63,6 +70,7 @@ struct queue_output {
   std::vector<mqtt_message> publish;
   std::vector<lease_ask> asks;
   std::vector<std::pair<std::string, std::string>> revoke; ///< lease id, reason
+  std::vector<std::string> warnings; ///< for the log (secure replies refused)
 };
 
 class queue_service {
@@ -94,6 +102,9 @@ public:
 
   job_queue& queue() { return queue_; }
   std::map<std::string, std::size_t> depths() const { return queue_.depths(); }
+  /// Secure-mode requests not answered because their reply topic was outside
+  /// the sender's inbox (or absent).
+  std::uint64_t unanswerable() const { return unanswerable_; }
 
 private:
   struct waiting_worker {
@@ -104,6 +115,11 @@ private:
     double next_try_mono = 0; ///< after a denial: not before its retry_after_sec
     bool asking = false;      ///< an ask for it is in flight
   };
+  /// decode_request, then the secure inbox rule: a reply topic outside the
+  /// sender's inbox is dropped (the request goes unanswered, counted).
+  inbound_request decode(const mqtt_message& in, bool empty_ok, queue_output& out);
+  /// Secure mode: may the current sender see or cancel job `j`?
+  bool may_touch(const job& j, bool cancel) const;
   void on_submit(const mqtt_message& in, queue_output& out);
   void on_next(const mqtt_message& in, queue_output& out);
   void on_get(const mqtt_message& in, queue_output& out);
@@ -122,6 +138,9 @@ private:
   std::map<std::uint64_t, std::uint64_t> asks_; ///< ask id -> waiting worker id
   std::map<std::uint64_t, std::string> ask_job_;
   std::uint64_t next_id_ = 0;
+  std::uint64_t unanswerable_ = 0;
+  /// The user the current request's topic names (secure mode), else nullopt.
+  std::optional<std::string> sender_;
 };
 
 } // namespace lull

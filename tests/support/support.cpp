@@ -274,4 +274,34 @@ std::vector<std::string> lulld_args(const std::string& broker_uri, const std::st
   return args;
 }
 
+cli_result lull_cli(std::vector<std::string> args) {
+  static std::atomic<int> n{0};
+  auto base = "/tmp/lull-cli-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+  spawn_options o;
+  o.argv = {binary_path("src/lull")};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.stdout_path = base + ".out";
+  o.stderr_path = base + ".err";
+  o.stdin_path = "/dev/null";
+  cli_result r;
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  if (auto pid = spawn(o)) {
+    if (auto st = wait_for_exit(*pid, std::chrono::seconds(60)))
+      r.code = exit_code_of(*st);
+    else
+      ::kill(*pid, SIGKILL), wait_for_exit(*pid, std::chrono::seconds(5));
+  }
+  r.out = slurp(o.stdout_path);
+  r.err = slurp(o.stderr_path);
+  std::error_code ec;
+  std::filesystem::remove(o.stdout_path, ec);
+  std::filesystem::remove(o.stderr_path, ec);
+  return r;
+}
+
 } // namespace lull::test

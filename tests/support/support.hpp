@@ -129,6 +129,16 @@ private:
 /// when the test program exits (a later lulld of the same test may reuse it).
 std::string test_data_dir();
 
+/// What `lull ARGS...` did: its exit code (-1: did not finish in 60 s),
+/// stdout and stderr.
+struct cli_result {
+  int code = -1;
+  std::string out, err;
+};
+
+/// Runs the built `lull ARGS...` to completion, stdin from /dev/null.
+cli_result lull_cli(std::vector<std::string> args);
+
 /// A lulld command line for a broker: --broker, --host-id, a private data dir.
 std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
                                     std::vector<std::string> extra = {});
