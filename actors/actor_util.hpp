@@ -11,15 +11,10 @@
 
 #include "messages/codec.hpp"
 #include "messages/mqtt_message.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
 
 namespace lull {
-
-inline std::int64_t unix_seconds_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 /// A JSON message as lull publishes it: content type set, QoS 0 unless told.
 inline mqtt_message json_message(std::string topic, const nlohmann::json& j, bool retain = false,

@@ -22,7 +22,13 @@ struct queue_depths {
 };
 
 // inspect() of lull's structs lives here, next to their type IDs, so that
-// the cores stay free of CAF.
+// messages/ and the cores stay free of CAF.
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, mqtt_message& x) {
+  return f(caf::meta::type_name("mqtt_message"), x.topic, x.payload, x.qos, x.retain,
+           x.content_type, x.response_topic, x.correlation_data);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease_ask& x) {

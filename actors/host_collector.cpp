@@ -1,7 +1,9 @@
 #include "actors/host_collector.hpp"
 
+#include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
+#include "messages/util.hpp"
 #include "messages/lease.hpp"
 #include "src/probe/lease_probe.hpp"
 #include "src/log.hpp"
@@ -12,12 +14,6 @@
 namespace lull {
 
 namespace {
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 struct host_collector_state {
   std::unique_ptr<host_probe> probe;
@@ -30,10 +26,6 @@ struct host_collector_state {
   double last_window_publish = 0;
   static inline const char* name = "host_collector";
 };
-
-mqtt_message json_message(std::string topic, const nlohmann::json& j, bool retain = false) {
-  return {std::move(topic), encode(j, wire_format::json), 0, retain, json_content_type, {}, {}};
-}
 
 caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* self,
                                   caf::actor bridge, host_collector_options opts) {
@@ -75,14 +67,14 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     auto& s = self->state;
     nlohmann::json j = {{"v", schema_version},
                         {"host_id", host_id},
-                        {"collected_at", utc_timestamp(unix_now())},
+                        {"collected_at", utc_timestamp(unix_seconds_now())},
                         {"collectors",
                          {to_json(s.host_guard->status()), to_json(s.dir_guard->status())}}};
     self->send(bridge, publish_atom::value, json_message(debug_topic, j));
   };
 
   auto sample = [self] {
-    return self->state.probe->sample(unix_now(), steady_seconds());
+    return self->state.probe->sample(unix_seconds_now(), steady_seconds());
   };
   // The first sample primes CPU and network deltas; the first publish follows
   // a short moment later so even it carries CPU %.
@@ -131,7 +123,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
       });
       if (!sampled) {
         snap.host_id = host_id;
-        snap.collected_at = unix_now();
+        snap.collected_at = unix_seconds_now();
       }
       if (err) {
         snap.errors.push_back(*err);

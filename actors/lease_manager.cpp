@@ -4,6 +4,7 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
 
 namespace lull {
@@ -27,12 +28,6 @@ struct lease_manager_state {
 
 using self_ptr = caf::stateful_actor<lease_manager_state>*;
 
-std::int64_t wall_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 /// Writes the leases that changed and the fencing counter in one
 /// transaction. False when the write failed.
 bool persist(self_ptr self, const std::shared_ptr<store>& db) {
@@ -43,7 +38,7 @@ bool persist(self_ptr self, const std::shared_ptr<store>& db) {
   // The same clock the table measures TTLs on.
   auto now_mono =
     std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
-  auto now_wall = wall_now();
+  auto now_wall = unix_seconds_now();
   auto err = db->begin();
   for (auto& id : dirty) {
     if (err)
@@ -88,7 +83,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   st.service = std::make_unique<lease_service>(opts.service, std::move(env), first);
   if (opts.db) {
     int restored = 0;
-    auto now = wall_now();
+    auto now = unix_seconds_now();
     for (auto& rec : opts.db->load_leases()) {
       try {
         auto r = lease_record_from_json(nlohmann::json::parse(rec.record));

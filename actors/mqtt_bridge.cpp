@@ -6,6 +6,7 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
 #include "src/stats/bus_meter.hpp"
 #include "src/stats/collector_guard.hpp"
@@ -72,6 +73,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
   auto& st = self->state;
   auto availability = opts.topics.availability(opts.instance);
   opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
+  if (!opts.transport.on_error)
+    opts.transport.on_error = [](const std::string& what) { log::error("{}", what); };
   auto factory = opts.factory ? opts.factory : transport_factory(make_paho_transport);
   st.transport = factory(opts.transport,
                          std::make_shared<bridge_events>(self->address(), st.in_flight));
@@ -144,10 +147,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
     },
     [=](bus_atom) {
       auto& s = self->state;
-      auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-      auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance, now_unix);
+      auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance,
+                                   unix_seconds_now());
       report["reconnects"] = s.reconnects;
       report["oversize"] = s.oversize;
       report["handler_failures"] = inbound_failures().load();

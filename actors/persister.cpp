@@ -22,12 +22,6 @@ using purge_atom = caf::atom_constant<caf::atom("purge")>;
 
 constexpr request_limits history_limits{16 * 1024, 32};
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 struct persister_state {
   std::shared_ptr<store> db;
   std::deque<sample_point> points;
@@ -65,7 +59,7 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
     // Workers' last-will "offline" is plain text: nothing numeric to keep.
     return;
   }
-  std::int64_t ts = unix_now();
+  std::int64_t ts = unix_seconds_now();
   for (auto* key : {"collected_at", "assessed_at", "ts"})
     if (auto it = doc->find(key); it != doc->end() && it->is_string())
       if (auto t = parse_utc_timestamp(it->get<std::string>())) {
@@ -100,7 +94,7 @@ void on_event(self_ptr self, const mqtt_message& msg) {
     return it != doc->end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   lease_event_row e;
-  e.ts = unix_now();
+  e.ts = unix_seconds_now();
   if (auto t = parse_utc_timestamp(str("ts")))
     e.ts = *t;
   e.event = str("event");
@@ -174,7 +168,7 @@ void flush(self_ptr self) {
   st.events.clear();
   st.streaks.clear();
   st.health.queued = 0;
-  st.health.last_flush_ok = unix_now();
+  st.health.last_flush_ok = unix_seconds_now();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
   log::debug("persister: wrote {} samples in {:.1f} ms", batch.size(), ms.count());
 }
@@ -190,7 +184,7 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
     }
   if (auto it = req.find("kind"); it != req.end())
     kind = it->get<std::string>();
-  auto now = unix_now();
+  auto now = unix_seconds_now();
   if (kind == "history") {
     auto parsed = parse_history_query(req, opts.host_id);
     if (auto* msg = std::get_if<std::string>(&parsed)) {
@@ -216,9 +210,7 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
     body["kind"] = "history";
     body["group"] = q.group;
     body["host"] = q.host;
-    body["source"] = src == history_source::raw            ? "raw"
-                     : src == history_source::five_minutes ? "rollup_5m"
-                                                           : "rollup_1h";
+    body["source"] = src;
     body["start_utc"] = utc_timestamp(body["start"].get<std::int64_t>());
     return body;
   }
@@ -392,13 +384,13 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       guard_inbound("persister", msg, [&] { on_inbound(self, bridge, msg, opts); });
     },
     [=](flush_atom) {
-      for (auto& r : self->state.acc.close_before(unix_now()))
+      for (auto& r : self->state.acc.close_before(unix_seconds_now()))
         self->state.rollups.push_back(std::move(r));
       flush(self);
       self->delayed_send(self, opts.flush_interval, flush_atom::value);
     },
     [=](purge_atom) {
-      auto now = unix_now();
+      auto now = unix_seconds_now();
       auto n = self->state.db->purge(now - opts.raw_retention_sec,
                                      now - opts.rollup_retention_sec);
       if (n > 0)

@@ -4,7 +4,7 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
-#include "src/lease/lease_table.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
 
 namespace lull {
@@ -15,17 +15,7 @@ namespace {
 std::string random_job_id() { return "j-" + random_lease_id().substr(0, 16); }
 
 queue_clock system_queue_clock() {
-  return {[] {
-            return std::chrono::duration<double>(
-                     std::chrono::steady_clock::now().time_since_epoch())
-              .count();
-          },
-          [] {
-            return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count());
-          },
-          random_job_id};
+  return {steady_seconds, unix_seconds_now, random_job_id};
 }
 
 struct dispatcher_state {
@@ -103,9 +93,7 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
   auto& st = self->state;
   st.db = std::move(db);
   st.service = std::make_unique<queue_service>(opts.service, opts.queue, system_queue_clock());
-  auto now = std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-               .count();
+  auto now = unix_seconds_now();
   st.db->purge_jobs(now - opts.finished_retention_sec);
   int restored = 0, bad = 0;
   for (auto& rec : st.db->load_jobs(now - 86400)) {

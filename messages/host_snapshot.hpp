@@ -40,7 +40,7 @@ struct throttle_flags {
   bool soft_temp_limit_occurred = false;
 };
 
-/// What one lease's processes use (SPEC.md, "Whose load"), as the host agent
+/// What one lease's processes use (docs/collectors.md, "Whose load"), as the host agent
 /// measured it over the last sampling interval.
 struct lease_usage {
   std::string lease_id;

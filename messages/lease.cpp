@@ -4,18 +4,13 @@
 #include <cmath>
 #include <cstdio>
 
+#include "messages/enum_names.hpp"
 #include "messages/topics.hpp"
+#include "messages/util.hpp"
 
 namespace lull {
 
 namespace {
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 using json = nlohmann::json;
 
@@ -124,54 +119,16 @@ std::optional<lease_error> read_reply_fields(const json& doc, std::string& reque
 
 } // namespace
 
-const char* to_string(lease_priority p) {
-  switch (p) {
-    case lease_priority::low: return "LOW";
-    case lease_priority::normal: return "NORMAL";
-    case lease_priority::high: return "HIGH";
-  }
-  return "NORMAL";
-}
-
-const char* to_string(cost_class c) {
-  switch (c) {
-    case cost_class::low: return "LOW";
-    case cost_class::normal: return "NORMAL";
-    case cost_class::high: return "HIGH";
-  }
-  return "NORMAL";
-}
-
-const char* to_string(lease_state s) {
-  switch (s) {
-    case lease_state::active: return "ACTIVE";
-    case lease_state::released: return "RELEASED";
-    case lease_state::expired: return "EXPIRED";
-    case lease_state::revoked: return "REVOKED";
-  }
-  return "ACTIVE";
-}
+const char* to_string(lease_priority p) { return enum_name<lease_priority, 3>(p); }
+const char* to_string(cost_class c) { return enum_name<cost_class, 3>(c); }
+const char* to_string(lease_state s) { return enum_name<lease_state, 4>(s); }
 
 std::optional<lease_priority> parse_priority(std::string_view text) {
-  auto u = upper(text);
-  if (u == "LOW")
-    return lease_priority::low;
-  if (u == "NORMAL")
-    return lease_priority::normal;
-  if (u == "HIGH")
-    return lease_priority::high;
-  return std::nullopt;
+  return parse_enum<lease_priority, 3>(text);
 }
 
 std::optional<cost_class> parse_cost_class(std::string_view text) {
-  auto u = upper(text);
-  if (u == "LOW")
-    return cost_class::low;
-  if (u == "NORMAL")
-    return cost_class::normal;
-  if (u == "HIGH")
-    return cost_class::high;
-  return std::nullopt;
+  return parse_enum<cost_class, 3>(text);
 }
 
 std::string peek_string(const json& doc, const char* field) {
@@ -312,6 +269,16 @@ std::variant<lease_action_request, lease_error> parse_lease_action(const json& d
     return *e;
   if (auto e = read_string(doc, "reason", r.reason, false, 512))
     return *e;
+  if (action == "release") {
+    // A job's outcome travels with its lease's release; read leniently, as
+    // the queue always has: anything unreadable is "no outcome".
+    if (auto it = doc.find("outcome"); it != doc.end() && it->is_string())
+      r.outcome = it->get<std::string>();
+    if (auto it = doc.find("result"); it != doc.end())
+      r.result = *it;
+    if (auto it = doc.find("error"); it != doc.end() && !it->is_null())
+      r.error = it->is_string() ? it->get<std::string>() : it->dump();
+  }
   if (action == "heartbeat")
     if (auto e = read_lease_process(doc, r.process))
       return *e;

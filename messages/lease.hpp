@@ -23,6 +23,17 @@ enum class lease_priority { low, normal, high };
 enum class cost_class { low, normal, high };
 enum class lease_state { active, released, expired, revoked };
 
+NLOHMANN_JSON_SERIALIZE_ENUM(lease_priority, {{lease_priority::low, "LOW"},
+                                              {lease_priority::normal, "NORMAL"},
+                                              {lease_priority::high, "HIGH"}})
+NLOHMANN_JSON_SERIALIZE_ENUM(cost_class, {{cost_class::low, "LOW"},
+                                          {cost_class::normal, "NORMAL"},
+                                          {cost_class::high, "HIGH"}})
+NLOHMANN_JSON_SERIALIZE_ENUM(lease_state, {{lease_state::active, "ACTIVE"},
+                                           {lease_state::released, "RELEASED"},
+                                           {lease_state::expired, "EXPIRED"},
+                                           {lease_state::revoked, "REVOKED"}})
+
 const char* to_string(lease_priority p);
 const char* to_string(cost_class c);
 const char* to_string(lease_state s);
@@ -88,6 +99,9 @@ struct lease_action_request {
   nlohmann::json accounting;             ///< report: free-form object (or null)
   std::optional<lease_process> process;  ///< heartbeat: `pid`, `pid_start`, `cgroup`
   std::string message;                   ///< report: free text
+  std::string outcome;                   ///< release: succeeded, failed, ... (a job's end)
+  nlohmann::json result;                 ///< release: the job's result (any JSON)
+  std::string error;                     ///< release: why the job failed
 };
 
 /// Validation of a document decode_request accepted (messages/request.hpp)

@@ -1,10 +1,9 @@
 #pragma once
 /// What the MQTT bridge and the other actors hand each other: one MQTT
-/// message with the v5 properties lull uses.
+/// message with the v5 properties lull uses. (Its inspect() for CAF is in
+/// actors/atoms.hpp.)
 
 #include <string>
-
-#include <caf/meta/type_name.hpp>
 
 namespace lull {
 
@@ -17,11 +16,5 @@ struct mqtt_message {
   std::string response_topic;   ///< v5 RESPONSE_TOPIC of a request
   std::string correlation_data; ///< v5 CORRELATION_DATA, echoed in replies
 };
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, mqtt_message& x) {
-  return f(caf::meta::type_name("mqtt_message"), x.topic, x.payload, x.qos, x.retain,
-           x.content_type, x.response_topic, x.correlation_data);
-}
 
 } // namespace lull

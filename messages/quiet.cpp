@@ -1,38 +1,14 @@
 #include "messages/quiet.hpp"
 
-#include <cctype>
-
 #include "messages/codec.hpp"
+#include "messages/enum_names.hpp"
 
 namespace lull {
 
-const char* to_string(quiet_state s) {
-  switch (s) {
-    case quiet_state::quiet:
-      return "QUIET";
-    case quiet_state::normal:
-      return "NORMAL";
-    case quiet_state::busy:
-      return "BUSY";
-    case quiet_state::panic:
-      return "PANIC";
-  }
-  return "NORMAL";
-}
+const char* to_string(quiet_state s) { return enum_name<quiet_state, 4>(s); }
 
 std::optional<quiet_state> parse_quiet_state(std::string_view text) {
-  std::string up;
-  for (char c : text)
-    up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (up == "QUIET")
-    return quiet_state::quiet;
-  if (up == "NORMAL")
-    return quiet_state::normal;
-  if (up == "BUSY")
-    return quiet_state::busy;
-  if (up == "PANIC")
-    return quiet_state::panic;
-  return std::nullopt;
+  return parse_enum<quiet_state, 4>(text);
 }
 
 nlohmann::json to_json(const quiet_assessment& q) {

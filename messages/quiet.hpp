@@ -13,6 +13,10 @@
 namespace lull {
 
 enum class quiet_state { quiet, normal, busy, panic };
+NLOHMANN_JSON_SERIALIZE_ENUM(quiet_state, {{quiet_state::quiet, "QUIET"},
+                                           {quiet_state::normal, "NORMAL"},
+                                           {quiet_state::busy, "BUSY"},
+                                           {quiet_state::panic, "PANIC"}})
 
 /// "QUIET", "NORMAL", "BUSY", "PANIC".
 const char* to_string(quiet_state s);

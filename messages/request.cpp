@@ -1,7 +1,8 @@
 #include "messages/request.hpp"
 
-#include <array>
 #include <cctype>
+
+#include "messages/enum_names.hpp"
 
 namespace lull {
 
@@ -41,15 +42,7 @@ std::optional<request_error> check_envelope(const json& doc) {
 } // namespace
 
 const char* to_string(error_code c) {
-  // The names come from the NLOHMANN_JSON_SERIALIZE_ENUM table in the header.
-  static const auto names = [] {
-    std::array<std::string, static_cast<std::size_t>(error_code::internal_error) + 1> a;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      a[i] = json(static_cast<error_code>(i)).get<std::string>();
-    return a;
-  }();
-  auto i = static_cast<std::size_t>(c);
-  return i < names.size() ? names[i].c_str() : "InternalError";
+  return enum_name<error_code, static_cast<std::size_t>(error_code::internal_error) + 1>(c);
 }
 
 namespace {

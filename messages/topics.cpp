@@ -62,6 +62,20 @@ std::string_view topic_names::strip(std::string_view topic) const {
   return topic.substr(prefix_.size());
 }
 
+std::vector<std::string_view> split_levels(std::string_view topic) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = topic.find('/', start);
+    if (pos == std::string_view::npos) {
+      out.push_back(topic.substr(start));
+      return out;
+    }
+    out.push_back(topic.substr(start, pos - start));
+    start = pos + 1;
+  }
+}
+
 bool topic_matches(std::string_view filter, std::string_view topic) {
   size_t f = 0, t = 0;
   while (f < filter.size()) {

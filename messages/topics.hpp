@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace lull {
 
@@ -45,6 +46,9 @@ public:
 private:
   std::string prefix_; ///< empty, or ends in '/'
 };
+
+/// The levels of a topic ("a/b/c" -> a, b, c; "" -> one empty level).
+std::vector<std::string_view> split_levels(std::string_view topic);
 
 /// MQTT topic filter matching with '+' and '#' wildcards.
 bool topic_matches(std::string_view filter, std::string_view topic);

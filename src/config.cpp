@@ -497,34 +497,6 @@ const std::vector<config_key>& config_keys() {
   return keys;
 }
 
-std::optional<double> parse_duration_sec(const std::string& text) {
-  if (text.empty())
-    return std::nullopt;
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  // strtod takes "nan", "inf" and 1e999 (infinity): none is a duration.
-  if (end == text.c_str() || !std::isfinite(v) || v < 0)
-    return std::nullopt;
-  std::string unit(end);
-  double scale = 0;
-  if (unit.empty() || unit == "s")
-    scale = 1;
-  else if (unit == "ms")
-    scale = 0.001;
-  else if (unit == "m")
-    scale = 60;
-  else if (unit == "h")
-    scale = 3600;
-  else if (unit == "d")
-    scale = 86400;
-  else
-    return std::nullopt;
-  double sec = v * scale;
-  if (!std::isfinite(sec))
-    return std::nullopt;
-  return sec;
-}
-
 std::map<std::string, std::string> lull_environment() {
   std::map<std::string, std::string> out;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

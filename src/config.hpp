@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "messages/util.hpp"
+
 namespace lull {
 
 struct config {
@@ -136,7 +138,6 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
 /// The process environment as a map (LULL_* variables only).
 std::map<std::string, std::string> lull_environment();
 
-/// Parses "2s", "500ms", "1.5m", "1h", "7d" or a bare number of seconds.
-std::optional<double> parse_duration_sec(const std::string& text);
+// parse_duration_sec(): messages/util.hpp.
 
 } // namespace lull

@@ -7,6 +7,7 @@
 #include "messages/codec.hpp"
 #include "messages/host_snapshot.hpp"
 #include "messages/quiet.hpp"
+#include "messages/util.hpp"
 #include "tests/support/support.hpp"
 
 using namespace lull;
@@ -49,9 +50,7 @@ std::vector<std::string> fast(std::vector<std::string> extra = {}) {
 std::string remote_snapshot(const std::string& host, double cpu, double mem) {
   host_snapshot s;
   s.host_id = host;
-  s.collected_at = std::chrono::duration_cast<std::chrono::seconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count();
+  s.collected_at = unix_seconds_now();
   s.cpu_pct = cpu;
   s.cpu_count = 4;
   s.mem_used_pct = mem;

@@ -6,6 +6,7 @@
 
 #include "messages/codec.hpp"
 #include "messages/host_snapshot.hpp"
+#include "messages/util.hpp"
 #include "src/process.hpp"
 #include "tests/support/support.hpp"
 
@@ -30,9 +31,7 @@ void expect_valid_snapshot(const mqtt_message& m, const std::string& host) {
   EXPECT_TRUE(s.net_rx_bytes.has_value());
   EXPECT_GT(s.uptime_sec.value_or(0), 0);
   EXPECT_TRUE(s.boot_time.has_value());
-  auto now = std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-               .count();
+  auto now = unix_seconds_now();
   EXPECT_NEAR(static_cast<double>(s.collected_at), static_cast<double>(now), 10);
   EXPECT_EQ(m.content_type, "application/json");
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "messages/host_snapshot.hpp"
+#include "messages/util.hpp"
 #include "src/probe/host_probe.hpp"
 #include "src/probe/proc_parse.hpp"
 #include "tests/fixture_tree.hpp"
@@ -99,10 +100,10 @@ TEST(proc_parse, net_dev_interfaces_and_byte_columns) {
   EXPECT_TRUE(proc::parse_net_dev("").empty());
 }
 
-TEST(proc_parse, counter_delta_is_wrap_safe) {
-  EXPECT_EQ(proc::counter_delta(10, 25), 15u);
-  EXPECT_EQ(proc::counter_delta(4294967000ull, 704), 1000u); // 32-bit wrap
-  EXPECT_FALSE(proc::counter_delta(1ull << 40, 5));          // 64-bit reset
+TEST(util, counter_delta_is_wrap_safe) {
+  EXPECT_EQ(counter_delta(10, 25), 15u);
+  EXPECT_EQ(counter_delta(4294967000ull, 704), 1000u); // 32-bit wrap
+  EXPECT_FALSE(counter_delta(1ull << 40, 5));          // 64-bit reset
 }
 
 TEST(proc_parse, uptime_and_sysfs_integers) {

@@ -176,6 +176,35 @@ TEST(series, rollup_buckets_weight_by_count) {
   EXPECT_EQ(s["n"][0], 150);
 }
 
+// The p95 of merged rollups is documented as an upper bound (docs/
+// persistence.md): the largest bucket p95, never below the p95 of all the
+// values, never above their max.
+TEST(series, merged_rollup_p95_is_an_upper_bound_of_the_true_p95) {
+  rollup_accumulator acc;
+  std::vector<rollup_row> five;
+  std::vector<double> all;
+  // An hour of 2 s samples: quiet buckets around 10 %, one busy burst.
+  for (int i = 0; i < 1800; ++i) {
+    double v = 10.0 + (i % 7);
+    if (i >= 600 && i < 700)
+      v = 60.0 + (i % 30);
+    all.push_back(v);
+    for (auto& r : acc.add({i * 2, "pi", "host", "cpu.total_pct", v}))
+      if (r.resolution == rollup_resolution::five_minutes)
+        five.push_back(r);
+  }
+  for (auto& r : acc.close_before(3600))
+    if (r.resolution == rollup_resolution::five_minutes)
+      five.push_back(r);
+  ASSERT_EQ(five.size(), 12u);
+  auto j = bucket_rollups(five, 0, 3600, 3600, {});
+  auto merged = j["series"]["cpu.total_pct"]["p95"][0].get<double>();
+  auto truth = summarize(all);
+  EXPECT_GE(merged, truth.p95);
+  EXPECT_LE(merged, truth.max);
+  EXPECT_GT(merged, truth.p95) << "this data shows the bound is not the p95 itself";
+}
+
 TEST(series, history_requests_are_validated_with_precise_messages) {
   auto q = parse_history_query({{"group", "quiet"}, {"range", "1h"}, {"step", "10s"}}, "nuc");
   ASSERT_TRUE(std::holds_alternative<history_query>(q));

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "src/cli/commands.hpp"
+#include "messages/util.hpp"
 #include "src/config.hpp"
 #include "src/lease/lease_table.hpp"
 
@@ -25,12 +26,6 @@ std::string login_name() {
   if (auto* pw = ::getpwuid(::geteuid()))
     return pw->pw_name;
   return "someone";
-}
-
-std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
 }
 
 /// Publishes the host's control state and waits until lulld's status shows it.
@@ -92,7 +87,7 @@ int do_pause(const global_opts& g, const pause_opts& o) {
   host_pause p;
   p.by = o.by.empty() ? login_name() : o.by;
   p.reason = o.reason;
-  p.since = now_unix();
+  p.since = unix_seconds_now();
   if (!o.for_text.empty()) {
     auto d = parse_duration_sec(o.for_text);
     if (!d || *d < 1 || *d > 366 * 86400) {

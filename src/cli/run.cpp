@@ -6,6 +6,7 @@
 
 #include "src/cli/commands.hpp"
 #include "src/client/supervise.hpp"
+#include "messages/util.hpp"
 #include "src/config.hpp"
 
 namespace lull::cli {
@@ -112,12 +113,7 @@ int do_run(const global_opts& g, const run_opts& r) {
   // 2. Run the command, heartbeating until it exits.
   supervise_options so;
   so.cmd = r.cmd;
-  {
-    std::string p = r.priority;
-    for (auto& c : p)
-      c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    so.low_priority = !r.keep_priority && p != "HIGH";
-  }
+  so.low_priority = !r.keep_priority && upper(r.priority) != "HIGH";
   so.use_cgroup = !r.no_cgroup;
   so.grace_sec = *grace_sec;
   so.grace_text = r.grace;

@@ -1,7 +1,7 @@
 #include "src/client/lease_client.hpp"
 
 #include "messages/codec.hpp"
-#include "src/lease/lease_table.hpp" // random_lease_id
+#include "messages/util.hpp"
 
 namespace lull {
 

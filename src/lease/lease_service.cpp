@@ -8,51 +8,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <tuple>
 #include <utility>
 
+#include "messages/util.hpp"
 #include "src/log.hpp"
 
 namespace lull {
 
 namespace {
 
-std::vector<std::string_view> split_levels(std::string_view topic) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  while (true) {
-    auto pos = topic.find('/', start);
-    out.push_back(topic.substr(start, pos == std::string_view::npos ? pos : pos - start));
-    if (pos == std::string_view::npos)
-      break;
-    start = pos + 1;
-  }
-  return out;
-}
-
 bool is_action(std::string_view a) {
   return a == "heartbeat" || a == "release" || a == "report" || a == "revoke";
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-/// A release's job outcome, read leniently as the queue always has:
-/// anything unreadable is "no outcome".
-std::tuple<std::string, std::string, std::string> release_detail_of(const nlohmann::json& doc) {
-  std::string outcome, result, error;
-  if (!doc.is_object())
-    return {};
-  if (auto it = doc.find("outcome"); it != doc.end() && it->is_string())
-    outcome = it->get<std::string>();
-  if (auto it = doc.find("result"); it != doc.end() && !it->is_null())
-    result = it->dump();
-  if (auto it = doc.find("error"); it != doc.end() && !it->is_null())
-    error = it->is_string() ? it->get<std::string>() : it->dump();
-  return {outcome, result, error};
 }
 
 } // namespace
@@ -318,13 +284,13 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (action != "heartbeat")
     dirty_ = true;
   auto& ack = std::get<lease_ack>(result);
-  if (action == "release") {
-    auto [outcome, job_result, job_error] = release_detail_of(req.doc);
-    release_details_[lease_id] = {outcome, job_result, job_error};
-  } else if ((action == "heartbeat" || action == "report") && ack.state == lease_state::active
-             && started_.insert(lease_id).second) {
+  if (action == "release")
+    release_details_[lease_id] = {act.outcome,
+                                  act.result.is_null() ? std::string() : act.result.dump(),
+                                  act.error};
+  else if ((action == "heartbeat" || action == "report") && ack.state == lease_state::active
+           && started_.insert(lease_id).second)
     outcomes_.push_back({"running", lease_id, worker, {}, {}, {}, {}});
-  }
   nlohmann::json body = {{"ok", true},
                          {"action", action},
                          {"lease_id", ack.lease_id},

@@ -2,10 +2,6 @@
 
 #include "messages/topics.hpp"
 
-#include <fcntl.h>
-#include <sys/random.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,30 +15,6 @@ namespace lull {
 
 namespace {
 
-bool fill_random(unsigned char* buf, std::size_t n) {
-  std::size_t got = 0;
-  while (got < n) {
-    auto r = ::getrandom(buf + got, n - got, 0);
-    if (r < 0)
-      break;
-    got += static_cast<std::size_t>(r);
-  }
-  if (got == n)
-    return true;
-  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  got = 0;
-  while (got < n) {
-    auto r = ::read(fd, buf + got, n - got);
-    if (r <= 0)
-      break;
-    got += static_cast<std::size_t>(r);
-  }
-  ::close(fd);
-  return got == n;
-}
-
 std::string fmt_sec(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", s);
@@ -51,36 +23,10 @@ std::string fmt_sec(double s) {
 
 } // namespace
 
-std::string random_lease_id() {
-  unsigned char bytes[16];
-  if (!fill_random(bytes, sizeof bytes)) {
-    // No kernel randomness at all: fall back to a seeded engine rather than
-    // stop granting; the ids are still unique, if less unguessable.
-    static std::mt19937_64 eng{std::random_device{}()};
-    for (auto& b : bytes)
-      b = static_cast<unsigned char>(eng());
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(32);
-  for (auto b : bytes) {
-    out += hex[b >> 4];
-    out += hex[b & 0xf];
-  }
-  return out;
-}
-
 lease_env lease_env::system() {
   lease_env e;
-  e.mono_sec = [] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-  };
-  e.wall_sec = [] {
-    return static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
-  };
+  e.mono_sec = steady_seconds;
+  e.wall_sec = unix_seconds_now;
   auto eng = std::make_shared<std::mt19937_64>([] {
     std::uint64_t seed = 0;
     fill_random(reinterpret_cast<unsigned char*>(&seed), sizeof seed);

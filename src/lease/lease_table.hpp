@@ -15,6 +15,7 @@
 
 #include "messages/lease.hpp"
 #include "messages/quiet.hpp"
+#include "messages/util.hpp"
 #include "src/lease/windows.hpp"
 
 namespace lull {
@@ -90,8 +91,7 @@ struct lease_env {
   static lease_env system();
 };
 
-/// 32 hex characters from the kernel's CSPRNG (getrandom, else /dev/urandom).
-std::string random_lease_id();
+// random_lease_id(): messages/util.hpp.
 
 /// Token bucket on grants.
 class token_bucket {

@@ -1,5 +1,7 @@
 #include "src/lease/windows.hpp"
 
+#include "messages/util.hpp"
+
 #include <date/tz.h>
 
 #include <algorithm>
@@ -36,13 +38,9 @@ const char* const long_names[] = {"sunday",   "monday", "tuesday", "wednesday",
                                   "thursday", "friday", "saturday"};
 
 std::optional<int> parse_day(std::string_view s) {
-  std::string low;
-  for (char c : s)
-    low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto low = lower(s);
   for (int d = 0; d < 7; ++d) {
-    std::string shrt = day_names[d];
-    shrt[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(shrt[0])));
-    if (low == shrt || low == long_names[d])
+    if (low == lower(day_names[d]) || low == long_names[d])
       return d;
   }
   return std::nullopt;

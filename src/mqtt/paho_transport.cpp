@@ -6,14 +6,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <thread>
 
 #include <mqtt/async_client.h>
-#include <spdlog/spdlog.h>
 
+#include "src/mqtt/paho_message.hpp"
 #include "src/mqtt/transport.hpp"
 
 namespace lull {
@@ -144,11 +146,17 @@ public:
   }
 
   void publish(const mqtt_message& m) override {
-    std::lock_guard<std::mutex> guard(overflow_mtx_);
-    // Once something waits, everything after it waits too: order is kept.
-    drain_locked();
-    if (!overflow_.empty() || !try_publish(m))
-      enqueue(m);
+    {
+      std::lock_guard<std::mutex> guard(overflow_mtx_);
+      // Once something waits, everything after it waits too: order is kept.
+      drain_locked();
+      if (!overflow_.empty() || !try_publish(m))
+        enqueue(m);
+    }
+    // A (re)connect or delivery that found the buffer locked left the
+    // draining to this thread.
+    if (drain_wanted_.exchange(false))
+      drain_overflow();
   }
 
   void subscribe(const std::vector<std::string>& filters, int qos) override {
@@ -206,19 +214,7 @@ public:
   void message_arrived(mqtt::const_message_ptr m) override {
     if (closed_)
       return;
-    mqtt_message out;
-    out.topic = m->get_topic();
-    out.payload = m->get_payload_str();
-    out.qos = m->get_qos();
-    out.retain = m->is_retained();
-    auto& props = m->get_properties();
-    if (props.contains(mqtt::property::CONTENT_TYPE))
-      out.content_type = mqtt::get<std::string>(props, mqtt::property::CONTENT_TYPE);
-    if (props.contains(mqtt::property::RESPONSE_TOPIC))
-      out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
-    if (props.contains(mqtt::property::CORRELATION_DATA))
-      out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
-    events_->on_message(std::move(out));
+    events_->on_message(from_paho(*m));
   }
 
   void delivery_complete(mqtt::delivery_token_ptr) override { drain_overflow(); }
@@ -239,18 +235,7 @@ private:
   /// Publishes now; false when Paho's in-flight window (or its offline
   /// buffer) is full and the message should wait for a delivery to complete.
   bool try_publish(const mqtt_message& m) {
-    auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
-    if (version_ == MQTTVERSION_5) {
-      mqtt::properties props;
-      if (!m.content_type.empty())
-        props.add({mqtt::property::CONTENT_TYPE, m.content_type});
-      if (!m.correlation_data.empty())
-        props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
-      if (!m.response_topic.empty())
-        props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
-      if (!props.empty())
-        msg->set_properties(std::move(props));
-    }
+    auto msg = to_paho(m, version_ == MQTTVERSION_5);
     try {
       client_->publish(msg);
       return true;
@@ -260,30 +245,33 @@ private:
           || e.get_return_code() == MQTTASYNC_DISCONNECTED)
         return false;
       ++dropped_;
-      spdlog::error("mqtt transport: dropped a message to {}: {}", m.topic, e.what());
+      report("mqtt transport: dropped a message to " + m.topic + ": " + e.what());
       return true;
     }
   }
 
   /// Caller holds overflow_mtx_.
   void enqueue(const mqtt_message& m) {
-    if (overflow_.size() >= max_overflow) {
+    if (overflow_.size() >= max_buffered()) {
       overflow_.pop_front();
       if (++dropped_ % 1000 == 1)
-        spdlog::error("mqtt transport: {} messages waiting for the broker; dropped the oldest "
-                      "({} so far)",
-                      overflow_.size(), dropped_.load());
+        report("mqtt transport: " + std::to_string(overflow_.size())
+               + " messages waiting for the broker; dropped the oldest ("
+               + std::to_string(dropped_.load()) + " so far)");
     }
     overflow_.push_back(m);
   }
 
   /// From Paho's callback thread: never wait for the lock (the thread that
   /// holds it may be inside Paho, waiting for this one); whoever holds it
-  /// drains on its next publish.
+  /// drains when it lets go (drain_wanted_).
   void drain_overflow() {
+    drain_wanted_ = true;
     std::unique_lock<std::mutex> guard(overflow_mtx_, std::try_to_lock);
-    if (guard.owns_lock())
+    if (guard.owns_lock()) {
+      drain_wanted_ = false;
       drain_locked();
+    }
   }
 
   void drain_locked() {
@@ -319,12 +307,24 @@ private:
     }
   };
 
+  /// The one publish buffer: messages Paho cannot take now (disconnected, or
+  /// its in-flight window full) wait in overflow_, oldest dropped first.
+  /// Paho's own offline buffer stays off so there is no second one.
+  std::size_t max_buffered() const {
+    return static_cast<std::size_t>(std::max(1, opts_.max_buffered));
+  }
+
+  void report(const std::string& what) {
+    if (opts_.on_error)
+      opts_.on_error(what);
+    else
+      std::fprintf(stderr, "%s\n", what.c_str());
+  }
+
   void make_client() {
     auto copts = mqtt::create_options_builder()
                    .mqtt_version(version_)
-                   .send_while_disconnected(true, true)
-                   .max_buffered_messages(opts_.max_buffered)
-                   .delete_oldest_messages(true)
+                   .send_while_disconnected(false)
                    .finalize();
     client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
     client_->set_callback(*this);
@@ -426,9 +426,9 @@ private:
   std::mutex tls_mtx_;
   std::string tls_error_; ///< OpenSSL's last complaint, for the next connect failure
   std::atomic<long> dropped_{0};
-  static constexpr std::size_t max_overflow = 100000;
   std::mutex overflow_mtx_;
-  std::deque<mqtt_message> overflow_; ///< waiting for room in Paho's window
+  std::atomic<bool> drain_wanted_{false};
+  std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
   null_callback null_cb_;
   connect_listener listener_conn_{this};
   disc_listener listener_disc_{this};

@@ -6,6 +6,7 @@
 /// thread.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +37,9 @@ struct transport_options {
   /// lease's TTL; a longer backoff would let a broker restart end leases.
   std::chrono::seconds reconnect_min{1};
   std::chrono::seconds reconnect_max{1};
-  int max_buffered = 10000;           ///< publishes kept while disconnected
+  int max_buffered = 10000;           ///< publishes kept while disconnected (oldest dropped)
+  /// Where the transport reports what it had to drop (default: stderr).
+  std::function<void(const std::string&)> on_error;
   /// MQTT v5 Maximum Packet Size announced in CONNECT (0: none): the broker
   /// drops a bigger packet for this client rather than sending it, so a
   /// flood of huge payloads never reaches (or grows) the process.

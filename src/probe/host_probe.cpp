@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "messages/util.hpp"
+
 namespace lull {
 
 namespace {
@@ -64,12 +66,7 @@ host_probe::host_probe(host_probe_options opts)
 }
 
 std::string host_probe::path(const std::string& rel) const {
-  if (opts_.root.empty() || opts_.root == "/")
-    return rel;
-  auto root = opts_.root;
-  if (root.back() == '/')
-    root.pop_back();
-  return root + rel;
+  return under_root(opts_.root, rel);
 }
 
 void host_probe::discover_sensors() {
@@ -196,8 +193,8 @@ host_snapshot host_probe::sample(std::int64_t now_unix, double now_mono_sec) {
       auto prev = std::find_if(prev_net_.begin(), prev_net_.end(),
                                [&](auto& p) { return p.name == c.name; });
       if (elapsed > 0 && prev != prev_net_.end()) {
-        auto drx = proc::counter_delta(prev->rx_bytes, c.rx_bytes);
-        auto dtx = proc::counter_delta(prev->tx_bytes, c.tx_bytes);
+        auto drx = counter_delta(prev->rx_bytes, c.rx_bytes);
+        auto dtx = counter_delta(prev->tx_bytes, c.tx_bytes);
         if (drx)
           iface.rx_bytes_per_sec = round2(static_cast<double>(*drx) / elapsed);
         if (dtx)

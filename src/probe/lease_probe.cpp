@@ -97,21 +97,11 @@ std::optional<std::uint64_t> process_start_ticks(int pid, const std::string& roo
 }
 
 lease_probe::lease_probe(lease_probe_options opts) : opts_(std::move(opts)) {
-  if (opts_.self_pid == 0)
-    opts_.self_pid = ::getpid();
-  if (opts_.clk_tck <= 0)
-    opts_.clk_tck = ::sysconf(_SC_CLK_TCK);
-  if (opts_.page_size <= 0)
-    opts_.page_size = ::sysconf(_SC_PAGESIZE);
+  fill_proc_defaults(opts_.self_pid, opts_.clk_tck, opts_.page_size);
 }
 
 std::string lease_probe::path(const std::string& rel) const {
-  if (opts_.root.empty() || opts_.root == "/")
-    return rel;
-  auto root = opts_.root;
-  if (root.back() == '/')
-    root.pop_back();
-  return root + rel;
+  return under_root(opts_.root, rel);
 }
 
 void lease_probe::set_leases(std::vector<leased_process_ref> leases) {

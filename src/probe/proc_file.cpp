@@ -58,4 +58,19 @@ std::optional<std::string> read_small_file(const std::string& path) {
   return std::string(*content);
 }
 
+void fill_proc_defaults(pid_t& self_pid, long& clk_tck, long& page_size) {
+  if (self_pid == 0)
+    self_pid = ::getpid();
+  if (clk_tck <= 0)
+    clk_tck = ::sysconf(_SC_CLK_TCK);
+  if (page_size <= 0)
+    page_size = ::sysconf(_SC_PAGESIZE);
+}
+
+std::string under_root(const std::string& root, const std::string& rel) {
+  if (root.empty() || root == "/")
+    return rel;
+  return (root.back() == '/' ? root.substr(0, root.size() - 1) : root) + rel;
+}
+
 } // namespace lull

@@ -3,6 +3,8 @@
 /// reused buffer (netdata's procfile): a consistent snapshot without an
 /// open/close per sample.
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,6 +30,14 @@ private:
   int fd_ = -1;
   std::string buf_;
 };
+
+/// `rel` (an absolute path such as /proc/stat) under a fixture root; `rel`
+/// itself for an empty root or "/".
+std::string under_root(const std::string& root, const std::string& rel);
+
+/// What a probe's options left at 0 comes from the running system: its own
+/// pid, the clock ticks per second and the page size.
+void fill_proc_defaults(pid_t& self_pid, long& clk_tck, long& page_size);
 
 /// Reads a small file once (open, read, close); nullopt when missing.
 std::optional<std::string> read_small_file(const std::string& path);

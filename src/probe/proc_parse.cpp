@@ -167,17 +167,6 @@ std::vector<net_counters> parse_net_dev(std::string_view text) {
   return out;
 }
 
-std::optional<std::uint64_t> counter_delta(std::uint64_t before, std::uint64_t after) {
-  if (after >= before)
-    return after - before;
-  // A 32-bit counter that wrapped: before was near 2^32 and after is small.
-  constexpr std::uint64_t wrap32 = std::uint64_t{1} << 32;
-  if (before < wrap32)
-    return (wrap32 - before) + after;
-  // A 64-bit counter going backwards means the interface was reset.
-  return std::nullopt;
-}
-
 std::optional<double> parse_uptime(std::string_view text) {
   auto tok = next_field(text);
   std::string s(tok);

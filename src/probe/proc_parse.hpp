@@ -51,9 +51,7 @@ struct net_counters {
 
 std::vector<net_counters> parse_net_dev(std::string_view text);
 
-/// Difference of two monotonically increasing counters, tolerant of a wrap of
-/// a 32-bit (or 64-bit) kernel counter; nullopt when the counter was reset.
-std::optional<std::uint64_t> counter_delta(std::uint64_t before, std::uint64_t after);
+// counter_delta(): messages/util.hpp.
 
 std::optional<double> parse_uptime(std::string_view text);
 

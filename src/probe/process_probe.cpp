@@ -85,12 +85,7 @@ std::string watch_display_name(const std::string& watch, const std::string& self
 
 process_probe::process_probe(process_probe_options opts)
   : opts_(std::move(opts)), uptime_(path("/proc/uptime")) {
-  if (opts_.self_pid == 0)
-    opts_.self_pid = ::getpid();
-  if (opts_.clk_tck <= 0)
-    opts_.clk_tck = ::sysconf(_SC_CLK_TCK);
-  if (opts_.page_size <= 0)
-    opts_.page_size = ::sysconf(_SC_PAGESIZE);
+  fill_proc_defaults(opts_.self_pid, opts_.clk_tck, opts_.page_size);
   for (auto& w : opts_.watches) {
     tracked t;
     t.watch = w;
@@ -100,12 +95,7 @@ process_probe::process_probe(process_probe_options opts)
 }
 
 std::string process_probe::path(const std::string& rel) const {
-  if (opts_.root.empty() || opts_.root == "/")
-    return rel;
-  auto root = opts_.root;
-  if (root.back() == '/')
-    root.pop_back();
-  return root + rel;
+  return under_root(opts_.root, rel);
 }
 
 std::optional<pid_t> process_probe::scan_for(const std::string& name) {

@@ -5,73 +5,19 @@
 #include <cmath>
 
 #include "messages/codec.hpp"
+#include "messages/enum_names.hpp"
 
 namespace lull {
 
-namespace {
-
-std::string upper(std::string_view s) {
-  std::string out;
-  for (char c : s)
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-} // namespace
-
-const char* to_string(job_priority p) {
-  switch (p) {
-    case job_priority::high:
-      return "HIGH";
-    case job_priority::normal:
-      return "NORMAL";
-    case job_priority::low:
-      return "LOW";
-    case job_priority::background:
-      return "BACKGROUND";
-  }
-  return "NORMAL";
-}
-
-const char* to_string(job_state s) {
-  switch (s) {
-    case job_state::queued:
-      return "queued";
-    case job_state::leased:
-      return "leased";
-    case job_state::running:
-      return "running";
-    case job_state::succeeded:
-      return "succeeded";
-    case job_state::failed:
-      return "failed";
-    case job_state::cancelled:
-      return "cancelled";
-    case job_state::expired:
-      return "expired";
-  }
-  return "queued";
-}
+const char* to_string(job_priority p) { return enum_name<job_priority, 4>(p); }
+const char* to_string(job_state s) { return enum_name<job_state, 7>(s); }
 
 std::optional<job_priority> parse_job_priority(std::string_view text) {
-  auto u = upper(text);
-  if (u == "HIGH")
-    return job_priority::high;
-  if (u == "NORMAL")
-    return job_priority::normal;
-  if (u == "LOW")
-    return job_priority::low;
-  if (u == "BACKGROUND")
-    return job_priority::background;
-  return std::nullopt;
+  return parse_enum<job_priority, 4>(text);
 }
 
 std::optional<job_state> parse_job_state(std::string_view text) {
-  for (auto s : {job_state::queued, job_state::leased, job_state::running, job_state::succeeded,
-                 job_state::failed, job_state::cancelled, job_state::expired})
-    if (upper(text) == upper(to_string(s)))
-      return s;
-  return std::nullopt;
+  return parse_enum<job_state, 7>(text);
 }
 
 bool is_final(job_state s) {

@@ -23,6 +23,17 @@ namespace lull {
 
 enum class job_priority { high = 0, normal = 1, low = 2, background = 3 };
 enum class job_state { queued, leased, running, succeeded, failed, cancelled, expired };
+NLOHMANN_JSON_SERIALIZE_ENUM(job_priority, {{job_priority::high, "HIGH"},
+                                            {job_priority::normal, "NORMAL"},
+                                            {job_priority::low, "LOW"},
+                                            {job_priority::background, "BACKGROUND"}})
+NLOHMANN_JSON_SERIALIZE_ENUM(job_state, {{job_state::queued, "queued"},
+                                         {job_state::leased, "leased"},
+                                         {job_state::running, "running"},
+                                         {job_state::succeeded, "succeeded"},
+                                         {job_state::failed, "failed"},
+                                         {job_state::cancelled, "cancelled"},
+                                         {job_state::expired, "expired"}})
 
 const char* to_string(job_priority p); ///< "HIGH", ...
 const char* to_string(job_state s);    ///< "queued", ...

@@ -1,32 +1,14 @@
 #include "src/queue/queue_service.hpp"
 
 #include <algorithm>
-#include <cctype>
+
+#include "messages/util.hpp"
 
 namespace lull {
 
 namespace {
 
 constexpr request_limits limits{64 * 1024, 32}; // a job payload may be sizeable
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-/// Splits a topic relative to the prefix into levels.
-std::vector<std::string> levels(std::string_view rel) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    auto pos = rel.find('/', start);
-    out.emplace_back(rel.substr(start, pos == std::string_view::npos ? pos : pos - start));
-    if (pos == std::string_view::npos)
-      return out;
-    start = pos + 1;
-  }
-}
 
 lease_priority lease_priority_of(job_priority p) {
   switch (p) {
@@ -101,14 +83,14 @@ void queue_service::error(const reply_route& r, error_code c, const std::string&
 
 queue_output queue_service::handle(const mqtt_message& in) {
   queue_output out;
-  auto lv = levels(opts_.topics.strip(in.topic));
+  auto lv = split_levels(opts_.topics.strip(in.topic));
   sender_.reset();
   if (opts_.secure) {
     // scheduler/<user>/job/...: the broker's ACL lets only <user> publish
     // there. Drop the user level and go on as in open mode.
     if (lv.size() < 4 || lv[0] != "scheduler" || lv[2] != "job" || !valid_id(lv[1]))
       return out;
-    sender_ = lv[1];
+    sender_ = std::string(lv[1]);
     lv.erase(lv.begin() + 1);
   }
   if (lv.size() >= 3 && lv[0] == "scheduler" && lv[1] == "job") {
@@ -121,7 +103,7 @@ queue_output queue_service::handle(const mqtt_message& in) {
     else if (lv.size() == 3 && lv[2] == "list")
       on_list(in, out);
     else if (lv.size() == 4 && lv[3] == "cancel")
-      on_cancel(in, lv[2], out);
+      on_cancel(in, std::string(lv[2]), out);
   }
   drain(out);
   return out;

@@ -12,7 +12,7 @@
 /// threshold sits on the QUIET edge and one at its busy threshold on the BUSY
 /// edge, which keeps the config's numbers meaning what they say.
 ///
-/// Whose load (SPEC.md): CPU and memory are scored on *foreign* load, what
+/// Whose load (docs/collectors.md): CPU and memory are scored on *foreign* load, what
 /// the host does minus what lull's leases (and lulld) use, as the snapshot's
 /// `leased` object reports it; temperature, swap, disk and a memory total at
 /// its panic level use the host's totals, since they hurt the machine whoever

@@ -7,11 +7,6 @@
 
 namespace lull {
 
-double steady_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-    .count();
-}
-
 nlohmann::json to_json(const collector_status& s) {
   return {{"name", s.name},
           {"runs", s.runs},

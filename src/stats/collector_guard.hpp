@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/util.hpp"
+
 namespace lull {
 
 using mono_clock_fn = std::function<double()>; ///< monotonic seconds
@@ -64,7 +66,6 @@ private:
   std::minstd_rand rng_;
 };
 
-/// The process's monotonic clock in seconds.
-double steady_seconds();
+// steady_seconds(), the process's monotonic clock: messages/util.hpp.
 
 } // namespace lull

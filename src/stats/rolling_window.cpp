@@ -6,15 +6,6 @@
 
 namespace lull {
 
-double percentile(std::vector<double> values, double pct) {
-  if (values.empty())
-    return 0;
-  auto rank = static_cast<std::size_t>(std::ceil(pct / 100.0 * static_cast<double>(values.size())));
-  rank = std::clamp<std::size_t>(rank, 1, values.size());
-  std::nth_element(values.begin(), values.begin() + static_cast<long>(rank - 1), values.end());
-  return values[rank - 1];
-}
-
 nlohmann::json to_json(const window_summary& s) {
   return {{"count", s.count}, {"avg", s.avg}, {"min", s.min}, {"max", s.max},
           {"p95", s.p95},     {"last", s.last}, {"span_sec", s.span_sec}};

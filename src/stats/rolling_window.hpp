@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/util.hpp"
+
 namespace lull {
 
 struct window_summary {
@@ -62,7 +64,6 @@ private:
   std::map<std::string, rolling_window> series_;
 };
 
-/// Nearest-rank percentile (0-100) of unsorted values; 0 for none.
-double percentile(std::vector<double> values, double pct);
+// percentile(): messages/util.hpp.
 
 } // namespace lull

@@ -3,8 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/config.hpp"
-#include "src/probe/proc_parse.hpp"
+#include "messages/util.hpp"
 
 namespace lull {
 
@@ -13,15 +12,7 @@ std::optional<series_source> classify_topic(const topic_names& topics, std::stri
   auto rel = topics.strip(topic);
   if (rel.empty())
     return std::nullopt;
-  auto levels = std::vector<std::string_view>{};
-  size_t start = 0;
-  for (;;) {
-    auto pos = rel.find('/', start);
-    levels.push_back(rel.substr(start, pos == std::string_view::npos ? pos : pos - start));
-    if (pos == std::string_view::npos)
-      break;
-    start = pos + 1;
-  }
+  auto levels = split_levels(rel);
   if (levels.size() < 2 || levels[0] != "stats")
     return std::nullopt;
   if (levels[1] == "host" && levels.size() == 3)
@@ -121,9 +112,7 @@ summary summarize(std::vector<double> values) {
   s.avg = sum / static_cast<double>(values.size());
   s.min = values.front();
   s.max = values.back();
-  // Nearest rank: the smallest value with at least 95 % of values at or below it.
-  auto rank = static_cast<size_t>(std::ceil(0.95 * static_cast<double>(values.size())));
-  s.p95 = values[std::max<size_t>(rank, 1) - 1];
+  s.p95 = percentile(values, 95);
   return s;
 }
 
@@ -133,7 +122,7 @@ std::vector<timed_value> counter_rates(const std::vector<timed_value>& counter) 
     auto dt = counter[i].ts - counter[i - 1].ts;
     if (dt <= 0 || counter[i].value < 0 || counter[i - 1].value < 0)
       continue;
-    auto delta = proc::counter_delta(static_cast<std::uint64_t>(counter[i - 1].value),
+    auto delta = counter_delta(static_cast<std::uint64_t>(counter[i - 1].value),
                                      static_cast<std::uint64_t>(counter[i].value));
     if (delta)
       out.push_back({counter[i].ts, static_cast<double>(*delta) / static_cast<double>(dt)});

@@ -95,8 +95,11 @@ struct history_query {
 std::variant<history_query, std::string> parse_history_query(const nlohmann::json& req,
                                                              const std::string& default_host);
 
-/// Where a query is answered from.
+/// Where a query is answered from (its name is the reply's `source`).
 enum class history_source { raw, five_minutes, hour };
+NLOHMANN_JSON_SERIALIZE_ENUM(history_source, {{history_source::raw, "raw"},
+                                              {history_source::five_minutes, "rollup_5m"},
+                                              {history_source::hour, "rollup_1h"}})
 
 /// Raw points while they are kept and the step is finer than 5 minutes, else
 /// 5-minute rollups while kept, else hourly rollups.

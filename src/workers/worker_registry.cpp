@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "messages/codec.hpp"
+#include "messages/util.hpp"
 
 namespace lull {
 
@@ -13,12 +14,6 @@ namespace {
 constexpr std::array<const char*, 7> states = {"online", "starting", "idle", "busy",
                                                "stopping", "offline", "error"};
 constexpr std::array<const char*, 3> healths = {"ok", "degraded", "failing"};
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 std::string trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r\n");

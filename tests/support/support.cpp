@@ -19,6 +19,7 @@
 
 #include <mqtt/async_client.h>
 
+#include "src/mqtt/paho_message.hpp"
 #include "src/mqtt/transport.hpp"
 #include "src/process.hpp"
 
@@ -53,18 +54,7 @@ struct client::callback : mqtt::callback {
     self->lost_ = cause.empty() ? "connection lost" : cause;
   }
   void message_arrived(mqtt::const_message_ptr m) override {
-    mqtt_message out;
-    out.topic = m->get_topic();
-    out.payload = m->get_payload_str();
-    out.qos = m->get_qos();
-    out.retain = m->is_retained();
-    auto& props = m->get_properties();
-    if (props.contains(mqtt::property::CONTENT_TYPE))
-      out.content_type = mqtt::get<std::string>(props, mqtt::property::CONTENT_TYPE);
-    if (props.contains(mqtt::property::CORRELATION_DATA))
-      out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
-    if (props.contains(mqtt::property::RESPONSE_TOPIC))
-      out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+    auto out = from_paho(*m);
     {
       std::lock_guard<std::mutex> guard(self->mtx_);
       self->inbox_.push_back(std::move(out));
@@ -135,18 +125,7 @@ void client::subscribe(const std::string& filter, int qos) {
 }
 
 void client::publish(const mqtt_message& m) {
-  auto msg = mqtt::make_message(m.topic, m.payload, m.qos, m.retain);
-  if (version_ == 5) {
-    mqtt::properties props;
-    if (!m.content_type.empty())
-      props.add({mqtt::property::CONTENT_TYPE, m.content_type});
-    if (!m.response_topic.empty())
-      props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
-    if (!m.correlation_data.empty())
-      props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
-    msg->set_properties(props);
-  }
-  cli_->publish(msg)->wait_for(std::chrono::seconds(5));
+  cli_->publish(to_paho(m, version_ == 5))->wait_for(std::chrono::seconds(5));
 }
 
 void client::publish(const std::string& topic, const std::string& payload, int qos,
