@@ -1,7 +1,5 @@
 #include <dirent.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,7 +9,6 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
-#include <thread>
 
 #include <mqtt/async_client.h>
 
@@ -37,46 +34,6 @@ int port_of_uri(const std::string& uri) {
 static bool uses_tls(const std::string& uri) {
   return uri.rfind("ssl://", 0) == 0 || uri.rfind("mqtts://", 0) == 0
          || uri.rfind("wss://", 0) == 0;
-}
-
-/// True when a TCP connection to the URI's host and port opens within
-/// `timeout_ms`: the broker is there, so a connect that failed without an
-/// answer was dropped by it, not by the network.
-static bool broker_accepts_tcp(const std::string& uri, int timeout_ms) {
-  auto start = uri.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  auto end = uri.find('/', start);
-  auto hostport = uri.substr(start, end == std::string::npos ? end : end - start);
-  std::string host = hostport;
-  if (!hostport.empty() && hostport.front() == '[') { // [::1]:1883
-    auto close = hostport.find(']');
-    host = hostport.substr(1, close == std::string::npos ? close : close - 1);
-  } else if (auto colon = hostport.rfind(':'); colon != std::string::npos) {
-    host = hostport.substr(0, colon);
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (::getaddrinfo(host.c_str(), std::to_string(port_of_uri(uri)).c_str(), &hints, &res) != 0)
-    return false;
-  bool ok = false;
-  for (auto* ai = res; ai != nullptr && !ok; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-      continue;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-      ok = true;
-    } else if (errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      int err = 0;
-      socklen_t len = sizeof err;
-      ok = ::poll(&p, 1, timeout_ms) == 1
-           && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-    }
-    ::close(fd);
-  }
-  ::freeaddrinfo(res);
-  return ok;
 }
 
 int set_nodelay_on_sockets_to(int port) {
@@ -123,23 +80,15 @@ public:
     closed_ = true;
     std::lock_guard<std::mutex> guard(mtx_);
     client_.reset();
+    retired_.clear();
   }
 
   void connect() override {
     std::lock_guard<std::mutex> guard(mtx_);
     if (fallback_pending_.exchange(false)) {
       version_ = MQTTVERSION_3_1_1;
-      // The v5 client goes now: left alive, Paho's automatic reconnect would
-      // keep trying v5 every second. Wait until its failure callback has
-      // returned (it sent the event that led here) before destroying it.
       client_->set_callback(null_cb_);
-      retiring_ = true;
-      for (int quiet = 0; quiet < 2;) { // no callback running, twice, 10 ms apart
-        quiet = in_connect_callback_.load() == 0 ? quiet + 1 : 0;
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      client_.reset();
-      retiring_ = false;
+      retired_.push_back(std::move(client_));
       make_client();
     }
     do_connect();
@@ -224,11 +173,8 @@ private:
     paho_transport* self;
     explicit connect_listener(paho_transport* s) : self(s) {}
     void on_failure(const mqtt::token& tok) override {
-      self->in_connect_callback_.fetch_add(1);
-      // A retired client (replaced by a fallback) has nothing more to say.
-      if (!self->closed_ && !self->retiring_)
+      if (!self->closed_)
         self->connect_failed(tok);
-      self->in_connect_callback_.fetch_sub(1);
     }
     void on_success(const mqtt::token&) override {}
   };
@@ -384,22 +330,6 @@ private:
       fallback_pending_ = true;
       return;
     }
-    // Some v3.1.1-only brokers (RabbitMQ's MQTT plugin) close the connection
-    // on a v5 CONNECT without any CONNACK. Paho reports that as a plain
-    // failure, like a broker that is not there at all; if the broker's port
-    // does accept connections, it was the version.
-    bool tls_failed;
-    {
-      std::lock_guard<std::mutex> guard(tls_mtx_);
-      tls_failed = !tls_error_.empty();
-    }
-    if (version_ == MQTTVERSION_5 && opts_.fallback && rc == MQTTASYNC_FAILURE && reason == 0
-        && !tls_failed && broker_accepts_tcp(opts_.uri, 1000)) {
-      events_->on_connect_failed(
-        "broker closed the MQTT v5 connect without an answer; falling back to v3.1.1");
-      fallback_pending_ = true;
-      return;
-    }
     std::string why = "connect failed (return code " + std::to_string(rc);
     if (reason != 0)
       why += ", reason " + std::to_string(reason);
@@ -418,11 +348,10 @@ private:
   transport_options opts_;
   std::shared_ptr<transport_events> events_;
   std::unique_ptr<mqtt::async_client> client_;
+  std::vector<std::unique_ptr<mqtt::async_client>> retired_; ///< v5 clients replaced by a fallback
   std::mutex mtx_;
   int version_;
   std::atomic<bool> fallback_pending_{false};
-  std::atomic<int> in_connect_callback_{0};
-  std::atomic<bool> retiring_{false};
   std::mutex tls_mtx_;
   std::string tls_error_; ///< OpenSSL's last complaint, for the next connect failure
   std::atomic<long> dropped_{0};

@@ -45,9 +45,9 @@ struct transport_options {
   /// flood of huge payloads never reaches (or grows) the process.
   int max_packet_size = 1024 * 1024;
   /// MQTT version: v5 first (prefer_v5) and, with `fallback`, v3.1.1 when
-  /// the broker refuses v5 or closes a v5 CONNECT without a CONNACK (as
-  /// RabbitMQ's MQTT plugin does). `mqtt_version` auto = both true; 5 =
-  /// prefer_v5 only; 3.1.1 = neither.
+  /// the broker refuses v5 in its CONNACK. `mqtt_version` auto = both true;
+  /// 5 = prefer_v5 only; 3.1.1 = neither (for brokers that drop a v5 CONNECT
+  /// without answering, as RabbitMQ's MQTT plugin does).
   bool prefer_v5 = true;
   bool fallback = true;
   /// TLS (ssl:// or mqtts:// URIs): the CA that signed the broker's
