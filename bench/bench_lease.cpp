@@ -6,7 +6,12 @@
 //      broker -> requester), p50/p99;
 //   2. lull's grant at QoS 1 (request -> lulld -> reply), p50/p99, each
 //      lease released afterwards (not timed);
-//   3. grant+release cycles per second with 50 concurrent workers.
+//   3. grant+release cycles per second with 50 concurrent workers;
+//   4. the same three with an MQTT.js generator (bench/mqttjs/lull-load.js),
+//      which is not the bottleneck the way Paho C is (~5,000 QoS 1 round
+//      trips/s here): bare QoS 1 echo p50, single-worker grant p50, cycles/s,
+//      and lulld's CPU per cycle. Skipped when node or the npm package is
+//      missing (cd bench/mqttjs && npm install).
 //
 // Prints figures; never fails for being slow.
 //
@@ -22,6 +27,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "messages/quiet.hpp"
 #include "src/client/lease_client.hpp"
@@ -150,6 +157,57 @@ cycle_result run_cycles(const std::string& uri, int first, int count, int second
   return out;
 }
 
+/// lulld's CPU time so far (user + system), in seconds.
+double cpu_seconds_of(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f)
+    return 0;
+  char buf[1024];
+  auto len = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[len] = 0;
+  const char* p = std::strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0;
+  // Fields after the command: state is 3rd, utime the 14th, stime the 15th.
+  if (!p || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st)
+              != 2)
+    return 0;
+  return static_cast<double>(ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+/// Runs bench/mqttjs/lull-load.js and returns its JSON result (null when it
+/// could not run).
+nlohmann::json mqttjs(const std::string& args) {
+  std::string cmd = "node " LULL_SOURCE_DIR "/bench/mqttjs/lull-load.js " + args + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p)
+    return nullptr;
+  std::string out;
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, p))
+    out.append(buf, n);
+  ::pclose(p);
+  return nlohmann::json::parse(out, nullptr, false);
+}
+
+bool mqttjs_available() {
+  return std::system("command -v node >/dev/null 2>&1") == 0
+         && ::access(LULL_SOURCE_DIR "/bench/mqttjs/node_modules/mqtt/package.json", R_OK) == 0;
+}
+
+double num(const nlohmann::json& j, const char* a, const char* b = nullptr) {
+  const auto* v = &j;
+  for (const char* k : {a, b}) {
+    if (!k)
+      break;
+    if (!v->is_object() || !v->contains(k))
+      return 0;
+    v = &(*v)[k];
+  }
+  return v->is_number() ? v->get<double>() : 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -180,7 +238,8 @@ int main(int argc, char** argv) {
              "--data-dir", "/tmp/lull-bench-" + std::to_string(::getpid()), "--log-level",
              "warn", "--lease-grant-rate", "1e9", "--lease-grant-burst", "1e9",
              "--lease-max-global", "100000", "--lease-max-per-worker", "100000",
-             "--lease-capacity-units", "1000000", "--interval", "60s"};
+             "--lease-worker-rate", "1e9", "--lease-worker-burst", "1e9",
+             "--lease-capacity-units", "1000000", "--roles", "scheduler"};
   lo.stderr_path = "/tmp/lull-bench-lulld-" + std::to_string(::getpid()) + ".log";
   auto lulld_pid = spawn(lo, &err);
   if (!lulld_pid) {
@@ -188,7 +247,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // The host is QUIET (the quiet assessor's job in a full lulld).
+  // The host is QUIET (the quiet assessor's job in a full lulld; this one runs
+  // the scheduler alone, so a busy machine does not deny the bench).
   auto admin = make_bare(uri, "bench-admin");
   quiet_assessment q;
   q.host_id = "bench";
@@ -213,17 +273,21 @@ int main(int argc, char** argv) {
   // Wait until lulld answers with a grant.
   auto w0 = connect_worker("bench-0");
   bool ready = false;
+  std::string last_answer = "no reply";
   for (int i = 0; i < 100 && w0 && !ready; ++i) {
     auto r = w0->request(req, 1s);
     if (auto* g = std::get_if<lease_grant_reply>(&r); g && g->approved) {
       w0->release(g->lease_id, 1s);
       ready = true;
     } else {
+      if (g)
+        last_answer = g->reason;
       std::this_thread::sleep_for(100ms); // lulld still starting
     }
   }
   if (!ready) {
-    std::fprintf(stderr, "bench_lease: lulld never granted a lease\n");
+    std::fprintf(stderr, "bench_lease: lulld never granted a lease (last answer: %s)\n",
+                 last_answer.c_str());
     ::kill(*lulld_pid, SIGTERM);
     wait_for_exit(*lulld_pid, 3s);
     return 0;
@@ -386,6 +450,38 @@ int main(int argc, char** argv) {
   std::printf("  bare QoS 1 echo        %8.0f round trips/s with %zu requesters"
               " (a grant+release cycle is 2 round trips)\n",
               static_cast<double>(echoes.load()) / e_elapsed, reqs.size());
+
+  // 5. The MQTT.js generator: one broker, one lulld, the same run.
+  if (!mqttjs_available()) {
+    std::printf("  (MQTT.js figures skipped: needs node and `npm install` in bench/mqttjs)\n");
+  } else {
+    auto broker_url = "mqtt://127.0.0.1:" + std::to_string(port_of_uri(uri));
+    auto secs = std::to_string(seconds);
+    auto js_echo1 = mqttjs("echo --broker " + broker_url + " --seconds " + secs);
+    auto js_grant1 = mqttjs("cycles --broker " + broker_url + " --seconds " + secs
+                            + " --workers 1 --conns 1 --warmup 1");
+    double cpu0 = cpu_seconds_of(*lulld_pid);
+    auto js_cycles = mqttjs("cycles --broker " + broker_url + " --seconds " + secs + " --workers "
+                            + std::to_string(workers) + " --conns 5 --warmup 0");
+    double cpu1 = cpu_seconds_of(*lulld_pid);
+    auto js_echo = mqttjs("echo --broker " + broker_url + " --seconds " + secs + " --concurrency "
+                          + std::to_string(workers));
+    double je50 = num(js_echo1, "latency", "p50_ms") * 1000;
+    double jg50 = num(js_grant1, "grant", "p50_ms") * 1000;
+    double cycles = num(js_cycles, "cycles");
+    double rate = num(js_cycles, "per_sec");
+    std::printf("  with MQTT.js (bench/mqttjs/lull-load.js, not Paho):\n");
+    std::printf("  bare QoS 1 echo        p50 %8.1f us   p99 %8.1f us\n", je50,
+                num(js_echo1, "latency", "p99_ms") * 1000);
+    std::printf("  lull grant, 1 worker   p50 %8.1f us   p99 %8.1f us   ratio p50 %.2fx"
+                " (goal <= 1.3x)\n",
+                jg50, num(js_grant1, "grant", "p99_ms") * 1000, je50 > 0 ? jg50 / je50 : 0);
+    std::printf("  grant+release cycles   %8.0f /s with %d workers (goal >= 10000/s);"
+                " lulld CPU %.0f us per cycle\n",
+                rate, workers, cycles > 0 ? (cpu1 - cpu0) * 1e6 / cycles : 0);
+    std::printf("  bare QoS 1 echo        %8.0f round trips/s with %d requesters\n",
+                num(js_echo, "per_sec"), workers);
+  }
 
   w0.reset();
   ::kill(*lulld_pid, SIGTERM);
