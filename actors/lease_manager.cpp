@@ -128,6 +128,8 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     [=](commit_atom) {
       auto& s = self->state;
       s.commit_scheduled = false;
+      for (auto& m : s.service->take_host_leases())
+        s.pending.push_back(std::move(m));
       bool ok = persist(self, opts.db);
       for (auto& m : s.pending)
         if (ok || m.topic == opts.service.topics.scheduler_events())

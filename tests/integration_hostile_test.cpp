@@ -345,7 +345,13 @@ TEST(hostile, a_hundred_thousand_worker_ids_leave_memory_bounded) {
               before, after, counted, status->dump().size());
   EXPECT_LE((*status)["workers_tracked"].get<long>(), 10000);
   EXPECT_LT(status->dump().size(), 64u * 1024);
-  // docs/security.md: the bound, 64 MB resident.
+  // docs/security.md: the bound, 64 MB resident. Under AddressSanitizer RSS
+  // holds shadow memory and the quarantine of freed blocks, so only the
+  // plain build checks it (the bounds above hold in both).
+#if defined(__SANITIZE_ADDRESS__)
+  std::printf("RSS bound not checked under AddressSanitizer\n");
+#else
   EXPECT_LT(after, 64 * 1024) << "RSS " << after << " kB";
+#endif
   EXPECT_TRUE(d.running());
 }

@@ -268,5 +268,6 @@ TEST(whose_load, a_flooding_client_is_throttled_and_the_host_never_panics) {
       EXPECT_NE(parse(m).value("state", ""), "PANIC") << m.payload;
     }
   }
-  EXPECT_EQ(ask(calm, "calm", "fl", "LOW", "workers/calm/inbox").value("approved", false), true);
+  auto after = ask(calm, "calm", "fl", "LOW", "workers/calm/inbox");
+  EXPECT_EQ(after.value("approved", false), true) << after.dump();
 }

@@ -415,11 +415,20 @@ TEST_F(service_fixture, a_flooding_worker_is_throttled_and_others_are_not) {
   EXPECT_EQ(json::parse(svc->status_message().payload)["counters"]["throttled"], 90);
 }
 
+/// What the lease manager publishes for one message: the service's output,
+/// then the host lease lists it takes at the commit.
+std::vector<mqtt_message> committed(lease_service& svc, std::vector<mqtt_message> out) {
+  for (auto& m : svc.take_host_leases())
+    out.push_back(std::move(m));
+  return out;
+}
+
 TEST_F(service_fixture, a_heartbeat_with_a_pid_tells_the_hosts_agent) {
   auto id = grant("w1");
-  auto hb = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+  svc->take_host_leases();
+  auto hb = committed(*svc, svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
                             R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
-                            R"("cgroup":"/lull-lease-x","reply_to":"r"})"));
+                            R"("cgroup":"/lull-lease-x","reply_to":"r"})")));
   auto* leases = find(hb, "scheduler/host/pi/leases");
   ASSERT_NE(leases, nullptr);
   EXPECT_TRUE(leases->retain);
@@ -430,12 +439,13 @@ TEST_F(service_fixture, a_heartbeat_with_a_pid_tells_the_hosts_agent) {
   EXPECT_EQ(j["leases"][0]["pid_start"], 123456);
   EXPECT_EQ(j["leases"][0]["cgroup"], "/lull-lease-x");
   // The same again changes nothing, so nothing is republished.
-  hb = svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
-                       R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
-                       R"("cgroup":"/lull-lease-x","reply_to":"r"})"));
+  hb = committed(*svc, svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
+                                       R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
+                                       R"("cgroup":"/lull-lease-x","reply_to":"r"})")));
   EXPECT_EQ(find(hb, "scheduler/host/pi/leases"), nullptr);
   // Released: the host's list empties.
-  auto rel = svc->handle(msg("scheduler/lease/" + id + "/release", R"({"worker_id":"w1"})"));
+  auto rel = committed(
+    *svc, svc->handle(msg("scheduler/lease/" + id + "/release", R"({"worker_id":"w1"})")));
   auto* after = find(rel, "scheduler/host/pi/leases");
   ASSERT_NE(after, nullptr);
   EXPECT_TRUE(json::parse(after->payload)["leases"].empty());
@@ -455,8 +465,9 @@ TEST_F(service_fixture, a_bad_pid_is_refused_with_the_field_named) {
       << m;
   }
   // A request may carry the pid too (a worker that started its work first).
-  auto out = svc->handle(msg("scheduler/lease/request",
-                             R"({"worker_id":"w2","cost_units":5,"pid":77,"reply_to":"q"})"));
+  auto out = committed(*svc, svc->handle(msg("scheduler/lease/request",
+                                             R"({"worker_id":"w2","cost_units":5,"pid":77,)"
+                                             R"("reply_to":"q"})")));
   auto* l = find(out, "scheduler/host/pi/leases");
   ASSERT_NE(l, nullptr);
   int pid = 0;

@@ -513,8 +513,13 @@ void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
   }
 }
 
-void lease_service::drain_events(std::vector<mqtt_message>& out) {
+std::vector<mqtt_message> lease_service::take_host_leases() {
+  std::vector<mqtt_message> out;
   publish_host_leases(out);
+  return out;
+}
+
+void lease_service::drain_events(std::vector<mqtt_message>& out) {
   publish_pauses_ended(out);
   auto events = table_.take_events();
   for (auto& e : events) {

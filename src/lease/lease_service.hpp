@@ -79,6 +79,13 @@ public:
   /// Expires leases; returns the resulting notices and events.
   std::vector<mqtt_message> tick();
 
+  /// The retained lease list (`scheduler/host/<h>/leases`) of every host whose
+  /// leases changed since the last call, one message per host however many
+  /// changes it saw, skipped when the list reads as last published. The
+  /// lease manager takes them once per commit, so a burst of grants and
+  /// releases costs one list per host rather than one per message.
+  std::vector<mqtt_message> take_host_leases();
+
   /// The retained scheduler/status message.
   mqtt_message status_message() const;
 

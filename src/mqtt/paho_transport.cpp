@@ -71,6 +71,8 @@ public:
   paho_transport(transport_options opts, std::shared_ptr<transport_events> events)
     : opts_(std::move(opts)), events_(std::move(events)) {
     version_ = opts_.prefer_v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    if (uses_tls(opts_.uri))
+      make_ssl_options();
     make_client();
   }
 
@@ -267,6 +269,22 @@ private:
       std::fprintf(stderr, "%s\n", what.c_str());
   }
 
+  /// TLS options, made once. No error handler: Paho's C++ wrapper registers
+  /// it with a pointer to the ssl_options object, and the copies a connect
+  /// makes leave that pointer dangling, so a failed handshake would call
+  /// into freed memory. A TLS failure is named by the URI scheme instead.
+  void make_ssl_options() {
+    auto ssl = mqtt::ssl_options_builder();
+    ssl.enable_server_cert_auth(true).verify(true);
+    if (!opts_.ca_file.empty())
+      ssl.trust_store(opts_.ca_file);
+    if (!opts_.cert_file.empty())
+      ssl.key_store(opts_.cert_file);
+    if (!opts_.key_file.empty())
+      ssl.private_key(opts_.key_file);
+    ssl_opts_ = std::make_unique<mqtt::ssl_options>(ssl.finalize());
+  }
+
   void make_client() {
     auto copts = mqtt::create_options_builder()
                    .mqtt_version(version_)
@@ -295,21 +313,8 @@ private:
     }
     if (!opts_.username.empty())
       b.user_name(opts_.username).password(opts_.password);
-    if (uses_tls(opts_.uri)) {
-      auto ssl = mqtt::ssl_options_builder();
-      ssl.enable_server_cert_auth(true).verify(true);
-      if (!opts_.ca_file.empty())
-        ssl.trust_store(opts_.ca_file);
-      if (!opts_.cert_file.empty())
-        ssl.key_store(opts_.cert_file);
-      if (!opts_.key_file.empty())
-        ssl.private_key(opts_.key_file);
-      ssl.error_handler([this](const std::string& msg) {
-        std::lock_guard<std::mutex> guard(tls_mtx_);
-        tls_error_ = msg;
-      });
-      b.ssl(ssl.finalize());
-    }
+    if (ssl_opts_)
+      b.ssl(*ssl_opts_);
     if (!opts_.will.topic.empty())
       b.will(mqtt::message(opts_.will.topic, opts_.will.payload, opts_.will.qos,
                            opts_.will.retain));
@@ -334,12 +339,9 @@ private:
     if (reason != 0)
       why += ", reason " + std::to_string(reason);
     why += ")";
-    {
-      std::lock_guard<std::mutex> guard(tls_mtx_);
-      if (!tls_error_.empty())
-        why += ": TLS: " + tls_error_;
-      tls_error_.clear();
-    }
+    if (ssl_opts_)
+      why += "; over TLS, if the broker is up: check its certificate against the CA file"
+             " (broker.ca_file, --ca-file) and the client certificate and key";
     events_->on_connect_failed(why);
   }
 
@@ -347,13 +349,12 @@ private:
   struct null_callback : mqtt::callback {};
   transport_options opts_;
   std::shared_ptr<transport_events> events_;
+  std::unique_ptr<mqtt::ssl_options> ssl_opts_; ///< set for ssl://, mqtts://, wss://
   std::unique_ptr<mqtt::async_client> client_;
   std::vector<std::unique_ptr<mqtt::async_client>> retired_; ///< v5 clients replaced by a fallback
   std::mutex mtx_;
   int version_;
   std::atomic<bool> fallback_pending_{false};
-  std::mutex tls_mtx_;
-  std::string tls_error_; ///< OpenSSL's last complaint, for the next connect failure
   std::atomic<long> dropped_{0};
   std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};
