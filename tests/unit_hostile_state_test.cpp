@@ -82,6 +82,33 @@ TEST(bounded, made_up_worker_ids_are_forgotten_past_the_cap) {
   EXPECT_EQ(st["workers_evicted"], t.workers_evicted());
 }
 
+TEST(bounded, scheduler_status_lists_the_newest_leases_and_counts_them_all) {
+  fake_env e;
+  auto cfg = policy();
+  cfg.capacity_units = 100000;
+  cfg.max_leases_global = 1000;
+  cfg.max_leases_per_worker = 1000;
+  cfg.grant_rate_per_sec = 1e9;
+  cfg.grant_burst = 1e9;
+  cfg.status_leases = 25;
+  lease_table t(cfg, e.env());
+  t.on_quiet(quiet_of("h", quiet_state::quiet));
+  std::string newest;
+  for (int i = 0; i < 600; ++i) {
+    auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
+    ASSERT_TRUE(r.approved) << i << ": " << r.reason;
+    newest = r.lease_id;
+  }
+  auto st = t.status_json();
+  EXPECT_EQ(st["active"].size(), 25u);
+  EXPECT_EQ(st["active_total"], 600);
+  EXPECT_EQ(st["active"][0]["lease_id"], newest) << "newest first";
+  EXPECT_EQ(st["hosts"]["h"]["active_leases"], 600) << "per-host counts are complete";
+  EXPECT_EQ(st["hosts"]["h"]["used_units"], 3000);
+  // 600 leases listed in full would be ~200 KB every second.
+  EXPECT_LT(st.dump().size(), 20000u);
+}
+
 TEST(bounded, absurd_cpu_counts_and_too_many_hosts_are_ignored) {
   fake_env e;
   auto cfg = policy();

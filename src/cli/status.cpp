@@ -52,6 +52,9 @@ void print_status(std::ostream& out, const nlohmann::json& s) {
         << pad(str(l["host_id"]), 12) << pad(num(l["cost_units"]), 6)
         << pad(str(l["priority"]), 7) << pad(num(l["ttl_remaining_sec"]) + "s", 6)
         << str(l["job_type"]) << (l.value("suspended", false) ? "  [suspended]" : "") << "\n";
+  if (auto total = s.value("active_total", active.size()); total > active.size())
+    out << "(the " << active.size() << " newest of " << total
+        << " active leases; each host's are on scheduler/host/<host>/leases)\n";
   auto workers = s.value("workers", nlohmann::json::object());
   if (!workers.empty()) {
     out << "\n" << pad("WORKER", 16) << pad("GRANTS", 8) << pad("DENIES", 8) << "LAST\n";

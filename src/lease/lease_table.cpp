@@ -1044,9 +1044,30 @@ nlohmann::json lease_table::status_json() const {
     }
     return j;
   };
-  json active = json::array();
+  // The newest leases only: a fleet may hold thousands, and this document
+  // goes out every second (1,000 leases made it 331 KB).
+  std::vector<const lease_record*> newest;
+  newest.reserve(active_.size());
   for (auto& [id, r] : active_)
-    active.push_back(lease_json(r));
+    newest.push_back(&r);
+  if (newest.size() > cfg_.status_leases) {
+    auto cut = newest.begin() + static_cast<std::ptrdiff_t>(cfg_.status_leases);
+    std::nth_element(newest.begin(), cut, newest.end(), [](auto* a, auto* b) {
+      return a->fencing_token > b->fencing_token;
+    });
+    newest.erase(cut, newest.end());
+  }
+  std::sort(newest.begin(), newest.end(),
+            [](auto* a, auto* b) { return a->fencing_token > b->fencing_token; });
+  json active = json::array();
+  for (auto* r : newest)
+    active.push_back(lease_json(*r));
+  std::map<std::string, std::pair<int, int>> per_host; // active, suspended
+  for (auto& [lid, r] : active_) {
+    auto& c = per_host[r.host_id];
+    ++c.first;
+    c.second += r.suspended ? 1 : 0;
+  }
   json recent = json::array();
   for (std::size_t i = 0; i < recent_.size() && i < 20; ++i)
     recent.push_back(lease_json(recent_[i]));
@@ -1058,14 +1079,9 @@ nlohmann::json lease_table::status_json() const {
     j["quiet_score"] = h.quiet ? json(h.quiet->quiet_score) : json(nullptr);
     if (h.panic_until_mono > now)
       j["cooldown_remaining_sec"] = h.panic_until_mono - now;
-    int n = 0, suspended = 0;
-    for (auto& [lid, r] : active_)
-      if (r.host_id == id) {
-        ++n;
-        suspended += r.suspended ? 1 : 0;
-      }
-    j["active_leases"] = n;
-    j["suspended_leases"] = suspended;
+    auto c = per_host.find(id);
+    j["active_leases"] = c == per_host.end() ? 0 : c->second.first;
+    j["suspended_leases"] = c == per_host.end() ? 0 : c->second.second;
     j["paused"] = h.pause ? to_json(id, h.pause) : json(nullptr);
     if (auto* w = cfg_.windows.for_host(id)) {
       j["windows"] = w->text();
@@ -1105,6 +1121,7 @@ nlohmann::json lease_table::status_json() const {
           {"updated_at", utc_timestamp(wall)},
           {"fencing_token", fencing_},
           {"active", std::move(active)},
+          {"active_total", active_.size()},
           {"recent", std::move(recent)},
           {"hosts", std::move(hosts)},
           {"workers", std::move(workers)},

@@ -64,6 +64,9 @@ struct lease_policy_config {
   std::size_t max_tracked_workers = 10000;
   std::size_t max_hosts = 256; ///< hosts known at once; reports of more are ignored
   std::size_t status_workers = 100; ///< most recent workers listed in scheduler/status
+  /// Active leases listed in scheduler/status, newest first (`active_total`
+  /// counts them all; each host's list is on scheduler/host/<host>/leases).
+  std::size_t status_leases = 100;
 };
 
 /// A pause of one host (lull pause, the Home Assistant switch), kept retained
