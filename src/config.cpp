@@ -231,6 +231,10 @@ const std::vector<key_def>& key_defs() {
     {{"lease.lock_delay", "LULL_LEASE_LOCK_DELAY", "--lease-lock-delay",
       "how long an expired or revoked lease's units stay reserved (15s)"},
      duration_field(&config::lease_lock_delay_sec, 0, 3600)},
+    {{"lease.will_grace", "LULL_LEASE_WILL_GRACE", "--lease-will-grace",
+      "a worker's last will ends its leases this long after it arrives, unless the worker is "
+      "heard from or lulld loses the broker first (2s; 0: at once)"},
+     duration_field(&config::lease_will_grace_sec, 0, 600)},
     {{"lease.panic_cooldown", "LULL_LEASE_PANIC_COOLDOWN", "--lease-panic-cooldown",
       "hard deny this long after a PANIC (2m)"},
      duration_field(&config::lease_panic_cooldown_sec, 0, 86400)},

@@ -40,6 +40,7 @@ struct config {
   double lease_min_ttl_sec = 5;
   double lease_max_ttl_sec = 600;
   double lease_lock_delay_sec = 15;
+  double lease_will_grace_sec = 2;
   double lease_panic_cooldown_sec = 120;
   double lease_busy_retry_sec = 15;
   int lease_capacity_units = 0;  ///< 0: from each host's CPU count

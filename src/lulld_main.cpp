@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
     pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
     pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
     pol.lock_delay_sec = cfg.lease_lock_delay_sec;
+    pol.will_grace_sec = cfg.lease_will_grace_sec;
     pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
     pol.busy_retry_sec = cfg.lease_busy_retry_sec;
     pol.capacity_units = cfg.lease_capacity_units;

@@ -315,7 +315,7 @@ TEST(lease_table, admin_revoke_holds_units_until_holder_confirms) {
   EXPECT_EQ(t.used_units("pi"), 0);
 }
 
-TEST(lease_table, worker_last_will_expires_its_leases_at_once) {
+TEST(lease_table, worker_last_will_expires_its_leases_after_the_grace) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
   t.on_quiet(quiet_of("pi", quiet_state::quiet));
@@ -323,11 +323,52 @@ TEST(lease_table, worker_last_will_expires_its_leases_at_once) {
   auto a2 = t.request(request_of("a", 5), "a");
   auto b1 = t.request(request_of("b", 5), "b");
   t.on_worker_status("a", false);
+  t.tick();
+  EXPECT_EQ(t.active().size(), 3u) << "within the will's grace (2 s)";
+  fe.advance(2.1);
+  t.tick();
   EXPECT_EQ(t.active().size(), 1u);
   EXPECT_EQ(t.active().count(b1.lease_id), 1u);
   EXPECT_EQ(t.find(a1.lease_id)->state, lease_state::expired);
   EXPECT_EQ(t.find(a2.lease_id)->end_reason, "worker went offline (last will)");
   EXPECT_FALSE(t.workers().at("a").online);
+}
+
+TEST(lease_table, wills_published_by_a_broker_going_down_end_no_lease) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  auto a = t.request(request_of("a", 5), "a");
+  auto b = t.request(request_of("b", 5), "b");
+  // A broker stopping publishes every client's will, then drops lulld.
+  t.on_worker_status("a", false);
+  t.on_worker_status("b", false);
+  t.on_host_availability("pi", false); // the agent's will, lulld's own
+  t.bus_disconnected();
+  EXPECT_FALSE(t.hosts().at("pi").offline_since) << "its host is not taken for gone";
+  fe.advance(5);
+  t.tick();
+  t.bus_reconnected();
+  fe.advance(5);
+  t.tick();
+  EXPECT_EQ(t.active().size(), 2u) << "the outage's wills were dropped with it";
+  // A will whose worker heartbeats within the grace ends nothing either.
+  t.on_worker_status("a", false);
+  fe.advance(1);
+  ASSERT_TRUE(std::holds_alternative<lease_ack>(t.heartbeat(a.lease_id, "a")));
+  fe.advance(5);
+  t.tick();
+  EXPECT_EQ(t.active().count(a.lease_id), 1u);
+  EXPECT_TRUE(t.workers().at("a").online);
+  // With no grace, a will ends the leases at once.
+  auto cfg = small_policy();
+  cfg.will_grace_sec = 0;
+  lease_table now{cfg, fe.env()};
+  now.on_quiet(quiet_of("pi", quiet_state::quiet));
+  now.request(request_of("c", 5), "c");
+  now.on_worker_status("c", false);
+  EXPECT_TRUE(now.active().empty());
+  (void)b;
 }
 
 TEST(lease_table, fencing_tokens_never_decrease_and_start_after_restored_value) {

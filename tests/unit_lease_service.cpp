@@ -171,7 +171,9 @@ TEST_F(service_fixture, admin_revoke_with_empty_payload_and_expiry_notices) {
 
 TEST_F(service_fixture, worker_will_expires_its_leases) {
   auto id = grant("w1");
-  auto out = svc->handle(msg("stats/worker/w1", R"({"status":"offline"})"));
+  svc->handle(msg("stats/worker/w1", R"({"status":"offline"})"));
+  fe.advance(2.5); // the will's grace
+  auto out = svc->tick();
   auto* st = find(out, "scheduler/lease/" + id + "/state");
   ASSERT_NE(st, nullptr);
   EXPECT_EQ(json::parse(st->payload)["reason"], "worker went offline (last will)");
@@ -179,6 +181,8 @@ TEST_F(service_fixture, worker_will_expires_its_leases) {
   // A plain-text will works too.
   auto id2 = grant("w2");
   svc->handle(msg("stats/worker/w2", "offline"));
+  fe.advance(2.5);
+  svc->tick();
   EXPECT_TRUE(svc->table().active().empty());
 }
 

@@ -327,10 +327,12 @@ void lease_table::on_host_availability(const std::string& host_id, bool online) 
   auto it = hosts_.find(host_id);
   if (it == hosts_.end())
     return; // a host lull never heard of stays unknown
-  if (online)
+  if (online) {
     it->second.offline_since.reset();
-  else if (!it->second.offline_since)
+  } else if (!it->second.offline_since) {
     it->second.offline_since = env_.wall_sec();
+    it->second.offline_mono = env_.mono_sec();
+  }
 }
 
 void lease_table::on_worker_status(const std::string& worker_id, bool online) {
@@ -339,8 +341,18 @@ void lease_table::on_worker_status(const std::string& worker_id, bool online) {
   } else {
     track_worker(worker_id).online = online;
   }
-  if (online)
+  if (online) {
+    wills_.erase(worker_id);
     return;
+  }
+  if (cfg_.will_grace_sec > 0) {
+    wills_.emplace(worker_id, env_.mono_sec() + cfg_.will_grace_sec);
+    return;
+  }
+  end_leases_of(worker_id);
+}
+
+void lease_table::end_leases_of(const std::string& worker_id) {
   for (auto it = active_.begin(); it != active_.end();) {
     auto next = std::next(it);
     if (it->second.worker_id == worker_id)
@@ -693,6 +705,12 @@ lease_ack lease_table::ack_of(const lease_record& r) const {
 std::variant<lease_ack, lease_error>
 lease_table::heartbeat(const std::string& lease_id, const std::string& worker_id,
                        const std::optional<lease_process>& process) {
+  // A heartbeat proves its worker alive, whatever will came before it.
+  if (auto w = wills_.find(worker_id); w != wills_.end()) {
+    wills_.erase(w);
+    if (auto s = workers_.find(worker_id); s != workers_.end())
+      s->second.online = true;
+  }
   tick(); // a lease past its TTL is expired even if the tick has not run yet
   auto found = holder_lookup(lease_id, worker_id);
   if (auto* e = std::get_if<lease_error>(&found))
@@ -787,7 +805,17 @@ void lease_table::prune_held() {
     it = it->second.free_at <= now ? held_.erase(it) : std::next(it);
 }
 
-void lease_table::bus_disconnected() { expiry_paused_ = true; }
+void lease_table::bus_disconnected() {
+  expiry_paused_ = true;
+  // Wills that came just before lulld lost the broker say nothing about the
+  // workers: a broker shutting down publishes them all, agents' "offline"
+  // availability (lulld's own too) among them.
+  wills_.clear();
+  double now = env_.mono_sec();
+  for (auto& [id, h] : hosts_)
+    if (h.offline_since && now - h.offline_mono <= cfg_.will_grace_sec)
+      h.offline_since.reset();
+}
 
 void lease_table::bus_reconnected() {
   expiry_paused_ = false;
@@ -804,6 +832,15 @@ void lease_table::bus_reconnected() {
 void lease_table::tick() {
   apply_yield();
   double now = env_.mono_sec();
+  for (auto it = wills_.begin(); !expiry_paused_ && it != wills_.end();) {
+    if (it->second > now) {
+      ++it;
+      continue;
+    }
+    auto worker = it->first;
+    it = wills_.erase(it);
+    end_leases_of(worker);
+  }
   for (auto it = active_.begin(); !expiry_paused_ && it != active_.end();) {
     auto next = std::next(it);
     auto& r = it->second;

@@ -25,6 +25,11 @@ struct lease_policy_config {
   double min_ttl_sec = 5;       ///< asked-for TTLs are clamped to [min, max]
   double max_ttl_sec = 600;
   double lock_delay_sec = 15;   ///< an expired lease's units stay reserved this long
+  /// A worker's last will ends its leases this long after it arrives, unless
+  /// the worker is heard from again or lulld loses the broker first: a broker
+  /// that shuts down publishes every client's will, lulld's peers' included,
+  /// just before it drops lulld's own connection. 0: at once.
+  double will_grace_sec = 2;
   double panic_cooldown_sec = 120; ///< after a PANIC, hard deny this long
   double busy_retry_sec = 15;   ///< retry hint while a host is not QUIET
   int units_per_cpu = 25;       ///< capacity = cpus * units_per_cpu * (1 - headroom)
@@ -185,6 +190,7 @@ struct host_info {
   /// When its agent said it went offline (wall clock); cleared by its next
   /// snapshot or an "online".
   std::optional<std::int64_t> offline_since;
+  double offline_mono = 0; ///< when that notice arrived (monotonic)
 };
 
 /// Result of a heartbeat (and of the other actions on a lease).
@@ -319,6 +325,8 @@ private:
   std::variant<std::map<std::string, lease_record>::iterator, lease_error>
   holder_lookup(const std::string& lease_id, const std::string& worker_id);
   lease_ack ack_of(const lease_record& r) const;
+  /// Expires every lease of `worker_id` (its last will took effect).
+  void end_leases_of(const std::string& worker_id);
   void emit(std::string type, const lease_record& r, std::string reason,
             std::optional<lease_state> st = std::nullopt,
             std::optional<bool> suspended = std::nullopt);
@@ -349,6 +357,8 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  /// Workers whose last will arrived: when it takes effect (monotonic).
+  std::map<std::string, double> wills_;
   /// Each lease as last written: what roll_back() returns to.
   std::map<std::string, lease_record> durable_;
   std::uint64_t workers_evicted_ = 0;
