@@ -252,9 +252,16 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         s.meter.on_out();
         s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
                                 disconnect_limit);
-        self->delayed_send(self, std::chrono::milliseconds(1000), disc_done_atom::value);
+        self->delayed_send(self, std::chrono::milliseconds(1000), disc_done_atom::value, true);
       } else {
         self->send(self, disc_done_atom::value);
+      }
+    },
+    [=](disc_done_atom, bool) {
+      if (self->state.disconnecting) {
+        log::warn("mqtt bridge: the broker did not confirm offline and the disconnect within "
+                  "1s; closing the connection");
+        self->quit();
       }
     },
     [=](disc_done_atom) {

@@ -77,7 +77,7 @@ broker="mqtt://127.0.0.1:$port"
 
 start_lulld() { # $1: log file
   "$lulld" --broker "tcp://127.0.0.1:$port" --host-id shutdown-bench --roles all \
-    --data-dir "$work/data" --log-level "${LULL_BENCH_LOG_LEVEL:-info}" >"$1" 2>&1 &
+    --data-dir "$work/data" --log-level "${LULL_BENCH_LOG_LEVEL:-info}" ${LULL_BENCH_LULLD_ARGS:-} >"$1" 2>&1 &
   lulld_pid=$!
   pids+=("$lulld_pid")
 }
