@@ -413,7 +413,7 @@ int main(int argc, char** argv) {
               waiting.erase(it);
             }
           },
-                      caf::after(left) >> [&] { timed_out = true; });
+          caf::after(left) >> [&] { timed_out = true; });
         if (timed_out)
           return false;
       }
@@ -454,7 +454,7 @@ int main(int argc, char** argv) {
   db.reset(); // the last connection: SQLite checkpoints the WAL into the file
   log::info("lulld: stopped in {:.2f}s (actors {:.2f}s, then the broker {:.2f}s)", since(),
             actors_sec, since() - actors_sec);
-  step->store("closing the actor system");
+  step->store("stopping the actor system");
   if (broker)
     broker->stop();
   return died->load() ? 1 : 0;
