@@ -137,6 +137,8 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
             bad ? " (" + std::to_string(bad) + " unreadable)" : std::string());
   for (auto& f : st.service->filters())
     self->send(bridge, subscribe_atom::value, f, caf::actor{self});
+  self->send(bridge, online_atom::value, caf::actor{self});
+  self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
   // From here on the lease manager tells this actor how its jobs' leases go;
   // it answers with the restored jobs' leases that ended while lulld was down.
@@ -164,6 +166,11 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
           self->state.retry_outcomes.push_back(o);
       finish(self, bridge, leases, self->state.service->tick());
       self->delayed_send(self, opts.tick, tick_atom::value);
+    },
+    [=](offline_atom) { self->state.service->set_bus_up(false); },
+    [=](online_atom) {
+      self->state.service->set_bus_up(true);
+      finish(self, bridge, leases, self->state.service->tick());
     },
     [=](const lease_outcome& o) {
       if (!finish(self, bridge, leases, self->state.service->on_lease_outcome(o)))

@@ -368,3 +368,17 @@ TEST(queue_service_writes, a_completion_that_cannot_be_written_can_be_applied_ag
   h.written(h.svc.on_lease_outcome(done));
   EXPECT_EQ(h.svc.queue().get(job_id)->state, job_state::succeeded);
 }
+
+TEST(queue_service, no_job_is_proposed_while_lulld_is_off_the_broker) {
+  fixture f;
+  f.submit({{"job_type", "t"}});
+  f.svc.set_bus_up(false);
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/next", {{"worker_id", "w1"}, {"reply_to", "w/1"}, {"wait_sec", 30}}));
+  EXPECT_TRUE(out.asks.empty()) << "a lease granted now would reach the worker too late";
+  EXPECT_FALSE(fixture::reply_on(out, "w/1")) << "the worker stays parked";
+  f.svc.set_bus_up(true);
+  f.mono += 1;
+  auto back = f.svc.tick();
+  EXPECT_EQ(back.asks.size(), 1u);
+}

@@ -331,6 +331,11 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
     }
     return;
   }
+  // Cut off from the broker: a job handed out now would reach the worker
+  // only after its request timed out, and the lease would expire unused.
+  // The worker stays parked; the first tick back on the bus proposes it.
+  if (!bus_up_)
+    return;
   lease_ask ask;
   ask.ask_id = ++next_id_;
   ask.job_id = pick->job_id;

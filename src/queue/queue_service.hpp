@@ -118,6 +118,10 @@ public:
   /// had given jobs revoked.
   queue_output roll_back(queue_output failed, const std::string& cause);
 
+  /// Whether lulld is on the broker. While it is not, no job is proposed
+  /// for a waiting worker (the answer could not reach it in time).
+  void set_bus_up(bool up) { bus_up_ = up; }
+
   job_queue& queue() { return queue_; }
   std::map<std::string, std::size_t> depths() const { return queue_.depths(); }
   /// Secure-mode requests not answered because their reply topic was outside
@@ -159,6 +163,7 @@ private:
   std::map<std::uint64_t, std::string> ask_job_;
   std::uint64_t next_id_ = 0;
   std::uint64_t unanswerable_ = 0;
+  bool bus_up_ = true;
   /// The user the current request's topic names (secure mode), else nullopt.
   std::optional<std::string> sender_;
 };
