@@ -14,10 +14,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "messages/codec.hpp"
+#include "src/mqtt/transport.hpp"
 #include "src/process.hpp"
 #include "tests/fixture_tree.hpp"
 #include "tests/support/support.hpp"
@@ -424,4 +426,121 @@ TEST(fleet, mqtt_version_auto_alternates_while_a_proxied_broker_is_away) {
   ASSERT_TRUE(wait_until([&] { return d.log().find("connected to " + via) != std::string::npos; },
                          20s))
     << d.log();
+}
+
+namespace {
+
+/// Transport events as a bridge would see them, for a test that drives the
+/// transport itself.
+struct recorded_events : transport_events {
+  std::mutex mtx;
+  std::condition_variable cv;
+  int connects = 0, version = 0;
+  bool disconnected = false;
+  std::vector<std::string> failures;
+  void on_connected(int v) override {
+    std::lock_guard<std::mutex> g(mtx);
+    ++connects;
+    version = v;
+    cv.notify_all();
+  }
+  void on_connect_failed(std::string why) override {
+    std::lock_guard<std::mutex> g(mtx);
+    failures.push_back(std::move(why));
+    cv.notify_all();
+  }
+  void on_connection_lost(std::string) override {}
+  void on_message(mqtt_message) override {}
+  void on_disconnected() override {
+    std::lock_guard<std::mutex> g(mtx);
+    disconnected = true;
+    cv.notify_all();
+  }
+};
+
+} // namespace
+
+// The fallback switches Paho clients while other threads publish and ask for
+// the version, and Paho's threads call back: run under ThreadSanitizer this
+// is the transport's race test (a build with -fsanitize=thread reports any
+// unsynchronised access; see docs/fleet.md).
+TEST(fleet, transport_falls_back_while_other_threads_publish) {
+  broker b;
+  v5_dropping_proxy proxy(b.port());
+  client sub(b.uri());
+  ASSERT_TRUE(sub.connected()) << sub.error();
+  sub.subscribe("race/#");
+  auto ev = std::make_shared<recorded_events>();
+  transport_options o;
+  o.uri = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  o.client_id = "race-fallback";
+  o.on_error = [](const std::string&) {};
+  auto t = make_paho_transport(o, ev);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> versions_seen{0};
+  std::vector<std::thread> publishers;
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~joiner() {
+      stop = true;
+      for (auto& th : threads)
+        if (th.joinable())
+          th.join();
+    }
+  } join_at_exit{stop, publishers};
+  for (int i = 0; i < 2; ++i)
+    publishers.emplace_back([&, i] {
+      for (int n = 0; !stop; ++n) {
+        t->publish({"race/" + std::to_string(i), std::to_string(n), 1, false, {}, {}, {}});
+        versions_seen |= 1 << t->mqtt_version();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // pacing only
+      }
+    });
+  // The owner's part, as the bridge does it: connect, and again at once when
+  // the transport falls back.
+  t->connect();
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    std::size_t handled = 0;
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (ev->connects == 0
+           && ev->cv.wait_until(g, deadline) != std::cv_status::timeout) {
+      for (; handled < ev->failures.size(); ++handled)
+        if (ev->failures[handled].find("falling back to v3.1.1") != std::string::npos) {
+          g.unlock();
+          t->connect();
+          g.lock();
+        }
+    }
+    ASSERT_EQ(ev->connects, 1) << (ev->failures.empty() ? "" : ev->failures.back());
+    EXPECT_EQ(ev->version, 4);
+  }
+  EXPECT_EQ(proxy.v5_dropped(), 1);
+  // Both publishers get through once connected, and again after the broker
+  // "restarts" under them (Paho's own reconnect, still v3.1.1).
+  for (auto* topic : {"race/0", "race/1"})
+    EXPECT_TRUE(sub.wait_for_topic(topic, 10s)) << topic;
+  proxy.kick();
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    EXPECT_TRUE(ev->cv.wait_for(g, 20s, [&] { return ev->connects >= 2; }));
+    EXPECT_EQ(ev->version, 4);
+  }
+  sub.clear();
+  for (auto* topic : {"race/0", "race/1"})
+    EXPECT_TRUE(sub.wait_for_topic(topic, 10s)) << topic;
+  EXPECT_EQ(proxy.v5_dropped(), 1);
+  stop = true;
+  for (auto& p : publishers)
+    p.join();
+  EXPECT_EQ(versions_seen.load(), (1 << 5) | (1 << 4)) << "v5 until the fallback, then v3.1.1";
+  EXPECT_EQ(t->mqtt_version(), 4);
+  t->disconnect({}, std::chrono::milliseconds(1000));
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    EXPECT_TRUE(ev->cv.wait_for(g, 5s, [&] { return ev->disconnected; }));
+  }
+  t.reset();
 }
