@@ -363,7 +363,7 @@ TEST(fleet, mqtt_version_auto_falls_back_at_once_where_v5_is_dropped_and_keeps_i
   ASSERT_EQ(st.code, 0) << st.err << d.log();
   EXPECT_TRUE(json::parse(st.out, nullptr, false).is_object()) << st.out;
   EXPECT_EQ(proxy.v5_dropped(), 2);
-  auto run = lull_cli({"run", "--broker", via, "--worker", "w311", "--", "true"});
+  auto run = lull_cli({"run", "--broker", via, "--worker", "w311", "--priority", "HIGH", "--", "true"});
   EXPECT_EQ(run.code, 0) << run.out << run.err << d.log();
   EXPECT_EQ(proxy.v5_dropped(), 3);
   auto after = lull_cli({"status", "--json", "--broker", via});
@@ -396,7 +396,7 @@ TEST(fleet, mqtt_version_auto_keeps_v5_on_mosquitto_and_through_its_outages) {
   EXPECT_EQ(d.log().find("(MQTT v3.1.1)"), std::string::npos) << d.log();
 
   // lull (auto) on Mosquitto: v5, never v3.1.1.
-  auto run = lull_cli({"run", "--broker", via, "--worker", "w5", "--", "true"});
+  auto run = lull_cli({"run", "--broker", via, "--worker", "w5", "--priority", "HIGH", "--", "true"});
   EXPECT_EQ(run.code, 0) << run.out << run.err << d.log();
   EXPECT_EQ(proxy.v311_passed() + proxy.v311_dropped(), 0);
 }

@@ -317,11 +317,25 @@ private:
       // back end is away).
       if (!answered && message == closed_before_connack && !v5_proven_) {
         tentative_ = true;
+        stale_retries_ = 0;
         switch_from(s, MQTTVERSION_3_1_1);
         events_->on_connect_failed("broker closed the MQTT v5 connection without a CONNACK;"
                                    " falling back to v3.1.1");
         return;
       }
+    }
+    if (s.version == MQTTVERSION_3_1_1 && tentative_ && !answered && message == "socket error"
+        && stale_retries_++ < 2) {
+      // Paho C finds a client by its socket's number. After the failure
+      // callback of the dropped v5 connection returns, its receive thread
+      // looks up that closed socket once more; if the v3.1.1 client has
+      // just been given the same number, the lookup finds it and fails its
+      // connect with "socket error" (measured: 6 of 15 `lull status` runs
+      // through a v5-dropping proxy). Not the broker's answer: try again.
+      switch_from(s, MQTTVERSION_3_1_1);
+      events_->on_connect_failed("MQTT v3.1.1 connect cut short (socket error, a closed socket's"
+                                 " number reused); falling back to v3.1.1 again");
+      return;
     }
     if (s.version == MQTTVERSION_3_1_1 && tentative_.exchange(false)) {
       if (!answered) {
@@ -491,6 +505,7 @@ private:
   /// v3.1.1 chosen because a v5 CONNECT was dropped, and no v3.1.1 CONNACK
   /// has confirmed it yet.
   std::atomic<bool> tentative_{false};
+  std::atomic<int> stale_retries_{0}; ///< v3.1.1 attempts retried in this round (at most 2)
   std::atomic<int> disconnect_timeout_ms_{1000};
   std::atomic<long> dropped_{0};
   std::mutex mtx_; ///< connect, disconnect, destruction (see above)
