@@ -87,32 +87,36 @@ std::string failure_message(const mqtt::token& tok) {
 /// Thread and lock design.
 ///
 /// Paho calls back on its own threads (connected, connection_lost,
-/// message_arrived, delivery_complete, the action listeners), often while it
-/// holds its global mutex, and the callbacks lead back into this class:
+/// message_arrived, delivery_complete, the action listeners), mostly while
+/// it holds its global mutex, and the callbacks lead back into this class:
 /// lease_client's on_connected subscribes and publishes, a delivery drains
-/// the overflow buffer, a published last message disconnects. Any Paho call
-/// from another thread needs that same global mutex. So a lock that a
-/// callback waits for must never be held across a Paho call; here no
-/// callback waits for any lock of this class:
+/// the overflow buffer, a published last message disconnects. Paho's
+/// connect, is_connected and destroy take that global mutex (from any
+/// thread but its own); its publish, subscribe and disconnect take only its
+/// command-queue mutex, which it never holds while calling back. So:
 ///
 /// - One Paho client per MQTT version (slot_), made in the constructor and
 ///   never replaced or destroyed before the destructor: v5 and v3.1.1 in
 ///   auto, only the forced one otherwise. Paho C fixes a client's version at
 ///   its first connect with it, so a fallback (and a return to v5) switches
-///   clients instead of remaking one. Nothing reads a client pointer that
-///   another thread writes, and a callback uses its own slot.
+///   clients instead of remaking one. No thread reads a client pointer that
+///   another writes, and a callback uses its own slot.
 /// - active_ (atomic) is the version whose client is in use: publish,
 ///   subscribe and mqtt_version() read it once and use that slot, whatever
 ///   thread they run on; callbacks from the other slot are ignored. next_,
-///   v5_proven_ and tentative_ (atomic) are the fallback decision, written
-///   by the connect-failure callback and applied by the next connect().
+///   v5_proven_, tentative_ and stale_retries_ (atomic) are the fallback
+///   decision, written by the connect-failure callback and applied by the
+///   next connect().
 /// - mtx_ serialises connect() (switching slots, then connecting) with
-///   disconnect() and the destructor, all called from the owner's thread
-///   (the bridge actor, or lease_client's caller), never from a callback. A
-///   publish that races a switch lands on the stopped client, fails as
-///   disconnected and waits in the overflow buffer for the next connect.
-/// - overflow_mtx_ guards the overflow buffer; callbacks only try_lock it
-///   and leave the draining to its holder (drain_wanted_).
+///   disconnect() and the destructor, the only calls that take Paho's
+///   global mutex; they come from the owner's thread (the bridge actor, or
+///   lease_client's caller), never from a callback, and no callback takes
+///   mtx_, so holding it across those calls cannot deadlock. A publish that
+///   races a switch lands on the stopped client, fails as disconnected and
+///   waits in the overflow buffer for the next connect.
+/// - overflow_mtx_ guards the overflow buffer and is held across Paho's
+///   publish only (command-queue mutex, see above). Paho's own callbacks
+///   only try_lock it and leave the draining to its holder (drain_wanted_).
 class paho_transport : public mqtt_transport {
   struct slot;
 
