@@ -19,6 +19,8 @@ namespace lull {
 struct queue_depths {
   std::uint64_t queued = 0;
   std::map<std::string, std::uint64_t> by_priority; ///< high, normal, low, background
+  std::uint64_t write_errors = 0; ///< job writes that failed so far
+  std::string last_error;         ///< the last one's cause ("" when none)
 };
 
 // inspect() of lull's structs lives here, next to their type IDs, so that
@@ -51,7 +53,8 @@ typename Inspector::result_type inspect(Inspector& f, lease_outcome& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_depths& x) {
-  return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority);
+  return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority, x.write_errors,
+           x.last_error);
 }
 
 } // namespace lull
@@ -94,6 +97,9 @@ using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 /// (queue_atom, queue_depths): for scheduler/status
 using queue_atom = caf::atom_constant<caf::atom("queue")>;
+/// (store_atom, queued, dropped, write_errors, last_error): the persister's
+/// backlog, for scheduler/status
+using store_atom = caf::atom_constant<caf::atom("store")>;
 
 /// Registers lull's message types with an actor system config.
 inline void add_lull_types(caf::actor_system_config& cfg) {

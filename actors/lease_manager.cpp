@@ -23,18 +23,24 @@ struct lease_manager_state {
   std::vector<caf::actor> watchers;
   bool commit_scheduled = false;
   std::uint64_t persist_errors = 0;
+  std::string last_error;
+  std::int64_t last_error_at = 0;
+  bool failing = false; ///< the last lease write failed
+  std::uint64_t queue_write_errors = 0; ///< told by the queue dispatcher
+  std::string shown_error; ///< the latest failure's cause, leases' or jobs'
+  nlohmann::json persister = nullptr; ///< its backlog, as it last told
   static inline const char* name = "lease_manager";
 };
 
 using self_ptr = caf::stateful_actor<lease_manager_state>*;
 
-/// Writes the leases that changed and the fencing counter in one
-/// transaction. False when the write failed.
-bool persist(self_ptr self, const std::shared_ptr<store>& db) {
+/// Writes leases `dirty` and the fencing counter in one transaction; the
+/// error when it failed (and was rolled back).
+std::optional<std::string> persist(self_ptr self, const std::shared_ptr<store>& db,
+                                   const std::vector<std::string>& dirty) {
   auto& table = self->state.service->table();
-  auto dirty = table.take_dirty();
   if (!db || dirty.empty())
-    return true;
+    return std::nullopt;
   // The same clock the table measures TTLs on.
   auto now_mono =
     std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
@@ -58,14 +64,45 @@ bool persist(self_ptr self, const std::shared_ptr<store>& db) {
     err = db->save_counter("fencing_token", static_cast<std::int64_t>(table.fencing_token()));
   if (!err)
     err = db->commit();
-  if (err) {
-    db->rollback();
-    ++self->state.persist_errors;
-    log::error("lease manager: cannot persist {} leases: {}; not acknowledging them",
-               dirty.size(), err.message);
-    return false;
-  }
-  return true;
+  if (!err)
+    return std::nullopt;
+  db->rollback();
+  return err.message;
+}
+
+/// Counts a failed write and logs it, once per cause change and then once
+/// per 100 (a failing disk fails every tick).
+void note_failure(self_ptr self, std::size_t n, const std::string& cause) {
+  auto& st = self->state;
+  ++st.persist_errors;
+  bool repeat = cause == st.last_error;
+  st.last_error = cause;
+  st.shown_error = "leases: " + cause;
+  st.last_error_at = unix_seconds_now();
+  st.failing = true;
+  if (!repeat || st.persist_errors % 100 == 1)
+    log::error("lease manager: cannot store {} lease changes: {}; they are rolled back and "
+               "their requests answered InternalError ({} failed writes so far)",
+               n, cause, st.persist_errors);
+}
+
+void note_success(self_ptr self) {
+  auto& st = self->state;
+  if (!st.failing)
+    return;
+  st.failing = false;
+  log::info("lease manager: lease writes work again after {} failed", st.persist_errors);
+}
+
+nlohmann::json store_status(const lease_manager_state& st) {
+  auto& last = st.shown_error;
+  return {{"lease_write_errors", st.persist_errors},
+          {"job_write_errors", st.queue_write_errors},
+          {"failing", st.failing},
+          {"last_error", last.empty() ? nlohmann::json(nullptr) : nlohmann::json(last)},
+          {"last_error_at", st.last_error_at ? nlohmann::json(utc_timestamp(st.last_error_at))
+                                             : nlohmann::json(nullptr)},
+          {"persister", st.persister}};
 }
 
 caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager_options opts) {
@@ -80,7 +117,10 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   if (opts.db)
     first = std::max<std::uint64_t>(first, static_cast<std::uint64_t>(
                                              opts.db->load_counter("fencing_token")));
-  st.service = std::make_unique<lease_service>(opts.service, std::move(env), first);
+  auto sopts = opts.service;
+  sopts.hold_acks = true; // acknowledgements wait for the group commit's write
+  st.service = std::make_unique<lease_service>(sopts, std::move(env), first);
+  st.service->set_store_status(store_status(st));
   if (opts.db) {
     int restored = 0;
     auto now = unix_seconds_now();
@@ -93,7 +133,15 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         log::error("lease manager: skipping unreadable lease record {}: {}", rec.id, e.what());
       }
     }
-    persist(self, opts.db); // records of leases that expired while down go away
+    // Records of leases that expired while down go away.
+    auto dirty = st.service->table().take_dirty();
+    if (auto err = persist(self, opts.db, dirty)) {
+      note_failure(self, dirty.size(), *err);
+      st.service->roll_back(dirty, *err);
+    } else {
+      st.service->committed(dirty);
+    }
+    st.service->table().all_committed();
     log::info("lease manager: restored {} leases, fencing token continues above {}", restored,
               st.service->table().fencing_token());
   }
@@ -128,22 +176,38 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     [=](commit_atom) {
       auto& s = self->state;
       s.commit_scheduled = false;
-      for (auto& m : s.service->take_host_leases())
-        s.pending.push_back(std::move(m));
-      bool ok = persist(self, opts.db);
-      for (auto& m : s.pending)
-        if (ok || m.topic == opts.service.topics.scheduler_events())
+      auto dirty = s.service->table().take_dirty();
+      auto err = persist(self, opts.db, dirty);
+      if (!err) {
+        note_success(self);
+        // Acknowledgements first, then notices, events and host lists.
+        for (auto& m : s.service->committed(dirty))
           self->send(bridge, publish_atom::value, std::move(m));
+        for (auto& m : s.service->take_host_leases())
+          s.pending.push_back(std::move(m));
+        for (auto& m : s.pending)
+          self->send(bridge, publish_atom::value, std::move(m));
+        for (auto& o : s.service->take_outcomes())
+          for (auto& w : s.watchers)
+            self->send(w, o);
+      } else {
+        // Nothing of the batch happened: its leases are as stored, its
+        // requests are answered InternalError, its notices and events are
+        // dropped. Pause changes are not lease state and still go out.
+        note_failure(self, dirty.size(), *err);
+        for (auto& m : s.service->roll_back(dirty, *err))
+          self->send(bridge, publish_atom::value, std::move(m));
+        auto control = opts.service.topics.full("scheduler/control/");
+        for (auto& m : s.pending)
+          if (m.topic.compare(0, control.size(), control) == 0)
+            self->send(bridge, publish_atom::value, std::move(m));
+        s.service->set_store_status(store_status(s));
+      }
       s.pending.clear();
-      // Outcomes go whether or not the write worked, like the events: the
-      // lease did end in memory.
-      for (auto& o : s.service->take_outcomes())
-        for (auto& w : s.watchers)
-          self->send(w, o);
       for (auto& [rp, reply] : s.pending_replies) {
-        if (!ok) {
+        if (err) {
           reply = lease_grant_reply{};
-          reply.reason = "lease could not be stored";
+          reply.reason = "lease could not be stored: " + *err;
           reply.retry_after_sec = 5;
         }
         rp.deliver(std::move(reply));
@@ -188,7 +252,24 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       stage(self->state.service->tick());
     },
     [=](queue_atom, const queue_depths& q) {
-      self->state.service->set_queue_status({{"queued", q.queued}, {"depths", q.by_priority}});
+      auto& st = self->state;
+      st.service->set_queue_status({{"queued", q.queued}, {"depths", q.by_priority}});
+      if (q.write_errors != st.queue_write_errors) {
+        st.queue_write_errors = q.write_errors;
+        st.shown_error = "jobs: " + q.last_error;
+        st.last_error_at = unix_seconds_now();
+        st.service->set_store_status(store_status(st));
+      }
+    },
+    [=](store_atom, std::uint64_t queued, std::uint64_t dropped, std::uint64_t errors,
+        const std::string& last_error) {
+      auto& st = self->state;
+      st.persister = {{"queued", queued},
+                      {"dropped", dropped},
+                      {"write_errors", errors},
+                      {"last_error", last_error.empty() ? nlohmann::json(nullptr)
+                                                        : nlohmann::json(last_error)}};
+      st.service->set_store_status(store_status(st));
     },
     [=](watch_atom, const caf::actor& watcher, const std::set<std::string>& held) {
       auto& st = self->state;
@@ -212,6 +293,10 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
 
 caf::actor spawn_lease_manager(caf::actor_system& sys, caf::actor bridge,
                                lease_manager_options opts) {
+  // With a store it commits to SQLite, which may wait (a busy database, a
+  // slow disk): on its own thread it cannot hold up the bus's actors.
+  if (opts.db)
+    return sys.spawn<caf::detached>(lease_manager_impl, std::move(bridge), std::move(opts));
   return sys.spawn(lease_manager_impl, std::move(bridge), std::move(opts));
 }
 

@@ -11,6 +11,8 @@
 #include "src/lease/windows.hpp"
 #include "src/log.hpp"
 #include "src/store/health.hpp"
+
+#include <tuple>
 #include "src/store/series.hpp"
 
 namespace lull {
@@ -31,10 +33,15 @@ struct persister_state {
   rollup_accumulator acc;
   std::map<std::string, host_health_input> hosts;
   persister_health_input health;
+  /// queued, dropped, write errors as last told to opts.status_to
+  std::tuple<std::size_t, std::uint64_t, std::uint64_t, bool> told{0, 0, 0, false};
+  bool failing = false; ///< the last write failed
   static inline const char* name = "persister";
 };
 
 using self_ptr = caf::stateful_actor<persister_state>*;
+
+void bound(self_ptr self);
 
 void enqueue(self_ptr self, std::vector<sample_point> pts, const persister_options& opts) {
   auto& st = self->state;
@@ -47,7 +54,25 @@ void enqueue(self_ptr self, std::vector<sample_point> pts, const persister_optio
     st.points.pop_front();
     ++st.health.dropped;
   }
-  st.health.queued = st.points.size();
+  bound(self);
+}
+
+/// While writes fail nothing leaves the buffers: each keeps its newest
+/// `queue_bound` rows at most, the older ones dropped and counted.
+void bound(self_ptr self) {
+  auto& st = self->state;
+  auto limit = st.health.queue_bound;
+  auto trim = [&](auto& v) {
+    if (limit == 0 || v.size() <= limit)
+      return;
+    auto n = v.size() - limit;
+    v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
+    st.health.dropped += n;
+  };
+  trim(st.rollups);
+  trim(st.events);
+  trim(st.streaks);
+  st.health.queued = st.points.size() + st.rollups.size() + st.events.size() + st.streaks.size();
 }
 
 void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& opts) {
@@ -106,8 +131,7 @@ void on_event(self_ptr self, const mqtt_message& msg) {
   e.reason = str("reason");
   e.detail = msg.payload.size() < 4096 ? doc->dump() : std::string();
   self->state.events.push_back(std::move(e));
-  if (self->state.events.size() > 100000)
-    self->state.events.erase(self->state.events.begin());
+  bound(self);
 }
 
 /// Closed quiet streaks, as the quiet assessor lists them on
@@ -135,6 +159,7 @@ void on_streaks(self_ptr self, const mqtt_message& msg) {
     self->state.streaks.push_back(
       {host.get<std::string>(), *start, *end, num("avg_score"), num("min_score")});
   }
+  bound(self);
 }
 
 void flush(self_ptr self) {
@@ -159,6 +184,7 @@ void flush(self_ptr self) {
     st.db->rollback();
     ++st.health.write_errors;
     st.health.last_error = err.message;
+    st.failing = true;
     log::error("persister: writing {} samples failed: {}; keeping them queued", batch.size(),
                err.message);
     return;
@@ -168,6 +194,7 @@ void flush(self_ptr self) {
   st.events.clear();
   st.streaks.clear();
   st.health.queued = 0;
+  st.failing = false;
   st.health.last_flush_ok = unix_seconds_now();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
   log::debug("persister: wrote {} samples in {:.1f} ms", batch.size(), ms.count());
@@ -384,6 +411,15 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       guard_inbound("persister", msg, [&] { on_inbound(self, bridge, msg, opts); });
     },
     [=](flush_atom) {
+      auto& h = self->state.health;
+      auto told = std::make_tuple(h.queued, h.dropped, h.write_errors, self->state.failing);
+      if (opts.status_to && told != self->state.told) {
+        self->state.told = told;
+        // The cause while writes fail; empty once they work again.
+        self->send(opts.status_to, store_atom::value, static_cast<std::uint64_t>(h.queued),
+                   static_cast<std::uint64_t>(h.dropped), static_cast<std::uint64_t>(h.write_errors),
+                   self->state.failing ? h.last_error : std::string());
+      }
       for (auto& r : self->state.acc.close_before(unix_seconds_now()))
         self->state.rollups.push_back(std::move(r));
       flush(self);

@@ -31,6 +31,9 @@ struct persister_options {
   std::int64_t stale_after_sec = 30;
   /// Local time of the learned quiet windows (lease.timezone).
   std::string timezone = "local";
+  /// Told the backlog and write errors when they change (the lease manager,
+  /// for scheduler/status); none when null.
+  caf::actor status_to;
 };
 
 caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,

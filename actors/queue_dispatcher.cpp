@@ -22,6 +22,12 @@ struct dispatcher_state {
   std::unique_ptr<queue_service> service;
   std::shared_ptr<store> db;
   std::uint64_t persist_errors = 0;
+  std::string last_error; ///< of the last failed write
+  bool failing = false;
+  std::uint64_t told_errors = 0;
+  /// Lease outcomes whose job change could not be written: applied again
+  /// each tick until it is (the lease itself has ended for good).
+  std::vector<lease_outcome> retry_outcomes;
   std::map<std::string, std::size_t> told_depths; ///< last depths sent for scheduler/status
   bool told = false;
   static inline const char* name = "queue_dispatcher";
@@ -30,12 +36,14 @@ struct dispatcher_state {
 using self_ptr = caf::stateful_actor<dispatcher_state>*;
 
 /// Persists what changed, then publishes, asks and revokes. When the write
-/// fails nothing is acknowledged: the producer's retry (same idempotency
-/// key) finds the job.
-void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
+/// fails the changes are rolled back and every request they answered gets
+/// an InternalError naming the cause: nothing is acknowledged that was not
+/// written, and no worker is left waiting. False when the write failed.
+bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
             queue_output out) {
   auto& st = self->state;
   auto dirty = st.service->queue().take_dirty();
+  std::optional<std::string> failed;
   if (!dirty.empty()) {
     auto err = st.db->begin();
     for (auto* j : dirty) {
@@ -47,10 +55,24 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
       err = st.db->commit();
     if (err) {
       st.db->rollback();
-      ++st.persist_errors;
-      log::error("queue dispatcher: cannot persist {} jobs ({}); not acknowledging",
-                 dirty.size(), err.message);
-      return;
+      failed = err.message;
+    }
+  }
+  if (failed) {
+    ++st.persist_errors;
+    bool repeat = *failed == st.last_error;
+    st.last_error = *failed;
+    if (!repeat || st.persist_errors % 100 == 1)
+      log::error("queue dispatcher: cannot store {} job changes: {}; they are rolled back and "
+                 "their requests answered InternalError ({} failed writes so far)",
+                 dirty.size(), *failed, st.persist_errors);
+    out = st.service->roll_back(std::move(out), *failed);
+    st.failing = true;
+  } else {
+    st.service->committed(out);
+    if (st.failing && !dirty.empty()) {
+      st.failing = false;
+      log::info("queue dispatcher: job writes work again after {} failed", st.persist_errors);
     }
   }
   for (auto& w : out.warnings)
@@ -58,16 +80,19 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
   auto depths = st.service->depths();
-  if (!st.told || depths != st.told_depths) {
+  if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors) {
     std::size_t queued = 0;
     for (auto& [p, n] : depths)
       queued += n;
     st.told_depths = depths;
     st.told = true;
+    st.told_errors = st.persist_errors;
     queue_depths q;
     q.queued = queued;
     for (auto& [p, n] : depths)
       q.by_priority[p] = n;
+    q.write_errors = st.persist_errors;
+    q.last_error = st.last_error;
     self->send(leases, queue_atom::value, std::move(q));
   }
   for (auto& [lease, reason] : out.revoke)
@@ -86,13 +111,16 @@ void finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
                         {"reason", "lease manager did not answer: " + to_string(e)}}));
         });
   }
+  return !failed;
 }
 
 caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor leases,
                               std::shared_ptr<store> db, queue_dispatcher_options opts) {
   auto& st = self->state;
   st.db = std::move(db);
-  st.service = std::make_unique<queue_service>(opts.service, opts.queue, system_queue_clock());
+  auto sopts = opts.service;
+  sopts.hold_acks = true; // replies wait for the job's write
+  st.service = std::make_unique<queue_service>(sopts, opts.queue, system_queue_clock());
   auto now = unix_seconds_now();
   st.db->purge_jobs(now - opts.finished_retention_sec);
   int restored = 0, bad = 0;
@@ -130,11 +158,16 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
                     [&] { finish(self, bridge, leases, self->state.service->handle(msg)); });
     },
     [=](tick_atom) {
+      auto retry = std::exchange(self->state.retry_outcomes, {});
+      for (auto& o : retry)
+        if (!finish(self, bridge, leases, self->state.service->on_lease_outcome(o)))
+          self->state.retry_outcomes.push_back(o);
       finish(self, bridge, leases, self->state.service->tick());
       self->delayed_send(self, opts.tick, tick_atom::value);
     },
     [=](const lease_outcome& o) {
-      finish(self, bridge, leases, self->state.service->on_lease_outcome(o));
+      if (!finish(self, bridge, leases, self->state.service->on_lease_outcome(o)))
+        self->state.retry_outcomes.push_back(o);
     },
     [=](stats_atom) {
       auto d = self->state.service->depths();
@@ -151,7 +184,8 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
 caf::actor spawn_queue_dispatcher(caf::actor_system& sys, caf::actor bridge,
                                   caf::actor lease_manager, std::shared_ptr<store> db,
                                   queue_dispatcher_options opts) {
-  return sys.spawn(dispatcher_impl, std::move(bridge), std::move(lease_manager), std::move(db),
+  // Its own thread: a job write that waits on SQLite holds up no other actor.
+  return sys.spawn<caf::detached>(dispatcher_impl, std::move(bridge), std::move(lease_manager), std::move(db),
                    std::move(opts));
 }
 

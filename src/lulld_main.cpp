@@ -289,6 +289,7 @@ int main(int argc, char** argv) {
     popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
     popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
     popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
+    popts.status_to = leases;
     persister = spawn_persister(sys, bridge, db, popts);
 
   }

@@ -15,6 +15,7 @@
 
 #include "messages/codec.hpp"
 #include "src/process.hpp"
+#include "src/store/store.hpp"
 #include "tests/support/support.hpp"
 
 using namespace lull;
@@ -235,4 +236,106 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
   EXPECT_LE(watch.max_active * cost, static_cast<std::size_t>(capacity) + workers * cost)
     << "max concurrently active leases " << watch.max_active;
   fs::remove_all(dir);
+}
+
+// A database lulld cannot write (here: locked by another writer past lulld's
+// busy timeout; a full disk or a read-only file fail the same way): every
+// request is answered at once with InternalError naming the cause, nothing
+// is acknowledged or half-applied, scheduler/status says so, and the same
+// requests work once the database is free.
+TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error_and_loses_nothing) {
+  broker b;
+  auto dir = temp_dir();
+  auto db_path = dir + "/locked.db";
+  auto args = lulld_args(b.uri(), "lockhost",
+                         {"--db", db_path, "--lease-capacity-units", "20",
+                          "--quiet-stale-after", "1h"});
+  lulld daemon(args);
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("lk/+");
+  c.subscribe("scheduler/status");
+  make_farm_quiet(c);
+  ASSERT_TRUE(wait_until(
+    [&] {
+      c.publish("scheduler/job/list", json{{"limit", 1}, {"reply_to", "lk/ready"}}.dump());
+      return c.wait_for_topic("lk/ready", 200ms).has_value();
+    },
+    10s))
+    << daemon.log();
+  auto reply = [&](const std::string& topic, const std::string& request_id)
+    -> std::optional<json> {
+    auto m = c.wait_for(
+      [&](const mqtt_message& m) {
+        return m.topic == topic && json::parse(m.payload).value("request_id", "") == request_id;
+      },
+      15s);
+    if (!m)
+      return std::nullopt;
+    return json::parse(m->payload);
+  };
+  json job = {{"job_type", "t"}, {"host_id", "farm"}, {"idempotency_key", "k-locked"},
+              {"reply_to", "lk/submit"}};
+  json lease = {{"worker_id", "wl"}, {"host_id", "farm"}, {"cost_units", 20},
+                {"reply_to", "lk/lease"}};
+
+  // Another writer holds the database.
+  auto opened = store::open(db_path);
+  ASSERT_EQ(opened.index(), 0u) << std::get<1>(opened);
+  auto holder = std::move(std::get<0>(opened));
+  ASSERT_FALSE(holder->begin());
+
+  job["request_id"] = "s1";
+  c.publish("scheduler/job/submit", job.dump());
+  auto r1 = reply("lk/submit", "s1");
+  ASSERT_TRUE(r1) << "a submit lulld cannot store is answered, not left to time out\n"
+                  << daemon.log();
+  EXPECT_EQ((*r1)["error"]["code"], "InternalError") << r1->dump();
+  EXPECT_NE(r1->dump().find("locked"), std::string::npos) << r1->dump();
+
+  lease["request_id"] = "l1";
+  c.publish("scheduler/lease/request", lease.dump());
+  auto g1 = reply("lk/lease", "l1");
+  ASSERT_TRUE(g1) << daemon.log();
+  EXPECT_EQ((*g1)["error"]["code"], "InternalError") << g1->dump();
+
+  // scheduler/status tells the failure and its cause.
+  auto failing = c.wait_for(
+    [](const mqtt_message& m) {
+      if (m.topic != "scheduler/status")
+        return false;
+      auto s = json::parse(m.payload)["store"];
+      return s.is_object() && s.value("lease_write_errors", 0) > 0
+             && s.value("job_write_errors", 0) > 0;
+    },
+    10s);
+  ASSERT_TRUE(failing) << daemon.log();
+  EXPECT_NE(json::parse(failing->payload)["store"]["last_error"].dump().find("locked"),
+            std::string::npos);
+
+  // The database is free again: the same requests work, in full.
+  holder->rollback();
+  holder.reset();
+  job["request_id"] = "s2";
+  c.publish("scheduler/job/submit", job.dump());
+  auto r2 = reply("lk/submit", "s2");
+  ASSERT_TRUE(r2) << daemon.log();
+  EXPECT_TRUE((*r2)["ok"].get<bool>()) << r2->dump();
+  EXPECT_TRUE((*r2)["created"].get<bool>()) << "the failed submit left nothing behind: "
+                                             << r2->dump();
+  lease["request_id"] = "l2";
+  c.publish("scheduler/lease/request", lease.dump());
+  auto g2 = reply("lk/lease", "l2");
+  ASSERT_TRUE(g2) << daemon.log();
+  EXPECT_TRUE(g2->value("approved", false))
+    << "the refused grant holds no units, so all 20 are free: " << g2->dump();
+
+  // Both are in the database, so a kill -9 loses neither.
+  daemon.signal(SIGKILL);
+  daemon.wait_exit(10s);
+  auto check = store::open(db_path);
+  ASSERT_EQ(check.index(), 0u);
+  auto& db = std::get<0>(check);
+  EXPECT_EQ(db->load_jobs(0).size(), 1u);
+  EXPECT_EQ(db->load_leases().size(), 1u);
 }

@@ -229,3 +229,35 @@ TEST(discovery, allow_heavy_work_switch_commands_the_pause_and_shows_the_schedul
   status = json::parse(svc.status_message().payload);
   EXPECT_TRUE(status["hosts"]["pi-kitchen"]["paused"].is_null());
 }
+
+TEST(discovery, the_scheduler_host_gets_a_database_problem_sensor_over_scheduler_status) {
+  topic_names topics;
+  discovery_options opts;
+  opts.own_instance = "nuc";
+  opts.with_queue = true;
+  auto own = build_discovery("nuc", topics, opts);
+  auto other = build_discovery("pi-kitchen", topics, opts);
+  ASSERT_TRUE(own.payload["cmps"].contains("store_failing"));
+  EXPECT_FALSE(other.payload["cmps"].contains("store_failing"));
+  auto& c = own.payload["cmps"]["store_failing"];
+  EXPECT_EQ(c["p"], "binary_sensor");
+  EXPECT_EQ(c["device_class"], "problem");
+  EXPECT_EQ(c["state_topic"], topics.scheduler_status());
+  // Every path the templates read is in a status whose "store" is as the
+  // lease manager fills it.
+  lease_service_options so;
+  so.topics = topics;
+  lease_service svc(so, lease_env::system());
+  svc.set_store_status({{"lease_write_errors", 2},
+                        {"job_write_errors", 0},
+                        {"failing", true},
+                        {"last_error", "leases: database is locked"},
+                        {"last_error_at", "2026-12-01T10:00:00Z"},
+                        {"persister",
+                         {{"queued", 40}, {"dropped", 0}, {"write_errors", 1},
+                          {"last_error", "database or disk is full"}}}});
+  auto status = json::parse(svc.status_message().payload);
+  for (auto tkey : {"value_template", "json_attributes_template"})
+    for (auto& path : template_paths(c[tkey].get<std::string>()))
+      EXPECT_TRUE(path_exists(status, path)) << "value_json" << path << " missing";
+}

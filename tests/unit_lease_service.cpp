@@ -477,3 +477,110 @@ TEST_F(service_fixture, a_bad_pid_is_refused_with_the_field_named) {
       pid = x.value("pid", 0);
   EXPECT_EQ(pid, 77) << l->payload;
 }
+
+// -- a write that fails: nothing acknowledged, nothing half-done -----------
+
+namespace {
+
+struct held_fixture : ::testing::Test {
+  fake_env fe;
+  std::unique_ptr<lease_service> svc;
+  void SetUp() override {
+    lease_service_options o;
+    o.policy.capacity_units = 60;
+    o.hold_acks = true;
+    svc = std::make_unique<lease_service>(o, fe.env());
+    svc->handle({"stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump(), 1,
+                 true, {}, {}, {}});
+  }
+  std::vector<mqtt_message> ask(const std::string& topic, const std::string& payload) {
+    return svc->handle({topic, payload, 1, false, {}, {}, {}});
+  }
+  static std::optional<json> on(const std::vector<mqtt_message>& out, const std::string& topic) {
+    for (auto& m : out)
+      if (m.topic == topic)
+        return json::parse(m.payload);
+    return std::nullopt;
+  }
+  /// A grant that was written.
+  std::string granted(const std::string& worker, int units) {
+    auto out = ask("scheduler/lease/request", R"({"worker_id":")" + worker + R"(","cost_units":)"
+                                                + std::to_string(units) + R"(,"reply_to":"r"})");
+    EXPECT_FALSE(on(out, "r")) << "a grant's reply waits for its write";
+    auto replies = svc->committed(svc->table().take_dirty());
+    auto r = on(replies, "r");
+    EXPECT_TRUE(r && (*r)["approved"].get<bool>());
+    return r ? r->value("lease_id", "") : "";
+  }
+};
+
+} // namespace
+
+TEST_F(held_fixture, a_grant_that_cannot_be_written_is_answered_internal_error_and_holds_nothing) {
+  auto out = ask("scheduler/lease/request",
+                 R"({"worker_id":"w1","cost_units":50,"reply_to":"r","request_id":"q1"})");
+  EXPECT_FALSE(on(out, "r"));
+  auto dirty = svc->table().take_dirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  auto token = svc->table().fencing_token();
+  auto replies = svc->roll_back(dirty, "database or disk is full");
+  auto r = on(replies, "r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["error"]["code"], "InternalError");
+  EXPECT_NE((*r)["error"]["message"].get<std::string>().find("database or disk is full"),
+            std::string::npos);
+  EXPECT_EQ((*r)["request_id"], "q1");
+  // No phantom: the host's units are all free, so the same request fits.
+  EXPECT_TRUE(svc->table().active().empty());
+  EXPECT_EQ(svc->table().used_units("pi"), 0);
+  auto id = granted("w1", 50);
+  EXPECT_FALSE(id.empty());
+  // Fencing tokens never go back, even over a rolled back grant.
+  EXPECT_GT(svc->table().find(id)->fencing_token, token);
+}
+
+TEST_F(held_fixture, a_release_that_cannot_be_written_leaves_the_lease_active_for_a_retry) {
+  auto id = granted("w1", 30);
+  auto out = ask("scheduler/lease/" + id + "/release", R"({"worker_id":"w1","reply_to":"r"})");
+  EXPECT_TRUE(svc->table().active().empty());
+  auto replies = svc->roll_back(svc->table().take_dirty(), "disk I/O error");
+  EXPECT_EQ((*on(replies, "r"))["error"]["code"], "InternalError");
+  ASSERT_EQ(svc->table().active().count(id), 1u);
+  EXPECT_EQ(svc->table().used_units("pi"), 30);
+  EXPECT_TRUE(svc->take_outcomes().empty()) << "the queue hears of no release that did not happen";
+  // The holder's retry goes through once the disk is back.
+  ask("scheduler/lease/" + id + "/release", R"({"worker_id":"w1","reply_to":"r"})");
+  auto ok = on(svc->committed(svc->table().take_dirty()), "r");
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE((*ok)["ok"].get<bool>());
+  EXPECT_TRUE(svc->table().active().empty());
+}
+
+TEST_F(held_fixture, a_renewal_that_cannot_be_written_is_undone_and_the_lease_expires_as_stored) {
+  auto id = granted("w1", 10);
+  auto expires = svc->table().find(id)->expires_mono;
+  fe.advance(10);
+  ask("scheduler/lease/" + id + "/heartbeat", R"({"worker_id":"w1","reply_to":"r"})");
+  EXPECT_GT(svc->table().find(id)->expires_mono, expires);
+  auto replies = svc->roll_back(svc->table().take_dirty(), "database is locked");
+  EXPECT_EQ((*on(replies, "r"))["error"]["code"], "InternalError");
+  EXPECT_EQ(svc->table().find(id)->expires_mono, expires);
+}
+
+TEST_F(held_fixture, an_expiry_that_cannot_be_written_is_tried_again) {
+  auto id = granted("w1", 10);
+  fe.advance(31);
+  svc->tick();
+  EXPECT_TRUE(svc->table().active().empty());
+  svc->roll_back(svc->table().take_dirty(), "database is locked");
+  EXPECT_EQ(svc->table().active().count(id), 1u);
+  fe.advance(1);
+  svc->tick();
+  auto dirty = svc->table().take_dirty();
+  EXPECT_EQ(dirty, std::vector<std::string>{id});
+  svc->committed(dirty);
+  EXPECT_TRUE(svc->table().active().empty());
+  auto outcomes = svc->take_outcomes();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].type, "expired");
+}

@@ -261,3 +261,110 @@ TEST(queue_service, secure_mode_takes_identities_from_topics) {
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["ok"], true) << r->dump();
 }
+
+// -- a write that fails: nothing acknowledged, nothing half-done -----------
+
+namespace {
+
+struct held {
+  double mono = 100;
+  std::int64_t wall = 1795428000;
+  int ids = 0;
+  queue_service svc;
+  held()
+    : svc(
+        [] {
+          queue_service_options o;
+          o.hold_acks = true;
+          return o;
+        }(),
+        queue_config{},
+        {[this] { return mono; }, [this] { return wall; },
+         [this] { return "j" + std::to_string(++ids); }}) {}
+  /// What the dispatcher does after a successful write.
+  queue_output written(queue_output out) {
+    svc.queue().take_dirty();
+    svc.committed(out);
+    return out;
+  }
+  queue_output failed(queue_output out) {
+    svc.queue().take_dirty();
+    return svc.roll_back(std::move(out), "database or disk is full");
+  }
+};
+
+} // namespace
+
+TEST(queue_service_writes, a_submit_that_cannot_be_written_answers_internal_error_and_keeps_nothing) {
+  held h;
+  nlohmann::json body = {{"job_type", "t"}, {"idempotency_key", "k1"}, {"reply_to", "p/inbox"}};
+  auto out = h.svc.handle(fixture::msg("scheduler/job/submit", body));
+  EXPECT_FALSE(fixture::reply_on(out, "p/inbox")) << "the reply waits for the write";
+  out = h.failed(std::move(out));
+  auto r = fixture::reply_on(out, "p/inbox");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["error"]["code"], "InternalError");
+  EXPECT_NE((*r)["error"]["message"].get<std::string>().find("database or disk is full"),
+            std::string::npos);
+  EXPECT_FALSE(fixture::reply_on(out, "scheduler/events")) << "no event for a job that is not";
+  EXPECT_EQ(h.svc.queue().size(), 0u);
+  // The producer's retry with the same key creates the job and is written.
+  auto again = h.written(h.svc.handle(fixture::msg("scheduler/job/submit", body)));
+  auto r2 = fixture::reply_on(again, "p/inbox");
+  ASSERT_TRUE(r2);
+  EXPECT_TRUE((*r2)["created"].get<bool>());
+  EXPECT_EQ(h.svc.queue().size(), 1u);
+}
+
+TEST(queue_service_writes, a_hand_out_that_cannot_be_written_answers_the_worker_and_revokes_the_lease) {
+  held h;
+  h.written(h.svc.handle(fixture::msg("scheduler/job/submit",
+                                      {{"job_type", "t"}, {"reply_to", "p/inbox"}})));
+  auto next = h.written(h.svc.handle(
+    fixture::msg("scheduler/job/next", {{"worker_id", "w1"}, {"reply_to", "w/1"}, {"wait_sec", 30}})));
+  ASSERT_EQ(next.asks.size(), 1u);
+  auto out = h.failed(h.svc.on_lease_reply(
+    next.asks[0].ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}}));
+  auto r = fixture::reply_on(out, "w/1");
+  ASSERT_TRUE(r) << "the worker is answered, not left waiting";
+  EXPECT_EQ((*r)["error"]["code"], "InternalError");
+  ASSERT_EQ(out.revoke.size(), 1u);
+  EXPECT_EQ(out.revoke[0].first, "L1");
+  EXPECT_EQ(h.svc.depths()["normal"], 1u) << "the job is queued again, not skipped";
+  // The next worker gets it.
+  auto n2 = h.written(h.svc.handle(
+    fixture::msg("scheduler/job/next", {{"worker_id", "w2"}, {"reply_to", "w/2"}})));
+  EXPECT_EQ(n2.asks.size(), 1u);
+}
+
+TEST(queue_service_writes, a_failed_write_withdraws_its_asks_so_the_worker_is_asked_for_again) {
+  held h;
+  // A worker parks, then a submit finds it: the submit's write fails.
+  h.written(h.svc.handle(
+    fixture::msg("scheduler/job/next", {{"worker_id", "w1"}, {"reply_to", "w/1"}, {"wait_sec", 30}})));
+  auto sub = h.svc.handle(fixture::msg("scheduler/job/submit",
+                                       {{"job_type", "t"}, {"reply_to", "p/inbox"}}));
+  ASSERT_EQ(sub.asks.size(), 1u);
+  h.failed(std::move(sub));
+  // Once the job is written, the parked worker is asked for at once.
+  auto ok = h.written(h.svc.handle(fixture::msg("scheduler/job/submit",
+                                                {{"job_type", "t"}, {"reply_to", "p/inbox"}})));
+  EXPECT_EQ(ok.asks.size(), 1u) << "the worker's first ask was withdrawn, not left in flight";
+}
+
+TEST(queue_service_writes, a_completion_that_cannot_be_written_can_be_applied_again) {
+  held h;
+  h.written(h.svc.handle(fixture::msg("scheduler/job/submit",
+                                      {{"job_type", "t"}, {"reply_to", "p/inbox"}})));
+  auto next = h.written(h.svc.handle(
+    fixture::msg("scheduler/job/next", {{"worker_id", "w1"}, {"reply_to", "w/1"}})));
+  ASSERT_EQ(next.asks.size(), 1u);
+  auto job_id = next.asks[0].job_id;
+  h.written(h.svc.on_lease_reply(next.asks[0].ask_id,
+                                 {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}}));
+  lease_outcome done{"released", "L1", "w1", "released", "succeeded", "", ""};
+  h.failed(h.svc.on_lease_outcome(done));
+  EXPECT_EQ(h.svc.queue().get(job_id)->state, job_state::leased);
+  h.written(h.svc.on_lease_outcome(done));
+  EXPECT_EQ(h.svc.queue().get(job_id)->state, job_state::succeeded);
+}

@@ -188,3 +188,29 @@ TEST(store, text_with_quotes_is_bound_not_spliced) {
   EXPECT_EQ(s->query_points(evil, "host", 0, 10).size(), 1u);
   ASSERT_FALSE(s->insert_points({{2, "nuc", "host", "m", 1.0}}));
 }
+
+TEST(store, a_rolled_back_write_leaves_no_sample_under_another_series) {
+  temp_dir d;
+  auto s = open_ok(d.file("rb.db"));
+  ASSERT_TRUE(s);
+  // A new series is created inside a transaction that is rolled back (a
+  // full disk): its row id is free again, and the next new series takes it.
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points({{1000, "pi", "host", "cpu.total_pct", 11}}));
+  s->rollback();
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points({{1000, "nuc", "host", "mem.used_pct", 22}}));
+  ASSERT_FALSE(s->commit());
+  // The retried sample of the first series goes to its own new series.
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points({{1002, "pi", "host", "cpu.total_pct", 33}}));
+  ASSERT_FALSE(s->commit());
+  auto nuc = s->query_points("nuc", "host", 0, 5000);
+  ASSERT_EQ(nuc.size(), 1u);
+  EXPECT_EQ(nuc[0].metric, "mem.used_pct");
+  EXPECT_EQ(nuc[0].value, 22);
+  auto pi = s->query_points("pi", "host", 0, 5000);
+  ASSERT_EQ(pi.size(), 1u);
+  EXPECT_EQ(pi[0].metric, "cpu.total_pct");
+  EXPECT_EQ(pi[0].value, 33);
+}

@@ -1,6 +1,7 @@
 // lull work --type T -- CMD ARGS...: take jobs from the queue, run CMD for
 // each with the job's JSON on its stdin, release with the outcome.
 
+#include <algorithm>
 #include <cctype>
 #include <unistd.h>
 
@@ -122,7 +123,15 @@ int do_work(const global_opts& g, const work_opts& o) {
                      {"result", {{"exit_code", res.exit_code}}},
                      {"error", res.lost ? "lease lost: " + res.lost_reason
                                         : "exit status " + std::to_string(res.exit_code)}};
-        auto rel = client->release(lease->lease_id, call_timeout_of(g), "job finished", outcome);
+        // lulld gives every lease a full TTL when it is back from an outage,
+        // so a release sent again for up to a TTL lands before the lease
+        // could expire (else the job would run again).
+        auto rel_timeout = res.interrupted
+                             ? call_timeout_of(g)
+                             : std::max(call_timeout_of(g),
+                                        milliseconds(static_cast<long>(lease->ttl_sec * 1000)));
+        auto rel = client->release(lease->lease_id, rel_timeout, "job finished", outcome,
+                                   stop_pending);
         if (auto* e = std::get_if<call_error>(&rel))
           say("release of " + lease->lease_id + " failed: " + e->error.message);
         // Preempted: lulld gave the host back to its owner and put the job

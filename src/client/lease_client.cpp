@@ -1,5 +1,7 @@
 #include "src/client/lease_client.hpp"
 
+#include <algorithm>
+
 #include "messages/codec.hpp"
 #include "messages/util.hpp"
 
@@ -369,11 +371,23 @@ lease_client::heartbeat(const std::string& lease_id, std::chrono::milliseconds t
 std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,
                                                                std::chrono::milliseconds t,
                                                                const std::string& reason,
-                                                               const nlohmann::json& extra) {
+                                                               const nlohmann::json& extra,
+                                                               const std::function<bool()>& cancelled) {
   nlohmann::json body = extra.is_object() ? extra : nlohmann::json::object();
   if (!reason.empty())
     body["reason"] = reason;
-  return call(action_topic(lease_id, "release"), std::move(body), t);
+  auto topic = action_topic(lease_id, "release");
+  auto deadline = std::chrono::steady_clock::now() + t;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    auto r = call(topic, body, std::min(left, std::chrono::milliseconds(1000)), cancelled);
+    auto* e = std::get_if<call_error>(&r);
+    if (!e || !e->timed_out)
+      return r;
+    if ((cancelled && cancelled()) || std::chrono::steady_clock::now() >= deadline)
+      return timeout_error(t, "release");
+  }
 }
 
 std::variant<nlohmann::json, call_error> lease_client::report(const std::string& lease_id,

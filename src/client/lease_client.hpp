@@ -77,10 +77,17 @@ public:
                                                      const std::optional<lease_process>& process
                                                      = std::nullopt);
   /// `extra` fields go into the release (a job's outcome, result, error).
+  /// Sent again every second until lulld answers, `timeout` passes or
+  /// `cancelled` returns true: a release published while lulld is cut off
+  /// from the broker (a broker restart, lulld restarting) reaches nobody, and
+  /// a lost release would leave the lease to expire and its job to run again.
+  /// lulld answers a repeated release of a lease it already ended with ok.
   std::variant<nlohmann::json, call_error> release(const std::string& lease_id,
                                                    std::chrono::milliseconds timeout,
                                                    const std::string& reason = {},
-                                                   const nlohmann::json& extra = nullptr);
+                                                   const nlohmann::json& extra = nullptr,
+                                                   const std::function<bool()>& cancelled
+                                                   = nullptr);
   std::variant<nlohmann::json, call_error> report(const std::string& lease_id, double progress,
                                                   const std::string& message,
                                                   std::chrono::milliseconds timeout);

@@ -338,7 +338,11 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
         lease.lease_id, duration_cast<milliseconds>(std::min(interval, duration<double>(5))),
         proc);
       if (auto* e = std::get_if<call_error>(&hb)) {
-        if (!e->timed_out) {
+        // lulld could not store the renewal (a full or locked disk) or asks
+        // for a slower pace: like no reply, the lease's fate is not known yet.
+        bool transient = e->error.code == lease_error_code::internal_error
+                         || e->error.code == lease_error_code::request_throttled;
+        if (!e->timed_out && !transient) {
           res.lost = true;
           res.lost_reason = e->error.message;
           stop_child("lease lost: " + e->error.message);

@@ -134,6 +134,25 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                            {"json_attributes_topic", topics.scheduler_status()},
                            {"json_attributes_template", "{{ value_json.queue.depths | tojson }}"}};
 
+  // The scheduler's database: ON (a problem) while lease or job writes fail;
+  // its attributes carry the counts, the last cause and the persister's
+  // backlog (scheduler/status "store").
+  if (opts.with_queue && host_id == opts.own_instance)
+    cmps["store_failing"] = {{"p", "binary_sensor"},
+                             {"name", "Database writes failing"},
+                             {"unique_id", oid + "_store_failing"},
+                             {"device_class", "problem"},
+                             {"entity_category", "diagnostic"},
+                             {"state_topic", topics.scheduler_status()},
+                             {"value_template",
+                              "{{ 'ON' if value_json.store is defined and (value_json.store.failing "
+                              "or (value_json.store.persister and "
+                              "value_json.store.persister.last_error)) else 'OFF' }}"},
+                             {"payload_on", "ON"},
+                             {"payload_off", "OFF"},
+                             {"json_attributes_topic", topics.scheduler_status()},
+                             {"json_attributes_template", "{{ value_json.store | tojson }}"}};
+
   json availability = json::array({{{"topic", topics.availability(host_id)}}});
   if (!opts.own_instance.empty() && opts.own_instance != host_id)
     availability.push_back({{"topic", topics.availability(opts.own_instance)}});

@@ -162,7 +162,7 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
 }
 
 void lease_service::reply(const reply_route& route, const std::optional<std::string>& sender,
-                          nlohmann::json body, std::vector<mqtt_message>& out) {
+                          nlohmann::json body, std::vector<mqtt_message>& out, bool ack) {
   if (route.topic.empty()) {
     ++counters_.unanswerable;
     return;
@@ -178,8 +178,55 @@ void lease_service::reply(const reply_route& route, const std::optional<std::str
   // One rule for every request topic: request_id echoed as sent (a string or
   // a number), null when absent; the route holds it, whatever the body says.
   body["request_id"] = route.request_id;
+  if (ack && opts_.hold_acks) {
+    acks_.push_back({route, std::move(body)});
+    return;
+  }
   if (auto m = make_reply(route, std::move(body)))
     out.push_back(std::move(*m));
+}
+
+std::vector<mqtt_message> lease_service::committed(const std::vector<std::string>& ids) {
+  table_.committed(ids);
+  std::vector<mqtt_message> out;
+  out.reserve(acks_.size());
+  for (auto& a : acks_)
+    if (auto m = make_reply(a.route, std::move(a.body)))
+      out.push_back(std::move(*m));
+  acks_.clear();
+  return out;
+}
+
+std::vector<mqtt_message> lease_service::roll_back(const std::vector<std::string>& ids,
+                                                   const std::string& cause) {
+  table_.roll_back(ids);
+  // Outcomes of changes that did not happen: a "running" one goes out again
+  // with the next heartbeat.
+  for (auto& o : outcomes_)
+    if (o.type == "running")
+      started_.erase(o.lease_id);
+  outcomes_.clear();
+  release_details_.clear();
+  dirty_ = true;
+  std::vector<mqtt_message> out;
+  for (auto& a : acks_) {
+    counters_.replies -= counters_.replies > 0 ? 1 : 0;
+    if (a.body.value("approved", false) && counters_.grants > 0)
+      --counters_.grants;
+    ++counters_.rejected;
+    if (auto m = make_error_reply(
+          a.route, {lease_error_code::internal_error,
+                    "lulld could not store the lease change (" + cause
+                      + "); nothing was changed, retry later"}))
+      out.push_back(std::move(*m));
+  }
+  acks_.clear();
+  return out;
+}
+
+void lease_service::set_store_status(nlohmann::json store) {
+  store_status_ = std::move(store);
+  dirty_ = true;
 }
 
 void lease_service::reject(const reply_route& route, const std::optional<std::string>& sender,
@@ -236,7 +283,7 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   if (decision.approved)
     reserve_fencing();
   dirty_ = true;
-  reply(req.route, sender, to_json(decision), out);
+  reply(req.route, sender, to_json(decision), out, decision.approved);
 }
 
 void lease_service::on_action(const mqtt_message& in, const std::string& lease_id,
@@ -303,7 +350,7 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
     // stopped.
     body["suspended"] = ack.suspended;
   }
-  reply(req.route, sender, std::move(body), out);
+  reply(req.route, sender, std::move(body), out, true);
 }
 
 void lease_service::on_quiet(const mqtt_message& in) {
@@ -584,6 +631,7 @@ mqtt_message lease_service::status_message() const {
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;
+  j["store"] = store_status_;
   return {opts_.topics.scheduler_status(), encode(j, wire_format::json), 1, true,
           json_content_type, {}, {}};
 }

@@ -42,6 +42,10 @@ struct lease_service_options {
   /// `fencing_block`, so the file is written once per block, not per grant.
   std::string fencing_path;
   std::uint64_t fencing_block = 1000;
+  /// Replies that acknowledge a change wait for committed() (lulld with a
+  /// store: nothing is acknowledged before it is written). False: they go
+  /// out with the rest of handle()'s output.
+  bool hold_acks = false;
 };
 
 /// Reads the reserved fencing high-water mark; nullopt when absent or unreadable.
@@ -95,6 +99,20 @@ public:
   /// True once since the last call when the status changed.
   bool take_status_dirty();
 
+  /// The replies that acknowledge a change (a grant, a heartbeat's renewal,
+  /// a release, ...) are held back until the change is written. The write
+  /// of `ids` (lease_table::take_dirty) succeeded: the held replies, to
+  /// publish.
+  std::vector<mqtt_message> committed(const std::vector<std::string>& ids);
+  /// The write of `ids` failed: the leases go back to what the store holds,
+  /// outcomes not yet taken are dropped, and each held reply becomes an
+  /// InternalError naming `cause` (returned, to publish): nothing is
+  /// acknowledged that was not written.
+  std::vector<mqtt_message> roll_back(const std::vector<std::string>& ids,
+                                      const std::string& cause);
+  /// Store writes that failed, and the last one's cause (scheduler/status).
+  void set_store_status(nlohmann::json store);
+
   const lease_service_counters& counters() const { return counters_; }
   lease_table& table() { return table_; }
   const lease_table& table() const { return table_; }
@@ -114,8 +132,9 @@ private:
   void on_switch(const std::string& host_id, const mqtt_message& in,
                  std::vector<mqtt_message>& out);
   void publish_pauses_ended(std::vector<mqtt_message>& out);
+  /// `ack`: the reply acknowledges a change, so it waits for the write.
   void reply(const reply_route& route, const std::optional<std::string>& sender,
-             nlohmann::json body, std::vector<mqtt_message>& out);
+             nlohmann::json body, std::vector<mqtt_message>& out, bool ack = false);
   void reject(const reply_route& route, const std::optional<std::string>& sender,
               const lease_error& e, const std::string& topic, std::vector<mqtt_message>& out);
   void drain_events(std::vector<mqtt_message>& out);
@@ -136,6 +155,12 @@ private:
   std::map<std::string, release_detail> release_details_; ///< released, event not yet out
   std::set<std::string> started_; ///< leases whose "running" outcome went out
   std::vector<lease_outcome> outcomes_;
+  struct held_ack {
+    reply_route route;
+    nlohmann::json body;
+  };
+  std::vector<held_ack> acks_; ///< replies waiting for their write
+  nlohmann::json store_status_ = nlohmann::json::object();
   bool dirty_ = true;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;

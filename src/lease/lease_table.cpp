@@ -875,6 +875,53 @@ std::vector<std::string> lease_table::take_dirty() {
   return out;
 }
 
+void lease_table::committed(const std::vector<std::string>& ids) {
+  for (auto& id : ids) {
+    if (auto it = active_.find(id); it != active_.end())
+      durable_.insert_or_assign(id, it->second);
+    else
+      durable_.erase(id);
+  }
+}
+
+void lease_table::all_committed() {
+  durable_ = active_;
+}
+
+void lease_table::roll_back(const std::vector<std::string>& ids) {
+  auto drop_recent = [this](const std::string& id) {
+    recent_.erase(std::remove_if(recent_.begin(), recent_.end(),
+                                 [&](const lease_record& r) { return r.lease_id == id; }),
+                  recent_.end());
+  };
+  for (auto& id : ids) {
+    auto cur = active_.find(id);
+    auto was = durable_.find(id);
+    if (was != durable_.end()) {
+      if (cur != active_.end()) {
+        // A renewal that was not written: the stored expiry holds.
+        cur->second.expires_mono = was->second.expires_mono;
+        cur->second.last_heartbeat_mono = was->second.last_heartbeat_mono;
+      } else {
+        // Ended but not written as ended: active again, its units with it.
+        active_.insert_or_assign(id, was->second);
+        held_.erase(id);
+        drop_recent(id);
+      }
+      hosts_changed_.push_back(was->second.host_id);
+    } else {
+      // Granted but never written: it never was.
+      if (cur != active_.end()) {
+        hosts_changed_.push_back(cur->second.host_id);
+        active_.erase(cur);
+      }
+      held_.erase(id);
+      drop_recent(id);
+    }
+  }
+  events_.clear();
+}
+
 nlohmann::json to_json(const lease_record& r) {
   return {{"lease_id", r.lease_id},
           {"worker_id", r.worker_id},

@@ -268,6 +268,17 @@ public:
 
   /// Ids of leases granted, renewed or ended since the last call (to persist).
   std::vector<std::string> take_dirty();
+  /// The write of `ids` (from take_dirty) succeeded: what they hold now is
+  /// what the store holds.
+  void committed(const std::vector<std::string>& ids);
+  /// The write of `ids` failed: each lease goes back to what the store holds
+  /// (docs/persistence.md, "When a write fails"). A grant never written is
+  /// gone, holding no units; an ended lease is active again; a renewal is
+  /// undone. Fencing tokens are not reused. Hosts of the leases count as
+  /// changed, so their lease lists go out again.
+  void roll_back(const std::vector<std::string>& ids);
+  /// Every active lease is as the store holds it (after a restore).
+  void all_committed();
 
   // -- outputs -------------------------------------------------------------
   /// Events since the last call (grant, deny, ... ), oldest first.
@@ -335,6 +346,8 @@ private:
   std::map<std::string, worker_summary> workers_;
   std::vector<lease_event> events_;
   std::vector<std::string> dirty_;
+  /// Each lease as last written: what roll_back() returns to.
+  std::map<std::string, lease_record> durable_;
   std::uint64_t workers_evicted_ = 0;
   std::map<std::string, token_bucket> worker_buckets_;
   std::uint64_t throttled_ = 0;

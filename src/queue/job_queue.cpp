@@ -120,6 +120,7 @@ std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spe
   auto id = j.job_id;
   if (!j.spec.idempotency_key.empty())
     by_key_[j.spec.idempotency_key] = id;
+  touch(id);
   auto& stored = jobs_[id] = std::move(j);
   events_.push_back({id, std::nullopt, job_state::queued, "submitted", stored.submitted_at});
   dirty_.push_back(id);
@@ -171,7 +172,15 @@ std::vector<const job*> job_queue::candidates(const std::vector<std::string>& ty
   return out;
 }
 
+void job_queue::touch(const std::string& id) {
+  if (before_.count(id))
+    return;
+  auto it = jobs_.find(id);
+  before_.emplace(id, it == jobs_.end() ? std::nullopt : std::optional<job>(it->second));
+}
+
 void job_queue::transition(job& j, job_state to, std::string reason) {
+  touch(j.job_id); // a no-op when the caller touched it before changing fields
   auto from = j.state;
   j.state = to;
   j.updated_at = clock_.wall_sec();
@@ -189,6 +198,7 @@ bool job_queue::mark_leased(const std::string& job_id, const std::string& lease_
   if (it == jobs_.end() || it->second.state != job_state::queued)
     return false;
   auto& j = it->second;
+  touch(job_id);
   j.lease_id = lease_id;
   j.worker_id = worker_id;
   j.host_id = host_id;
@@ -218,6 +228,7 @@ std::optional<std::string> job_queue::complete(const std::string& job_id,
     return "job " + job_id + " is " + to_string(j.state) + ", not leased or running";
   if (j.lease_id != lease_id)
     return "lease " + lease_id + " does not hold job " + job_id;
+  touch(job_id);
   by_lease_.erase(j.lease_id);
   j.result = std::move(result);
   j.error = std::move(error);
@@ -245,6 +256,7 @@ job_queue::cancel(const std::string& job_id, const std::string& reason) {
   if (is_final(j.state))
     return "job " + job_id + " is already " + to_string(j.state);
   std::optional<std::string> lease;
+  touch(job_id);
   if (!j.lease_id.empty()) {
     lease = j.lease_id;
     by_lease_.erase(j.lease_id);
@@ -265,6 +277,7 @@ void job_queue::lease_ended(const std::string& lease_id, const std::string& why,
   auto& j = jit->second;
   if (j.state != job_state::leased && j.state != job_state::running)
     return;
+  touch(j.job_id);
   j.lease_id.clear();
   if (preempted) {
     // The host was given back to its owner: not the job's fault.
@@ -308,7 +321,7 @@ void job_queue::forget_finished() {
     auto id = finished_order_.front();
     finished_order_.erase(finished_order_.begin());
     auto it = jobs_.find(id);
-    if (it == jobs_.end())
+    if (it == jobs_.end() || !is_final(it->second.state)) // not final: a rolled back end
       continue;
     if (!it->second.spec.idempotency_key.empty())
       by_key_.erase(it->second.spec.idempotency_key);
@@ -370,7 +383,47 @@ std::vector<const job*> job_queue::take_dirty() {
     if (auto* j = get(id))
       out.push_back(j);
   dirty_.clear();
+  // Changes not yet confirmed from an earlier call stay undoable with these.
+  for (auto& [id, pre] : before_)
+    writing_.emplace(id, std::move(pre));
+  before_.clear();
   return out;
+}
+
+void job_queue::committed() { writing_.clear(); }
+
+std::vector<std::string> job_queue::roll_back() {
+  std::vector<std::string> stray;
+  auto unindex = [this](const std::string& id, const job& j) {
+    if (!j.spec.idempotency_key.empty())
+      if (auto k = by_key_.find(j.spec.idempotency_key); k != by_key_.end() && k->second == id)
+        by_key_.erase(k);
+    if (!j.lease_id.empty())
+      if (auto l = by_lease_.find(j.lease_id); l != by_lease_.end() && l->second == id)
+        by_lease_.erase(l);
+  };
+  for (auto& [id, pre] : writing_) {
+    if (auto it = jobs_.find(id); it != jobs_.end()) {
+      auto& cur = it->second;
+      if (!cur.lease_id.empty() && (!pre || pre->lease_id != cur.lease_id))
+        stray.push_back(cur.lease_id);
+      unindex(id, cur);
+      jobs_.erase(it);
+    }
+    if (!pre)
+      continue;
+    auto& j = jobs_[id] = std::move(*pre);
+    if (!j.spec.idempotency_key.empty())
+      by_key_[j.spec.idempotency_key] = id;
+    if (!j.lease_id.empty() && (j.state == job_state::leased || j.state == job_state::running))
+      by_lease_[j.lease_id] = id;
+    if (is_final(j.state)
+        && std::find(finished_order_.begin(), finished_order_.end(), id) == finished_order_.end())
+      finished_order_.push_back(id);
+  }
+  writing_.clear();
+  events_.clear();
+  return stray;
 }
 
 } // namespace lull

@@ -143,11 +143,21 @@ public:
   std::size_t size() const { return jobs_.size(); }
   /// Jobs changed since the last call (to persist), then cleared.
   std::vector<const job*> take_dirty();
+  /// The write of what take_dirty() gave succeeded: those changes stand.
+  void committed();
+  /// The write failed: every job changed before the last take_dirty() goes
+  /// back to how it was (a new job is gone and its idempotency key free
+  /// again), and events not yet taken are dropped. Returns the leases that
+  /// the undone changes had given jobs (to revoke: no job holds them now).
+  std::vector<std::string> roll_back();
 
   /// The effective level of a queued job after aging (0 = high).
   double effective_level(const job& j, double now) const;
 
 private:
+  /// Keeps how job `id` was before its first change since take_dirty()
+  /// (nullopt: it is new), for roll_back().
+  void touch(const std::string& id);
   void transition(job& j, job_state to, std::string reason);
   void forget_finished();
 
@@ -160,6 +170,8 @@ private:
   std::uint64_t seq_ = 0, served_ = 0;
   std::vector<job_event> events_;
   std::vector<std::string> dirty_;
+  std::map<std::string, std::optional<job>> before_;  ///< changed since take_dirty()
+  std::map<std::string, std::optional<job>> writing_; ///< given by take_dirty(), unconfirmed
   std::vector<std::string> finished_order_;
   std::vector<std::string> forgotten_; ///< purged finished jobs, for take_forgotten
 };

@@ -75,6 +75,58 @@ void queue_service::reply(const reply_route& r, nlohmann::json body, queue_outpu
     out.publish.push_back(std::move(*m));
 }
 
+void queue_service::ack(const reply_route& r, nlohmann::json body, queue_output& out) {
+  if (!opts_.hold_acks)
+    return reply(r, std::move(body), out);
+  if (!r.topic.empty())
+    out.acks.emplace_back(r, std::move(body));
+}
+
+void queue_service::committed(queue_output& out) {
+  queue_.committed();
+  std::vector<mqtt_message> replies;
+  for (auto& [r, body] : out.acks)
+    if (auto m = make_reply(r, std::move(body)))
+      replies.push_back(std::move(*m));
+  out.acks.clear();
+  out.publish.insert(out.publish.begin(), std::make_move_iterator(replies.begin()),
+                     std::make_move_iterator(replies.end()));
+}
+
+queue_output queue_service::roll_back(queue_output failed, const std::string& cause) {
+  queue_output out;
+  for (auto& lease : queue_.roll_back())
+    out.revoke.emplace_back(lease, "its job could not be stored (" + cause + ")");
+  for (auto& [lease, reason] : failed.revoke)
+    if (queue_.by_lease(lease) == nullptr)
+      out.revoke.emplace_back(lease, reason);
+  for (auto& ask : failed.asks) {
+    if (auto a = asks_.find(ask.ask_id); a != asks_.end()) {
+      if (auto w = waiting_.find(a->second); w != waiting_.end())
+        w->second.asking = false;
+      asks_.erase(a);
+    }
+    ask_job_.erase(ask.ask_id);
+  }
+  for (auto& [r, body] : failed.acks)
+    if (auto m = make_error_reply(
+          r, {error_code::internal_error,
+              "lulld could not store the change (" + cause
+                + "); nothing was changed, retry (a submit with the same idempotency_key "
+                  "is safe to repeat)"}))
+      out.publish.push_back(std::move(*m));
+  auto events = opts_.topics.scheduler_events();
+  auto job_topics = opts_.topics.full("scheduler/job/");
+  for (auto& m : failed.publish) {
+    bool notice = m.topic == events
+                  || (m.retain && m.topic.compare(0, job_topics.size(), job_topics) == 0);
+    if (!notice)
+      out.publish.push_back(std::move(m));
+  }
+  out.warnings = std::move(failed.warnings);
+  return out;
+}
+
 void queue_service::error(const reply_route& r, error_code c, const std::string& msg,
                           queue_output& out) {
   if (auto m = make_error_reply(r, {c, msg}))
@@ -183,7 +235,7 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
   if (auto* full = std::get_if<std::string>(&r))
     return error(req.route, error_code::request_throttled, *full, out);
   auto [j, created] = std::get<0>(r);
-  reply(req.route, {{"ok", true}, {"created", created}, {"job_id", j->job_id},
+  ack(req.route, {{"ok", true}, {"created", created}, {"job_id", j->job_id},
                     {"state", to_string(j->state)}, {"job", to_json(*j)}},
         out);
   // A new job may be what a waiting worker wants.
@@ -321,8 +373,8 @@ queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann:
       return out;
     }
     auto* j = queue_.get(job_id);
-    reply(w->second.route,
-          {{"ok", true}, {"approved", true}, {"job", to_json(*j)}, {"lease", grant}}, out);
+    ack(w->second.route,
+        {{"ok", true}, {"approved", true}, {"job", to_json(*j)}, {"lease", grant}}, out);
     waiting_.erase(w);
     drain(out);
     return out;
@@ -415,7 +467,7 @@ void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
     return error(req.route, error_code::invalid_state_transition, *msg, out);
   if (auto& lease = std::get<0>(r))
     out.revoke.emplace_back(*lease, "job " + job_id + " cancelled: " + reason);
-  reply(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
+  ack(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
 }
 
 queue_output queue_service::on_lease_outcome(const lease_outcome& o) {

@@ -50,6 +50,10 @@ struct queue_service_options {
   bool secure = false;
   /// In secure mode, the user who may read and cancel every job.
   std::string admin_user = "lull-admin";
+  /// Replies that acknowledge a change wait in queue_output::acks for
+  /// committed() (lulld, which writes jobs first). False: they go out in
+  /// `publish` at once.
+  bool hold_acks = false;
 };
 
 /// A lease the dispatcher asks the lease manager for, on a worker's behalf.
@@ -71,6 +75,9 @@ struct queue_output {
   std::vector<lease_ask> asks;
   std::vector<std::pair<std::string, std::string>> revoke; ///< lease id, reason
   std::vector<std::string> warnings; ///< for the log (secure replies refused)
+  /// Replies that acknowledge a change (a submit, a job handed out, a
+  /// cancel): published only once the change is written.
+  std::vector<std::pair<reply_route, nlohmann::json>> acks;
 };
 
 class queue_service {
@@ -100,6 +107,17 @@ public:
   /// events); the actor persists take_dirty() first, then publishes these.
   void drain(queue_output& out);
 
+  /// The write of queue().take_dirty() succeeded: `out`'s acknowledgements
+  /// become replies in its `publish` (first), and its changes stand.
+  void committed(queue_output& out);
+  /// The write failed with `cause`: the jobs go back to how they were, and
+  /// what `failed` would have done becomes what is still true: each
+  /// acknowledgement an InternalError naming the cause, job notices and
+  /// events dropped, asks withdrawn (their workers stay parked), revokes of
+  /// leases that a job holds again dropped, and leases that undone changes
+  /// had given jobs revoked.
+  queue_output roll_back(queue_output failed, const std::string& cause);
+
   job_queue& queue() { return queue_; }
   std::map<std::string, std::size_t> depths() const { return queue_.depths(); }
   /// Secure-mode requests not answered because their reply topic was outside
@@ -128,6 +146,8 @@ private:
   /// Proposes a job for waiting worker `w` (an ask), or answers it.
   void try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer);
   void reply(const reply_route& r, nlohmann::json body, queue_output& out);
+  /// A reply acknowledging a change: held in out.acks until it is written.
+  void ack(const reply_route& r, nlohmann::json body, queue_output& out);
   void error(const reply_route& r, error_code c, const std::string& msg, queue_output& out);
 
   queue_service_options opts_;

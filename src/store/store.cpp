@@ -152,7 +152,12 @@ std::variant<std::unique_ptr<store>, std::string> store::open(const std::string&
 
 sqlite_error store::begin() { return db_.exec("BEGIN IMMEDIATE"); }
 sqlite_error store::commit() { return db_.exec("COMMIT"); }
-void store::rollback() { db_.exec("ROLLBACK"); }
+void store::rollback() {
+  db_.exec("ROLLBACK");
+  // Series created inside the transaction are gone with it, and SQLite will
+  // hand their row ids to the next new series: forget every cached id.
+  series_cache_.clear();
+}
 
 std::optional<std::int64_t> store::series_id(const std::string& host, const std::string& group,
                                              const std::string& metric, bool create) {
