@@ -48,6 +48,21 @@ private:
   std::shared_ptr<std::atomic<std::uint64_t>> in_flight_;
 };
 
+/// Sent by the bridge to itself at normal priority when it is told to shut
+/// down: it arrives after every publish already queued, so those go out
+/// before the disconnect.
+using drained_atom = caf::atom_constant<caf::atom("drained")>;
+
+/// How long a shutting-down bridge waits for its queued publishes before it
+/// disconnects anyway (under an inbound flood the queue can be long).
+constexpr std::chrono::milliseconds drain_limit{300};
+/// Paho's disconnect timeout: how long it waits for messages in flight.
+/// The offline publish before it is acknowledged by then, and so is every
+/// publish queued ahead of it (a broker acknowledges one client's packets
+/// in order); QoS 1 messages still coming in are the broker's to send again
+/// (lulld's session is persistent).
+constexpr std::chrono::milliseconds disconnect_limit{200};
+
 struct subscription {
   std::string filter;
   caf::actor who;
@@ -61,6 +76,7 @@ struct bridge_state {
   bool connected = false;
   bool ever_connected = false;
   bool stopping = false;
+  bool disconnecting = false;
   std::chrono::milliseconds backoff{250};
   std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0, oversize = 0;
   bus_meter meter;
@@ -133,12 +149,17 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         self->send(who, offline_atom::value);
     },
     [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
-    [=](inbound_atom, mqtt_message& msg) { route(msg); },
+    [=](inbound_atom, mqtt_message& msg) {
+      if (!self->state.stopping)
+        route(msg);
+    },
     [=](inbound_atom, mqtt_message& msg, double arrived) {
       auto& s = self->state;
       auto left = s.in_flight->load(std::memory_order_relaxed);
       if (left > 0)
         s.in_flight->fetch_sub(1, std::memory_order_relaxed);
+      if (s.stopping)
+        return; // the actors it would go to are stopping too
       route(msg);
       s.meter.on_dispatch(steady_seconds() - arrived);
     },
@@ -207,23 +228,44 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       auto& s = self->state;
       return caf::make_message(s.msgs_in, s.msgs_out, s.reconnects, s.connected);
     },
+    // lulld sends this ahead of everything queued (high priority), so that
+    // an inbound flood cannot hold it back: from here on inbound messages
+    // are dropped unrouted, and publishes already queued still go out
+    // before the disconnect (drained_atom queues behind them), for at most
+    // drain_limit.
     [=](shutdown_atom) {
       auto& s = self->state;
       if (s.stopping)
         return;
       s.stopping = true;
+      self->send(self, drained_atom::value);
+      self->delayed_send(self, drain_limit, drained_atom::value);
+    },
+    [=](drained_atom) {
+      auto& s = self->state;
+      if (!s.stopping || s.disconnecting)
+        return;
+      s.disconnecting = true;
+      log::debug("mqtt bridge: queued publishes sent; publishing offline and disconnecting");
       if (s.connected) {
         ++s.msgs_out;
         s.meter.on_out();
         s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
-                                std::chrono::milliseconds(500));
-        self->delayed_send(self, std::chrono::milliseconds(1500), disc_done_atom::value);
+                                disconnect_limit);
+        self->delayed_send(self, std::chrono::milliseconds(1000), disc_done_atom::value, true);
       } else {
         self->send(self, disc_done_atom::value);
       }
     },
+    [=](disc_done_atom, bool) {
+      if (self->state.disconnecting) {
+        log::warn("mqtt bridge: the broker did not confirm offline and the disconnect within "
+                  "1s; closing the connection");
+        self->quit();
+      }
+    },
     [=](disc_done_atom) {
-      if (self->state.stopping) {
+      if (self->state.disconnecting) {
         log::info("mqtt bridge: disconnected");
         self->quit();
       }

@@ -14,7 +14,9 @@
 ///                                   (msgs in/out per second, error rate, p50/p95,
 ///                                   in flight); see src/stats/bus_meter.hpp
 ///   (handled_atom, double sec, bool ok)  a handler's latency and verdict
-///   (shutdown_atom)                 publish offline, disconnect, quit (<= 1.5 s)
+///   (shutdown_atom)                 stop routing, publish what is queued (<= 300 ms),
+///                                   publish offline, disconnect, quit (<= 1.3 s in all);
+///                                   lulld sends it at high priority
 
 #include <functional>
 #include <memory>

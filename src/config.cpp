@@ -324,6 +324,10 @@ const std::vector<key_def>& key_defs() {
        c.log_level = v;
        return std::nullopt;
      }},
+    {{"shutdown_timeout", "LULL_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
+      "SIGTERM to exit at most: lulld then exits anyway, having written every acknowledged "
+      "job and lease (default 2s)"},
+     duration_field(&config::shutdown_timeout_sec, 0.5, 300)},
     // -- roles, collectors, quiet assessor, Home Assistant ---------------------
     {{"roles", "LULL_ROLES", "--roles",
       "which actors run: all, or a comma list of collectors (host, process, workers, bus), "

@@ -29,6 +29,7 @@ struct config {
   std::string broker_config_dir; ///< where local.conf lives
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
+  double shutdown_timeout_sec = 2; ///< SIGTERM to exit at most; lulld then exits anyway
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
   std::string mqtt_version = "auto"; ///< auto (v5, else v3.1.1), 5, 3.1.1

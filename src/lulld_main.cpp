@@ -6,10 +6,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -63,6 +68,54 @@ std::string secure_client_id(const std::string& data_dir, const std::string& hos
                                ec);
   std::filesystem::rename(tmp, path, ec);
   return id;
+}
+
+/// An exit message that overtakes the actor's mailbox. CAF queues an
+/// ordinary one (anon_send_exit) behind every message already waiting: under
+/// a flood of submits with 30,000 jobs queued the dispatcher had tens of
+/// thousands ahead of it, each taking milliseconds, and lulld took minutes
+/// to exit. Those messages were never acknowledged, so dropping them loses
+/// nothing a producer was told is kept.
+void exit_now(const caf::actor& a) {
+  if (a)
+    a->enqueue(nullptr, caf::make_message_id(caf::message_priority::high),
+               caf::make_message(caf::exit_msg{a.address(), caf::exit_reason::user_shutdown}),
+               nullptr);
+}
+
+/// The hard deadline: if lulld has not exited `timeout` after the stop
+/// signal (or a second SIGTERM/SIGINT arrives first) this thread logs what
+/// is still running and ends the process. Every acknowledged job and lease
+/// is already committed (WAL), and an unfinished transaction is rolled back
+/// when the database is next opened; samples not yet flushed are lost.
+void arm_shutdown_deadline(sigset_t signals, std::chrono::duration<double> timeout,
+                           std::shared_ptr<std::atomic<const char*>> step,
+                           std::shared_ptr<std::atomic<bool>> died) {
+  std::thread([=]() mutable {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    int sig = -1;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        until - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        break;
+      timespec ts{static_cast<time_t>(left.count() / 1000000000),
+                  static_cast<long>(left.count() % 1000000000)};
+      sig = sigtimedwait(&signals, nullptr, &ts);
+      if (sig >= 0 || errno != EINTR)
+        break;
+    }
+    if (sig > 0)
+      log::warn("lulld: second {} while {}; exiting now", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                step->load());
+    else
+      log::warn("lulld: shutdown took longer than {:.1f}s (still {}); exiting now; acknowledged "
+                "jobs and leases are in the database, samples not yet written are lost",
+                timeout.count(), step->load());
+    spdlog::default_logger()->flush();
+    std::fflush(nullptr);
+    _exit(died->load() ? 1 : 0);
+  }).detach();
 }
 
 } // namespace
@@ -320,22 +373,89 @@ int main(int argc, char** argv) {
     log::error("lulld: an actor died; shutting down with status 1");
   else
     log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  caf::anon_send_exit(supervisor, caf::exit_reason::user_shutdown);
-  for (auto& a : actors)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  if (dispatcher)
-    caf::anon_send_exit(dispatcher, caf::exit_reason::user_shutdown);
-  if (leases)
-    caf::anon_send_exit(leases, caf::exit_reason::user_shutdown);
+  // Bounded: every step below is, and shutdown_timeout ends lulld anyway.
+  auto step = std::make_shared<std::atomic<const char*>>("stopping the actors");
+  arm_shutdown_deadline(stop_signals, std::chrono::duration<double>(cfg.shutdown_timeout_sec),
+                        step, died);
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // The bridge stays up (so the replies of requests being handled go out)
+  // until the actors that answer requests are down, for at most 60 % of
+  // shutdown_timeout; it then has the rest but 10 % to publish offline
+  // and disconnect.
+  auto actors_until = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(cfg.shutdown_timeout_sec * 0.6));
+  double actors_sec = 0;
+  auto bridge_until = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(cfg.shutdown_timeout_sec * 0.9));
   {
     caf::scoped_actor self{sys};
+    std::map<caf::actor_addr, const char*> waiting;
+    auto watch = [&](const caf::actor& a, const char* name) {
+      if (!a)
+        return;
+      self->monitor(a);
+      waiting[a.address()] = name;
+    };
+    // Returns false when `until` passed first; `waiting` then names who is left.
+    auto wait_down = [&](std::chrono::steady_clock::time_point until) {
+      while (!waiting.empty()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+          return false;
+        bool timed_out = false;
+        self->receive(
+          [&](const caf::down_msg& dm) {
+            if (auto it = waiting.find(dm.source); it != waiting.end()) {
+              log::debug("lulld: {} down after {:.3f}s", it->second, since());
+              waiting.erase(it);
+            }
+          },
+          caf::after(left) >> [&] { timed_out = true; });
+        if (timed_out)
+          return false;
+      }
+      return true;
+    };
+    auto who = [&] {
+      std::string names;
+      for (auto& [addr, name] : waiting)
+        names += (names.empty() ? "" : ", ") + std::string(name);
+      return names;
+    };
+    exit_now(supervisor);
+    for (auto& a : actors)
+      exit_now(a);
+    exit_now(dispatcher);
+    exit_now(leases);
+    watch(dispatcher, "queue dispatcher");
+    watch(leases, "lease manager");
     if (persister) {
-      self->send(persister, shutdown_atom::value); // writes what is queued
-      self->wait_for(persister);
+      // Writes the samples it holds in one transaction, then quits.
+      self->send<caf::message_priority::high>(persister, shutdown_atom::value);
+      watch(persister, "persister");
     }
-    self->send(bridge, shutdown_atom::value);
-    self->wait_for(bridge);
+    if (!wait_down(actors_until))
+      log::warn("lulld: {} still busy after {:.2f}s; disconnecting anyway", who(), since());
+    actors_sec = since();
+    step->store("disconnecting from the broker");
+    waiting.clear();
+    watch(bridge, "mqtt bridge");
+    self->send<caf::message_priority::high>(bridge, shutdown_atom::value);
+    if (!wait_down(bridge_until))
+      log::warn("lulld: the broker did not confirm the disconnect within {:.2f}s", since());
   }
+  step->store("waiting for the actors to finish");
+  sys.await_all_actors_done();
+  log::debug("lulld: every actor finished after {:.3f}s", since());
+  step->store("closing the database");
+  db.reset(); // the last connection: SQLite checkpoints the WAL into the file
+  log::info("lulld: stopped in {:.2f}s (actors {:.2f}s, then the broker {:.2f}s)", since(),
+            actors_sec, since() - actors_sec);
+  step->store("stopping the actor system");
   if (broker)
     broker->stop();
   return died->load() ? 1 : 0;

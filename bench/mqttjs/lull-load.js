@@ -15,6 +15,16 @@
 //       snapshot, marked idle), workers hold 60 s leases, heartbeat every 5 s
 //       and release and ask again after 30-90 s; --warmup S leaves the first
 //       S seconds out of the latencies.
+//   lull-load.js submit --broker URL [--jobs 30000] [--window 500] [--acked FILE]
+//       queues jobs (scheduler/job/submit, type "shutdown-bench", host
+//       "nowhere", so none is dispatched), at most --window unanswered at a
+//       time, and waits for every acknowledgement.
+//   lull-load.js flood  --broker URL [--seconds 60] [--window 2000] [--acked FILE]
+//       publishes submits as fast as the broker takes them, --window
+//       unanswered at most, until --seconds pass or SIGTERM; never waits for
+//       lulld (a lulld that stops answering leaves the window full, and the
+//       flood goes on as bare publishes that expect no reply).
+//   With --acked, every acknowledged job id is appended to FILE, one a line.
 //
 // Latencies are in milliseconds, from publish to the reply's arrival.
 
@@ -27,7 +37,7 @@ function parseArgs(argv) {
   const o = {
     mode: argv[0], broker: 'mqtt://127.0.0.1:1883', seconds: 3, concurrency: 1, workers: 50,
     conns: 5, hosts: 100, template: '', ttl: 60, heartbeat: 5, prefix: '', report: 30,
-    warmup: 0,
+    warmup: 0, jobs: 30000, window: 500, acked: '',
   };
   for (let i = 1; i < argv.length; ++i) {
     const key = argv[i].replace(/^--/, '');
@@ -35,7 +45,9 @@ function parseArgs(argv) {
     const v = argv[++i];
     o[key] = typeof o[key] === 'number' ? Number(v) : v;
   }
-  if (!['echo', 'cycles', 'soak'].includes(o.mode)) throw new Error('mode: echo, cycles or soak');
+  if (!['echo', 'cycles', 'soak', 'submit', 'flood'].includes(o.mode)) {
+    throw new Error('mode: echo, cycles, soak, submit or flood');
+  }
   return o;
 }
 
@@ -303,10 +315,96 @@ async function soak(o) {
     release: lat.release.summary() };
 }
 
+/// A job no host runs (host "nowhere"): it stays queued.
+function benchJob(i, tag) {
+  return { v: 1, job_type: 'shutdown-bench', cost_units: 1, host_id: 'nowhere',
+    priority: ['high', 'normal', 'low', 'background'][i % 4], producer: `p${i % 5}`,
+    idempotency_key: `${tag}-${i}`, payload: { i, pad: 'x'.repeat(64) } };
+}
+
+/// Acknowledged job ids, appended to a file synchronously in batches (and at
+/// exit), so a killed generator leaves a complete list.
+class AckLog {
+  constructor(path) { this.path = path; this.buf = []; this.n = 0; }
+  add(id) {
+    ++this.n;
+    if (!this.path) return;
+    this.buf.push(id);
+    if (this.buf.length >= 256) this.flush();
+  }
+  flush() {
+    if (!this.path || this.buf.length === 0) return;
+    require('node:fs').appendFileSync(this.path, `${this.buf.join('\n')}\n`);
+    this.buf = [];
+  }
+}
+
+async function submit(o) {
+  const r = new Requester(o, `submit-${crypto.randomBytes(3).toString('hex')}`);
+  await r.start();
+  const acks = new AckLog(o.acked);
+  const tag = crypto.randomBytes(4).toString('hex');
+  let next = 0, failed = 0;
+  const t0 = Date.now();
+  let lastSay = t0;
+  const lane = async () => {
+    while (next < o.jobs) {
+      const i = next++;
+      const res = await r.call('scheduler/job/submit', benchJob(i, tag), 30000);
+      if (res.doc && res.doc.ok && res.doc.job_id) acks.add(res.doc.job_id); else ++failed;
+      if (Date.now() - lastSay > 5000) { lastSay = Date.now(); say(`submitted ${acks.n}/${o.jobs}`); }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.window) }, lane));
+  acks.flush();
+  await r.end();
+  const secs = (Date.now() - t0) / 1000;
+  return { mode: 'submit', jobs: o.jobs, acked: acks.n, failed, seconds: Math.round(secs * 10) / 10,
+    per_sec: Math.round(acks.n / secs) };
+}
+
+async function flood(o) {
+  const r = new Requester(o, `flood-${crypto.randomBytes(3).toString('hex')}`);
+  await r.start();
+  const acks = new AckLog(o.acked);
+  const tag = crypto.randomBytes(4).toString('hex');
+  let sent = 0, open = 0, bare = 0, stop = false;
+  const deadline = Date.now() + o.seconds * 1000;
+  const finish = () => { stop = true; };
+  process.on('SIGTERM', finish);
+  process.on('SIGINT', finish);
+  const t0 = Date.now();
+  while (!stop && Date.now() < deadline) {
+    // One batch a turn of the event loop: the socket drains in between.
+    for (let k = 0; k < 200; ++k) {
+      const i = sent++;
+      if (open < o.window) {
+        ++open;
+        r.call('scheduler/job/submit', benchJob(i, tag), 5000).then((res) => {
+          --open;
+          if (res.doc && res.doc.ok && res.doc.job_id) acks.add(res.doc.job_id);
+        });
+      } else {
+        ++bare;
+        r.c.publish(`${o.prefix}scheduler/job/submit`, JSON.stringify(benchJob(i, tag)), { qos: 0 });
+      }
+    }
+    await new Promise((res) => setImmediate(res));
+    if (r.c.stream && r.c.stream.writableLength > 4 * 1024 * 1024) {
+      await new Promise((res) => setTimeout(res, 5));
+    }
+  }
+  acks.flush();
+  const secs = (Date.now() - t0) / 1000;
+  r.c.end(true);
+  return { mode: 'flood', sent, bare, acked: acks.n, seconds: Math.round(secs * 10) / 10,
+    per_sec: Math.round(sent / secs) };
+}
+
 async function main() {
   let o;
   try { o = parseArgs(process.argv.slice(2)); } catch (e) { say(e.message); process.exit(64); }
-  const result = await { echo, cycles, soak }[o.mode](o);
+  const result = await { echo, cycles, soak, submit, flood }[o.mode](o);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
