@@ -201,7 +201,7 @@ const std::vector<key_def>& key_defs() {
      string_field(&config::broker_key_file)},
     {{"mqtt_version", "LULL_MQTT_VERSION", "--mqtt-version",
       "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses "
-      "v5), 5, or 3.1.1 (brokers that drop v5 unanswered, such as RabbitMQ)"},
+      "or drops v5, as RabbitMQ does), 5, or 3.1.1"},
      [](config& c, const std::string& v) -> std::optional<std::string> {
        if (v != "auto" && v != "5" && v != "3.1.1")
          return "auto, 5 or 3.1.1";

@@ -14,10 +14,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "messages/codec.hpp"
+#include "src/mqtt/transport.hpp"
 #include "src/process.hpp"
 #include "tests/fixture_tree.hpp"
 #include "tests/support/support.hpp"
@@ -154,10 +156,13 @@ namespace {
 
 /// A TCP proxy to Mosquitto that closes every MQTT v5 CONNECT without an
 /// answer, as a v3.1.1-only broker such as RabbitMQ's MQTT plugin does, and
-/// passes everything else through.
+/// passes everything else through. With drop_v5(false) it passes v5 too;
+/// with upstream_down(true) it closes every CONNECT unanswered, as a proxy
+/// does whose broker is away.
 class v5_dropping_proxy {
 public:
-  explicit v5_dropping_proxy(int upstream) : upstream_(upstream) {
+  explicit v5_dropping_proxy(int upstream, bool drop_v5 = true)
+    : upstream_(upstream), drop_v5_(drop_v5) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -174,6 +179,7 @@ public:
     accept_thread_ = std::thread([this] { accept_loop(); });
   }
   ~v5_dropping_proxy() {
+    upstream_down_ = true; // no new connection once stopping
     stop_ = true;
     ::shutdown(listen_fd_, SHUT_RDWR);
     kick();
@@ -185,6 +191,9 @@ public:
   int port() const { return port_; }
   int v5_dropped() const { return v5_dropped_; }
   int v311_passed() const { return v311_passed_; }
+  int v5_passed() const { return v5_passed_; }
+  int v311_dropped() const { return v311_dropped_; }
+  void upstream_down(bool down) { upstream_down_ = down; }
   /// Cuts every connection passed through (the broker "restarts").
   void kick() {
     std::lock_guard<std::mutex> g(mtx_);
@@ -231,14 +240,14 @@ private:
       head.append(buf, static_cast<std::size_t>(n));
       level = level_of(head);
     }
-    if (!level || *level == 5) {
+    if (!level || (*level == 5 && drop_v5_) || upstream_down_) {
       if (level)
-        ++v5_dropped_;
+        ++(*level == 5 ? v5_dropped_ : v311_dropped_);
       ::close(fd);
       forget(fd);
       return;
     }
-    ++v311_passed_;
+    ++(*level == 5 ? v5_passed_ : v311_passed_);
     int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -277,10 +286,11 @@ private:
   }
 
   int upstream_;
+  bool drop_v5_;
   int listen_fd_ = -1;
   int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> v5_dropped_{0}, v311_passed_{0};
+  std::atomic<bool> stop_{false}, upstream_down_{false};
+  std::atomic<int> v5_dropped_{0}, v311_passed_{0}, v5_passed_{0}, v311_dropped_{0};
   std::mutex mtx_;
   std::vector<int> open_;
   std::vector<std::thread> pumps_;
@@ -319,4 +329,220 @@ TEST(fleet, mqtt_version_3_1_1_reaches_a_broker_that_drops_v5) {
   EXPECT_GE(proxy.v5_dropped(), 1);
   auto bad = lull_cli({"status", "--broker", via, "--mqtt-version", "4"});
   EXPECT_NE(bad.code, 0);
+}
+
+/// Counts of `text` in `log`.
+static int occurrences(const std::string& log, const std::string& text) {
+  int n = 0;
+  for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1))
+    ++n;
+  return n;
+}
+
+TEST(fleet, mqtt_version_auto_falls_back_at_once_where_v5_is_dropped_and_keeps_it) {
+  broker b;
+  v5_dropping_proxy proxy(b.port());
+  auto via = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  // lulld with the default (auto): one v5 attempt, then v3.1.1 at once.
+  lulld d(lulld_args(via, "rhost", {"--roles", "collectors,scheduler"}));
+  ASSERT_TRUE(d.wait_log("connected to " + via + " (MQTT v3.1.1)", 20s)) << d.log();
+  EXPECT_NE(d.log().find("without a CONNACK; falling back to v3.1.1"), std::string::npos)
+    << d.log();
+  EXPECT_EQ(proxy.v5_dropped(), 1) << d.log();
+
+  // Kept for reconnects: the broker "restarts", lulld comes back on v3.1.1
+  // without trying v5 again.
+  proxy.kick();
+  ASSERT_TRUE(wait_until([&] { return occurrences(d.log(), "(MQTT v3.1.1)") >= 2; }, 20s))
+    << d.log();
+  EXPECT_EQ(proxy.v5_dropped(), 1) << d.log();
+
+  // lull (auto) falls back the same way: status, and a lease granted, run
+  // and released over v3.1.1.
+  auto st = lull_cli({"status", "--json", "--broker", via});
+  ASSERT_EQ(st.code, 0) << st.err << d.log();
+  EXPECT_TRUE(json::parse(st.out, nullptr, false).is_object()) << st.out;
+  EXPECT_EQ(proxy.v5_dropped(), 2);
+  auto run = lull_cli({"run", "--broker", via, "--worker", "w311", "--priority", "HIGH", "--", "true"});
+  EXPECT_EQ(run.code, 0) << run.out << run.err << d.log();
+  EXPECT_EQ(proxy.v5_dropped(), 3);
+  auto after = lull_cli({"status", "--json", "--broker", via});
+  ASSERT_EQ(after.code, 0) << after.err;
+  auto j = json::parse(after.out, nullptr, false);
+  EXPECT_TRUE(j.is_object() && j.contains("active") && j["active"].empty()) << after.out;
+}
+
+TEST(fleet, mqtt_version_auto_keeps_v5_on_mosquitto_and_through_its_outages) {
+  broker b;
+  // A proxy that passes v5, so the broker can look "away" behind it (taking
+  // connections and closing them) without a port change.
+  v5_dropping_proxy proxy(b.port(), /*drop_v5=*/false);
+  auto via = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  lulld d(lulld_args(via, "v5host", {"--roles", "collectors,scheduler"}));
+  ASSERT_TRUE(d.wait_log("connected to " + via + " (MQTT v5)", 20s)) << d.log();
+  auto st = lull_cli({"status", "--json", "--broker", via});
+  ASSERT_EQ(st.code, 0) << st.err << d.log();
+  EXPECT_EQ(proxy.v311_passed() + proxy.v311_dropped(), 0) << "auto never tried v3.1.1";
+
+  // The broker goes away behind the proxy, every CONNECT closed unanswered:
+  // lulld has had v5 from this broker, so it keeps trying v5 only.
+  proxy.upstream_down(true);
+  proxy.kick();
+  int before = proxy.v5_dropped();
+  ASSERT_TRUE(wait_until([&] { return proxy.v5_dropped() >= before + 3; }, 30s)) << d.log();
+  proxy.upstream_down(false);
+  ASSERT_TRUE(wait_until([&] { return occurrences(d.log(), "(MQTT v5)") >= 2; }, 20s)) << d.log();
+  EXPECT_EQ(proxy.v311_passed() + proxy.v311_dropped(), 0) << d.log();
+  EXPECT_EQ(d.log().find("(MQTT v3.1.1)"), std::string::npos) << d.log();
+
+  // lull (auto) on Mosquitto: v5, never v3.1.1.
+  auto run = lull_cli({"run", "--broker", via, "--worker", "w5", "--priority", "HIGH", "--", "true"});
+  EXPECT_EQ(run.code, 0) << run.out << run.err << d.log();
+  EXPECT_EQ(proxy.v311_passed() + proxy.v311_dropped(), 0);
+}
+
+TEST(fleet, mqtt_version_auto_alternates_while_a_proxied_broker_is_away) {
+  // A broker that was never reached, behind a proxy that closes every
+  // CONNECT: a v5 drop looks like a v3.1.1-only broker, so v3.1.1 is tried
+  // at once; it is dropped too, so the next attempt is v5 again and a v5
+  // broker that comes back is reached over v5 (unless it comes back in the
+  // moment between the two attempts).
+  broker b;
+  v5_dropping_proxy proxy(b.port(), /*drop_v5=*/false);
+  proxy.upstream_down(true);
+  auto via = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  lulld d(lulld_args(via, "awayhost", {"--roles", "collectors,scheduler"}));
+  ASSERT_TRUE(wait_until([&] { return proxy.v5_dropped() >= 3 && proxy.v311_dropped() >= 2; },
+                         30s))
+    << d.log();
+  EXPECT_TRUE(d.wait_log("the broker looks down, not v3.1.1-only; MQTT v5 first again", 5s))
+    << d.log();
+  // A lull command against it fails (after one try of each) rather than
+  // hanging or settling on v3.1.1.
+  auto st = lull_cli({"status", "--broker", via, "--timeout", "3"});
+  EXPECT_EQ(st.code, 69) << st.err;
+  EXPECT_NE(st.err.find("looks down"), std::string::npos) << st.err;
+  proxy.upstream_down(false);
+  ASSERT_TRUE(wait_until([&] { return d.log().find("connected to " + via) != std::string::npos; },
+                         20s))
+    << d.log();
+}
+
+namespace {
+
+/// Transport events as a bridge would see them, for a test that drives the
+/// transport itself.
+struct recorded_events : transport_events {
+  std::mutex mtx;
+  std::condition_variable cv;
+  int connects = 0, version = 0;
+  bool disconnected = false;
+  std::vector<std::string> failures;
+  void on_connected(int v) override {
+    std::lock_guard<std::mutex> g(mtx);
+    ++connects;
+    version = v;
+    cv.notify_all();
+  }
+  void on_connect_failed(std::string why) override {
+    std::lock_guard<std::mutex> g(mtx);
+    failures.push_back(std::move(why));
+    cv.notify_all();
+  }
+  void on_connection_lost(std::string) override {}
+  void on_message(mqtt_message) override {}
+  void on_disconnected() override {
+    std::lock_guard<std::mutex> g(mtx);
+    disconnected = true;
+    cv.notify_all();
+  }
+};
+
+} // namespace
+
+// The fallback switches Paho clients while other threads publish and ask for
+// the version, and Paho's threads call back: run under ThreadSanitizer this
+// is the transport's race test (a build with -fsanitize=thread reports any
+// unsynchronised access; see docs/fleet.md).
+TEST(fleet, transport_falls_back_while_other_threads_publish) {
+  broker b;
+  v5_dropping_proxy proxy(b.port());
+  client sub(b.uri());
+  ASSERT_TRUE(sub.connected()) << sub.error();
+  sub.subscribe("race/#");
+  auto ev = std::make_shared<recorded_events>();
+  transport_options o;
+  o.uri = "tcp://127.0.0.1:" + std::to_string(proxy.port());
+  o.client_id = "race-fallback";
+  o.on_error = [](const std::string&) {};
+  auto t = make_paho_transport(o, ev);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> versions_seen{0};
+  std::vector<std::thread> publishers;
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~joiner() {
+      stop = true;
+      for (auto& th : threads)
+        if (th.joinable())
+          th.join();
+    }
+  } join_at_exit{stop, publishers};
+  for (int i = 0; i < 2; ++i)
+    publishers.emplace_back([&, i] {
+      for (int n = 0; !stop; ++n) {
+        t->publish({"race/" + std::to_string(i), std::to_string(n), 1, false, {}, {}, {}});
+        versions_seen |= 1 << t->mqtt_version();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1)); // pacing only
+      }
+    });
+  // The owner's part, as the bridge does it: connect, and again at once when
+  // the transport falls back.
+  t->connect();
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    std::size_t handled = 0;
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (ev->connects == 0
+           && ev->cv.wait_until(g, deadline) != std::cv_status::timeout) {
+      for (; handled < ev->failures.size(); ++handled)
+        if (ev->failures[handled].find("falling back to v3.1.1") != std::string::npos) {
+          g.unlock();
+          t->connect();
+          g.lock();
+        }
+    }
+    ASSERT_EQ(ev->connects, 1) << (ev->failures.empty() ? "" : ev->failures.back());
+    EXPECT_EQ(ev->version, 4);
+  }
+  EXPECT_EQ(proxy.v5_dropped(), 1);
+  // Both publishers get through once connected, and again after the broker
+  // "restarts" under them (Paho's own reconnect, still v3.1.1).
+  for (auto* topic : {"race/0", "race/1"})
+    EXPECT_TRUE(sub.wait_for_topic(topic, 10s)) << topic;
+  proxy.kick();
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    EXPECT_TRUE(ev->cv.wait_for(g, 20s, [&] { return ev->connects >= 2; }));
+    EXPECT_EQ(ev->version, 4);
+  }
+  sub.clear();
+  for (auto* topic : {"race/0", "race/1"})
+    EXPECT_TRUE(sub.wait_for_topic(topic, 10s)) << topic;
+  EXPECT_EQ(proxy.v5_dropped(), 1);
+  stop = true;
+  for (auto& p : publishers)
+    p.join();
+  EXPECT_TRUE(versions_seen.load() & (1 << 4)) << "v3.1.1 once fallen back";
+  EXPECT_EQ(t->mqtt_version(), 4);
+  // A last message, as the bridge sends: Paho C drops a bare disconnect
+  // issued while QoS 1 publishes are in flight.
+  t->disconnect({"race/last", "bye", 1, false, {}, {}, {}}, std::chrono::milliseconds(1000));
+  {
+    std::unique_lock<std::mutex> g(ev->mtx);
+    EXPECT_TRUE(ev->cv.wait_for(g, 5s, [&] { return ev->disconnected; }));
+  }
+  t.reset();
 }

@@ -66,34 +66,90 @@ int set_nodelay_on_sockets_to(int port) {
 
 namespace {
 
-class paho_transport : public mqtt_transport, public mqtt::callback {
+/// What Paho C 1.3 says when the socket closed after CONNECT was sent and
+/// before any CONNACK came (MQTTAsync_cycle, state WAIT_FOR_CONNACK). A
+/// refused or unreachable port and a TLS failure are reported as "TCP/TLS
+/// connect failure" or without a message, a silent broker as "TCP connect
+/// timeout": only this one means a broker took the CONNECT and hung up.
+constexpr const char* closed_before_connack = "TCP connect completion failure";
+
+/// Paho C++ 1.2 keeps a failure's message inside the token and hands it out
+/// only through the exception a completed token throws.
+std::string failure_message(const mqtt::token& tok) {
+  try {
+    const_cast<mqtt::token&>(tok).try_wait(); // complete: does not block
+  } catch (const mqtt::exception& e) {
+    return e.get_message();
+  }
+  return {};
+}
+
+/// Thread and lock design.
+///
+/// Paho calls back on its own threads (connected, connection_lost,
+/// message_arrived, delivery_complete, the action listeners), mostly while
+/// it holds its global mutex, and the callbacks lead back into this class:
+/// lease_client's on_connected subscribes and publishes, a delivery drains
+/// the overflow buffer, a published last message disconnects. Paho's
+/// connect, is_connected and destroy take that global mutex (from any
+/// thread but its own); its publish, subscribe and disconnect take only its
+/// command-queue mutex, which it never holds while calling back. So:
+///
+/// - One Paho client per MQTT version (slot_), made in the constructor and
+///   never replaced or destroyed before the destructor: v5 and v3.1.1 in
+///   auto, only the forced one otherwise. Paho C fixes a client's version at
+///   its first connect with it, so a fallback (and a return to v5) switches
+///   clients instead of remaking one. No thread reads a client pointer that
+///   another writes, and a callback uses its own slot.
+/// - active_ (atomic) is the version whose client is in use: publish,
+///   subscribe and mqtt_version() read it once and use that slot, whatever
+///   thread they run on; callbacks from the other slot are ignored. next_,
+///   v5_proven_, tentative_ and stale_retries_ (atomic) are the fallback
+///   decision, written by the connect-failure callback and applied by the
+///   next connect().
+/// - mtx_ serialises connect() (switching slots, then connecting) with
+///   disconnect() and the destructor, the only calls that take Paho's
+///   global mutex; they come from the owner's thread (the bridge actor, or
+///   lease_client's caller), never from a callback, and no callback takes
+///   mtx_, so holding it across those calls cannot deadlock. A publish that
+///   races a switch lands on the stopped client, fails as disconnected and
+///   waits in the overflow buffer for the next connect.
+/// - overflow_mtx_ guards the overflow buffer and is held across Paho's
+///   publish only (command-queue mutex, see above). Paho's own callbacks
+///   only try_lock it and leave the draining to its holder (drain_wanted_).
+class paho_transport : public mqtt_transport {
+  struct slot;
+
 public:
   paho_transport(transport_options opts, std::shared_ptr<transport_events> events)
     : opts_(std::move(opts)), events_(std::move(events)) {
-    version_ = opts_.prefer_v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
     if (uses_tls(opts_.uri))
       make_ssl_options();
-    make_client();
+    int first = opts_.prefer_v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    if (first == MQTTVERSION_5 || opts_.fallback)
+      slot_[0] = std::make_unique<slot>(*this, MQTTVERSION_5);
+    if (first == MQTTVERSION_3_1_1 || opts_.fallback)
+      slot_[1] = std::make_unique<slot>(*this, MQTTVERSION_3_1_1);
+    active_ = next_ = first;
   }
 
   ~paho_transport() override {
-    // Callbacks check closed_; MQTTAsync_destroy (in the client's destructor)
-    // makes no further calls once it returns.
+    // Callbacks check closed_; MQTTAsync_destroy (in each client's
+    // destructor) makes no further calls once it returns.
     closed_ = true;
     std::lock_guard<std::mutex> guard(mtx_);
-    client_.reset();
-    retired_.clear();
+    for (auto& s : slot_)
+      s.reset();
   }
 
   void connect() override {
     std::lock_guard<std::mutex> guard(mtx_);
-    if (fallback_pending_.exchange(false)) {
-      version_ = MQTTVERSION_3_1_1;
-      client_->set_callback(null_cb_);
-      retired_.push_back(std::move(client_));
-      make_client();
+    int want = next_.load();
+    if (want != active_.load()) {
+      stop_retrying(at(active_.load())); // already done by the failure callback
+      active_ = want;
     }
-    do_connect();
+    do_connect(at(want));
   }
 
   void publish(const mqtt_message& m) override {
@@ -116,7 +172,7 @@ public:
     try {
       auto topics = mqtt::string_collection::create(filters);
       std::vector<int> qoss(filters.size(), qos);
-      client_->subscribe(topics, qoss);
+      at(active_.load()).client->subscribe(topics, qoss);
     } catch (const mqtt::exception& e) {
       // Not connected: the bridge resubscribes on the next connect.
     }
@@ -127,65 +183,220 @@ public:
     // (neither disconnecting nor calling back), so the last message is
     // published first and the disconnect follows its acknowledgement.
     std::lock_guard<std::mutex> guard(mtx_);
-    disconnect_timeout_ = timeout;
+    disconnect_timeout_ms_ = static_cast<int>(timeout.count());
+    auto& s = at(active_.load());
     try {
-      if (!client_->is_connected()) {
+      if (!s.client->is_connected()) {
+        stop_retrying(s);
         events_->on_disconnected();
         return;
       }
       if (last.topic.empty()) {
-        client_->disconnect(static_cast<int>(timeout.count()), nullptr, listener_disc_);
+        s.client->disconnect(disconnect_timeout_ms_, nullptr, s.on_disc);
         return;
       }
       auto msg = mqtt::make_message(last.topic, last.payload, last.qos, last.retain);
-      client_->publish(msg, nullptr, listener_last_);
+      s.client->publish(msg, nullptr, s.on_last);
     } catch (const mqtt::exception&) {
       events_->on_disconnected();
     }
   }
 
-  int mqtt_version() const override { return version_ == MQTTVERSION_5 ? 5 : 4; }
-
-  // -- mqtt::callback (Paho's thread: hand over and return) ------------------
-
-  void connected(const std::string&) override {
-    if (closed_)
-      return;
-    drain_overflow();
-    set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
-    events_->on_connected(mqtt_version());
-  }
-
-  void connection_lost(const std::string& cause) override {
-    if (closed_)
-      return;
-    events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
-  }
-
-  void message_arrived(mqtt::const_message_ptr m) override {
-    if (closed_)
-      return;
-    events_->on_message(from_paho(*m));
-  }
-
-  void delivery_complete(mqtt::delivery_token_ptr) override { drain_overflow(); }
+  int mqtt_version() const override { return active_.load() == MQTTVERSION_5 ? 5 : 4; }
 
 private:
-  struct connect_listener : mqtt::iaction_listener {
-    paho_transport* self;
-    explicit connect_listener(paho_transport* s) : self(s) {}
-    void on_failure(const mqtt::token& tok) override {
-      if (!self->closed_)
-        self->connect_failed(tok);
+  /// One Paho client and the callbacks that name it. Paho's threads only
+  /// ever reach the transport through here.
+  struct slot final : mqtt::callback {
+    slot(paho_transport& t, int v) : owner(t), version(v) {
+      auto copts = mqtt::create_options_builder()
+                     .mqtt_version(version)
+                     .send_while_disconnected(false)
+                     .finalize();
+      client = std::make_unique<mqtt::async_client>(owner.opts_.uri, owner.opts_.client_id, copts,
+                                                    nullptr);
+      client->set_callback(*this);
     }
-    void on_success(const mqtt::token&) override {}
+    bool active() const { return owner.active_.load() == version; }
+
+    void connected(const std::string&) override { owner.on_connected(*this); }
+    void connection_lost(const std::string& cause) override {
+      if (!owner.closed_ && active())
+        owner.events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
+    }
+    void message_arrived(mqtt::const_message_ptr m) override {
+      if (!owner.closed_ && active())
+        owner.events_->on_message(from_paho(*m));
+    }
+    void delivery_complete(mqtt::delivery_token_ptr) override {
+      if (active())
+        owner.drain_overflow();
+    }
+
+    struct conn_listener : mqtt::iaction_listener {
+      slot& s;
+      explicit conn_listener(slot& x) : s(x) {}
+      void on_failure(const mqtt::token& tok) override { s.owner.connect_failed(s, tok); }
+      void on_success(const mqtt::token&) override {}
+    };
+    /// The last message is out (or failed): disconnect now.
+    struct last_listener : mqtt::iaction_listener {
+      slot& s;
+      explicit last_listener(slot& x) : s(x) {}
+      void on_failure(const mqtt::token&) override { s.owner.disconnect_now(s); }
+      void on_success(const mqtt::token&) override { s.owner.disconnect_now(s); }
+    };
+    struct disc_listener : mqtt::iaction_listener {
+      slot& s;
+      explicit disc_listener(slot& x) : s(x) {}
+      void on_failure(const mqtt::token&) override { s.owner.disconnected(); }
+      void on_success(const mqtt::token&) override { s.owner.disconnected(); }
+    };
+
+    paho_transport& owner;
+    const int version; ///< MQTTVERSION_5 or MQTTVERSION_3_1_1, for good
+    conn_listener on_conn{*this};
+    last_listener on_last{*this};
+    disc_listener on_disc{*this};
+    std::unique_ptr<mqtt::async_client> client; ///< last: destroyed before the listeners
   };
+
+  slot& at(int version) { return *slot_[version == MQTTVERSION_5 ? 0 : 1]; }
+
+  /// Paho's automatic reconnect retries a failed connect by itself; a slot
+  /// given up stops here (it is not connected, so this only clears Paho's
+  /// "should be connected"). Safe from a callback of that slot: Paho checks
+  /// the flag right after its failure callback returns.
+  static void stop_retrying(slot& s) {
+    try {
+      s.client->disconnect(0);
+    } catch (const mqtt::exception&) {
+      // MQTTASYNC_DISCONNECTED, as expected
+    }
+  }
+
+  // -- Paho's threads: hand over and return, never wait for mtx_ -------------
+
+  void on_connected(slot& s) {
+    if (closed_)
+      return;
+    if (!s.active()) {
+      // A retry of a slot given up that was already under way: one client
+      // id, one connection.
+      stop_retrying(s);
+      return;
+    }
+    if (s.version == MQTTVERSION_5)
+      v5_proven_ = true;
+    else
+      tentative_ = false; // v3.1.1 works here: kept for every reconnect
+    drain_overflow();
+    set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
+    events_->on_connected(s.version == MQTTVERSION_5 ? 5 : 4);
+  }
+
+  void connect_failed(slot& s, const mqtt::token& tok) {
+    if (closed_ || !s.active())
+      return; // a slot given up has nothing more to say
+    int rc = tok.get_return_code();
+    int reason = static_cast<int>(tok.get_reason_code());
+    if (reason == mqtt::MQTTPP_V3_CODE)
+      reason = 0;
+    // A CONNACK's refusal comes as its (positive) return or reason code;
+    // Paho's own errors are negative.
+    bool answered = rc > 0 || reason > 0;
+    auto message = failure_message(tok);
+    if (s.version == MQTTVERSION_5 && opts_.fallback) {
+      // A v3.1.1-only broker answers a v5 CONNECT with "unacceptable protocol
+      // version" (1) or reason 0x84: v3.1.1 from now on.
+      if (rc == 1 || rc == 0x84 || reason == 0x84) {
+        tentative_ = false;
+        switch_from(s, MQTTVERSION_3_1_1);
+        events_->on_connect_failed("broker refused MQTT v5; falling back to v3.1.1");
+        return;
+      }
+      // Others (RabbitMQ's MQTT plugin) close the connection on a v5 CONNECT
+      // without any CONNACK. A broker that once took v5 from this process is
+      // not given up on for that (it is restarting, or behind a proxy whose
+      // back end is away).
+      if (!answered && message == closed_before_connack && !v5_proven_) {
+        tentative_ = true;
+        stale_retries_ = 0;
+        switch_from(s, MQTTVERSION_3_1_1);
+        events_->on_connect_failed("broker closed the MQTT v5 connection without a CONNACK;"
+                                   " falling back to v3.1.1");
+        return;
+      }
+    }
+    if (s.version == MQTTVERSION_3_1_1 && tentative_ && !answered && message == "socket error"
+        && stale_retries_++ < 2) {
+      // Paho C finds a client by its socket's number. After the failure
+      // callback of the dropped v5 connection returns, its receive thread
+      // looks up that closed socket once more; if the v3.1.1 client has
+      // just been given the same number, the lookup finds it and fails its
+      // connect with "socket error" (measured: 6 of 15 `lull status` runs
+      // through a v5-dropping proxy). Not the broker's answer: try again.
+      switch_from(s, MQTTVERSION_3_1_1);
+      events_->on_connect_failed("MQTT v3.1.1 connect cut short (socket error, a closed socket's"
+                                 " number reused); falling back to v3.1.1 again");
+      return;
+    }
+    if (s.version == MQTTVERSION_3_1_1 && tentative_.exchange(false)) {
+      if (!answered) {
+        // v3.1.1 got no answer either: the broker is away (a proxy in
+        // front of it takes connections and closes them), not v3.1.1-only.
+        // v5 first again, so a v5 broker coming back gets v5.
+        switch_from(s, MQTTVERSION_5);
+        events_->on_connect_failed(
+          "connect failed over MQTT v3.1.1 too (" + (message.empty() ? "no answer" : message)
+          + "): the broker looks down, not v3.1.1-only; MQTT v5 first again");
+        return;
+      }
+      // A v3.1.1 CONNACK, even a refusal: the broker speaks v3.1.1. Kept.
+    }
+    std::string why = "connect failed (return code " + std::to_string(rc);
+    if (reason != 0)
+      why += ", reason " + std::to_string(reason);
+    if (!message.empty() && message != "CONNACK return code")
+      why += ", " + message;
+    why += ")";
+    if (s.version == MQTTVERSION_5 && !opts_.fallback && !answered
+        && message == closed_before_connack)
+      why += "; the broker closed the connection on the MQTT v5 CONNECT without a CONNACK,"
+             " as v3.1.1-only brokers do (mqtt_version auto or 3.1.1)";
+    if (ssl_opts_)
+      why += "; over TLS, if the broker is up: check its certificate against the CA file"
+             " (broker.ca_file, --ca-file) and the client certificate and key";
+    events_->on_connect_failed(why);
+  }
+
+  /// Gives `s` up for `version`: the owner's next connect() uses it.
+  void switch_from(slot& s, int version) {
+    next_ = version;
+    stop_retrying(s);
+  }
+
+  void disconnect_now(slot& s) {
+    if (closed_)
+      return;
+    try {
+      s.client->disconnect(disconnect_timeout_ms_.load(), nullptr, s.on_disc);
+    } catch (const mqtt::exception&) {
+      events_->on_disconnected();
+    }
+  }
+  void disconnected() {
+    if (!closed_)
+      events_->on_disconnected();
+  }
+
   /// Publishes now; false when Paho's in-flight window (or its offline
   /// buffer) is full and the message should wait for a delivery to complete.
   bool try_publish(const mqtt_message& m) {
-    auto msg = to_paho(m, version_ == MQTTVERSION_5);
+    auto& s = at(active_.load());
+    auto msg = to_paho(m, s.version == MQTTVERSION_5);
     try {
-      client_->publish(msg);
+      s.client->publish(msg);
       return true;
     } catch (const mqtt::exception& e) {
       if (e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT
@@ -227,34 +438,6 @@ private:
       overflow_.pop_front();
   }
 
-  struct last_listener : mqtt::iaction_listener {
-    paho_transport* self;
-    explicit last_listener(paho_transport* s) : self(s) {}
-    void on_failure(const mqtt::token&) override { self->disconnect_now(); }
-    void on_success(const mqtt::token&) override { self->disconnect_now(); }
-  };
-  void disconnect_now() {
-    if (closed_)
-      return;
-    try {
-      client_->disconnect(static_cast<int>(disconnect_timeout_.count()), nullptr, listener_disc_);
-    } catch (const mqtt::exception&) {
-      events_->on_disconnected();
-    }
-  }
-  struct disc_listener : mqtt::iaction_listener {
-    paho_transport* self;
-    explicit disc_listener(paho_transport* s) : self(s) {}
-    void on_failure(const mqtt::token&) override {
-      if (!self->closed_)
-        self->events_->on_disconnected();
-    }
-    void on_success(const mqtt::token&) override {
-      if (!self->closed_)
-        self->events_->on_disconnected();
-    }
-  };
-
   /// The one publish buffer: messages Paho cannot take now (disconnected, or
   /// its in-flight window full) wait in overflow_, oldest dropped first.
   /// Paho's own offline buffer stays off so there is no second one.
@@ -285,23 +468,14 @@ private:
     ssl_opts_ = std::make_unique<mqtt::ssl_options>(ssl.finalize());
   }
 
-  void make_client() {
-    auto copts = mqtt::create_options_builder()
-                   .mqtt_version(version_)
-                   .send_while_disconnected(false)
-                   .finalize();
-    client_ = std::make_unique<mqtt::async_client>(opts_.uri, opts_.client_id, copts, nullptr);
-    client_->set_callback(*this);
-  }
-
-  void do_connect() {
+  void do_connect(slot& s) {
     auto b = mqtt::connect_options_builder();
-    b.mqtt_version(version_)
+    b.mqtt_version(s.version)
       .keep_alive_interval(std::chrono::seconds(opts_.keep_alive_sec))
       .connect_timeout(std::chrono::seconds(5))
       .automatic_reconnect(opts_.reconnect_min, opts_.reconnect_max)
       .max_inflight(65535);
-    if (version_ == MQTTVERSION_5) {
+    if (s.version == MQTTVERSION_5) {
       // A session that outlives short outages keeps subscriptions and QoS 1
       // messages; lull resubscribes on every connect anyway.
       mqtt::properties props{{mqtt::property::SESSION_EXPIRY_INTERVAL, 300}};
@@ -319,67 +493,55 @@ private:
       b.will(mqtt::message(opts_.will.topic, opts_.will.payload, opts_.will.qos,
                            opts_.will.retain));
     try {
-      client_->connect(b.finalize(), nullptr, listener_conn_);
+      s.client->connect(b.finalize(), nullptr, s.on_conn);
     } catch (const mqtt::exception& e) {
       events_->on_connect_failed(e.what());
     }
   }
 
-  void connect_failed(const mqtt::token& tok) {
-    int rc = tok.get_return_code();
-    int reason = static_cast<int>(tok.get_reason_code());
-    // A v3.1.1-only broker answers a v5 CONNECT with "unacceptable protocol
-    // version" (1) or reason 0x84: fall back to v3.1.1 and try at once.
-    if (version_ == MQTTVERSION_5 && opts_.fallback && (rc == 1 || reason == 0x84 || rc == 0x84)) {
-      events_->on_connect_failed("broker refused MQTT v5; falling back to v3.1.1");
-      fallback_pending_ = true;
-      return;
-    }
-    std::string why = "connect failed (return code " + std::to_string(rc);
-    if (reason != 0)
-      why += ", reason " + std::to_string(reason);
-    why += ")";
-    if (ssl_opts_)
-      why += "; over TLS, if the broker is up: check its certificate against the CA file"
-             " (broker.ca_file, --ca-file) and the client certificate and key";
-    events_->on_connect_failed(why);
-  }
-
-private:
-  struct null_callback : mqtt::callback {};
   transport_options opts_;
   std::shared_ptr<transport_events> events_;
   std::unique_ptr<mqtt::ssl_options> ssl_opts_; ///< set for ssl://, mqtts://, wss://
-  std::unique_ptr<mqtt::async_client> client_;
-  std::vector<std::unique_ptr<mqtt::async_client>> retired_; ///< v5 clients replaced by a fallback
-  std::mutex mtx_;
-  int version_;
-  std::atomic<bool> fallback_pending_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<int> active_{MQTTVERSION_5}; ///< the version (slot) in use
+  std::atomic<int> next_{MQTTVERSION_5};   ///< the version the next connect() uses
+  std::atomic<bool> v5_proven_{false};     ///< a v5 connection succeeded once
+  /// v3.1.1 chosen because a v5 CONNECT was dropped, and no v3.1.1 CONNACK
+  /// has confirmed it yet.
+  std::atomic<bool> tentative_{false};
+  std::atomic<int> stale_retries_{0}; ///< v3.1.1 attempts retried in this round (at most 2)
+  std::atomic<int> disconnect_timeout_ms_{1000};
   std::atomic<long> dropped_{0};
+  std::mutex mtx_; ///< connect, disconnect, destruction (see above)
   std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};
   std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
-  null_callback null_cb_;
-  connect_listener listener_conn_{this};
-  disc_listener listener_disc_{this};
-  last_listener listener_last_{this};
-  std::atomic<bool> closed_{false};
-  std::chrono::milliseconds disconnect_timeout_{1000};
+  std::unique_ptr<slot> slot_[2];     ///< [0] v5, [1] v3.1.1; fixed after the constructor
 };
+
+} // namespace
+
+namespace {
+
+/// Paho C's own OpenSSL init loads every error string and the OpenSSL config
+/// up front: measured here, ~1.5 MB more RSS for a lulld that never uses TLS.
+/// OpenSSL >= 1.1 initialises itself on first use, so ssl:// still works.
+/// MQTTAsync_global_init also re-initialises Paho's global mutexes, so it
+/// runs before main, while no Paho thread can hold them: ThreadSanitizer
+/// caught it re-initialising them under a running client when a process
+/// (a test) had used Paho before its first transport.
+const bool paho_initialised = [] {
+  MQTTAsync_init_options inits = MQTTAsync_init_options_initializer;
+  inits.do_openssl_init = 0;
+  MQTTAsync_global_init(&inits);
+  return true;
+}();
 
 } // namespace
 
 std::unique_ptr<mqtt_transport> make_paho_transport(transport_options opts,
                                                     std::shared_ptr<transport_events> events) {
-  // Paho C's own OpenSSL init loads every error string and the OpenSSL config
-  // up front: measured here, ~1.5 MB more RSS for a lulld that never uses TLS.
-  // OpenSSL >= 1.1 initialises itself on first use, so ssl:// still works.
-  static std::once_flag paho_init;
-  std::call_once(paho_init, [] {
-    MQTTAsync_init_options inits = MQTTAsync_init_options_initializer;
-    inits.do_openssl_init = 0;
-    MQTTAsync_global_init(&inits);
-  });
+  (void)paho_initialised;
   return std::make_unique<paho_transport>(std::move(opts), std::move(events));
 }
 

@@ -45,9 +45,11 @@ struct transport_options {
   /// flood of huge payloads never reaches (or grows) the process.
   int max_packet_size = 1024 * 1024;
   /// MQTT version: v5 first (prefer_v5) and, with `fallback`, v3.1.1 when
-  /// the broker refuses v5 in its CONNACK. `mqtt_version` auto = both true;
-  /// 5 = prefer_v5 only; 3.1.1 = neither (for brokers that drop a v5 CONNECT
-  /// without answering, as RabbitMQ's MQTT plugin does).
+  /// the broker refuses v5 in its CONNACK or closes a v5 CONNECT without one
+  /// (as RabbitMQ's MQTT plugin does), unless v5 worked before; back to v5
+  /// when v3.1.1 gets no answer either (docs/fleet.md). connect_failed
+  /// reasons containing "falling back to v3.1.1" ask for connect() at once.
+  /// `mqtt_version` auto = both true; 5 = prefer_v5 only; 3.1.1 = neither.
   bool prefer_v5 = true;
   bool fallback = true;
   /// TLS (ssl:// or mqtts:// URIs): the CA that signed the broker's
