@@ -34,7 +34,7 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
     out << "; under 7 days: not yet used for retry hints";
   out << "\n\n     ";
   for (int h = 0; h < 24; h += 3) {
-    char buf[8];
+    char buf[16]; // room for any int: -O1 builds warn otherwise
     std::snprintf(buf, sizeof buf, "%02d", h);
     out << pad(buf, 3);
   }
