@@ -249,3 +249,48 @@ TEST(queue, depths_count_queued_jobs_per_priority) {
   EXPECT_EQ(d["background"], 1u);
   EXPECT_EQ(d["normal"], 0u);
 }
+
+TEST(queue, depths_and_the_live_count_follow_every_change) {
+  queue_config cfg;
+  cfg.max_jobs = 6;
+  cfg.finished_kept = 1;
+  fixture f(cfg);
+  auto recount = [&] {
+    std::map<std::string, std::size_t> d = {{"high", 0}, {"normal", 0}, {"low", 0},
+                                            {"background", 0}};
+    static const char* names[] = {"high", "normal", "low", "background"};
+    for (auto* j : f.q.list(job_state::queued, "", "", 100000))
+      ++d[names[static_cast<int>(j->spec.priority)]];
+    return d;
+  };
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(f.submit("t", static_cast<job_priority>(i % 4)));
+  EXPECT_EQ(f.q.depths(), recount());
+  job_spec s;
+  s.job_type = "t";
+  EXPECT_TRUE(std::holds_alternative<std::string>(f.q.submit(s))) << "6 live jobs: full";
+  f.q.take_dirty();
+  f.q.committed();
+  ASSERT_TRUE(f.q.mark_leased(ids[0], "L0", "w", "h"));
+  ASSERT_TRUE(f.q.mark_leased(ids[1], "L1", "w", "h"));
+  f.q.mark_running(ids[1]);
+  EXPECT_FALSE(f.q.complete(ids[1], "L1", true, nullptr, ""));
+  EXPECT_EQ(f.q.depths(), recount());
+  // A finished job frees a place.
+  EXPECT_EQ(f.q.submit(s).index(), 0u);
+  f.q.cancel(ids[2], "no");
+  f.q.lease_ended("L0", "expired");
+  EXPECT_EQ(f.q.depths(), recount());
+  // A rolled back batch puts the counts back too.
+  auto before = f.q.depths();
+  f.q.take_dirty();
+  f.q.roll_back();
+  EXPECT_EQ(f.q.depths(), recount());
+  EXPECT_NE(f.q.depths(), before);
+  f.q.take_dirty();
+  f.q.committed();
+  // The roll back brought all six back: full again.
+  EXPECT_TRUE(std::holds_alternative<std::string>(f.q.submit(s)));
+  EXPECT_EQ(f.q.depths(), recount());
+}

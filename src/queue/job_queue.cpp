@@ -105,9 +105,7 @@ std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spe
       if (auto j = jobs_.find(it->second); j != jobs_.end())
         return std::pair<const job*, bool>{&j->second, false};
   }
-  std::size_t live = 0;
-  for (auto& [id, j] : jobs_)
-    live += is_final(j.state) ? 0 : 1;
+  auto live = live_;
   if (live >= cfg_.max_jobs)
     return "queue is full: " + std::to_string(live) + " jobs waiting or running (max "
            + std::to_string(cfg_.max_jobs) + ")";
@@ -122,6 +120,7 @@ std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spe
     by_key_[j.spec.idempotency_key] = id;
   touch(id);
   auto& stored = jobs_[id] = std::move(j);
+  count(stored, +1);
   events_.push_back({id, std::nullopt, job_state::queued, "submitted", stored.submitted_at});
   dirty_.push_back(id);
   return std::pair<const job*, bool>{&stored, true};
@@ -182,7 +181,9 @@ void job_queue::touch(const std::string& id) {
 void job_queue::transition(job& j, job_state to, std::string reason) {
   touch(j.job_id); // a no-op when the caller touched it before changing fields
   auto from = j.state;
+  count(j, -1);
   j.state = to;
+  count(j, +1);
   j.updated_at = clock_.wall_sec();
   events_.push_back({j.job_id, from, to, std::move(reason), j.updated_at});
   dirty_.push_back(j.job_id);
@@ -313,7 +314,18 @@ void job_queue::restore(job j) {
   if (is_final(j.state))
     finished_order_.push_back(j.job_id);
   auto id = j.job_id;
+  if (auto old = jobs_.find(id); old != jobs_.end())
+    count(old->second, -1);
+  count(j, +1);
   jobs_[id] = std::move(j);
+}
+
+void job_queue::count(const job& j, int sign) {
+  auto add = [sign](std::size_t& n) { n = sign > 0 ? n + 1 : (n > 0 ? n - 1 : 0); };
+  if (!is_final(j.state))
+    add(live_);
+  if (j.state == job_state::queued)
+    add(queued_[std::min<std::size_t>(3, static_cast<std::size_t>(j.spec.priority))]);
 }
 
 void job_queue::forget_finished() {
@@ -366,13 +378,9 @@ std::vector<const job*> job_queue::list(std::optional<job_state> state, const st
 }
 
 std::map<std::string, std::size_t> job_queue::depths() const {
-  std::map<std::string, std::size_t> d = {{"high", 0}, {"normal", 0}, {"low", 0},
-                                          {"background", 0}};
-  static const char* names[] = {"high", "normal", "low", "background"};
-  for (auto& [id, j] : jobs_)
-    if (j.state == job_state::queued)
-      ++d[names[static_cast<int>(j.spec.priority)]];
-  return d;
+  // Kept as jobs change state: a queue of 30,000 jobs is not walked per message.
+  return {{"high", queued_[0]}, {"normal", queued_[1]}, {"low", queued_[2]},
+          {"background", queued_[3]}};
 }
 
 std::vector<const job*> job_queue::take_dirty() {
@@ -408,11 +416,13 @@ std::vector<std::string> job_queue::roll_back() {
       if (!cur.lease_id.empty() && (!pre || pre->lease_id != cur.lease_id))
         stray.push_back(cur.lease_id);
       unindex(id, cur);
+      count(cur, -1);
       jobs_.erase(it);
     }
     if (!pre)
       continue;
     auto& j = jobs_[id] = std::move(*pre);
+    count(j, +1);
     if (!j.spec.idempotency_key.empty())
       by_key_[j.spec.idempotency_key] = id;
     if (!j.lease_id.empty() && (j.state == job_state::leased || j.state == job_state::running))

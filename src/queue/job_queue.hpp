@@ -8,6 +8,7 @@
 /// within a level, round robin across producers (the producer served longest
 /// ago goes first), then submission order.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -159,6 +160,8 @@ private:
   /// (nullopt: it is new), for roll_back().
   void touch(const std::string& id);
   void transition(job& j, job_state to, std::string reason);
+  /// Adds (+1) or takes away (-1) `j` from the live and queued counts.
+  void count(const job& j, int sign);
   void forget_finished();
 
   queue_config cfg_;
@@ -170,6 +173,8 @@ private:
   std::uint64_t seq_ = 0, served_ = 0;
   std::vector<job_event> events_;
   std::vector<std::string> dirty_;
+  std::size_t live_ = 0;                 ///< jobs not in a final state
+  std::array<std::size_t, 4> queued_{};  ///< queued jobs per priority (high .. background)
   std::map<std::string, std::optional<job>> before_;  ///< changed since take_dirty()
   std::map<std::string, std::optional<job>> writing_; ///< given by take_dirty(), unconfirmed
   std::vector<std::string> finished_order_;
