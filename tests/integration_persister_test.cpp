@@ -255,7 +255,9 @@ TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
   // Nobody else can act on it.
   auto foreign = call(c, "scheduler/lease/" + lease + "/heartbeat", {{"v", 1}, {"worker_id", "w2"}});
   EXPECT_EQ(foreign["error"]["code"], "NotHolder") << foreign.dump();
-  // Capacity accounting was rebuilt and fencing tokens continue upward.
+  // Capacity accounting was rebuilt and fencing tokens continue upward
+  // (once the restarted scheduler has the host's assessment again).
+  ASSERT_TRUE(make_quiet(c, "ktest")) << second.log();
   auto next = call(c, "scheduler/lease/request",
                    {{"v", 1}, {"worker_id", "w2"}, {"job_type", "t"}, {"cost_units", 10}});
   ASSERT_TRUE(next.value("approved", false)) << next.dump();
