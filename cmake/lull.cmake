@@ -19,7 +19,14 @@ function(lull_target_options target)
     target_compile_options(${target} PUBLIC -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
     # GCC 12's -Wmaybe-uninitialized misfires inside libstdc++ (<regex>,
     # <optional>) once the sanitizers instrument it; the plain build keeps it.
-    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
+    endif()
+    # Third-party code the sanitizers skip, each entry with its reason.
+    if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+      target_compile_options(${target} PRIVATE
+        -fsanitize-ignorelist=${PROJECT_SOURCE_DIR}/cmake/sanitize-ignorelist.txt)
+    endif()
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
 endfunction()

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -94,8 +95,6 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
   client c(b.uri());
   ASSERT_TRUE(c.connected()) << c.error();
   capacity_watch watch;
-  std::mutex states_mtx;
-  std::map<std::string, std::string> states; // job id -> latest state
   c.subscribe("scheduler/events");
   c.subscribe("scheduler/job/+/state");
   c.subscribe("q/acks");
@@ -174,7 +173,13 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
         wait_for_exit(p, 2s);
       }
     }
+    worker_pids.clear();
   };
+  // A failed assertion or an exception below still stops the workers.
+  struct at_exit {
+    std::function<void()> f;
+    ~at_exit() { f(); }
+  } stop_at_exit{stop_workers};
 
   // Midway, kill -9 lulld and start it again on the same database.
   ASSERT_TRUE(wait_until([&] { return lines_of(results).size() >= 300; }, 120s))

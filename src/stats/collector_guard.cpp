@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 
@@ -20,8 +21,10 @@ nlohmann::json to_json(const collector_status& s) {
 collector_guard::collector_guard(collector_options opts, mono_clock_fn clock)
   : opts_(std::move(opts)),
     clock_(clock ? std::move(clock) : mono_clock_fn(steady_seconds)),
+    // The seed takes the low bits of the clock in microseconds: the clock
+    // itself passes 2^32 us after 72 minutes of uptime.
     rng_(static_cast<unsigned>(std::hash<std::string>{}(opts_.name)
-                               ^ static_cast<unsigned>(steady_seconds() * 1e6))) {
+                               ^ static_cast<std::uint64_t>(steady_seconds() * 1e6))) {
   status_.name = opts_.name;
 }
 

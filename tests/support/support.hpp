@@ -17,6 +17,20 @@
 #include "messages/mqtt_message.hpp"
 #include "src/local_broker.hpp"
 
+// LULL_UNDER_ASAN: 1 in a build under AddressSanitizer (GCC defines
+// __SANITIZE_ADDRESS__, clang 14 answers __has_feature). Such a build runs
+// lulld several times slower and inflates its RSS with shadow memory.
+#if defined(__SANITIZE_ADDRESS__)
+#define LULL_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LULL_UNDER_ASAN 1
+#endif
+#endif
+#ifndef LULL_UNDER_ASAN
+#define LULL_UNDER_ASAN 0
+#endif
+
 namespace mqtt {
 class async_client;
 }
