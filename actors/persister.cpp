@@ -402,8 +402,12 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
                       opts.secure ? t.full("history/+/request") : t.history_request(),
                       t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
-  self->send(opts.events_from ? opts.events_from : bridge, subscribe_atom::value,
-             t.scheduler_events(), caf::actor_cast<caf::actor>(self));
+  if (opts.events_from.empty())
+    self->send(bridge, subscribe_atom::value, t.scheduler_events(),
+               caf::actor_cast<caf::actor>(self));
+  for (auto& from : opts.events_from)
+    self->send(from, subscribe_atom::value, t.scheduler_events(),
+               caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, opts.flush_interval, flush_atom::value);
   self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);
   self->set_down_handler([](caf::down_msg&) {});

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -34,13 +35,14 @@ struct persister_options {
   /// Told the backlog and write errors when they change (the lease manager,
   /// for scheduler/status); none when null.
   caf::actor status_to;
-  /// The lease manager of the same lulld: lease events come from it as it
-  /// publishes them (subscribe_atom on it) instead of back from the broker,
+  /// The actors of the same lulld that publish on scheduler/events (the
+  /// lease manager, the queue dispatcher): events come from them as they
+  /// publish them (subscribe_atom on each) instead of back from the broker,
   /// which spares two messages in per grant+release cycle. scheduler/events
-  /// is then not subscribed, so events other publishers put there are not
-  /// recorded (one scheduler per fleet publishes them). Null: subscribed
+  /// is then not subscribed, so events other processes put there are not
+  /// recorded (one scheduler per fleet publishes them). Empty: subscribed
   /// through the bridge.
-  caf::actor events_from;
+  std::vector<caf::actor> events_from;
 };
 
 caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,
