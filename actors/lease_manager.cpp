@@ -4,7 +4,6 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
-#include "messages/topics.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
 
@@ -22,10 +21,6 @@ struct lease_manager_state {
   std::vector<std::pair<caf::response_promise, lease_grant_reply>> pending_replies;
   /// Actors told every lease_outcome (the queue dispatcher).
   std::vector<caf::actor> watchers;
-  /// Actors handed a copy of what it publishes on a filter (the persister,
-  /// for scheduler/events), as (inbound_atom, msg), instead of hearing it
-  /// back from the broker.
-  std::vector<std::pair<std::string, caf::actor>> taps;
   bool commit_scheduled = false;
   std::uint64_t persist_errors = 0;
   std::string last_error;
@@ -174,14 +169,6 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     self->state.last_status = self->clock().now();
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
-  // Published through the bridge; a tap whose filter matches gets a copy
-  // first (the same message, in the same order).
-  auto emit = [self, bridge](mqtt_message&& m) {
-    for (auto& [filter, who] : self->state.taps)
-      if (topic_matches(filter, m.topic))
-        self->send(who, inbound_atom::value, m);
-    self->send(bridge, publish_atom::value, std::move(m));
-  };
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       guard_inbound("lease manager", msg, [&] { stage(self->state.service->handle(msg)); });
@@ -199,7 +186,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         for (auto& m : s.service->take_host_leases())
           s.pending.push_back(std::move(m));
         for (auto& m : s.pending)
-          emit(std::move(m));
+          self->send(bridge, publish_atom::value, std::move(m));
         for (auto& o : s.service->take_outcomes())
           for (auto& w : s.watchers)
             self->send(w, o);
@@ -283,9 +270,6 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
                       {"last_error", last_error.empty() ? nlohmann::json(nullptr)
                                                         : nlohmann::json(last_error)}};
       st.service->set_store_status(store_status(st));
-    },
-    [=](subscribe_atom, const std::string& filter, const caf::actor& who) {
-      self->state.taps.emplace_back(filter, who);
     },
     [=](watch_atom, const caf::actor& watcher, const std::set<std::string>& held) {
       auto& st = self->state;

@@ -17,12 +17,6 @@
 ///                                  a lease for the queue dispatcher
 ///   (revoke_atom, string lease id, string reason)   core-initiated revoke
 ///   (queue_atom, queue_depths)     shown in scheduler/status
-///   (subscribe_atom, string filter, actor who)
-///                                  who gets a copy, as (inbound_atom, msg), of every
-///                                  lease event, notice or host list it publishes on
-///                                  a topic matching filter, right before it goes to
-///                                  the bridge (lulld's persister takes scheduler/events
-///                                  this way instead of back from the broker)
 ///   (watch_atom, actor, set<string> held lease ids) -> set<string> gone
 ///                                  the watcher then gets every lease_outcome
 ///                                  (running, released, expired, revoked),

@@ -104,7 +104,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
     self->state.transport->publish(msg);
   };
 
-  auto route = [self, max_bytes = opts.max_payload_bytes](mqtt_message& msg) {
+  auto route = [self, max_bytes = opts.max_payload_bytes](const mqtt_message& msg) {
     auto& s = self->state;
     ++s.msgs_in;
     s.meter.on_in();
@@ -116,18 +116,14 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.meter.on_handled(0, false);
       return;
     }
-    // The last subscriber gets the message itself, the others a copy.
-    const caf::actor* last = nullptr;
+    bool routed = false;
     for (auto& sub : s.subs) {
       if (topic_matches(sub.filter, msg.topic)) {
-        if (last)
-          self->send(*last, inbound_atom::value, msg);
-        last = &sub.who;
+        self->send(sub.who, inbound_atom::value, msg);
+        routed = true;
       }
     }
-    if (last) {
-      self->send(*last, inbound_atom::value, std::move(msg));
-    } else {
+    if (!routed) {
       ++s.unrouted;
       s.meter.on_unrouted();
     }

@@ -399,15 +399,10 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   auto& t = opts.topics;
   for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
                       t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
+                      t.scheduler_events(),
                       opts.secure ? t.full("history/+/request") : t.history_request(),
                       t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
-  if (opts.events_from.empty())
-    self->send(bridge, subscribe_atom::value, t.scheduler_events(),
-               caf::actor_cast<caf::actor>(self));
-  for (auto& from : opts.events_from)
-    self->send(from, subscribe_atom::value, t.scheduler_events(),
-               caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, opts.flush_interval, flush_atom::value);
   self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);
   self->set_down_handler([](caf::down_msg&) {});

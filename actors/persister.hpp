@@ -9,7 +9,6 @@
 #include <chrono>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include <caf/all.hpp>
 
@@ -35,14 +34,6 @@ struct persister_options {
   /// Told the backlog and write errors when they change (the lease manager,
   /// for scheduler/status); none when null.
   caf::actor status_to;
-  /// The actors of the same lulld that publish on scheduler/events (the
-  /// lease manager, the queue dispatcher): events come from them as they
-  /// publish them (subscribe_atom on each) instead of back from the broker,
-  /// which spares two messages in per grant+release cycle. scheduler/events
-  /// is then not subscribed, so events other processes put there are not
-  /// recorded (one scheduler per fleet publishes them). Empty: subscribed
-  /// through the bridge.
-  std::vector<caf::actor> events_from;
 };
 
 caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,

@@ -4,7 +4,6 @@
 
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
-#include "messages/topics.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
 
@@ -31,9 +30,6 @@ struct dispatcher_state {
   std::vector<lease_outcome> retry_outcomes;
   std::map<std::string, std::size_t> told_depths; ///< last depths sent for scheduler/status
   bool told = false;
-  /// Actors handed a copy of what it publishes on a filter (the persister,
-  /// for scheduler/events), as (inbound_atom, msg).
-  std::vector<std::pair<std::string, caf::actor>> taps;
   static inline const char* name = "queue_dispatcher";
 };
 
@@ -81,12 +77,8 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   }
   for (auto& w : out.warnings)
     log::warn("queue dispatcher: {}", w);
-  for (auto& m : out.publish) {
-    for (auto& [filter, who] : st.taps)
-      if (topic_matches(filter, m.topic))
-        self->send(who, inbound_atom::value, m);
+  for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
-  }
   auto depths = st.service->depths();
   if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors) {
     std::size_t queued = 0;
@@ -183,9 +175,6 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
     [=](const lease_outcome& o) {
       if (!finish(self, bridge, leases, self->state.service->on_lease_outcome(o)))
         self->state.retry_outcomes.push_back(o);
-    },
-    [=](subscribe_atom, const std::string& filter, const caf::actor& who) {
-      self->state.taps.emplace_back(filter, who);
     },
     [=](stats_atom) {
       auto d = self->state.service->depths();

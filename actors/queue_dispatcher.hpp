@@ -4,9 +4,6 @@
 /// admits them. Every change is written to SQLite before it is acknowledged.
 /// It watches the lease manager (watch_atom) and hears how its jobs' leases
 /// go as lease_outcome messages, never through the broker.
-/// (subscribe_atom, string filter, actor who): who gets a copy, as
-/// (inbound_atom, msg), of everything it publishes on a topic matching
-/// filter (lulld's persister takes the job events on scheduler/events so).
 
 #include <chrono>
 #include <memory>

@@ -344,7 +344,6 @@ int main(int argc, char** argv) {
     popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
     popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
     popts.status_to = leases;
-    popts.events_from = {leases, dispatcher};
     persister = spawn_persister(sys, bridge, db, popts);
 
   }

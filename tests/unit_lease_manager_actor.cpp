@@ -156,38 +156,3 @@ TEST_F(actor_fixture, a_broker_outage_of_lulld_costs_no_lease) {
   }
   EXPECT_EQ(json::parse(last_on(state_topic)->payload)["state"], "EXPIRED");
 }
-
-// A tap (lulld's persister on scheduler/events) gets a copy of every
-// message published on its filter, as the bridge gets it, and nothing
-// else; the bridge still publishes them all.
-TEST_F(actor_fixture, a_tap_gets_what_is_published_on_its_filter) {
-  auto tapped = std::make_shared<std::vector<mqtt_message>>();
-  auto tap = sys->spawn([tapped](caf::event_based_actor*) -> caf::behavior {
-    return {[tapped](inbound_atom, const mqtt_message& m) { tapped->push_back(m); }};
-  });
-  caf::anon_send(lm, subscribe_atom::value, std::string("scheduler/events"), tap);
-  sched->run();
-  inbound({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(), 1,
-           true, {}, {}, {}});
-  inbound({"scheduler/lease/request", R"({"worker_id":"w1","cost_units":10})", 1, false,
-           json_content_type, "workers/w1/reply", "c-1"});
-  auto g = json::parse(last_on("workers/w1/reply")->payload);
-  ASSERT_EQ(g["approved"], true) << g.dump();
-  auto id = g["lease_id"].get<std::string>();
-  inbound({"scheduler/lease/" + id + "/release", R"({"worker_id":"w1"})", 1, false,
-           json_content_type, "workers/w1/reply", "c-2"});
-  std::vector<std::string> published_events;
-  for (auto& m : rec->published)
-    if (m.topic == "scheduler/events")
-      published_events.push_back(m.payload);
-  ASSERT_EQ(published_events.size(), 2u);
-  ASSERT_EQ(tapped->size(), 2u);
-  for (std::size_t i = 0; i < 2; ++i) {
-    EXPECT_EQ((*tapped)[i].topic, "scheduler/events");
-    EXPECT_EQ((*tapped)[i].payload, published_events[i]);
-  }
-  EXPECT_EQ(json::parse((*tapped)[0].payload)["type"], "granted");
-  EXPECT_EQ(json::parse((*tapped)[1].payload)["type"], "released");
-  caf::anon_send_exit(tap, caf::exit_reason::user_shutdown);
-  sched->run();
-}
