@@ -162,42 +162,68 @@ void on_streaks(self_ptr self, const mqtt_message& msg) {
   bound(self);
 }
 
+/// Samples go to the database in transactions of at most this many rows
+/// (a few milliseconds each): the lease manager's and the queue's commits
+/// take their turn between two of them (store::begin) instead of waiting
+/// for a whole flush.
+constexpr std::size_t rows_per_transaction = 500;
+
 void flush(self_ptr self) {
   auto& st = self->state;
   if (st.points.empty() && st.rollups.empty() && st.events.empty() && st.streaks.empty())
     return;
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<sample_point> batch(st.points.begin(), st.points.end());
-  sqlite_error err = st.db->begin();
-  if (!err)
-    err = st.db->insert_points(batch);
-  if (!err)
-    err = st.db->insert_rollups(st.rollups);
-  if (!err)
-    err = st.db->insert_lease_events(st.events);
-  for (auto& s : st.streaks)
+  std::size_t written = 0;
+  sqlite_error err;
+  std::vector<sample_point> chunk;
+  // The samples chunk by chunk; rollups, events and streaks with the last.
+  while (true) {
+    auto n = std::min(rows_per_transaction, st.points.size());
+    bool last = n == st.points.size();
+    chunk.assign(st.points.begin(), st.points.begin() + static_cast<std::ptrdiff_t>(n));
+    err = st.db->begin();
     if (!err)
-      err = st.db->insert_quiet_streak(s);
-  if (!err)
-    err = st.db->commit();
+      err = st.db->insert_points(chunk);
+    if (last) {
+      if (!err)
+        err = st.db->insert_rollups(st.rollups);
+      if (!err)
+        err = st.db->insert_lease_events(st.events);
+      for (auto& s : st.streaks)
+        if (!err)
+          err = st.db->insert_quiet_streak(s);
+    }
+    if (!err)
+      err = st.db->commit();
+    if (err)
+      break;
+    st.points.erase(st.points.begin(), st.points.begin() + static_cast<std::ptrdiff_t>(n));
+    written += n;
+    if (last)
+      break;
+  }
   if (err) {
     st.db->rollback();
     ++st.health.write_errors;
     st.health.last_error = err.message;
     st.failing = true;
-    log::error("persister: writing {} samples failed: {}; keeping them queued", batch.size(),
-               err.message);
+    st.health.queued = st.points.size() + st.rollups.size() + st.events.size() + st.streaks.size();
+    log::error("persister: writing {} samples failed: {}; keeping them queued ({} written)",
+               st.points.size(), err.message, written);
     return;
   }
-  st.points.clear();
   st.rollups.clear();
   st.events.clear();
   st.streaks.clear();
   st.health.queued = 0;
   st.failing = false;
   st.health.last_flush_ok = unix_seconds_now();
+  // The WAL back into the database file, here rather than inside a lease
+  // commit (lulld's other connections leave checkpoints to this one).
+  int copied = st.db->checkpoint();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
-  log::debug("persister: wrote {} samples in {:.1f} ms", batch.size(), ms.count());
+  log::debug("persister: wrote {} samples in {:.1f} ms (checkpoint: {} pages)", written,
+             ms.count(), copied);
 }
 
 nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,

@@ -319,7 +319,12 @@ int main(int argc, char** argv) {
         log::error("lulld: {}", *err);
         std::exit(1);
       }
-      return std::move(std::get<std::unique_ptr<store>>(c));
+      auto conn = std::move(std::get<std::unique_ptr<store>>(c));
+      // Checkpoints are the persister's (after each flush): a lease or job
+      // commit that ran one waited milliseconds for it. 10,000 WAL pages
+      // (40 MB) is the backstop should the persister fall behind.
+      conn->set_autocheckpoint(10000);
+      return std::shared_ptr<store>(std::move(conn));
     };
     lopts.db = connection();
     leases = spawn_lease_manager(sys, bridge, lopts);

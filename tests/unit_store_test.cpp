@@ -5,7 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "src/store/store.hpp"
 
@@ -213,4 +215,80 @@ TEST(store, a_rolled_back_write_leaves_no_sample_under_another_series) {
   ASSERT_EQ(pi.size(), 1u);
   EXPECT_EQ(pi[0].metric, "cpu.total_pct");
   EXPECT_EQ(pi[0].value, 33);
+}
+
+namespace {
+
+/// Polls `cond` until it holds or 10 s pass.
+template <class F>
+bool eventually(F cond) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > until)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+} // namespace
+
+TEST(store, writers_in_one_process_take_turns_in_arrival_order) {
+  temp_dir d;
+  auto a = open_ok(d.file("turns.db"));
+  auto b = open_ok(d.file("turns.db"));
+  auto c = open_ok(d.file("turns.db"));
+  ASSERT_TRUE(a && b && c);
+  std::mutex mtx;
+  std::vector<std::string> order;
+  auto writer = [&](store& s, const std::string& name, std::int64_t ts) {
+    if (auto err = s.begin()) {
+      std::lock_guard<std::mutex> lk(mtx);
+      order.push_back(name + " failed: " + err.message);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      order.push_back(name);
+    }
+    EXPECT_FALSE(s.insert_points({{ts, "nuc", "host", name, 1.0}}));
+    EXPECT_FALSE(s.commit());
+  };
+  ASSERT_FALSE(a->begin());
+  ASSERT_FALSE(a->insert_points({{1, "nuc", "host", "a", 1.0}}));
+  std::thread tb([&] { writer(*b, "b", 2); });
+  ASSERT_TRUE(eventually([&] { return a->writers_waiting() == 1; }));
+  std::thread tc([&] { writer(*c, "c", 3); });
+  ASSERT_TRUE(eventually([&] { return a->writers_waiting() == 2; }));
+  {
+    std::lock_guard<std::mutex> lk(mtx);
+    EXPECT_TRUE(order.empty()) << "a writer began while another held its turn";
+  }
+  ASSERT_FALSE(a->commit());
+  tb.join();
+  tc.join();
+  EXPECT_EQ(order, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(a->query_points("nuc", "host", 0, 10).size(), 3u);
+  EXPECT_EQ(a->writers_waiting(), 0u);
+}
+
+TEST(store, a_writer_kept_from_its_turn_gets_a_busy_error_naming_why) {
+  temp_dir d;
+  auto a = open_ok(d.file("busy.db"));
+  auto b = open_ok(d.file("busy.db"));
+  ASSERT_TRUE(a && b);
+  ASSERT_FALSE(a->begin());
+  auto err = b->begin(std::chrono::milliseconds(50));
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err.code, SQLITE_BUSY);
+  EXPECT_NE(err.message.find("another writer in lulld"), std::string::npos) << err.message;
+  // Callers roll back after a failed begin: that must not end a's turn.
+  b->rollback();
+  EXPECT_TRUE(b->begin(std::chrono::milliseconds(50)));
+  ASSERT_FALSE(a->insert_points({{1, "nuc", "host", "m", 1.0}}));
+  ASSERT_FALSE(a->commit());
+  ASSERT_FALSE(b->begin(std::chrono::milliseconds(50)));
+  ASSERT_FALSE(b->insert_points({{2, "nuc", "host", "m", 2.0}}));
+  ASSERT_FALSE(b->commit());
+  EXPECT_EQ(a->query_points("nuc", "host", 0, 10).size(), 2u);
 }

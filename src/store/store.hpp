@@ -7,6 +7,7 @@
 /// queries need numbers, and a Pi's SD card cannot hold a week of JSON
 /// snapshots for a fleet. 5-minute and hourly rollups answer long ranges.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -70,6 +71,8 @@ struct durable_record {
   std::string record;   ///< JSON
 };
 
+class write_gate;
+
 class store {
 public:
   /// Opens or creates the database at `path` and migrates it. On failure the
@@ -117,10 +120,30 @@ public:
   sqlite_error save_counter(const std::string& name, std::int64_t value);
   std::int64_t load_counter(const std::string& name);
 
-  /// BEGIN IMMEDIATE / COMMIT around a batch of the calls above.
-  sqlite_error begin();
+  /// BEGIN IMMEDIATE / COMMIT around a batch of the calls above. The
+  /// process's connections to one file take turns in arrival order
+  /// (write_gate, in store.cpp) before SQLite's own lock; a turn not had
+  /// within `wait` fails begin() with SQLITE_BUSY. commit() ends the turn
+  /// when it succeeds, rollback() always.
+  sqlite_error begin(std::chrono::milliseconds wait = std::chrono::milliseconds(2000));
   sqlite_error commit();
   void rollback();
+
+  /// SQLite's automatic checkpoint on this connection's commits, in WAL
+  /// pages (0: never; SQLite's default is 1,000). A checkpoint writes pages
+  /// back into the database file and syncs it, milliseconds that the
+  /// committing writer waits out: lulld leaves it to the persister's
+  /// connection (checkpoint()) and keeps it on the others only as a backstop.
+  void set_autocheckpoint(int pages);
+  /// Writers of this process waiting for their turn on this file now.
+  std::size_t writers_waiting() const;
+  /// A passive checkpoint (waits for no reader or writer); the WAL frames
+  /// it copied back.
+  int checkpoint();
+
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
 
 private:
   store() = default;
@@ -128,6 +151,8 @@ private:
                                         const std::string& metric, bool create);
 
   sqlite_db db_;
+  std::shared_ptr<write_gate> gate_; ///< shared by the process's connections to the file
+  bool in_turn_ = false;                   ///< begin() took the gate
   std::string path_;
   int version_ = 0;
   sqlite_stmt find_series_, add_series_, add_point_, add_rollup_, add_event_, add_streak_,
