@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -158,7 +159,7 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
     spawn_options o;
     o.argv = {binary_path("src/lull"), "--broker", b.uri(), "--worker", "w" + std::to_string(w),
               "--timeout", "3", "work", "--type", "count", "--host", "farm", "--poll", "2s",
-              "--quiet", "--", "sh", "-c", "cat >/dev/null; echo \"$LULL_JOB_ID\" >> " + results};
+              "--", "sh", "-c", "cat >/dev/null; echo \"$LULL_JOB_ID\" >> " + results};
     o.stderr_path = dir + "/worker" + std::to_string(w) + ".log";
     std::string err;
     auto pid = spawn(o, &err);
@@ -210,9 +211,35 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
   };
   c.subscribe("q/list");
   bool all_done = wait_until([&] { return list_succeeded() == jobs; }, 240s);
+  // On a failure: how many jobs are in each state, and what each worker said last.
+  auto diagnosis = [&] {
+    std::ostringstream out;
+    c.subscribe("q/states");
+    c.publish("scheduler/job/list",
+              json{{"limit", 1000}, {"reply_to", "q/states"}, {"request_id", "states"}}.dump());
+    std::map<std::string, int> states;
+    if (auto m = c.wait_for_topic("q/states", 5s)) {
+      auto d = json::parse(m->payload, nullptr, false);
+      if (d.is_object() && d["jobs"].is_array())
+        for (auto& j : d["jobs"])
+          ++states[j.value("state", "?")];
+    }
+    out << "jobs by state (first 1000 listed):";
+    for (auto& [st, n] : states)
+      out << " " << st << "=" << n;
+    out << "\n";
+    for (int w = 0; w < workers; ++w) {
+      auto lines = lines_of(dir + "/worker" + std::to_string(w) + ".log");
+      out << "worker w" << w << ", last lines of " << lines.size() << ":\n";
+      for (auto i = lines.size() > 8 ? lines.size() - 8 : 0; i < lines.size(); ++i)
+        out << "  " << lines[i] << "\n";
+    }
+    return out.str();
+  };
+  std::string why = all_done ? std::string() : diagnosis();
   stop_workers();
   ASSERT_TRUE(all_done) << list_succeeded() << " of " << jobs << " succeeded\n"
-                        << daemon->log();
+                        << why << daemon->log();
 
   // The result records hold every job at least once (a job whose release was
   // lost in the crash may have run twice), and nothing unknown.
