@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <unordered_map>
 #include <vector>
 
 #include "actors/actor_util.hpp"
@@ -68,9 +69,74 @@ struct subscription {
   caf::actor who;
 };
 
+/// The latest message on each retained topic the bridge has seen since it
+/// last connected: a topic enters with a message the broker flagged as
+/// retained, is updated by every later message on it, and leaves with an
+/// empty payload (how MQTT clears a retained message). The broker sends
+/// retained messages once per SUBSCRIBE, and the bridge subscribes once per
+/// filter, so an actor that subscribes to a filter another actor already
+/// holds gets the matching entries from here instead. Bounded in topics and
+/// bytes; past the bounds new topics are not kept (counted, logged once).
+class retained_cache {
+public:
+  retained_cache(std::size_t max_topics, std::size_t max_bytes)
+    : max_topics_(max_topics), max_bytes_(max_bytes) {}
+
+  void note(const mqtt_message& msg) {
+    auto it = by_topic_.find(msg.topic);
+    if (it == by_topic_.end()) {
+      if (!msg.retain || msg.payload.empty())
+        return;
+      auto size = msg.topic.size() + msg.payload.size();
+      if (by_topic_.size() >= max_topics_ || bytes_ + size > max_bytes_) {
+        if (skipped_++ == 0)
+          log::warn("mqtt bridge: not keeping retained {} for late subscribers: {} topics, {} "
+                    "bytes kept already (at most {} / {})",
+                    msg.topic.substr(0, 200), by_topic_.size(), bytes_, max_topics_, max_bytes_);
+        return;
+      }
+      bytes_ += size;
+      by_topic_.emplace(msg.topic, msg);
+      return;
+    }
+    bytes_ -= it->second.topic.size() + it->second.payload.size();
+    if (msg.payload.empty()) {
+      by_topic_.erase(it);
+      return;
+    }
+    bytes_ += msg.topic.size() + msg.payload.size();
+    it->second = msg;
+    it->second.retain = true;
+  }
+
+  /// Calls f for each kept message whose topic `filter` matches.
+  template <class F>
+  void each_matching(const std::string& filter, F&& f) const {
+    for (auto& [topic, msg] : by_topic_)
+      if (topic_matches(filter, topic))
+        f(msg);
+  }
+
+  /// On every (re)connect: the broker sends what is retained now.
+  void clear() {
+    by_topic_.clear();
+    bytes_ = 0;
+  }
+
+  std::size_t size() const { return by_topic_.size(); }
+  std::uint64_t skipped() const { return skipped_; }
+
+private:
+  std::size_t max_topics_, max_bytes_;
+  std::size_t bytes_ = 0;
+  std::uint64_t skipped_ = 0;
+  std::unordered_map<std::string, mqtt_message> by_topic_;
+};
+
 struct bridge_state {
   std::unique_ptr<mqtt_transport> transport;
   std::vector<subscription> subs;
+  retained_cache retained{0, 0};
   std::vector<caf::actor> online_watchers;
   std::vector<caf::actor> offline_watchers;
   bool connected = false;
@@ -87,6 +153,7 @@ struct bridge_state {
 
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
   auto& st = self->state;
+  st.retained = retained_cache(opts.retained_max_topics, opts.retained_max_bytes);
   auto availability = opts.topics.availability(opts.instance);
   opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
   if (!opts.transport.on_error)
@@ -116,6 +183,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.meter.on_handled(0, false);
       return;
     }
+    s.retained.note(msg);
     bool routed = false;
     for (auto& sub : s.subs) {
       if (topic_matches(sub.filter, msg.topic)) {
@@ -135,8 +203,17 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       bool known = std::any_of(s.subs.begin(), s.subs.end(),
                                [&](auto& x) { return x.filter == filter; });
       s.subs.push_back({filter, who});
-      if (s.connected && !known)
-        s.transport->subscribe({filter}, 1);
+      if (!s.connected)
+        return; // every filter is subscribed on connect
+      if (!known) {
+        s.transport->subscribe({filter}, 1); // the broker sends what is retained
+        return;
+      }
+      // The broker sent the retained messages for this filter to whoever
+      // subscribed first; this actor gets them from the cache.
+      s.retained.each_matching(filter, [&](const mqtt_message& m) {
+        self->send(who, inbound_atom::value, m);
+      });
     },
     [=](online_atom, caf::actor who) {
       self->state.online_watchers.push_back(who);
@@ -172,6 +249,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
                                    unix_seconds_now());
       report["reconnects"] = s.reconnects;
       report["oversize"] = s.oversize;
+      report["retained_kept"] = s.retained.size();
       report["handler_failures"] = inbound_failures().load();
       report["connected"] = s.connected;
       return report.dump();
@@ -187,6 +265,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       log::info("mqtt bridge: connected to {} (MQTT {})", opts.transport.uri,
                 version == 5 ? "v5" : "v3.1.1");
       publish({availability, "online", 1, true, {}, {}, {}});
+      s.retained.clear();
       std::vector<std::string> filters;
       for (auto& sub : s.subs)
         if (std::find(filters.begin(), filters.end(), sub.filter) == filters.end())

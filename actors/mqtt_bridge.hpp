@@ -5,7 +5,10 @@
 /// actors that subscribed, and publishes for them.
 ///
 /// Messages it handles:
-///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who
+///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who;
+///                                   a filter already held by another actor is not
+///                                   subscribed again: who gets the retained
+///                                   messages the bridge kept for it instead
 ///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
 ///   (offline_atom, caf::actor who)  tell who (offline_atom) whenever it drops
 ///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
@@ -41,6 +44,10 @@ struct bridge_options {
   /// Inbound payloads larger than this are dropped before any actor decodes
   /// them (counted as `oversize` in bus stats, logged with the topic).
   std::size_t max_payload_bytes = 1024 * 1024;
+  /// Retained messages kept for actors that subscribe to a filter another
+  /// actor already holds (the broker sends them only once per filter).
+  std::size_t retained_max_topics = 10000;
+  std::size_t retained_max_bytes = 16 * 1024 * 1024;
 };
 
 caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts);
