@@ -222,8 +222,9 @@ void flush(self_ptr self) {
   // commit (lulld's other connections leave checkpoints to this one).
   int copied = st.db->checkpoint();
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
-  log::debug("persister: wrote {} samples in {:.1f} ms (checkpoint: {} pages)", written,
-             ms.count(), copied);
+  log::debug("persister: wrote {} samples in {:.1f} ms (checkpoint: {} pages; SQLite holds "
+             "{:.1f} MB)",
+             written, ms.count(), copied, static_cast<double>(sqlite3_memory_used()) / 1e6);
 }
 
 nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,

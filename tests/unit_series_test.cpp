@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "src/store/health.hpp"
 #include "src/store/series.hpp"
 
@@ -102,8 +104,14 @@ TEST(series, rollups_close_per_bucket_with_avg_max_p95) {
   ASSERT_EQ(rest.size(), 2u); // the second 5-minute bucket and the hour
   for (auto& r : rest) {
     if (r.resolution == rollup_resolution::hour) {
+      // The merge of its two 5-minute buckets: exact count, average, min and
+      // max; the larger 5-minute p95 (an upper bound of the hour's p95).
+      EXPECT_EQ(r.bucket, 0);
       EXPECT_EQ(r.count, 300);
       EXPECT_DOUBLE_EQ(r.min, 0);
+      EXPECT_DOUBLE_EQ(r.max, 149);
+      EXPECT_DOUBLE_EQ(r.avg, (74.5 * 150 + 50 * 150) / 300);
+      EXPECT_DOUBLE_EQ(r.p95, 142);
     } else {
       EXPECT_EQ(r.bucket, 300);
       EXPECT_DOUBLE_EQ(r.avg, 50);
@@ -257,4 +265,41 @@ TEST(health, rollup_names_each_problem) {
   hosts["pi"] = {1000, {}, {{"/", 50.0}}};
   p.queued = 0;
   EXPECT_EQ(assess_health(hosts, p, 1005)["status"], "ok");
+}
+
+TEST(series, an_hour_closes_with_its_last_five_minutes_when_the_next_hour_begins) {
+  rollup_accumulator acc;
+  std::vector<rollup_row> closed;
+  // 10 s samples over one hour (value = minute of the hour), then one point
+  // of the next hour closes both the last 5-minute bucket and the hour.
+  for (int t = 0; t < 3600; t += 10)
+    for (auto& r : acc.add({t, "nuc", "host", "mem.used_pct", static_cast<double>(t / 60)}))
+      closed.push_back(r);
+  for (auto& r : acc.add({3600, "nuc", "host", "mem.used_pct", 99}))
+    closed.push_back(r);
+  int fives = 0;
+  std::optional<rollup_row> hour;
+  for (auto& r : closed) {
+    if (r.resolution == rollup_resolution::five_minutes)
+      ++fives;
+    else
+      hour = r;
+  }
+  EXPECT_EQ(fives, 12);
+  ASSERT_TRUE(hour);
+  EXPECT_EQ(hour->bucket, 0);
+  EXPECT_EQ(hour->count, 360);
+  EXPECT_DOUBLE_EQ(hour->min, 0);
+  EXPECT_DOUBLE_EQ(hour->max, 59);
+  EXPECT_DOUBLE_EQ(hour->avg, 29.5);
+  // The last 5-minute bucket (minutes 55-59) has the largest p95: 59.
+  EXPECT_DOUBLE_EQ(hour->p95, 59);
+  // The next hour's point is not in the closed hour.
+  EXPECT_TRUE(acc.close_before(3600 + 299).empty());
+  auto next = acc.close_before(7200);
+  ASSERT_EQ(next.size(), 2u);
+  for (auto& r : next) {
+    EXPECT_EQ(r.count, 1);
+    EXPECT_DOUBLE_EQ(r.avg, 99);
+  }
 }

@@ -160,7 +160,7 @@ void rollup_accumulator::feed(series_buckets& s, std::int64_t ts, double v,
   auto hour = ts - ((ts % 3600) + 3600) % 3600;
   if (s.five.start != five) {
     if (s.five.start >= 0 && five > s.five.start)
-      close(s, s.five, rollup_resolution::five_minutes, out);
+      close_five(s, out);
     if (five > s.five.start) {
       s.five.start = five;
       s.five.values.clear();
@@ -168,37 +168,59 @@ void rollup_accumulator::feed(series_buckets& s, std::int64_t ts, double v,
   }
   if (s.hour.start != hour) {
     if (s.hour.start >= 0 && hour > s.hour.start)
-      close(s, s.hour, rollup_resolution::hour, out);
-    if (hour > s.hour.start) {
-      s.hour.start = hour;
-      s.hour.values.clear();
-    }
+      close_hour(s, out);
+    if (hour > s.hour.start)
+      s.hour = hour_bucket{hour};
   }
   // A late point for a bucket already closed is dropped from the rollups (it
   // is still stored raw).
-  if (s.five.start == five)
+  if (s.five.start == five && s.hour.start == hour)
     s.five.values.push_back(v);
-  if (s.hour.start == hour)
-    s.hour.values.push_back(v);
 }
 
-void rollup_accumulator::close(series_buckets& s, bucket& b, rollup_resolution res,
-                               std::vector<rollup_row>& out) {
+void rollup_accumulator::close_five(series_buckets& s, std::vector<rollup_row>& out) {
+  auto& b = s.five;
   if (b.values.empty())
     return;
   auto sum = summarize(b.values);
-  out.push_back({res, s.host, s.group, s.metric, b.start, sum.count, sum.avg, sum.min, sum.max,
-                 sum.p95});
+  out.push_back({rollup_resolution::five_minutes, s.host, s.group, s.metric, b.start, sum.count,
+                 sum.avg, sum.min, sum.max, sum.p95});
   b.values.clear();
+  b.values.shrink_to_fit();
+  auto& h = s.hour;
+  if (h.start < 0 || b.start < h.start || b.start >= h.start + 3600)
+    return;
+  if (h.count == 0) {
+    h.min = sum.min;
+    h.max = sum.max;
+    h.p95 = sum.p95;
+  } else {
+    h.min = std::min(h.min, sum.min);
+    h.max = std::max(h.max, sum.max);
+    h.p95 = std::max(h.p95, sum.p95);
+  }
+  h.count += sum.count;
+  h.sum += sum.avg * static_cast<double>(sum.count);
+}
+
+void rollup_accumulator::close_hour(series_buckets& s, std::vector<rollup_row>& out) {
+  // The hour's last 5-minute bucket first: it belongs to the hour.
+  if (s.five.start >= s.hour.start && s.five.start < s.hour.start + 3600)
+    close_five(s, out);
+  auto& h = s.hour;
+  if (h.count > 0)
+    out.push_back({rollup_resolution::hour, s.host, s.group, s.metric, h.start, h.count,
+                   h.sum / static_cast<double>(h.count), h.min, h.max, h.p95});
+  h = hour_bucket{h.start};
 }
 
 std::vector<rollup_row> rollup_accumulator::close_before(std::int64_t now) {
   std::vector<rollup_row> out;
   for (auto& [key, s] : series_) {
     if (s.five.start >= 0 && s.five.start + 300 <= now)
-      close(s, s.five, rollup_resolution::five_minutes, out);
+      close_five(s, out);
     if (s.hour.start >= 0 && s.hour.start + 3600 <= now)
-      close(s, s.hour, rollup_resolution::hour, out);
+      close_hour(s, out);
   }
   return out;
 }

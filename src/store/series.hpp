@@ -56,7 +56,12 @@ struct timed_value {
 std::vector<timed_value> counter_rates(const std::vector<timed_value>& counter);
 
 /// Accumulates raw points into 5-minute and hourly buckets and hands out a
-/// rollup row for every bucket that closed.
+/// rollup row for every bucket that closed. A 5-minute bucket keeps its
+/// values (its p95 is exact); an hour is the merge of its closed 5-minute
+/// buckets, as history queries merge rollups: count, average, minimum and
+/// maximum exact, p95 the largest 5-minute p95 (an upper bound). Memory per
+/// series is one 5-minute bucket's values, not an hour's (~29 MB for 100
+/// hosts near the end of an hour when the hour kept them).
 class rollup_accumulator {
 public:
   /// Adds a point; returns the rollups of buckets this point closed.
@@ -70,14 +75,22 @@ private:
     std::int64_t start = -1;
     std::vector<double> values;
   };
+  /// The hour so far: the merged summaries of its closed 5-minute buckets.
+  struct hour_bucket {
+    std::int64_t start = -1;
+    std::int64_t count = 0;
+    double sum = 0, min = 0, max = 0, p95 = 0;
+  };
   struct series_buckets {
     std::string host, group, metric;
-    bucket five, hour;
+    bucket five;
+    hour_bucket hour;
     std::optional<timed_value> last_counter;
   };
   void feed(series_buckets& s, std::int64_t ts, double v, std::vector<rollup_row>& out);
-  static void close(series_buckets& s, bucket& b, rollup_resolution res,
-                    std::vector<rollup_row>& out);
+  /// Closes the 5-minute bucket and merges it into its hour.
+  static void close_five(series_buckets& s, std::vector<rollup_row>& out);
+  static void close_hour(series_buckets& s, std::vector<rollup_row>& out);
   std::map<std::string, series_buckets> series_;
 };
 
