@@ -3,6 +3,7 @@
 #include <cmath>
 #include <deque>
 #include <map>
+#include <optional>
 
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
@@ -21,6 +22,8 @@ namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
+/// One more step of a purge under way (queued behind what came in meanwhile).
+using purge_more_atom = caf::atom_constant<caf::atom("purgemore")>;
 
 constexpr request_limits history_limits{16 * 1024, 32};
 
@@ -36,6 +39,10 @@ struct persister_state {
   /// queued, dropped, write errors as last told to opts.status_to
   std::tuple<std::size_t, std::uint64_t, std::uint64_t, bool> told{0, 0, 0, false};
   bool failing = false; ///< the last write failed
+  /// The retention purge under way, if any, with its cut-offs.
+  std::optional<store::purge_progress> purge;
+  std::int64_t purge_raw_before = 0, purge_five_before = 0;
+  std::chrono::steady_clock::time_point purge_started;
   static inline const char* name = "persister";
 };
 
@@ -417,6 +424,23 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
     self->send(bridge, publish_atom::value, std::move(*reply));
 }
 
+/// Each host's learned quiet windows, retained, for the lease manager's
+/// retry hints (and anyone drawing them), refreshed after each purge.
+void publish_quiet_hours(self_ptr self, const caf::actor& bridge, const persister_options& opts) {
+  for (auto& [host, h] : self->state.hosts) {
+    std::optional<request_error> err;
+    auto map = answer(self, {{"kind", "windows"}, {"host", host}}, opts, err);
+    if (err || !valid_id(host))
+      continue;
+    map.erase("ok");
+    map.erase("kind");
+    map["v"] = schema_version;
+    self->send(bridge, publish_atom::value,
+               mqtt_message{opts.topics.full("stats/host/" + host + "/quiet_hours"),
+                            encode(map, wire_format::json), 1, true, json_content_type, {}, {}});
+  }
+}
+
 caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
                              persister_options opts) {
   self->state.db = std::move(db);
@@ -431,7 +455,9 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
                       t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, opts.flush_interval, flush_atom::value);
-  self->delayed_send(self, std::chrono::minutes(1), purge_atom::value);
+  self->delayed_send(self, std::min<std::chrono::milliseconds>(std::chrono::minutes(1),
+                                                                opts.retention_interval),
+                     purge_atom::value);
   self->set_down_handler([](caf::down_msg&) {});
   return {
     [=](inbound_atom, const mqtt_message& msg) {
@@ -453,27 +479,43 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       self->delayed_send(self, opts.flush_interval, flush_atom::value);
     },
     [=](purge_atom) {
-      auto now = unix_seconds_now();
-      auto n = self->state.db->purge(now - opts.raw_retention_sec,
-                                     now - opts.rollup_retention_sec);
-      if (n > 0)
-        log::info("persister: retention removed {} rows", n);
-      // Each host's learned quiet windows, retained, for the lease manager's
-      // retry hints (and anyone drawing them), refreshed hourly.
-      for (auto& [host, h] : self->state.hosts) {
-        std::optional<request_error> err;
-        auto map = answer(self, {{"kind", "windows"}, {"host", host}}, opts, err);
-        if (err || !valid_id(host))
-          continue;
-        map.erase("ok");
-        map.erase("kind");
-        map["v"] = schema_version;
-        self->send(bridge, publish_atom::value,
-                   mqtt_message{opts.topics.full("stats/host/" + host + "/quiet_hours"),
-                                encode(map, wire_format::json), 1, true, json_content_type, {},
-                                {}});
-      }
+      auto& st = self->state;
       self->delayed_send(self, opts.retention_interval, purge_atom::value);
+      if (st.purge)
+        return; // the last one is still going
+      auto now = unix_seconds_now();
+      st.purge.emplace();
+      st.purge_raw_before = now - opts.raw_retention_sec;
+      st.purge_five_before = now - opts.rollup_retention_sec;
+      st.purge_started = std::chrono::steady_clock::now();
+      self->send(self, purge_more_atom::value);
+    },
+    // A step of at most ~5,000 rows in one write turn, then the mailbox
+    // (samples, history requests) and the other writers get their turn.
+    [=](purge_more_atom) {
+      auto& st = self->state;
+      if (!st.purge)
+        return;
+      if (auto err = st.db->purge_step(st.purge_raw_before, st.purge_five_before, *st.purge)) {
+        log::warn("persister: retention stopped after {} rows: {} (tried again in {} s)",
+                  st.purge->deleted, err.message,
+                  std::chrono::duration_cast<std::chrono::seconds>(opts.retention_interval)
+                    .count());
+        st.purge.reset();
+        return;
+      }
+      if (!st.purge->done) {
+        self->send(self, purge_more_atom::value);
+        return;
+      }
+      auto n = st.purge->deleted;
+      st.purge.reset();
+      if (n > 0)
+        log::info("persister: retention removed {} rows in {:.1f} s", n,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                                - st.purge_started)
+                    .count());
+      publish_quiet_hours(self, bridge, opts);
     },
     [=](shutdown_atom) {
       flush(self);

@@ -4,6 +4,9 @@
 //     against a bare SQLite bulk-insert loop on the same file system, in the
 //     same run, with the same table layout, WAL and synchronous=NORMAL.
 //  2. A 1 h @ 10 s history query over 7 days of 2 s samples for 10 hosts.
+//  3. The hourly retention purge of that database (its oldest hour): lull's
+//     steps (the longest is how long another writer can wait) against one
+//     DELETE over the whole table on a copy of the same file, in the same run.
 //
 // Usage: bench_store [dir]   (default: a new directory under /tmp)
 // LULL_BENCH_METRICS sets the metrics per host for part 2 (default 3).
@@ -147,6 +150,52 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   std::printf("history: 1 h @ 10 s query  p50 %.2f ms  p99 %.2f ms  (target p50 <= 5 ms)\n",
               ms[ms.size() / 2], ms[ms.size() * 99 / 100]);
+
+  // 3. Retention: the oldest hour goes. The baseline is one statement on a
+  // copy of the file (how lull purged before it went in steps): it scans the
+  // whole table, since samples are keyed by series first.
+  s->checkpoint();
+  auto copy_path = dir + "/history-copy.db";
+  std::filesystem::copy_file(hist_path, copy_path);
+  const std::int64_t cut = start + 3600;
+  double one_ms = 0;
+  long long one_rows = 0;
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open(copy_path.c_str(), &db);
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr, nullptr,
+                 nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "DELETE FROM samples WHERE ts < ?1", -1, &st, nullptr);
+    sqlite3_bind_int64(st, 1, cut);
+    auto p0 = clk::now();
+    sqlite3_step(st);
+    one_ms = seconds_since(p0) * 1000;
+    one_rows = sqlite3_changes(db);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  store::purge_progress progress;
+  double longest = 0;
+  int steps = 0;
+  auto p0 = clk::now();
+  while (!progress.done) {
+    auto st0 = clk::now();
+    if (auto err = s->purge_step(cut, cut, progress)) {
+      std::printf("retention: step failed: %s\n", err.message.c_str());
+      break;
+    }
+    longest = std::max(longest, seconds_since(st0) * 1000);
+    ++steps;
+  }
+  double total_ms = seconds_since(p0) * 1000;
+  std::printf("retention: oldest hour (%lld rows): one DELETE %.0f ms, the database held "
+              "throughout\n",
+              one_rows, one_ms);
+  std::printf("retention: lull, %d steps (%lld rows): %.0f ms in all, longest step %.1f ms "
+              "(the one DELETE held the database %.0fx as long)\n",
+              steps, static_cast<long long>(progress.deleted), total_ms, longest,
+              longest > 0 ? one_ms / longest : 0.0);
   std::filesystem::remove_all(dir);
   return 0;
 }

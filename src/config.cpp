@@ -320,6 +320,10 @@ const std::vector<key_def>& key_defs() {
     {{"retention.rollup_5m", "LULL_RETENTION_ROLLUP_5M", "--retention-rollup-5m",
       "how long 5-minute rollups are kept (default 30d; hourly ones are kept for good)"},
      duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
+    {{"retention.interval", "LULL_RETENTION_INTERVAL", "--retention-interval",
+      "how often what retention lets go is purged, in steps (default 1h; the first a "
+      "minute after start, or sooner if this is shorter)"},
+     duration_field(&config::retention_interval_sec, 1, 86400)},
     {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
      [](config& c, const std::string& v) -> std::optional<std::string> {
        if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error"

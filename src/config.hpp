@@ -62,6 +62,7 @@ struct config {
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
   double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
+  double retention_interval_sec = 3600;     ///< how often the purge runs
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
   // bounds on what clients can make lulld hold (docs/security.md)
   int limits_max_workers = 10000;  ///< workers the lease table tracks

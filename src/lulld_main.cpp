@@ -347,6 +347,8 @@ int main(int argc, char** argv) {
     popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
     popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
     popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
+    popts.retention_interval =
+      std::chrono::milliseconds(static_cast<long>(cfg.retention_interval_sec * 1000));
     popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
     popts.status_to = leases;
     persister = spawn_persister(sys, bridge, db, popts);

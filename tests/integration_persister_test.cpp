@@ -360,3 +360,63 @@ TEST(persister, learned_quiet_windows_from_a_fixture_database) {
   auto bad = ask(c, {{"kind", "windows"}, {"weeks", 0}}, "wtest/inbox");
   EXPECT_EQ(bad["error"]["message"], "field 'weeks' must be an integer from 1 to 52");
 }
+
+TEST(persister, retention_purges_what_is_due_and_keeps_the_rest) {
+  // A database with data on both sides of the cut-offs: raw samples older
+  // than retention.raw (1 h here), 5-minute rollups and lease events older
+  // than retention.rollup_5m (1 d), and hourly rollups, kept for good.
+  auto dir = temp_dir();
+  auto path = dir + "/retention.db";
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  const std::int64_t old_raw = 3 * 600, new_raw = 600; // ts every 2 s
+  {
+    auto opened = store::open(path);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+    auto& db = *std::get<std::unique_ptr<store>>(opened);
+    std::vector<sample_point> pts;
+    for (int m = 0; m < 3; ++m) {
+      auto metric = "metric" + std::to_string(m);
+      for (std::int64_t i = 0; i < 600; ++i) {
+        pts.push_back({now - 3 * 3600 + 2 * i, "old-host", "host", metric, 1.0});
+        if (m == 0)
+          pts.push_back({now - 1200 + 2 * i, "old-host", "host", metric, 2.0});
+      }
+    }
+    ASSERT_FALSE(db.begin());
+    ASSERT_FALSE(db.insert_points(pts));
+    ASSERT_FALSE(db.insert_rollups(
+      {{rollup_resolution::five_minutes, "old-host", "host", "metric0", now - 2 * 86400, 150, 1, 1,
+        1, 1},
+       {rollup_resolution::five_minutes, "old-host", "host", "metric0", now - 1800, 150, 2, 2, 2,
+        2},
+       {rollup_resolution::hour, "old-host", "host", "metric0", now - 2 * 86400, 1800, 1, 1, 1,
+        1}}));
+    ASSERT_FALSE(db.insert_lease_events({{now - 2 * 86400, "grant", "l-old", "w", "old-host", "", "{}"},
+                                         {now - 60, "grant", "l-new", "w", "old-host", "", "{}"}}));
+    ASSERT_FALSE(db.commit());
+  }
+  broker b;
+  lulld d(lulld_args(b.uri(), "rtest",
+                     {"--db", path, "--retention-raw", "1h", "--retention-rollup-5m", "1d",
+                      "--retention-interval", "1s", "--roles", "scheduler"}));
+  // old_raw rows, one 5-minute rollup and one lease event.
+  auto expected = "retention removed " + std::to_string(old_raw + 2) + " rows";
+  ASSERT_TRUE(d.wait_log(expected, 20s)) << d.log();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(10s), 0) << d.log();
+
+  auto opened = store::open(path);
+  ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+  auto& db = *std::get<std::unique_ptr<store>>(opened);
+  auto raw = db.query_points("old-host", "host", 0, now + 10);
+  EXPECT_EQ(static_cast<std::int64_t>(raw.size()), new_raw);
+  for (auto& p : raw)
+    EXPECT_GE(p.ts, now - 3600);
+  auto five = db.query_rollups(rollup_resolution::five_minutes, "old-host", "host", 0, now + 10);
+  ASSERT_EQ(five.size(), 1u);
+  EXPECT_EQ(five[0].bucket, now - 1800);
+  EXPECT_EQ(db.query_rollups(rollup_resolution::hour, "old-host", "host", 0, now + 10).size(), 1u);
+  auto events = db.recent_lease_events(0, 10);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].lease_id, "l-new");
+}

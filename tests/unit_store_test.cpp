@@ -155,6 +155,53 @@ TEST(store, points_round_trip_and_purge_respects_retention) {
   EXPECT_EQ(s->query_rollups(rollup_resolution::hour, "nuc", "host", 0, 5000).size(), 1u);
 }
 
+// Retention in steps: a purge of many series goes a bounded number of rows
+// at a time, another connection writes between steps without waiting, and
+// the end state is what one big purge would leave.
+TEST(store, a_purge_goes_in_bounded_steps_and_lets_other_writers_in_between) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  auto other = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s && other);
+  std::vector<sample_point> pts;
+  for (int h = 0; h < 10; ++h)
+    for (int i = 0; i < 200; ++i) // 100 before the cut-off (ts 1100), 100 after
+      pts.push_back({1000 + i, "h" + std::to_string(h), "host", "cpu.total_pct", 1.0 * i});
+  std::vector<lease_event_row> events;
+  for (int i = 0; i < 30; ++i)
+    events.push_back({i < 20 ? 500 + i : 5000 + i, "grant", "l", "w", "h0", "", "{}"});
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points(pts));
+  ASSERT_FALSE(s->insert_lease_events(events));
+  ASSERT_FALSE(s->commit());
+
+  store::purge_progress p;
+  int steps = 0;
+  std::int64_t before = 0;
+  while (!p.done && steps < 100) {
+    ASSERT_FALSE(s->purge_step(1100, 1000, p, 150));
+    ++steps;
+    // At most the bound plus the one series that crossed it.
+    EXPECT_LE(p.deleted - before, 150 + 100);
+    before = p.deleted;
+    if (!p.done) {
+      // Between steps the other connection's writer gets in at once.
+      ASSERT_FALSE(other->begin(std::chrono::milliseconds(0)));
+      ASSERT_FALSE(other->save_counter("between", steps));
+      ASSERT_FALSE(other->commit());
+    }
+  }
+  EXPECT_TRUE(p.done);
+  EXPECT_GE(steps, 6); // 1,000 raw rows at ~150-250 a step, then the events
+  EXPECT_EQ(p.deleted, 10 * 100 + 20);
+  for (int h = 0; h < 10; ++h)
+    EXPECT_EQ(s->query_points("h" + std::to_string(h), "host", 0, 5000).size(), 100u) << h;
+  EXPECT_EQ(s->recent_lease_events(0, 100).size(), 10u);
+  EXPECT_EQ(s->load_counter("between"), steps - 1);
+  // A purge with nothing left to do deletes nothing.
+  EXPECT_EQ(s->purge(1100, 1000), 0);
+}
+
 TEST(store, counters_never_go_down) {
   temp_dir d;
   auto s = open_ok(d.file("lull.db"));

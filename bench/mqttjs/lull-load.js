@@ -14,7 +14,10 @@
 //       a fleet: simulated hosts publish snapshots every 2 s (copies of HOST's
 //       snapshot, marked idle), workers hold 60 s leases, heartbeat every 5 s
 //       and release and ask again after 30-90 s; --warmup S leaves the first
-//       S seconds out of the latencies.
+//       S seconds out of the latencies. Ten times a second one of the
+//       workers' connections also sends a request to a bare echo client in
+//       this process: the same broker, generator and machine under the same
+//       load, without lulld (the baseline for the reply latencies).
 //   lull-load.js submit --broker URL [--jobs 30000] [--window 500] [--acked FILE]
 //       queues jobs (scheduler/job/submit, type "shutdown-bench", host
 //       "nowhere", so none is dispatched), at most --window unanswered at a
@@ -250,6 +253,15 @@ async function soak(o) {
   }
   const lat = { grant: new Samples(), heartbeat: new Samples(), release: new Samples() };
   const counts = { grants: 0, denies: 0, heartbeats: 0, releases: 0, timeouts: 0, lost: 0 };
+  const responder = await connect(o, `lull-load-echo-${crypto.randomBytes(3).toString('hex')}`);
+  responder.on('message', (t, p, packet) => {
+    const props = packet.properties || {};
+    if (props.responseTopic)
+      responder.publish(props.responseTopic, p, { qos: 1,
+        properties: { correlationData: props.correlationData } });
+  });
+  await responder.subscribeAsync(`${o.prefix}bench/echo`, { qos: 1 });
+  const echoLat = new Samples();
   const started = Date.now();
   const deadline = started + o.seconds * 1000;
   // Latencies count after the warm-up and before the end (the last releases
@@ -300,9 +312,18 @@ async function soak(o) {
       + ` releases=${counts.releases} denies=${counts.denies} timeouts=${counts.timeouts}`
       + ` reply p50=${m.p50_ms} ms p99=${m.p99_ms} ms`);
   }, o.report * 1000);
-  await Promise.all(Array.from({ length: o.workers }, (_, w) => worker(w)));
+  const echoProbe = async () => {
+    for (let n = 0; Date.now() < deadline; ++n) {
+      await sleep(100);
+      if (Date.now() >= deadline) break;
+      const e = await conns[n % conns.length].call('bench/echo', { v: 1, n });
+      if (e.ms !== null && measuring()) echoLat.add(e.ms);
+    }
+  };
+  await Promise.all([echoProbe(), ...Array.from({ length: o.workers }, (_, w) => worker(w))]);
   clearInterval(progress);
   clearInterval(hostTimer);
+  await responder.endAsync();
   for (const r of conns) await r.end();
   for (const h of hostIds) pub.publish(`${o.prefix}stats/host/${h}`, '', { qos: 1, retain: true });
   await pub.endAsync();
@@ -312,7 +333,7 @@ async function soak(o) {
     measured_sec: Math.max(0, o.seconds - o.warmup),
     requests_per_sec: Math.round(all.v.length / Math.max(1, o.seconds - o.warmup)),
     replies: all.summary(), grant: lat.grant.summary(), heartbeat: lat.heartbeat.summary(),
-    release: lat.release.summary() };
+    release: lat.release.summary(), echo: echoLat.summary() };
 }
 
 /// A job no host runs (host "nowhere"): it stays queued.

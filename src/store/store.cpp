@@ -363,21 +363,72 @@ std::vector<rollup_row> store::query_rollups(rollup_resolution res, const std::s
   return out;
 }
 
+sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_before,
+                              purge_progress& p, std::int64_t max_rows) {
+  if (p.done)
+    return {};
+  if (auto err = begin())
+    return err;
+  std::int64_t rows = 0;
+  auto fail = [&](int rc) -> sqlite_error {
+    sqlite_error err{rc, db_.last_error()};
+    rollback();
+    return err;
+  };
+  while (!p.series_done && rows < max_rows) {
+    // A few series at a time; each delete walks one series' primary key.
+    auto ids = db_.prepare("SELECT id FROM series WHERE id >= ?1 ORDER BY id LIMIT 32");
+    ids.bind(1, p.next_series);
+    std::vector<std::int64_t> batch;
+    while (ids.step() == SQLITE_ROW)
+      batch.push_back(ids.int64(0));
+    if (batch.empty()) {
+      p.series_done = true;
+      break;
+    }
+    auto raw = db_.prepare("DELETE FROM samples WHERE series_id = ?1 AND ts < ?2");
+    auto five = db_.prepare(
+      "DELETE FROM rollups WHERE resolution = ?1 AND series_id = ?2 AND bucket < ?3");
+    for (auto id : batch) {
+      raw.bind(1, id).bind(2, raw_before);
+      if (int rc = raw.exec(); rc != SQLITE_DONE)
+        return fail(rc);
+      rows += sqlite3_changes(db_.handle());
+      five.bind(1, static_cast<int>(rollup_resolution::five_minutes)).bind(2, id)
+        .bind(3, five_min_before);
+      if (int rc = five.exec(); rc != SQLITE_DONE)
+        return fail(rc);
+      rows += sqlite3_changes(db_.handle());
+      p.next_series = id + 1;
+      if (rows >= max_rows)
+        break;
+    }
+  }
+  if (p.series_done && rows < max_rows) {
+    auto left = max_rows - rows;
+    auto ev = db_.prepare("DELETE FROM lease_events WHERE id IN (SELECT id FROM lease_events "
+                          "WHERE ts < ?1 ORDER BY ts LIMIT ?2)");
+    ev.bind(1, five_min_before).bind(2, left);
+    if (int rc = ev.exec(); rc != SQLITE_DONE)
+      return fail(rc);
+    auto n = sqlite3_changes(db_.handle());
+    rows += n;
+    p.done = n < left;
+  }
+  if (auto err = commit()) {
+    rollback();
+    return err;
+  }
+  p.deleted += rows;
+  return {};
+}
+
 std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before) {
-  std::int64_t n = 0;
-  auto a = db_.prepare("DELETE FROM samples WHERE ts < ?1");
-  a.bind(1, raw_before);
-  if (a.exec() == SQLITE_DONE)
-    n += sqlite3_changes(db_.handle());
-  auto b = db_.prepare("DELETE FROM rollups WHERE resolution=?1 AND bucket < ?2");
-  b.bind(1, static_cast<int>(rollup_resolution::five_minutes)).bind(2, five_min_before);
-  if (b.exec() == SQLITE_DONE)
-    n += sqlite3_changes(db_.handle());
-  auto c = db_.prepare("DELETE FROM lease_events WHERE ts < ?1");
-  c.bind(1, five_min_before);
-  if (c.exec() == SQLITE_DONE)
-    n += sqlite3_changes(db_.handle());
-  return n;
+  purge_progress p;
+  while (!p.done)
+    if (purge_step(raw_before, five_min_before, p))
+      return -1;
+  return p.deleted;
 }
 
 std::vector<std::pair<std::string, std::string>> store::series_groups() {

@@ -90,8 +90,22 @@ public:
   std::vector<rollup_row> query_rollups(rollup_resolution res, const std::string& host,
                                         const std::string& group, std::int64_t from,
                                         std::int64_t to);
-  /// Deletes raw points before `raw_before` and 5-minute rollups before
-  /// `five_min_before`; hourly rollups are kept for good. Returns rows deleted.
+  /// Retention, a step at a time: each purge_step() deletes, in one write
+  /// turn, at most about `max_rows` rows of raw points before `raw_before`
+  /// and 5-minute rollups before `five_min_before` (series by series, along
+  /// their primary keys, where `progress` left off), then lease events before
+  /// `five_min_before`. Hourly rollups are kept for good. Other writers get
+  /// their turn between steps, so a large purge never holds the database.
+  struct purge_progress {
+    std::int64_t next_series = 0; ///< the series id to go on from
+    bool series_done = false;
+    bool done = false;            ///< nothing left before the cut-offs
+    std::int64_t deleted = 0;     ///< rows deleted by all steps so far
+  };
+  sqlite_error purge_step(std::int64_t raw_before, std::int64_t five_min_before,
+                          purge_progress& progress, std::int64_t max_rows = 5000);
+  /// Every step until done (for tests and tools); returns rows deleted, or
+  /// -1 when a step failed.
   std::int64_t purge(std::int64_t raw_before, std::int64_t five_min_before);
   /// Hosts and groups with data (for health and listings).
   std::vector<std::pair<std::string, std::string>> series_groups();
