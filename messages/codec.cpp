@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <vector>
 #include <ctime>
 
@@ -288,6 +289,152 @@ std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
   } catch (const std::exception& e) {
     return fail(kind::malformed, e.what());
   }
+}
+
+namespace {
+
+/// SAX events of one document: the content checks of untrusted_content, and
+/// the field at `path` (the last of a repeated key wins).
+class probe_handler {
+public:
+  using json = nlohmann::json;
+  explicit probe_handler(const std::vector<std::string>& path) : path_(path) {}
+
+  bool null() { return value({}); }
+  bool boolean(bool) { return value({}); }
+  bool number_integer(json::number_integer_t v) { return value(v); }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (v > static_cast<json::number_unsigned_t>(std::numeric_limits<std::int64_t>::max()))
+      return value({}); // an integer, but not one lull could hold
+    return value(static_cast<std::int64_t>(v));
+  }
+  bool number_float(json::number_float_t v, const json::string_t&) {
+    if (!std::isfinite(v))
+      return refuse("a number is not finite (NaN or infinity)");
+    return value({});
+  }
+  bool string(json::string_t& v) {
+    if (!valid_utf8(v))
+      return refuse("a string is not valid UTF-8");
+    return value({});
+  }
+  bool binary(json::binary_t&) { return value({}); }
+  bool start_object(std::size_t) {
+    bool on = opened(true);
+    frames_.push_back({on, false});
+    return true;
+  }
+  bool key(json::string_t& k) {
+    if (!valid_utf8(k))
+      return refuse("a key is not valid UTF-8");
+    auto& f = frames_.back();
+    auto level = on_path_level();
+    f.key_matches = f.on_path && level < path_.size() && k == path_[level];
+    return true;
+  }
+  bool end_object() {
+    frames_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) {
+    opened(false);
+    frames_.push_back({false, false});
+    return true;
+  }
+  bool end_array() {
+    frames_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+  bool root_object = false;
+  bool refused = false;
+  field_probe result;
+
+private:
+  struct frame {
+    bool on_path;     ///< this object is the one at path[0 .. depth-1]
+    bool key_matches; ///< its current key is the next name on the path
+  };
+  /// Objects on the path enclosing the current position.
+  std::size_t on_path_level() const {
+    std::size_t n = 0;
+    for (auto& f : frames_)
+      n += f.on_path ? 1 : 0;
+    return n - 1;
+  }
+  bool refuse(const char*) {
+    refused = true;
+    return false;
+  }
+  /// A container starts at the current position; true when it is an object
+  /// that continues the path.
+  bool opened(bool is_object) {
+    if (frames_.empty()) {
+      root_object = is_object;
+      return is_object;
+    }
+    auto& f = frames_.back();
+    if (!f.key_matches)
+      return false;
+    auto level = on_path_level(); // the index of this value's key in path_
+    if (level + 1 == path_.size()) {
+      result.integer.reset(); // the field, but a container
+      return false;
+    }
+    // An object on the way to the field: a repeated key replaces it.
+    result = {};
+    if (level + 2 == path_.size())
+      result.parent_object = is_object;
+    return is_object;
+  }
+  /// A scalar at the current position (`v`: when it is an integer).
+  bool value(std::optional<std::int64_t> v) {
+    if (frames_.empty())
+      return true; // a scalar document: not an object
+    auto& f = frames_.back();
+    if (!f.key_matches)
+      return true;
+    if (on_path_level() + 1 == path_.size())
+      result.integer = v;
+    else
+      result = {}; // on the way to the field, a scalar: no field
+    return true;
+  }
+
+  const std::vector<std::string>& path_;
+  std::vector<frame> frames_;
+};
+
+} // namespace
+
+std::optional<field_probe> probe_integer(std::string_view payload, wire_format f,
+                                         const std::vector<std::string>& path,
+                                         decode_limits limits) {
+  if (path.empty() || payload.size() > limits.max_bytes)
+    return std::nullopt;
+  if (f == wire_format::msgpack) {
+    decode_error::kind k = decode_error::kind::malformed;
+    if (!msgpack_check(payload, limits.max_depth, limits.check_content, k).empty())
+      return std::nullopt;
+  } else if (!json_depth_ok(payload, limits.max_depth)) {
+    return std::nullopt;
+  }
+  probe_handler h(path);
+  bool ok = false;
+  try {
+    ok = f == wire_format::msgpack
+           ? nlohmann::json::sax_parse(payload.begin(), payload.end(), &h,
+                                       nlohmann::json::input_format_t::msgpack)
+           : nlohmann::json::sax_parse(payload.begin(), payload.end(), &h);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!ok || h.refused || !h.root_object)
+    return std::nullopt;
+  return h.result;
 }
 
 std::string utc_timestamp(std::int64_t unix_seconds) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -63,6 +64,23 @@ struct decode_limits {
 /// messages/request.hpp's decode_payload and decode_request build on it.
 std::optional<nlohmann::json> decode(std::string_view payload, wire_format f,
                                      decode_error* err = nullptr, decode_limits limits = {});
+
+/// One integer field of a document, read without building the document.
+struct field_probe {
+  bool parent_object = false;           ///< the object that holds the field exists
+  std::optional<std::int64_t> integer;  ///< the field, when it is an integer
+};
+
+/// Reads the integer at `path` (object keys from the top, e.g. {"cpu",
+/// "count"}) of a JSON or msgpack payload, for a reader that needs one field
+/// of a large document (the lease manager's CPU count from each host
+/// snapshot). Accepts and refuses exactly what decode() does, with the same
+/// limits and content checks, and where a key repeats the last one counts, as
+/// in decode()'s tree; it builds no tree. nullopt: decode() would refuse the
+/// payload, or it is not an object.
+std::optional<field_probe> probe_integer(std::string_view payload, wire_format f,
+                                         const std::vector<std::string>& path,
+                                         decode_limits limits = {});
 
 /// What makes a decoded document unfit to keep, or nullopt: a string (value
 /// or key) that is not UTF-8 — msgpack carries any bytes, and dump() would

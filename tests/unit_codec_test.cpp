@@ -141,3 +141,65 @@ TEST(codec, quiet_assessment_round_trips_and_accepts_any_case) {
   j["state"] = "SLEEPY";
   EXPECT_THROW(quiet_assessment_from_json(j), nlohmann::json::exception);
 }
+
+// The lease manager reads each host snapshot's cpu.count without building
+// the document: the probe refuses what decode() refuses and, where keys
+// repeat, takes the last one as decode()'s tree does.
+TEST(codec, probe_reads_one_integer_as_the_tree_would) {
+  const std::vector<std::string> path{"cpu", "count"};
+  struct want {
+    const char* json;
+    bool accepted, parent;
+    std::optional<std::int64_t> integer;
+  };
+  const want cases[] = {
+    {R"({"host_id":"pi","cpu":{"total_pct":3.5,"count":4},"mem":{"count":9}})", true, true, 4},
+    {R"({"cpu":{"count":4.0}})", true, true, std::nullopt},
+    {R"({"cpu":{"count":"4"}})", true, true, std::nullopt},
+    {R"({"cpu":{"count":-2}})", true, true, -2},
+    {R"({"cpu":{"count":18446744073709551615}})", true, true, std::nullopt},
+    {R"({"cpu":{}})", true, true, std::nullopt},
+    {R"({"cpu":[{"count":4}]})", true, false, std::nullopt},
+    {R"({"cpu":4})", true, false, std::nullopt},
+    {R"({"mem":{"cpu":{"count":4}}})", true, false, std::nullopt},
+    {R"({"cpu":{"count":4},"cpu":{"count":8}})", true, true, 8},
+    {R"({"cpu":{"count":4},"cpu":null})", true, false, std::nullopt},
+    {R"({"cpu":{"count":4,"count":{"n":1}}})", true, true, std::nullopt},
+    {R"({"cpu":{"count":{"n":1},"count":6}})", true, true, 6},
+    {R"([{"cpu":{"count":4}}])", false, false, std::nullopt}, // decodes; not an object
+    {R"(4)", false, false, std::nullopt},                     // decodes; not an object
+    {R"({"cpu":{"count":4}} trailing)", false, false, std::nullopt},
+    {R"({"cpu":{"count":4},"x":1e400})", false, false, std::nullopt},
+    {R"({"cpu":{"count":4)", false, false, std::nullopt},
+  };
+  for (auto& c : cases) {
+    auto got = probe_integer(c.json, wire_format::json, path);
+    ASSERT_EQ(got.has_value(), c.accepted) << c.json;
+    // decode() agrees on what is accepted (the probe also wants an object).
+    auto tree = decode(c.json, wire_format::json);
+    EXPECT_EQ(tree.has_value() && tree->is_object(), c.accepted) << c.json;
+    if (!got)
+      continue;
+    EXPECT_EQ(got->parent_object, c.parent) << c.json;
+    EXPECT_EQ(got->integer, c.integer) << c.json;
+    // The same document as msgpack reads the same (nlohmann keeps the last
+    // of a repeated key, so the msgpack has no repeats; the answer holds).
+    auto doc = nlohmann::json::parse(c.json);
+    auto packed = encode(doc, wire_format::msgpack);
+    auto again = probe_integer(packed, wire_format::msgpack, path);
+    ASSERT_TRUE(again) << c.json;
+    EXPECT_EQ(again->parent_object, c.parent) << c.json;
+    EXPECT_EQ(again->integer, c.integer) << c.json;
+  }
+  // Refused as decode() refuses: too deep, too large, invalid UTF-8 in
+  // msgpack, NaN in msgpack.
+  std::string deep = R"({"cpu":{"count":4},"x":)" + std::string(40, '[') + std::string(40, ']') + "}";
+  EXPECT_FALSE(probe_integer(deep, wire_format::json, path));
+  EXPECT_FALSE(probe_integer(R"({"cpu":{"count":4}})", wire_format::json, path, {10, 32, true}));
+  std::string bad_utf8 = "\x81\xa3" "cpu" "\xa2\xff\xfe"; // {"cpu": "\xff\xfe"}
+  EXPECT_FALSE(decode(bad_utf8, wire_format::msgpack));
+  EXPECT_FALSE(probe_integer(bad_utf8, wire_format::msgpack, path));
+  std::string nan = std::string("\x81\xa1x\xcb\x7f\xf8\0\0\0\0\0\0", 12); // {"x": NaN}
+  EXPECT_FALSE(decode(nan, wire_format::msgpack));
+  EXPECT_FALSE(probe_integer(nan, wire_format::msgpack, path));
+}

@@ -396,16 +396,15 @@ void lease_service::on_availability(const std::string& host_id, const mqtt_messa
 void lease_service::on_host(const std::string& host_id, const mqtt_message& in) {
   if (in.payload.empty())
     return;
-  auto decoded = decode_payload(in.payload, in.content_type, lease_limits);
-  if (std::holds_alternative<request_error>(decoded))
+  // Only cpu.count matters here, read without building the snapshot's tree:
+  // a fleet's snapshots arrive together, and the requests behind them wait.
+  static const std::vector<std::string> cpu_count_path{"cpu", "count"};
+  auto probe = probe_integer(in.payload, detect_format(in.payload, in.content_type),
+                             cpu_count_path, {lease_limits.max_bytes,
+                                              static_cast<int>(lease_limits.max_depth), true});
+  if (!probe || !probe->parent_object)
     return;
-  auto& doc = std::get<nlohmann::json>(decoded);
-  if (!doc.is_object())
-    return;
-  auto cpu = doc.find("cpu");
-  if (cpu == doc.end() || !cpu->is_object())
-    return;
-  auto count = cpu->find("count");
+  auto& count = probe->integer;
   bool known = table_.hosts().count(host_id) > 0;
   if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
     // The first word from a host: tell its agent which leases it runs (none,
@@ -415,9 +414,8 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
                                     json_content_type, {}, {}});
   }
-  if (count != cpu->end() && count->is_number_integer()
-      && count->get<std::int64_t>() >= 1 && count->get<std::int64_t>() <= 4096) {
-    int n = static_cast<int>(count->get<std::int64_t>());
+  if (count && *count >= 1 && *count <= 4096) {
+    int n = static_cast<int>(*count);
     auto it = table_.hosts().find(host_id);
     if (it == table_.hosts().end() || it->second.cpu_count != n) {
       table_.on_cpu_count(host_id, n);

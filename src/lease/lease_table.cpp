@@ -205,7 +205,7 @@ void lease_table::on_quiet(const quiet_assessment& q) {
   else if (!h.quiet_since_mono)
     h.quiet_since_mono = now;
   h.quiet = q;
-  apply_yield();
+  apply_yield(&q.host_id);
 }
 
 void lease_table::on_quiet_hours(const std::string& host_id, quiet_hour_map m) {
@@ -218,7 +218,7 @@ void lease_table::on_pause(const std::string& host_id, std::optional<host_pause>
   if (!valid_id(host_id) || !host_room(host_id))
     return;
   hosts_[host_id].pause = std::move(pause);
-  apply_yield();
+  apply_yield(&host_id);
 }
 
 std::vector<std::string> lease_table::take_pauses_ended() {
@@ -238,12 +238,14 @@ std::string lease_table::hold_reason(const std::string& host_id, const host_info
   return {};
 }
 
-void lease_table::apply_yield() {
+void lease_table::apply_yield(const std::string* only_host) {
   if (expiry_paused_)
     return; // cut off from the broker: no notice could reach a holder
   double now = env_.mono_sec();
   auto wall = env_.wall_sec();
   for (auto& [id, h] : hosts_) {
+    if (only_host && id != *only_host)
+      continue;
     if (h.pause && h.pause->until && *h.pause->until <= wall) {
       h.pause.reset();
       pauses_ended_.push_back(id);
@@ -263,6 +265,10 @@ void lease_table::apply_yield() {
   for (auto it = active_.begin(); it != active_.end();) {
     auto next = std::next(it);
     auto& r = it->second;
+    if (only_host && r.host_id != *only_host) {
+      it = next;
+      continue;
+    }
     auto hit = hosts_.find(r.host_id);
     if (hit == hosts_.end()) {
       it = next;

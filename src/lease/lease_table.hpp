@@ -335,8 +335,10 @@ private:
   void preempt(std::map<std::string, lease_record>::iterator it, std::string reason);
   double earliest_free(const std::string& host_id, int need_units) const;
   /// Suspends, resumes and preempts leases by their hosts' load, windows
-  /// and pauses (the yield policy).
-  void apply_yield();
+  /// and pauses (the yield policy): of every host on a tick, of one host
+  /// when only its state changed (a quiet assessment, a pause), so that a
+  /// fleet's burst of assessments costs each one its own host's leases only.
+  void apply_yield(const std::string* only_host = nullptr);
   /// Why leases of `priority` on `host` must not run now ("" when they may).
   std::string hold_reason(const std::string& host_id, const host_info& h,
                           lease_priority priority) const;
