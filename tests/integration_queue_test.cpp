@@ -93,7 +93,9 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
      "--lease-lock-delay", "1s", "--lease-max-per-worker", "8", "--quiet-stale-after", "1h"});
   auto daemon = std::make_unique<lulld>(args);
 
-  client c(b.uri());
+  client_options copts;
+  copts.keep_alive = std::chrono::seconds(60); // thousands of messages in (see client_options)
+  client c(b.uri(), copts);
   ASSERT_TRUE(c.connected()) << c.error();
   capacity_watch watch;
   c.subscribe("scheduler/events");

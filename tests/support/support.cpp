@@ -91,7 +91,7 @@ client::client(const std::string& uri, client_options opts) : version_(opts.mqtt
   cli_->set_callback(*cb_);
   auto b = mqtt::connect_options_builder();
   b.mqtt_version(ver).connect_timeout(std::chrono::seconds(5)).keep_alive_interval(
-    std::chrono::seconds(5));
+    opts.keep_alive);
   if (ver == MQTTVERSION_5)
     b.clean_start(true);
   else

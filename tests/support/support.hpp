@@ -64,6 +64,10 @@ struct client_options {
   std::string client_id; ///< empty: a unique one
   std::string username, password;
   mqtt_message will;     ///< topic empty: none
+  /// MQTT keep-alive. A client that takes in thousands of messages while
+  /// the test thread copies them (slow under the sanitizers) wants more, or
+  /// a PINGRESP queued behind them ends its connection.
+  std::chrono::seconds keep_alive{5};
 };
 
 /// An MQTT client for tests: connects (blocking, in the test thread),
