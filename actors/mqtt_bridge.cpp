@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -15,39 +16,6 @@
 namespace lull {
 
 namespace {
-
-/// Paho's callback thread ends here: each event becomes one anon_send to the
-/// bridge and returns at once. Holds the bridge weakly so callbacks arriving
-/// after it quit are dropped.
-class bridge_events : public transport_events {
-public:
-  bridge_events(caf::actor_addr bridge, std::shared_ptr<std::atomic<std::uint64_t>> in_flight)
-    : bridge_(std::move(bridge)), in_flight_(std::move(in_flight)) {}
-
-  void on_connected(int version) override { send(conn_ok_atom::value, version); }
-  void on_connect_failed(std::string reason) override {
-    send(conn_fail_atom::value, std::move(reason));
-  }
-  void on_connection_lost(std::string reason) override {
-    send(conn_lost_atom::value, std::move(reason));
-  }
-  /// Stamps the arrival so the bridge can measure dispatch latency, and
-  /// counts the message in flight until the bridge has routed it.
-  void on_message(mqtt_message msg) override {
-    in_flight_->fetch_add(1, std::memory_order_relaxed);
-    send(inbound_atom::value, std::move(msg), steady_seconds());
-  }
-  void on_disconnected() override { send(disc_done_atom::value); }
-
-private:
-  template <class... Ts>
-  void send(Ts&&... xs) {
-    if (auto hdl = caf::actor_cast<caf::actor>(bridge_))
-      caf::anon_send(hdl, std::forward<Ts>(xs)...);
-  }
-  caf::actor_addr bridge_;
-  std::shared_ptr<std::atomic<std::uint64_t>> in_flight_;
-};
 
 /// Sent by the bridge to itself at normal priority when it is told to shut
 /// down: it arrives after every publish already queued, so those go out
@@ -63,11 +31,6 @@ constexpr std::chrono::milliseconds drain_limit{300};
 /// in order); QoS 1 messages still coming in are the broker's to send again
 /// (lulld's session is persistent).
 constexpr std::chrono::milliseconds disconnect_limit{200};
-
-struct subscription {
-  std::string filter;
-  caf::actor who;
-};
 
 /// The latest message on each retained topic the bridge has seen since it
 /// last connected: a topic enters with a message the broker flagged as
@@ -133,10 +96,168 @@ private:
   std::unordered_map<std::string, mqtt_message> by_topic_;
 };
 
+struct subscription {
+  std::string filter;
+  caf::actor who;
+};
+
+/// Where inbound messages go. Paho's callback thread routes each message
+/// itself, straight into the mailboxes of the actors that subscribed (one
+/// hand-off and one wake-up fewer per message than through the bridge's own
+/// mailbox, and a burst of work on CAF's shared threads cannot hold routing
+/// up); the bridge actor adds subscriptions, counts its publishes and reads
+/// the meter. One mutex guards it all: the subscriptions, the retained
+/// messages kept for late subscribers and the bus meter.
+class router {
+public:
+  router(std::size_t max_payload_bytes, std::size_t retained_max_topics,
+         std::size_t retained_max_bytes)
+    : max_bytes_(max_payload_bytes), retained_(retained_max_topics, retained_max_bytes) {
+    meter_.start(steady_seconds());
+  }
+
+  /// Routes one inbound message; `arrived` is when Paho handed it over
+  /// (monotonic seconds). Each subscriber gets the same immutable message.
+  void route(const mqtt_message& msg, double arrived) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_)
+      return; // the actors it would go to are stopping too
+    ++msgs_in_;
+    meter_.on_in();
+    if (msg.payload.size() > max_bytes_) {
+      // One size cap before any decoding: no actor sees such a payload.
+      if (oversize_++ % 100 == 0)
+        log::warn("mqtt bridge: dropped {} bytes on {} (at most {} accepted; {} dropped so far)",
+                  msg.payload.size(), msg.topic.substr(0, 200), max_bytes_, oversize_);
+      meter_.on_handled(0, false);
+      return;
+    }
+    retained_.note(msg);
+    caf::message shared;
+    for (auto& sub : subs_) {
+      if (!topic_matches(sub.filter, msg.topic))
+        continue;
+      if (shared.empty())
+        shared = caf::make_message(inbound_atom::value, msg);
+      caf::anon_send(sub.who, shared);
+    }
+    if (shared.empty())
+      meter_.on_unrouted();
+    meter_.on_dispatch(steady_seconds() - arrived);
+  }
+
+  /// Adds `who` for `filter`; true when no actor held the filter before
+  /// (the bridge then subscribes at the broker, which sends what is
+  /// retained). Otherwise, while connected, `who` gets the retained
+  /// messages kept for the filter: the broker sent them to whoever
+  /// subscribed first. Under the same lock as routing, so `who` gets each
+  /// message either from here or routed, never both and never neither.
+  bool subscribe(const std::string& filter, const caf::actor& who, bool connected) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool known = std::any_of(subs_.begin(), subs_.end(),
+                             [&](auto& x) { return x.filter == filter; });
+    subs_.push_back({filter, who});
+    if (known && connected)
+      retained_.each_matching(filter, [&](const mqtt_message& m) {
+        caf::anon_send(who, inbound_atom::value, m);
+      });
+    return !known;
+  }
+
+  /// Every filter held, once each (subscribed on every connect).
+  std::vector<std::string> filters() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (auto& sub : subs_)
+      if (std::find(out.begin(), out.end(), sub.filter) == out.end())
+        out.push_back(sub.filter);
+    return out;
+  }
+
+  /// On every (re)connect, before Paho hands over the session's messages:
+  /// the broker sends what is retained now.
+  void connected() {
+    std::lock_guard<std::mutex> lock(mu_);
+    retained_.clear();
+  }
+
+  /// From here on nothing is routed; the subscribers are let go.
+  void stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    subs_.clear();
+  }
+
+  template <class F>
+  auto with_meter(F&& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return f(meter_);
+  }
+
+  std::uint64_t msgs_in() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return msgs_in_;
+  }
+  std::uint64_t oversize() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return oversize_;
+  }
+  std::size_t retained_kept() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return retained_.size();
+  }
+
+private:
+  mutable std::mutex mu_;
+  std::size_t max_bytes_;
+  bool stopping_ = false;
+  std::vector<subscription> subs_;
+  retained_cache retained_;
+  bus_meter meter_;
+  std::uint64_t msgs_in_ = 0, oversize_ = 0;
+};
+
+/// Paho's callback thread ends here. Connection events become one anon_send
+/// to the bridge (held weakly, so callbacks arriving after it quit are
+/// dropped); inbound messages are routed on this thread.
+class bridge_events : public transport_events {
+public:
+  bridge_events(caf::actor_addr bridge, std::shared_ptr<lull::router> router,
+                std::shared_ptr<std::atomic<std::uint64_t>> in_flight)
+    : bridge_(std::move(bridge)), router_(std::move(router)), in_flight_(std::move(in_flight)) {}
+
+  void on_connected(int version) override {
+    router_->connected();
+    send(conn_ok_atom::value, version);
+  }
+  void on_connect_failed(std::string reason) override {
+    send(conn_fail_atom::value, std::move(reason));
+  }
+  void on_connection_lost(std::string reason) override {
+    send(conn_lost_atom::value, std::move(reason));
+  }
+  /// Counts the message in flight while it is routed.
+  void on_message(mqtt_message msg) override {
+    in_flight_->fetch_add(1, std::memory_order_relaxed);
+    router_->route(msg, steady_seconds());
+    in_flight_->fetch_sub(1, std::memory_order_relaxed);
+  }
+  void on_disconnected() override { send(disc_done_atom::value); }
+
+private:
+  template <class... Ts>
+  void send(Ts&&... xs) {
+    if (auto hdl = caf::actor_cast<caf::actor>(bridge_))
+      caf::anon_send(hdl, std::forward<Ts>(xs)...);
+  }
+  caf::actor_addr bridge_;
+  std::shared_ptr<lull::router> router_;
+  std::shared_ptr<std::atomic<std::uint64_t>> in_flight_;
+};
+
 struct bridge_state {
   std::unique_ptr<mqtt_transport> transport;
-  std::vector<subscription> subs;
-  retained_cache retained{0, 0};
+  std::shared_ptr<lull::router> router;
   std::vector<caf::actor> online_watchers;
   std::vector<caf::actor> offline_watchers;
   bool connected = false;
@@ -144,8 +265,7 @@ struct bridge_state {
   bool stopping = false;
   bool disconnecting = false;
   std::chrono::milliseconds backoff{250};
-  std::uint64_t msgs_in = 0, msgs_out = 0, reconnects = 0, unrouted = 0, oversize = 0;
-  bus_meter meter;
+  std::uint64_t msgs_out = 0, reconnects = 0;
   std::shared_ptr<std::atomic<std::uint64_t>> in_flight
     = std::make_shared<std::atomic<std::uint64_t>>(0);
   static inline const char* name = "mqtt_bridge";
@@ -153,67 +273,33 @@ struct bridge_state {
 
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
   auto& st = self->state;
-  st.retained = retained_cache(opts.retained_max_topics, opts.retained_max_bytes);
+  st.router = std::make_shared<lull::router>(opts.max_payload_bytes, opts.retained_max_topics,
+                                             opts.retained_max_bytes);
   auto availability = opts.topics.availability(opts.instance);
   opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
   if (!opts.transport.on_error)
     opts.transport.on_error = [](const std::string& what) { log::error("{}", what); };
   auto factory = opts.factory ? opts.factory : transport_factory(make_paho_transport);
-  st.transport = factory(opts.transport,
-                         std::make_shared<bridge_events>(self->address(), st.in_flight));
-  st.meter.start(steady_seconds());
+  st.transport = factory(opts.transport, std::make_shared<bridge_events>(
+                                           self->address(), st.router, st.in_flight));
   st.transport->connect();
   log::info("mqtt bridge: connecting to {} as {}", opts.transport.uri, opts.transport.client_id);
+  // Whatever way the bridge ends, Paho's thread routes nothing more.
+  self->attach_functor([router = st.router] { router->stop(); });
 
   auto publish = [self](mqtt_message msg) {
     ++self->state.msgs_out;
-    self->state.meter.on_out();
+    self->state.router->with_meter([](bus_meter& m) { m.on_out(); });
     self->state.transport->publish(msg);
-  };
-
-  auto route = [self, max_bytes = opts.max_payload_bytes](const mqtt_message& msg) {
-    auto& s = self->state;
-    ++s.msgs_in;
-    s.meter.on_in();
-    if (msg.payload.size() > max_bytes) {
-      // One size cap before any decoding: no actor sees such a payload.
-      if (s.oversize++ % 100 == 0)
-        log::warn("mqtt bridge: dropped {} bytes on {} (at most {} accepted; {} dropped so far)",
-                  msg.payload.size(), msg.topic.substr(0, 200), max_bytes, s.oversize);
-      s.meter.on_handled(0, false);
-      return;
-    }
-    s.retained.note(msg);
-    bool routed = false;
-    for (auto& sub : s.subs) {
-      if (topic_matches(sub.filter, msg.topic)) {
-        self->send(sub.who, inbound_atom::value, msg);
-        routed = true;
-      }
-    }
-    if (!routed) {
-      ++s.unrouted;
-      s.meter.on_unrouted();
-    }
   };
 
   return {
     [=](subscribe_atom, const std::string& filter, caf::actor who) {
       auto& s = self->state;
-      bool known = std::any_of(s.subs.begin(), s.subs.end(),
-                               [&](auto& x) { return x.filter == filter; });
-      s.subs.push_back({filter, who});
-      if (!s.connected)
-        return; // every filter is subscribed on connect
-      if (!known) {
-        s.transport->subscribe({filter}, 1); // the broker sends what is retained
-        return;
-      }
-      // The broker sent the retained messages for this filter to whoever
-      // subscribed first; this actor gets them from the cache.
-      s.retained.each_matching(filter, [&](const mqtt_message& m) {
-        self->send(who, inbound_atom::value, m);
-      });
+      // Every filter is subscribed on connect; a new one now, when connected
+      // (the broker sends what is retained).
+      if (s.router->subscribe(filter, who, s.connected) && s.connected)
+        s.transport->subscribe({filter}, 1);
     },
     [=](online_atom, caf::actor who) {
       self->state.online_watchers.push_back(who);
@@ -226,30 +312,20 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
         self->send(who, offline_atom::value);
     },
     [=](publish_atom, mqtt_message& msg) { publish(std::move(msg)); },
-    [=](inbound_atom, mqtt_message& msg) {
-      if (!self->state.stopping)
-        route(msg);
-    },
-    [=](inbound_atom, mqtt_message& msg, double arrived) {
-      auto& s = self->state;
-      auto left = s.in_flight->load(std::memory_order_relaxed);
-      if (left > 0)
-        s.in_flight->fetch_sub(1, std::memory_order_relaxed);
-      if (s.stopping)
-        return; // the actors it would go to are stopping too
-      route(msg);
-      s.meter.on_dispatch(steady_seconds() - arrived);
-    },
+    // An inbound message handed to the bridge itself is routed like one
+    // from Paho's callback.
+    [=](inbound_atom, const mqtt_message& msg) { self->state.router->route(msg, steady_seconds()); },
     [=](handled_atom, double latency_sec, bool ok) {
-      self->state.meter.on_handled(latency_sec, ok);
+      self->state.router->with_meter([&](bus_meter& m) { m.on_handled(latency_sec, ok); });
     },
     [=](bus_atom) {
       auto& s = self->state;
-      auto report = s.meter.report(steady_seconds(), s.in_flight->load(), opts.instance,
-                                   unix_seconds_now());
+      auto report = s.router->with_meter([&](bus_meter& m) {
+        return m.report(steady_seconds(), s.in_flight->load(), opts.instance, unix_seconds_now());
+      });
       report["reconnects"] = s.reconnects;
-      report["oversize"] = s.oversize;
-      report["retained_kept"] = s.retained.size();
+      report["oversize"] = s.router->oversize();
+      report["retained_kept"] = s.router->retained_kept();
       report["handler_failures"] = inbound_failures().load();
       report["connected"] = s.connected;
       return report.dump();
@@ -265,12 +341,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       log::info("mqtt bridge: connected to {} (MQTT {})", opts.transport.uri,
                 version == 5 ? "v5" : "v3.1.1");
       publish({availability, "online", 1, true, {}, {}, {}});
-      s.retained.clear();
-      std::vector<std::string> filters;
-      for (auto& sub : s.subs)
-        if (std::find(filters.begin(), filters.end(), sub.filter) == filters.end())
-          filters.push_back(sub.filter);
-      s.transport->subscribe(filters, 1);
+      s.transport->subscribe(s.router->filters(), 1);
       for (auto& w : s.online_watchers)
         self->send(w, online_atom::value);
     },
@@ -305,7 +376,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
     },
     [=](stats_atom) {
       auto& s = self->state;
-      return caf::make_message(s.msgs_in, s.msgs_out, s.reconnects, s.connected);
+      return caf::make_message(s.router->msgs_in(), s.msgs_out, s.reconnects, s.connected);
     },
     // lulld sends this ahead of everything queued (high priority), so that
     // an inbound flood cannot hold it back: from here on inbound messages
@@ -317,6 +388,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       if (s.stopping)
         return;
       s.stopping = true;
+      s.router->stop();
       self->send(self, drained_atom::value);
       self->delayed_send(self, drain_limit, drained_atom::value);
     },
@@ -328,7 +400,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       log::debug("mqtt bridge: queued publishes sent; publishing offline and disconnecting");
       if (s.connected) {
         ++s.msgs_out;
-        s.meter.on_out();
+        s.router->with_meter([](bus_meter& m) { m.on_out(); });
         s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
                                 disconnect_limit);
         self->delayed_send(self, std::chrono::milliseconds(1000), disc_done_atom::value, true);

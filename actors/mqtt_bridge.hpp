@@ -2,7 +2,10 @@
 /// The MQTT bridge actor: owns the broker connection (through mqtt_transport),
 /// reconnects with backoff, resubscribes on every connect, publishes the
 /// retained availability with a last-will, routes inbound messages to the
-/// actors that subscribed, and publishes for them.
+/// actors that subscribed, and publishes for them. Inbound messages are
+/// routed on Paho's callback thread, straight into the subscribers'
+/// mailboxes (one message shared by all of them), not through the bridge's
+/// own mailbox.
 ///
 /// Messages it handles:
 ///   (subscribe_atom, std::string filter, caf::actor who)  route matches to who;
@@ -12,6 +15,7 @@
 ///   (online_atom, caf::actor who)   tell who (online_atom) on every connect
 ///   (offline_atom, caf::actor who)  tell who (offline_atom) whenever it drops
 ///   (publish_atom, mqtt_message)    publish (buffered while disconnected)
+///   (inbound_atom, mqtt_message)    route as if it came from the broker
 ///   (stats_atom) -> (uint64 in, uint64 out, uint64 reconnects, bool connected)
 ///   (bus_atom) -> std::string       bus stats JSON for the interval since the last
 ///                                   (msgs in/out per second, error rate, p50/p95,

@@ -5,8 +5,9 @@
 /// feeds it; the bus stats actor asks for a report and publishes it.
 ///
 /// Latency has two parts, both in milliseconds:
-///  - dispatch: from the Paho callback receiving a message to the bridge
-///    routing it (grows when the actor system falls behind);
+///  - dispatch: from the Paho callback receiving a message to its being in
+///    the subscribers' mailboxes (the bridge routes on Paho's thread, so
+///    this is the routing itself: topic matching and the mailbox hand-off);
 ///  - handling: what a handler reports for its own work (a lease decision).
 /// `p50_ms`/`p95_ms` are of handling when handlers reported in the interval,
 /// else of dispatch.
