@@ -122,7 +122,9 @@ class Requester {
   end() { return this.c.endAsync(); }
 }
 
-async function echo(o) {
+// A bare echo client: answers each request on bench/echo at its response
+// topic, as lulld answers a lease request, with nothing else in between.
+async function echoResponder(o) {
   const responder = await connect(o, `lull-load-echo-${crypto.randomBytes(3).toString('hex')}`);
   responder.on('message', (t, p, packet) => {
     const props = packet.properties || {};
@@ -131,6 +133,11 @@ async function echo(o) {
         properties: { correlationData: props.correlationData } });
   });
   await responder.subscribeAsync(`${o.prefix}bench/echo`, { qos: 1 });
+  return responder;
+}
+
+async function echo(o) {
+  const responder = await echoResponder(o);
   const r = new Requester(o, 'echo');
   await r.start();
   const lat = new Samples();
@@ -253,14 +260,7 @@ async function soak(o) {
   }
   const lat = { grant: new Samples(), heartbeat: new Samples(), release: new Samples() };
   const counts = { grants: 0, denies: 0, heartbeats: 0, releases: 0, timeouts: 0, lost: 0 };
-  const responder = await connect(o, `lull-load-echo-${crypto.randomBytes(3).toString('hex')}`);
-  responder.on('message', (t, p, packet) => {
-    const props = packet.properties || {};
-    if (props.responseTopic)
-      responder.publish(props.responseTopic, p, { qos: 1,
-        properties: { correlationData: props.correlationData } });
-  });
-  await responder.subscribeAsync(`${o.prefix}bench/echo`, { qos: 1 });
+  const responder = await echoResponder(o);
   const echoLat = new Samples();
   const started = Date.now();
   const deadline = started + o.seconds * 1000;

@@ -170,12 +170,27 @@ void rollup_accumulator::feed(series_buckets& s, std::int64_t ts, double v,
     if (s.hour.start >= 0 && hour > s.hour.start)
       close_hour(s, out);
     if (hour > s.hour.start)
-      s.hour = hour_bucket{hour};
+      s.hour = hour_bucket{hour, {}};
   }
   // A late point for a bucket already closed is dropped from the rollups (it
   // is still stored raw).
   if (s.five.start == five && s.hour.start == hour)
     s.five.values.push_back(v);
+}
+
+void merged_summary::add(std::int64_t n, double part_avg, double part_min, double part_max,
+                         double part_p95) {
+  if (count == 0) {
+    min = part_min;
+    max = part_max;
+    p95 = part_p95;
+  } else {
+    min = std::min(min, part_min);
+    max = std::max(max, part_max);
+    p95 = std::max(p95, part_p95);
+  }
+  count += n;
+  sum += part_avg * static_cast<double>(n);
 }
 
 void rollup_accumulator::close_five(series_buckets& s, std::vector<rollup_row>& out) {
@@ -190,17 +205,7 @@ void rollup_accumulator::close_five(series_buckets& s, std::vector<rollup_row>& 
   auto& h = s.hour;
   if (h.start < 0 || b.start < h.start || b.start >= h.start + 3600)
     return;
-  if (h.count == 0) {
-    h.min = sum.min;
-    h.max = sum.max;
-    h.p95 = sum.p95;
-  } else {
-    h.min = std::min(h.min, sum.min);
-    h.max = std::max(h.max, sum.max);
-    h.p95 = std::max(h.p95, sum.p95);
-  }
-  h.count += sum.count;
-  h.sum += sum.avg * static_cast<double>(sum.count);
+  h.merged.add(sum.count, sum.avg, sum.min, sum.max, sum.p95);
 }
 
 void rollup_accumulator::close_hour(series_buckets& s, std::vector<rollup_row>& out) {
@@ -208,10 +213,11 @@ void rollup_accumulator::close_hour(series_buckets& s, std::vector<rollup_row>& 
   if (s.five.start >= s.hour.start && s.five.start < s.hour.start + 3600)
     close_five(s, out);
   auto& h = s.hour;
-  if (h.count > 0)
-    out.push_back({rollup_resolution::hour, s.host, s.group, s.metric, h.start, h.count,
-                   h.sum / static_cast<double>(h.count), h.min, h.max, h.p95});
-  h = hour_bucket{h.start};
+  auto& m = h.merged;
+  if (m.count > 0)
+    out.push_back({rollup_resolution::hour, s.host, s.group, s.metric, h.start, m.count, m.avg(),
+                   m.min, m.max, m.p95});
+  h = hour_bucket{h.start, {}};
 }
 
 std::vector<rollup_row> rollup_accumulator::close_before(std::int64_t now) {
@@ -360,11 +366,7 @@ nlohmann::json bucket_rollups(const std::vector<rollup_row>& rows, std::int64_t 
   while (i < rows.size()) {
     auto& metric = rows[i].metric;
     size_t j = i;
-    struct acc {
-      std::int64_t n = 0;
-      double sum = 0, min = 0, max = 0, p95 = 0;
-    };
-    std::vector<acc> buckets(n);
+    std::vector<merged_summary> buckets(n);
     while (j < rows.size() && rows[j].metric == metric) {
       auto& r = rows[j++];
       if (r.bucket < start || r.bucket >= to || r.count <= 0)
@@ -372,30 +374,19 @@ nlohmann::json bucket_rollups(const std::vector<rollup_row>& rows, std::int64_t 
       auto b = static_cast<size_t>((r.bucket - start) / step);
       if (b >= n)
         continue;
-      auto& a = buckets[b];
-      if (a.n == 0) {
-        a.min = r.min;
-        a.max = r.max;
-        a.p95 = r.p95;
-      } else {
-        a.min = std::min(a.min, r.min);
-        a.max = std::max(a.max, r.max);
-        a.p95 = std::max(a.p95, r.p95);
-      }
-      a.n += r.count;
-      a.sum += r.avg * static_cast<double>(r.count);
+      buckets[b].add(r.count, r.avg, r.min, r.max, r.p95);
     }
     if (wanted(metrics, metric)) {
       auto s = empty_series(n);
       for (size_t b = 0; b < n; ++b) {
         auto& a = buckets[b];
-        if (a.n == 0)
+        if (a.count == 0)
           continue;
-        s["avg"][b] = a.sum / static_cast<double>(a.n);
+        s["avg"][b] = a.avg();
         s["min"][b] = a.min;
         s["max"][b] = a.max;
         s["p95"][b] = a.p95;
-        s["n"][b] = a.n;
+        s["n"][b] = a.count;
       }
       series[is_counter(metric) ? metric + "_per_sec" : metric] = std::move(s);
     }

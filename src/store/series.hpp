@@ -45,6 +45,17 @@ struct summary {
 /// avg/min/max and the nearest-rank 95th percentile; count 0 for no values.
 summary summarize(std::vector<double> values);
 
+/// Summaries merged as rollups merge (an hour from its 5-minute buckets, a
+/// history bucket from the rollups in it): count, average, minimum and
+/// maximum exact, p95 the largest of the parts' p95 (an upper bound).
+struct merged_summary {
+  std::int64_t count = 0;
+  double sum = 0, min = 0, max = 0, p95 = 0;
+  /// Merges a part of `n` > 0 values.
+  void add(std::int64_t n, double avg, double part_min, double part_max, double part_p95);
+  double avg() const { return sum / static_cast<double>(count); }
+};
+
 struct timed_value {
   std::int64_t ts;
   double value;
@@ -78,8 +89,7 @@ private:
   /// The hour so far: the merged summaries of its closed 5-minute buckets.
   struct hour_bucket {
     std::int64_t start = -1;
-    std::int64_t count = 0;
-    double sum = 0, min = 0, max = 0, p95 = 0;
+    merged_summary merged;
   };
   struct series_buckets {
     std::string host, group, metric;
