@@ -42,6 +42,7 @@ struct persister_state {
   /// The retention purge under way, if any, with its cut-offs.
   std::optional<store::purge_progress> purge;
   std::int64_t purge_raw_before = 0, purge_five_before = 0;
+  std::optional<std::int64_t> purge_jobs_before;
   std::chrono::steady_clock::time_point purge_started;
   static inline const char* name = "persister";
 };
@@ -487,6 +488,9 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       st.purge.emplace();
       st.purge_raw_before = now - opts.raw_retention_sec;
       st.purge_five_before = now - opts.rollup_retention_sec;
+      st.purge_jobs_before.reset();
+      if (opts.finished_jobs_retention_sec)
+        st.purge_jobs_before = now - *opts.finished_jobs_retention_sec;
       st.purge_started = std::chrono::steady_clock::now();
       self->send(self, purge_more_atom::value);
     },
@@ -496,7 +500,8 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       auto& st = self->state;
       if (!st.purge)
         return;
-      if (auto err = st.db->purge_step(st.purge_raw_before, st.purge_five_before, *st.purge)) {
+      if (auto err = st.db->purge_step(st.purge_raw_before, st.purge_five_before, *st.purge,
+                                       5000, st.purge_jobs_before)) {
         log::warn("persister: retention stopped after {} rows: {} (tried again in {} s)",
                   st.purge->deleted, err.message,
                   std::chrono::duration_cast<std::chrono::seconds>(opts.retention_interval)

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <caf/all.hpp>
@@ -27,6 +28,9 @@ struct persister_options {
   std::size_t queue_bound = 200000;
   std::int64_t raw_retention_sec = 7 * 86400;
   std::int64_t rollup_retention_sec = 30 * 86400;
+  /// Finished jobs (the queue's) last updated longer ago go with the same
+  /// purge; unset: jobs are not the persister's to purge.
+  std::optional<std::int64_t> finished_jobs_retention_sec;
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
   std::int64_t stale_after_sec = 30;
   /// Local time of the learned quiet windows (lease.timezone).

@@ -349,6 +349,9 @@ int main(int argc, char** argv) {
     popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
     popts.retention_interval =
       std::chrono::milliseconds(static_cast<long>(cfg.retention_interval_sec * 1000));
+    // The dispatcher purges old finished jobs when it starts; a lulld that
+    // runs for weeks has the persister's purges remove them as they age.
+    popts.finished_jobs_retention_sec = qopts.finished_retention_sec;
     popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
     popts.status_to = leases;
     persister = spawn_persister(sys, bridge, db, popts);

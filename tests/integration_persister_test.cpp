@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "messages/codec.hpp"
@@ -419,4 +420,41 @@ TEST(persister, retention_purges_what_is_due_and_keeps_the_rest) {
   auto events = db.recent_lease_events(0, 10);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].lease_id, "l-new");
+}
+
+TEST(persister, finished_jobs_age_out_while_lulld_runs) {
+  // The queue dispatcher purges old finished jobs when it starts; a lulld
+  // that keeps running has the persister's retention purges remove them as
+  // they pass 7 days. A job record that ages past the cut-off while lulld is
+  // up (written here behind its back, 8 days old) goes; a younger finished
+  // job and an old job still queued stay.
+  auto dir = temp_dir();
+  auto path = dir + "/jobs.db";
+  broker b;
+  lulld d(lulld_args(b.uri(), "jtest",
+                     {"--db", path, "--retention-interval", "1s", "--roles", "scheduler"}));
+  ASSERT_TRUE(d.wait_log("queue dispatcher: restored", 20s)) << d.log();
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  {
+    auto opened = store::open(path);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+    auto& db = *std::get<std::unique_ptr<store>>(opened);
+    ASSERT_FALSE(db.begin(std::chrono::milliseconds(5000)));
+    ASSERT_FALSE(db.save_job("j-old-done", "succeeded", now - 8 * 86400, R"({"id":"j-old-done"})"));
+    ASSERT_FALSE(db.save_job("j-young-done", "failed", now - 86400, R"({"id":"j-young-done"})"));
+    ASSERT_FALSE(db.save_job("j-old-queued", "queued", now - 8 * 86400, R"({"id":"j-old-queued"})"));
+    ASSERT_FALSE(db.commit());
+  }
+  ASSERT_TRUE(d.wait_log("retention removed 1 rows", 20s)) << d.log();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(10s), 0) << d.log();
+
+  auto opened = store::open(path);
+  ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+  auto& db = *std::get<std::unique_ptr<store>>(opened);
+  std::vector<std::string> ids;
+  for (auto& rec : db.load_jobs(0))
+    ids.push_back(nlohmann::json::parse(rec).value("id", ""));
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"j-old-queued", "j-young-done"}));
 }

@@ -202,6 +202,44 @@ TEST(store, a_purge_goes_in_bounded_steps_and_lets_other_writers_in_between) {
   EXPECT_EQ(s->purge(1100, 1000), 0);
 }
 
+// Finished jobs (succeeded, failed, cancelled) last updated before the
+// cut-off go with the retention purge, in the same bounded steps; jobs still
+// queued, leased or running stay however old they are, and a purge without
+// a jobs cut-off leaves the jobs alone.
+TEST(store, a_purge_removes_old_finished_jobs_only_when_asked) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  ASSERT_FALSE(s->begin());
+  for (int i = 0; i < 300; ++i)
+    ASSERT_FALSE(s->save_job("old-done-" + std::to_string(i), i % 2 ? "succeeded" : "failed",
+                             500 + i, "{\"i\":" + std::to_string(i) + "}"));
+  for (auto state : {"queued", "leased", "running"})
+    ASSERT_FALSE(s->save_job(std::string("old-") + state, state, 100, "{\"live\":true}"));
+  ASSERT_FALSE(s->save_job("new-done", "succeeded", 2000, "{\"new\":true}"));
+  ASSERT_FALSE(s->commit());
+
+  EXPECT_EQ(s->purge(1100, 1000), 0);
+  EXPECT_EQ(s->load_jobs(0).size(), 304u);
+
+  store::purge_progress p;
+  int steps = 0;
+  std::int64_t before = 0;
+  while (!p.done && steps < 100) {
+    ASSERT_FALSE(s->purge_step(1100, 1000, p, 100, 1000));
+    EXPECT_LE(p.deleted - before, 100);
+    before = p.deleted;
+    ++steps;
+  }
+  EXPECT_TRUE(p.done);
+  EXPECT_EQ(p.deleted, 300);
+  EXPECT_GE(steps, 3);
+  auto left = s->load_jobs(0);
+  EXPECT_EQ(left.size(), 4u);
+  for (auto& rec : left)
+    EXPECT_EQ(rec.find("\"i\""), std::string::npos) << rec;
+}
+
 TEST(store, counters_never_go_down) {
   temp_dir d;
   auto s = open_ok(d.file("lull.db"));

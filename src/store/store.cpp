@@ -364,7 +364,8 @@ std::vector<rollup_row> store::query_rollups(rollup_resolution res, const std::s
 }
 
 sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_before,
-                              purge_progress& p, std::int64_t max_rows) {
+                              purge_progress& p, std::int64_t max_rows,
+                              std::optional<std::int64_t> finished_jobs_before) {
   if (p.done)
     return {};
   if (auto err = begin())
@@ -404,12 +405,25 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
         break;
     }
   }
-  if (p.series_done && rows < max_rows) {
+  if (p.series_done && !p.events_done && rows < max_rows) {
     auto left = max_rows - rows;
     auto ev = db_.prepare("DELETE FROM lease_events WHERE id IN (SELECT id FROM lease_events "
                           "WHERE ts < ?1 ORDER BY ts LIMIT ?2)");
     ev.bind(1, five_min_before).bind(2, left);
     if (int rc = ev.exec(); rc != SQLITE_DONE)
+      return fail(rc);
+    auto n = sqlite3_changes(db_.handle());
+    rows += n;
+    p.events_done = n < left;
+    p.done = p.events_done && !finished_jobs_before;
+  }
+  if (p.events_done && !p.done && rows < max_rows) {
+    auto left = max_rows - rows;
+    auto jobs = db_.prepare(
+      "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN "
+      "('queued', 'leased', 'running') AND updated_at < ?1 LIMIT ?2)");
+    jobs.bind(1, *finished_jobs_before).bind(2, left);
+    if (int rc = jobs.exec(); rc != SQLITE_DONE)
       return fail(rc);
     auto n = sqlite3_changes(db_.handle());
     rows += n;
@@ -423,10 +437,11 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
   return {};
 }
 
-std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before) {
+std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before,
+                          std::optional<std::int64_t> finished_jobs_before) {
   purge_progress p;
   while (!p.done)
-    if (purge_step(raw_before, five_min_before, p))
+    if (purge_step(raw_before, five_min_before, p, 5000, finished_jobs_before))
       return -1;
   return p.deleted;
 }

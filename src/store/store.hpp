@@ -94,19 +94,23 @@ public:
   /// turn, at most about `max_rows` rows of raw points before `raw_before`
   /// and 5-minute rollups before `five_min_before` (series by series, along
   /// their primary keys, where `progress` left off), then lease events before
-  /// `five_min_before`. Hourly rollups are kept for good. Other writers get
-  /// their turn between steps, so a large purge never holds the database.
+  /// `five_min_before`, then (when given) finished jobs last updated before
+  /// `finished_jobs_before`. Hourly rollups are kept for good. Other writers
+  /// get their turn between steps, so a large purge never holds the database.
   struct purge_progress {
     std::int64_t next_series = 0; ///< the series id to go on from
     bool series_done = false;
+    bool events_done = false;
     bool done = false;            ///< nothing left before the cut-offs
     std::int64_t deleted = 0;     ///< rows deleted by all steps so far
   };
   sqlite_error purge_step(std::int64_t raw_before, std::int64_t five_min_before,
-                          purge_progress& progress, std::int64_t max_rows = 5000);
+                          purge_progress& progress, std::int64_t max_rows = 5000,
+                          std::optional<std::int64_t> finished_jobs_before = std::nullopt);
   /// Every step until done (for tests and tools); returns rows deleted, or
   /// -1 when a step failed.
-  std::int64_t purge(std::int64_t raw_before, std::int64_t five_min_before);
+  std::int64_t purge(std::int64_t raw_before, std::int64_t five_min_before,
+                     std::optional<std::int64_t> finished_jobs_before = std::nullopt);
   /// Hosts and groups with data (for health and listings).
   std::vector<std::pair<std::string, std::string>> series_groups();
   std::optional<std::int64_t> latest_point_ts(const std::string& host);
