@@ -21,6 +21,7 @@ struct queue_depths {
   std::map<std::string, std::uint64_t> by_priority; ///< high, normal, low, background
   std::uint64_t write_errors = 0; ///< job writes that failed so far
   std::string last_error;         ///< the last one's cause ("" when none)
+  bool failing = false;           ///< the last job write failed
 };
 
 // inspect() of lull's structs lives here, next to their type IDs, so that
@@ -29,7 +30,7 @@ struct queue_depths {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mqtt_message& x) {
   return f(caf::meta::type_name("mqtt_message"), x.topic, x.payload, x.qos, x.retain,
-           x.content_type, x.response_topic, x.correlation_data);
+           x.content_type, x.response_topic, x.correlation_data, x.expiry_sec);
 }
 
 template <class Inspector>
@@ -54,7 +55,7 @@ typename Inspector::result_type inspect(Inspector& f, lease_outcome& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_depths& x) {
   return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority, x.write_errors,
-           x.last_error);
+           x.last_error, x.failing);
 }
 
 } // namespace lull

@@ -1,5 +1,7 @@
 #include "actors/host_collector.hpp"
 
+#include <algorithm>
+
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
@@ -85,7 +87,8 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   }
   self->delayed_send(self, std::chrono::milliseconds(250), tick_atom::value);
   self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
-  self->send(bridge, subscribe_atom::value, leases_topic, caf::actor_cast<caf::actor>(self));
+  if (!opts.leases_in_process)
+    self->send(bridge, subscribe_atom::value, leases_topic, caf::actor_cast<caf::actor>(self));
   if (!opts.dirs.empty())
     self->send(self, dir_tick_atom::value);
 
@@ -105,7 +108,12 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
         std::optional<lease_process> p;
         if (read_lease_process(l, p) || !p)
           continue; // no process reported (yet): nothing to measure
-        refs.push_back({l.at("lease_id").template get<std::string>(), p->pid, p->pid_start, p->cgroup});
+        std::int64_t granted_at = 0;
+        if (auto g = l.find("granted_at"); g != l.end() && g->is_number_integer())
+          granted_at = std::clamp<std::int64_t>(g->template get<std::int64_t>(), 0,
+                                                unix_seconds_now());
+        refs.push_back({l.at("lease_id").template get<std::string>(), p->pid, p->pid_start,
+                        p->cgroup, granted_at});
       }
     }
     log::debug("host collector: measuring {} leased process trees", refs.size());

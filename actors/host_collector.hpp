@@ -30,6 +30,11 @@ struct host_collector_options {
   double jitter = 0.1;
   double timeout_sec = 1.0;
   double window_sec = 3600;
+  /// The scheduler runs in this lulld: its lease manager hands this host's
+  /// lease list (scheduler/host/<me>/leases) straight to the collector, and
+  /// the bus topic, which another client could publish on in open mode, is
+  /// not read (docs/security.md, "Who writes what").
+  bool leases_in_process = false;
 };
 
 caf::actor spawn_host_collector(caf::actor_system& sys, caf::actor bridge,

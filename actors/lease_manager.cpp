@@ -26,9 +26,12 @@ struct lease_manager_state {
   std::string last_error;
   std::int64_t last_error_at = 0;
   bool failing = false; ///< the last lease write failed
+  bool queue_failing = false; ///< the last job write failed (told by the queue dispatcher)
   std::uint64_t queue_write_errors = 0; ///< told by the queue dispatcher
   std::string shown_error; ///< the latest failure's cause, leases' or jobs'
   nlohmann::json persister = nullptr; ///< its backlog, as it last told
+  caf::actor persister_actor; ///< told store.failing for the health rollup
+  bool told_failing = false;
   static inline const char* name = "lease_manager";
 };
 
@@ -86,19 +89,32 @@ void note_failure(self_ptr self, std::size_t n, const std::string& cause) {
                n, cause, st.persist_errors);
 }
 
-void note_success(self_ptr self) {
+/// A lease write succeeded: clears the failure flag; true when it was set.
+bool note_success(self_ptr self) {
   auto& st = self->state;
   if (!st.failing)
-    return;
+    return false;
   st.failing = false;
   log::info("lease manager: lease writes work again after {} failed", st.persist_errors);
+  return true;
+}
+
+/// Tells the persister (for the health rollup) when store.failing changed.
+void tell_failing(self_ptr self) {
+  auto& st = self->state;
+  bool failing = st.failing || st.queue_failing;
+  if (!st.persister_actor || failing == st.told_failing)
+    return;
+  st.told_failing = failing;
+  self->send(st.persister_actor, store_atom::value, failing,
+             failing ? st.shown_error : std::string());
 }
 
 nlohmann::json store_status(const lease_manager_state& st) {
   auto& last = st.shown_error;
   return {{"lease_write_errors", st.persist_errors},
           {"job_write_errors", st.queue_write_errors},
-          {"failing", st.failing},
+          {"failing", st.failing || st.queue_failing},
           {"last_error", last.empty() ? nlohmann::json(nullptr) : nlohmann::json(last)},
           {"last_error_at", st.last_error_at ? nlohmann::json(utc_timestamp(st.last_error_at))
                                              : nlohmann::json(nullptr)},
@@ -165,6 +181,8 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       self->send(self, commit_atom::value);
     }
   };
+  auto local_leases = opts.local_host.empty() ? std::string()
+                                             : opts.service.topics.host_leases(opts.local_host);
   auto publish_status = [self, bridge] {
     self->state.last_status = self->clock().now();
     self->send(bridge, publish_atom::value, self->state.service->status_message());
@@ -179,14 +197,22 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       auto dirty = s.service->table().take_dirty();
       auto err = persist(self, opts.db, dirty);
       if (!err) {
-        note_success(self);
+        // Only a write that happened says the disk works again: a commit
+        // with nothing to write proves nothing.
+        if (!dirty.empty() && opts.db && note_success(self)) {
+          s.service->set_store_status(store_status(s));
+          tell_failing(self);
+        }
         // Acknowledgements first, then notices, events and host lists.
         for (auto& m : s.service->committed(dirty))
           self->send(bridge, publish_atom::value, std::move(m));
         for (auto& m : s.service->take_host_leases())
           s.pending.push_back(std::move(m));
-        for (auto& m : s.pending)
+        for (auto& m : s.pending) {
+          if (opts.local_agent && m.topic == local_leases)
+            self->send(opts.local_agent, inbound_atom::value, m);
           self->send(bridge, publish_atom::value, std::move(m));
+        }
         for (auto& o : s.service->take_outcomes())
           for (auto& w : s.watchers)
             self->send(w, o);
@@ -202,6 +228,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
           if (m.topic.compare(0, control.size(), control) == 0)
             self->send(bridge, publish_atom::value, std::move(m));
         s.service->set_store_status(store_status(s));
+        tell_failing(self);
       }
       s.pending.clear();
       for (auto& [rp, reply] : s.pending_replies) {
@@ -254,22 +281,26 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     [=](queue_atom, const queue_depths& q) {
       auto& st = self->state;
       st.service->set_queue_status({{"queued", q.queued}, {"depths", q.by_priority}});
-      if (q.write_errors != st.queue_write_errors) {
+      if (q.write_errors != st.queue_write_errors || q.failing != st.queue_failing) {
         st.queue_write_errors = q.write_errors;
+        st.queue_failing = q.failing;
         st.shown_error = "jobs: " + q.last_error;
         st.last_error_at = unix_seconds_now();
         st.service->set_store_status(store_status(st));
+        tell_failing(self);
       }
     },
     [=](store_atom, std::uint64_t queued, std::uint64_t dropped, std::uint64_t errors,
         const std::string& last_error) {
       auto& st = self->state;
+      st.persister_actor = caf::actor_cast<caf::actor>(self->current_sender());
       st.persister = {{"queued", queued},
                       {"dropped", dropped},
                       {"write_errors", errors},
                       {"last_error", last_error.empty() ? nlohmann::json(nullptr)
                                                         : nlohmann::json(last_error)}};
       st.service->set_store_status(store_status(st));
+      tell_failing(self);
     },
     [=](watch_atom, const caf::actor& watcher, const std::set<std::string>& held) {
       auto& st = self->state;

@@ -464,6 +464,11 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
     [=](inbound_atom, const mqtt_message& msg) {
       guard_inbound("persister", msg, [&] { on_inbound(self, bridge, msg, opts); });
     },
+    // The lease manager's store.failing, for the health rollup.
+    [=](store_atom, bool failing, const std::string& cause) {
+      self->state.health.state_writes_failing = failing;
+      self->state.health.state_error = cause;
+    },
     [=](flush_atom) {
       auto& h = self->state.health;
       auto told = std::make_tuple(h.queued, h.dropped, h.write_errors, self->state.failing);

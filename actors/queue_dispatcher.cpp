@@ -24,6 +24,7 @@ struct dispatcher_state {
   std::uint64_t persist_errors = 0;
   std::string last_error; ///< of the last failed write
   bool failing = false;
+  bool told_failing = false;
   std::uint64_t told_errors = 0;
   /// Lease outcomes whose job change could not be written: applied again
   /// each tick until it is (the lease itself has ended for good).
@@ -80,19 +81,22 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
   auto depths = st.service->depths();
-  if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors) {
+  if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors
+      || st.told_failing != st.failing) {
     std::size_t queued = 0;
     for (auto& [p, n] : depths)
       queued += n;
     st.told_depths = depths;
     st.told = true;
     st.told_errors = st.persist_errors;
+    st.told_failing = st.failing;
     queue_depths q;
     q.queued = queued;
     for (auto& [p, n] : depths)
       q.by_priority[p] = n;
     q.write_errors = st.persist_errors;
     q.last_error = st.last_error;
+    q.failing = st.failing;
     self->send(leases, queue_atom::value, std::move(q));
   }
   for (auto& [lease, reason] : out.revoke)

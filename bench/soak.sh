@@ -84,10 +84,9 @@ hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$lulld_pid/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$lulld_pid/status" 2>/dev/null || echo 0; }
 db_bytes() {
-  # Live pages only: WAL checkpoints and free pages would blur the trend.
-  sqlite3 -readonly "$work/data/lull.db" \
-    'select (p.page_count - f.freelist_count) * s.page_size from pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s' \
-    2>/dev/null || echo 0
+  # lulld holds the database exclusively while it runs: the file's size (its
+  # pages, free ones included, not yet the WAL's).
+  stat -c %s "$work/data/lull.db" 2>/dev/null || echo 0
 }
 
 node "$here/mqttjs/lull-load.js" soak --broker "mqtt://127.0.0.1:$port" --seconds "$secs" \

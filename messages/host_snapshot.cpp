@@ -43,7 +43,10 @@ nlohmann::json to_json(const leased_load& l) {
                    {"cpu_core_pct", opt(u.cpu_core_pct)},
                    {"rss_bytes", u.rss_bytes},
                    {"read_bytes_per_sec", opt(u.read_bytes_per_sec)},
-                   {"write_bytes_per_sec", opt(u.write_bytes_per_sec)}});
+                   {"write_bytes_per_sec", opt(u.write_bytes_per_sec)},
+                   {"counted", u.refused.empty()},
+                   {"refused", u.refused.empty() ? nlohmann::json(nullptr)
+                                                 : nlohmann::json(u.refused)}});
   return {{"leases", l.leases},
           {"processes", l.processes},
           {"cpu_pct", opt(l.cpu_pct)},
@@ -74,6 +77,8 @@ leased_load leased_load_from_json(const nlohmann::json& j) {
       x.rss_bytes = u.value("rss_bytes", std::uint64_t{0});
       x.read_bytes_per_sec = get_opt<double>(u, "read_bytes_per_sec");
       x.write_bytes_per_sec = get_opt<double>(u, "write_bytes_per_sec");
+      if (auto r = u.find("refused"); r != u.end() && r->is_string())
+        x.refused = r->get<std::string>();
       l.per_lease.push_back(std::move(x));
     }
   return l;

@@ -50,6 +50,9 @@ struct lease_usage {
   std::optional<double> cpu_core_pct; ///< % of one core (200 = two cores busy)
   std::uint64_t rss_bytes = 0;
   std::optional<double> read_bytes_per_sec, write_bytes_per_sec;
+  /// Why the claim was not counted (the process is not marked as this
+  /// lease's: docs/collectors.md, "Whose load"); empty when it counts.
+  std::string refused;
 };
 
 /// lull's own share of the host: its leases' processes and lulld itself.

@@ -144,6 +144,22 @@ std::string peek_string(const json& doc, const char* field) {
   return {};
 }
 
+std::string lease_cgroup_name(const std::string& lease_id) {
+  return "lull-lease-" + lease_id.substr(0, 16);
+}
+
+std::optional<std::string> claim_refusal(const lease_process& p, const std::string& lease_id) {
+  if (p.pid <= 1)
+    return "pid " + std::to_string(p.pid) + " is init: it is never a lease's";
+  if (!p.cgroup.empty()) {
+    auto want = lease_cgroup_name(lease_id);
+    auto slash = p.cgroup.rfind('/');
+    if (p.cgroup.substr(slash == std::string::npos ? 0 : slash + 1) != want)
+      return "cgroup " + p.cgroup + " is not this lease's own (.../" + want + ")";
+  }
+  return std::nullopt;
+}
+
 std::optional<lease_error> read_lease_process(const json& doc,
                                               std::optional<lease_process>& out) {
   out.reset();

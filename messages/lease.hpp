@@ -70,6 +70,17 @@ struct lease_process {
   bool operator!=(const lease_process& o) const { return !(*this == o); }
 };
 
+/// The name of the cgroup v2 group lull makes for a lease's work
+/// ("lull-lease-" and the id's first 16 characters): the only group a
+/// lease's claim may name.
+std::string lease_cgroup_name(const std::string& lease_id);
+
+/// Why lull will not count the claimed processes `p` as lease `lease_id`'s,
+/// from the claim alone: pid 1 (init, and every process on the host below
+/// it), or a cgroup that is not the lease's own (`/`, `/user.slice`). The
+/// host agent checks the rest against the processes (docs/collectors.md).
+std::optional<std::string> claim_refusal(const lease_process& p, const std::string& lease_id);
+
 /// HeavyLeaseRequest.
 struct lease_request {
   int v = schema_version;

@@ -3,6 +3,7 @@
 /// message with the v5 properties lull uses. (Its inspect() for CAF is in
 /// actors/atoms.hpp.)
 
+#include <cstdint>
 #include <string>
 
 namespace lull {
@@ -15,6 +16,10 @@ struct mqtt_message {
   std::string content_type;     ///< v5 CONTENT_TYPE
   std::string response_topic;   ///< v5 RESPONSE_TOPIC of a request
   std::string correlation_data; ///< v5 CORRELATION_DATA, echoed in replies
+  /// v5 MESSAGE_EXPIRY_INTERVAL in seconds (0: none): the broker drops the
+  /// message instead of delivering it later than this (a request nobody
+  /// waits for any more).
+  std::uint32_t expiry_sec = 0;
 };
 
 } // namespace lull

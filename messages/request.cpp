@@ -1,5 +1,7 @@
 #include "messages/request.hpp"
 
+#include <cmath>
+
 #include <cctype>
 
 #include "messages/enum_names.hpp"
@@ -133,7 +135,20 @@ inbound_request decode_request(const mqtt_message& msg, const request_limits& li
     r.error = check_content(d);
   if (!r.error)
     r.error = check_envelope(d);
+  if (!r.error) {
+    if (auto it = d.find("deadline"); it != d.end() && !it->is_null()) {
+      if (!it->is_number() || !std::isfinite(it->get<double>()))
+        r.error = invalid("field 'deadline': expected unix seconds (a number), got "
+                          + std::string(it->type_name()));
+      else
+        r.deadline = it->get<double>();
+    }
+  }
   return r;
+}
+
+bool request_expired(const inbound_request& r, double now_unix) {
+  return r.deadline && now_unix > *r.deadline + request_clock_skew_sec;
 }
 
 bool reply_allowed(const std::string& topic, const topic_names& topics, bool secure,

@@ -89,7 +89,21 @@ struct inbound_request {
   nlohmann::json doc; ///< an object; null for an allowed empty payload
   reply_route route;
   std::optional<request_error> error;
+  /// The envelope's `deadline` (unix seconds): after it the client no
+  /// longer waits for the answer (request_expired).
+  std::optional<double> deadline;
 };
+
+/// How far a client's clock may run behind lulld's before its requests look
+/// expired (`deadline` is the client's wall clock; MQTT v5 clients are also
+/// covered by the broker's Message Expiry Interval, which needs no clock).
+constexpr double request_clock_skew_sec = 30;
+
+/// True when a request carried a `deadline` that passed more than
+/// request_clock_skew_sec before `now_unix`: nobody waits for its answer,
+/// so lulld acts on it no more (a lease request published while lulld was
+/// down, delivered at its restart, must not hold capacity for nobody).
+bool request_expired(const inbound_request& r, double now_unix);
 
 /// Steps 1-3. `empty_ok`: an empty payload (mosquitto_pub -n) is a valid
 /// request with a null document (cancels, releases, revokes).

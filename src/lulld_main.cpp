@@ -1,7 +1,9 @@
 // lulld: the lull daemon. Wires configuration, the MQTT bridge and the
 // collectors together; everything else lives in actors/ and src/.
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -90,7 +93,7 @@ void exit_now(const caf::actor& a) {
 /// when the database is next opened; samples not yet flushed are lost.
 void arm_shutdown_deadline(sigset_t signals, std::chrono::duration<double> timeout,
                            std::shared_ptr<std::atomic<const char*>> step,
-                           std::shared_ptr<std::atomic<bool>> died) {
+                           std::shared_ptr<std::atomic<bool>> died, pid_t own_broker) {
   std::thread([=]() mutable {
     auto until = std::chrono::steady_clock::now() + timeout;
     int sig = -1;
@@ -112,6 +115,10 @@ void arm_shutdown_deadline(sigset_t signals, std::chrono::duration<double> timeo
       log::warn("lulld: shutdown took longer than {:.1f}s (still {}); exiting now; acknowledged "
                 "jobs and leases are in the database, samples not yet written are lost",
                 timeout.count(), step->load());
+    // The Mosquitto lulld started goes with it, even on a double Ctrl-C:
+    // nothing of lulld's is left listening.
+    if (own_broker > 0)
+      ::kill(own_broker, SIGTERM);
     spdlog::default_logger()->flush();
     std::fflush(nullptr);
     _exit(died->load() ? 1 : 0);
@@ -138,12 +145,34 @@ int main(int argc, char** argv) {
   auto cfg = std::get<config>(loaded);
   log::init(cfg.log_level);
 
+  // One lulld per data directory: two would hand out the same fencing
+  // tokens and the same queued jobs. The lock goes with the process (even
+  // on kill -9); the file keeps the pid for the message.
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  int lock_fd = ::open((cfg.data_dir + "/lulld.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    auto n = ::pread(lock_fd, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
+      pid.pop_back();
+    log::error("lulld: another lulld (pid {}) uses {}; stop it or give this one its own "
+               "--data-dir", pid, cfg.data_dir);
+    return 1;
+  }
+  if (lock_fd >= 0) {
+    auto text = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, text.data(), text.size(), 0) < 0)
+      log::warn("lulld: cannot write its pid to {}/lulld.lock", cfg.data_dir);
+  } else {
+    log::warn("lulld: cannot lock {}/lulld.lock ({}); another lulld on the same data "
+              "directory would not be noticed", cfg.data_dir, std::strerror(errno));
+  }
+
   // The database first: a newer, corrupt or unwritable file stops lulld
   // before it touches the broker. Only the scheduler role keeps state; an
   // agent that only collects never opens it (SQLite's pages stay off a Pi).
-  std::error_code ec;
-  if (cfg.db.rfind(cfg.data_dir + "/", 0) == 0)
-    std::filesystem::create_directories(cfg.data_dir, ec);
   std::shared_ptr<store> db;
   if (cfg.runs_scheduler()) {
     auto opened = store::open(cfg.db);
@@ -211,6 +240,7 @@ int main(int argc, char** argv) {
     actors.push_back(a);
     watched.push_back({name, a});
   };
+  caf::actor host_collector;
   if (cfg.runs_collectors()) {
     host_collector_options hopts;
     hopts.probe.root = cfg.proc_root;
@@ -223,7 +253,9 @@ int main(int argc, char** argv) {
     hopts.jitter = cfg.collector_jitter;
     hopts.timeout_sec = cfg.collector_timeout_sec;
     hopts.window_sec = cfg.window_sec;
-    keep("host collector", spawn_host_collector(sys, bridge, hopts));
+    hopts.leases_in_process = cfg.runs_scheduler();
+    host_collector = spawn_host_collector(sys, bridge, hopts);
+    keep("host collector", host_collector);
 
     process_collector_options popts;
     popts.probe.root = cfg.proc_root;
@@ -327,6 +359,8 @@ int main(int argc, char** argv) {
       return std::shared_ptr<store>(std::move(conn));
     };
     lopts.db = connection();
+    lopts.local_agent = host_collector;
+    lopts.local_host = cfg.host_id;
     leases = spawn_lease_manager(sys, bridge, lopts);
 
     queue_dispatcher_options qopts;
@@ -387,7 +421,7 @@ int main(int argc, char** argv) {
   // Bounded: every step below is, and shutdown_timeout ends lulld anyway.
   auto step = std::make_shared<std::atomic<const char*>>("stopping the actors");
   arm_shutdown_deadline(stop_signals, std::chrono::duration<double>(cfg.shutdown_timeout_sec),
-                        step, died);
+                        step, died, broker ? broker->pid() : -1);
   auto t0 = std::chrono::steady_clock::now();
   auto since = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -378,3 +378,53 @@ TEST(hostile, a_hundred_thousand_worker_ids_leave_memory_bounded) {
 #endif
   EXPECT_TRUE(d.running());
 }
+
+// MQTT 3.1.1 has no packet limit to negotiate: a lulld speaking it cannot tell
+// the broker what it will not take. lull's broker config bounds every client
+// instead (max_packet_size, message_size_limit): 50 MB publishes on lulld's
+// topics never reach it, from a 3.1.1 or a v5 publisher, and lulld stays
+// within its memory bound and keeps answering.
+TEST(hostile, fifty_megabyte_publishes_under_3_1_1_leave_lulld_bounded) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "big311", {"--roles", "scheduler", "--mqtt-version", "3.1.1"}));
+  client watch(b.uri());
+  ASSERT_TRUE(watch.connected()) << watch.error();
+  watch.subscribe("scheduler/status");
+  watch.subscribe("big/+");
+  ASSERT_TRUE(watch.wait_for_topic("scheduler/status", 20s)) << d.log();
+  auto before = rss_kb(d.pid());
+  std::string huge(50u * 1024 * 1024, 'x');
+  for (int version : {4, 5}) {
+    for (const char* topic : {"scheduler/lease/request", "history/request", "stats/host/big311",
+                              "stats/worker/big"}) {
+      client_options o;
+      o.mqtt_version = version;
+      client flood(b.uri(), o);
+      ASSERT_TRUE(flood.connected()) << flood.error();
+      bool refused_here = false;
+      try {
+        flood.publish(topic, huge, 0);
+      } catch (const std::exception&) {
+        refused_here = true; // a v5 client knows the broker's limit from its CONNACK
+      }
+      // Else the broker refuses the packet and drops the publisher.
+      EXPECT_TRUE(refused_here || wait_until([&] { return !flood.lost().empty(); }, 20s))
+        << "the broker took a 50 MB packet on " << topic << " (MQTT " << version << ")";
+    }
+  }
+  huge.clear();
+  huge.shrink_to_fit();
+  // lulld still answers, and never saw a byte of it.
+  watch.publish("scheduler/lease/request",
+                R"({"v":1,"worker_id":"w","host_id":"big311","request_id":"r1","reply_to":"big/r"})");
+  auto r = watch.wait_for_topic("big/r", 10s);
+  ASSERT_TRUE(r) << d.log();
+  auto after = rss_kb(d.pid());
+  std::printf("lulld RSS: %ld kB before, %ld kB after eight 50 MB publishes\n", before, after);
+#if LULL_UNDER_ASAN
+  std::printf("RSS bound not checked under AddressSanitizer\n");
+#else
+  EXPECT_LT(after, 64 * 1024) << "RSS " << after << " kB";
+#endif
+  EXPECT_TRUE(d.running());
+}

@@ -150,3 +150,171 @@ TEST(outage_integration, a_10s_broker_outage_under_a_12s_lease_changes_nothing) 
     10s);
   EXPECT_TRUE(released) << d.log();
 }
+
+// Three rounds, each with three holders (`lull run --ttl 12s`, default 10 s
+// grace, so a holder cut off from lulld keeps its child for TTL + lock_delay
+// - grace = 17 s after its last answered heartbeat): the broker goes away for
+// 10 s each round. Every child must survive, with no lease expired and no
+// heartbeat_missed for a lease lulld renewed when it came back. A holder's
+// first heartbeat after reconnecting may reach the broker before lulld has
+// subscribed again (the broker kept no sessions); it is sent again every
+// second until answered.
+TEST(outage_integration, nine_holders_ride_out_three_10s_broker_restarts) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "rhost", {"--roles", "collectors,scheduler"}));
+  auto quiet_and_ready = [&](client& c) {
+    publish_quiet(c, "rhost");
+    return c.wait_for(
+      [](const mqtt_message& m) {
+        if (m.topic != "scheduler/status")
+          return false;
+        auto j = json::parse(m.payload, nullptr, false);
+        return j.is_object() && j["hosts"].contains("rhost")
+               && j["hosts"]["rhost"]["state"] == "QUIET";
+      },
+      20s);
+  };
+  {
+    client c(b.uri());
+    ASSERT_TRUE(c.connected()) << c.error();
+    c.subscribe("scheduler/status");
+    ASSERT_TRUE(quiet_and_ready(c)) << d.log();
+  }
+  int survived = 0;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<pid_t> runs, children;
+    std::vector<std::string> files;
+    for (int k = 0; k < 3; ++k) {
+      files.push_back("/tmp/lull-outage3-" + std::to_string(::getpid()) + "-" + std::to_string(k));
+      spawn_options o;
+      o.argv = {binary_path("src/lull"), "--broker", b.uri(), "--worker",
+                "h" + std::to_string(round) + std::to_string(k), "run", "--ttl", "12s", "--cost",
+                "5", "--", "sh", "-c", "echo $$ > " + files.back() + "; exec sleep 300"};
+      auto pid = spawn(o);
+      ASSERT_TRUE(pid);
+      runs.push_back(*pid);
+    }
+    for (auto& f : files) {
+      ASSERT_TRUE(wait_until([&] { return !slurp(f).empty(); }, 20s)) << d.log();
+      children.push_back(std::stoi(slurp(f)));
+      ::unlink(f.c_str());
+    }
+    // Each holder has told lulld its child's pid (its first heartbeat) once
+    // its lease lists a process.
+    {
+      client c(b.uri());
+      c.subscribe("scheduler/status");
+      ASSERT_TRUE(c.wait_for(
+        [](const mqtt_message& m) {
+          auto j = json::parse(m.payload, nullptr, false);
+          return j.is_object() && j["active_total"] == 3;
+        },
+        20s))
+        << d.log();
+    }
+
+    b.process().stop();
+    auto stopped_at = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(10s); // the fault's length
+    std::string err;
+    ASSERT_TRUE(b.process().restart(&err)) << err;
+    client c(b.uri());
+    ASSERT_TRUE(c.connected()) << c.error();
+    c.subscribe("scheduler/events");
+    c.subscribe("scheduler/status");
+    // Past the holders' own bound (17 s after the last answered heartbeat,
+    // itself before the stop): had a renewal not landed, they would have
+    // stopped their children by now.
+    ASSERT_TRUE(wait_until(
+      [&] { return std::chrono::steady_clock::now() - stopped_at > 19s; }, 30s));
+    auto st = c.wait_for(
+      [](const mqtt_message& m) {
+        auto j = json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/status" && j.is_object() && j["active_total"] == 3;
+      },
+      10s);
+    EXPECT_TRUE(st) << "round " << round << ": the three leases are still active\n" << d.log();
+    for (std::size_t k = 0; k < runs.size(); ++k) {
+      bool ok = alive(runs[k]) && alive(children[k]);
+      EXPECT_TRUE(ok) << "round " << round << ", holder " << k << " stopped\n" << d.log();
+      survived += ok ? 1 : 0;
+    }
+    for (auto& m : c.received()) {
+      if (m.topic == "scheduler/events") {
+        EXPECT_EQ(m.payload.find("heartbeat_missed"), std::string::npos)
+          << "round " << round << ": a lease renewed on reconnect was reported missed: "
+          << m.payload;
+      }
+    }
+    for (auto pid : runs)
+      ::kill(pid, SIGINT);
+    for (auto pid : runs)
+      EXPECT_TRUE(wait_for_exit(pid, 20s));
+    for (auto pid : children)
+      EXPECT_TRUE(wait_until([&] { return !alive(pid); }, 10s));
+  }
+  EXPECT_EQ(survived, 9);
+  EXPECT_EQ(d.log().find("missed heartbeats"), std::string::npos) << d.log();
+}
+
+// Requests published while lulld is down wait in its broker session and
+// reach it at its restart. One whose deadline has passed (its client gave up
+// long ago) is dropped and counted, never granted: a grant would hold
+// capacity for nobody. One still within its deadline is answered.
+TEST(outage_integration, a_request_older_than_its_deadline_is_not_granted_at_restart) {
+  broker b;
+  auto args = lulld_args(b.uri(), "shost", {"--roles", "scheduler"});
+  auto ready = [&](client& c) {
+    publish_quiet(c, "shost");
+    return c.wait_for(
+      [](const mqtt_message& m) {
+        auto j = json::parse(m.payload, nullptr, false);
+        return m.topic == "scheduler/status" && j.is_object() && j["hosts"].contains("shost")
+               && j["hosts"]["shost"]["state"] == "QUIET";
+      },
+      20s);
+  };
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("stale/+");
+  c.subscribe("scheduler/status");
+  {
+    lulld d(args);
+    ASSERT_TRUE(ready(c)) << d.log();
+    d.signal(SIGTERM);
+    ASSERT_TRUE(d.wait_exit(15s)) << d.log();
+  }
+  auto now = static_cast<double>(std::time(nullptr));
+  json stale = {{"v", 1},          {"worker_id", "gone"},   {"host_id", "shost"},
+                {"cost_units", 5}, {"request_id", "old-1"}, {"reply_to", "stale/old"},
+                {"deadline", now - 120}};
+  json fresh = {{"v", 1},          {"worker_id", "here"},     {"host_id", "shost"},
+                {"cost_units", 5}, {"request_id", "fresh-1"}, {"reply_to", "stale/fresh"},
+                {"deadline", now + 600}};
+  c.publish("scheduler/lease/request", stale.dump());
+  c.publish("scheduler/lease/request", fresh.dump());
+
+  lulld d(args);
+  c.clear();
+  auto answered = c.wait_for_topic("stale/fresh", 30s);
+  ASSERT_TRUE(answered) << "the request still within its deadline is answered\n" << d.log();
+  EXPECT_TRUE(json::parse(answered->payload).value("approved", false)) << answered->payload;
+  auto counted = c.wait_for(
+    [](const mqtt_message& m) {
+      auto j = json::parse(m.payload, nullptr, false);
+      return m.topic == "scheduler/status" && j.is_object()
+             && j["counters"].value("expired", 0) >= 1;
+    },
+    15s);
+  EXPECT_TRUE(counted) << "the expired request is counted in scheduler/status\n" << d.log();
+  EXPECT_FALSE(c.wait_for_topic("stale/old", 1s)) << "nobody waits for it: no reply";
+  auto st = c.wait_for(
+    [](const mqtt_message& m) {
+      auto j = json::parse(m.payload, nullptr, false);
+      return m.topic == "scheduler/status" && j.is_object() && j["active_total"] == 1;
+    },
+    10s);
+  ASSERT_TRUE(st) << d.log();
+  auto j = json::parse(st->payload);
+  EXPECT_EQ(j["active"][0]["worker_id"], "here") << j["active"].dump();
+}

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -272,11 +273,25 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
   fs::remove_all(dir);
 }
 
-// A database lulld cannot write (here: locked by another writer past lulld's
-// busy timeout; a full disk or a read-only file fail the same way): every
-// request is answered at once with InternalError naming the cause, nothing
-// is acknowledged or half-applied, scheduler/status says so, and the same
-// requests work once the database is free.
+namespace {
+
+/// chattr +i (or -i) on every file of the database: even root cannot write
+/// them then. False where chattr or the filesystem cannot do it.
+bool set_immutable(const std::string& db_path, bool on) {
+  auto cmd = std::string("chattr ") + (on ? "+i" : "-i") + " " + db_path + " " + db_path
+             + "-wal 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
+} // namespace
+
+// A database lulld cannot write (here: its files made immutable while lulld
+// runs, as a filesystem gone read-only or a full disk fail): lulld stays
+// up (no SIGBUS: it keeps SQLite's WAL index off a memory-mapped -shm file),
+// every request is answered at once with InternalError naming the cause,
+// nothing is acknowledged or half-applied, scheduler/status says so until a
+// write really succeeds, and the same requests work once the files are
+// writable again.
 TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error_and_loses_nothing) {
   broker b;
   auto dir = temp_dir();
@@ -297,6 +312,8 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
     },
     10s))
     << daemon.log();
+  EXPECT_FALSE(fs::exists(db_path + "-shm"))
+    << "lulld keeps the WAL index in its own memory, so no -shm file can vanish under it";
   auto reply = [&](const std::string& topic, const std::string& request_id)
     -> std::optional<json> {
     auto m = c.wait_for(
@@ -313,11 +330,15 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
   json lease = {{"worker_id", "wl"}, {"host_id", "farm"}, {"cost_units", 20},
                 {"reply_to", "lk/lease"}};
 
-  // Another writer holds the database.
-  auto opened = store::open(db_path);
-  ASSERT_EQ(opened.index(), 0u) << std::get<1>(opened);
-  auto holder = std::move(std::get<0>(opened));
-  ASSERT_FALSE(holder->begin());
+  // The database's files become unwritable under lulld.
+  if (!set_immutable(db_path, true)) {
+    fs::remove_all(dir);
+    GTEST_SKIP() << "chattr +i needs root and a filesystem with the immutable flag";
+  }
+  struct unfreeze {
+    std::string path;
+    ~unfreeze() { set_immutable(path, false); }
+  } thaw{db_path};
 
   job["request_id"] = "s1";
   c.publish("scheduler/job/submit", job.dump());
@@ -325,7 +346,7 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
   ASSERT_TRUE(r1) << "a submit lulld cannot store is answered, not left to time out\n"
                   << daemon.log();
   EXPECT_EQ((*r1)["error"]["code"], "InternalError") << r1->dump();
-  EXPECT_NE(r1->dump().find("locked"), std::string::npos) << r1->dump();
+  EXPECT_NE(r1->dump().find("I/O error"), std::string::npos) << r1->dump();
 
   lease["request_id"] = "l1";
   c.publish("scheduler/lease/request", lease.dump());
@@ -344,12 +365,22 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
     },
     10s);
   ASSERT_TRUE(failing) << daemon.log();
-  EXPECT_NE(json::parse(failing->payload)["store"]["last_error"].dump().find("locked"),
+  EXPECT_NE(json::parse(failing->payload)["store"]["last_error"].dump().find("I/O error"),
             std::string::npos);
+  EXPECT_TRUE(json::parse(failing->payload)["store"]["failing"].get<bool>());
+  // Nothing was written since: the flag stays up (lulld publishes its status
+  // every few seconds; none of them may say the writes work again).
+  auto cleared = c.wait_for(
+    [](const mqtt_message& m) {
+      return m.topic == "scheduler/status"
+             && !json::parse(m.payload)["store"].value("failing", true);
+    },
+    4s);
+  EXPECT_FALSE(cleared) << "store.failing cleared with no write done: " << cleared->payload;
+  EXPECT_TRUE(daemon.running()) << "lulld is alive\n" << daemon.log();
 
-  // The database is free again: the same requests work, in full.
-  holder->rollback();
-  holder.reset();
+  // The database is writable again: the same requests work, in full.
+  ASSERT_TRUE(set_immutable(db_path, false));
   job["request_id"] = "s2";
   c.publish("scheduler/job/submit", job.dump());
   auto r2 = reply("lk/submit", "s2");
@@ -363,6 +394,13 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
   ASSERT_TRUE(g2) << daemon.log();
   EXPECT_TRUE(g2->value("approved", false))
     << "the refused grant holds no units, so all 20 are free: " << g2->dump();
+  auto works = c.wait_for(
+    [](const mqtt_message& m) {
+      return m.topic == "scheduler/status"
+             && !json::parse(m.payload)["store"].value("failing", true);
+    },
+    10s);
+  EXPECT_TRUE(works) << "store.failing clears once a write succeeded\n" << daemon.log();
 
   // Both are in the database, so a kill -9 loses neither.
   daemon.signal(SIGKILL);

@@ -50,8 +50,19 @@ std::chrono::milliseconds call_timeout_of(const global_opts& g);
 /// online status with an offline last will (lull work).
 std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce = false);
 
-/// Prints "lull: WHAT failed: CODE: MESSAGE"; the exit code for it.
+/// True when lulld (or the way to it) failed rather than refused: no reply
+/// in time, InternalError (it could not store the change) or
+/// RequestThrottled. Such a call may succeed if made again a little later;
+/// `lull run`, `lull work` and `lull submit` do so within their --wait.
+bool service_failure(const call_error& e);
+
+/// Prints "lull: WHAT failed: CODE: MESSAGE"; the exit code for it:
+/// ex_unavailable (69) for a service failure, else ex_failed.
 int report_error(const std::string& what, const call_error& e);
+
+/// Seconds to wait before the `attempt`-th retry of a failed call (1, 2, 4,
+/// capped at 5), never past `left` (seconds; < 0: no bound).
+double retry_pause(int attempt, double left);
 
 // -- output ------------------------------------------------------------------
 

@@ -76,10 +76,20 @@ std::unique_ptr<lease_client> connect_or_say(const global_opts& g, bool announce
   return std::move(std::get<std::unique_ptr<lease_client>>(connected));
 }
 
+bool service_failure(const call_error& e) {
+  return e.timed_out || e.error.code == error_code::internal_error
+         || e.error.code == error_code::request_throttled;
+}
+
 int report_error(const std::string& what, const call_error& e) {
   std::cerr << "lull: " << what << " failed: " << to_string(e.error.code) << ": "
             << e.error.message << "\n";
-  return e.timed_out ? ex_unavailable : ex_failed;
+  return service_failure(e) ? ex_unavailable : ex_failed;
+}
+
+double retry_pause(int attempt, double left) {
+  double pause = std::min(5.0, static_cast<double>(1 << std::min(attempt, 3)) / 2.0);
+  return left < 0 ? pause : std::max(0.0, std::min(pause, left));
 }
 
 std::string fmt(double sec) {

@@ -84,13 +84,29 @@ int do_run(const global_opts& g, const run_opts& r) {
   // 1. Wait for a grant.
   auto started = steady_clock::now();
   lease_grant_reply lease;
+  int failures = 0;
   while (true) {
     auto reply = client.request(req, call_timeout);
     if (auto* e = std::get_if<call_error>(&reply)) {
+      // lulld away, or unable to store the grant (a full or locked disk):
+      // asked again within --wait; a refusal of the request itself ends it.
+      double waited = duration<double>(steady_clock::now() - started).count();
+      if (service_failure(*e) && (*wait_sec == 0 || waited < *wait_sec)) {
+        double pause = retry_pause(failures++, *wait_sec > 0 ? *wait_sec - waited : -1);
+        say("lease request failed (" + std::string(to_string(e->error.code)) + ": "
+            + e->error.message + "); asking again in " + fmt(pause) + "s");
+        int sig = wait_signal(set, duration<double>(pause));
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+          say("interrupted while waiting for a lease");
+          return 128 + sig;
+        }
+        continue;
+      }
       std::cerr << "lull: lease request failed: " << to_string(e->error.code) << ": "
                 << e->error.message << "\n";
-      return e->timed_out ? ex_unavailable : ex_usage;
+      return service_failure(*e) ? ex_unavailable : ex_usage;
     }
+    failures = 0;
     lease = std::get<lease_grant_reply>(reply);
     if (lease.approved)
       break;

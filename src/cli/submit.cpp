@@ -1,10 +1,13 @@
 // lull submit --type T [--payload JSON|@FILE|-] ...: queue a job.
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <iostream>
 #include <iterator>
 
 #include "src/cli/commands.hpp"
+#include "messages/util.hpp"
 #include "src/config.hpp"
 
 namespace lull::cli {
@@ -24,6 +27,9 @@ CLI::App* add_submit(CLI::App& app, submit_opts& so) {
     ->check(CLI::Range(1, 100))->capture_default_str();
   submit->add_option("--deadline", so.deadline, "expire if not started within (e.g. 2h)");
   submit->add_option("--producer", so.producer, "who submits (default: --worker)");
+  submit->add_option("--wait", so.wait,
+                     "ask again while lulld is away or cannot store the job, up to this long")
+    ->capture_default_str();
   submit->add_flag("--json", so.as_json, "print the job as JSON");
   return submit;
 }
@@ -56,8 +62,14 @@ int do_submit(const global_opts& g, const submit_opts& o) {
     body["cost_class"] = o.cls;
   if (!o.host.empty())
     body["host_id"] = o.host;
-  if (!o.key.empty())
-    body["idempotency_key"] = o.key;
+  auto wait_sec = parse_duration_sec(o.wait);
+  if (!wait_sec) {
+    std::cerr << "lull: --wait takes a duration such as 30s or 5m\n";
+    return ex_usage;
+  }
+  // A submit asked again after no reply may have been stored the first
+  // time: the same idempotency key makes the second one return that job.
+  body["idempotency_key"] = !o.key.empty() ? o.key : "submit-" + random_lease_id();
   body["producer"] = !o.producer.empty() ? o.producer : g.worker;
   if (!o.deadline.empty()) {
     auto d = parse_duration_sec(o.deadline);
@@ -70,9 +82,22 @@ int do_submit(const global_opts& g, const submit_opts& o) {
   auto client = connect_or_say(g);
   if (!client)
     return ex_unavailable;
+  auto started = std::chrono::steady_clock::now();
   auto r = client->call(client->request_topic("scheduler/job/submit"), body, call_timeout_of(g));
-  if (auto* e = std::get_if<call_error>(&r))
-    return report_error("submit", *e);
+  for (int failures = 0;; ++failures) {
+    auto* e = std::get_if<call_error>(&r);
+    if (!e)
+      break;
+    double left = *wait_sec - std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                                            - started).count();
+    if (!service_failure(*e) || left <= 0)
+      return report_error("submit", *e);
+    double pause = retry_pause(failures, left);
+    std::cerr << "lull: submit failed (" << to_string(e->error.code) << ": " << e->error.message
+              << "); asking again in " << fmt(pause) << "s\n";
+    std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+    r = client->call(client->request_topic("scheduler/job/submit"), body, call_timeout_of(g));
+  }
   auto& j = std::get<nlohmann::json>(r);
   if (o.as_json)
     std::cout << j["job"].dump(2) << "\n";

@@ -1,6 +1,7 @@
 #include "src/client/lease_client.hpp"
 
 #include <algorithm>
+#include <ctime>
 
 #include "messages/codec.hpp"
 #include "messages/util.hpp"
@@ -300,8 +301,17 @@ std::variant<nlohmann::json, call_error> lease_client::call(const std::string& t
   body["reply_to"] = reply_topic_; // for a v3.1.1 connection; v5 uses the property
   if (!opts_.secure)
     body["worker_id"] = opts_.worker_id;
-  transport_->publish(
-    {topic, body.dump(), 1, false, json_content_type, reply_topic_, key});
+  // Nobody waits for the answer after `timeout`: the broker drops a v5
+  // request it could not deliver by then (Message Expiry Interval), and
+  // lulld drops one whose deadline passed (a request queued for lulld while
+  // it was down must not be acted on at its restart).
+  auto secs = std::max<std::int64_t>(
+    1, std::chrono::duration_cast<std::chrono::seconds>(timeout + std::chrono::milliseconds(999))
+         .count());
+  body["deadline"] = static_cast<double>(std::time(nullptr) + secs);
+  mqtt_message m{topic, body.dump(), 1, false, json_content_type, reply_topic_, key};
+  m.expiry_sec = static_cast<std::uint32_t>(secs);
+  transport_->publish(m);
   std::unique_lock<std::mutex> guard(mtx_);
   if (!cancelled) {
     cv_.wait_for(guard, timeout, [&] { return pending_[key].has_value(); });
@@ -362,10 +372,29 @@ std::variant<lease_grant_reply, call_error> lease_client::request(lease_request 
 }
 
 std::variant<nlohmann::json, call_error>
+lease_client::call_repeated(const std::string& topic, const nlohmann::json& body,
+                            std::chrono::milliseconds t, const std::string& what,
+                            const std::function<bool()>& cancelled) {
+  auto deadline = std::chrono::steady_clock::now() + t;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    auto r = call(topic, body, std::clamp(left, std::chrono::milliseconds(1),
+                                          std::chrono::milliseconds(1000)),
+                  cancelled);
+    auto* e = std::get_if<call_error>(&r);
+    if (!e || !e->timed_out)
+      return r;
+    if ((cancelled && cancelled()) || std::chrono::steady_clock::now() >= deadline)
+      return timeout_error(t, what);
+  }
+}
+
+std::variant<nlohmann::json, call_error>
 lease_client::heartbeat(const std::string& lease_id, std::chrono::milliseconds t,
                         const std::optional<lease_process>& process) {
-  return call(action_topic(lease_id, "heartbeat"),
-              process ? to_json(*process) : nlohmann::json::object(), t);
+  return call_repeated(action_topic(lease_id, "heartbeat"),
+                       process ? to_json(*process) : nlohmann::json::object(), t, "heartbeat");
 }
 
 std::variant<nlohmann::json, call_error> lease_client::release(const std::string& lease_id,
@@ -376,18 +405,7 @@ std::variant<nlohmann::json, call_error> lease_client::release(const std::string
   nlohmann::json body = extra.is_object() ? extra : nlohmann::json::object();
   if (!reason.empty())
     body["reason"] = reason;
-  auto topic = action_topic(lease_id, "release");
-  auto deadline = std::chrono::steady_clock::now() + t;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-    auto r = call(topic, body, std::min(left, std::chrono::milliseconds(1000)), cancelled);
-    auto* e = std::get_if<call_error>(&r);
-    if (!e || !e->timed_out)
-      return r;
-    if ((cancelled && cancelled()) || std::chrono::steady_clock::now() >= deadline)
-      return timeout_error(t, "release");
-  }
+  return call_repeated(action_topic(lease_id, "release"), body, t, "release", cancelled);
 }
 
 std::variant<nlohmann::json, call_error> lease_client::report(const std::string& lease_id,

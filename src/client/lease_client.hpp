@@ -70,6 +70,9 @@ public:
   std::variant<lease_grant_reply, call_error> request(lease_request req,
                                                       std::chrono::milliseconds timeout);
   /// Heartbeat, release and report replies: {"ok":true,"state":..,...}.
+  /// A heartbeat is sent again every second until lulld answers or
+  /// `timeout` passes: one published while lulld is not (yet) subscribed,
+  /// right after a broker restart, reaches nobody.
   /// `process`: the work's processes (pid, start time, cgroup), so the host
   /// agent measures them as lull's load rather than the owner's.
   std::variant<nlohmann::json, call_error> heartbeat(const std::string& lease_id,
@@ -146,6 +149,14 @@ private:
   void on_disconnected() override;
 
   std::string action_topic(const std::string& lease_id, const std::string& action) const;
+  /// call() every second (a fresh request id each time) until an answer,
+  /// `t` or `cancelled`: for idempotent actions (heartbeat, release).
+  std::variant<nlohmann::json, call_error> call_repeated(const std::string& topic,
+                                                         const nlohmann::json& body,
+                                                         std::chrono::milliseconds t,
+                                                         const std::string& what,
+                                                         const std::function<bool()>& cancelled
+                                                         = nullptr);
   std::string state_topic(const std::string& lease_id) const;
 
   lease_client_options opts_;

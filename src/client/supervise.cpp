@@ -91,7 +91,7 @@ std::unique_ptr<lease_cgroup> lease_cgroup::make(const std::string& lease_id, st
   }
   auto g = std::unique_ptr<lease_cgroup>(new lease_cgroup());
   auto base = *own == "/" ? std::string() : *own;
-  g->rel_ = base + "/lull-lease-" + lease_id.substr(0, 16);
+  g->rel_ = base + "/" + lease_cgroup_name(lease_id);
   g->dir_ = *mount + g->rel_;
   if (::mkdir(g->dir_.c_str(), 0755) != 0 && errno != EEXIST) {
     if (why)
@@ -359,7 +359,12 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
         if (auto it = body.find("suspended"); it != body.end() && it->is_boolean() && !kill_at)
           set_stopped(it->get<bool>(), "lulld reports the lease suspended");
       }
-      next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
+      // Unanswered (the broker or lulld is away): ask again at once, so the
+      // renewal lands within a second of lulld being back, not an interval
+      // later. The call itself re-sends every second.
+      next_hb = steady_clock::now()
+                + (hb.index() == 0 ? duration_cast<steady_clock::duration>(interval)
+                                   : duration_cast<steady_clock::duration>(milliseconds(200)));
     }
   }
   give_tty(::getpgrp());

@@ -271,6 +271,14 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
     sender = topic_worker;
   if (req.error)
     return reject(req.route, sender, *req.error, in.topic, out);
+  if (request_expired(req, static_cast<double>(table_.now_wall()))) {
+    // Its client gave up long ago (it was published while lulld was down):
+    // a grant now would hold capacity for nobody.
+    if (++counters_.expired == 1 || counters_.expired % 1000 == 0)
+      log::info("lease manager: dropped an expired lease request on {} ({} so far)", in.topic,
+                counters_.expired);
+    return;
+  }
   auto parsed = parse_lease_request(req.doc, !opts_.secure);
   if (auto* e = std::get_if<lease_error>(&parsed))
     return reject(req.route, sender, *e, in.topic, out);
@@ -349,6 +357,8 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
     // A holder that missed a notice learns here whether to keep its work
     // stopped.
     body["suspended"] = ack.suspended;
+    if (!ack.process_refused.empty())
+      body["process"] = {{"counted", false}, {"reason", ack.process_refused}};
   }
   reply(req.route, sender, std::move(body), out, true);
 }
@@ -393,6 +403,27 @@ void lease_service::on_availability(const std::string& host_id, const mqtt_messa
               host_id);
 }
 
+void lease_service::on_refused_claims(const std::string& host_id, const mqtt_message& in) {
+  auto doc = decode_payload(in.payload, in.content_type, lease_limits);
+  auto* j = std::get_if<nlohmann::json>(&doc);
+  if (!j || !j->is_object())
+    return;
+  auto leased = j->find("leased");
+  if (leased == j->end() || !leased->is_object())
+    return;
+  auto per = leased->find("per_lease");
+  if (per == leased->end() || !per->is_array())
+    return;
+  for (auto& u : *per) {
+    if (!u.is_object())
+      continue;
+    auto id = u.find("lease_id");
+    auto why = u.find("refused");
+    if (id != u.end() && id->is_string() && why != u.end() && why->is_string())
+      table_.on_claim_refused(host_id, id->get<std::string>(), why->get<std::string>());
+  }
+}
+
 void lease_service::on_host(const std::string& host_id, const mqtt_message& in) {
   if (in.payload.empty())
     return;
@@ -404,6 +435,10 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
                                               static_cast<int>(lease_limits.max_depth), true});
   if (!probe || !probe->parent_object)
     return;
+  // The agent refused a lease's claim of processes (leased.per_lease[].
+  // refused): rare, so only then is the snapshot decoded whole.
+  if (in.payload.find("\"refused\":\"") != std::string::npos)
+    on_refused_claims(host_id, in);
   auto& count = probe->integer;
   bool known = table_.hosts().count(host_id) > 0;
   if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
@@ -623,7 +658,7 @@ std::vector<mqtt_message> lease_service::tick() {
 mqtt_message lease_service::status_message() const {
   auto j = table_.status_json();
   j["counters"] = {{"received", counters_.received}, {"rejected", counters_.rejected},
-                   {"throttled", counters_.throttled},
+                   {"throttled", counters_.throttled}, {"expired", counters_.expired},
                    {"suspended", counters_.suspended}, {"resumed", counters_.resumed},
                    {"preempted", counters_.preempted},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},

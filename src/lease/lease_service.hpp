@@ -61,6 +61,7 @@ struct lease_service_counters {
   std::uint64_t grants = 0;
   std::uint64_t denies = 0;
   std::uint64_t throttled = 0; ///< RequestThrottled replies
+  std::uint64_t expired = 0;   ///< requests past their deadline: dropped unanswered
   std::uint64_t suspended = 0; ///< suspended notices sent
   std::uint64_t resumed = 0;
   std::uint64_t preempted = 0;
@@ -128,6 +129,9 @@ private:
   void on_availability(const std::string& host_id, const mqtt_message& in);
   void on_worker(const std::string& worker_id, const mqtt_message& in);
   void on_control(const std::string& host_id, const mqtt_message& in);
+  /// Records the host agent's refusals of claimed processes (its snapshot's
+  /// leased.per_lease[].refused) for the holders' heartbeat replies.
+  void on_refused_claims(const std::string& host_id, const mqtt_message& in);
   void on_quiet_hours(const std::string& host_id, const mqtt_message& in);
   void on_switch(const std::string& host_id, const mqtt_message& in,
                  std::vector<mqtt_message>& out);

@@ -634,7 +634,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   r.granted_mono = r.last_heartbeat_mono = now;
   r.expires_mono = now + ttl;
   r.granted_at = env_.wall_sec();
-  r.process = req.process;
+  set_claim(r, req.process);
 
   lease_grant_reply out;
   out.request_id = req.request_id;
@@ -694,8 +694,30 @@ lease_table::holder_lookup(const std::string& lease_id, const std::string& worke
                      "lease " + lease_id + " is not known (never granted, or long ended)"};
 }
 
+bool lease_table::set_claim(lease_record& r, const std::optional<lease_process>& process) {
+  if (!process)
+    return false;
+  if (auto why = claim_refusal(*process, r.lease_id)) {
+    // Not measured as the lease's: the host stays judged on its full load.
+    r.process_refused = *why;
+    return false;
+  }
+  r.process = process;
+  r.process_refused.clear();
+  return true;
+}
+
+void lease_table::on_claim_refused(const std::string& host_id, const std::string& lease_id,
+                                   const std::string& reason) {
+  auto it = active_.find(lease_id);
+  if (it == active_.end() || it->second.host_id != host_id || !it->second.process)
+    return;
+  it->second.process_refused = reason.substr(0, 300);
+}
+
 lease_ack lease_table::ack_of(const lease_record& r) const {
   lease_ack a;
+  a.process_refused = r.process_refused;
   a.lease_id = r.lease_id;
   a.state = r.state;
   a.fencing_token = r.fencing_token;
@@ -723,10 +745,8 @@ lease_table::heartbeat(const std::string& lease_id, const std::string& worker_id
     return *e;
   auto& r = std::get<0>(found)->second;
   double now = env_.mono_sec();
-  if (process && process != r.process) {
-    r.process = process;
+  if (process && process != r.process && set_claim(r, process))
     hosts_changed_.push_back(r.host_id);
-  }
   r.last_heartbeat_mono = now;
   r.expires_mono = now + r.ttl_sec;
   r.heartbeat_warned = false;
@@ -826,6 +846,7 @@ void lease_table::bus_disconnected() {
 void lease_table::bus_reconnected() {
   expiry_paused_ = false;
   double now = env_.mono_sec();
+  bus_back_mono_ = now;
   for (auto& [id, r] : active_) {
     if (r.expires_mono < now + r.ttl_sec) {
       r.expires_mono = now + r.ttl_sec;
@@ -854,7 +875,10 @@ void lease_table::tick() {
       end_lease(it, lease_state::expired,
                 "missed heartbeats (TTL " + fmt_sec(r.ttl_sec) + "s)", true);
     } else if (!r.heartbeat_warned
-               && now - r.last_heartbeat_mono > 2 * heartbeat_interval_sec(r.ttl_sec)) {
+               // Holders cannot heartbeat while lulld is away: the count
+               // starts again when it is back.
+               && now - std::max(r.last_heartbeat_mono, bus_back_mono_)
+                    > 2 * heartbeat_interval_sec(r.ttl_sec)) {
       r.heartbeat_warned = true;
       emit("heartbeat_missed", r,
            "no heartbeat for " + fmt_sec(now - r.last_heartbeat_mono) + "s; expires in "
@@ -1034,7 +1058,8 @@ nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
                         {"worker_id", r.worker_id},
                         {"priority", to_string(r.priority)},
                         {"cost_units", r.cost_units},
-                        {"suspended", r.suspended}};
+                        {"suspended", r.suspended},
+                        {"granted_at", r.granted_at}};
     if (r.process)
       j.update(to_json(*r.process));
     arr.push_back(std::move(j));

@@ -135,6 +135,9 @@ struct lease_record {
   std::string last_report;
   nlohmann::json accounting;
   std::optional<lease_process> process; ///< what the host agent measures
+  /// Why the claimed processes are not counted as this lease's (by the
+  /// claim itself, or as the host agent reported); empty when they are.
+  std::string process_refused;
   bool suspended = false;        ///< its work should be stopped (SIGSTOP) now
   double suspended_mono = 0;     ///< since when
   std::int64_t suspended_at = 0; ///< unix seconds, 0 while running
@@ -201,6 +204,7 @@ struct lease_ack {
   std::int64_t expires_at = 0;
   std::uint64_t fencing_token = 0;
   bool suspended = false; ///< the holder should keep its work stopped
+  std::string process_refused; ///< lease_record::process_refused
 };
 
 class lease_table {
@@ -212,6 +216,12 @@ public:
   // -- inputs --------------------------------------------------------------
   void on_quiet(const quiet_assessment& q);
   void on_cpu_count(const std::string& host_id, int cpus);
+  /// The host agent of `host_id` did not count lease `lease_id`'s claimed
+  /// processes, for `reason` (its snapshot's leased.per_lease): the holder
+  /// learns it from its next heartbeat reply. Ignored for a lease that is
+  /// not active on that host.
+  void on_claim_refused(const std::string& host_id, const std::string& lease_id,
+                        const std::string& reason);
   /// A worker's retained status: offline (its last will) expires its leases.
   void on_worker_status(const std::string& worker_id, bool online);
   /// A host agent's availability (lull/<host>/availability). Offline: every
@@ -325,6 +335,9 @@ private:
   std::variant<std::map<std::string, lease_record>::iterator, lease_error>
   holder_lookup(const std::string& lease_id, const std::string& worker_id);
   lease_ack ack_of(const lease_record& r) const;
+  /// Takes a claim of processes unless claim_refusal() refuses it (then
+  /// records why); true when `r.process` changed.
+  bool set_claim(lease_record& r, const std::optional<lease_process>& process);
   /// Expires every lease of `worker_id` (its last will took effect).
   void end_leases_of(const std::string& worker_id);
   void emit(std::string type, const lease_record& r, std::string reason,
@@ -369,6 +382,7 @@ private:
   std::vector<std::string> hosts_changed_;
   std::vector<std::string> pauses_ended_;
   bool expiry_paused_ = false;
+  double bus_back_mono_ = -1e18; ///< when lulld last came back to the broker
   bool preempting_ = false;
   const date::time_zone* zone_ = nullptr;
 };

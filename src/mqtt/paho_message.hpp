@@ -22,6 +22,9 @@ inline mqtt_message from_paho(const mqtt::message& m) {
     out.response_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
   if (props.contains(mqtt::property::CORRELATION_DATA))
     out.correlation_data = mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA);
+  if (props.contains(mqtt::property::MESSAGE_EXPIRY_INTERVAL))
+    out.expiry_sec = static_cast<std::uint32_t>(
+      mqtt::get<int>(props, mqtt::property::MESSAGE_EXPIRY_INTERVAL));
   return out;
 }
 
@@ -36,6 +39,8 @@ inline mqtt::message_ptr to_paho(const mqtt_message& m, bool v5) {
       props.add({mqtt::property::RESPONSE_TOPIC, m.response_topic});
     if (!m.correlation_data.empty())
       props.add({mqtt::property::CORRELATION_DATA, mqtt::binary_ref(m.correlation_data)});
+    if (m.expiry_sec > 0)
+      props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<int>(m.expiry_sec)});
     if (!props.empty())
       msg->set_properties(std::move(props));
   }

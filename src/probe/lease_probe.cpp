@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <set>
 
@@ -111,7 +112,8 @@ void lease_probe::set_leases(std::vector<leased_process_ref> leases) {
       continue;
     auto it = leases_.find(ref.lease_id);
     if (it != leases_.end() && it->second.ref.pid == ref.pid
-        && it->second.ref.pid_start == ref.pid_start && it->second.ref.cgroup == ref.cgroup) {
+        && it->second.ref.pid_start == ref.pid_start && it->second.ref.cgroup == ref.cgroup
+        && it->second.ref.granted_at == ref.granted_at) {
       next.emplace(ref.lease_id, std::move(it->second));
       continue;
     }
@@ -162,6 +164,70 @@ void lease_probe::scan() {
     procs_[std::atoi(n)] = proc_entry{std::move(*st)};
   }
   ::closedir(d);
+}
+
+std::optional<std::string> lease_probe::verify(tracked& t, std::optional<double> uptime,
+                                               std::int64_t now_unix) {
+  if (t.verified)
+    return std::nullopt;
+  if (t.refused)
+    return t.refused;
+  auto pid = std::to_string(t.ref.pid);
+  auto refuse = [&](std::string why) {
+    t.refused = std::move(why);
+    return t.refused;
+  };
+  if (auto why = claim_refusal({t.ref.pid, t.ref.pid_start, t.ref.cgroup}, t.ref.lease_id))
+    return refuse(*why);
+  if (!t.ref.cgroup.empty()) {
+    // Named for this lease: lull made it, and only its maker (or root) can
+    // move processes into it.
+    if (cgroup_dir(t.ref.cgroup)) {
+      t.verified = true;
+      return std::nullopt;
+    }
+  }
+  auto it = procs_.find(t.ref.pid);
+  if (it == procs_.end())
+    return "pid " + pid + " is not running"; // asked again next time
+  auto& st = it->second.st;
+  if (t.ref.pid_start && *t.ref.pid_start != st.starttime)
+    return refuse("pid " + pid + " is another process than the one claimed (start time)");
+  auto marker = "LULL_LEASE_ID=" + t.ref.lease_id;
+  if (auto env = read_small_file(path("/proc/" + pid + "/environ"))) {
+    // NUL-separated NAME=value entries.
+    std::size_t at = 0;
+    while (at < env->size()) {
+      auto end = env->find('\0', at);
+      if (end == std::string::npos)
+        end = env->size();
+      if (std::string_view(*env).substr(at, end - at) == marker) {
+        t.verified = true;
+        return std::nullopt;
+      }
+      at = end + 1;
+    }
+    return refuse("pid " + pid + " does not carry " + marker
+                  + " in its environment: only what lull started for this lease counts as its");
+  }
+  // Its environment cannot be read (another user's process, and lulld may
+  // not look: DynamicUser, no CAP_SYS_PTRACE). Accept only a process that
+  // started after the grant and leads no session of its own (a shell, a
+  // tmux server, a login: the owner's whole session).
+  if (st.session == t.ref.pid)
+    return refuse("pid " + pid + " leads a session (a shell or a login) and its environment "
+                  "cannot be read to show it is this lease's");
+  if (t.ref.granted_at <= 0 || !uptime)
+    return refuse("pid " + pid + ": its environment cannot be read and the lease's grant time "
+                  "is not known");
+  double age = *uptime - static_cast<double>(st.starttime) / static_cast<double>(opts_.clk_tck);
+  double started = static_cast<double>(now_unix) - age;
+  // A few seconds for the clocks of the scheduler and this host.
+  if (started + 5 < static_cast<double>(t.ref.granted_at))
+    return refuse("pid " + pid + " started before the lease was granted and its environment "
+                  "cannot be read to show it is this lease's");
+  t.verified = true;
+  return std::nullopt;
 }
 
 std::optional<lease_usage> lease_probe::sample_cgroup(tracked& t, double elapsed) {
@@ -345,8 +411,11 @@ lease_usage lease_probe::sample_tree(tracked& t, double elapsed,
   return u;
 }
 
-leased_load lease_probe::sample(double now_mono, std::optional<int> cpu_count) {
+leased_load lease_probe::sample(double now_mono, std::optional<int> cpu_count,
+                                std::int64_t now_unix) {
   leased_load out;
+  if (now_unix == 0)
+    now_unix = static_cast<std::int64_t>(::time(nullptr));
   std::optional<double> uptime;
   if (auto text = read_small_file(path("/proc/uptime")))
     uptime = proc::parse_uptime(*text);
@@ -359,12 +428,24 @@ leased_load lease_probe::sample(double now_mono, std::optional<int> cpu_count) {
   bool io_known = false;
   double rd = 0, wr = 0;
   for (auto& [id, t] : leases_) {
+    ++out.leases;
+    if (auto why = verify(t, uptime, now_unix)) {
+      // Not counted: the host is judged on its full load.
+      lease_usage u;
+      u.lease_id = id;
+      u.pid = t.ref.pid;
+      u.source = "refused";
+      u.refused = *why;
+      t.members.clear();
+      t.sampled = false;
+      out.per_lease.push_back(std::move(u));
+      continue;
+    }
     std::optional<lease_usage> u;
     if (!t.ref.cgroup.empty())
       u = sample_cgroup(t, elapsed);
     if (!u)
       u = sample_tree(t, elapsed, prev_uptime_);
-    ++out.leases;
     out.processes += u->processes;
     out.rss_bytes += u->rss_bytes;
     if (u->cpu_core_pct) {

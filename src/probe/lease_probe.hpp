@@ -29,17 +29,21 @@
 #include <vector>
 
 #include "messages/host_snapshot.hpp"
+#include "messages/lease.hpp"
 #include "src/probe/process_probe.hpp"
 
 namespace lull {
 
-/// A lease's processes as the worker reported them.
+/// A lease's processes as the worker reported them: a claim, counted only
+/// once verified (lease_probe::verify).
 struct leased_process_ref {
   std::string lease_id;
   int pid = 0;
   std::optional<std::uint64_t> pid_start; ///< /proc/<pid>/stat field 22 (clock ticks after boot)
-  std::string cgroup;                     ///< cgroup v2 path ("/lull/lease-..."), or empty
+  std::string cgroup;                     ///< cgroup v2 path (".../lull-lease-<id>"), or empty
+  std::int64_t granted_at = 0;            ///< unix seconds of the grant (0: unknown)
 };
+
 
 struct lease_probe_options {
   std::string root = "/";
@@ -57,7 +61,7 @@ public:
 
   /// One sample of every lease and of lulld; `cpu_count` turns core % into
   /// host %. CPU and IO rates are null on the first sample.
-  leased_load sample(double now_mono, std::optional<int> cpu_count);
+  leased_load sample(double now_mono, std::optional<int> cpu_count, std::int64_t now_unix = 0);
 
   /// The (pid, start) pairs a lease counted at its last sample (tests, and
   /// suspending a lease's processes).
@@ -77,6 +81,8 @@ private:
   };
   struct tracked {
     leased_process_ref ref;
+    bool verified = false;              ///< the claim holds: count it
+    std::optional<std::string> refused; ///< it does not, and never will (same claim)
     std::optional<std::uint64_t> leader_start;
     std::map<int, member> members;
     bool sampled = false;
@@ -88,6 +94,13 @@ private:
 
   std::string path(const std::string& rel) const;
   void scan();
+  /// Why the claim `t` must not be counted, or nullopt once it is verified:
+  /// a named cgroup must be the lease's own; a named pid must carry
+  /// LULL_LEASE_ID=<lease> in its environment, or, where its environment
+  /// cannot be read, must have started after the grant and not lead a
+  /// session; pid 1 never counts.
+  std::optional<std::string> verify(tracked& t, std::optional<double> uptime,
+                                    std::int64_t now_unix);
   lease_usage sample_tree(tracked& t, double elapsed, std::optional<double> prev_uptime);
   std::optional<lease_usage> sample_cgroup(tracked& t, double elapsed);
 

@@ -39,9 +39,9 @@ std::optional<pid_stat> parse_pid_stat(std::string_view text) {
   pid_stat st;
   st.comm = std::string(text.substr(open + 1, close - open - 1));
   auto rest = text.substr(close + 1);
-  // Fields after the command, 0-based: 0 state, 1 ppid, 2 pgrp, 11 utime,
+  // Fields after the command, 0-based: 0 state, 1 ppid, 2 pgrp, 3 session, 11 utime,
   // 12 stime, 13 cutime, 14 cstime, 17 num_threads, 19 starttime, 21 rss
-  // (proc(5) numbers them 3, 4, 5, 14, 15, 16, 17, 20, 22, 24).
+  // (proc(5) numbers them 3, 4, 5, 6, 14, 15, 16, 17, 20, 22, 24).
   std::string_view f[22];
   for (auto& x : f) {
     x = next_field(rest);
@@ -52,10 +52,11 @@ std::optional<pid_stat> parse_pid_stat(std::string_view text) {
   auto ut = num(f[11]), stt = num(f[12]), th = num(f[17]), start = num(f[19]), rss = num(f[21]);
   if (!ut || !stt || !th || !start || !rss)
     return std::nullopt;
-  auto pp = num(f[1]), pg = num(f[2]), cut = num(f[13]), cst = num(f[14]);
+  auto pp = num(f[1]), pg = num(f[2]), sid = num(f[3]), cut = num(f[13]), cst = num(f[14]);
   st.state = f[0].empty() ? '?' : f[0].front();
   st.ppid = pp ? static_cast<int>(*pp) : 0;
   st.pgrp = pg ? static_cast<int>(*pg) : 0;
+  st.session = sid ? static_cast<int>(*sid) : 0;
   st.cutime = cut ? static_cast<std::uint64_t>(*cut) : 0;
   st.cstime = cst ? static_cast<std::uint64_t>(*cst) : 0;
   st.utime = static_cast<std::uint64_t>(*ut);

@@ -38,6 +38,7 @@ struct pid_stat {
   char state = '?';
   int ppid = 0;
   int pgrp = 0;
+  int session = 0;                    ///< session id (== pid for a session leader)
   std::uint64_t utime = 0, stime = 0; ///< clock ticks
   std::uint64_t cutime = 0, cstime = 0; ///< of waited-for children, clock ticks
   int threads = 0;

@@ -59,6 +59,15 @@ inbound_request queue_service::decode(const mqtt_message& in, bool empty_ok,
                              + opts_.topics.full("workers/" + *sender_ + "/"));
     req.route.topic.clear();
   }
+  if (!req.error && request_expired(req, static_cast<double>(clock_.wall_sec()))) {
+    // Published while lulld was away and delivered now: its client gave up,
+    // so nothing is created or handed out for it, and nobody is answered.
+    if (++expired_ == 1 || expired_ % 1000 == 0)
+      out.warnings.push_back("dropped an expired request on " + in.topic + " ("
+                             + std::to_string(expired_) + " so far)");
+    req.route.topic.clear();
+    req.error = request_error{error_code::invalid_request, "field 'deadline': passed"};
+  }
   return req;
 }
 

@@ -127,6 +127,8 @@ public:
   /// Secure-mode requests not answered because their reply topic was outside
   /// the sender's inbox (or absent).
   std::uint64_t unanswerable() const { return unanswerable_; }
+  /// Requests dropped because their deadline had passed.
+  std::uint64_t expired() const { return expired_; }
 
 private:
   struct waiting_worker {
@@ -163,6 +165,7 @@ private:
   std::map<std::uint64_t, std::string> ask_job_;
   std::uint64_t next_id_ = 0;
   std::uint64_t unanswerable_ = 0;
+  std::uint64_t expired_ = 0;
   bool bus_up_ = true;
   /// The user the current request's topic names (secure mode), else nullopt.
   std::optional<std::string> sender_;

@@ -52,6 +52,9 @@ nlohmann::json assess_health(const std::map<std::string, host_health_input>& hos
     raise(1, "persister: " + std::to_string(p.write_errors) + " write errors, last: "
                + p.last_error);
   }
+  if (p.state_writes_failing)
+    raise(2, "lease and job writes failing: " + p.state_error
+               + " (requests that change them are answered InternalError)");
   static const char* names[] = {"ok", "warn", "error"};
   return {{"status", names[level]}, {"reasons", reasons}};
 }

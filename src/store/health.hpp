@@ -23,6 +23,9 @@ struct persister_health_input {
   std::int64_t last_flush_ok = 0; ///< unix seconds; 0 = never
   std::int64_t flush_interval_sec = 5;
   std::string last_error;
+  /// Lease or job writes fail now (the lease manager's store.failing), and why.
+  bool state_writes_failing = false;
+  std::string state_error;
 };
 
 struct health_thresholds {

@@ -128,6 +128,99 @@ private:
   std::uint64_t granted_ = 0;
 };
 
+namespace {
+
+/// The one SQLite connection of this process to each database file, shared
+/// by lulld's writers (lease manager, queue dispatcher, persister) and made
+/// on first use. It holds the file in EXCLUSIVE locking mode, so WAL keeps
+/// its index in this process's heap rather than in a memory-mapped -shm
+/// file: a -shm that became unwritable (chattr +i, a filesystem gone bad)
+/// would otherwise kill lulld with SIGBUS on the next write to a clean page,
+/// while this way the write fails with SQLITE_IOERR and is answered
+/// InternalError. It also keeps a second process (another lulld, sqlite3)
+/// off the file while lulld runs. Serialized mode (SQLITE_OPEN_FULLMUTEX)
+/// makes each call safe from any thread; write_gate gives the writers turns
+/// at whole transactions.
+struct connection_registry {
+  std::mutex mtx;
+  std::map<std::string, std::weak_ptr<sqlite_db>> open;
+  static connection_registry& get() {
+    static connection_registry r;
+    return r;
+  }
+};
+
+std::string canonical_key(const std::string& path) {
+  std::error_code ec;
+  auto key = std::filesystem::weakly_canonical(path, ec).string();
+  return ec ? path : key;
+}
+
+/// Opens, checks and migrates `path` on a new connection.
+std::variant<std::shared_ptr<sqlite_db>, std::string> first_connection(const std::string& path,
+                                                                      bool exists) {
+  auto conn = std::make_shared<sqlite_db>();
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
+  if (auto err = conn->open(path, flags))
+    return "cannot open database " + path + ": " + err.message;
+  // Before the first read: from then on the locks are held, and WAL never
+  // maps a -shm file.
+  conn->exec("PRAGMA locking_mode=EXCLUSIVE");
+
+  // Read-only checks first: nothing is written before the file is known good.
+  sqlite_error err;
+  auto uv = conn->prepare("PRAGMA user_version", &err);
+  int rc = uv ? uv.step() : err.code;
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+    return "database " + path + " is in use by another process (another lulld on the same "
+           "data directory, or a sqlite3 shell): stop it, or point --db elsewhere";
+  if (rc != SQLITE_ROW)
+    return "database " + path + " is not a lull database or is corrupt ("
+           + conn->last_error() + "); move it aside to start afresh";
+  int version = static_cast<int>(uv.int64(0));
+  uv = sqlite_stmt();
+  if (version > store_schema_version)
+    return "database " + path + " has schema version " + std::to_string(version)
+           + ", newer than this lulld understands (" + std::to_string(store_schema_version)
+           + "); run a newer lulld or point --db elsewhere";
+  if (exists) {
+    auto check = conn->prepare("PRAGMA quick_check", &err);
+    if (!check || check.step() != SQLITE_ROW || check.text(0) != "ok")
+      return "database " + path + " is corrupt (quick_check: "
+             + (check ? check.text(0) : conn->last_error())
+             + "); move it aside to start afresh";
+  }
+
+  {
+    auto wal = conn->prepare("PRAGMA journal_mode=WAL", &err);
+    if (!wal || wal.step() != SQLITE_ROW || wal.text(0) != "wal")
+      return "cannot switch " + path + " to WAL mode: " + conn->last_error();
+  }
+  // WAL + NORMAL survives a crash of lulld (kill -9); only a power cut can
+  // lose the last commits, at a fraction of FULL's fsync cost on an SD card.
+  conn->exec("PRAGMA synchronous=NORMAL");
+
+  if (version < store_schema_version) {
+    if (auto e = conn->exec("BEGIN IMMEDIATE"))
+      return "cannot migrate " + path + ": " + e.message;
+    for (int v = version; v < store_schema_version; ++v) {
+      if (auto e = conn->exec(migrations[v])) {
+        conn->exec("ROLLBACK");
+        return "migration of " + path + " from schema " + std::to_string(v) + " to "
+               + std::to_string(v + 1) + " failed: " + e.message;
+      }
+    }
+    auto set = "PRAGMA user_version=" + std::to_string(store_schema_version);
+    if (auto e = conn->exec(set.c_str()); e || (e = conn->exec("COMMIT"))) {
+      conn->exec("ROLLBACK");
+      return "cannot migrate " + path + ": " + e.message;
+    }
+  }
+  return conn;
+}
+
+} // namespace
+
 std::variant<std::unique_ptr<store>, std::string> store::open(const std::string& path) {
   namespace fs = std::filesystem;
   std::unique_ptr<store> s(new store);
@@ -145,64 +238,27 @@ std::variant<std::unique_ptr<store>, std::string> store::open(const std::string&
       return "cannot create database " + path + ": directory " + dir.string()
              + " is not writable";
   } else if (::access(dir.c_str(), W_OK) != 0) {
-    // WAL needs the -wal and -shm files beside the database.
+    // WAL needs the -wal file beside the database.
     return "cannot use database " + path + ": directory " + dir.string()
            + " is not writable (SQLite needs it for the write-ahead log)";
   }
 
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
-  if (auto err = s->db_.open(path, flags))
-    return "cannot open database " + path + ": " + err.message;
-
-  // Read-only checks first: nothing is written before the file is known good.
-  sqlite_error err;
-  auto uv = s->db_.prepare("PRAGMA user_version", &err);
-  int rc = uv ? uv.step() : err.code;
-  if (rc != SQLITE_ROW)
-    return "database " + path + " is not a lull database or is corrupt ("
-           + s->db_.last_error() + "); move it aside to start afresh";
-  s->version_ = static_cast<int>(uv.int64(0));
-  uv = sqlite_stmt();
-  if (s->version_ > store_schema_version)
-    return "database " + path + " has schema version " + std::to_string(s->version_)
-           + ", newer than this lulld understands (" + std::to_string(store_schema_version)
-           + "); run a newer lulld or point --db elsewhere";
-  if (exists) {
-    auto check = s->db_.prepare("PRAGMA quick_check", &err);
-    if (!check || check.step() != SQLITE_ROW || check.text(0) != "ok")
-      return "database " + path + " is corrupt (quick_check: "
-             + (check ? check.text(0) : s->db_.last_error())
-             + "); move it aside to start afresh";
-  }
-
   {
-    auto wal = s->db_.prepare("PRAGMA journal_mode=WAL", &err);
-    if (!wal || wal.step() != SQLITE_ROW || wal.text(0) != "wal")
-      return "cannot switch " + path + " to WAL mode: " + s->db_.last_error();
-  }
-  // WAL + NORMAL survives a crash of lulld (kill -9); only a power cut can
-  // lose the last commits, at a fraction of FULL's fsync cost on an SD card.
-  s->db_.exec("PRAGMA synchronous=NORMAL");
-
-  if (s->version_ < store_schema_version) {
-    if (auto e = s->db_.exec("BEGIN IMMEDIATE"))
-      return "cannot migrate " + path + ": " + e.message;
-    for (int v = s->version_; v < store_schema_version; ++v) {
-      if (auto e = s->db_.exec(migrations[v])) {
-        s->db_.exec("ROLLBACK");
-        return "migration of " + path + " from schema " + std::to_string(v) + " to "
-               + std::to_string(v + 1) + " failed: " + e.message;
-      }
+    auto& reg = connection_registry::get();
+    std::lock_guard<std::mutex> lk(reg.mtx);
+    auto& slot = reg.open[canonical_key(path)];
+    s->db_ = slot.lock();
+    if (!s->db_) {
+      auto made = first_connection(path, exists);
+      if (auto* err = std::get_if<std::string>(&made))
+        return std::move(*err);
+      s->db_ = std::move(std::get<std::shared_ptr<sqlite_db>>(made));
+      slot = s->db_;
     }
-    auto set = "PRAGMA user_version=" + std::to_string(store_schema_version);
-    if (auto e = s->db_.exec(set.c_str()); e || (e = s->db_.exec("COMMIT"))) {
-      s->db_.exec("ROLLBACK");
-      return "cannot migrate " + path + ": " + e.message;
-    }
-    s->version_ = store_schema_version;
   }
+  s->version_ = store_schema_version;
 
-  auto& db = s->db_;
+  auto& db = *s->db_;
   s->find_series_ = db.prepare("SELECT id FROM series WHERE host=?1 AND grp=?2 AND metric=?3");
   s->add_series_ = db.prepare("INSERT INTO series(host, grp, metric) VALUES(?1, ?2, ?3)");
   s->add_point_ = db.prepare("INSERT OR REPLACE INTO samples(series_id, ts, value) "
@@ -228,7 +284,7 @@ std::variant<std::unique_ptr<store>, std::string> store::open(const std::string&
 
 store::~store() {
   if (in_turn_) {
-    db_.exec("ROLLBACK");
+    db_->exec("ROLLBACK");
     gate_->leave();
   }
 }
@@ -240,7 +296,7 @@ sqlite_error store::begin(std::chrono::milliseconds wait) {
                              + std::to_string(wait.count()) + " ms"};
     in_turn_ = true;
   }
-  auto err = db_.exec("BEGIN IMMEDIATE");
+  auto err = db_->exec("BEGIN IMMEDIATE");
   if (err) {
     in_turn_ = false;
     gate_->leave();
@@ -249,7 +305,7 @@ sqlite_error store::begin(std::chrono::milliseconds wait) {
 }
 
 sqlite_error store::commit() {
-  auto err = db_.exec("COMMIT");
+  auto err = db_->exec("COMMIT");
   if (!err && in_turn_) {
     in_turn_ = false;
     gate_->leave();
@@ -260,18 +316,20 @@ sqlite_error store::commit() {
 std::size_t store::writers_waiting() const { return gate_->waiting(); }
 
 void store::set_autocheckpoint(int pages) {
-  sqlite3_wal_autocheckpoint(db_.handle(), pages);
+  sqlite3_wal_autocheckpoint(db_->handle(), pages);
 }
 
 int store::checkpoint() {
   int log = 0, copied = 0;
-  sqlite3_wal_checkpoint_v2(db_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+  sqlite3_wal_checkpoint_v2(db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
   return copied;
 }
 
 void store::rollback() {
-  db_.exec("ROLLBACK");
+  // The connection is shared: only the store in its turn has a transaction
+  // to roll back (any other's would be another writer's).
   if (in_turn_) {
+    db_->exec("ROLLBACK");
     in_turn_ = false;
     gate_->leave();
   }
@@ -293,7 +351,7 @@ std::optional<std::int64_t> store::series_id(const std::string& host, const std:
   if (!id && create) {
     add_series_.bind(1, host).bind(2, group).bind(3, metric);
     if (add_series_.exec() == SQLITE_DONE)
-      id = sqlite3_last_insert_rowid(db_.handle());
+      id = sqlite3_last_insert_rowid(db_->handle());
   }
   if (id)
     series_cache_.emplace(std::move(key), *id);
@@ -304,10 +362,10 @@ sqlite_error store::insert_points(const std::vector<sample_point>& points) {
   for (auto& p : points) {
     auto id = series_id(p.host, p.group, p.metric, true);
     if (!id)
-      return {SQLITE_ERROR, db_.last_error()};
+      return {SQLITE_ERROR, db_->last_error()};
     add_point_.bind(1, *id).bind(2, p.ts).bind(3, p.value);
     if (int rc = add_point_.exec(); rc != SQLITE_DONE)
-      return {rc, db_.last_error()};
+      return {rc, db_->last_error()};
   }
   return {};
 }
@@ -316,11 +374,11 @@ sqlite_error store::insert_rollups(const std::vector<rollup_row>& rows) {
   for (auto& r : rows) {
     auto id = series_id(r.host, r.group, r.metric, true);
     if (!id)
-      return {SQLITE_ERROR, db_.last_error()};
+      return {SQLITE_ERROR, db_->last_error()};
     add_rollup_.bind(1, static_cast<int>(r.resolution)).bind(2, *id).bind(3, r.bucket)
       .bind(4, r.count).bind(5, r.avg).bind(6, r.min).bind(7, r.max).bind(8, r.p95);
     if (int rc = add_rollup_.exec(); rc != SQLITE_DONE)
-      return {rc, db_.last_error()};
+      return {rc, db_->last_error()};
   }
   return {};
 }
@@ -328,7 +386,7 @@ sqlite_error store::insert_rollups(const std::vector<rollup_row>& rows) {
 std::vector<point_row> store::query_points(const std::string& host, const std::string& group,
                                            std::int64_t from, std::int64_t to) {
   std::vector<point_row> out;
-  auto q = db_.prepare("SELECT s.metric, p.ts, p.value FROM series s JOIN samples p "
+  auto q = db_->prepare("SELECT s.metric, p.ts, p.value FROM series s JOIN samples p "
                        "ON p.series_id = s.id WHERE s.host=?1 AND s.grp=?2 "
                        "AND p.ts >= ?3 AND p.ts < ?4 ORDER BY s.metric, p.ts");
   q.bind(1, host).bind(2, group).bind(3, from).bind(4, to);
@@ -341,7 +399,7 @@ std::vector<rollup_row> store::query_rollups(rollup_resolution res, const std::s
                                              const std::string& group, std::int64_t from,
                                              std::int64_t to) {
   std::vector<rollup_row> out;
-  auto q = db_.prepare("SELECT s.metric, r.bucket, r.n, r.avg, r.min, r.max, r.p95 "
+  auto q = db_->prepare("SELECT s.metric, r.bucket, r.n, r.avg, r.min, r.max, r.p95 "
                        "FROM series s JOIN rollups r ON r.series_id = s.id "
                        "WHERE r.resolution=?1 AND s.host=?2 AND s.grp=?3 "
                        "AND r.bucket >= ?4 AND r.bucket < ?5 ORDER BY s.metric, r.bucket");
@@ -372,13 +430,13 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
     return err;
   std::int64_t rows = 0;
   auto fail = [&](int rc) -> sqlite_error {
-    sqlite_error err{rc, db_.last_error()};
+    sqlite_error err{rc, db_->last_error()};
     rollback();
     return err;
   };
   while (!p.series_done && rows < max_rows) {
     // A few series at a time; each delete walks one series' primary key.
-    auto ids = db_.prepare("SELECT id FROM series WHERE id >= ?1 ORDER BY id LIMIT 32");
+    auto ids = db_->prepare("SELECT id FROM series WHERE id >= ?1 ORDER BY id LIMIT 32");
     ids.bind(1, p.next_series);
     std::vector<std::int64_t> batch;
     while (ids.step() == SQLITE_ROW)
@@ -387,19 +445,19 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
       p.series_done = true;
       break;
     }
-    auto raw = db_.prepare("DELETE FROM samples WHERE series_id = ?1 AND ts < ?2");
-    auto five = db_.prepare(
+    auto raw = db_->prepare("DELETE FROM samples WHERE series_id = ?1 AND ts < ?2");
+    auto five = db_->prepare(
       "DELETE FROM rollups WHERE resolution = ?1 AND series_id = ?2 AND bucket < ?3");
     for (auto id : batch) {
       raw.bind(1, id).bind(2, raw_before);
       if (int rc = raw.exec(); rc != SQLITE_DONE)
         return fail(rc);
-      rows += sqlite3_changes(db_.handle());
+      rows += sqlite3_changes(db_->handle());
       five.bind(1, static_cast<int>(rollup_resolution::five_minutes)).bind(2, id)
         .bind(3, five_min_before);
       if (int rc = five.exec(); rc != SQLITE_DONE)
         return fail(rc);
-      rows += sqlite3_changes(db_.handle());
+      rows += sqlite3_changes(db_->handle());
       p.next_series = id + 1;
       if (rows >= max_rows)
         break;
@@ -407,25 +465,25 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
   }
   if (p.series_done && !p.events_done && rows < max_rows) {
     auto left = max_rows - rows;
-    auto ev = db_.prepare("DELETE FROM lease_events WHERE id IN (SELECT id FROM lease_events "
+    auto ev = db_->prepare("DELETE FROM lease_events WHERE id IN (SELECT id FROM lease_events "
                           "WHERE ts < ?1 ORDER BY ts LIMIT ?2)");
     ev.bind(1, five_min_before).bind(2, left);
     if (int rc = ev.exec(); rc != SQLITE_DONE)
       return fail(rc);
-    auto n = sqlite3_changes(db_.handle());
+    auto n = sqlite3_changes(db_->handle());
     rows += n;
     p.events_done = n < left;
     p.done = p.events_done && !finished_jobs_before;
   }
   if (p.events_done && !p.done && rows < max_rows) {
     auto left = max_rows - rows;
-    auto jobs = db_.prepare(
+    auto jobs = db_->prepare(
       "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN "
       "('queued', 'leased', 'running') AND updated_at < ?1 LIMIT ?2)");
     jobs.bind(1, *finished_jobs_before).bind(2, left);
     if (int rc = jobs.exec(); rc != SQLITE_DONE)
       return fail(rc);
-    auto n = sqlite3_changes(db_.handle());
+    auto n = sqlite3_changes(db_->handle());
     rows += n;
     p.done = n < left;
   }
@@ -448,14 +506,14 @@ std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before,
 
 std::vector<std::pair<std::string, std::string>> store::series_groups() {
   std::vector<std::pair<std::string, std::string>> out;
-  auto q = db_.prepare("SELECT DISTINCT host, grp FROM series ORDER BY host, grp");
+  auto q = db_->prepare("SELECT DISTINCT host, grp FROM series ORDER BY host, grp");
   while (q.step() == SQLITE_ROW)
     out.emplace_back(q.text(0), q.text(1));
   return out;
 }
 
 std::optional<std::int64_t> store::latest_point_ts(const std::string& host) {
-  auto q = db_.prepare("SELECT max(p.ts) FROM series s JOIN samples p ON p.series_id = s.id "
+  auto q = db_->prepare("SELECT max(p.ts) FROM series s JOIN samples p ON p.series_id = s.id "
                        "WHERE s.host=?1");
   q.bind(1, host);
   if (q.step() == SQLITE_ROW && !q.is_null(0))
@@ -468,14 +526,14 @@ sqlite_error store::insert_lease_events(const std::vector<lease_event_row>& even
     add_event_.bind(1, e.ts).bind(2, e.event).bind(3, e.lease_id).bind(4, e.worker_id)
       .bind(5, e.host_id).bind(6, e.reason).bind(7, e.detail);
     if (int rc = add_event_.exec(); rc != SQLITE_DONE)
-      return {rc, db_.last_error()};
+      return {rc, db_->last_error()};
   }
   return {};
 }
 
 std::vector<lease_event_row> store::recent_lease_events(std::int64_t since, int limit) {
   std::vector<lease_event_row> out;
-  auto q = db_.prepare("SELECT ts, event, lease_id, worker_id, host_id, reason, detail "
+  auto q = db_->prepare("SELECT ts, event, lease_id, worker_id, host_id, reason, detail "
                        "FROM lease_events WHERE ts >= ?1 ORDER BY id DESC LIMIT ?2");
   q.bind(1, since).bind(2, limit);
   while (q.step() == SQLITE_ROW)
@@ -488,13 +546,13 @@ sqlite_error store::insert_quiet_streak(const quiet_streak_row& s) {
   add_streak_.bind(1, s.host).bind(2, s.start).bind(3, s.end).bind(4, s.avg_score)
     .bind(5, s.min_score);
   if (int rc = add_streak_.exec(); rc != SQLITE_DONE)
-    return {rc, db_.last_error()};
+    return {rc, db_->last_error()};
   return {};
 }
 
 std::vector<quiet_streak_row> store::quiet_streaks(const std::string& host, std::int64_t since) {
   std::vector<quiet_streak_row> out;
-  auto q = db_.prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
+  auto q = db_->prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
                        "WHERE (?1 = '' OR host = ?1) AND end >= ?2 ORDER BY start");
   q.bind(1, host).bind(2, since);
   while (q.step() == SQLITE_ROW)
@@ -506,20 +564,20 @@ sqlite_error store::save_lease(const durable_record& r) {
   save_lease_.bind(1, r.id).bind(2, r.owner).bind(3, r.host_id).bind(4, r.state)
     .bind(5, r.expires_at).bind(6, r.record);
   if (int rc = save_lease_.exec(); rc != SQLITE_DONE)
-    return {rc, db_.last_error()};
+    return {rc, db_->last_error()};
   return {};
 }
 
 sqlite_error store::delete_lease(const std::string& id) {
   delete_lease_.bind(1, id);
   if (int rc = delete_lease_.exec(); rc != SQLITE_DONE)
-    return {rc, db_.last_error()};
+    return {rc, db_->last_error()};
   return {};
 }
 
 std::vector<durable_record> store::load_leases() {
   std::vector<durable_record> out;
-  auto q = db_.prepare("SELECT lease_id, worker_id, host_id, state, expires_at, record "
+  auto q = db_->prepare("SELECT lease_id, worker_id, host_id, state, expires_at, record "
                        "FROM leases ORDER BY lease_id");
   while (q.step() == SQLITE_ROW)
     out.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.int64(4), q.text(5)});
@@ -530,13 +588,13 @@ sqlite_error store::save_job(const std::string& id, const std::string& state,
                              std::int64_t updated_at, const std::string& record) {
   save_job_.bind(1, id).bind(2, state).bind(3, updated_at).bind(4, record);
   if (int rc = save_job_.exec(); rc != SQLITE_DONE)
-    return {rc, db_.last_error()};
+    return {rc, db_->last_error()};
   return {};
 }
 
 std::vector<std::string> store::load_jobs(std::int64_t finished_since) {
   std::vector<std::string> out;
-  auto q = db_.prepare("SELECT record FROM jobs WHERE state IN ('queued', 'leased', 'running') "
+  auto q = db_->prepare("SELECT record FROM jobs WHERE state IN ('queued', 'leased', 'running') "
                        "OR updated_at >= ?1");
   q.bind(1, finished_since);
   while (q.step() == SQLITE_ROW)
@@ -545,16 +603,16 @@ std::vector<std::string> store::load_jobs(std::int64_t finished_since) {
 }
 
 std::int64_t store::purge_jobs(std::int64_t before) {
-  auto q = db_.prepare("DELETE FROM jobs WHERE state NOT IN ('queued', 'leased', 'running') "
+  auto q = db_->prepare("DELETE FROM jobs WHERE state NOT IN ('queued', 'leased', 'running') "
                        "AND updated_at < ?1");
   q.bind(1, before);
-  return q.exec() == SQLITE_DONE ? sqlite3_changes(db_.handle()) : 0;
+  return q.exec() == SQLITE_DONE ? sqlite3_changes(db_->handle()) : 0;
 }
 
 sqlite_error store::save_counter(const std::string& name, std::int64_t value) {
   save_counter_.bind(1, name).bind(2, value);
   if (int rc = save_counter_.exec(); rc != SQLITE_DONE)
-    return {rc, db_.last_error()};
+    return {rc, db_->last_error()};
   return {};
 }
 

@@ -168,7 +168,7 @@ private:
   std::optional<std::int64_t> series_id(const std::string& host, const std::string& group,
                                         const std::string& metric, bool create);
 
-  sqlite_db db_;
+  std::shared_ptr<sqlite_db> db_; ///< shared by the process's stores of this file (store.cpp)
   std::shared_ptr<write_gate> gate_; ///< shared by the process's connections to the file
   bool in_turn_ = false;                   ///< begin() took the gate
   std::string path_;
