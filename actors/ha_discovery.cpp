@@ -1,5 +1,6 @@
 #include "actors/ha_discovery.hpp"
 
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -7,13 +8,14 @@
 #include "actors/collector_atoms.hpp"
 #include "messages/host_snapshot.hpp"
 #include "src/log.hpp"
+#include "src/stats/host_roster.hpp"
 
 namespace lull {
 
 namespace {
 
 struct ha_discovery_state {
-  std::set<std::string> hosts;
+  std::unique_ptr<host_roster> hosts;
   bool announce_pending = false;
   std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "ha_discovery";
@@ -27,8 +29,18 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
   self->send(bridge, subscribe_atom::value, status_topic, me);
   self->send(bridge, subscribe_atom::value, opts.topics.host_stats_filter(), me);
   self->send(bridge, online_atom::value, me);
+  self->state.hosts = std::make_unique<host_roster>(opts.max_hosts, opts.forget_after_sec);
   if (!opts.discovery.own_instance.empty())
-    self->state.hosts.insert(opts.discovery.own_instance);
+    self->state.hosts->pin(opts.discovery.own_instance);
+  // Its device goes from Home Assistant too: an empty retained config.
+  auto forget = [=](const std::string& host, const char* why) {
+    auto msg = build_discovery(host, opts.topics, opts.discovery);
+    log::info("ha discovery: removing the device of host {} ({})", host, why);
+    self->send(bridge, publish_atom::value, mqtt_message{msg.topic, "", 1, true, {}, {}, {}});
+  };
+  auto sweep_every = std::chrono::milliseconds(static_cast<long long>(
+    std::clamp(opts.forget_after_sec / 10, 1.0, 600.0) * 1000));
+  self->delayed_send(self, sweep_every, stale_atom::value);
 
   auto announce_one = [=](const std::string& host) {
     auto msg = build_discovery(host, opts.topics, opts.discovery);
@@ -48,7 +60,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
       if (msg.topic == status_topic) {
         if (msg.payload == "online") {
           log::info("ha discovery: Home Assistant is online; announcing {} device(s)",
-                    self->state.hosts.size());
+                    self->state.hosts->size());
           schedule(1000, 5000);
         }
         return;
@@ -56,8 +68,12 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
       if (msg.topic.compare(0, host_prefix.size(), host_prefix) != 0)
         return;
       auto host = msg.topic.substr(host_prefix.size());
-      if (!valid_id(host) || self->state.hosts.count(host))
+      if (!valid_id(host))
         return;
+      if (self->state.hosts->contains(host)) {
+        self->state.hosts->seen(host, steady_seconds());
+        return;
+      }
       // A device only for a host whose agent reported a real snapshot, and
       // a bounded number of them: each is a retained config in the broker.
       guard_inbound("ha discovery", msg, [&] {
@@ -67,12 +83,11 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
         auto snap = host_snapshot_from_json(*doc);
         if (snap.host_id != host)
           return false;
-        if (self->state.hosts.size() >= opts.max_hosts) {
-          log::warn("ha discovery: not announcing host {}: {} devices already (max_hosts)", host,
-                    self->state.hosts.size());
+        auto seen = self->state.hosts->seen(host, steady_seconds());
+        if (seen.evicted)
+          forget(*seen.evicted, "limits.max_hosts reached: silent longest");
+        if (!seen.added)
           return false;
-        }
-        self->state.hosts.insert(host);
         announce_one(host);
         return true;
       });
@@ -80,8 +95,13 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
     [=](online_atom) { schedule(200, 2000); },
     [=](announce_atom) {
       self->state.announce_pending = false;
-      for (auto& h : self->state.hosts)
+      for (auto& h : self->state.hosts->hosts())
         announce_one(h);
+    },
+    [=](stale_atom) {
+      for (auto& h : self->state.hosts->expire(steady_seconds()))
+        forget(h, "silent past limits.host_forget_after");
+      self->delayed_send(self, sweep_every, stale_atom::value);
     },
   };
 }

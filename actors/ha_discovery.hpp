@@ -16,7 +16,10 @@ namespace lull {
 struct ha_discovery_options {
   discovery_options discovery;
   topic_names topics;
-  std::size_t max_hosts = 256; ///< devices announced at most
+  /// Devices announced at most; when full, the host silent longest gives way.
+  std::size_t max_hosts = 256;
+  /// A host silent this long is forgotten and its retained device cleared.
+  double forget_after_sec = 86400;
 };
 
 caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,

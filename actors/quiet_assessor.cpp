@@ -6,6 +6,7 @@
 #include "actors/collector_atoms.hpp"
 #include "src/log.hpp"
 #include "src/stats/collector_guard.hpp"
+#include "src/stats/host_roster.hpp"
 
 namespace lull {
 
@@ -15,7 +16,7 @@ struct quiet_assessor_state {
   std::unique_ptr<quiet_assessor> assessor;
   std::map<std::string, nlohmann::json> latest; ///< host -> last assessment
   std::map<std::string, std::size_t> streaks_seen;
-  std::uint64_t refused_hosts = 0; ///< snapshots of new hosts past max_hosts
+  std::unique_ptr<host_roster> roster;
   static inline const char* name = "quiet_assessor";
 };
 
@@ -23,7 +24,20 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
                                   caf::actor bridge, quiet_assessor_options opts) {
   self->state.assessor = std::make_unique<quiet_assessor>(opts.thresholds, steady_seconds,
                                                           unix_seconds_now);
+  self->state.roster = std::make_unique<host_roster>(opts.max_hosts, opts.forget_after_sec);
   auto me = caf::actor_cast<caf::actor>(self);
+  // A forgotten host: nothing of it stays, in lulld or retained in the broker.
+  auto forget = [=](const std::string& host, const char* why) {
+    auto& s = self->state;
+    s.assessor->forget(host);
+    s.latest.erase(host);
+    s.streaks_seen.erase(host);
+    log::info("quiet assessor: forgot host {} ({}); {} forgotten so far", host, why,
+              s.roster->evicted());
+    self->send(bridge, publish_atom::value, mqtt_message{opts.topics.host_quiet(host), "", 1, true, {}, {}, {}});
+    self->send(bridge, publish_atom::value,
+               mqtt_message{opts.topics.debug("streaks/" + host), "", 1, true, {}, {}, {}});
+  };
   self->send(bridge, subscribe_atom::value, opts.topics.host_stats_filter(), me);
   self->send(bridge, subscribe_atom::value, opts.topics.bus_stats(), me);
   self->send(bridge, online_atom::value, me);
@@ -50,13 +64,9 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
       log::warn("quiet assessor: {} carries host_id '{}'", msg.topic, snap.host_id);
       return false;
     }
-    if (!s.latest.count(snap.host_id) && s.latest.size() >= opts.max_hosts) {
-      if (s.refused_hosts++ % 1000 == 0)
-        log::warn("quiet assessor: refusing host {}: {} hosts tracked (quiet.max_hosts); "
-                  "{} refused so far",
-                  snap.host_id, s.latest.size(), s.refused_hosts);
-      return false;
-    }
+    auto seen = s.roster->seen(snap.host_id, steady_seconds());
+    if (seen.evicted)
+      forget(*seen.evicted, "limits.max_hosts reached: silent longest");
     auto a = s.assessor->assess(snap);
     auto j = to_json(a);
     auto prev = s.latest.find(snap.host_id);
@@ -116,6 +126,8 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
         self->send(bridge, publish_atom::value,
                    json_message(opts.topics.host_quiet(a.host_id), j, true, 1));
       }
+      for (auto& host : s.roster->expire(steady_seconds()))
+        forget(host, "silent past limits.host_forget_after");
       self->delayed_send(self, stale_every, stale_atom::value);
     },
     [=](online_atom) {

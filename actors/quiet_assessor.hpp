@@ -17,7 +17,10 @@ namespace lull {
 struct quiet_assessor_options {
   quiet_thresholds thresholds;
   topic_names topics;
-  std::size_t max_hosts = 256; ///< hosts assessed at once; snapshots of more are refused
+  /// Hosts assessed at once; when full, the host silent longest gives way.
+  std::size_t max_hosts = 256;
+  /// A host silent this long is forgotten and its retained assessment cleared.
+  double forget_after_sec = 86400;
 };
 
 caf::actor spawn_quiet_assessor(caf::actor_system& sys, caf::actor bridge,

@@ -1,5 +1,6 @@
 #include "messages/lease.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -339,6 +340,12 @@ json to_json(const lease_grant_reply& r) {
   return j;
 }
 
+double clamp_retry_hint(double sec, double max_sec) {
+  if (!std::isfinite(sec))
+    return max_sec;
+  return std::clamp(sec, 0.0, max_sec);
+}
+
 std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
   if (!j.is_object() || !j.contains("approved") || !j["approved"].is_boolean())
     return std::nullopt;
@@ -351,12 +358,17 @@ std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
   if (auto it = j.find("fencing_token"); it != j.end() && it->is_number_unsigned())
     r.fencing_token = it->get<std::uint64_t>();
   if (auto it = j.find("retry_after_sec"); it != j.end() && it->is_number())
-    r.retry_after_sec = it->get<double>();
+    r.retry_after_sec = clamp_retry_hint(it->get<double>());
   if (auto it = j.find("limits"); it != j.end() && it->is_object()) {
-    if (auto t = it->find("heartbeat_ttl_sec"); t != it->end() && t->is_number())
-      r.ttl_sec = t->get<double>();
+    if (auto t = it->find("heartbeat_ttl_sec"); t != it->end() && t->is_number()
+        && std::isfinite(t->get<double>()) && t->get<double>() > 0)
+      r.ttl_sec = std::min(t->get<double>(), 7 * 86400.0);
     if (auto t = it->find("heartbeat_interval_sec"); t != it->end() && t->is_number())
       r.heartbeat_interval_sec = t->get<double>();
+    // A holder that heartbeats less than three times a TTL loses its lease.
+    if (!std::isfinite(r.heartbeat_interval_sec) || r.heartbeat_interval_sec <= 0
+        || r.heartbeat_interval_sec > r.ttl_sec / 3)
+      r.heartbeat_interval_sec = r.ttl_sec / 3;
     if (auto t = it->find("lock_delay_sec"); t != it->end() && t->is_number())
       r.lock_delay_sec = t->get<double>();
   }

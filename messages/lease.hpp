@@ -159,7 +159,18 @@ std::optional<lease_error> read_lease_process(const nlohmann::json& doc,
 /// The same fields as JSON, for a client to merge into its message.
 nlohmann::json to_json(const lease_process& p);
 
-/// Parses a grant reply (client side); nullopt when it is not one.
+/// The longest wait a retry hint may ask for: lulld's default for
+/// lease.max_retry_hint, and what lull run, lull work and the client library
+/// wait at most whatever a reply says.
+constexpr double default_max_retry_hint_sec = 3600;
+
+/// A retry hint from the bus as a wait: at most `max_sec`, at least 0; a
+/// value that is not a finite number waits `max_sec`.
+double clamp_retry_hint(double sec, double max_sec = default_max_retry_hint_sec);
+
+/// Parses a grant reply (client side); nullopt when it is not one. Times are
+/// clamped as the client waits on them: retry_after_sec by
+/// clamp_retry_hint, the heartbeat interval to at most a third of the TTL.
 std::optional<lease_grant_reply> grant_reply_from_json(const nlohmann::json& j);
 
 } // namespace lull

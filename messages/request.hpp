@@ -39,6 +39,9 @@ enum class error_code {
   version_mismatch,
   request_throttled,
   payload_too_large,
+  /// The sender may not ask for this (secure mode: HIGH priority is for
+  /// lease.high_users); the message names the rule.
+  permission_denied,
   internal_error,
 };
 
@@ -51,7 +54,8 @@ NLOHMANN_JSON_SERIALIZE_ENUM(error_code,
                               {error_code::invalid_state_transition, "InvalidStateTransition"},
                               {error_code::version_mismatch, "VersionMismatch"},
                               {error_code::request_throttled, "RequestThrottled"},
-                              {error_code::payload_too_large, "PayloadTooLarge"}})
+                              {error_code::payload_too_large, "PayloadTooLarge"},
+                              {error_code::permission_denied, "PermissionDenied"}})
 
 const char* to_string(error_code c);
 

@@ -296,6 +296,21 @@ const std::vector<key_def>& key_defs() {
        c.lease_timezone = v;
        return std::nullopt;
      }},
+    {{"lease.max_retry_hint", "LULL_LEASE_MAX_RETRY_HINT", "--lease-max-retry-hint",
+      "the longest retry_after_sec a denial gives, whatever a pause, window or learned map "
+      "from the bus names (default 1h)"},
+     duration_field(&config::lease_max_retry_hint_sec, 1, 7 * 86400)},
+    {{"lease.high_users", "LULL_LEASE_HIGH_USERS", "--lease-high-users",
+      "secure mode: the users who may ask for HIGH leases and submit HIGH jobs, "
+      "comma-separated (default lull-admin; others get PermissionDenied)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       auto users = split_list(v);
+       for (auto& u : users)
+         if (!valid_id(u))
+           return "user names of 1-64 characters from [a-zA-Z0-9_-], comma-separated";
+       c.lease_high_users = users;
+       return std::nullopt;
+     }},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},
@@ -314,6 +329,10 @@ const std::vector<key_def>& key_defs() {
     {{"limits.max_payload", "LULL_LIMITS_MAX_PAYLOAD", "--limits-max-payload",
       "largest inbound payload in bytes, dropped before decoding (default 1048576)"},
      int_field(&config::limits_max_payload, 1024, 268435456)},
+    {{"limits.host_forget_after", "LULL_LIMITS_HOST_FORGET_AFTER", "--limits-host-forget-after",
+      "a host whose agent is silent this long is forgotten, its retained assessment and Home "
+      "Assistant device cleared (default 1d)"},
+     duration_field(&config::limits_host_forget_after_sec, 10, 400 * 86400.0)},
     {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
       "how long raw samples are kept (default 7d)"},
      duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},

@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "messages/lease.hpp"
 #include "messages/util.hpp"
 
 namespace lull {
@@ -58,6 +59,8 @@ struct config {
   double lease_preempt_after_sec = 900; ///< suspended this long: revoke
   std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
   std::string lease_timezone = "local"; ///< the windows' time zone
+  double lease_max_retry_hint_sec = default_max_retry_hint_sec; ///< retry hints at most
+  std::vector<std::string> lease_high_users{"lull-admin"}; ///< secure mode: may ask for HIGH
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
@@ -69,6 +72,7 @@ struct config {
   int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
   int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
   int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
+  double limits_host_forget_after_sec = 86400; ///< a host silent this long is forgotten
 
   // Roles: which actors this lulld runs. "all", or a comma list of
   // collectors (host, process, workers, bus), assessor (quiet assessor, Home

@@ -293,6 +293,7 @@ int main(int argc, char** argv) {
     qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
     qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
     qopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    qopts.forget_after_sec = cfg.limits_host_forget_after_sec;
     qopts.thresholds.cpu_window_sec = cfg.quiet_cpu_window_sec;
     qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
@@ -305,6 +306,7 @@ int main(int argc, char** argv) {
       haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
       haopts.topics = topics;
       haopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+      haopts.forget_after_sec = cfg.limits_host_forget_after_sec;
       keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
     }
   }
@@ -340,6 +342,12 @@ int main(int argc, char** argv) {
     pol.resume_after_sec = cfg.lease_resume_after_sec;
     pol.preempt_after_sec = cfg.lease_preempt_after_sec;
     pol.timezone = cfg.lease_timezone;
+    pol.host_forget_after_sec = cfg.limits_host_forget_after_sec;
+    pol.max_retry_hint_sec = cfg.lease_max_retry_hint_sec;
+    // An assessment's cooldown_until is the assessor's quiet.cooldown from
+    // then: no honest one asks for more.
+    pol.max_cooldown_sec = std::max(cfg.lease_panic_cooldown_sec, cfg.quiet_cooldown_sec);
+    lopts.service.high_users = cfg.lease_high_users;
     if (auto w = parse_lease_windows(cfg.lease_windows, cfg.lease_timezone);
         std::holds_alternative<lease_windows>(w))
       pol.windows = std::get<lease_windows>(std::move(w));
@@ -371,6 +379,7 @@ int main(int argc, char** argv) {
     qopts.service.max_parked = static_cast<std::size_t>(cfg.limits_max_parked);
     qopts.service.secure = cfg.broker_secure;
     qopts.service.admin_user = cfg.broker_admin_user;
+    qopts.service.high_users = cfg.lease_high_users;
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
     popts.timezone = cfg.lease_timezone;

@@ -189,6 +189,7 @@ TEST(hostile, numbers_where_job_strings_belong_leave_the_queue_answering) {
   json q = {{"v", 1},           {"host_id", "farm"},
             {"state", "QUIET"}, {"quiet_score", 95},
             {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  publish_agent(c, "farm");
   c.publish("stats/host/farm/quiet", q.dump(), 1, true);
   int n = 0;
   auto ask = [&](const std::string& topic, json body) {
@@ -264,6 +265,7 @@ TEST(hostile, a_host_whose_assessments_stop_fails_closed_within_stale_after) {
   json q = {{"v", 1},           {"host_id", "farm"},
             {"state", "QUIET"}, {"quiet_score", 95},
             {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  publish_agent(c, "farm");
   c.publish("stats/host/farm/quiet", q.dump(), 1, true);
   int n = 0;
   auto request = [&] {

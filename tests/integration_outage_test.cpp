@@ -265,6 +265,7 @@ TEST(outage_integration, a_request_older_than_its_deadline_is_not_granted_at_res
   broker b;
   auto args = lulld_args(b.uri(), "shost", {"--roles", "scheduler"});
   auto ready = [&](client& c) {
+    publish_agent(c, "shost"); // no collector runs here
     publish_quiet(c, "shost");
     return c.wait_for(
       [](const mqtt_message& m) {

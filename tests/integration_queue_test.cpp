@@ -37,6 +37,7 @@ void make_farm_quiet(client& c) {
   json q = {{"v", 1},           {"host_id", "farm"},
             {"state", "QUIET"}, {"quiet_score", 95},
             {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  publish_agent(c, "farm");
   c.publish("stats/host/farm/quiet", q.dump(), 1, true);
 }
 

@@ -223,6 +223,7 @@ TEST(shutdown, lull_work_running_a_job_stops_within_its_grace_and_the_job_goes_b
   ASSERT_TRUE(c.connected()) << c.error();
   ASSERT_TRUE(queue_answers(c, "sd/ready")) << daemon.log();
   // A host no collector here assesses, QUIET by hand.
+  publish_agent(c, "sdfarm");
   c.publish("stats/host/sdfarm/quiet",
             json{{"v", 1},
                  {"host_id", "sdfarm"},

@@ -37,6 +37,14 @@ inline quiet_assessment quiet_of(const std::string& host, quiet_state st, double
   return q;
 }
 
+/// An assessment of `q.host_id`, whose agent first reports a snapshot when
+/// the table does not know it yet (a host enters only on its agent's word).
+inline void agent_quiet(lease_table& t, const quiet_assessment& q) {
+  if (!t.hosts().count(q.host_id))
+    t.on_snapshot(q.host_id);
+  t.on_quiet(q);
+}
+
 inline lease_request request_of(const std::string& worker, int units,
                                 lease_priority p = lease_priority::normal,
                                 const std::string& host = {}) {

@@ -214,6 +214,8 @@ TEST(discovery, allow_heavy_work_switch_commands_the_pause_and_shows_the_schedul
   quiet_assessment q;
   q.host_id = "pi-kitchen";
   q.state = quiet_state::quiet;
+  svc.handle({topics.host_stats("pi-kitchen"), R"({"v":1,"host_id":"pi-kitchen","cpu":{"count":4}})",
+              0, false, {}, {}, {}}); // its agent
   svc.handle({topics.host_quiet("pi-kitchen"), to_json(q).dump(), 1, true, {}, {}, {}});
   auto out = svc.handle({c["command_topic"].get<std::string>(), c["payload_off"].get<std::string>(),
                          1, false, {}, {}, {}});
@@ -224,6 +226,10 @@ TEST(discovery, allow_heavy_work_switch_commands_the_pause_and_shows_the_schedul
   for (auto& path : template_paths(c["value_template"].get<std::string>()))
     EXPECT_TRUE(path_exists(status, path)) << "value_json" << path << " missing";
   EXPECT_EQ(status["hosts"]["pi-kitchen"]["paused"]["by"], "Home Assistant");
+  // Its attributes say who holds the pause, at which level.
+  EXPECT_EQ(c["json_attributes_topic"], topics.scheduler_status());
+  EXPECT_NE(c["json_attributes_template"].get<std::string>().find("paused_by"), std::string::npos);
+  EXPECT_EQ(status["hosts"]["pi-kitchen"]["paused_by"], "paused by Home Assistant (home_assistant)");
   svc.handle({c["command_topic"].get<std::string>(), c["payload_on"].get<std::string>(), 1, false,
               {}, {}, {}});
   status = json::parse(svc.status_message().payload);

@@ -13,6 +13,7 @@
 
 #include "actors/supervisor.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/stats/host_roster.hpp"
 #include "tests/lease_test_env.hpp"
 
 using namespace lull;
@@ -33,7 +34,7 @@ lease_policy_config policy() {
 TEST(stale, an_assessment_older_than_stale_after_denies_below_high) {
   fake_env e;
   lease_table t(policy(), e.env());
-  t.on_quiet(quiet_of("h", quiet_state::quiet));
+  agent_quiet(t, quiet_of("h", quiet_state::quiet));
   EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "h"), "w").approved);
   e.advance(31);
   auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
@@ -43,7 +44,7 @@ TEST(stale, an_assessment_older_than_stale_after_denies_below_high) {
   // HIGH may still run on a host lull cannot see, as on a busy one.
   EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::high, "h"), "w").approved);
   // A fresh assessment opens it again.
-  t.on_quiet(quiet_of("h", quiet_state::quiet));
+  agent_quiet(t, quiet_of("h", quiet_state::quiet));
   EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "h"), "w").approved);
 }
 
@@ -52,7 +53,7 @@ TEST(stale, a_retained_assessment_counts_its_age_from_when_it_was_made) {
   lease_table t(policy(), e.env());
   auto q = quiet_of("h", quiet_state::quiet);
   q.assessed_at = e.wall - 120; // lulld restarted; the broker kept this one
-  t.on_quiet(q);
+  agent_quiet(t, q);
   auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
   EXPECT_FALSE(r.approved);
   EXPECT_NE(r.reason.find("No fresh quiet assessment"), std::string::npos) << r.reason;
@@ -64,7 +65,7 @@ TEST(bounded, made_up_worker_ids_are_forgotten_past_the_cap) {
   cfg.max_tracked_workers = 100;
   cfg.status_workers = 10;
   lease_table t(cfg, e.env());
-  t.on_quiet(quiet_of("h", quiet_state::busy));
+  agent_quiet(t, quiet_of("h", quiet_state::busy));
   // One real worker holds a lease (HIGH runs on a busy host).
   ASSERT_TRUE(t.request(request_of("holder", 5, lease_priority::high, "h"), "holder").approved);
   for (int i = 0; i < 5000; ++i) {
@@ -92,7 +93,7 @@ TEST(bounded, scheduler_status_lists_the_newest_leases_and_counts_them_all) {
   cfg.grant_burst = 1e9;
   cfg.status_leases = 25;
   lease_table t(cfg, e.env());
-  t.on_quiet(quiet_of("h", quiet_state::quiet));
+  agent_quiet(t, quiet_of("h", quiet_state::quiet));
   std::string newest;
   for (int i = 0; i < 600; ++i) {
     auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
@@ -109,21 +110,107 @@ TEST(bounded, scheduler_status_lists_the_newest_leases_and_counts_them_all) {
   EXPECT_LT(st.dump().size(), 20000u);
 }
 
-TEST(bounded, absurd_cpu_counts_and_too_many_hosts_are_ignored) {
+TEST(bounded, absurd_cpu_counts_are_ignored) {
   fake_env e;
   auto cfg = policy();
   cfg.capacity_units = 0;
-  cfg.max_hosts = 3;
   lease_table t(cfg, e.env());
-  t.on_cpu_count("h", 4);
-  t.on_cpu_count("h", 2000000000); // would overflow capacity to 1
+  t.on_snapshot("h", 4);
+  t.on_snapshot("h", 2000000000); // would overflow capacity to 1
   EXPECT_EQ(t.capacity_units("h"), 4 * cfg.units_per_cpu * 8 / 10);
-  t.on_cpu_count("a", 1);
-  t.on_cpu_count("b", 1);
-  t.on_cpu_count("c", 1);
-  t.on_quiet(quiet_of("d", quiet_state::quiet));
-  EXPECT_EQ(t.hosts().size(), 3u);
-  EXPECT_FALSE(t.hosts().count("c"));
+}
+
+TEST(hosts, a_host_enters_only_on_its_agents_snapshot) {
+  fake_env e;
+  lease_table t(policy(), e.env());
+  // An assessment, learned windows or a pause alone add no host (lulld's own
+  // retained assessments of made-up hosts refilled the table at each start).
+  t.on_quiet(quiet_of("ghost", quiet_state::quiet));
+  t.on_quiet_hours("ghost", quiet_hour_map{});
+  t.on_pause("ghost", host_pause{"alice", "", e.wall, {}});
+  EXPECT_TRUE(t.hosts().empty());
+  auto r = t.request(request_of("w", 5, lease_priority::normal, "ghost"), "w");
+  EXPECT_EQ(r.reason.rfind("Unknown host 'ghost'", 0), 0u) << r.reason;
+  // Its agent reports: what came before (retained, at lulld's start) applies.
+  t.on_snapshot("ghost");
+  ASSERT_TRUE(t.hosts().count("ghost"));
+  EXPECT_EQ(t.hosts().at("ghost").quiet->state, quiet_state::quiet);
+  ASSERT_TRUE(t.hosts().at("ghost").pause);
+  EXPECT_EQ(t.hosts().at("ghost").pause->by, "alice");
+}
+
+TEST(hosts, when_full_the_host_silent_longest_gives_way_to_a_new_agent) {
+  fake_env e;
+  auto cfg = policy();
+  cfg.max_hosts = 256;
+  lease_table t(cfg, e.env());
+  for (int i = 0; i < 300; ++i) {
+    t.on_snapshot("fake" + std::to_string(i));
+    e.advance(0.01);
+  }
+  EXPECT_EQ(t.hosts().size(), 256u);
+  EXPECT_EQ(t.hosts_evicted(), 44u);
+  EXPECT_FALSE(t.hosts().count("fake0")); // the oldest went first
+  EXPECT_TRUE(t.hosts().count("fake299"));
+  t.take_hosts_evicted();
+  // A real agent still gets in, and is leased on.
+  e.advance(1);
+  EXPECT_TRUE(t.on_snapshot("pi", 4));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "pi"), "w").approved);
+  EXPECT_EQ(t.take_hosts_evicted(), std::vector<std::string>{"fake44"});
+  EXPECT_EQ(t.status_json()["hosts_evicted"], 45);
+}
+
+TEST(hosts, a_host_with_leases_does_not_give_way) {
+  fake_env e;
+  auto cfg = policy();
+  cfg.max_hosts = 2;
+  lease_table t(cfg, e.env());
+  agent_quiet(t, quiet_of("a", quiet_state::quiet));
+  ASSERT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "a"), "w").approved);
+  e.advance(1);
+  agent_quiet(t, quiet_of("b", quiet_state::quiet));
+  ASSERT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "b"), "w").approved);
+  EXPECT_FALSE(t.on_snapshot("c"));
+  EXPECT_EQ(t.hosts_refused(), 1u);
+  EXPECT_EQ(t.hosts().size(), 2u);
+}
+
+TEST(hosts, a_host_silent_past_forget_after_is_forgotten) {
+  fake_env e;
+  auto cfg = policy();
+  cfg.host_forget_after_sec = 86400;
+  lease_table t(cfg, e.env());
+  agent_quiet(t, quiet_of("gone", quiet_state::quiet));
+  agent_quiet(t, quiet_of("here", quiet_state::quiet));
+  for (int h = 0; h < 24; ++h) {
+    e.advance(3600);
+    t.on_snapshot("here");
+    t.tick();
+  }
+  EXPECT_TRUE(t.hosts().count("gone")); // a day, not more
+  e.advance(2);
+  t.tick();
+  EXPECT_FALSE(t.hosts().count("gone"));
+  EXPECT_TRUE(t.hosts().count("here"));
+  EXPECT_EQ(t.take_hosts_evicted(), std::vector<std::string>{"gone"});
+}
+
+TEST(roster, keeps_at_most_max_hosts_and_forgets_the_silent) {
+  host_roster r(3, 100);
+  r.pin("own");
+  EXPECT_TRUE(r.seen("a", 1).added);
+  EXPECT_TRUE(r.seen("b", 2).added);
+  EXPECT_FALSE(r.seen("a", 3).added); // known: refreshed
+  auto c = r.seen("c", 4);
+  EXPECT_TRUE(c.added);
+  EXPECT_EQ(c.evicted, std::optional<std::string>("b")); // silent longest; "own" is pinned
+  EXPECT_EQ(r.size(), 3u);
+  EXPECT_TRUE(r.expire(103).empty());
+  EXPECT_EQ(r.expire(103.5), std::vector<std::string>{"a"});
+  EXPECT_TRUE(r.contains("own"));
+  EXPECT_EQ(r.evicted(), 2u);
 }
 
 TEST(supervisor, an_actor_that_dies_is_reported_and_a_shutdown_is_not) {

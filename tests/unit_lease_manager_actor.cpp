@@ -76,6 +76,7 @@ TEST_F(actor_fixture, subscribes_answers_and_expires_on_its_tick) {
                   "stats/worker/+"})
     EXPECT_NE(std::find(rec->filters.begin(), rec->filters.end(), f), rec->filters.end()) << f;
 
+  inbound({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
   inbound({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(), 1,
            true, {}, {}, {}});
   inbound({"scheduler/lease/request", R"({"worker_id":"w1","cost_units":10})", 1, false,
@@ -120,6 +121,7 @@ TEST_F(actor_fixture, subscribes_answers_and_expires_on_its_tick) {
 // heartbeats, and on reconnect every lease has a full TTL again.
 TEST_F(actor_fixture, a_broker_outage_of_lulld_costs_no_lease) {
   EXPECT_EQ(rec->offline_watchers, 1);
+  inbound({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
   inbound({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(), 1,
            true, {}, {}, {}});
   inbound({"scheduler/lease/request", R"({"worker_id":"w1","cost_units":10})", 1, false,

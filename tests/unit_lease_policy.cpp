@@ -2,6 +2,7 @@
 // the injected clock, lock_delay, fencing, the token bucket.
 
 #include <functional>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -39,8 +40,8 @@ struct policy_case {
 
 TEST(lease_policy, table_of_rules_and_reasons) {
   auto quiet_pi = [](lease_table& t, fake_env&) {
-    t.on_cpu_count("pi", 4);
-    t.on_quiet(quiet_of("pi", quiet_state::quiet));
+    t.on_snapshot("pi", 4);
+    agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   };
   std::vector<policy_case> cases = {
     {"grant on a quiet host", quiet_pi, request_of("w1", 20), true,
@@ -52,24 +53,24 @@ TEST(lease_policy, table_of_rules_and_reasons) {
     {"several hosts, none named",
      [&](lease_table& t, fake_env& e) {
        quiet_pi(t, e);
-       t.on_quiet(quiet_of("nuc", quiet_state::quiet));
+       agent_quiet(t, quiet_of("nuc", quiet_state::quiet));
      },
      request_of("w1", 20), false, "host_id required: 2 hosts known (nuc, pi)"},
     {"several hosts, the worker's own",
      [&](lease_table& t, fake_env& e) {
        quiet_pi(t, e);
-       t.on_quiet(quiet_of("nuc", quiet_state::quiet));
+       agent_quiet(t, quiet_of("nuc", quiet_state::quiet));
      },
      request_of("nuc", 20), true, "Granted"},
     {"PANIC is a hard deny even for HIGH",
-     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::panic, 3)); },
+     [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::panic, 3)); },
      request_of("w1", 5, lease_priority::high), false, "System is PANIC; heavy work denied",
      120, 120},
     {"cool-down after PANIC, even for HIGH and QUIET",
      [](lease_table& t, fake_env& e) {
-       t.on_quiet(quiet_of("pi", quiet_state::panic, 3));
+       agent_quiet(t, quiet_of("pi", quiet_state::panic, 3));
        e.advance(20);
-       t.on_quiet(quiet_of("pi", quiet_state::quiet));
+       agent_quiet(t, quiet_of("pi", quiet_state::quiet));
      },
      request_of("w1", 5, lease_priority::high), false,
      "Recent PANIC detected; cooling down (100.0s left)", 100, 100},
@@ -77,27 +78,27 @@ TEST(lease_policy, table_of_rules_and_reasons) {
      [](lease_table& t, fake_env& e) {
        auto q = quiet_of("pi", quiet_state::normal);
        q.cooldown_until = e.wall + 40;
-       t.on_quiet(q);
+       agent_quiet(t, q);
      },
      request_of("w1", 5, lease_priority::high), false, "Recent PANIC detected; cooling down",
      40, 40},
     {"cool-down ends",
      [](lease_table& t, fake_env& e) {
-       t.on_quiet(quiet_of("pi", quiet_state::panic, 3));
+       agent_quiet(t, quiet_of("pi", quiet_state::panic, 3));
        e.advance(121);
-       t.on_quiet(quiet_of("pi", quiet_state::quiet));
+       agent_quiet(t, quiet_of("pi", quiet_state::quiet));
      },
      request_of("w1", 5), true, "Granted"},
     {"BUSY soft deny for NORMAL",
-     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::busy, 30)); },
+     [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::busy, 30)); },
      request_of("w1", 5), false, "System is BUSY; waiting for QUIET", 15, 15},
     {"NORMAL soft deny for LOW",
-     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::normal, 60)); },
+     [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::normal, 60)); },
      request_of("w1", 5, lease_priority::low), false, "System is NORMAL; waiting for QUIET"},
     {"BUSY admits HIGH",
-     [](lease_table& t, fake_env&) { t.on_quiet(quiet_of("pi", quiet_state::busy, 30)); },
+     [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::busy, 30)); },
      request_of("w1", 5, lease_priority::high), true, "Granted"},
-    {"no assessment yet", [](lease_table& t, fake_env&) { t.on_cpu_count("pi", 4); },
+    {"no assessment yet", [](lease_table& t, fake_env&) { t.on_snapshot("pi", 4); },
      request_of("w1", 5), false, "No quiet assessment for host pi yet; waiting for QUIET"},
     {"capacity exceeded, retry when the earliest lease would free",
      [&](lease_table& t, fake_env& e) {
@@ -165,8 +166,8 @@ TEST(lease_policy, capacity_from_cpu_count_keeps_headroom) {
   fake_env fe;
   lease_policy_config c;
   lease_table t{c, fe.env()};
-  t.on_cpu_count("pi", 4);
-  t.on_cpu_count("nuc", 8);
+  t.on_snapshot("pi", 4);
+  t.on_snapshot("nuc", 8);
   EXPECT_EQ(t.capacity_units("pi"), 80);   // 4 * 25 * 0.8
   EXPECT_EQ(t.capacity_units("nuc"), 160); // 8 * 25 * 0.8
   EXPECT_EQ(t.capacity_units("unknown"), 20);
@@ -175,7 +176,7 @@ TEST(lease_policy, capacity_from_cpu_count_keeps_headroom) {
 TEST(lease_policy, jitter_spreads_retries) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::busy));
+  agent_quiet(t, quiet_of("pi", quiet_state::busy));
   fe.uniform = 0;
   auto a = t.request(request_of("w1", 5), "w1");
   fe.uniform = 0.99;
@@ -193,7 +194,7 @@ TEST(lease_policy, token_bucket_limits_grants) {
   c.max_leases_global = 100;
   c.max_leases_per_worker = 100;
   lease_table t{c, fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   EXPECT_TRUE(t.request(request_of("w1", 1), "w1").approved);
   EXPECT_TRUE(t.request(request_of("w1", 1), "w1").approved);
   auto d = t.request(request_of("w1", 1), "w1");
@@ -218,7 +219,7 @@ TEST(token_bucket, refills_at_its_rate_up_to_its_burst) {
 TEST(lease_table, expires_without_heartbeat_and_holds_units_for_lock_delay) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("w1", 50), "w1");
   ASSERT_TRUE(g.approved);
   EXPECT_DOUBLE_EQ(g.ttl_sec, 30);
@@ -253,7 +254,7 @@ TEST(lease_table, expires_without_heartbeat_and_holds_units_for_lock_delay) {
 TEST(lease_table, heartbeat_extends_and_reports_remaining_ttl) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("w1", 10), "w1");
   for (int i = 0; i < 10; ++i) {
     fe.advance(10);
@@ -272,7 +273,7 @@ TEST(lease_table, heartbeat_extends_and_reports_remaining_ttl) {
 TEST(lease_table, only_the_holder_acts) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("a", 10), "a");
   auto code = [](const std::variant<lease_ack, lease_error>& r) {
     return std::holds_alternative<lease_error>(r) ? std::get<lease_error>(r).code
@@ -300,7 +301,7 @@ TEST(lease_table, only_the_holder_acts) {
 TEST(lease_table, admin_revoke_holds_units_until_holder_confirms) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("a", 40), "a");
   t.take_events();
   auto r = t.revoke(g.lease_id, "", "maintenance");
@@ -318,7 +319,7 @@ TEST(lease_table, admin_revoke_holds_units_until_holder_confirms) {
 TEST(lease_table, worker_last_will_expires_its_leases_after_the_grace) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto a1 = t.request(request_of("a", 5), "a");
   auto a2 = t.request(request_of("a", 5), "a");
   auto b1 = t.request(request_of("b", 5), "b");
@@ -337,7 +338,7 @@ TEST(lease_table, worker_last_will_expires_its_leases_after_the_grace) {
 TEST(lease_table, wills_published_by_a_broker_going_down_end_no_lease) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto a = t.request(request_of("a", 5), "a");
   auto b = t.request(request_of("b", 5), "b");
   // A broker stopping publishes every client's will, then drops lulld.
@@ -364,7 +365,7 @@ TEST(lease_table, wills_published_by_a_broker_going_down_end_no_lease) {
   auto cfg = small_policy();
   cfg.will_grace_sec = 0;
   lease_table now{cfg, fe.env()};
-  now.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(now, quiet_of("pi", quiet_state::quiet));
   now.request(request_of("c", 5), "c");
   now.on_worker_status("c", false);
   EXPECT_TRUE(now.active().empty());
@@ -378,7 +379,7 @@ TEST(lease_table, fencing_tokens_never_decrease_and_start_after_restored_value) 
   c.max_leases_per_worker = 1000;
   c.capacity_units = 100000;
   lease_table t{c, fe.env(), 41};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   std::uint64_t last = 41;
   for (int i = 0; i < 200; ++i) {
     auto g = t.request(request_of("w" + std::to_string(i % 7), 1), "w" + std::to_string(i % 7));
@@ -396,7 +397,7 @@ TEST(lease_table, fencing_tokens_never_decrease_and_start_after_restored_value) 
 TEST(lease_table, ttl_is_clamped_and_said_so) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto req = request_of("w1", 5);
   req.ttl_sec = 1;
   auto g = t.request(req, "w1");
@@ -409,7 +410,7 @@ TEST(lease_table, ttl_is_clamped_and_said_so) {
 TEST(lease_table, decision_summary_per_worker) {
   fake_env fe;
   lease_table t{small_policy(), fe.env()};
-  t.on_quiet(quiet_of("pi", quiet_state::panic));
+  agent_quiet(t, quiet_of("pi", quiet_state::panic));
   t.request(request_of("w1", 5), "w1");
   auto& w = t.workers().at("w1");
   EXPECT_EQ(w.denies, 1u);
@@ -436,8 +437,8 @@ TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snap
   c.grant_rate_per_sec = 1000;
   c.grant_burst = 1000;
   lease_table t{c, fe.env()};
-  t.on_cpu_count("pi", 4);
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  t.on_snapshot("pi", 4);
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto held = t.request(request_of("w1", 10, lease_priority::normal, "pi"), "w1");
   ASSERT_TRUE(held.approved);
   // An availability for a host lull never heard of does not make it known.
@@ -459,11 +460,146 @@ TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snap
   EXPECT_TRUE(status["hosts"]["pi"]["offline_since"].is_string());
 
   // Its next snapshot brings it back.
-  t.on_cpu_count("pi", 4);
+  t.on_snapshot("pi", 4);
   EXPECT_TRUE(t.request(request_of("w2", 5, lease_priority::normal, "pi"), "w2").approved);
   EXPECT_EQ(t.status_json()["hosts"]["pi"]["online"], true);
   // So does its "online".
   t.on_host_availability("pi", false);
   t.on_host_availability("pi", true);
   EXPECT_TRUE(t.request(request_of("w3", 5, lease_priority::normal, "pi"), "w3").approved);
+}
+
+// -- times from the bus are clamped ------------------------------------------
+
+TEST(lease_clamps, a_cooldown_until_in_2100_cools_down_no_longer_than_configured) {
+  fake_env fe;
+  auto c = small_policy();
+  c.max_cooldown_sec = 120;
+  lease_table t{c, fe.env()};
+  auto q = quiet_of("pi", quiet_state::quiet);
+  q.cooldown_until = 4102444800; // 2100-01-01
+  agent_quiet(t, q);
+  auto d = t.request(request_of("w1", 5, lease_priority::high), "w1");
+  EXPECT_FALSE(d.approved);
+  EXPECT_EQ(d.reason, "Recent PANIC detected; cooling down (120.0s left)");
+  EXPECT_LE(d.retry_after_sec, 120);
+  fe.advance(121);
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  EXPECT_TRUE(t.request(request_of("w1", 5), "w1").approved);
+}
+
+TEST(lease_clamps, a_fresh_assessment_replaces_the_cooldown_an_earlier_one_asked_for) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  auto q = quiet_of("pi", quiet_state::quiet);
+  q.cooldown_until = fe.wall + 100;
+  agent_quiet(t, q);
+  EXPECT_FALSE(t.request(request_of("w1", 5), "w1").approved);
+  fe.advance(1);
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet)); // no cool-down any more
+  EXPECT_TRUE(t.request(request_of("w1", 5), "w1").approved);
+  // An older one (a late retained copy) changes nothing.
+  auto old = quiet_of("pi", quiet_state::busy);
+  old.assessed_at = fe.wall - 10;
+  old.cooldown_until = fe.wall + 100;
+  t.on_quiet(old);
+  EXPECT_EQ(t.hosts().at("pi").quiet->state, quiet_state::quiet);
+  EXPECT_TRUE(t.request(request_of("w2", 5), "w2").approved);
+}
+
+TEST(lease_clamps, retry_hints_are_at_most_max_retry_hint) {
+  fake_env fe;
+  fe.uniform = 0.99; // the most jitter
+  auto c = small_policy();
+  c.max_retry_hint_sec = 3600;
+  lease_table t{c, fe.env()};
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  host_pause p{"alice", "away", fe.wall, 4102444800}; // until 2100
+  t.on_pause("pi", p);
+  auto d = t.request(request_of("w1", 5), "w1");
+  EXPECT_FALSE(d.approved);
+  EXPECT_LE(d.retry_after_sec, 3600);
+  EXPECT_GE(d.retry_after_sec, 3000);
+}
+
+TEST(lease_clamps, a_learned_window_is_never_further_than_the_horizon) {
+  fake_env fe;
+  auto c = small_policy();
+  c.learned_min_days = 0;
+  c.timezone = "UTC";
+  c.learned_horizon_sec = 3 * 3600.0; // shorter than the next QUIET hour below
+  lease_table t{c, fe.env()};
+  agent_quiet(t, quiet_of("pi", quiet_state::busy));
+  quiet_hour_map m;
+  m.days_observed = 30;
+  for (int d = 0; d < 7; ++d)
+    for (int h = 0; h < 24; ++h)
+      m.observed_sec[d][h] = 3600;
+  // QUIET only 5 hours from now (UTC).
+  auto t5 = fe.wall + 5 * 3600;
+  auto hour = (t5 % 86400) / 3600;
+  auto day = (t5 / 86400 + 4) % 7; // 1970-01-01 was a Thursday; 0 is Sunday
+  m.quiet_sec[day][hour] = 3600;
+  t.on_quiet_hours("pi", m);
+  auto d = t.request(request_of("w1", 5), "w1");
+  EXPECT_FALSE(d.approved);
+  EXPECT_FALSE(d.next_window.has_value());
+  c.learned_horizon_sec = 7 * 86400;
+  lease_table t2{c, fe.env()};
+  agent_quiet(t2, quiet_of("pi", quiet_state::busy));
+  t2.on_quiet_hours("pi", m);
+  auto d2 = t2.request(request_of("w1", 5), "w1");
+  ASSERT_TRUE(d2.next_window.has_value());
+  EXPECT_GT(*d2.next_window - fe.wall, 4 * 3600);
+}
+
+TEST(lease_clamps, clients_wait_at_most_the_default_retry_hint) {
+  EXPECT_EQ(clamp_retry_hint(1e12), default_max_retry_hint_sec);
+  EXPECT_EQ(clamp_retry_hint(std::numeric_limits<double>::quiet_NaN()), default_max_retry_hint_sec);
+  EXPECT_EQ(clamp_retry_hint(-5), 0);
+  EXPECT_EQ(clamp_retry_hint(12.5), 12.5);
+  auto r = grant_reply_from_json({{"approved", false}, {"retry_after_sec", 2e9},
+                                  {"limits", {{"heartbeat_ttl_sec", 30},
+                                              {"heartbeat_interval_sec", 1e9}}}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->retry_after_sec, default_max_retry_hint_sec);
+  EXPECT_EQ(r->heartbeat_interval_sec, 10);
+}
+
+// -- authority ------------------------------------------------------------------
+
+TEST(lease_authority, a_lower_level_cannot_lift_or_replace_a_higher_ones_pause) {
+  fake_env fe;
+  lease_table t{small_policy(), fe.env()};
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  EXPECT_FALSE(t.on_pause("pi", host_pause{"alice", "backup", fe.wall, {}}, pause_level::admin));
+  auto refused = t.on_pause("pi", std::nullopt, pause_level::home_assistant);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(*refused, "paused by alice (admin)");
+  refused = t.on_pause("pi", host_pause{"Home Assistant", "off", fe.wall, {}},
+                       pause_level::home_assistant);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(t.hosts().at("pi").pause->by, "alice");
+  EXPECT_EQ(t.status_json()["hosts"]["pi"]["paused_by"], "paused by alice (admin)");
+  EXPECT_FALSE(t.request(request_of("w1", 5, lease_priority::high), "w1").approved);
+  // The admin lifts it; then Home Assistant's own pause is Home Assistant's.
+  EXPECT_FALSE(t.on_pause("pi", std::nullopt, pause_level::admin));
+  EXPECT_FALSE(t.on_pause("pi", host_pause{"Home Assistant", "off", fe.wall, {}},
+                          pause_level::home_assistant));
+  EXPECT_TRUE(t.on_pause("pi", std::nullopt, pause_level::schedule));
+  EXPECT_FALSE(t.on_pause("pi", std::nullopt, pause_level::home_assistant));
+  EXPECT_TRUE(t.request(request_of("w1", 5), "w1").approved);
+}
+
+TEST(lease_authority, control_messages_carry_their_level) {
+  auto c = parse_host_control(nlohmann::json{{"paused", true}, {"by", "cron"}, {"level", "schedule"}});
+  ASSERT_TRUE(std::holds_alternative<host_control>(c));
+  EXPECT_EQ(std::get<host_control>(c).level, pause_level::schedule);
+  EXPECT_EQ(std::get<host_control>(c).pause->level, pause_level::schedule);
+  auto d = parse_host_control(nlohmann::json{{"paused", false}});
+  EXPECT_EQ(std::get<host_control>(d).level, pause_level::admin);
+  auto bad = parse_host_control(nlohmann::json{{"paused", false}, {"level", "root"}});
+  EXPECT_TRUE(std::holds_alternative<std::string>(bad));
+  host_pause p{"alice", "", 0, {}, pause_level::home_assistant};
+  EXPECT_EQ(to_json("pi", p)["level"], "home_assistant");
 }

@@ -25,6 +25,7 @@ struct service_fixture : ::testing::Test {
     o.policy.capacity_units = 60;
     svc = std::make_unique<lease_service>(o, fe.env());
     auto q = to_json(quiet_of("pi", quiet_state::quiet));
+    svc->handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}}); // the agent
     svc->handle({"stats/host/pi/quiet", q.dump(), 1, true, {}, {}, {}});
   }
   void SetUp() override { make(); }
@@ -299,6 +300,7 @@ TEST(lease_service_fencing, tokens_keep_growing_across_restarts) {
     o.fencing_path = path;
     o.fencing_block = 4;
     lease_service svc{o, fe.env()};
+    svc.handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
     svc.handle({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(),
                 1, true, {}, {}, {}});
     for (int i = 0; i < 6; ++i) {
@@ -385,6 +387,7 @@ TEST_F(service_fixture, a_flooding_worker_is_throttled_and_others_are_not) {
   o.policy.worker_rate_per_sec = 5;
   o.policy.worker_burst = 10;
   svc = std::make_unique<lease_service>(o, fe.env());
+  svc->handle(msg("stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})"));
   svc->handle(msg("stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump()));
   int throttled = 0, answered = 0;
   json last;
@@ -432,7 +435,7 @@ TEST_F(service_fixture, a_heartbeat_with_a_pid_tells_the_hosts_agent) {
   svc->take_host_leases();
   auto hb = committed(*svc, svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
                             R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
-                            R"("cgroup":"/lull-lease-x","reply_to":"r"})")));
+                            R"("cgroup":"/lull-lease-lease1","reply_to":"r"})")));
   auto* leases = find(hb, "scheduler/host/pi/leases");
   ASSERT_NE(leases, nullptr);
   EXPECT_TRUE(leases->retain);
@@ -441,11 +444,11 @@ TEST_F(service_fixture, a_heartbeat_with_a_pid_tells_the_hosts_agent) {
   EXPECT_EQ(j["leases"][0]["lease_id"], id);
   EXPECT_EQ(j["leases"][0]["pid"], 4242);
   EXPECT_EQ(j["leases"][0]["pid_start"], 123456);
-  EXPECT_EQ(j["leases"][0]["cgroup"], "/lull-lease-x");
+  EXPECT_EQ(j["leases"][0]["cgroup"], "/lull-lease-lease1");
   // The same again changes nothing, so nothing is republished.
   hb = committed(*svc, svc->handle(msg("scheduler/lease/" + id + "/heartbeat",
                                        R"({"worker_id":"w1","pid":4242,"pid_start":123456,)"
-                                       R"("cgroup":"/lull-lease-x","reply_to":"r"})")));
+                                       R"("cgroup":"/lull-lease-lease1","reply_to":"r"})")));
   EXPECT_EQ(find(hb, "scheduler/host/pi/leases"), nullptr);
   // Released: the host's list empties.
   auto rel = committed(
@@ -494,6 +497,7 @@ struct held_fixture : ::testing::Test {
     o.policy.capacity_units = 60;
     o.hold_acks = true;
     svc = std::make_unique<lease_service>(o, fe.env());
+    svc->handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
     svc->handle({"stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump(), 1,
                  true, {}, {}, {}});
   }
@@ -587,4 +591,57 @@ TEST_F(held_fixture, an_expiry_that_cannot_be_written_is_tried_again) {
   auto outcomes = svc->take_outcomes();
   ASSERT_EQ(outcomes.size(), 1u);
   EXPECT_EQ(outcomes[0].type, "expired");
+}
+
+TEST_F(service_fixture, secure_mode_lets_only_high_users_ask_for_high) {
+  lease_service_options o;
+  o.secure = true;
+  o.policy.capacity_units = 60;
+  o.high_users = {"lull-admin"};
+  svc = std::make_unique<lease_service>(o, fe.env());
+  svc->handle(msg("stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})"));
+  svc->handle(msg("stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump()));
+  auto out = svc->handle(msg("scheduler/a/lease/request",
+                             R"({"cost_units":5,"priority":"HIGH","reply_to":"workers/a/in"})"));
+  auto* r = find(out, "workers/a/in");
+  ASSERT_NE(r, nullptr);
+  auto j = json::parse(r->payload);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["error"]["code"], "PermissionDenied");
+  EXPECT_EQ(j["error"]["message"], "user 'a' may not ask for a HIGH lease: HIGH priority is for "
+                                   "lease.high_users (lull-admin)");
+  EXPECT_TRUE(svc->table().active().empty());
+  // NORMAL is anyone's; HIGH is the listed user's.
+  out = svc->handle(msg("scheduler/a/lease/request",
+                        R"({"cost_units":5,"reply_to":"workers/a/in"})"));
+  EXPECT_EQ(json::parse(find(out, "workers/a/in")->payload)["approved"], true);
+  out = svc->handle(msg("scheduler/lull-admin/lease/request",
+                        R"({"cost_units":5,"priority":"HIGH","reply_to":"workers/lull-admin/in"})"));
+  EXPECT_EQ(json::parse(find(out, "workers/lull-admin/in")->payload)["approved"], true);
+  EXPECT_EQ(json::parse(svc->status_message().payload)["counters"]["permission_denied"], 1);
+}
+
+TEST_F(service_fixture, home_assistant_cannot_lift_an_admin_pause) {
+  svc->handle(msg("scheduler/control/pi", R"({"v":1,"paused":true,"by":"alice","reason":"backup"})"));
+  ASSERT_TRUE(svc->table().hosts().at("pi").pause);
+  auto out = svc->handle(msg("scheduler/control/pi/set", "ON"));
+  EXPECT_TRUE(svc->table().hosts().at("pi").pause);
+  // The switch's state goes out again: still paused, by the admin.
+  auto* m = find(out, "scheduler/control/pi");
+  ASSERT_NE(m, nullptr);
+  auto j = json::parse(m->payload);
+  EXPECT_EQ(j["paused"], true);
+  EXPECT_EQ(j["by"], "alice");
+  EXPECT_EQ(j["level"], "admin");
+  auto status = json::parse(svc->status_message().payload);
+  EXPECT_EQ(status["hosts"]["pi"]["paused_by"], "paused by alice (admin)");
+  EXPECT_EQ(status["counters"]["pause_refused"], 1);
+  // Home Assistant's own pause it lifts itself; lulld's echo of it is harmless.
+  svc->handle(msg("scheduler/control/pi", R"({"v":1,"paused":false})"));
+  out = svc->handle(msg("scheduler/control/pi/set", "OFF"));
+  ASSERT_NE(find(out, "scheduler/control/pi"), nullptr);
+  svc->handle(*find(out, "scheduler/control/pi"));
+  EXPECT_EQ(svc->table().hosts().at("pi").pause->level, pause_level::home_assistant);
+  out = svc->handle(msg("scheduler/control/pi/set", "ON"));
+  EXPECT_FALSE(svc->table().hosts().at("pi").pause);
 }

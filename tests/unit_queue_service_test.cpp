@@ -382,3 +382,34 @@ TEST(queue_service, no_job_is_proposed_while_lulld_is_off_the_broker) {
   auto back = f.svc.tick();
   EXPECT_EQ(back.asks.size(), 1u);
 }
+
+TEST(queue_service, secure_mode_lets_only_high_users_submit_high_jobs) {
+  queue_service_options o;
+  o.secure = true;
+  o.high_users = {"lull-admin", "ops"};
+  double mono = 100;
+  int ids = 0;
+  queue_service svc(o, queue_config{},
+                    {[&] { return mono; }, [] { return std::int64_t{1795428000}; },
+                     [&] { return "j" + std::to_string(++ids); }});
+  auto msg = fixture::msg;
+  auto out = svc.handle(msg("scheduler/wa/job/submit",
+                            {{"job_type", "t"}, {"priority", "high"}, {"reply_to", "workers/wa/r"}}));
+  auto r = fixture::reply_on(out, "workers/wa/r");
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["ok"], false);
+  EXPECT_EQ((*r)["error"]["code"], "PermissionDenied");
+  EXPECT_EQ((*r)["error"]["message"],
+            "user 'wa' may not submit a HIGH job: HIGH priority is for lease.high_users "
+            "(lull-admin, ops)");
+  // Below HIGH, and HIGH from a listed user, go in.
+  out = svc.handle(msg("scheduler/wa/job/submit",
+                       {{"job_type", "t"}, {"priority", "normal"}, {"reply_to", "workers/wa/r"}}));
+  EXPECT_EQ((*fixture::reply_on(out, "workers/wa/r"))["ok"], true);
+  out = svc.handle(msg("scheduler/ops/job/submit",
+                       {{"job_type", "t"}, {"priority", "high"}, {"reply_to", "workers/ops/r"}}));
+  auto ok = fixture::reply_on(out, "workers/ops/r");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ((*ok)["ok"], true);
+  EXPECT_EQ((*ok)["job"]["priority"], "HIGH");
+}

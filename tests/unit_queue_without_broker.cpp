@@ -163,6 +163,7 @@ TEST(queue_without_broker, lease_outcomes_reach_the_queue_from_the_lease_manager
     ASSERT_TRUE(subscribed("scheduler/job/next"));
     // Nothing in lull listens to its own event stream.
     EXPECT_FALSE(subscribed("scheduler/events"));
+    w->inject(json_in("stats/host/pi", {{"v", 1}, {"host_id", "pi"}, {"cpu", {{"count", nullptr}}}}));
     w->inject(json_in("stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet))));
 
     w->inject(json_in("scheduler/job/submit",

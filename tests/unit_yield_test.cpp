@@ -45,7 +45,7 @@ std::vector<lease_event> of_type(std::vector<lease_event> all, const std::string
 /// Feeds an assessment every second for `sec` seconds, ticking as lulld does.
 void hold_state(lease_table& t, fake_env& fe, const quiet_assessment& q, int sec) {
   for (int i = 0; i < sec; ++i) {
-    t.on_quiet(q);
+    agent_quiet(t, q);
     fe.advance(1);
     t.tick();
   }
@@ -69,7 +69,7 @@ std::int64_t utc(int y, int mo, int d, int h, int mi) {
 TEST(yield, busy_for_suspend_after_suspends_below_high_and_quiet_for_resume_after_resumes) {
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto normal = t.request(request_of("w1", 20), "w1");
   auto high = t.request(request_of("w2", 20, lease_priority::high), "w2");
   ASSERT_TRUE(normal.approved && high.approved);
@@ -117,7 +117,7 @@ TEST(yield, busy_for_suspend_after_suspends_below_high_and_quiet_for_resume_afte
 TEST(yield, a_busy_blip_shorter_than_suspend_after_suspends_nothing) {
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("w1", 20), "w1");
   for (int i = 0; i < 5; ++i) {
     hold_state(t, fe, busy_of("pi", "x"), 8);
@@ -132,7 +132,7 @@ TEST(yield, suspended_past_preempt_after_is_revoked_as_preempted) {
   auto pol = yield_policy();
   pol.preempt_after_sec = 120;
   lease_table t(pol, fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("w1", 20), "w1");
   hold_state(t, fe, busy_of("pi", "x"), 11);
   ASSERT_TRUE(t.find(g.lease_id)->suspended);
@@ -159,8 +159,8 @@ TEST(yield, suspended_past_preempt_after_is_revoked_as_preempted) {
 TEST(yield, panic_through_memory_revokes_at_once_and_cpu_panic_suspends) {
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
-  t.on_quiet(quiet_of("nuc", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("nuc", quiet_state::quiet));
   auto a = t.request(request_of("w1", 20, lease_priority::normal, "pi"), "w1");
   auto hi = t.request(request_of("w2", 20, lease_priority::high, "pi"), "w2");
   auto b = t.request(request_of("w3", 20, lease_priority::low, "nuc"), "w3");
@@ -170,14 +170,14 @@ TEST(yield, panic_through_memory_revokes_at_once_and_cpu_panic_suspends) {
   auto mem = quiet_of("pi", quiet_state::panic, 2);
   mem.reasons = {"Memory used 97.0% is above the panic threshold 95%"};
   mem.panic_by = {"memory"};
-  t.on_quiet(mem);
+  agent_quiet(t, mem);
   EXPECT_EQ(t.find(a.lease_id)->state, lease_state::revoked);
   EXPECT_NE(t.find(a.lease_id)->end_reason.find("PANIC through memory"), std::string::npos);
   EXPECT_EQ(t.find(hi.lease_id)->state, lease_state::active) << "HIGH is the operator's call";
 
   auto cpu = quiet_of("nuc", quiet_state::panic, 2);
   cpu.panic_by = {"cpu"};
-  t.on_quiet(cpu);
+  agent_quiet(t, cpu);
   EXPECT_EQ(t.find(b.lease_id)->state, lease_state::active);
   hold_state(t, fe, cpu, 11);
   EXPECT_TRUE(t.find(b.lease_id)->suspended);
@@ -187,7 +187,7 @@ TEST(yield, panic_through_memory_revokes_at_once_and_cpu_panic_suspends) {
 TEST(yield, a_pause_denies_every_priority_suspends_every_lease_and_ends_on_its_own) {
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto hi = t.request(request_of("w1", 20, lease_priority::high), "w1");
   t.take_events();
   t.on_pause("pi", host_pause{"alice", "gaming", fe.wall, fe.wall + 3600});
@@ -210,7 +210,7 @@ TEST(yield, restored_suspended_lease_stays_suspended_and_keeps_its_preempt_clock
   auto pol = yield_policy();
   pol.preempt_after_sec = 300;
   lease_table t(pol, fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto g = t.request(request_of("w1", 20), "w1");
   hold_state(t, fe, busy_of("pi", "x"), 11);
   auto saved = to_json(*t.find(g.lease_id));
@@ -294,13 +294,14 @@ TEST(windows, outside_a_window_requests_below_high_wait_for_the_next_and_leases_
   auto pol = yield_policy();
   pol.windows = std::get<lease_windows>(parse_lease_windows("Mon-Fri 22:00-07:00", "UTC"));
   lease_table t(pol, fe.env());
-  t.on_quiet(quiet_of("pi", quiet_state::quiet));
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto d = t.request(request_of("w1", 20), "w1");
   EXPECT_FALSE(d.approved);
   EXPECT_EQ(d.reason,
             "Outside the lease windows of host pi (Mon-Fri 22:00-07:00); the next opens at "
             "2026-12-01T22:00:00Z");
-  EXPECT_GE(d.retry_after_sec, 10 * 3600);
+  // Ten hours away; the hint is lease.max_retry_hint at most.
+  EXPECT_EQ(d.retry_after_sec, 3600);
   EXPECT_TRUE(t.request(request_of("w2", 20, lease_priority::high), "w2").approved);
 
   fe.wall = utc(2026, 12, 1, 22, 0);
@@ -325,6 +326,7 @@ TEST(yield_wire, notices_go_out_at_qos1_and_heartbeat_replies_carry_suspended) {
   o.policy = yield_policy();
   lease_service svc(o, fe.env());
   auto quiet = to_json(quiet_of("pi", quiet_state::quiet)).dump();
+  svc.handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
   svc.handle({"stats/host/pi/quiet", quiet, 1, true, {}, {}, {}});
   auto out = svc.handle({"scheduler/w1/lease/request",
                          R"({"cost_units":10,"reply_to":"workers/w1/r"})", 1, false, {}, {}, {}});
@@ -369,20 +371,22 @@ TEST(yield_wire, control_topic_and_switch_pause_and_resume_a_host) {
   lease_service_options o;
   o.policy = yield_policy();
   lease_service svc(o, fe.env());
+  svc.handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
   svc.handle({"stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump(), 1, true,
               {}, {}, {}});
   // A malformed control message is ignored and counted.
   svc.handle({"scheduler/control/pi", R"({"paused":"yes"})", 1, true, {}, {}, {}});
   EXPECT_EQ(json::parse(svc.status_message().payload)["counters"]["rejected"], 1);
   svc.handle({"scheduler/control/pi",
-              R"({"v":1,"paused":true,"by":"alice","reason":"video call","until":null})", 1, true,
+              R"({"v":1,"paused":true,"by":"alice","level":"schedule","reason":"video call","until":null})", 1, true,
               {}, {}, {}});
   auto out = svc.handle({"scheduler/lease/request",
                          R"({"worker_id":"w1","cost_units":10,"priority":"HIGH","reply_to":"r"})",
                          1, false, {}, {}, {}});
   EXPECT_EQ(json::parse(out.front().payload)["reason"], "Paused by alice: video call");
 
-  // Home Assistant's switch: ON lifts the pause and rewrites the retained state.
+  // Home Assistant's switch: ON lifts the pause (set at the schedule level,
+  // below Home Assistant's) and rewrites the retained state.
   out = svc.handle({"scheduler/control/pi/set", "ON", 1, false, {}, {}, {}});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].topic, "scheduler/control/pi");
@@ -456,7 +460,7 @@ TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_wee
   auto pol = yield_policy();
   pol.timezone = "UTC";
   lease_table t(pol, fe.env());
-  t.on_quiet(busy_of("pi", "Other processes (2 min average) use 80.0% CPU"));
+  agent_quiet(t, busy_of("pi", "Other processes (2 min average) use 80.0% CPU"));
   quiet_hour_map m;
   for (int d = 0; d < 7; ++d)
     for (int h = 0; h < 24; ++h) {
@@ -476,6 +480,8 @@ TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_wee
   EXPECT_FALSE(d.approved);
   ASSERT_TRUE(d.next_window);
   EXPECT_EQ(*d.next_window, utc(2026, 12, 2, 1, 0));
-  EXPECT_GE(d.retry_after_sec, 13 * 3600);
+  // 13 hours away: next_window says when, the hint asks again within
+  // lease.max_retry_hint.
+  EXPECT_EQ(d.retry_after_sec, 3600);
   EXPECT_EQ(to_json(d)["next_window"], "2026-12-02T01:00:00Z");
 }

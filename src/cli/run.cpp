@@ -111,7 +111,7 @@ int do_run(const global_opts& g, const run_opts& r) {
     if (lease.approved)
       break;
     double waited = duration<double>(steady_clock::now() - started).count();
-    double retry = std::max(0.5, lease.retry_after_sec);
+    double retry = std::max(0.5, clamp_retry_hint(lease.retry_after_sec));
     if (*wait_sec > 0 && waited + retry > *wait_sec) {
       std::cerr << "lull: no lease within " << r.wait << ": " << lease.reason << "\n";
       return ex_tempfail;

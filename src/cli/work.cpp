@@ -93,7 +93,11 @@ int do_work(const global_opts& g, const work_opts& o) {
       auto& reply = std::get<nlohmann::json>(r);
       auto lease = reply["job"].is_null() ? std::nullopt : grant_reply_from_json(reply["lease"]);
       if (!lease) {
-        retry = std::max(0.5, reply.value("retry_after_sec", 2.0));
+        auto hint = reply.find("retry_after_sec");
+        // A hint from the bus waits at most lease.max_retry_hint's default.
+        retry = std::max(0.5, hint != reply.end() && hint->is_number()
+                                ? clamp_retry_hint(hint->get<double>())
+                                : 2.0);
         say("no work yet (" + str(reply["reason"]) + "); asking again in " + fmt(retry) + "s");
       } else {
         auto& job = reply["job"];

@@ -120,6 +120,12 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
                          "value_json.hosts['" + host_id + "'].paused else 'ON' }}"},
                         {"state_on", "ON"},
                         {"state_off", "OFF"},
+                        // Who holds the pause, at which level: the switch
+                        // cannot lift an admin's ("paused by alice (admin)").
+                        {"json_attributes_topic", topics.scheduler_status()},
+                        {"json_attributes_template",
+                         "{{ {'paused_by': value_json.hosts.get('" + host_id
+                           + "', {}).get('paused_by')} | tojson }}"},
                         {"icon", "mdi:briefcase-check"}};
 
   if (opts.with_queue && host_id == opts.own_instance)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,15 @@
 #include "src/log.hpp"
 
 namespace lull {
+
+std::string high_denied_message(const std::string& user, const std::vector<std::string>& allowed,
+                                const char* what) {
+  std::string list;
+  for (auto& u : allowed)
+    list += (list.empty() ? "" : ", ") + u;
+  return "user '" + user + "' may not " + what + ": HIGH priority is for lease.high_users ("
+         + (list.empty() ? "nobody" : list) + ")";
+}
 
 namespace {
 
@@ -118,6 +128,7 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
       on_quiet_hours(std::string(lv[2]), in);
     else if (lv.size() == 3)
       on_host(std::string(lv[2]), in);
+    publish_evicted(out);
     for (auto& m : pending_host_leases_)
       out.push_back(std::move(m));
     pending_host_leases_.clear();
@@ -286,6 +297,18 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   const std::string& worker = opts_.secure ? topic_worker : r.worker_id;
   if (throttled(req.route, sender, worker, in.topic, out))
     return;
+  // Who may ask for HIGH is a list: the topic's user, which the broker's ACL
+  // vouches for. (Leases the queue asks for carry the job's priority, which
+  // its producer was allowed to give.)
+  if (opts_.secure && r.priority == lease_priority::high
+      && std::find(opts_.high_users.begin(), opts_.high_users.end(), worker)
+           == opts_.high_users.end()) {
+    ++counters_.permission_denied;
+    return reject(req.route, sender,
+                  {lease_error_code::permission_denied,
+                   high_denied_message(worker, opts_.high_users, "ask for a HIGH lease")},
+                  in.topic, out);
+  }
   auto decision = table_.request(r, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
   if (decision.approved)
@@ -440,8 +463,23 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
   if (in.payload.find("\"refused\":\"") != std::string::npos)
     on_refused_claims(host_id, in);
   auto& count = probe->integer;
-  bool known = table_.hosts().count(host_id) > 0;
-  if (!host_leases_sent_.count(host_id) && valid_id(host_id)) {
+  std::optional<int> cpus;
+  if (count && *count >= 1 && *count <= 4096)
+    cpus = static_cast<int>(*count);
+  auto it = table_.hosts().find(host_id);
+  bool changed = it == table_.hosts().end() || (cpus && it->second.cpu_count != cpus)
+                 || it->second.offline_since;
+  // The agent's snapshot is what makes a host known (and keeps it so).
+  if (!table_.on_snapshot(host_id, cpus)) {
+    if (table_.hosts_refused() == 1 || table_.hosts_refused() % 1000 == 0)
+      log::warn("lease manager: not tracking host {}: {} hosts hold leases (limits.max_hosts); "
+                "{} refused so far",
+                host_id, table_.hosts().size(), table_.hosts_refused());
+    return;
+  }
+  if (changed)
+    dirty_ = true;
+  if (!host_leases_sent_.count(host_id)) {
     // The first word from a host: tell its agent which leases it runs (none,
     // after a restart that restored none), replacing a stale retained list.
     auto body = encode(table_.host_leases_json(host_id), wire_format::json);
@@ -449,15 +487,15 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
                                     json_content_type, {}, {}});
   }
-  if (count && *count >= 1 && *count <= 4096) {
-    int n = static_cast<int>(*count);
-    auto it = table_.hosts().find(host_id);
-    if (it == table_.hosts().end() || it->second.cpu_count != n) {
-      table_.on_cpu_count(host_id, n);
-      dirty_ = true;
-    }
-  } else if (!known) {
-    table_.on_cpu_count(host_id, 1);
+}
+
+void lease_service::publish_evicted(std::vector<mqtt_message>& out) {
+  for (auto& host : table_.take_hosts_evicted()) {
+    log::info("lease manager: forgot host {} (its agent is silent; {} hosts forgotten so far)",
+              host, table_.hosts_evicted());
+    host_leases_sent_.erase(host);
+    out.push_back({opts_.topics.host_leases(host), "", 1, true, {}, {}, {}});
+    dirty_ = true;
   }
 }
 
@@ -501,7 +539,9 @@ void lease_service::on_quiet_hours(const std::string& host_id, const mqtt_messag
     return;
   }
   quiet_hour_map m;
-  m.days_observed = (*doc)["days_observed"].get<double>();
+  // A count from the bus: bounded (ten years), never NaN.
+  double days = (*doc)["days_observed"].get<double>();
+  m.days_observed = std::isfinite(days) ? std::clamp(days, 0.0, 3650.0) : 0.0;
   for (int d = 0; d < 7; ++d) {
     auto& row = (*doc)["hours"][d];
     for (int h = 0; h < 24 && row.is_array() && h < static_cast<int>(row.size()); ++h)
@@ -517,6 +557,9 @@ void lease_service::on_quiet_hours(const std::string& host_id, const mqtt_messag
 }
 
 void lease_service::on_control(const std::string& host_id, const mqtt_message& in) {
+  // The control topic is the admin's (secure mode's ACL lets only the admin
+  // and lulld publish there): a message speaks at its "level", admin unless
+  // it says less.
   if (!valid_id(host_id))
     return;
   if (in.payload.empty()) {
@@ -530,14 +573,21 @@ void lease_service::on_control(const std::string& host_id, const mqtt_message& i
     why = e->message;
   } else {
     auto parsed = parse_host_control(std::get<nlohmann::json>(decoded));
-    if (auto* p = std::get_if<std::optional<host_pause>>(&parsed)) {
-      if (*p && p->value().since == 0)
-        p->value().since = table_.now_wall();
-      if (*p)
-        log::info("lease manager: host {} paused by {}: {}", host_id, (*p)->by, (*p)->reason);
-      else if (table_.hosts().count(host_id) && table_.hosts().at(host_id).pause)
-        log::info("lease manager: host {} resumed", host_id);
-      table_.on_pause(host_id, std::move(*p));
+    if (auto* c = std::get_if<host_control>(&parsed)) {
+      auto& p = c->pause;
+      if (p && p->since == 0)
+        p->since = table_.now_wall();
+      bool was = table_.hosts().count(host_id) && table_.hosts().at(host_id).pause;
+      auto text = p ? "paused by " + p->by + " (" + to_string(c->level) + "): " + p->reason
+                    : std::string("resumed (") + to_string(c->level) + ")";
+      if (auto refused = table_.on_pause(host_id, p, c->level)) {
+        ++counters_.pause_refused;
+        log::warn("lease manager: host {} not {}: it is {}, a higher level", host_id, text,
+                  *refused);
+        return;
+      }
+      if (p || was)
+        log::info("lease manager: host {} {}", host_id, text);
       dirty_ = true;
       return;
     }
@@ -547,26 +597,45 @@ void lease_service::on_control(const std::string& host_id, const mqtt_message& i
   log::warn("lease manager: ignoring control message on {}: {}", in.topic, why);
 }
 
+mqtt_message lease_service::control_message(const std::string& host) const {
+  std::optional<host_pause> p;
+  if (auto it = table_.hosts().find(host); it != table_.hosts().end())
+    p = it->second.pause;
+  return {opts_.topics.host_control(host), encode(to_json(host, p), wire_format::json), 1, true,
+          json_content_type, {}, {}};
+}
+
 void lease_service::on_switch(const std::string& host_id, const mqtt_message& in,
                               std::vector<mqtt_message>& out) {
   // Home Assistant's "Allow heavy work" switch: ON lifts a pause, OFF pauses
-  // the host until switched back. The retained control message is the state.
+  // the host until switched back, both at the home_assistant level: an
+  // admin's pause stays. The retained control message is the state.
   if (!valid_id(host_id))
     return;
   auto cmd = lower(in.payload);
   std::optional<host_pause> pause;
   if (cmd == "off") {
-    pause = host_pause{"Home Assistant", "heavy work switched off", table_.now_wall(), {}};
+    pause = host_pause{"Home Assistant", "heavy work switched off", table_.now_wall(), {},
+                       pause_level::home_assistant};
   } else if (cmd != "on") {
     ++counters_.rejected;
     log::warn("lease manager: ignoring {}: expected ON or OFF", in.topic);
     return;
   }
-  table_.on_pause(host_id, pause);
+  if (auto refused = table_.on_pause(host_id, pause, pause_level::home_assistant)) {
+    ++counters_.pause_refused;
+    log::warn("lease manager: Home Assistant's {} for host {} refused: {}, which only that "
+              "level or higher lifts",
+              cmd == "on" ? "ON" : "OFF", host_id, *refused);
+    // The switch shows the pause that holds (and who holds it) again.
+    out.push_back(control_message(host_id));
+    return;
+  }
   dirty_ = true;
-  out.push_back({opts_.topics.host_control(host_id),
-                 encode(to_json(host_id, pause), wire_format::json), 1, true, json_content_type,
-                 {}, {}});
+  auto j = to_json(host_id, pause);
+  j["level"] = to_string(pause_level::home_assistant);
+  out.push_back({opts_.topics.host_control(host_id), encode(j, wire_format::json), 1, true,
+                 json_content_type, {}, {}});
 }
 
 void lease_service::publish_pauses_ended(std::vector<mqtt_message>& out) {
@@ -601,6 +670,7 @@ std::vector<mqtt_message> lease_service::take_host_leases() {
 
 void lease_service::drain_events(std::vector<mqtt_message>& out) {
   publish_pauses_ended(out);
+  publish_evicted(out);
   auto events = table_.take_events();
   for (auto& e : events) {
     auto body = encode(to_json(e), wire_format::json);
@@ -661,6 +731,10 @@ mqtt_message lease_service::status_message() const {
                    {"throttled", counters_.throttled}, {"expired", counters_.expired},
                    {"suspended", counters_.suspended}, {"resumed", counters_.resumed},
                    {"preempted", counters_.preempted},
+                   {"hosts_evicted", table_.hosts_evicted()},
+                   {"hosts_refused", table_.hosts_refused()},
+                   {"permission_denied", counters_.permission_denied},
+                   {"pause_refused", counters_.pause_refused},
                    {"replies", counters_.replies},   {"unanswerable", counters_.unanswerable},
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;

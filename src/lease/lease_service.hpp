@@ -46,7 +46,14 @@ struct lease_service_options {
   /// store: nothing is acknowledged before it is written). False: they go
   /// out with the rest of handle()'s output.
   bool hold_acks = false;
+  /// Secure mode: the users who may ask for HIGH leases (lease.high_users);
+  /// others get PermissionDenied. Open mode has no users to tell apart.
+  std::vector<std::string> high_users = {"lull-admin"};
 };
+
+/// The PermissionDenied message for `user` asking for HIGH, naming the rule.
+std::string high_denied_message(const std::string& user, const std::vector<std::string>& allowed,
+                                const char* what);
 
 /// Reads the reserved fencing high-water mark; nullopt when absent or unreadable.
 std::optional<std::uint64_t> load_fencing_mark(const std::string& path);
@@ -65,6 +72,8 @@ struct lease_service_counters {
   std::uint64_t suspended = 0; ///< suspended notices sent
   std::uint64_t resumed = 0;
   std::uint64_t preempted = 0;
+  std::uint64_t permission_denied = 0; ///< HIGH asked for by a user not in high_users
+  std::uint64_t pause_refused = 0;     ///< a lower level tried to lift a higher one's pause
 };
 
 class lease_service {
@@ -136,6 +145,10 @@ private:
   void on_switch(const std::string& host_id, const mqtt_message& in,
                  std::vector<mqtt_message>& out);
   void publish_pauses_ended(std::vector<mqtt_message>& out);
+  /// Clears the retained lease list of every host the table forgot.
+  void publish_evicted(std::vector<mqtt_message>& out);
+  /// The retained control message holding `host`'s current pause.
+  mqtt_message control_message(const std::string& host) const;
   /// `ack`: the reply acknowledges a change, so it waits for the write.
   void reply(const reply_route& route, const std::optional<std::string>& sender,
              nlohmann::json body, std::vector<mqtt_message>& out, bool ack = false);

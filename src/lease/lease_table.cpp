@@ -81,10 +81,31 @@ nlohmann::json to_json(const lease_event& e) {
   return j;
 }
 
+const char* to_string(pause_level l) {
+  switch (l) {
+    case pause_level::schedule: return "schedule";
+    case pause_level::home_assistant: return "home_assistant";
+    case pause_level::admin: return "admin";
+  }
+  return "admin";
+}
+
+std::optional<pause_level> parse_pause_level(std::string_view s) {
+  auto l = lower(std::string(s));
+  if (l == "schedule")
+    return pause_level::schedule;
+  if (l == "home_assistant" || l == "ha")
+    return pause_level::home_assistant;
+  if (l == "admin")
+    return pause_level::admin;
+  return std::nullopt;
+}
+
 nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p) {
   nlohmann::json j = {{"v", schema_version}, {"host_id", host_id}, {"paused", p.has_value()}};
   if (p) {
     j["by"] = p->by;
+    j["level"] = to_string(p->level);
     j["reason"] = p->reason;
     j["since"] = utc_timestamp(p->since);
     j["until"] = p->until ? nlohmann::json(utc_timestamp(*p->until)) : nlohmann::json(nullptr);
@@ -92,16 +113,23 @@ nlohmann::json to_json(const std::string& host_id, const std::optional<host_paus
   return j;
 }
 
-std::variant<std::optional<host_pause>, std::string>
-parse_host_control(const nlohmann::json& j) {
+std::variant<host_control, std::string> parse_host_control(const nlohmann::json& j) {
   if (!j.is_object())
     return std::string("expected an object such as {\"paused\":true,\"by\":\"alice\",\"reason\":..}");
   auto paused = j.find("paused");
   if (paused == j.end() || !paused->is_boolean())
     return std::string("field 'paused' must be true or false");
+  host_control c;
+  if (auto it = j.find("level"); it != j.end() && !it->is_null()) {
+    auto l = it->is_string() ? parse_pause_level(it->get<std::string>()) : std::nullopt;
+    if (!l)
+      return std::string("field 'level' must be schedule, home_assistant or admin");
+    c.level = *l;
+  }
   if (!paused->get<bool>())
-    return std::optional<host_pause>{};
+    return c;
   host_pause p;
+  p.level = c.level;
   auto text = [&](const char* key, std::string& out, std::size_t max) -> std::optional<std::string> {
     auto it = j.find(key);
     if (it == j.end() || it->is_null())
@@ -138,7 +166,8 @@ parse_host_control(const nlohmann::json& j) {
   p.until = std::get<0>(until);
   if (p.by.empty())
     p.by = "someone";
-  return std::optional<host_pause>(std::move(p));
+  c.pause = std::move(p);
+  return c;
 }
 
 // -- lease table ---------------------------------------------------------------
@@ -150,10 +179,6 @@ lease_table::lease_table(lease_policy_config cfg, lease_env env,
     fencing_(first_fencing_token),
     bucket_(cfg.grant_rate_per_sec, cfg.grant_burst, env_.mono_sec()) {
   zone_ = find_time_zone(cfg_.timezone, nullptr);
-}
-
-bool lease_table::host_room(const std::string& host_id) const {
-  return hosts_.size() < cfg_.max_hosts || hosts_.count(host_id) > 0;
 }
 
 worker_summary& lease_table::track_worker(const std::string& worker_id) {
@@ -178,22 +203,44 @@ worker_summary& lease_table::track_worker(const std::string& worker_id) {
   return workers_[worker_id];
 }
 
+lease_table::pending_host* lease_table::pending(const std::string& host_id) {
+  if (!valid_id(host_id))
+    return nullptr;
+  auto it = pending_.find(host_id);
+  if (it == pending_.end()) {
+    // Bounded: ids no agent ever backs cannot grow it past max_hosts.
+    if (pending_.size() >= std::max<std::size_t>(1, cfg_.max_hosts))
+      pending_.erase(pending_.begin());
+    it = pending_.emplace(host_id, pending_host{}).first;
+  }
+  return &it->second;
+}
+
 void lease_table::on_quiet(const quiet_assessment& q) {
-  if (!valid_id(q.host_id) || !host_room(q.host_id))
+  auto hit = hosts_.find(q.host_id);
+  if (hit == hosts_.end()) {
+    if (auto* p = pending(q.host_id))
+      p->quiet = q;
     return;
-  auto& h = hosts_[q.host_id];
+  }
+  auto& h = hit->second;
   double now = env_.mono_sec();
-  // Its age counts from when it was assessed (a retained one may be old).
-  double age = q.assessed_at > 0
-                 ? std::max(0.0, static_cast<double>(env_.wall_sec() - q.assessed_at))
-                 : 0.0;
-  h.quiet_fresh_mono = now - age;
+  auto wall = env_.wall_sec();
+  // Its age counts from when it was assessed (a retained one may be old);
+  // a time in the future counts as now.
+  std::int64_t at = q.assessed_at > 0 ? std::min(q.assessed_at, wall) : wall;
+  if (h.quiet && at < h.quiet->assessed_at)
+    return; // older than the one held: a late retained copy
+  h.quiet_fresh_mono = now - static_cast<double>(wall - at);
   if (q.state == quiet_state::panic)
     h.panic_until_mono = std::max(h.panic_until_mono, now + cfg_.panic_cooldown_sec);
+  // The cool-down it asks for replaces the last one's, and counts at most
+  // max_cooldown_sec from now whatever time it names.
+  h.cooldown_until_mono = 0;
   if (q.cooldown_until) {
-    double left = static_cast<double>(*q.cooldown_until - env_.wall_sec());
+    double left = static_cast<double>(*q.cooldown_until - wall);
     if (left > 0)
-      h.panic_until_mono = std::max(h.panic_until_mono, now + left);
+      h.cooldown_until_mono = now + std::min(left, cfg_.max_cooldown_sec);
   }
   bool busy = q.state == quiet_state::busy || q.state == quiet_state::panic;
   if (!busy)
@@ -205,20 +252,84 @@ void lease_table::on_quiet(const quiet_assessment& q) {
   else if (!h.quiet_since_mono)
     h.quiet_since_mono = now;
   h.quiet = q;
+  h.quiet->assessed_at = at;
   apply_yield(&q.host_id);
 }
 
 void lease_table::on_quiet_hours(const std::string& host_id, quiet_hour_map m) {
-  if (!valid_id(host_id) || !host_room(host_id))
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    if (auto* p = pending(host_id))
+      p->quiet_hours = std::move(m);
     return;
-  hosts_[host_id].quiet_hours = std::move(m);
+  }
+  it->second.quiet_hours = std::move(m);
 }
 
-void lease_table::on_pause(const std::string& host_id, std::optional<host_pause> pause) {
-  if (!valid_id(host_id) || !host_room(host_id))
+std::optional<std::string> lease_table::on_pause(const std::string& host_id,
+                                                 std::optional<host_pause> pause,
+                                                 pause_level level) {
+  if (pause)
+    pause->level = level;
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    if (auto* p = pending(host_id)) {
+      auto held = p->control && p->control->pause ? &*p->control->pause : nullptr;
+      if (held && held->level > level)
+        return "paused by " + held->by + " (" + to_string(held->level) + ")";
+      p->control = host_control{std::move(pause), level};
+    }
+    return std::nullopt;
+  }
+  auto why = set_pause(it->second, host_id, std::move(pause), level);
+  if (!why)
+    apply_yield(&host_id);
+  return why;
+}
+
+std::optional<std::string> lease_table::set_pause(host_info& h, const std::string& host_id,
+                                                  std::optional<host_pause> pause,
+                                                  pause_level level) {
+  (void)host_id;
+  if (h.pause && h.pause->level > level)
+    return "paused by " + h.pause->by + " (" + to_string(h.pause->level) + ")";
+  h.pause = std::move(pause);
+  return std::nullopt;
+}
+
+std::vector<std::string> lease_table::take_hosts_evicted() {
+  return std::exchange(evicted_, {});
+}
+
+void lease_table::evict_host(std::map<std::string, host_info>::iterator it, const char* why) {
+  (void)why;
+  evicted_.push_back(it->first);
+  hosts_.erase(it);
+  ++hosts_evicted_;
+}
+
+void lease_table::forget_silent() {
+  if (expiry_paused_)
+    return; // cut off from the broker: no agent could be heard
+  double now = env_.mono_sec();
+  // Silent since lulld came back to the broker at the earliest.
+  auto silent = [&](const host_info& h) {
+    return now - std::max(h.last_snapshot_mono, bus_back_mono_) > cfg_.host_forget_after_sec;
+  };
+  std::set<std::string> leased;
+  bool any = false;
+  for (auto& [id, h] : hosts_)
+    any = any || silent(h);
+  if (!any)
     return;
-  hosts_[host_id].pause = std::move(pause);
-  apply_yield(&host_id);
+  for (auto& [id, r] : active_)
+    leased.insert(r.host_id);
+  for (auto it = hosts_.begin(); it != hosts_.end();) {
+    auto next = std::next(it);
+    if (silent(it->second) && !leased.count(it->first))
+      evict_host(it, "silent");
+    it = next;
+  }
 }
 
 std::vector<std::string> lease_table::take_pauses_ended() {
@@ -320,13 +431,52 @@ void lease_table::preempt(std::map<std::string, lease_record>::iterator it, std:
   preempting_ = false;
 }
 
-void lease_table::on_cpu_count(const std::string& host_id, int cpus) {
+bool lease_table::on_snapshot(const std::string& host_id, std::optional<int> cpus) {
+  if (!valid_id(host_id))
+    return false;
+  double now = env_.mono_sec();
+  auto it = hosts_.find(host_id);
+  if (it == hosts_.end()) {
+    if (hosts_.size() >= cfg_.max_hosts) {
+      // Full: the host whose agent has been silent longest gives way, so a
+      // flood of made-up hosts cannot lock a real agent out. A host with
+      // leases stays (its holders still count on it).
+      std::set<std::string> leased;
+      for (auto& [id, r] : active_)
+        leased.insert(r.host_id);
+      auto oldest = hosts_.end();
+      for (auto h = hosts_.begin(); h != hosts_.end(); ++h)
+        if (!leased.count(h->first)
+            && (oldest == hosts_.end()
+                || h->second.last_snapshot_mono < oldest->second.last_snapshot_mono))
+          oldest = h;
+      if (oldest == hosts_.end()) {
+        ++hosts_refused_;
+        return false;
+      }
+      evict_host(oldest, "full");
+    }
+    it = hosts_.emplace(host_id, host_info{}).first;
+    it->second.last_snapshot_mono = now;
+    // What came for it before its agent did (retained messages at start).
+    if (auto p = pending_.find(host_id); p != pending_.end()) {
+      auto held = std::move(p->second);
+      pending_.erase(p);
+      if (held.control)
+        set_pause(it->second, host_id, std::move(held.control->pause), held.control->level);
+      if (held.quiet_hours)
+        it->second.quiet_hours = std::move(held.quiet_hours);
+      if (held.quiet)
+        on_quiet(*held.quiet);
+    }
+  }
+  auto& h = it->second;
+  h.last_snapshot_mono = now;
   // No real host has more; a larger count would overflow capacity_units.
-  if (!valid_id(host_id) || cpus <= 0 || cpus > 4096 || !host_room(host_id))
-    return;
-  auto& h = hosts_[host_id];
-  h.cpu_count = cpus;
+  if (cpus && *cpus > 0 && *cpus <= 4096)
+    h.cpu_count = *cpus;
   h.offline_since.reset(); // a fresh snapshot: its agent is back
+  return true;
 }
 
 void lease_table::on_host_availability(const std::string& host_id, bool online) {
@@ -459,9 +609,12 @@ lease_grant_reply lease_table::deny(const lease_request& req, const std::string&
   out.approved = false;
   out.host_id = host;
   out.reason = std::move(reason);
-  double base = std::max(1.0, retry_sec);
+  // Whatever time a pause, a window or a learned map names, a hint is at
+  // most max_retry_hint_sec: a client asks again within it.
+  double cap = std::max(1.0, cfg_.max_retry_hint_sec);
+  double base = std::isfinite(retry_sec) ? std::clamp(retry_sec, 1.0, cap) : cap;
   double j = base * (1.0 + cfg_.jitter * env_.uniform());
-  out.retry_after_sec = std::ceil(j * 10.0) / 10.0;
+  out.retry_after_sec = std::min(cap, std::ceil(j * 10.0) / 10.0);
   auto& w = track_worker(worker);
   ++w.denies;
   w.last_decision = "denied";
@@ -502,8 +655,8 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
     return deny(req, worker, host, "System is PANIC; heavy work denied",
                 cfg_.panic_cooldown_sec,
                 env_.wall_sec() + static_cast<std::int64_t>(cfg_.panic_cooldown_sec));
-  if (h.panic_until_mono > now) {
-    double left = h.panic_until_mono - now;
+  if (double until = std::max(h.panic_until_mono, h.cooldown_until_mono); until > now) {
+    double left = until - now;
     return deny(req, worker, host,
                 "Recent PANIC detected; cooling down (" + fmt_sec(left) + "s left)", left,
                 env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left)));
@@ -555,6 +708,8 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
       if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
         auto wall = env_.wall_sec();
         next = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
+        if (next && static_cast<double>(*next - wall) > cfg_.learned_horizon_sec)
+          next.reset(); // the map came from the bus: nothing past the horizon
         if (next && static_cast<double>(*next - wall) > retry)
           retry = static_cast<double>(*next - wall);
       }
@@ -858,6 +1013,7 @@ void lease_table::bus_reconnected() {
 
 void lease_table::tick() {
   apply_yield();
+  forget_silent();
   double now = env_.mono_sec();
   for (auto it = wills_.begin(); !expiry_paused_ && it != wills_.end();) {
     if (it->second > now) {
@@ -921,7 +1077,10 @@ void lease_table::restore(lease_record r, double remaining_sec) {
     // again, and preempt_after counts from the original suspension.
     r.suspended = true;
     r.suspended_mono = now - static_cast<double>(std::max<std::int64_t>(0, env_.wall_sec() - r.suspended_at));
-    auto& h = hosts_[r.host_id];
+    auto [hit, added] = hosts_.try_emplace(r.host_id);
+    auto& h = hit->second;
+    if (added)
+      h.last_snapshot_mono = now; // forgotten only after a silence from now
     if (!h.load_hold && r.suspend_reason.rfind("Paused", 0) != 0
         && r.suspend_reason.rfind("Outside", 0) != 0) {
       h.load_hold = true;
@@ -1145,12 +1304,15 @@ nlohmann::json lease_table::status_json() const {
     j["cpu_count"] = h.cpu_count ? json(*h.cpu_count) : json(nullptr);
     j["state"] = h.quiet ? json(to_string(h.quiet->state)) : json(nullptr);
     j["quiet_score"] = h.quiet ? json(h.quiet->quiet_score) : json(nullptr);
-    if (h.panic_until_mono > now)
-      j["cooldown_remaining_sec"] = h.panic_until_mono - now;
+    if (double until = std::max(h.panic_until_mono, h.cooldown_until_mono); until > now)
+      j["cooldown_remaining_sec"] = until - now;
+    j["last_snapshot_age_sec"] = std::max(0.0, now - h.last_snapshot_mono);
     auto c = per_host.find(id);
     j["active_leases"] = c == per_host.end() ? 0 : c->second.first;
     j["suspended_leases"] = c == per_host.end() ? 0 : c->second.second;
     j["paused"] = h.pause ? to_json(id, h.pause) : json(nullptr);
+    if (h.pause)
+      j["paused_by"] = "paused by " + h.pause->by + " (" + to_string(h.pause->level) + ")";
     if (auto* w = cfg_.windows.for_host(id)) {
       j["windows"] = w->text();
       j["window_open"] = w->open_at(wall);
@@ -1195,6 +1357,8 @@ nlohmann::json lease_table::status_json() const {
           {"workers", std::move(workers)},
           {"workers_tracked", workers_.size()},
           {"workers_evicted", workers_evicted_},
+          {"hosts_evicted", hosts_evicted_},
+          {"hosts_refused", hosts_refused_},
           {"limits",
            {{"max_leases_global", cfg_.max_leases_global},
             {"max_leases_per_worker", cfg_.max_leases_per_worker},

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -67,12 +68,33 @@ struct lease_policy_config {
   /// Workers with a decision summary; past it, the longest-idle ones without
   /// an active lease are forgotten (counted as workers_evicted).
   std::size_t max_tracked_workers = 10000;
-  std::size_t max_hosts = 256; ///< hosts known at once; reports of more are ignored
+  /// Hosts known at once: when full, the host whose agent has been silent
+  /// longest (and holds no lease) gives way to a new agent.
+  std::size_t max_hosts = 256;
+  /// A host whose agent sent no snapshot this long (and that holds no lease)
+  /// is forgotten (limits.host_forget_after).
+  double host_forget_after_sec = 86400;
+  /// Times from the bus are clamped: a cooldown_until counts at most this
+  /// long from now (the larger of lease.panic_cooldown and quiet.cooldown),
+  /// every retry_after_sec is at most max_retry_hint_sec
+  /// (lease.max_retry_hint), and a learned window is looked for this far
+  /// ahead at most.
+  double max_cooldown_sec = 120;
+  double max_retry_hint_sec = 3600;
+  double learned_horizon_sec = 7 * 86400;
   std::size_t status_workers = 100; ///< most recent workers listed in scheduler/status
   /// Active leases listed in scheduler/status, newest first (`active_total`
   /// counts them all; each host's list is on scheduler/host/<host>/leases).
   std::size_t status_leases = 100;
 };
+
+/// Who set a pause, lowest first: a pause is lifted or replaced only from its
+/// own level or a higher one (the Home Assistant switch cannot lift an
+/// admin's `lull pause`).
+enum class pause_level { schedule, home_assistant, admin };
+const char* to_string(pause_level l);
+/// "schedule", "home_assistant" (or "ha"), "admin"; any case.
+std::optional<pause_level> parse_pause_level(std::string_view s);
 
 /// A pause of one host (lull pause, the Home Assistant switch), kept retained
 /// on scheduler/control/<host>.
@@ -81,13 +103,21 @@ struct host_pause {
   std::string reason;
   std::int64_t since = 0;              ///< unix seconds
   std::optional<std::int64_t> until;   ///< unix seconds; none: until resumed
+  pause_level level = pause_level::admin; ///< at which level of authority
 };
 
 /// The retained control message: {"v":1,"host_id":..,"paused":true,"by":..,
-/// "reason":..,"since":..,"until":..|null}, or {"paused":false}.
+/// "level":..,"reason":..,"since":..,"until":..|null}, or {"paused":false}.
 nlohmann::json to_json(const std::string& host_id, const std::optional<host_pause>& p);
-/// nullopt pause for {"paused":false}; the error names the bad field.
-std::variant<std::optional<host_pause>, std::string> parse_host_control(const nlohmann::json& j);
+
+/// A control message: a pause to set, or none (lift), at a level of
+/// authority (its "level", default admin: the control topic is the admin's).
+struct host_control {
+  std::optional<host_pause> pause;
+  pause_level level = pause_level::admin;
+};
+/// The error names the bad field.
+std::variant<host_control, std::string> parse_host_control(const nlohmann::json& j);
 
 /// Injected time and randomness.
 struct lease_env {
@@ -190,6 +220,10 @@ struct host_info {
   std::optional<host_pause> pause;
   std::optional<quiet_hour_map> quiet_hours; ///< learned, from the persister
   double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
+  /// The cool-down the latest assessment asked for (its cooldown_until,
+  /// clamped): replaced by each fresh assessment, unlike panic_until_mono.
+  double cooldown_until_mono = 0;
+  double last_snapshot_mono = 0; ///< when its agent last sent a snapshot
   /// When its agent said it went offline (wall clock); cleared by its next
   /// snapshot or an "online".
   std::optional<std::int64_t> offline_since;
@@ -214,8 +248,16 @@ public:
   lease_table(lease_policy_config cfg, lease_env env, std::uint64_t first_fencing_token = 0);
 
   // -- inputs --------------------------------------------------------------
+  /// A host's assessment. One for a host no agent has reported is kept
+  /// aside (bounded) until its agent's first snapshot. An assessment older
+  /// than the one held is ignored; a fresh one replaces the cool-down the
+  /// last one asked for.
   void on_quiet(const quiet_assessment& q);
-  void on_cpu_count(const std::string& host_id, int cpus);
+  /// A snapshot from the host's agent (stats/host/<host>), with its CPU count
+  /// when it gave a sane one: the only way a host enters the table. When
+  /// max_hosts are known, the host silent longest without a lease gives
+  /// way; false when none can (the snapshot is ignored).
+  bool on_snapshot(const std::string& host_id, std::optional<int> cpus = std::nullopt);
   /// The host agent of `host_id` did not count lease `lease_id`'s claimed
   /// processes, for `reason` (its snapshot's leased.per_lease): the holder
   /// learns it from its next heartbeat reply. Ignored for a lease that is
@@ -231,8 +273,16 @@ public:
   void on_host_availability(const std::string& host_id, bool online);
   /// A host's learned quiet windows (stats/host/<host>/quiet_hours).
   void on_quiet_hours(const std::string& host_id, quiet_hour_map m);
-  /// A host's pause (nullopt: not paused), from scheduler/control/<host>.
-  void on_pause(const std::string& host_id, std::optional<host_pause> pause);
+  /// Sets a host's pause (`pause`, whose level is `level`) or lifts it
+  /// (nullopt) at `level`. A pause set at a higher level is neither lifted
+  /// nor replaced: the refusal says by whom it is held.
+  std::optional<std::string> on_pause(const std::string& host_id, std::optional<host_pause> pause,
+                                      pause_level level = pause_level::admin);
+  /// Hosts forgotten since the last call (silent past host_forget_after, or
+  /// making room for a new agent): their retained topics should be cleared.
+  std::vector<std::string> take_hosts_evicted();
+  std::uint64_t hosts_evicted() const { return hosts_evicted_; }
+  std::uint64_t hosts_refused() const { return hosts_refused_; }
   /// Hosts whose pause ran out since the last call (their retained control
   /// message should be cleared).
   std::vector<std::string> take_pauses_ended();
@@ -358,8 +408,20 @@ private:
   void prune_held();
   /// The summary of `worker_id`, making room first when the table is full.
   worker_summary& track_worker(const std::string& worker_id);
-  /// Whether host_id may be added (or is known already).
-  bool host_room(const std::string& host_id) const;
+  /// What arrived for a host before its agent's first snapshot.
+  struct pending_host {
+    std::optional<quiet_assessment> quiet;
+    std::optional<quiet_hour_map> quiet_hours;
+    std::optional<host_control> control;
+  };
+  /// The pending entry of an unknown host (bounded by max_hosts); nullptr
+  /// for a bad id.
+  pending_host* pending(const std::string& host_id);
+  void evict_host(std::map<std::string, host_info>::iterator it, const char* why);
+  /// Forgets hosts silent past host_forget_after.
+  void forget_silent();
+  std::optional<std::string> set_pause(host_info& h, const std::string& host_id,
+                                       std::optional<host_pause> pause, pause_level level);
 
   lease_policy_config cfg_;
   lease_env env_;
@@ -381,6 +443,10 @@ private:
   std::uint64_t throttled_ = 0;
   std::vector<std::string> hosts_changed_;
   std::vector<std::string> pauses_ended_;
+  std::map<std::string, pending_host> pending_;
+  std::vector<std::string> evicted_;
+  std::uint64_t hosts_evicted_ = 0;
+  std::uint64_t hosts_refused_ = 0;
   bool expiry_paused_ = false;
   double bus_back_mono_ = -1e18; ///< when lulld last came back to the broker
   bool preempting_ = false;

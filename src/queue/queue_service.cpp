@@ -142,6 +142,17 @@ void queue_service::error(const reply_route& r, error_code c, const std::string&
     out.publish.push_back(std::move(*m));
 }
 
+namespace {
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (auto& x : v)
+    s += (s.empty() ? "" : ", ") + x;
+  return s.empty() ? "nobody" : s;
+}
+
+} // namespace
+
 queue_output queue_service::handle(const mqtt_message& in) {
   queue_output out;
   auto lv = split_levels(opts_.topics.strip(in.topic));
@@ -204,6 +215,14 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
     if (!p)
       return bad("field 'priority' must be one of high, normal, low, background");
     s.priority = *p;
+    // Who may ask for HIGH is a list (the lease manager's rule for leases).
+    if (sender_ && s.priority == job_priority::high
+        && std::find(opts_.high_users.begin(), opts_.high_users.end(), *sender_)
+             == opts_.high_users.end())
+      return error(req.route, error_code::permission_denied,
+                   "user '" + *sender_ + "' may not submit a HIGH job: HIGH priority is for "
+                     "lease.high_users (" + join(opts_.high_users) + ")",
+                   out);
   }
   if (auto it = d.find("host_id"); it != d.end() && !it->is_null()) {
     if (!it->is_string() || !valid_id(it->get<std::string>()))

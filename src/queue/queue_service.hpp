@@ -50,6 +50,9 @@ struct queue_service_options {
   bool secure = false;
   /// In secure mode, the user who may read and cancel every job.
   std::string admin_user = "lull-admin";
+  /// In secure mode, the users who may submit HIGH jobs (lease.high_users);
+  /// others get PermissionDenied.
+  std::vector<std::string> high_users = {"lull-admin"};
   /// Replies that acknowledge a change wait in queue_output::acks for
   /// committed() (lulld, which writes jobs first). False: they go out in
   /// `publish` at once.

@@ -101,6 +101,9 @@ public:
   /// reported once until it speaks again.
   std::vector<quiet_assessment> check_stale();
 
+  /// Drops everything kept for a host (its agent is gone).
+  void forget(const std::string& host_id) { hosts_.erase(host_id); }
+
   /// Bus stats of a host's lulld (stats/bus carries host_id).
   void on_bus(const std::string& host_id, std::optional<double> rps,
               std::optional<double> p95_ms);

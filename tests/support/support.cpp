@@ -19,6 +19,8 @@
 
 #include <mqtt/async_client.h>
 
+#include "messages/host_snapshot.hpp"
+#include "messages/util.hpp"
 #include "src/mqtt/paho_message.hpp"
 #include "src/mqtt/transport.hpp"
 #include "src/process.hpp"
@@ -302,6 +304,23 @@ cli_result lull_cli(std::vector<std::string> args) {
   std::filesystem::remove(o.stdout_path, ec);
   std::filesystem::remove(o.stderr_path, ec);
   return r;
+}
+
+std::string agent_snapshot(const std::string& host, int cpus) {
+  host_snapshot s;
+  s.host_id = host;
+  s.collected_at = unix_seconds_now();
+  s.cpu_pct = 1;
+  s.cpu_count = cpus;
+  s.mem_used_pct = 20;
+  s.swap_used_pct = 0;
+  s.disks.push_back({"/", 1000, 500, 50.0});
+  s.cpu_temp_c = 40;
+  return to_json(s).dump();
+}
+
+void publish_agent(client& c, const std::string& host, int cpus) {
+  c.publish("stats/host/" + host, agent_snapshot(host, cpus), 1, true);
 }
 
 } // namespace lull::test

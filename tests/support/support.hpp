@@ -119,6 +119,14 @@ private:
   std::unique_ptr<callback> cb_;
 };
 
+/// A snapshot as `host`'s agent publishes it on stats/host/<host>: a quiet
+/// host (1% CPU, `cpus` cores (1: the capacity of a host whose count is unknown), memory and disk to spare).
+std::string agent_snapshot(const std::string& host, int cpus = 1);
+/// Publishes agent_snapshot(host) retained, so a lulld that subscribes later
+/// sees it too: a host becomes known to the lease manager only on its
+/// agent's snapshot, never on an assessment alone.
+void publish_agent(client& c, const std::string& host, int cpus = 1);
+
 /// lulld as a child process, its stderr captured to a file.
 class lulld {
 public:
