@@ -430,3 +430,140 @@ TEST(hostile, fifty_megabyte_publishes_under_3_1_1_leave_lulld_bounded) {
 #endif
   EXPECT_TRUE(d.running());
 }
+
+namespace {
+
+/// Asks for a lease in open mode and returns lulld's reply (nullopt: none).
+std::optional<json> ask_lease(client& c, json body) {
+  static int n = 0;
+  auto id = "lease-" + std::to_string(++n);
+  body["v"] = 1;
+  body["request_id"] = id;
+  body["reply_to"] = "itest/inbox";
+  c.publish("scheduler/lease/request", body.dump());
+  return reply_to(c, id, 10s);
+}
+
+} // namespace
+
+// Times from the bus are clamped: a cooldown_until in 2100 (not retained, so
+// nothing would ever replace it) holds the host no longer than the
+// configured cool-down, and a fresh assessment replaces it at once.
+TEST(hostile, a_cooldown_until_in_2100_cools_a_host_down_only_as_long_as_configured) {
+  broker b;
+  lulld d(lulld_args(b.uri(), "hostile-e",
+                     {"--roles", "scheduler", "--lease-panic-cooldown", "3s", "--quiet-cooldown",
+                      "3s", "--quiet-stale-after", "1h"}));
+  ASSERT_TRUE(d.wait_log("connected to", 20s)) << d.log();
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  publish_agent(c, "farm");
+  auto forever = [&] {
+    json q = {{"v", 1},
+              {"host_id", "farm"},
+              {"state", "QUIET"},
+              {"quiet_score", 95},
+              {"reasons", json::array()},
+              {"assessed_at", utc_timestamp(std::time(nullptr))},
+              {"cooldown_until", "2100-01-01T00:00:00Z"}};
+    c.publish("stats/host/farm/quiet", q.dump(), 1, false);
+  };
+  json req = {{"worker_id", "w1"}, {"host_id", "farm"}, {"cost_units", 1}};
+  forever();
+  std::optional<json> cooling;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      cooling = ask_lease(c, req);
+      return cooling && (*cooling)["reason"].get<std::string>().find("cooling down")
+                          != std::string::npos;
+    },
+    20s))
+    << (cooling ? cooling->dump() : "no reply") << d.log();
+  auto since = std::chrono::steady_clock::now();
+  // The hint: what is left of 3 s, plus at most 20 % jitter.
+  EXPECT_LE((*cooling)["retry_after_sec"].get<double>(), 3.7) << cooling->dump();
+  // Grantable again within the configured 3 s (a deadline well past it).
+  std::optional<json> granted;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      granted = ask_lease(c, req);
+      return granted && (*granted)["approved"] == true;
+    },
+    15s))
+    << (granted ? granted->dump() : "no reply") << d.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - since, 8s);
+
+  // Cooling down again; a fresh assessment without a cool-down ends it now.
+  forever();
+  json req2 = {{"worker_id", "w2"}, {"host_id", "farm"}, {"cost_units", 1}};
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto r = ask_lease(c, req2);
+      return r && (*r)["approved"] == false;
+    },
+    10s));
+  json fresh = {{"v", 1},           {"host_id", "farm"},
+                {"state", "QUIET"}, {"quiet_score", 95},
+                {"reasons", json::array()}, {"assessed_at", utc_timestamp(std::time(nullptr))}};
+  c.publish("stats/host/farm/quiet", fresh.dump(), 1, false);
+  std::optional<json> after;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      after = ask_lease(c, req2);
+      return after && (*after)["approved"] == true;
+    },
+    2s))
+    << (after ? after->dump() : "no reply");
+}
+
+// Hosts are learned from their agents: 300 made-up hosts fill the 256 slots,
+// and the real agent (lulld's own collector) still gets in, before and after
+// a restart (lulld's own retained assessments of them no longer refill it).
+TEST(hostile, three_hundred_fake_hosts_do_not_lock_out_a_real_agent) {
+  broker b;
+  auto args = lulld_args(b.uri(), "realhost", {"--interval", "500ms", "--quiet-stale-after", "1h"});
+  auto d = std::make_unique<lulld>(args);
+  client c(b.uri());
+  c.subscribe("itest/inbox");
+  c.subscribe("scheduler/status");
+  ASSERT_TRUE(c.wait_for(
+    [](const mqtt_message& m) {
+      return m.topic == "scheduler/status" && m.payload.find("\"realhost\"") != std::string::npos;
+    },
+    20s))
+    << d->log();
+  for (int i = 0; i < 300; ++i)
+    c.publish("stats/host/fake" + std::to_string(i), agent_snapshot("fake" + std::to_string(i)),
+              0, false);
+  // HIGH: admitted on a busy host too (this machine may be busy); only an
+  // unknown, offline or PANIC host is refused.
+  auto leased = [&](const std::string& worker) {
+    std::optional<json> r;
+    bool ok = wait_until(
+      [&] {
+        r = ask_lease(c, {{"worker_id", worker}, {"host_id", "realhost"}, {"cost_units", 1},
+                          {"priority", "HIGH"}});
+        return r && (*r)["approved"] == true;
+      },
+      20s);
+    EXPECT_TRUE(ok) << (r ? r->dump() : "no reply") << d->log();
+    return ok;
+  };
+  ASSERT_TRUE(d->wait_log("lease manager: forgot host fake0", 20s)) << d->log();
+  EXPECT_TRUE(d->wait_log("quiet assessor: forgot host fake0", 20s)) << d->log();
+  EXPECT_TRUE(d->wait_log("ha discovery: removing the device of host fake0", 20s)) << d->log();
+  ASSERT_TRUE(leased("w1"));
+  auto counted = c.wait_for(
+    [](const mqtt_message& m) {
+      auto j = json::parse(m.payload, nullptr, false);
+      return m.topic == "scheduler/status" && j.is_object()
+             && j["counters"].value("hosts_evicted", 0) >= 44;
+    },
+    20s);
+  EXPECT_TRUE(counted) << d->log();
+
+  d.reset();
+  d = std::make_unique<lulld>(args);
+  ASSERT_TRUE(d->wait_log("connected to", 20s)) << d->log();
+  ASSERT_TRUE(leased("w2"));
+}

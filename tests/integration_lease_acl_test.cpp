@@ -31,7 +31,7 @@ struct secure_dir {
     ::chmod(path.c_str(), 0755); // see below
     fs::copy_file(source_path("broker-config/secure.conf"), path + "/secure.conf");
     fs::copy_file(source_path("broker-config/acl"), path + "/acl");
-    for (auto* u : {"lulld", "lull-admin", "wa", "wb"}) {
+    for (auto* u : {"lulld", "lull-admin", "wa", "wb", "homeassistant"}) {
       spawn_options o;
       o.argv = {source_path("scripts/lull-broker-user"), path + "/passwd", u,
                 std::string("pw-") + u};
@@ -477,4 +477,99 @@ TEST(lease_acl, leases_and_jobs_over_tls_with_passwords_and_client_certificates)
   auto nocert = lull_cli({"status", "--broker", by_cert, "--ca-file", ca, "--user", "wa",
                           "--timeout", "5"});
   EXPECT_EQ(nocert.code, 69) << nocert.err;
+}
+
+// Authority is explicit: Home Assistant cannot lift the admin's pause, and
+// only lease.high_users ask for HIGH leases or submit HIGH jobs.
+TEST(lease_acl, home_assistant_cannot_lift_an_admin_pause_and_high_is_for_high_users) {
+  secure_dir dir;
+  std::string err;
+  auto bp = local_broker::start(dir.path + "/secure.conf", 0, &err);
+  ASSERT_TRUE(bp) << err;
+  auto uri = bp->uri();
+  lulld d(lulld_args(uri, "shost",
+                     {"--username", "lulld", "--password", "pw-lulld", "--broker-secure",
+                      "true", "--roles", "collectors,scheduler", "--quiet-stale-after", "1h"}));
+  client admin(uri, user("lull-admin"));
+  ASSERT_TRUE(admin.connected()) << admin.error();
+  admin.subscribe("scheduler/status");
+  admin.subscribe("workers/lull-admin/#");
+  client peer(uri, user("lulld")); // stands in for the quiet assessor
+  quiet_assessment q;
+  q.host_id = "shost";
+  q.state = quiet_state::quiet;
+  peer.publish("stats/host/shost/quiet", to_json(q).dump(), 1, true);
+  auto status_shows = [&](const std::function<bool(const json&)>& pred) {
+    return admin
+      .wait_for(
+        [&](const mqtt_message& m) {
+          if (m.topic != "scheduler/status")
+            return false;
+          auto j = json::parse(m.payload, nullptr, false);
+          return j.is_object() && j["hosts"].contains("shost") && pred(j["hosts"]["shost"]);
+        },
+        20s)
+      .has_value();
+  };
+  ASSERT_TRUE(status_shows([](const json& h) { return h["state"] == "QUIET"; })) << d.log();
+
+  // The admin pauses the host (lull pause's message, retained).
+  admin.publish("scheduler/control/shost",
+                R"({"v":1,"paused":true,"by":"lull-admin","reason":"maintenance"})", 1, true);
+  ASSERT_TRUE(status_shows([](const json& h) {
+    return h.value("paused_by", "") == "paused by lull-admin (admin)";
+  })) << d.log();
+  // Home Assistant's switch says ON: refused, logged, and the pause holds.
+  client ha(uri, user("homeassistant"));
+  ASSERT_TRUE(ha.connected()) << ha.error();
+  ha.publish("scheduler/control/shost/set", "ON", 1, false);
+  ASSERT_TRUE(d.wait_log("Home Assistant's ON for host shost refused", 20s)) << d.log();
+  auto still = admin.wait_for(
+    [](const mqtt_message& m) {
+      auto j = json::parse(m.payload, nullptr, false);
+      return m.topic == "scheduler/status" && j.is_object()
+             && j["counters"].value("pause_refused", 0) >= 1;
+    },
+    20s);
+  ASSERT_TRUE(still) << d.log();
+  EXPECT_EQ(json::parse(still->payload)["hosts"]["shost"]["paused_by"],
+            "paused by lull-admin (admin)");
+  // Home Assistant's own pause, it lifts itself once the admin's is gone.
+  admin.publish("scheduler/control/shost", R"({"v":1,"paused":false})", 1, true);
+  ASSERT_TRUE(status_shows([](const json& h) { return h["paused"].is_null(); })) << d.log();
+  ha.publish("scheduler/control/shost/set", "OFF", 1, false);
+  ASSERT_TRUE(status_shows([](const json& h) {
+    return h.value("paused_by", "") == "paused by Home Assistant (home_assistant)";
+  })) << d.log();
+  ha.publish("scheduler/control/shost/set", "ON", 1, false);
+  ASSERT_TRUE(status_shows([](const json& h) { return h["paused"].is_null(); })) << d.log();
+
+  // HIGH: wa is not in lease.high_users (default lull-admin).
+  client a(uri, user("wa"));
+  ASSERT_TRUE(a.connected()) << a.error();
+  a.subscribe("workers/wa/#");
+  a.publish({"scheduler/wa/lease/request", R"({"cost_units":5,"priority":"HIGH"})", 1, false,
+             json_content_type, "workers/wa/reply", "hi-1"});
+  auto denied = a.wait_for_topic("workers/wa/reply", 20s);
+  ASSERT_TRUE(denied) << d.log();
+  auto dj = json::parse(denied->payload);
+  EXPECT_EQ(dj["ok"], false) << dj.dump();
+  EXPECT_EQ(dj["error"]["code"], "PermissionDenied") << dj.dump();
+  EXPECT_NE(dj["error"]["message"].get<std::string>().find("lease.high_users (lull-admin)"),
+            std::string::npos)
+    << dj.dump();
+  a.clear();
+  a.publish({"scheduler/wa/job/submit", R"({"job_type":"t","priority":"high"})", 1, false,
+             json_content_type, "workers/wa/job-reply", "hj-1"});
+  auto job_denied = a.wait_for_topic("workers/wa/job-reply", 20s);
+  ASSERT_TRUE(job_denied) << d.log();
+  EXPECT_EQ(json::parse(job_denied->payload)["error"]["code"], "PermissionDenied");
+  // lull-admin is.
+  admin.publish({"scheduler/lull-admin/lease/request", R"({"cost_units":5,"priority":"HIGH"})", 1,
+                 false, json_content_type, "workers/lull-admin/reply", "hi-2"});
+  auto granted = admin.wait_for_topic("workers/lull-admin/reply", 20s);
+  ASSERT_TRUE(granted) << d.log();
+  auto gj = json::parse(granted->payload);
+  EXPECT_EQ(gj["approved"], true) << gj.dump();
+  EXPECT_EQ(gj["host_id"], "shost");
 }

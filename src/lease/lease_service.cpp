@@ -582,6 +582,7 @@ void lease_service::on_control(const std::string& host_id, const mqtt_message& i
                     : std::string("resumed (") + to_string(c->level) + ")";
       if (auto refused = table_.on_pause(host_id, p, c->level)) {
         ++counters_.pause_refused;
+        dirty_ = true;
         log::warn("lease manager: host {} not {}: it is {}, a higher level", host_id, text,
                   *refused);
         return;
@@ -624,6 +625,7 @@ void lease_service::on_switch(const std::string& host_id, const mqtt_message& in
   }
   if (auto refused = table_.on_pause(host_id, pause, pause_level::home_assistant)) {
     ++counters_.pause_refused;
+    dirty_ = true;
     log::warn("lease manager: Home Assistant's {} for host {} refused: {}, which only that "
               "level or higher lifts",
               cmd == "on" ? "ON" : "OFF", host_id, *refused);

@@ -239,7 +239,9 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
       return bad("field 'max_attempts' must be an integer from 1 to 100");
     s.max_attempts = it->get<int>();
   }
-  if (auto it = d.find("deadline"); it != d.end() && !it->is_null()) {
+  // A number is the request's own deadline (the envelope's: when its client
+  // stops waiting for the answer), not the job's.
+  if (auto it = d.find("deadline"); it != d.end() && !it->is_null() && !it->is_number()) {
     auto t = it->is_string() ? parse_utc_timestamp(it->get<std::string>()) : std::nullopt;
     if (!t)
       return bad("field 'deadline' must be a UTC time like 2026-11-23T10:00:30Z");
