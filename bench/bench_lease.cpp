@@ -254,6 +254,10 @@ int main(int argc, char** argv) {
   q.host_id = "bench";
   q.state = quiet_state::quiet;
   q.quiet_score = 99;
+  // A host is known once its agent reports: a snapshot first (retained, as
+  // the agent's would arrive whenever lulld subscribes).
+  admin->t->publish({"stats/host/bench", R"({"v":1,"host_id":"bench","cpu":{"count":4}})", 1,
+                     true, {}, {}, {}});
   admin->t->publish({"stats/host/bench/quiet", to_json(q).dump(), 1, true, {}, {}, {}});
 
   auto connect_worker = [&](const std::string& id) -> std::unique_ptr<lease_client> {

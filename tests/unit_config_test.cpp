@@ -177,3 +177,25 @@ TEST(config, data_dir_defaults_to_systemd_state_directory) {
   ASSERT_TRUE(std::holds_alternative<config>(from_file));
   EXPECT_EQ(std::get<config>(from_file).data_dir, "/srv/lull");
 }
+
+TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
+  auto r = load({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  auto& c = std::get<config>(r);
+  EXPECT_DOUBLE_EQ(c.lease_max_retry_hint_sec, 3600);
+  EXPECT_DOUBLE_EQ(c.limits_host_forget_after_sec, 86400);
+  EXPECT_EQ(c.lease_high_users, std::vector<std::string>{"lull-admin"});
+  auto file = write_file("\"lease.high_users\" = [\"lull-admin\", \"ops\"]\n"
+                         "\"lease.max_retry_hint\" = \"10m\"\n"
+                         "[limits]\nhost_forget_after = \"2h\"\n");
+  r = load({"--config", file});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& f = std::get<config>(r);
+  EXPECT_EQ(f.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
+  EXPECT_DOUBLE_EQ(f.lease_max_retry_hint_sec, 600);
+  EXPECT_DOUBLE_EQ(f.limits_host_forget_after_sec, 7200);
+  r = load({"--lease-high-users", "ops,bad/user"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("lease.high_users"), std::string::npos);
+}
