@@ -259,9 +259,17 @@ TEST(persister, leases_survive_kill_9_with_their_holders_and_fencing_goes_on) {
   // Capacity accounting was rebuilt and fencing tokens continue upward
   // (once the restarted scheduler has the host's assessment again).
   ASSERT_TRUE(make_quiet(c, "ktest")) << second.log();
-  auto next = call(c, "scheduler/lease/request",
-                   {{"v", 1}, {"worker_id", "w2"}, {"job_type", "t"}, {"cost_units", 10}});
-  ASSERT_TRUE(next.value("approved", false)) << next.dump();
+  // (The host is known again once its agent, this lulld's collector, has
+  // sent its first snapshot.)
+  nlohmann::json next;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      next = call(c, "scheduler/lease/request",
+                  {{"v", 1}, {"worker_id", "w2"}, {"job_type", "t"}, {"cost_units", 10}});
+      return next.value("approved", false);
+    },
+    20s))
+    << next.dump() << second.log();
   EXPECT_GT(next["fencing_token"].get<std::uint64_t>(), fencing);
   EXPECT_NE(next["reason"].get<std::string>().find("used=20/"), std::string::npos)
     << next.dump();
@@ -437,7 +445,8 @@ TEST(persister, finished_jobs_age_out_while_lulld_runs) {
   auto now = static_cast<std::int64_t>(std::time(nullptr));
   {
     auto opened = store::open(path);
-    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened))
+      << std::get<std::string>(opened);
     auto& db = *std::get<std::unique_ptr<store>>(opened);
     ASSERT_FALSE(db.begin(std::chrono::milliseconds(5000)));
     ASSERT_FALSE(db.save_job("j-old-done", "succeeded", now - 8 * 86400, R"({"id":"j-old-done"})"));

@@ -369,6 +369,7 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
   EXPECT_NE(json::parse(failing->payload)["store"]["last_error"].dump().find("I/O error"),
             std::string::npos);
   EXPECT_TRUE(json::parse(failing->payload)["store"]["failing"].get<bool>());
+  c.clear(); // only statuses from now on
   // Nothing was written since: the flag stays up (lulld publishes its status
   // every few seconds; none of them may say the writes work again).
   auto cleared = c.wait_for(
