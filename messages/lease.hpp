@@ -63,7 +63,7 @@ struct lease_constraints {
 struct lease_process {
   int pid = 0;
   std::optional<std::uint64_t> pid_start;
-  std::string cgroup; ///< "/lull/lease-1234" relative to the cgroup2 mount, or empty
+  std::string cgroup; ///< ".../lull-lease-<id16>" relative to the cgroup2 mount, or empty
   bool operator==(const lease_process& o) const {
     return pid == o.pid && pid_start == o.pid_start && cgroup == o.cgroup;
   }

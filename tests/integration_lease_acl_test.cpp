@@ -340,10 +340,13 @@ TEST(lease_acl, an_agent_speaks_only_for_its_own_host) {
   EXPECT_TRUE(sched.wait_log("as lulld-shost-")) << sched.log();
   EXPECT_EQ(sched.log().find("as lulld-shost\n"), std::string::npos);
 
-  // The agent's user may not speak for another host or for the scheduler.
+  // The agent's user may not speak for another host or for the scheduler,
+  // nor write what only lulld derives for its own host: the assessment and
+  // the learned windows (a cool-down in 2100, a week of closed hours).
   client pib(uri, user("pi-b"));
   ASSERT_TRUE(pib.connected()) << pib.error();
-  for (std::string t : {"stats/host/shost", "stats/host/shost/quiet", "lull/shost/availability", "scheduler/status", "scheduler/events",
+  for (std::string t : {"stats/host/shost", "stats/host/shost/quiet", "stats/host/pi-b/quiet",
+                        "stats/host/pi-b/quiet_hours", "lull/shost/availability", "scheduler/status", "scheduler/events",
                         "scheduler/host/pi-b/leases", "homeassistant/sensor/x/config"}) {
     bool refused = false;
     try {

@@ -433,15 +433,13 @@ TEST(persister, retention_purges_what_is_due_and_keeps_the_rest) {
 TEST(persister, finished_jobs_age_out_while_lulld_runs) {
   // The queue dispatcher purges old finished jobs when it starts; a lulld
   // that keeps running has the persister's retention purges remove them as
-  // they pass 7 days. A job record that ages past the cut-off while lulld is
-  // up (written here behind its back, 8 days old) goes; a younger finished
-  // job and an old job still queued stay.
+  // they pass 7 days. A job that finished 7 days less 10 s before lulld
+  // starts survives the start and goes once it passes the cut-off while
+  // lulld is up; a younger finished job and an old job still queued stay.
+  // (lulld holds its database exclusively while it runs, so the records are
+  // written before it starts.)
   auto dir = temp_dir();
   auto path = dir + "/jobs.db";
-  broker b;
-  lulld d(lulld_args(b.uri(), "jtest",
-                     {"--db", path, "--retention-interval", "1s", "--roles", "scheduler"}));
-  ASSERT_TRUE(d.wait_log("queue dispatcher: restored", 20s)) << d.log();
   auto now = static_cast<std::int64_t>(std::time(nullptr));
   {
     auto opened = store::open(path);
@@ -449,12 +447,17 @@ TEST(persister, finished_jobs_age_out_while_lulld_runs) {
       << std::get<std::string>(opened);
     auto& db = *std::get<std::unique_ptr<store>>(opened);
     ASSERT_FALSE(db.begin(std::chrono::milliseconds(5000)));
-    ASSERT_FALSE(db.save_job("j-old-done", "succeeded", now - 8 * 86400, R"({"id":"j-old-done"})"));
+    ASSERT_FALSE(db.save_job("j-aging-done", "succeeded", now - 7 * 86400 + 10,
+                             R"({"id":"j-aging-done"})"));
     ASSERT_FALSE(db.save_job("j-young-done", "failed", now - 86400, R"({"id":"j-young-done"})"));
     ASSERT_FALSE(db.save_job("j-old-queued", "queued", now - 8 * 86400, R"({"id":"j-old-queued"})"));
     ASSERT_FALSE(db.commit());
   }
-  ASSERT_TRUE(d.wait_log("retention removed 1 rows", 20s)) << d.log();
+  broker b;
+  lulld d(lulld_args(b.uri(), "jtest",
+                     {"--db", path, "--retention-interval", "1s", "--roles", "scheduler"}));
+  ASSERT_TRUE(d.wait_log("queue dispatcher: restored", 20s)) << d.log();
+  ASSERT_TRUE(d.wait_log("retention removed 1 rows", 30s)) << d.log();
   d.signal(SIGTERM);
   ASSERT_EQ(d.wait_exit(10s), 0) << d.log();
 

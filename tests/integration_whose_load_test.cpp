@@ -271,3 +271,97 @@ TEST(whose_load, a_flooding_client_is_throttled_and_the_host_never_panics) {
   auto after = ask(calm, "calm", "fl", "LOW", "workers/calm/inbox");
   EXPECT_EQ(after.value("approved", false), true) << after.dump();
 }
+
+// A worker that names the owner's processes as its lease's (by pid, pid 1 or
+// the root cgroup) is refused: the host keeps being judged on the owner's
+// load, and the heartbeat reply says why the claim was not counted.
+TEST(whose_load, a_claim_on_the_owners_processes_is_refused_and_the_host_stays_busy) {
+  const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  const double core = 100.0 / cores;
+  double background = machine_cpu_pct(2.0);
+  if (background > 0.3 * core)
+    GTEST_SKIP() << "this machine is already " << background << "% busy: too noisy";
+
+  broker b;
+  char q[64];
+  std::snprintf(q, sizeof q, "0,%.2f,%.2f,99.9", 0.35 * core, 0.8 * core);
+  lulld d(lulld_args(b.uri(), "wl", {"--interval", "500ms", "--quiet-cpu-window", "5s",
+                                     "--quiet-cpu", q, "--quiet-hysteresis", "2"}));
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("stats/host/wl/quiet");
+  c.subscribe("workers/thief/inbox");
+  c.subscribe("workers/test/inbox");
+  auto state_of = [&](const mqtt_message& m) { return parse(m).value("state", ""); };
+  ASSERT_TRUE(c.wait_for(
+    [&](auto& m) { return m.topic == "stats/host/wl/quiet" && state_of(m) == "QUIET"; }, 30s))
+    << d.log();
+
+  // The owner burns a core: the host is no longer quiet.
+  spawn_options so;
+  so.argv = {"sh", "-c", "while :; do :; done"};
+  child_guard owner;
+  auto opid = spawn(so);
+  ASSERT_TRUE(opid);
+  owner.pid = *opid;
+  auto not_quiet = [&](auto& m) {
+    return m.topic == "stats/host/wl/quiet" && (state_of(m) == "NORMAL" || state_of(m) == "BUSY");
+  };
+  ASSERT_TRUE(c.wait_for(not_quiet, 30s)) << d.log();
+
+  // Another user, who runs nothing here, holds a HIGH lease.
+  auto g = ask(c, "thief", "wl", "HIGH", "workers/thief/inbox");
+  ASSERT_EQ(g.value("approved", false), true) << g.dump();
+  auto lease = g["lease_id"].get<std::string>();
+  std::uint64_t owner_start = 0;
+  {
+    std::ifstream in("/proc/" + std::to_string(owner.pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::istringstream rest(text.substr(text.rfind(')') + 2));
+    std::string f;
+    for (int i = 3; i <= 22 && rest >> f; ++i)
+      if (i == 22)
+        owner_start = std::stoull(f);
+  }
+  int n = 0;
+  auto claim = [&](json fields, const std::string& want) {
+    // Heartbeat with the claim until a reply says it is not counted.
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < until) {
+      auto rid = "hb" + std::to_string(++n);
+      json hb{{"v", 1}, {"worker_id", "thief"}, {"request_id", rid},
+              {"reply_to", "workers/thief/inbox"}};
+      hb.update(fields);
+      c.publish("scheduler/lease/" + lease + "/heartbeat", hb.dump());
+      auto r = c.wait_for(
+        [&](auto& m) {
+          return m.topic == "workers/thief/inbox" && parse(m).value("request_id", "") == rid;
+        },
+        5s);
+      if (r) {
+        auto j = parse(*r);
+        EXPECT_EQ(j.value("ok", false), true) << j.dump();
+        if (j.contains("process") && j["process"].value("counted", true) == false) {
+          EXPECT_NE(j["process"].value("reason", "").find(want), std::string::npos) << j.dump();
+          return true;
+        }
+      }
+      std::this_thread::sleep_for(500ms); // the heartbeat pace of a worker
+    }
+    return false;
+  };
+  EXPECT_TRUE(claim({{"pid", owner.pid}, {"pid_start", owner_start}}, "LULL_LEASE_ID"))
+    << d.log();
+  EXPECT_TRUE(claim({{"pid", 1}}, "init")) << d.log();
+  EXPECT_TRUE(claim({{"pid", owner.pid}, {"cgroup", "/"}}, "not this lease's own")) << d.log();
+
+  // A whole CPU window later the owner's core is still the owner's.
+  std::this_thread::sleep_for(6s); // the window (5 s) must pass: this is what is tested
+  c.clear();
+  auto after = c.wait_for_topic("stats/host/wl/quiet", 10s);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(state_of(*after) == "NORMAL" || state_of(*after) == "BUSY") << after->payload;
+  EXPECT_GT(parse(*after)["inputs"].value("cpu_foreign_avg", 0.0), 0.6 * core) << after->payload;
+  auto denied = ask(c, "test", "wl", "LOW", "workers/test/inbox");
+  EXPECT_EQ(denied.value("approved", true), false) << denied.dump();
+}

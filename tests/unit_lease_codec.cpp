@@ -217,3 +217,20 @@ TEST(lease_codec, replies_follow_the_wire_contract) {
   EXPECT_EQ(m->payload, R"({"error":{"code":"NotHolder","message":"lease x is not held by w"},)"
                       R"("ok":false,"request_id":"r-19","v":1})");
 }
+
+TEST(lease_codec, a_claim_of_init_or_of_a_cgroup_not_the_leases_own_is_refused) {
+  const std::string id = "0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(lease_cgroup_name(id), "lull-lease-0123456789abcdef");
+  EXPECT_TRUE(claim_refusal({1, std::nullopt, ""}, id));
+  EXPECT_TRUE(claim_refusal({0, std::nullopt, ""}, id));
+  EXPECT_TRUE(claim_refusal({4242, std::nullopt, "/"}, id));
+  EXPECT_TRUE(claim_refusal({4242, std::nullopt, "/user.slice"}, id));
+  EXPECT_TRUE(claim_refusal({4242, std::nullopt, "/lull-lease-fedcba9876543210"}, id));
+  auto why = claim_refusal({4242, std::nullopt, "/user.slice/lull-lease-0123"}, id);
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("lull-lease-0123456789abcdef"), std::string::npos) << *why;
+  EXPECT_FALSE(claim_refusal({4242, std::nullopt, ""}, id));
+  EXPECT_FALSE(claim_refusal(
+    {4242, std::nullopt, "/user.slice/user-1000.slice/session-3.scope/lull-lease-0123456789abcdef"},
+    id));
+}

@@ -48,15 +48,16 @@ public:
                        + " 100000000 " + std::to_string(rss_pages)
                        + " 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
     write("proc/" + std::to_string(pid) + "/stat", stat);
-    // What lull run / lull work give the leader they start for lease L1
-    // (the marker the probe checks before it counts a claimed tree).
-    if (pid == pgrp)
-      write("proc/" + std::to_string(pid) + "/environ", std::string("HOME=/\0LULL_LEASE_ID=L1\0", 24));
   }
   void io(int pid, std::uint64_t rd, std::uint64_t wr) {
     write("proc/" + std::to_string(pid) + "/io",
           "rchar: 0\nwchar: 0\nsyscr: 0\nsyscw: 0\nread_bytes: " + std::to_string(rd)
             + "\nwrite_bytes: " + std::to_string(wr) + "\ncancelled_write_bytes: 0\n");
+  }
+  /// What `lull run` puts in the environment of what it starts.
+  void mark(int pid, const std::string& lease_id) {
+    write("proc/" + std::to_string(pid) + "/environ",
+          std::string("HOME=/home/w\0LULL_LEASE_ID=", 27) + lease_id + std::string("\0PATH=/bin\0", 11));
   }
   void gone(int pid) { fs::remove_all(root_ / "proc" / std::to_string(pid)); }
 
@@ -79,6 +80,15 @@ lease_probe make_probe(const proc_tree& t) {
   return lease_probe(o);
 }
 
+const lease_usage& by_id(const leased_load& l, const std::string& id) {
+  for (auto& u : l.per_lease)
+    if (u.lease_id == id)
+      return u;
+  ADD_FAILURE() << "no lease " << id;
+  static lease_usage none;
+  return none;
+}
+
 const lease_usage& only(const leased_load& l) {
   EXPECT_EQ(l.per_lease.size(), 1u);
   return l.per_lease.front();
@@ -94,6 +104,7 @@ TEST(lease_probe, a_tree_of_three_burners_counts_all_of_them) {
   t.proc(101, 100, 100, 90010, 0);
   t.proc(102, 101, 100, 90020, 0);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   auto first = p.sample(0, 2);
   EXPECT_FALSE(only(first).cpu_core_pct); // no interval yet
@@ -121,6 +132,7 @@ TEST(lease_probe, a_double_fork_still_counts) {
   t.proc(100, 1, 100, 90000, 0);
   t.proc(101, 100, 100, 90010, 0);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   // 101 forks 102 and exits; 102 is re-parented to init and starts its own
@@ -139,6 +151,7 @@ TEST(lease_probe, a_double_fork_still_counts) {
   t2.proc(101, 100, 100, 90010, 0);
   t2.proc(102, 101, 100, 90020, 0);
   auto p2 = make_probe(t2);
+  t2.mark(100, "L1");
   p2.set_leases({{"L1", 100, 90000, ""}});
   p2.sample(0, 1);
   t2.uptime(1002);
@@ -155,6 +168,7 @@ TEST(lease_probe, the_process_group_catches_children_forked_between_samples) {
   proc_tree t;
   t.proc(100, 1, 100, 90000, 0);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   // Between samples: 100 forked 101, which forked 102 and exited; 102 lives
@@ -174,6 +188,7 @@ TEST(lease_probe, children_keep_counting_after_the_leader_exits) {
   t.proc(101, 100, 100, 90010, 0);
   t.proc(102, 100, 100, 90020, 0);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   t.uptime(1002);
@@ -193,6 +208,7 @@ TEST(lease_probe, short_lived_children_reaped_by_the_tree_are_counted_once) {
   t.proc(100, 1, 100, 90000, 10);
   t.proc(101, 100, 100, 90010, 40);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   // 101 ran 60 more ticks and was reaped by 100 (its 100 ticks move into
@@ -213,22 +229,24 @@ TEST(lease_probe, a_recycled_pid_is_never_counted) {
   t.proc(100, 1, 100, 95000, 500, 0, 0, 0, 256, "ssh");
   t.proc(101, 100, 100, 95010, 500);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   t.uptime(1002);
   t.proc(100, 1, 100, 95000, 700, 0, 0, 0, 256, "ssh");
   auto l = p.sample(2, 1);
   EXPECT_EQ(only(l).processes, 0);
-  // Its start time is not the claimed one: the claim is refused, not counted.
-  EXPECT_EQ(only(l).source, "refused");
+  // Its start time is not the claimed one: nothing of it counts.
+  EXPECT_EQ(only(l).source, "gone");
   EXPECT_EQ(only(l).rss_bytes, 0u);
-  EXPECT_LE(only(l).cpu_core_pct.value_or(0), 0.0);
+  EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 0.0);
 
   // A member seen before whose pid is reused by someone else drops out too.
   proc_tree t2;
   t2.proc(100, 1, 100, 90000, 0);
   t2.proc(101, 100, 100, 90010, 0);
   auto p2 = make_probe(t2);
+  t2.mark(100, "L1");
   p2.set_leases({{"L1", 100, 90000, ""}});
   p2.sample(0, 1);
   t2.uptime(1002);
@@ -242,6 +260,7 @@ TEST(lease_probe, io_rates_come_from_the_tree) {
   t.proc(100, 1, 100, 90000, 0);
   t.io(100, 1000, 2000);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   t.uptime(1002);
@@ -290,6 +309,7 @@ TEST(lease_probe, leases_that_end_are_forgotten_and_new_ones_start_fresh) {
   proc_tree t;
   t.proc(100, 1, 100, 90000, 0);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   p.set_leases({});
@@ -308,6 +328,7 @@ TEST(lease_probe, a_chain_reaped_in_one_interval_is_counted_once) {
   t.proc(101, 100, 100, 90010, 0);
   t.proc(102, 101, 100, 90020, 100);
   auto p = make_probe(t);
+  t.mark(100, "L1");
   p.set_leases({{"L1", 100, 90000, ""}});
   p.sample(0, 1);
   // The burner ran 50 more ticks, ended, was reaped by timeout, which ended
@@ -318,4 +339,80 @@ TEST(lease_probe, a_chain_reaped_in_one_interval_is_counted_once) {
   t.proc(100, 1, 100, 90000, 0, 0, 150);
   auto l = p.sample(2, 1);
   EXPECT_DOUBLE_EQ(only(l).cpu_core_pct.value_or(-1), 25.0);
+}
+
+// A claim counts only what lull marked for the lease (docs/collectors.md,
+// "Whose load"): the owner's processes named by a worker stay the owner's.
+
+TEST(lease_probe, pid_1_and_a_foreign_cgroup_are_refused_and_not_counted) {
+  proc_tree t;
+  t.proc(1, 0, 1, 1, 0, 0, 0, 0, 100, "init");
+  t.proc(500, 1, 500, 90000, 0, 0, 0, 0, 100, "owner");
+  t.write("sys/fs/cgroup/cgroup.procs", "1\n500\n");
+  t.write("sys/fs/cgroup/user.slice/cgroup.procs", "500\n");
+  auto p = make_probe(t);
+  p.set_leases({{"A", 1, std::nullopt, ""},
+                {"B", 500, 90000, "/"},
+                {"C", 500, 90000, "/user.slice"}});
+  p.sample(0, 2, 1'000'000);
+  t.uptime(1002);
+  t.proc(500, 1, 500, 90000, 400, 0, 0, 0, 100, "owner"); // both cores
+  auto l = p.sample(2, 2, 1'000'002);
+  ASSERT_EQ(l.per_lease.size(), 3u);
+  for (auto& u : l.per_lease) {
+    EXPECT_EQ(u.source, "refused") << u.lease_id;
+    EXPECT_EQ(u.processes, 0) << u.lease_id;
+    EXPECT_FALSE(u.refused.empty()) << u.lease_id;
+  }
+  EXPECT_NE(l.per_lease[0].refused.find("init"), std::string::npos) << l.per_lease[0].refused;
+  EXPECT_NE(l.per_lease[1].refused.find("not this lease's own"), std::string::npos);
+  EXPECT_EQ(l.processes, 0);
+  EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(0), 0.0); // the owner's 100 % is not "leased"
+}
+
+TEST(lease_probe, a_pid_without_the_lease_marker_is_refused) {
+  proc_tree t;
+  t.proc(500, 1, 500, 90000, 0, 0, 0, 0, 100, "owner");
+  t.write("proc/500/environ", std::string("HOME=/home/owner\0LULL_LEASE_ID=other\0", 38));
+  t.proc(100, 1, 100, 90000, 0);
+  t.mark(100, "L1");
+  auto p = make_probe(t);
+  p.set_leases({{"L1", 100, 90000, "", 999'950}, {"L2", 500, 90000, "", 999'950}});
+  p.sample(0, 1, 1'000'000);
+  t.uptime(1002);
+  t.proc(100, 1, 100, 90000, 100);
+  t.proc(500, 1, 500, 90000, 100, 0, 0, 0, 100, "owner");
+  auto l = p.sample(2, 1, 1'000'002);
+  ASSERT_EQ(l.per_lease.size(), 2u);
+  EXPECT_EQ(l.per_lease[0].source, "proc");
+  EXPECT_DOUBLE_EQ(l.per_lease[0].cpu_core_pct.value_or(-1), 50.0);
+  EXPECT_EQ(l.per_lease[1].source, "refused");
+  EXPECT_NE(l.per_lease[1].refused.find("LULL_LEASE_ID=L2"), std::string::npos)
+    << l.per_lease[1].refused;
+  EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(-1), 50.0); // L1's only
+}
+
+TEST(lease_probe, an_unreadable_environment_counts_only_a_process_started_after_the_grant) {
+  // lulld under DynamicUser cannot read another user's environ: the claim
+  // must name a process younger than the lease that leads no session.
+  proc_tree t; // uptime 1000 s; now = 1,000,000 (unix)
+  t.proc(300, 1, 300, 99000, 0, 0, 0, 0, 100, "bash");   // 10 s old, a session leader
+  t.proc(301, 300, 300, 90000, 0, 0, 0, 0, 100, "make"); // 100 s old
+  t.proc(302, 300, 300, 99500, 0, 0, 0, 0, 100, "job");  // 5 s old
+  auto p = make_probe(t);
+  std::int64_t granted = 1'000'000 - 30;
+  p.set_leases({{"S", 300, 99000, "", granted},
+                {"O", 301, 90000, "", granted},
+                {"Y", 302, 99500, "", granted},
+                {"U", 302, 99500, "", 0}});
+  auto l = p.sample(0, 1, 1'000'000);
+  ASSERT_EQ(l.per_lease.size(), 4u);
+  EXPECT_EQ(by_id(l, "S").source, "refused");
+  EXPECT_NE(by_id(l, "S").refused.find("leads a session"), std::string::npos);
+  EXPECT_EQ(by_id(l, "O").source, "refused");
+  EXPECT_NE(by_id(l, "O").refused.find("started before the lease was granted"),
+            std::string::npos);
+  EXPECT_EQ(by_id(l, "Y").source, "proc");
+  EXPECT_EQ(by_id(l, "Y").processes, 1);
+  EXPECT_EQ(by_id(l, "U").source, "refused"); // no grant time: cannot tell
 }

@@ -260,6 +260,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
     ttl + duration<double>(std::max(0.0, lease.lock_delay_sec - std::max(0.0, opts.grace_sec)));
   auto next_hb = steady_clock::now() + duration_cast<steady_clock::duration>(interval);
   auto last_ok = steady_clock::now();
+  std::string refused_said;
   std::optional<steady_clock::time_point> kill_at;
   int status = 0;
   // The yield policy: lulld suspends the lease while the host's owner needs
@@ -358,6 +359,15 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
         auto& body = std::get<nlohmann::json>(hb);
         if (auto it = body.find("suspended"); it != body.end() && it->is_boolean() && !kill_at)
           set_stopped(it->get<bool>(), "lulld reports the lease suspended");
+        // The host agent would not count the claimed processes as this
+        // lease's: the host is judged on its full load. Said once per reason.
+        if (auto it = body.find("process"); it != body.end() && it->is_object()) {
+          auto reason = it->value("reason", std::string());
+          if (!it->value("counted", true) && !reason.empty() && reason != refused_said) {
+            refused_said = reason;
+            say("the host does not count this lease's processes as lull's: " + reason);
+          }
+        }
       }
       // Unanswered (the broker or lulld is away): ask again at once, so the
       // renewal lands within a second of lulld being back, not an interval

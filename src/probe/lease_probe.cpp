@@ -187,12 +187,14 @@ std::optional<std::string> lease_probe::verify(tracked& t, std::optional<double>
       return std::nullopt;
     }
   }
+  // The claimed process is gone, or its pid now belongs to another one:
+  // nothing to verify, and nothing the tree sample will count ("gone").
   auto it = procs_.find(t.ref.pid);
   if (it == procs_.end())
-    return "pid " + pid + " is not running"; // asked again next time
+    return std::nullopt;
   auto& st = it->second.st;
   if (t.ref.pid_start && *t.ref.pid_start != st.starttime)
-    return refuse("pid " + pid + " is another process than the one claimed (start time)");
+    return std::nullopt;
   auto marker = "LULL_LEASE_ID=" + t.ref.lease_id;
   if (auto env = read_small_file(path("/proc/" + pid + "/environ"))) {
     // NUL-separated NAME=value entries.
