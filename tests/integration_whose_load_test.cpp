@@ -310,7 +310,18 @@ TEST(whose_load, a_claim_on_the_owners_processes_is_refused_and_the_host_stays_b
   ASSERT_TRUE(c.wait_for(not_quiet, 30s)) << d.log();
 
   // Another user, who runs nothing here, holds a HIGH lease.
-  auto g = ask(c, "thief", "wl", "HIGH", "workers/thief/inbox");
+  c.publish("scheduler/lease/request",
+            json{{"v", 1}, {"worker_id", "thief"}, {"host_id", "wl"}, {"cost_class", "LOW"},
+                 {"priority", "HIGH"}, {"request_id", "high-1"},
+                 {"reply_to", "workers/thief/inbox"}}
+              .dump());
+  auto gm = c.wait_for(
+    [&](auto& m) {
+      return m.topic == "workers/thief/inbox" && parse(m).value("request_id", "") == "high-1";
+    },
+    15s);
+  ASSERT_TRUE(gm) << d.log();
+  auto g = parse(*gm);
   ASSERT_EQ(g.value("approved", false), true) << g.dump();
   auto lease = g["lease_id"].get<std::string>();
   std::uint64_t owner_start = 0;
