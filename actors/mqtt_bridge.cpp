@@ -327,6 +327,11 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       report["oversize"] = s.router->oversize();
       report["retained_kept"] = s.router->retained_kept();
       report["handler_failures"] = inbound_failures().load();
+      auto out = s.transport->stats();
+      report["out_waiting"] = out.waiting;
+      report["out_window"] = out.window;
+      report["out_oversize"] = out.oversize;
+      report["out_dropped"] = out.dropped;
       report["connected"] = s.connected;
       return report.dump();
     },

@@ -6,9 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include <mqtt/async_client.h>
 
@@ -117,6 +120,20 @@ std::string failure_message(const mqtt::token& tok) {
 /// - overflow_mtx_ guards the overflow buffer and is held across Paho's
 ///   publish only (command-queue mutex, see above). Paho's own callbacks
 ///   only try_lock it and leave the draining to its holder (drain_wanted_).
+///
+/// Flow control. A v5 broker announces how many QoS 1 publishes it takes
+/// unacknowledged (Receive Maximum: Mosquitto's max_inflight_messages, 20
+/// by default). Paho C keeps a publish past that window in its command
+/// queue and looks at the queue again only when another command arrives or
+/// after a second: a burst of replies then waits up to a second for nothing.
+/// So the window is kept here: at most window_ QoS 1 publishes are in
+/// Paho's hands (one below the broker's, leaving room for a subscribe and
+/// the last message), the rest wait in overflow_, and each delivery (Paho
+/// calls it after it freed the slot) hands the next one over, which wakes
+/// Paho's sender at once. A connect that found no session drops Paho's
+/// unacknowledged publishes without a delivery, so the flusher thread
+/// recounts them from Paho when the window stays full with no delivery
+/// (resync_after), and finishes a disconnect once the buffer is out.
 class paho_transport : public mqtt_transport {
   struct slot;
 
@@ -131,12 +148,18 @@ public:
     if (first == MQTTVERSION_3_1_1 || opts_.fallback)
       slot_[1] = std::make_unique<slot>(*this, MQTTVERSION_3_1_1);
     active_ = next_ = first;
+    flusher_ = std::thread([this] { flush_loop(); });
   }
 
   ~paho_transport() override {
     // Callbacks check closed_; MQTTAsync_destroy (in each client's
     // destructor) makes no further calls once it returns.
     closed_ = true;
+    {
+      std::lock_guard<std::mutex> wake(flush_mtx_);
+      flush_cv_.notify_all();
+    }
+    flusher_.join();
     std::lock_guard<std::mutex> guard(mtx_);
     for (auto& s : slot_)
       s.reset();
@@ -153,6 +176,8 @@ public:
   }
 
   void publish(const mqtt_message& m) override {
+    if (too_big(m))
+      return;
     {
       std::lock_guard<std::mutex> guard(overflow_mtx_);
       // Once something waits, everything after it waits too: order is kept.
@@ -195,7 +220,11 @@ public:
         s.client->disconnect(disconnect_timeout_ms_, nullptr, s.on_disc);
         return;
       }
+      // Ahead of whatever waits in the buffer, in the slot the window keeps
+      // free: the retained offline goes out however much is queued.
       auto msg = mqtt::make_message(last.topic, last.payload, last.qos, last.retain);
+      if (last.qos > 0)
+        ++outstanding_;
       s.client->publish(msg, nullptr, s.on_last);
     } catch (const mqtt::exception&) {
       events_->on_disconnected();
@@ -203,6 +232,18 @@ public:
   }
 
   int mqtt_version() const override { return active_.load() == MQTTVERSION_5 ? 5 : 4; }
+
+  publish_stats stats() const override {
+    publish_stats st;
+    {
+      std::lock_guard<std::mutex> guard(overflow_mtx_);
+      st.waiting = overflow_.size();
+    }
+    st.window = static_cast<std::uint64_t>(window_.load());
+    st.oversize = oversize_.load();
+    st.dropped = static_cast<std::uint64_t>(dropped_.load());
+    return st;
+  }
 
 private:
   /// One Paho client and the callbacks that name it. Paho's threads only
@@ -229,22 +270,24 @@ private:
         owner.events_->on_message(from_paho(*m));
     }
     void delivery_complete(mqtt::delivery_token_ptr) override {
-      if (active())
-        owner.drain_overflow();
+      if (!active())
+        return;
+      owner.delivered();
+      owner.drain_overflow();
     }
 
     struct conn_listener : mqtt::iaction_listener {
       slot& s;
       explicit conn_listener(slot& x) : s(x) {}
       void on_failure(const mqtt::token& tok) override { s.owner.connect_failed(s, tok); }
-      void on_success(const mqtt::token&) override {}
+      void on_success(const mqtt::token& tok) override { s.owner.connack(s, tok); }
     };
     /// The last message is out (or failed): disconnect now.
     struct last_listener : mqtt::iaction_listener {
       slot& s;
       explicit last_listener(slot& x) : s(x) {}
-      void on_failure(const mqtt::token&) override { s.owner.disconnect_now(s); }
-      void on_success(const mqtt::token&) override { s.owner.disconnect_now(s); }
+      void on_failure(const mqtt::token&) override { s.owner.last_out(s); }
+      void on_success(const mqtt::token&) override { s.owner.last_out(s); }
     };
     struct disc_listener : mqtt::iaction_listener {
       slot& s;
@@ -290,6 +333,9 @@ private:
       v5_proven_ = true;
     else
       tentative_ = false; // v3.1.1 works here: kept for every reconnect
+    // Without a session Paho dropped what was unacknowledged: recount.
+    resync_wanted_ = true;
+    wake_flusher();
     drain_overflow();
     set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
     events_->on_connected(s.version == MQTTVERSION_5 ? 5 : 4);
@@ -370,6 +416,121 @@ private:
     events_->on_connect_failed(why);
   }
 
+  /// The broker's CONNACK: its Receive Maximum sets the window (none: 65535
+  /// under v5; v3.1.1 has no flow control), its Maximum Packet Size lowers
+  /// the publish bound.
+  void connack(slot& s, const mqtt::token& tok) {
+    if (closed_ || !s.active())
+      return;
+    int receive_max = 65535;
+    std::size_t packet_max = 0;
+    if (s.version == MQTTVERSION_5) {
+      try {
+        auto rsp = tok.get_connect_response();
+        const auto& props = rsp.get_properties();
+        if (props.contains(mqtt::property::RECEIVE_MAXIMUM))
+          receive_max = mqtt::get<uint16_t>(props, mqtt::property::RECEIVE_MAXIMUM);
+        if (props.contains(mqtt::property::MAXIMUM_PACKET_SIZE))
+          packet_max = mqtt::get<uint32_t>(props, mqtt::property::MAXIMUM_PACKET_SIZE);
+      } catch (const std::exception&) {
+        // no response properties: the defaults above
+      }
+    } else {
+      receive_max = 1000;
+    }
+    window_ = std::max(1, receive_max - 1);
+    broker_packet_max_ = packet_max;
+    wake_flusher();
+  }
+
+  /// A QoS 1 publish was acknowledged: its slot in the window is free.
+  void delivered() {
+    last_delivery_ms_ = now_ms();
+    int n = outstanding_.load();
+    while (n > 0 && !outstanding_.compare_exchange_weak(n, n - 1)) {
+    }
+  }
+
+  /// The last message is out (or failed): the rest of the buffer follows
+  /// within the disconnect timeout, then the disconnect.
+  void last_out(slot& s) {
+    {
+      std::lock_guard<std::mutex> guard(flush_mtx_);
+      closing_ = &s;
+      closing_deadline_ms_ = now_ms() + disconnect_timeout_ms_.load();
+    }
+    wake_flusher();
+  }
+
+  void wake_flusher() {
+    std::lock_guard<std::mutex> guard(flush_mtx_);
+    flush_cv_.notify_all();
+  }
+
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+  }
+
+  /// Not a Paho thread: may take Paho's global mutex (the recount), never
+  /// holds flush_mtx_ while calling into Paho.
+  void flush_loop() {
+    std::unique_lock<std::mutex> lk(flush_mtx_);
+    while (!closed_) {
+      flush_cv_.wait_for(lk, std::chrono::milliseconds(waiting_.load() > 0 || closing_ ? 20 : 1000));
+      if (closed_)
+        break;
+      slot* closing = closing_;
+      auto deadline = closing_deadline_ms_;
+      lk.unlock();
+      bool stuck = waiting_.load() > 0 && outstanding_.load() >= window_.load()
+                   && now_ms() - last_delivery_ms_.load() > resync_after_ms;
+      if (resync_wanted_.exchange(false) || stuck)
+        recount();
+      drain_overflow();
+      if (drain_wanted_.exchange(false))
+        drain_overflow();
+      if (closing != nullptr && (waiting_.load() == 0 || now_ms() >= deadline)) {
+        lk.lock();
+        closing_ = nullptr;
+        lk.unlock();
+        disconnect_now(*closing);
+      }
+      lk.lock();
+    }
+  }
+
+  /// Paho's count of unacknowledged QoS 1 publishes (and queued commands),
+  /// taken under overflow_mtx_ so no publish of ours races it.
+  void recount() {
+    std::lock_guard<std::mutex> guard(overflow_mtx_);
+    try {
+      auto& s = at(active_.load());
+      outstanding_ = static_cast<int>(s.client->get_pending_delivery_tokens().size());
+    } catch (const std::exception&) {
+      outstanding_ = 0;
+    }
+    last_delivery_ms_ = now_ms();
+  }
+
+  /// Larger than the broker takes: dropped and reported (rate-limited).
+  bool too_big(const mqtt_message& m) {
+    std::size_t limit = opts_.max_publish_bytes;
+    if (auto b = broker_packet_max_.load(); b > 0)
+      limit = std::min(limit, b);
+    // Fixed header, topic length, packet id and the properties lull sets.
+    std::size_t size = m.topic.size() + m.payload.size() + m.content_type.size()
+                       + m.response_topic.size() + m.correlation_data.size() + 32;
+    if (limit == 0 || size <= limit)
+      return false;
+    if (oversize_++ % 100 == 0)
+      report("mqtt transport: not publishing " + std::to_string(size) + " bytes to "
+             + m.topic.substr(0, 200) + ": larger than the " + std::to_string(limit)
+             + "-byte limit (" + std::to_string(oversize_.load()) + " such so far)");
+    return true;
+  }
+
   /// Gives `s` up for `version`: the owner's next connect() uses it.
   void switch_from(slot& s, int version) {
     next_ = version;
@@ -393,12 +554,19 @@ private:
   /// Publishes now; false when Paho's in-flight window (or its offline
   /// buffer) is full and the message should wait for a delivery to complete.
   bool try_publish(const mqtt_message& m) {
+    bool counted = m.qos > 0;
+    if (counted && outstanding_.load() >= window_.load())
+      return false; // waits for a delivery
     auto& s = at(active_.load());
     auto msg = to_paho(m, s.version == MQTTVERSION_5);
+    if (counted)
+      ++outstanding_;
     try {
       s.client->publish(msg);
       return true;
     } catch (const mqtt::exception& e) {
+      if (counted)
+        --outstanding_;
       if (e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT
           || e.get_return_code() == MQTTASYNC_MAX_BUFFERED_MESSAGES
           || e.get_return_code() == MQTTASYNC_DISCONNECTED)
@@ -419,6 +587,9 @@ private:
                + std::to_string(dropped_.load()) + " so far)");
     }
     overflow_.push_back(m);
+    waiting_ = overflow_.size();
+    if (overflow_.size() == 1)
+      flush_cv_.notify_all(); // the flusher's watch shortens (no lock: a hint)
   }
 
   /// From Paho's callback thread: never wait for the lock (the thread that
@@ -436,6 +607,7 @@ private:
   void drain_locked() {
     while (!overflow_.empty() && !closed_ && try_publish(overflow_.front()))
       overflow_.pop_front();
+    waiting_ = overflow_.size();
   }
 
   /// The one publish buffer: messages Paho cannot take now (disconnected, or
@@ -513,10 +685,25 @@ private:
   std::atomic<int> disconnect_timeout_ms_{1000};
   std::atomic<long> dropped_{0};
   std::mutex mtx_; ///< connect, disconnect, destruction (see above)
-  std::mutex overflow_mtx_;
+  mutable std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};
   std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
   std::unique_ptr<slot> slot_[2];     ///< [0] v5, [1] v3.1.1; fixed after the constructor
+
+  // Flow control (see the class comment).
+  static constexpr std::int64_t resync_after_ms = 250;
+  std::atomic<int> window_{19};       ///< until a CONNACK says: Mosquitto's default, less one
+  std::atomic<int> outstanding_{0};   ///< QoS 1 publishes in Paho's hands, unacknowledged
+  std::atomic<std::size_t> waiting_{0}; ///< overflow_.size(), readable without the lock
+  std::atomic<std::size_t> broker_packet_max_{0};
+  std::atomic<std::uint64_t> oversize_{0};
+  std::atomic<std::int64_t> last_delivery_ms_{0};
+  std::atomic<bool> resync_wanted_{false};
+  std::mutex flush_mtx_;
+  std::condition_variable flush_cv_;
+  slot* closing_ = nullptr; ///< under flush_mtx_: the last message is out, disconnect pending
+  std::int64_t closing_deadline_ms_ = 0;
+  std::thread flusher_; ///< last: started after everything it reads
 };
 
 } // namespace

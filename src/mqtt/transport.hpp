@@ -6,6 +6,7 @@
 /// thread.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -38,6 +39,12 @@ struct transport_options {
   std::chrono::seconds reconnect_min{1};
   std::chrono::seconds reconnect_max{1};
   int max_buffered = 10000;           ///< publishes kept while disconnected (oldest dropped)
+  /// The largest publish (topic + payload + properties, bytes) ever sent:
+  /// a bigger one is dropped and reported, never handed to the broker (a
+  /// broker drops a client whose packet exceeds its limit, and a QoS 1
+  /// message in a persistent session would be resent on every reconnect).
+  /// The broker's own Maximum Packet Size from its v5 CONNACK lowers it.
+  std::size_t max_publish_bytes = 1000000;
   /// Where the transport reports what it had to drop (default: stderr).
   std::function<void(const std::string&)> on_error;
   /// MQTT v5 Maximum Packet Size announced in CONNECT (0: none): the broker
@@ -71,6 +78,14 @@ public:
   virtual void disconnect(const mqtt_message& last, std::chrono::milliseconds timeout) = 0;
   /// MQTT version of the current or last connection (5 or 4).
   virtual int mqtt_version() const = 0;
+  /// Counters of the publish path (zero for transports that keep none).
+  struct publish_stats {
+    std::uint64_t waiting = 0;   ///< publishes waiting for the broker's window now
+    std::uint64_t window = 0;    ///< QoS 1 publishes allowed unacknowledged at once
+    std::uint64_t oversize = 0;  ///< publishes dropped as larger than max_publish_bytes
+    std::uint64_t dropped = 0;   ///< publishes dropped for a full buffer or an error
+  };
+  virtual publish_stats stats() const { return {}; }
 };
 
 std::unique_ptr<mqtt_transport> make_paho_transport(transport_options opts,
