@@ -33,6 +33,13 @@ inline std::atomic<std::uint64_t>& inbound_failures() {
   return n;
 }
 
+/// Inbound messages shed before routing (over their source's rate, or their
+/// lane full), in this process; bus stats and scheduler/status report it.
+inline std::atomic<std::uint64_t>& inbound_shed() {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
+
 /// Runs one inbound handler. Whatever a payload makes it throw is caught,
 /// counted and logged with the topic, so no message can take an actor down;
 /// returns false then (and otherwise what `f` returns, or true for void).

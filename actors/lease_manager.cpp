@@ -185,6 +185,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
                                              : opts.service.topics.host_leases(opts.local_host);
   auto publish_status = [self, bridge] {
     self->state.last_status = self->clock().now();
+    self->state.service->set_inbound_shed(inbound_shed().load(std::memory_order_relaxed));
     self->send(bridge, publish_atom::value, self->state.service->status_message());
   };
   return {

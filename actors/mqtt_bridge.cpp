@@ -12,6 +12,7 @@
 #include "src/log.hpp"
 #include "src/stats/bus_meter.hpp"
 #include "src/stats/collector_guard.hpp"
+#include "src/stats/inbound_budget.hpp"
 
 namespace lull {
 
@@ -59,7 +60,7 @@ public:
         return;
       }
       bytes_ += size;
-      by_topic_.emplace(msg.topic, msg);
+      by_topic_.emplace(msg.topic, msg).first->second.hold.reset();
       return;
     }
     bytes_ -= it->second.topic.size() + it->second.payload.size();
@@ -70,6 +71,7 @@ public:
     bytes_ += msg.topic.size() + msg.payload.size();
     it->second = msg;
     it->second.retain = true;
+    it->second.hold.reset(); // kept here, it holds no lane's budget
   }
 
   /// Calls f for each kept message whose topic `filter` matches.
@@ -111,14 +113,18 @@ struct subscription {
 class router {
 public:
   router(std::size_t max_payload_bytes, std::size_t retained_max_topics,
-         std::size_t retained_max_bytes)
-    : max_bytes_(max_payload_bytes), retained_(retained_max_topics, retained_max_bytes) {
+         std::size_t retained_max_bytes, topic_names topics, budget_options budget)
+    : max_bytes_(max_payload_bytes), retained_(retained_max_topics, retained_max_bytes),
+      topics_(std::move(topics)), budget_(std::move(budget)) {
     meter_.start(steady_seconds());
   }
 
   /// Routes one inbound message; `arrived` is when Paho handed it over
   /// (monotonic seconds). Each subscriber gets the same immutable message.
-  void route(const mqtt_message& msg, double arrived) {
+  /// Before any actor sees it: the size cap, then the message's lane budget
+  /// (its source's rate, the lane's room); what is shed is counted and
+  /// named in a log line every 10 s.
+  void route(mqtt_message msg, double arrived) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_)
       return; // the actors it would go to are stopping too
@@ -132,6 +138,16 @@ public:
       meter_.on_handled(0, false);
       return;
     }
+    auto cls = classify_inbound(topics_.strip(msg.topic));
+    auto d = budget_.admit(cls, msg.topic.size() + msg.payload.size(), arrived);
+    if (arrived - last_shed_report_ >= shed_report_every)
+      report_shed_locked(arrived);
+    if (d.v != inbound_budget::verdict::accept) {
+      inbound_shed().fetch_add(1, std::memory_order_relaxed);
+      meter_.on_handled(0, false);
+      return;
+    }
+    msg.hold = std::move(d.hold);
     retained_.note(msg);
     caf::message shared;
     for (auto& sub : subs_) {
@@ -207,7 +223,33 @@ public:
     return retained_.size();
   }
 
+  /// Per lane: queued now, shed by rate and for room so far.
+  nlohmann::json lanes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    report_shed_locked(steady_seconds());
+    auto out = nlohmann::json::object();
+    for (std::size_t i = 0; i < inbound_lane_count; ++i) {
+      auto lane = static_cast<inbound_lane>(i);
+      auto c = budget_.counts(lane);
+      out[lane_name(lane)] = {{"queued", c.queued_msgs},     {"queued_bytes", c.queued_bytes},
+                              {"admitted", c.admitted},      {"rate_limited", c.rate_limited},
+                              {"lane_full", c.lane_full}};
+    }
+    return out;
+  }
+
 private:
+  static constexpr double shed_report_every = 10;
+
+  /// One warning per source that lost messages since the last report.
+  void report_shed_locked(double now) {
+    if (now - last_shed_report_ < shed_report_every)
+      return;
+    last_shed_report_ = now;
+    for (auto& line : budget_.report(now))
+      log::warn("mqtt bridge: {}", line);
+  }
+
   mutable std::mutex mu_;
   std::size_t max_bytes_;
   bool stopping_ = false;
@@ -215,6 +257,9 @@ private:
   retained_cache retained_;
   bus_meter meter_;
   std::uint64_t msgs_in_ = 0, oversize_ = 0;
+  topic_names topics_;
+  inbound_budget budget_;
+  double last_shed_report_ = 0;
 };
 
 /// Paho's callback thread ends here. Connection events become one anon_send
@@ -239,7 +284,7 @@ public:
   /// Counts the message in flight while it is routed.
   void on_message(mqtt_message msg) override {
     in_flight_->fetch_add(1, std::memory_order_relaxed);
-    router_->route(msg, steady_seconds());
+    router_->route(std::move(msg), steady_seconds());
     in_flight_->fetch_sub(1, std::memory_order_relaxed);
   }
   void on_disconnected() override { send(disc_done_atom::value); }
@@ -274,7 +319,7 @@ struct bridge_state {
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
   auto& st = self->state;
   st.router = std::make_shared<lull::router>(opts.max_payload_bytes, opts.retained_max_topics,
-                                             opts.retained_max_bytes);
+                                             opts.retained_max_bytes, opts.topics, opts.budget);
   auto availability = opts.topics.availability(opts.instance);
   opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
   if (!opts.transport.on_error)
@@ -327,6 +372,8 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       report["oversize"] = s.router->oversize();
       report["retained_kept"] = s.router->retained_kept();
       report["handler_failures"] = inbound_failures().load();
+      report["shed"] = inbound_shed().load();
+      report["lanes"] = s.router->lanes();
       auto out = s.transport->stats();
       report["out_waiting"] = out.waiting;
       report["out_window"] = out.window;

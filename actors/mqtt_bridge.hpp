@@ -34,6 +34,7 @@
 #include "actors/atoms.hpp"
 #include "messages/topics.hpp"
 #include "src/mqtt/transport.hpp"
+#include "src/stats/inbound_budget.hpp"
 
 namespace lull {
 
@@ -52,6 +53,9 @@ struct bridge_options {
   /// actor already holds (the broker sends them only once per filter).
   std::size_t retained_max_topics = 10000;
   std::size_t retained_max_bytes = 16 * 1024 * 1024;
+  /// Rate per source and room per lane for inbound messages, checked
+  /// before any actor decodes them (src/stats/inbound_budget.hpp).
+  budget_options budget = budget_options::defaults();
 };
 
 caf::actor spawn_mqtt_bridge(caf::actor_system& sys, bridge_options opts);

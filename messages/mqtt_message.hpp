@@ -4,6 +4,7 @@
 /// actors/atoms.hpp.)
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace lull {
@@ -20,6 +21,9 @@ struct mqtt_message {
   /// message instead of delivering it later than this (a request nobody
   /// waits for any more).
   std::uint32_t expiry_sec = 0;
+  /// Inbound only, never on the wire: the share of its lane's budget the
+  /// message holds until its last copy is let go (src/stats/inbound_budget).
+  std::shared_ptr<void> hold = nullptr;
 };
 
 } // namespace lull

@@ -363,8 +363,12 @@ TEST(hostile, a_hundred_thousand_worker_ids_leave_memory_bounded) {
     400s);
   ASSERT_TRUE(status) << d.log().substr(0, 2000);
   // QoS 0 from one fast publisher: the broker may drop some (measured: 81%
-  // arrived on a loaded 2-core machine); the bound holds for what arrived.
-  EXPECT_GE(counted, total / 2) << status->dump().substr(0, 500);
+  // arrived on a loaded 2-core machine), and lulld sheds what comes faster
+  // than the lease lane's budget (counted as inbound_shed); the bound holds
+  // for what arrived, which is still past the tracking bound.
+  long shed = (*status)["counters"].value("inbound_shed", 0L);
+  EXPECT_GE(counted + shed, total / 2) << status->dump().substr(0, 500);
+  EXPECT_GT(counted, 10000) << status->dump().substr(0, 500);
   auto after = rss_kb(d.pid());
   std::printf("lulld RSS: %ld kB before, %ld kB after %ld distinct worker ids; status %zu bytes\n",
               before, after, counted, status->dump().size());
@@ -530,6 +534,7 @@ TEST(hostile, three_hundred_fake_hosts_do_not_lock_out_a_real_agent) {
   client c(b.uri());
   c.subscribe("itest/inbox");
   c.subscribe("scheduler/status");
+  c.subscribe("stats/host/fake0/quiet");
   ASSERT_TRUE(c.wait_for(
     [](const mqtt_message& m) {
       return m.topic == "scheduler/status" && m.payload.find("\"realhost\"") != std::string::npos;
@@ -554,7 +559,12 @@ TEST(hostile, three_hundred_fake_hosts_do_not_lock_out_a_real_agent) {
     return ok;
   };
   ASSERT_TRUE(d->wait_log("lease manager: forgot host fake0", 20s)) << d->log();
-  EXPECT_TRUE(d->wait_log("quiet assessor: forgot host fake0", 20s)) << d->log();
+  // The assessor's forgetting shows where a dashboard looks: its retained
+  // assessment cleared (its log lines about 300 hosts are rate-limited).
+  EXPECT_TRUE(c.wait_for(
+    [](const mqtt_message& m) { return m.topic == "stats/host/fake0/quiet" && m.payload.empty(); },
+    20s))
+    << d->log();
   EXPECT_TRUE(d->wait_log("ha discovery: removing the device of host fake0", 20s)) << d->log();
   ASSERT_TRUE(leased("w1"));
   auto counted = c.wait_for(

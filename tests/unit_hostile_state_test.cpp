@@ -14,6 +14,7 @@
 #include "actors/supervisor.hpp"
 #include "src/lease/lease_table.hpp"
 #include "src/stats/host_roster.hpp"
+#include "src/stats/inbound_budget.hpp"
 #include "tests/lease_test_env.hpp"
 
 using namespace lull;
@@ -245,4 +246,121 @@ TEST(supervisor, an_actor_that_dies_is_reported_and_a_shutdown_is_not) {
   }
   caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+}
+
+// -- inbound budget: what lulld takes in is bounded before any decoding -----
+
+TEST(inbound, topics_fall_into_lanes_with_the_identity_they_carry) {
+  auto c = classify_inbound("scheduler/alice/lease/request");
+  EXPECT_EQ(c.lane, inbound_lane::lease);
+  EXPECT_EQ(c.source, "alice");
+  EXPECT_FALSE(c.keep);
+  c = classify_inbound("scheduler/alice/lease/0123abcd/heartbeat");
+  EXPECT_TRUE(c.keep);
+  EXPECT_EQ(c.source, "alice");
+  c = classify_inbound("scheduler/lease/0123abcd/release"); // open mode: no identity
+  EXPECT_EQ(c.lane, inbound_lane::lease);
+  EXPECT_TRUE(c.keep);
+  EXPECT_EQ(c.source, "");
+  EXPECT_EQ(classify_inbound("scheduler/bob/job/submit").lane, inbound_lane::job);
+  EXPECT_EQ(classify_inbound("scheduler/job/submit").source, "");
+  c = classify_inbound("scheduler/control/pi/set");
+  EXPECT_EQ(c.lane, inbound_lane::control);
+  EXPECT_EQ(c.source, "pi");
+  c = classify_inbound("history/carol/request");
+  EXPECT_EQ(c.lane, inbound_lane::history);
+  EXPECT_EQ(c.source, "carol");
+  c = classify_inbound("stats/worker/w1");
+  EXPECT_EQ(c.lane, inbound_lane::stats);
+  EXPECT_EQ(c.source, "w1");
+  EXPECT_FALSE(c.exempt);
+  EXPECT_TRUE(classify_inbound("stats/host/pi/quiet").exempt);
+  EXPECT_TRUE(classify_inbound("scheduler/host/pi/leases").exempt);
+  EXPECT_EQ(classify_inbound("anything/else").lane, inbound_lane::other);
+}
+
+TEST(inbound, one_sources_flood_is_shed_by_rate_while_another_passes) {
+  inbound_budget b;
+  auto flood = classify_inbound("history/mallory/request");
+  auto other = classify_inbound("history/alice/request");
+  double t = 100;
+  std::vector<std::shared_ptr<void>> held; // handled at once: holds let go
+  int admitted = 0;
+  for (int i = 0; i < 10000; ++i)
+    admitted += b.admit(flood, 15000, t + i * 1e-5).v == inbound_budget::verdict::accept;
+  // 0.1 s at 5/s with a burst of 20: the burst, and no more than one more.
+  EXPECT_LE(admitted, 21);
+  EXPECT_GE(admitted, 20);
+  EXPECT_EQ(b.admit(other, 200, t + 0.1).v, inbound_budget::verdict::accept);
+  auto lines = b.report(t + 10);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines[0].find("from 'mallory' on the history lane (over its rate)"), std::string::npos)
+    << lines[0];
+  EXPECT_EQ(b.counts(inbound_lane::history).rate_limited, 10000u - admitted);
+  EXPECT_TRUE(b.report(t + 20).empty()); // nothing shed since
+}
+
+TEST(inbound, a_lane_holds_at_most_its_room_and_frees_it_as_messages_are_handled) {
+  auto opts = budget_options::defaults();
+  auto& lease = opts.lanes[static_cast<std::size_t>(inbound_lane::lease)];
+  lease.max_msgs = 100;
+  inbound_budget b(opts);
+  auto req = classify_inbound("scheduler/lease/request");
+  auto hb = classify_inbound("scheduler/lease/0123abcd/heartbeat");
+  std::vector<std::shared_ptr<void>> queued;
+  double t = 5;
+  for (int i = 0; i < 200; ++i)
+    if (auto d = b.admit(req, 300, t); d.v == inbound_budget::verdict::accept)
+      queued.push_back(d.hold);
+  // Requests stop at three quarters: the rest is kept for heartbeats.
+  EXPECT_EQ(queued.size(), 75u);
+  EXPECT_EQ(b.counts(inbound_lane::lease).queued_msgs, 75u);
+  EXPECT_EQ(b.counts(inbound_lane::lease).queued_bytes, 75u * 300);
+  int beats = 0;
+  for (int i = 0; i < 50; ++i)
+    if (auto d = b.admit(hb, 300, t); d.v == inbound_budget::verdict::accept) {
+      queued.push_back(d.hold);
+      ++beats;
+    }
+  EXPECT_EQ(beats, 25);
+  EXPECT_EQ(b.admit(hb, 300, t).v, inbound_budget::verdict::lane_full);
+  // Every copy of the handled messages let go: the lane has room again.
+  queued.clear();
+  EXPECT_EQ(b.counts(inbound_lane::lease).queued_msgs, 0u);
+  EXPECT_EQ(b.counts(inbound_lane::lease).queued_bytes, 0u);
+  EXPECT_EQ(b.admit(req, 300, t + 1).v, inbound_budget::verdict::accept);
+  EXPECT_GT(b.counts(inbound_lane::lease).lane_full, 0u);
+}
+
+TEST(inbound, a_lane_bounds_bytes_too) {
+  inbound_budget b;
+  auto snap = classify_inbound("stats/worker/w");
+  std::vector<std::shared_ptr<void>> queued;
+  std::size_t bytes = 0;
+  // A new source each time (as made-up ids in open mode), large payloads.
+  for (int i = 0; i < 2000; ++i) {
+    auto c = snap;
+    c.source = "w" + std::to_string(i);
+    if (auto d = b.admit(c, 200000, 1); d.v == inbound_budget::verdict::accept) {
+      queued.push_back(d.hold);
+      bytes += 200000;
+    }
+  }
+  EXPECT_LE(bytes, budget_options::defaults().lanes[static_cast<std::size_t>(inbound_lane::stats)].max_bytes);
+  EXPECT_GT(queued.size(), 0u);
+}
+
+TEST(inbound, made_up_sources_past_the_bound_share_one_bucket) {
+  auto opts = budget_options::defaults();
+  opts.max_sources = 10;
+  inbound_budget b(opts);
+  int admitted = 0;
+  for (int i = 0; i < 1000; ++i) {
+    inbound_class c = classify_inbound("history/x/request");
+    c.source = "u" + std::to_string(i);
+    admitted += b.admit(c, 100, 1).v == inbound_budget::verdict::accept;
+  }
+  // The first ten sources get a bucket each (one message each here); the
+  // other 990 share one bucket, a burst of 20.
+  EXPECT_EQ(admitted, 10 + 20);
 }

@@ -741,9 +741,12 @@ mqtt_message lease_service::status_message() const {
                    {"grants", counters_.grants},     {"denies", counters_.denies}};
   j["queue"] = queue_status_;
   j["store"] = store_status_;
+  j["counters"]["inbound_shed"] = inbound_shed_;
   return {opts_.topics.scheduler_status(), encode(j, wire_format::json), 1, true,
           json_content_type, {}, {}};
 }
+
+void lease_service::set_inbound_shed(std::uint64_t n) { inbound_shed_ = n; }
 
 void lease_service::set_queue_status(nlohmann::json queue) {
   queue_status_ = std::move(queue);

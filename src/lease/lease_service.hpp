@@ -104,6 +104,9 @@ public:
   mqtt_message status_message() const;
 
   /// The queue's depths, shown under "queue" in scheduler/status.
+  /// Inbound messages lulld shed before routing (counters.inbound_shed in
+  /// the next status; not a change that publishes one by itself).
+  void set_inbound_shed(std::uint64_t n);
   void set_queue_status(nlohmann::json queue);
 
   /// True once since the last call when the status changed.
@@ -179,6 +182,7 @@ private:
   std::vector<held_ack> acks_; ///< replies waiting for their write
   nlohmann::json store_status_ = nlohmann::json::object();
   bool dirty_ = true;
+  std::uint64_t inbound_shed_ = 0;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
   std::uint64_t fencing_reserved_ = 0;
   std::map<std::string, std::string> host_leases_sent_; ///< host -> last payload
