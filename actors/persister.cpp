@@ -8,6 +8,7 @@
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/codec.hpp"
+#include "messages/page.hpp"
 #include "messages/request.hpp"
 #include "src/lease/windows.hpp"
 #include "src/log.hpp"
@@ -99,7 +100,9 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
         ts = *t;
         break;
       }
-  if (src->group == "host") {
+  // Health is kept for hosts with a valid id only: a topic such as
+  // stats/host/<64 kB of text> names no host lull could lease on.
+  if (src->group == "host" && valid_id(src->host)) {
     auto& h = self->state.hosts[src->host];
     h.last_seen = ts;
     h.errors.clear();
@@ -130,13 +133,15 @@ void on_event(self_ptr self, const mqtt_message& msg) {
   e.ts = unix_seconds_now();
   if (auto t = parse_utc_timestamp(str("ts")))
     e.ts = *t;
-  e.event = str("event");
+  // Anyone may publish on scheduler/events in open mode: text is bounded
+  // when stored, so no event can make a lease_events page too large.
+  e.event = clip_text(str("event"), max_id_text_bytes);
   if (e.event.empty())
-    e.event = str("type");
-  e.lease_id = str("lease_id");
-  e.worker_id = str("worker_id");
-  e.host_id = str("host_id");
-  e.reason = str("reason");
+    e.event = clip_text(str("type"), max_id_text_bytes);
+  e.lease_id = clip_text(str("lease_id"), max_id_text_bytes);
+  e.worker_id = clip_text(str("worker_id"), max_id_text_bytes);
+  e.host_id = clip_text(str("host_id"), max_id_text_bytes);
+  e.reason = clip_text(str("reason"));
   e.detail = msg.payload.size() < 4096 ? doc->dump() : std::string();
   self->state.events.push_back(std::move(e));
   bound(self);
@@ -235,8 +240,65 @@ void flush(self_ptr self) {
              written, ms.count(), copied, static_cast<double>(sqlite3_memory_used()) / 1e6);
 }
 
-nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_options& opts,
-                      std::optional<request_error>& error) {
+// -- cursors (opaque to clients; each names the last item sent) ----------------
+
+/// Digits only, into an int64 (no sign, no overflow).
+std::optional<std::int64_t> parse_int(std::string_view s) {
+  if (s.empty() || s.size() > 18)
+    return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+/// A cursor `tag` + "<n1>.<n2>...": its `n` numbers, then (with `rest`)
+/// whatever follows the n-th dot (a host or worker id).
+std::optional<std::pair<std::vector<std::int64_t>, std::string>>
+split_cursor(const std::string& c, char tag, std::size_t n, bool rest) {
+  if (c.empty() || c[0] != tag)
+    return std::nullopt;
+  std::vector<std::int64_t> nums;
+  std::size_t pos = 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto dot = c.find('.', pos);
+    bool last = i + 1 == n && !rest;
+    auto end = last ? c.size() : dot;
+    if (!last && dot == std::string::npos)
+      return std::nullopt;
+    auto v = parse_int(std::string_view(c).substr(pos, end - pos));
+    if (!v)
+      return std::nullopt;
+    nums.push_back(*v);
+    pos = last ? c.size() : dot + 1;
+  }
+  return std::make_pair(nums, rest ? c.substr(pos) : std::string());
+}
+
+/// history: "h<source>.<step>.<next bucket start>.<end of the range>".
+std::string history_cursor(history_source src, std::int64_t step, std::int64_t start,
+                           std::int64_t to) {
+  return "h" + std::to_string(static_cast<int>(src)) + "." + std::to_string(step) + "."
+         + std::to_string(start) + "." + std::to_string(to);
+}
+
+page_spec spec_of(const char* field, const page_args& pa, const persister_options& opts,
+                  bool object = false) {
+  page_spec spec;
+  spec.field = field;
+  spec.object = object;
+  spec.limit = pa.limit;
+  spec.max_bytes = opts.max_reply_bytes;
+  return spec;
+}
+
+/// The answer to a history request, or `error`. Lists are paged to fit
+/// opts.max_reply_bytes as `route` encodes them (messages/page.hpp).
+nlohmann::json answer(self_ptr self, const nlohmann::json& req, const reply_route& route,
+                      const persister_options& opts, std::optional<request_error>& error) {
   auto& st = self->state;
   std::string kind = "history";
   for (auto* name : {"kind", "host"})
@@ -247,6 +309,22 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
   if (auto it = req.find("kind"); it != req.end())
     kind = it->get<std::string>();
   auto now = unix_seconds_now();
+  // `limit` and `cursor`, for the kinds that list.
+  auto paging = [&](std::size_t default_limit) -> std::optional<page_args> {
+    auto pa = parse_page_args(req, default_limit, 1000);
+    if (auto* e = std::get_if<request_error>(&pa)) {
+      error = *e;
+      return std::nullopt;
+    }
+    return std::get<page_args>(pa);
+  };
+  auto paged = [&](std::variant<nlohmann::json, request_error> page) -> nlohmann::json {
+    if (auto* e = std::get_if<request_error>(&page)) {
+      error = *e;
+      return {};
+    }
+    return std::move(std::get<nlohmann::json>(page));
+  };
   if (kind == "history") {
     auto parsed = parse_history_query(req, opts.host_id);
     if (auto* msg = std::get_if<std::string>(&parsed)) {
@@ -254,10 +332,26 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
       return {};
     }
     auto q = std::get<history_query>(parsed);
-    flush(self); // answer with everything received so far
+    auto pa = paging(1);
+    if (!pa)
+      return {};
     auto to = now + 1;
     auto from = to - q.range_sec;
     auto src = choose_source(q, now, opts.raw_retention_sec, opts.rollup_retention_sec);
+    if (!pa->cursor.empty()) {
+      // The range, its end and its source stay those of the first page.
+      auto c = split_cursor(pa->cursor, 'h', 4, false);
+      if (!c || c->first[0] > 2 || c->first[1] != q.step_sec || c->first[2] % q.step_sec != 0
+          || c->first[2] >= c->first[3] || (c->first[3] - c->first[2]) / q.step_sec > 5000) {
+        error = bad_cursor(pa->cursor);
+        error->message += " (with the same group, host, step and metrics)";
+        return {};
+      }
+      src = static_cast<history_source>(c->first[0]);
+      from = c->first[2];
+      to = c->first[3];
+    }
+    flush(self); // answer with everything received so far
     nlohmann::json body;
     if (src == history_source::raw) {
       body = bucket_points(st.db->query_points(q.host, q.group, from - q.step_sec, to), from,
@@ -274,20 +368,58 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
     body["host"] = q.host;
     body["source"] = src;
     body["start_utc"] = utc_timestamp(body["start"].get<std::int64_t>());
+    // Paged by buckets: each page its own `start` and `buckets`, the next
+    // one starting where it ends.
+    auto n = body["buckets"].get<std::size_t>();
+    auto start = body["start"].get<std::int64_t>();
+    auto reserve = 16 + history_cursor(src, q.step_sec, to, to).size();
+    auto k = buckets_that_fit(route, body, opts.max_reply_bytes, reserve);
+    if (k == 0 && n > 0) {
+      error = reply_too_large("one bucket of " + std::to_string(body["series"].size())
+                                + " series",
+                              reply_size(route, slice_buckets(body, 0, 1)) + reserve,
+                              opts.max_reply_bytes);
+      error->message += "; ask for fewer 'metrics'";
+      return {};
+    }
+    if (k < n) {
+      body = slice_buckets(body, 0, k);
+      body["next"] = history_cursor(src, q.step_sec,
+                                    start + static_cast<std::int64_t>(k) * q.step_sec, to);
+    }
     return body;
   }
   if (kind == "quiet_streaks") {
     auto host = req.value("host", std::string());
+    auto pa = paging(1000);
+    if (!pa)
+      return {};
+    std::optional<std::pair<std::int64_t, std::string>> after;
+    if (!pa->cursor.empty()) {
+      auto c = split_cursor(pa->cursor, 's', 1, true);
+      if (!c) {
+        error = bad_cursor(pa->cursor);
+        return {};
+      }
+      after = std::make_pair(c->first[0], c->second);
+    }
     flush(self);
-    nlohmann::json list = nlohmann::json::array();
-    for (auto& s : st.db->quiet_streaks(host, now - 86400))
-      list.push_back({{"host", s.host},
-                      {"start", utc_timestamp(s.start)},
-                      {"end", utc_timestamp(s.end)},
-                      {"duration_sec", s.end - s.start},
-                      {"avg_score", s.avg_score},
-                      {"min_score", s.min_score}});
-    return {{"ok", true}, {"kind", kind}, {"streaks", list}};
+    auto rows = st.db->quiet_streaks(host, now - 86400, static_cast<int>(pa->limit) + 1, after);
+    return paged(build_page(
+      route, {{"ok", true}, {"kind", kind}}, rows.size(),
+      [&](std::size_t i) {
+        auto& s = rows[i];
+        return page_item{{{"host", s.host},
+                          {"start", utc_timestamp(s.start)},
+                          {"end", utc_timestamp(s.end)},
+                          {"duration_sec", s.end - s.start},
+                          {"avg_score", s.avg_score},
+                          {"min_score", s.min_score}},
+                         "s" + std::to_string(s.start) + "." + s.host,
+                         {},
+                         "a quiet streak"};
+      },
+      spec_of("streaks", *pa, opts)));
   }
   if (kind == "windows") {
     // Learned quiet windows: the share of each local hour of the week the
@@ -341,35 +473,96 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
             {"next_window", next ? nlohmann::json(utc_timestamp(*next)) : nlohmann::json(nullptr)}};
   }
   if (kind == "health") {
-    auto h = assess_health(st.hosts, st.health, now,
-                           health_thresholds{opts.stale_after_sec, 10, 5});
-    h["ok"] = true;
-    h["kind"] = kind;
-    return h;
-  }
-  if (kind == "lease_events" || kind == "decisions") {
-    flush(self);
-    auto events = st.db->recent_lease_events(now - 86400, kind == "decisions" ? 100000 : 200);
-    if (kind == "lease_events") {
-      nlohmann::json list = nlohmann::json::array();
-      for (auto& e : events)
-        list.push_back({{"ts", utc_timestamp(e.ts)},
-                        {"event", e.event},
-                        {"lease_id", e.lease_id},
-                        {"worker_id", e.worker_id},
-                        {"host_id", e.host_id},
-                        {"reason", e.reason}});
-      return {{"ok", true}, {"kind", kind}, {"events", list}};
+    auto pa = paging(1000);
+    if (!pa)
+      return {};
+    auto report = assess_health_report(st.hosts, st.health, now,
+                                       health_thresholds{opts.stale_after_sec, 10, 5});
+    // A reason's key: its section, host and place; the cursor names the last one sent.
+    auto& reasons = report.reasons;
+    auto cursor_of = [](const health_reason& r) {
+      return "r" + std::to_string(r.section) + "." + std::to_string(r.index) + "." + r.host;
+    };
+    std::size_t first = 0;
+    if (!pa->cursor.empty()) {
+      auto c = split_cursor(pa->cursor, 'r', 2, true);
+      if (!c || c->first[0] > 1) {
+        error = bad_cursor(pa->cursor);
+        return {};
+      }
+      auto key = std::make_tuple(static_cast<int>(c->first[0]), c->second,
+                                 static_cast<std::size_t>(c->first[1]));
+      while (first < reasons.size()
+             && std::make_tuple(reasons[first].section, reasons[first].host,
+                                reasons[first].index)
+                  <= key)
+        ++first;
     }
-    nlohmann::json workers = nlohmann::json::object();
+    auto count = std::min(reasons.size() - first, pa->limit + 1);
+    return paged(build_page(
+      route, {{"ok", true}, {"kind", kind}, {"status", report.status}}, count,
+      [&](std::size_t i) {
+        auto& r = reasons[first + i];
+        return page_item{r.text, cursor_of(r), {}, "a health reason"};
+      },
+      spec_of("reasons", *pa, opts)));
+  }
+  if (kind == "lease_events") {
+    auto pa = paging(200);
+    if (!pa)
+      return {};
+    std::int64_t before = 0;
+    if (!pa->cursor.empty()) {
+      auto c = split_cursor(pa->cursor, 'e', 1, false);
+      if (!c || c->first[0] <= 0) {
+        error = bad_cursor(pa->cursor);
+        return {};
+      }
+      before = c->first[0];
+    }
+    flush(self);
+    auto events = st.db->recent_lease_events(now - 86400, static_cast<int>(pa->limit) + 1, before);
+    return paged(build_page(
+      route, {{"ok", true}, {"kind", kind}}, events.size(),
+      [&](std::size_t i) {
+        auto& e = events[i];
+        // Rows stored before text was bounded are cut here too.
+        return page_item{{{"ts", utc_timestamp(e.ts)},
+                          {"event", clip_text(e.event, max_id_text_bytes)},
+                          {"lease_id", clip_text(e.lease_id, max_id_text_bytes)},
+                          {"worker_id", clip_text(e.worker_id, max_id_text_bytes)},
+                          {"host_id", clip_text(e.host_id, max_id_text_bytes)},
+                          {"reason", clip_text(e.reason)}},
+                         "e" + std::to_string(e.id),
+                         {},
+                         "lease event " + std::to_string(e.id)};
+      },
+      spec_of("events", *pa, opts)));
+  }
+  if (kind == "decisions") {
+    auto pa = paging(1000);
+    if (!pa)
+      return {};
+    if (!pa->cursor.empty() && pa->cursor[0] != 'w') {
+      error = bad_cursor(pa->cursor);
+      return {};
+    }
+    auto after = pa->cursor.empty() ? std::string() : pa->cursor.substr(1);
+    flush(self);
+    auto events = st.db->recent_lease_events(now - 86400, 100000);
+    std::map<std::string, nlohmann::json> workers;
     // events are newest first: the first reason seen is the last one given.
     for (auto& e : events) {
       if (e.worker_id.empty())
         continue;
-      auto& w = workers[e.worker_id];
+      auto id = clip_text(e.worker_id, max_id_text_bytes);
+      if (!pa->cursor.empty() && id <= after)
+        continue;
+      auto& w = workers[id];
       if (w.is_null())
-        w = {{"grants", 0}, {"denies", 0}, {"expired", 0}, {"last_reason", e.reason},
-             {"last_event", e.event}, {"last_at", utc_timestamp(e.ts)}};
+        w = {{"grants", 0}, {"denies", 0}, {"expired", 0}, {"last_reason", clip_text(e.reason)},
+             {"last_event", clip_text(e.event, max_id_text_bytes)},
+             {"last_at", utc_timestamp(e.ts)}};
       if (e.event == "grant" || e.event == "granted")
         w["grants"] = w["grants"].get<int>() + 1;
       else if (e.event == "deny" || e.event == "denied")
@@ -377,10 +570,19 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const persister_
       else if (e.event == "expire" || e.event == "expired")
         w["expired"] = w["expired"].get<int>() + 1;
     }
-    return {{"ok", true}, {"kind", kind}, {"workers", workers}};
+    std::vector<std::map<std::string, nlohmann::json>::iterator> order;
+    for (auto it = workers.begin(); it != workers.end() && order.size() <= pa->limit; ++it)
+      order.push_back(it);
+    return paged(build_page(
+      route, {{"ok", true}, {"kind", kind}}, order.size(),
+      [&](std::size_t i) {
+        return page_item{order[i]->second, "w" + order[i]->first, order[i]->first,
+                         "worker " + order[i]->first};
+      },
+      spec_of("workers", *pa, opts, true)));
   }
   error = {error_code::invalid_request,
-           "field 'kind' must be one of history, quiet_streaks, health, lease_events, "
+           "field 'kind' must be one of history, quiet_streaks, windows, health, lease_events, "
            "decisions"};
   return {};
 }
@@ -417,8 +619,13 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
   std::optional<request_error> error = req.error;
   nlohmann::json body;
   if (!error)
-    body = answer(self, req.doc, opts, error);
+    body = answer(self, req.doc, req.route, opts, error);
   auto reply = error ? make_error_reply(req.route, *error) : make_reply(req.route, std::move(body));
+  // Lists page within the budget; any other answer must fit whole.
+  if (reply && !error && reply->payload.size() > opts.max_reply_bytes) {
+    error = reply_too_large("the reply", reply->payload.size(), opts.max_reply_bytes);
+    reply = make_error_reply(req.route, *error);
+  }
   if (error)
     log::warn("persister: rejected history request: {}", error->message);
   if (reply)
@@ -430,7 +637,7 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
 void publish_quiet_hours(self_ptr self, const caf::actor& bridge, const persister_options& opts) {
   for (auto& [host, h] : self->state.hosts) {
     std::optional<request_error> err;
-    auto map = answer(self, {{"kind", "windows"}, {"host", host}}, opts, err);
+    auto map = answer(self, {{"kind", "windows"}, {"host", host}}, reply_route{}, opts, err);
     if (err || !valid_id(host))
       continue;
     map.erase("ok");

@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 
+#include "messages/page.hpp"
 #include "messages/topics.hpp"
 #include "src/store/store.hpp"
 
@@ -38,6 +39,9 @@ struct persister_options {
   /// Told the backlog and write errors when they change (the lease manager,
   /// for scheduler/status); none when null.
   caf::actor status_to;
+  /// limits.max_reply_bytes: every history/request reply fits it, the
+  /// lists paged (`limit`, `cursor`, `next`; messages/page.hpp).
+  std::size_t max_reply_bytes = default_max_reply_bytes;
 };
 
 caf::actor spawn_persister(caf::actor_system& sys, caf::actor bridge,

@@ -42,6 +42,9 @@ enum class error_code {
   /// The sender may not ask for this (secure mode: HIGH priority is for
   /// lease.high_users); the message names the rule.
   permission_denied,
+  /// The answer cannot be sent within limits.max_reply_bytes (one item, or
+  /// a reply that does not page); the message names the limit.
+  reply_too_large,
   internal_error,
 };
 
@@ -55,7 +58,8 @@ NLOHMANN_JSON_SERIALIZE_ENUM(error_code,
                               {error_code::version_mismatch, "VersionMismatch"},
                               {error_code::request_throttled, "RequestThrottled"},
                               {error_code::payload_too_large, "PayloadTooLarge"},
-                              {error_code::permission_denied, "PermissionDenied"}})
+                              {error_code::permission_denied, "PermissionDenied"},
+                              {error_code::reply_too_large, "ReplyTooLarge"}})
 
 const char* to_string(error_code c);
 

@@ -1,5 +1,6 @@
 #include "src/config.hpp"
 
+#include "messages/page.hpp"
 #include "messages/topics.hpp"
 
 #include <unistd.h>
@@ -329,6 +330,18 @@ const std::vector<key_def>& key_defs() {
     {{"limits.max_payload", "LULL_LIMITS_MAX_PAYLOAD", "--limits-max-payload",
       "largest inbound payload in bytes, dropped before decoding (default 1048576)"},
      int_field(&config::limits_max_payload, 1024, 268435456)},
+    {{"limits.max_reply_bytes", "LULL_LIMITS_MAX_REPLY_BYTES", "--limits-max-reply-bytes",
+      "largest reply in bytes: job lists and history queries are paged to fit it (default "
+      "262144)"},
+     [](config& c, const std::string& v) -> std::optional<std::string> {
+       auto bad = int_field(&config::limits_max_reply_bytes, static_cast<int>(min_max_reply_bytes),
+                            static_cast<int>(max_max_reply_bytes))(c, v);
+       if (bad)
+         return *bad + " (bytes; at most 900000 leaves room for a reply's topic and properties "
+                       "under the broker's message_size_limit 1000000, and below 4096 a page "
+                       "holds too little)";
+       return std::nullopt;
+     }},
     {{"limits.host_forget_after", "LULL_LIMITS_HOST_FORGET_AFTER", "--limits-host-forget-after",
       "a host whose agent is silent this long is forgotten, its retained assessment and Home "
       "Assistant device cleared (default 1d)"},

@@ -72,6 +72,9 @@ struct config {
   int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
   int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
   int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
+  /// The largest reply lulld sends (job lists and history queries page
+  /// within it); 4096 to 900000, under the broker's message_size_limit.
+  int limits_max_reply_bytes = 262144;
   double limits_host_forget_after_sec = 86400; ///< a host silent this long is forgotten
 
   // Roles: which actors this lulld runs. "all", or a comma list of

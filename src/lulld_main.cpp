@@ -377,6 +377,7 @@ int main(int argc, char** argv) {
     qopts.service.cost_normal = pol.cost_normal;
     qopts.service.cost_high = pol.cost_high;
     qopts.service.max_parked = static_cast<std::size_t>(cfg.limits_max_parked);
+    qopts.service.max_reply_bytes = static_cast<std::size_t>(cfg.limits_max_reply_bytes);
     qopts.service.secure = cfg.broker_secure;
     qopts.service.admin_user = cfg.broker_admin_user;
     qopts.service.high_users = cfg.lease_high_users;
@@ -397,6 +398,7 @@ int main(int argc, char** argv) {
     popts.finished_jobs_retention_sec = qopts.finished_retention_sec;
     popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
     popts.status_to = leases;
+    popts.max_reply_bytes = static_cast<std::size_t>(cfg.limits_max_reply_bytes);
     persister = spawn_persister(sys, bridge, db, popts);
 
   }

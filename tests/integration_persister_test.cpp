@@ -470,3 +470,205 @@ TEST(persister, finished_jobs_age_out_while_lulld_runs) {
   std::sort(ids.begin(), ids.end());
   EXPECT_EQ(ids, (std::vector<std::string>{"j-old-queued", "j-young-done"}));
 }
+
+namespace {
+
+/// The raw reply to a history request (its size on the wire counts).
+std::optional<mqtt_message> ask_raw(client& c, nlohmann::json req, const std::string& inbox) {
+  static int n = 0;
+  auto id = "r-" + std::to_string(++n);
+  req["request_id"] = id;
+  req["reply_to"] = inbox;
+  c.publish("history/request", req.dump());
+  return c.wait_for(
+    [&](const mqtt_message& m) {
+      auto d = decode(m.payload, wire_format::json);
+      return m.topic == inbox && d && d->value("request_id", "") == id;
+    },
+    5s);
+}
+
+/// lulld's count of reconnects, from its next stats/bus report.
+std::optional<int> reconnects(client& c) {
+  c.subscribe("stats/bus");
+  auto m = c.wait_for(
+    [](const mqtt_message& m) {
+      auto d = decode(m.payload, wire_format::json);
+      return m.topic == "stats/bus" && d && d->contains("reconnects");
+    },
+    15s);
+  if (!m)
+    return std::nullopt;
+  return (*decode(m->payload, wire_format::json))["reconnects"].get<int>();
+}
+
+} // namespace
+
+// Five lease events with 240 kB reasons (anyone may publish on
+// scheduler/events in open mode) made the lease_events answer 1.2 MB: the
+// broker refused it and dropped lulld, again on every reconnect. Reasons are
+// now kept to 1 KiB with a marker, the answer fits, and it pages.
+TEST(persister, huge_lease_event_reasons_are_cut_and_the_events_page) {
+  broker b;
+  auto dir = temp_dir();
+  lulld d(lulld_args(b.uri(), "evtest",
+                     {"--persist-flush-interval", "500ms", "--db", dir + "/lull.db"}));
+  ASSERT_TRUE(d.wait_log("connected to", 5s)) << d.log();
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("ev/inbox");
+  ASSERT_TRUE(wait_until([&] { return ask_raw(c, {{"kind", "health"}}, "ev/inbox").has_value(); },
+                         10s))
+    << d.log();
+  auto now = std::time(nullptr);
+  for (int i = 0; i < 5; ++i) {
+    nlohmann::json ev = {{"v", 1},
+                         {"type", "revoked"},
+                         {"event", "revoked"},
+                         {"lease_id", "L-big-" + std::to_string(i)},
+                         {"worker_id", "wbig"},
+                         {"host_id", "farm"},
+                         {"reason", std::string(240000, static_cast<char>('a' + i))},
+                         {"ts", utc_timestamp(now)}};
+    c.publish("scheduler/events", ev.dump());
+  }
+  auto ours = [](const nlohmann::json& events) {
+    std::vector<std::string> ids;
+    for (auto& e : events)
+      if (e["lease_id"].get<std::string>().rfind("L-big-", 0) == 0)
+        ids.push_back(e["lease_id"].get<std::string>());
+    return ids;
+  };
+  std::optional<mqtt_message> m;
+  nlohmann::json reply;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      m = ask_raw(c, {{"kind", "lease_events"}}, "ev/inbox");
+      if (!m)
+        return false;
+      reply = *decode(m->payload, wire_format::json);
+      return ours(reply["events"]).size() == 5;
+    },
+    15s))
+    << reply.dump().substr(0, 2000) << d.log();
+  EXPECT_LT(m->payload.size(), 8000u);
+  std::cout << "[ info ] 5 lease events with 240 kB reasons answered in " << m->payload.size()
+            << " bytes\n";
+  for (auto& e : reply["events"]) {
+    auto reason = e["reason"].get<std::string>();
+    EXPECT_LE(reason.size(), 1024u);
+    EXPECT_NE(reason.find("[truncated from 240000 bytes]"), std::string::npos) << reason;
+  }
+  // Two a page: three pages, newest first, none lost or repeated.
+  std::vector<std::string> paged;
+  std::string cursor;
+  int pages = 0;
+  while (true) {
+    nlohmann::json req = {{"kind", "lease_events"}, {"limit", 2}};
+    if (!cursor.empty())
+      req["cursor"] = cursor;
+    auto p = ask_raw(c, req, "ev/inbox");
+    ASSERT_TRUE(p) << d.log();
+    auto page = *decode(p->payload, wire_format::json);
+    ASSERT_TRUE(page.value("ok", false)) << page.dump();
+    ++pages;
+    EXPECT_LE(page["events"].size(), 2u);
+    for (auto& id : ours(page["events"]))
+      paged.push_back(id);
+    if (!page.contains("next"))
+      break;
+    cursor = page["next"].get<std::string>();
+    ASSERT_LT(pages, 20);
+  }
+  EXPECT_EQ(paged, (std::vector<std::string>{"L-big-4", "L-big-3", "L-big-2", "L-big-1",
+                                             "L-big-0"}));
+  EXPECT_EQ(pages, 3);
+  auto bad = ask_raw(c, {{"kind", "lease_events"}, {"cursor", "nonsense"}}, "ev/inbox");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ((*decode(bad->payload, wire_format::json))["error"]["code"], "InvalidRequest");
+  // lulld kept its connection all along.
+  c.clear();
+  auto rc = reconnects(c);
+  ASSERT_TRUE(rc) << d.log();
+  EXPECT_EQ(*rc, 0) << d.log();
+  EXPECT_EQ(d.log().find("reconnecting"), std::string::npos) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(5s), 0);
+  fs::remove_all(dir);
+}
+
+// With a 4 KiB reply budget a history answer comes in pages of buckets,
+// each within the budget, and `lull history` joins them into the range.
+TEST(persister, history_pages_within_a_small_budget_and_lull_history_joins_them) {
+  broker b;
+  auto dir = temp_dir();
+  lulld d(lulld_args(b.uri(), "hptest",
+                     {"--interval", "500ms", "--persist-flush-interval", "500ms", "--db",
+                      dir + "/lull.db", "--limits-max-reply-bytes", "4096"}));
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("hp/inbox");
+  nlohmann::json query = {{"group", "host"}, {"host", "hptest"}, {"range", "2m"}, {"step", "1s"},
+                          {"metrics", {"cpu.total_pct", "mem.used_pct", "load.1m"}}};
+  // Pages until the range is in; true once three samples are stored.
+  int pages = 0;
+  std::size_t buckets = 0, samples = 0, largest = 0;
+  auto walk = [&] {
+    pages = 0;
+    buckets = samples = largest = 0;
+    std::int64_t next_start = 0;
+    auto req = query;
+    while (true) {
+      auto m = ask_raw(c, req, "hp/inbox");
+      if (!m)
+        return false;
+      largest = std::max(largest, m->payload.size());
+      auto page = *decode(m->payload, wire_format::json);
+      if (!page.value("ok", false))
+        return false;
+      // Each page starts where the one before it ended.
+      if (pages > 0) {
+        EXPECT_EQ(page["start"].get<std::int64_t>(), next_start);
+      }
+      next_start = page["start"].get<std::int64_t>() + page["buckets"].get<std::int64_t>();
+      ++pages;
+      buckets += page["buckets"].get<std::size_t>();
+      for (auto& n : page["series"]["mem.used_pct"]["n"])
+        samples += n.get<std::size_t>();
+      if (!page.contains("next"))
+        return true;
+      req["cursor"] = page["next"];
+      if (pages > 200)
+        return false;
+    }
+  };
+  ASSERT_TRUE(wait_until([&] { return walk() && samples >= 3; }, 20s))
+    << pages << " pages, " << samples << " samples\n" << d.log();
+  EXPECT_LE(largest, 4096u);
+  EXPECT_GT(pages, 2);
+  EXPECT_GE(buckets, 120u);
+  EXPECT_LE(buckets, 121u);
+  std::cout << "[ info ] 2 minutes in 1 s steps, 3 metrics: " << pages
+            << " pages of at most " << largest << " bytes\n";
+
+  auto r = lull_cli({"--broker", b.uri(), "history", "--host", "hptest", "--range", "2m",
+                     "--step", "1s", "--metric", "cpu.total_pct", "--metric", "mem.used_pct",
+                     "--metric", "load.1m", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err << d.log();
+  auto joined = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(joined.is_object()) << r.out;
+  EXPECT_FALSE(joined.contains("next"));
+  auto n = joined["buckets"].get<std::size_t>();
+  EXPECT_GE(n, 120u);
+  EXPECT_LE(n, 121u);
+  for (auto& [name, s] : joined["series"].items())
+    for (auto* a : {"avg", "min", "max", "p95", "n"})
+      EXPECT_EQ(s[a].size(), n) << name << "." << a;
+  auto plain = lull_cli({"--broker", b.uri(), "history", "--host", "hptest", "--range", "2m",
+                         "--step", "1s", "--metric", "mem.used_pct"});
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_NE(plain.out.find("mem.used_pct"), std::string::npos) << plain.out;
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(5s), 0);
+  fs::remove_all(dir);
+}

@@ -197,38 +197,44 @@ TEST(queue_integration, thousand_jobs_survive_a_kill_9_and_each_succeeds) {
   ASSERT_TRUE(daemon->wait_log("queue dispatcher: restored", 10s)) << daemon->log();
   ASSERT_TRUE(ready("q/ready2")) << daemon->log();
 
-  // Every job ends succeeded.
-  auto list_succeeded = [&]() -> std::size_t {
+  // Every job ends succeeded. A list of 1000 jobs is larger than one reply
+  // may be (limits.max_reply_bytes): it comes in pages, followed to the end.
+  auto list_all = [&](json query) -> std::vector<json> {
     static int n = 0;
-    auto id = "list-" + std::to_string(++n);
-    c.publish("scheduler/job/list",
-              json{{"state", "succeeded"}, {"limit", 1000}, {"reply_to", "q/list"},
-                   {"request_id", id}}
-                .dump());
-    auto m = c.wait_for(
-      [&](auto& m) {
-        auto d = json::parse(m.payload, nullptr, false);
-        return m.topic == "q/list" && d.is_object() && d.value("request_id", "") == id;
-      },
-      5s);
-    return m ? json::parse(m->payload)["jobs"].size() : 0;
+    std::vector<json> out;
+    for (int page = 0; page < 100; ++page) {
+      auto id = "list-" + std::to_string(++n);
+      query["limit"] = 1000;
+      query["reply_to"] = "q/list";
+      query["request_id"] = id;
+      c.publish("scheduler/job/list", query.dump());
+      auto m = c.wait_for(
+        [&](auto& m) {
+          auto d = json::parse(m.payload, nullptr, false);
+          return m.topic == "q/list" && d.is_object() && d.value("request_id", "") == id;
+        },
+        5s);
+      if (!m)
+        break;
+      auto d = json::parse(m->payload);
+      for (auto& j : d["jobs"])
+        out.push_back(j);
+      if (!d.contains("next"))
+        break;
+      query["cursor"] = d["next"];
+    }
+    return out;
   };
+  auto list_succeeded = [&] { return list_all({{"state", "succeeded"}}).size(); };
   c.subscribe("q/list");
   bool all_done = wait_until([&] { return list_succeeded() == jobs; }, 240s);
   // On a failure: how many jobs are in each state, and what each worker said last.
   auto diagnosis = [&] {
     std::ostringstream out;
-    c.subscribe("q/states");
-    c.publish("scheduler/job/list",
-              json{{"limit", 1000}, {"reply_to", "q/states"}, {"request_id", "states"}}.dump());
     std::map<std::string, int> states;
-    if (auto m = c.wait_for_topic("q/states", 5s)) {
-      auto d = json::parse(m->payload, nullptr, false);
-      if (d.is_object() && d["jobs"].is_array())
-        for (auto& j : d["jobs"])
-          ++states[j.value("state", "?")];
-    }
-    out << "jobs by state (first 1000 listed):";
+    for (auto& j : list_all(json::object()))
+      ++states[j.value("state", "?")];
+    out << "jobs by state:";
     for (auto& [st, n] : states)
       out << " " << st << "=" << n;
     out << "\n";
@@ -412,4 +418,170 @@ TEST(queue_integration, a_database_that_cannot_be_written_answers_internal_error
   auto& db = std::get<0>(check);
   EXPECT_EQ(db->load_jobs(0).size(), 1u);
   EXPECT_EQ(db->load_leases().size(), 1u);
+}
+
+// Replies always fit. 20 jobs with 60 kB payloads (1.2 MB together, past
+// the broker's 1 MB message_size_limit) are listed by the real `lull jobs`:
+// the list leaves payloads over 4 KiB out, so lulld never publishes a reply
+// the broker refuses (which ended lulld's connection and, its QoS 1 reply
+// sent again on every reconnect, did so forever). lulld keeps its
+// connection and leases still work. Restarted with a 4 KiB reply budget,
+// the same list comes in pages that `lull jobs` follows to the end, and a
+// single job too large for the budget is ReplyTooLarge naming the limit.
+TEST(queue_integration, a_list_of_large_jobs_fits_the_broker_and_lull_jobs_shows_it_whole) {
+  broker b;
+  auto dir = temp_dir();
+  auto args = lulld_args(b.uri(), "pghost",
+                         {"--db", dir + "/pages.db", "--lease-capacity-units", "20",
+                          "--quiet-stale-after", "1h"});
+  auto daemon = std::make_unique<lulld>(args);
+  client_options copts;
+  copts.keep_alive = std::chrono::seconds(60);
+  client c(b.uri(), copts);
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("pg/+");
+  make_farm_quiet(c);
+  int asked = 0;
+  auto ask = [&](const std::string& topic, json body) -> std::optional<mqtt_message> {
+    auto id = "pg-" + std::to_string(++asked);
+    body["request_id"] = id;
+    body["reply_to"] = "pg/replies";
+    c.publish(topic, body.dump());
+    return c.wait_for(
+      [&](const mqtt_message& m) {
+        auto d = json::parse(m.payload, nullptr, false);
+        return m.topic == "pg/replies" && d.is_object() && d.value("request_id", "") == id;
+      },
+      5s);
+  };
+  auto ready = [&] {
+    return wait_until([&] { return ask("scheduler/job/list", {{"limit", 1}}).has_value(); }, 15s);
+  };
+  ASSERT_TRUE(ready()) << daemon->log();
+
+  std::set<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    json body = {{"job_type", "big"}, {"host_id", "farm"},
+                 {"idempotency_key", "big-" + std::to_string(i)},
+                 {"payload", {{"blob", std::string(60000, static_cast<char>('a' + i))}}}};
+    auto r = ask("scheduler/job/submit", body);
+    ASSERT_TRUE(r) << "submit " << i << "\n" << daemon->log();
+    auto d = json::parse(r->payload);
+    ASSERT_TRUE(d.value("ok", false)) << d.dump().substr(0, 400);
+    ids.insert(d["job_id"].get<std::string>());
+  }
+  ASSERT_EQ(ids.size(), 20u);
+
+  auto printed = [&](const cli_result& r) {
+    std::size_t n = 0;
+    for (auto& id : ids)
+      n += r.out.find(id) != std::string::npos;
+    return n;
+  };
+  auto listed = lull_cli({"--broker", b.uri(), "jobs"});
+  EXPECT_EQ(listed.code, 0) << listed.err << daemon->log();
+  EXPECT_EQ(printed(listed), 20u) << listed.out << listed.err;
+
+  // The list in one reply, each job's payload left out with its size.
+  auto one = ask("scheduler/job/list", {{"limit", 100}});
+  ASSERT_TRUE(one) << daemon->log();
+  auto page = json::parse(one->payload);
+  EXPECT_EQ(page["jobs"].size(), 20u);
+  EXPECT_FALSE(page.contains("next"));
+  EXPECT_FALSE(page["jobs"][0].contains("payload"));
+  EXPECT_GT(page["jobs"][0]["payload_bytes"].get<int>(), 60000);
+  std::cout << "[ info ] 20 jobs with 60 kB payloads listed in 1 reply of " << one->payload.size()
+            << " bytes (limits.max_reply_bytes 262144)\n";
+  // One job whole: 60 kB fits the default budget.
+  auto got = ask("scheduler/job/get", {{"job_id", *ids.begin()}});
+  ASSERT_TRUE(got);
+  EXPECT_EQ(json::parse(got->payload)["job"]["payload"]["blob"].get<std::string>().size(), 60000u);
+
+  // lulld never lost the broker: it says so in stats/bus, and its log
+  // has no lost connection.
+  auto bus_reconnects = [&]() -> std::optional<int> {
+    c.subscribe("stats/bus");
+    auto m = c.wait_for(
+      [&](const mqtt_message& m) {
+        return m.topic == "stats/bus" && json::parse(m.payload, nullptr, false).contains("reconnects");
+      },
+      15s);
+    if (!m)
+      return std::nullopt;
+    return json::parse(m->payload)["reconnects"].get<int>();
+  };
+  c.clear();
+  auto rc = bus_reconnects();
+  ASSERT_TRUE(rc) << daemon->log();
+  EXPECT_EQ(*rc, 0) << daemon->log();
+  EXPECT_EQ(daemon->log().find("reconnecting"), std::string::npos) << daemon->log();
+
+  // Leases still work: a grant and a heartbeat.
+  auto grant = ask("scheduler/lease/request",
+                   {{"v", 1}, {"worker_id", "pw"}, {"host_id", "farm"}, {"cost_units", 5}});
+  ASSERT_TRUE(grant) << daemon->log();
+  auto g = json::parse(grant->payload);
+  ASSERT_TRUE(g.value("approved", false)) << g.dump();
+  auto hb = ask("scheduler/lease/" + g["lease_id"].get<std::string>() + "/heartbeat",
+                {{"v", 1}, {"worker_id", "pw"}});
+  ASSERT_TRUE(hb) << daemon->log();
+  EXPECT_EQ(json::parse(hb->payload)["state"], "ACTIVE") << hb->payload;
+
+  // A 4 KiB budget: the list pages.
+  daemon->signal(SIGTERM);
+  ASSERT_TRUE(daemon->wait_exit(5s));
+  auto small = args;
+  small.insert(small.end(), {"--limits-max-reply-bytes", "4096"});
+  daemon = std::make_unique<lulld>(small);
+  c.clear();
+  ASSERT_TRUE(ready()) << daemon->log();
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  std::size_t largest = 0;
+  while (true) {
+    json body = {{"limit", 100}};
+    if (!cursor.empty())
+      body["cursor"] = cursor;
+    auto m = ask("scheduler/job/list", body);
+    ASSERT_TRUE(m) << "page " << pages << "\n" << daemon->log();
+    largest = std::max(largest, m->payload.size());
+    EXPECT_LE(m->payload.size(), 4096u);
+    auto d = json::parse(m->payload);
+    ASSERT_TRUE(d.value("ok", false)) << d.dump();
+    ++pages;
+    for (auto& j : d["jobs"])
+      seen.push_back(j["job_id"].get<std::string>());
+    if (!d.contains("next"))
+      break;
+    cursor = d["next"].get<std::string>();
+    ASSERT_LT(pages, 50);
+  }
+  EXPECT_EQ(seen.size(), 20u);
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), ids);
+  EXPECT_GT(pages, 1);
+  std::cout << "[ info ] with limits.max_reply_bytes 4096: " << pages
+            << " pages, the largest " << largest << " bytes\n";
+  listed = lull_cli({"jobs", "--broker", b.uri()});
+  EXPECT_EQ(listed.code, 0) << listed.err << daemon->log();
+  EXPECT_EQ(printed(listed), 20u) << listed.out << listed.err;
+  // One job alone is larger than the budget.
+  got = ask("scheduler/job/get", {{"job_id", *ids.begin()}});
+  ASSERT_TRUE(got);
+  auto e = json::parse(got->payload);
+  EXPECT_EQ(e["error"]["code"], "ReplyTooLarge") << e.dump();
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("4096 bytes"), std::string::npos)
+    << e.dump();
+  auto shown = lull_cli({"jobs", "--broker", b.uri(), "--limit", "3"});
+  EXPECT_EQ(printed(shown), 3u) << shown.out;
+  EXPECT_NE(shown.out.find("--limit lists more"), std::string::npos) << shown.out;
+  c.clear();
+  rc = bus_reconnects();
+  ASSERT_TRUE(rc) << daemon->log();
+  EXPECT_EQ(*rc, 0) << daemon->log();
+  EXPECT_EQ(daemon->log().find("reconnecting"), std::string::npos) << daemon->log();
+  daemon->signal(SIGTERM);
+  daemon->wait_exit(5s);
+  daemon.reset();
+  fs::remove_all(dir);
 }

@@ -363,3 +363,71 @@ TEST(cli_completion, zsh_goes_through_bashcompinit) {
   EXPECT_NE(script.find("bashcompinit"), std::string::npos);
   EXPECT_NE(script.find("complete -F _lull lull"), std::string::npos);
 }
+
+// `lull jobs` follows `next` until the list ends or --limit jobs are in.
+TEST(cli_pages, follow_pages_joins_every_page_and_stops_at_the_limit) {
+  // A lulld with 23 jobs that answers 5 a page.
+  std::vector<json> requests;
+  auto lulld = [&](const json& body) -> std::variant<json, lull::call_error> {
+    requests.push_back(body);
+    int after = body.contains("cursor") ? std::stoi(body["cursor"].get<std::string>().substr(1)) : 0;
+    json page = {{"ok", true}, {"jobs", json::array()}, {"depths", {{"normal", 23}}}};
+    int n = std::min<int>(5, body["limit"].get<int>());
+    for (int i = after + 1; i <= 23 && static_cast<int>(page["jobs"].size()) < n; ++i)
+      page["jobs"].push_back({{"job_id", "j" + std::to_string(i)}});
+    auto last = after + static_cast<int>(page["jobs"].size());
+    if (last < 23)
+      page["next"] = "j" + std::to_string(last);
+    return page;
+  };
+  auto all = std::get<json>(follow_pages({{"state", "queued"}}, "jobs", 100, lulld));
+  ASSERT_EQ(all["jobs"].size(), 23u);
+  for (int i = 0; i < 23; ++i)
+    EXPECT_EQ(all["jobs"][static_cast<std::size_t>(i)]["job_id"], "j" + std::to_string(i + 1));
+  EXPECT_FALSE(all.contains("next"));
+  EXPECT_EQ(all["depths"]["normal"], 23);
+  ASSERT_EQ(requests.size(), 5u);
+  EXPECT_FALSE(requests[0].contains("cursor"));
+  EXPECT_EQ(requests[1]["cursor"], "j5");
+  EXPECT_EQ(requests[1]["state"], "queued") << "every page asks the same question";
+
+  requests.clear();
+  auto first = std::get<json>(follow_pages(json::object(), "jobs", 7, lulld));
+  EXPECT_EQ(first["jobs"].size(), 7u);
+  EXPECT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1]["limit"], 2) << "the second page asks only for what is left";
+  EXPECT_TRUE(first.contains("next"));
+  std::ostringstream out;
+  print_jobs(out, first);
+  EXPECT_NE(out.str().find("(the first 7 jobs; --limit lists more)"), std::string::npos) << out.str();
+
+  // An error on any page is the command's error.
+  int calls = 0;
+  auto failing = [&](const json& body) -> std::variant<json, lull::call_error> {
+    if (++calls == 2)
+      return lull::call_error{false, {lull::error_code::reply_too_large, "job j9 takes 9000 bytes"}};
+    return lulld(body);
+  };
+  auto r = follow_pages(json::object(), "jobs", 100, failing);
+  ASSERT_TRUE(std::holds_alternative<lull::call_error>(r));
+  EXPECT_EQ(std::get<lull::call_error>(r).error.code, lull::error_code::reply_too_large);
+}
+
+TEST(cli_pages, history_pages_are_joined_bucket_after_bucket) {
+  json all = {{"buckets", 2}, {"start", 0},
+              {"series", {{"cpu", {{"avg", {1, 2}}, {"min", {1, 2}}, {"max", {1, 2}},
+                                    {"p95", {1, 2}}, {"n", {1, 1}}}}}},
+              {"next", "h0.10.20.50"}};
+  json page = {{"buckets", 3}, {"start", 20},
+               {"series", {{"mem", {{"avg", {7, nullptr, 9}}, {"min", {7, nullptr, 9}},
+                                    {"max", {7, nullptr, 9}}, {"p95", {7, nullptr, 9}},
+                                    {"n", {1, 0, 1}}}}}}};
+  append_history_page(all, page);
+  EXPECT_EQ(all["buckets"], 5);
+  EXPECT_EQ(all["start"], 0);
+  EXPECT_FALSE(all.contains("next"));
+  EXPECT_EQ(all["series"]["cpu"]["avg"], json({1, 2, nullptr, nullptr, nullptr}));
+  EXPECT_EQ(all["series"]["cpu"]["n"], json({1, 1, 0, 0, 0}));
+  EXPECT_EQ(all["series"]["mem"]["avg"], json({nullptr, nullptr, 7, nullptr, 9}));
+  EXPECT_EQ(all["series"]["mem"]["n"], json({0, 0, 1, 0, 1}));
+}

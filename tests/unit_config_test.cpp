@@ -199,3 +199,25 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   ASSERT_TRUE(std::holds_alternative<config_error>(r));
   EXPECT_NE(std::get<config_error>(r).message.find("lease.high_users"), std::string::npos);
 }
+
+TEST(config, max_reply_bytes_has_a_default_and_bounds_under_the_brokers_limit) {
+  auto r = load({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 262144);
+  auto file = write_file("[limits]\nmax_reply_bytes = 65536\n");
+  r = load({"--config", file});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 65536);
+  r = load({}, {{"LULL_LIMITS_MAX_REPLY_BYTES", "4096"}});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 4096);
+  for (auto bad : {"4095", "900001", "1048576", "0", "-1", "256k", ""}) {
+    r = load({"--limits-max-reply-bytes", bad});
+    ASSERT_TRUE(std::holds_alternative<config_error>(r)) << bad;
+    auto& msg = std::get<config_error>(r).message;
+    EXPECT_NE(msg.find("limits.max_reply_bytes"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("from 4096 to 900000"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("message_size_limit"), std::string::npos) << msg;
+  }
+}

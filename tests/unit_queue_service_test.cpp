@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include "messages/codec.hpp"
 #include "src/queue/queue_service.hpp"
 
@@ -412,4 +414,150 @@ TEST(queue_service, secure_mode_lets_only_high_users_submit_high_jobs) {
   ASSERT_TRUE(ok);
   EXPECT_EQ((*ok)["ok"], true);
   EXPECT_EQ((*ok)["job"]["priority"], "HIGH");
+}
+
+// -- replies that fit: job lists page within limits.max_reply_bytes ---------
+
+namespace {
+
+struct budgeted {
+  double mono = 100;
+  std::int64_t wall = 1795428000;
+  int ids = 0;
+  queue_service svc;
+  explicit budgeted(std::size_t max_reply_bytes)
+    : svc(
+        [&] {
+          queue_service_options o;
+          o.max_reply_bytes = max_reply_bytes;
+          return o;
+        }(),
+        queue_config{},
+        {[this] { return mono; }, [this] { return wall; },
+         [this] { return "j" + std::to_string(1000 + ++ids); }}) {}
+
+  /// The reply to `body` on `topic`, with its size on the wire.
+  std::pair<nlohmann::json, std::size_t> ask(const std::string& topic, nlohmann::json body) {
+    body["reply_to"] = "x";
+    auto out = svc.handle(fixture::msg(topic, body));
+    for (auto& m : out.publish)
+      if (m.topic == "x")
+        return {*decode(m.payload, wire_format::json), m.payload.size()};
+    return {nlohmann::json(), 0};
+  }
+  std::string submit(std::size_t payload_bytes) {
+    auto [r, n] = ask("scheduler/job/submit",
+                      {{"job_type", "t"}, {"payload", {{"blob", std::string(payload_bytes, 'p')}}}});
+    return r.value("job_id", "");
+  }
+};
+
+} // namespace
+
+TEST(queue_service_pages, a_list_pages_within_the_budget_and_the_cursor_loses_and_repeats_nothing) {
+  budgeted f(16384);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i)
+    ids.push_back(f.submit(1000));
+  ASSERT_EQ(ids.back().empty(), false);
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  while (true) {
+    nlohmann::json body = {{"limit", 1000}};
+    if (!cursor.empty())
+      body["cursor"] = cursor;
+    auto [r, bytes] = f.ask("scheduler/job/list", body);
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    EXPECT_LE(bytes, 16384u);
+    EXPECT_EQ(r["depths"]["normal"], ids.size()) << "every page carries the depths";
+    ++pages;
+    for (auto& j : r["jobs"]) {
+      seen.push_back(j["job_id"].get<std::string>());
+      EXPECT_TRUE(j["payload"]["blob"].is_string()) << "a small payload is inlined";
+    }
+    // Jobs submitted while a client pages come after it.
+    if (pages == 2)
+      ids.push_back(f.submit(10));
+    if (!r.contains("next"))
+      break;
+    cursor = r["next"].get<std::string>();
+    ASSERT_LT(pages, 100);
+  }
+  EXPECT_EQ(seen, ids);
+  EXPECT_GE(pages, 4);
+  std::cout << "[ info ] 41 jobs of ~1.7 kB in " << pages << " pages of at most 16384 bytes\n";
+}
+
+TEST(queue_service_pages, large_payloads_are_left_out_of_lists_with_their_size_and_get_returns_them) {
+  budgeted f(256 * 1024);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i)
+    ids.push_back(f.submit(60000));
+  auto [r, bytes] = f.ask("scheduler/job/list", {{"limit", 100}});
+  ASSERT_EQ(r["jobs"].size(), 20u) << r.dump().substr(0, 500);
+  EXPECT_FALSE(r.contains("next"));
+  EXPECT_LT(bytes, 32 * 1024u) << "20 jobs without their 60 kB payloads";
+  for (auto& j : r["jobs"]) {
+    EXPECT_FALSE(j.contains("payload"));
+    EXPECT_GT(j["payload_bytes"].get<std::size_t>(), 60000u);
+    EXPECT_EQ(j["result_bytes"], 4u); // null
+  }
+  auto [g, gbytes] = f.ask("scheduler/job/get", {{"job_id", ids[3]}});
+  EXPECT_EQ(g["job"]["payload"]["blob"].get<std::string>().size(), 60000u);
+  EXPECT_LE(gbytes, 256 * 1024u);
+  std::cout << "[ info ] list of 20 jobs with 60 kB payloads: one reply of " << bytes
+            << " bytes\n";
+}
+
+TEST(queue_service_pages, a_job_too_large_for_the_budget_is_reply_too_large_naming_the_limit) {
+  // Stored while the budget was larger (a restart with a lower one).
+  budgeted big(256 * 1024);
+  auto id = big.submit(6000);
+  budgeted f(4096);
+  f.svc.queue().restore(*big.svc.queue().get(id));
+  auto [g, n] = f.ask("scheduler/job/get", {{"job_id", id}});
+  EXPECT_EQ(g["error"]["code"], "ReplyTooLarge") << g.dump();
+  auto msg = g["error"]["message"].get<std::string>();
+  EXPECT_NE(msg.find("job " + id), std::string::npos) << msg;
+  EXPECT_NE(msg.find("4096 bytes"), std::string::npos) << msg;
+  EXPECT_LE(n, 4096u);
+  // Not handed out to a worker who could never be told it, and the worker hears why.
+  auto [next, nn] = f.ask("scheduler/job/next", {{"worker_id", "w"}});
+  EXPECT_TRUE(next["job"].is_null()) << next.dump();
+  EXPECT_NE(next["reason"].get<std::string>().find("limits.max_reply_bytes"), std::string::npos)
+    << next.dump();
+  // A new submit that could never be handed out is refused at once.
+  auto [s, sn] = f.ask("scheduler/job/submit",
+                       {{"job_type", "t"}, {"payload", std::string(3000, 'z')}});
+  EXPECT_EQ(s["error"]["code"], "PayloadTooLarge") << s.dump();
+  EXPECT_NE(s["error"]["message"].get<std::string>().find("2048 bytes"), std::string::npos)
+    << s.dump();
+  // Listed, without its payload; under this budget payloads over 512
+  // bytes stay out, so any job fits a page.
+  big.submit(600);
+  f.svc.queue().restore(*big.svc.queue().list(std::nullopt, "", "", 10)[1]);
+  auto [l, ln] = f.ask("scheduler/job/list", nlohmann::json::object());
+  ASSERT_EQ(l["jobs"].size(), 2u) << l.dump();
+  EXPECT_FALSE(l["jobs"][0].contains("payload"));
+  EXPECT_FALSE(l["jobs"][1].contains("payload"));
+  EXPECT_EQ(l["jobs"][1]["payload_bytes"], 611u);
+  EXPECT_LE(ln, 4096u);
+  EXPECT_EQ(f.svc.queue().size(), 2u);
+}
+
+TEST(queue_service_pages, a_bad_cursor_is_an_invalid_request) {
+  budgeted f(4096);
+  f.submit(10);
+  for (auto bad : {nlohmann::json("x17"), nlohmann::json("j"), nlohmann::json("j-1"),
+                   nlohmann::json(17), nlohmann::json("j99999999999999999999999")}) {
+    auto [r, n] = f.ask("scheduler/job/list", {{"cursor", bad}});
+    EXPECT_EQ(r["error"]["code"], "InvalidRequest") << bad.dump() << " " << r.dump();
+    EXPECT_NE(r["error"]["message"].get<std::string>().find("'cursor'"), std::string::npos);
+  }
+  // The cursor of the last job: an empty page, no next.
+  auto [all, n] = f.ask("scheduler/job/list", nlohmann::json::object());
+  auto [rest, m] = f.ask("scheduler/job/list", {{"cursor", "j" + all["jobs"][0]["seq"].dump()}});
+  EXPECT_TRUE(rest["jobs"].empty());
+  EXPECT_FALSE(rest.contains("next"));
 }

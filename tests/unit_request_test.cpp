@@ -1,9 +1,12 @@
 // The one request path every request topic goes through: size cap, depth
 // limit, format, envelope, reply route (v5 or reply_to), the secure-mode
-// inbox rule and the error code set.
+// inbox rule and the error code set; and the page builder every list reply
+// is cut with (messages/page.hpp).
 
 #include <gtest/gtest.h>
 
+#include "messages/codec.hpp"
+#include "messages/page.hpp"
 #include "messages/request.hpp"
 
 using namespace lull;
@@ -114,4 +117,168 @@ TEST(request_path, error_codes_have_one_name_each) {
   EXPECT_STREQ(to_string(error_code::internal_error), "InternalError");
   EXPECT_EQ(json(error_code::not_holder), "NotHolder");
   EXPECT_EQ(json("PayloadTooLarge").get<error_code>(), error_code::payload_too_large);
+  EXPECT_STREQ(to_string(error_code::reply_too_large), "ReplyTooLarge");
+}
+
+namespace {
+
+/// A list of `n` items of about `bytes` each, keyed 1..n, as a service
+/// would list them from its store: everything after `after`.
+struct fake_list {
+  std::vector<json> rows;
+  fake_list(std::size_t n, std::size_t bytes) {
+    for (std::size_t i = 1; i <= n; ++i)
+      rows.push_back({{"id", i}, {"text", std::string(bytes, 'x')}});
+  }
+  /// One page, as a service answers a request with `cursor` and `limit`.
+  std::variant<json, request_error> page(const reply_route& route, const std::string& cursor,
+                                         std::size_t limit, std::size_t max_bytes) {
+    std::size_t after = cursor.empty() ? 0 : std::stoul(cursor.substr(1));
+    std::vector<const json*> rest;
+    for (auto& r : rows)
+      if (r["id"].get<std::size_t>() > after && rest.size() <= limit)
+        rest.push_back(&r);
+    page_spec spec;
+    spec.field = "items";
+    spec.limit = limit;
+    spec.max_bytes = max_bytes;
+    return build_page(route, {{"ok", true}}, rest.size(),
+                      [&](std::size_t i) {
+                        auto id = (*rest[i])["id"].get<std::size_t>();
+                        return page_item{*rest[i], "i" + std::to_string(id), {},
+                                         "item " + std::to_string(id)};
+                      },
+                      spec);
+  }
+};
+
+} // namespace
+
+TEST(page_builder, pages_stay_within_the_budget_and_lose_or_repeat_nothing) {
+  for (auto format : {wire_format::json, wire_format::msgpack}) {
+    fake_list list(500, 300);
+    reply_route route{"r", "", json("req-17"), format};
+    std::vector<std::size_t> seen;
+    std::string cursor;
+    int pages = 0;
+    while (true) {
+      auto p = list.page(route, cursor, 1000, 8192);
+      ASSERT_TRUE(std::holds_alternative<json>(p)) << std::get<request_error>(p).message;
+      auto& body = std::get<json>(p);
+      auto m = make_reply(route, body);
+      ASSERT_TRUE(m);
+      EXPECT_LE(m->payload.size(), 8192u);
+      // Full pages: another item would not have fitted.
+      if (body.contains("next")) {
+        EXPECT_GT(m->payload.size() + 400, 8192u);
+      }
+      ++pages;
+      for (auto& it : body["items"])
+        seen.push_back(it["id"].get<std::size_t>());
+      if (!body.contains("next"))
+        break;
+      cursor = body["next"].get<std::string>();
+      // Rows added while a client pages come after it, never in between.
+      if (pages == 3)
+        list.rows.push_back({{"id", 501}, {"text", "late"}});
+      ASSERT_LT(pages, 1000);
+    }
+    ASSERT_EQ(seen.size(), 501u);
+    for (std::size_t i = 0; i < seen.size(); ++i)
+      EXPECT_EQ(seen[i], i + 1);
+    EXPECT_GT(pages, 10); // about 24 items of 300 bytes a page
+  }
+}
+
+TEST(page_builder, the_limit_caps_a_page_and_the_last_page_has_no_next) {
+  fake_list list(30, 10);
+  reply_route route{"r", "", nullptr, wire_format::json};
+  auto p = std::get<json>(list.page(route, "", 20, 65536));
+  EXPECT_EQ(p["items"].size(), 20u);
+  EXPECT_EQ(p["next"], "i20");
+  auto rest = std::get<json>(list.page(route, "i20", 20, 65536));
+  EXPECT_EQ(rest["items"].size(), 10u);
+  EXPECT_FALSE(rest.contains("next"));
+  auto none = std::get<json>(list.page(route, "i30", 20, 65536));
+  EXPECT_TRUE(none["items"].empty());
+  EXPECT_FALSE(none.contains("next"));
+}
+
+TEST(page_builder, an_item_that_can_never_fit_is_reply_too_large_naming_the_limit) {
+  fake_list list(3, 10);
+  list.rows[1]["text"] = std::string(9000, 'y');
+  reply_route route{"r", "", nullptr, wire_format::json};
+  auto first = std::get<json>(list.page(route, "", 100, 4096));
+  ASSERT_EQ(first["items"].size(), 1u) << "the items before the large one still come";
+  EXPECT_EQ(first["next"], "i1");
+  auto p = list.page(route, "i1", 100, 4096);
+  ASSERT_TRUE(std::holds_alternative<request_error>(p));
+  auto& e = std::get<request_error>(p);
+  EXPECT_EQ(e.code, error_code::reply_too_large);
+  EXPECT_NE(e.message.find("item 2"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("4096 bytes"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("limits.max_reply_bytes"), std::string::npos) << e.message;
+  EXPECT_EQ(json(error_body(e))["error"]["code"], "ReplyTooLarge");
+}
+
+TEST(page_builder, a_long_request_id_counts_against_the_budget) {
+  fake_list list(100, 50);
+  reply_route route{"r", "", json(std::string(3000, 'q')), wire_format::json};
+  auto p = std::get<json>(list.page(route, "", 100, 4096));
+  EXPECT_LE(make_reply(route, p)->payload.size(), 4096u);
+  EXPECT_LT(p["items"].size(), 20u);
+}
+
+TEST(page_builder, object_lists_are_keyed) {
+  reply_route route{"r", "", nullptr, wire_format::msgpack};
+  page_spec spec;
+  spec.field = "workers";
+  spec.object = true;
+  spec.max_bytes = 4096;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i)
+    ids.push_back("w" + std::to_string(1000 + i));
+  auto p = std::get<json>(build_page(route, {{"ok", true}}, ids.size(),
+                                     [&](std::size_t i) {
+                                       return page_item{{{"grants", i}}, "w" + ids[i], ids[i],
+                                                        ids[i]};
+                                     },
+                                     spec));
+  EXPECT_LE(make_reply(route, p)->payload.size(), 4096u);
+  ASSERT_TRUE(p["workers"].is_object());
+  EXPECT_TRUE(p["workers"].contains("w1000"));
+  auto n = p["workers"].size();
+  EXPECT_LT(n, 200u);
+  EXPECT_EQ(p["next"], "w" + ids[n - 1]);
+}
+
+TEST(page_builder, paging_arguments_are_checked) {
+  auto ok = std::get<page_args>(parse_page_args(json::object(), 200, 1000));
+  EXPECT_EQ(ok.limit, 200u);
+  EXPECT_TRUE(ok.cursor.empty());
+  auto big = std::get<page_args>(parse_page_args({{"limit", 5000}, {"cursor", "e9"}}, 200, 1000));
+  EXPECT_EQ(big.limit, 1000u);
+  EXPECT_EQ(big.cursor, "e9");
+  for (auto bad : {json{{"limit", 0}}, json{{"limit", "7"}}, json{{"cursor", 7}},
+                   json{{"cursor", std::string(600, 'c')}}}) {
+    auto r = parse_page_args(bad, 200, 1000);
+    ASSERT_TRUE(std::holds_alternative<request_error>(r)) << bad.dump();
+    EXPECT_EQ(std::get<request_error>(r).code, error_code::invalid_request);
+  }
+}
+
+TEST(page_builder, long_text_is_clipped_on_a_character_boundary_with_a_marker) {
+  EXPECT_EQ(clip_text("short", 10), "short");
+  auto clipped = clip_text(std::string(245760, 'r'));
+  EXPECT_EQ(clipped.size(), 1024u);
+  EXPECT_EQ(clipped.substr(0, 990), std::string(990, 'r'));
+  EXPECT_NE(clipped.find("... [truncated from 245760 bytes]"), std::string::npos) << clipped;
+  EXPECT_EQ(clip_text(clipped), clipped) << "clipping twice changes nothing";
+  // "é" is two bytes: a cut inside it backs off to the character before.
+  std::string accents;
+  for (int i = 0; i < 30; ++i)
+    accents += "\xc3\xa9";
+  auto cut = clip_text(accents, 42); // the marker takes 29: 13 bytes left, 12 kept
+  EXPECT_EQ(cut, accents.substr(0, 12) + "... [truncated from 60 bytes]");
+  EXPECT_TRUE(valid_utf8(cut));
 }

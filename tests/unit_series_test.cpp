@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <optional>
 
+#include "messages/page.hpp"
 #include "src/store/health.hpp"
 #include "src/store/series.hpp"
 
@@ -302,4 +304,66 @@ TEST(series, an_hour_closes_with_its_last_five_minutes_when_the_next_hour_begins
     EXPECT_EQ(r.count, 1);
     EXPECT_DOUBLE_EQ(r.avg, 99);
   }
+}
+
+// A history reply pages by buckets: each page its own start and count, the
+// pages together the whole series, and each within the reply budget.
+TEST(series, history_pages_by_buckets_within_the_budget) {
+  std::vector<point_row> pts;
+  for (std::int64_t t = 0; t < 5000 * 10; t += 5)
+    for (auto* m : {"cpu.total_pct", "mem.used_pct", "load.1m"})
+      pts.push_back({m, t, 1.0 / 3.0 + static_cast<double>(t % 97)});
+  std::sort(pts.begin(), pts.end(), [](auto& a, auto& b) {
+    return a.metric != b.metric ? a.metric < b.metric : a.ts < b.ts;
+  });
+  auto whole = bucket_points(pts, 0, 50000, 10, {});
+  ASSERT_EQ(whole["buckets"], 5000);
+  for (auto format : {wire_format::json, wire_format::msgpack}) {
+    reply_route route{"r", "", "h-1", format};
+    auto rest = whole;
+    std::size_t total = 0;
+    int pages = 0;
+    nlohmann::json joined = nlohmann::json::array();
+    while (rest["buckets"].get<std::size_t>() > 0) {
+      auto k = buckets_that_fit(route, rest, 65536, 40);
+      ASSERT_GT(k, 0u);
+      auto page = slice_buckets(rest, 0, k);
+      EXPECT_LE(reply_size(route, page) + 40, 65536u);
+      EXPECT_EQ(page["start"].get<std::int64_t>(), static_cast<std::int64_t>(total) * 10);
+      EXPECT_EQ(page["series"]["load.1m"]["avg"].size(), k);
+      for (auto& v : page["series"]["cpu.total_pct"]["max"])
+        joined.push_back(v);
+      total += k;
+      ++pages;
+      rest = slice_buckets(rest, k, rest["buckets"].get<std::size_t>() - k);
+    }
+    EXPECT_EQ(total, 5000u);
+    EXPECT_EQ(joined, whole["series"]["cpu.total_pct"]["max"]);
+    EXPECT_GT(pages, 3);
+  }
+  // What fits is sent whole.
+  reply_route route{"r", "", nullptr, wire_format::json};
+  EXPECT_EQ(buckets_that_fit(route, slice_buckets(whole, 0, 10), 65536, 40), 10u);
+  // Not even one bucket: 0 (the persister answers ReplyTooLarge).
+  EXPECT_EQ(buckets_that_fit(route, whole, 300, 40), 0u);
+}
+
+TEST(series, health_reasons_are_clipped_and_keyed_for_paging) {
+  std::map<std::string, host_health_input> hosts;
+  hosts["b"].last_seen = 100;
+  hosts["b"].errors = {std::string(240000, 'e'), "short"};
+  hosts["a"].last_seen = 0;
+  persister_health_input p;
+  p.dropped = 3;
+  auto r = assess_health_report(hosts, p, 100, {});
+  ASSERT_EQ(r.reasons.size(), 4u);
+  EXPECT_EQ(r.status, "warn");
+  EXPECT_EQ(r.reasons[0].host, "a"); // stale
+  EXPECT_EQ(r.reasons[1].host, "b");
+  EXPECT_EQ(r.reasons[1].index, 0u);
+  EXPECT_LE(r.reasons[1].text.size(), 1024u);
+  EXPECT_NE(r.reasons[1].text.find("[truncated from"), std::string::npos);
+  EXPECT_EQ(r.reasons[2].index, 1u);
+  EXPECT_EQ(r.reasons[3].section, 1); // lulld's own come last
+  EXPECT_EQ(assess_health(hosts, p, 100, {})["reasons"].size(), 4u);
 }

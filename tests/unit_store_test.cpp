@@ -377,3 +377,63 @@ TEST(store, a_writer_kept_from_its_turn_gets_a_busy_error_naming_why) {
   ASSERT_FALSE(b->commit());
   EXPECT_EQ(a->query_points("nuc", "host", 0, 10).size(), 2u);
 }
+
+// Pages of lease events and quiet streaks are cut at a key (the row, or
+// the start and host), so rows added while a client pages neither shift
+// a page nor repeat one.
+TEST(store, lease_events_page_newest_first_by_row_without_losing_or_repeating_one) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  std::vector<lease_event_row> rows;
+  for (int i = 0; i < 25; ++i)
+    rows.push_back({1795428000 + i, "grant", "l" + std::to_string(i), "w", "h", "r", "{}"});
+  ASSERT_FALSE(s->insert_lease_events(rows));
+  std::vector<std::string> seen;
+  std::int64_t before = 0;
+  int pages = 0;
+  while (true) {
+    auto page = s->recent_lease_events(0, 10, before);
+    ++pages;
+    for (auto& e : page)
+      seen.push_back(e.lease_id);
+    if (pages == 1) { // a newer event: not on a later page
+      ASSERT_FALSE(s->insert_lease_events({{1795428100, "grant", "late", "w", "h", "r", "{}"}}));
+    }
+    if (page.size() < 10)
+      break;
+    before = page.back().id;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  for (int i = 0; i < 25; ++i)
+    EXPECT_EQ(seen[static_cast<std::size_t>(i)], "l" + std::to_string(24 - i));
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(s->recent_lease_events(0, 1)[0].lease_id, "late");
+}
+
+TEST(store, quiet_streaks_page_by_start_and_host) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  // Two hosts with streaks starting at the same times: the host breaks the tie.
+  for (int i = 0; i < 6; ++i)
+    for (auto* h : {"b", "a"})
+      ASSERT_FALSE(s->insert_quiet_streak({h, 1000 + i * 100, 1050 + i * 100, 90, 80}));
+  std::vector<std::string> seen;
+  std::optional<std::pair<std::int64_t, std::string>> after;
+  while (true) {
+    auto page = s->quiet_streaks("", 0, 5, after);
+    for (auto& r : page)
+      seen.push_back(r.host + std::to_string(r.start));
+    if (page.size() < 5)
+      break;
+    after = std::make_pair(page.back().start, page.back().host);
+  }
+  std::vector<std::string> want;
+  for (int i = 0; i < 6; ++i)
+    for (auto* h : {"a", "b"})
+      want.push_back(h + std::to_string(1000 + i * 100));
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(s->quiet_streaks("a", 0).size(), 6u) << "no limit: all of them";
+  EXPECT_EQ(s->quiet_streaks("", 1400).size(), 4u) << "ended at or after `since`";
+}

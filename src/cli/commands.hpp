@@ -3,9 +3,11 @@
 /// parse them), the function that runs it, and what prints its output (so
 /// tests check it without a broker). One file per command in src/cli/.
 
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "src/cli/cli.hpp"
@@ -76,8 +78,17 @@ struct jobs_opts {
 };
 CLI::App* add_jobs(CLI::App& app, jobs_opts& o);
 int do_jobs(const global_opts& g, const jobs_opts& o);
-/// The jobs table and queue depths of a scheduler/job/list reply.
+/// The jobs table and queue depths of a scheduler/job/list reply (its
+/// pages joined: a `next` left means --limit cut the list).
 void print_jobs(std::ostream& out, const nlohmann::json& reply);
+/// Asks for page after page of a list (`field` of each reply) by passing
+/// each reply's `next` as the next request's `cursor`, until the list ends
+/// or `max_items` are in. `call` sends one request. The last reply with
+/// every page's items in `field`, `next` kept only when items were left.
+std::variant<nlohmann::json, call_error>
+follow_pages(nlohmann::json body, const std::string& field, std::size_t max_items,
+             const std::function<std::variant<nlohmann::json, call_error>(const nlohmann::json&)>&
+               call);
 
 // -- lull cancel JOB_ID -----------------------------------------------------------
 struct cancel_opts {
@@ -116,6 +127,10 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& reply);
 int do_history(const global_opts& g, const history_opts& o);
 /// A sparkline with min/avg/max/last per series of a history reply.
 void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o);
+/// Appends the next page of a paged history reply to `all` (the pages so
+/// far): each series' buckets follow on, a series missing from one side
+/// filled with empty buckets.
+void append_history_page(nlohmann::json& all, const nlohmann::json& page);
 
 // -- lull watch: a live view ----------------------------------------------------
 struct watch_opts {

@@ -1,5 +1,6 @@
 // lull history [--group G] [--host H] [--range R] [--step S]: sparklines of a
-// host's (or its quiet score's, a process's, the bus's) history.
+// host's (or its quiet score's, a process's, the bus's) history, its pages
+// joined (lulld's replies stay under limits.max_reply_bytes).
 
 #include <algorithm>
 #include <iostream>
@@ -94,6 +95,40 @@ void print_history(std::ostream& out, const nlohmann::json& reply, const history
   }
 }
 
+void append_history_page(nlohmann::json& all, const nlohmann::json& page) {
+  static const char* arrays[] = {"avg", "min", "max", "p95", "n"};
+  auto had = all.value("buckets", std::size_t{0});
+  auto adds = page.value("buckets", std::size_t{0});
+  auto empty = [](const char* a, std::size_t n) {
+    return std::string(a) == "n" ? nlohmann::json(std::vector<int>(n, 0))
+                                 : nlohmann::json(std::vector<std::nullptr_t>(n));
+  };
+  if (!all["series"].is_object())
+    all["series"] = nlohmann::json::object();
+  auto theirs = page.value("series", nlohmann::json::object());
+  for (auto& [name, s] : theirs.items())
+    if (!all["series"].contains(name)) {
+      auto& mine = all["series"][name];
+      for (auto* a : arrays)
+        mine[a] = empty(a, had);
+    }
+  for (auto& [name, s] : all["series"].items())
+    for (auto* a : arrays) {
+      auto add = theirs.contains(name) && theirs[name].contains(a) && theirs[name][a].is_array()
+                   ? theirs[name][a]
+                   : empty(a, adds);
+      if (!s[a].is_array())
+        s[a] = empty(a, had);
+      for (auto& v : add)
+        s[a].push_back(v);
+    }
+  all["buckets"] = had + adds;
+  if (page.contains("next"))
+    all["next"] = page["next"];
+  else
+    all.erase("next");
+}
+
 int do_history(const global_opts& g, const history_opts& o) {
   nlohmann::json body = {{"kind", "history"}, {"group", o.group}, {"range", o.range},
                          {"step", o.step}};
@@ -106,10 +141,25 @@ int do_history(const global_opts& g, const history_opts& o) {
   auto client = connect_or_say(g);
   if (!client)
     return ex_unavailable;
-  auto r = client->call(client->request_topic("history/request"), body, call_timeout_of(g));
+  auto topic = client->request_topic("history/request");
+  auto r = client->call(topic, body, call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
     return report_error("history", *e);
   auto& j = std::get<nlohmann::json>(r);
+  // Page after page until the range is in (at most 5,000 buckets in all).
+  for (int page = 0; !o.windows && page < 5001; ++page) {
+    auto next = j.value("next", nlohmann::json());
+    if (!next.is_string() || next.get<std::string>().empty())
+      break;
+    body["cursor"] = next;
+    auto more = client->call(topic, body, call_timeout_of(g));
+    if (auto* e = std::get_if<call_error>(&more))
+      return report_error("history", *e);
+    auto& p = std::get<nlohmann::json>(more);
+    if (p.value("buckets", 0) == 0 || p.value("next", nlohmann::json()) == next)
+      break;
+    append_history_page(j, p);
+  }
   if (o.as_json)
     std::cout << j.dump(2) << "\n";
   else if (o.windows)

@@ -1,4 +1,5 @@
-// lull jobs [--state S] [--type T] [--by-worker W]: the job queue as a table.
+// lull jobs [--state S] [--type T] [--by-worker W]: the job queue as a table,
+// page after page (lulld's replies stay under limits.max_reply_bytes).
 
 #include <iostream>
 
@@ -11,7 +12,8 @@ CLI::App* add_jobs(CLI::App& app, jobs_opts& jo) {
   jobs->add_option("--state", jo.state, "queued, leased, running, succeeded, failed, ...");
   jobs->add_option("--type", jo.type, "job type");
   jobs->add_option("--by-worker", jo.worker, "jobs of this worker");
-  jobs->add_option("--limit", jo.limit, "at most this many")->capture_default_str();
+  jobs->add_option("--limit", jo.limit, "at most this many (all pages up to it)")
+    ->capture_default_str();
   jobs->add_flag("--json", jo.as_json, "print the reply as JSON");
   return jobs;
 }
@@ -28,6 +30,8 @@ void print_jobs(std::ostream& out, const nlohmann::json& reply) {
         << pad(str(job["worker_id"]), 14) << str(job["updated_at"]) << "\n";
   if (jobs.empty())
     out << "(no jobs)\n";
+  else if (reply.contains("next"))
+    out << "(the first " << jobs.size() << " jobs; --limit lists more)\n";
   out << "\nqueued: ";
   auto depths = reply.value("depths", nlohmann::json::object());
   for (auto& [prio, n] : depths.items())
@@ -35,8 +39,40 @@ void print_jobs(std::ostream& out, const nlohmann::json& reply) {
   out << "\n";
 }
 
+std::variant<nlohmann::json, call_error>
+follow_pages(nlohmann::json body, const std::string& field, std::size_t max_items,
+             const std::function<std::variant<nlohmann::json, call_error>(const nlohmann::json&)>&
+               call) {
+  nlohmann::json items = nlohmann::json::array();
+  nlohmann::json last;
+  std::string cursor;
+  // Bounded even against a lulld whose cursor went in circles.
+  for (int page = 0; page < 100000; ++page) {
+    body["limit"] = std::min<std::size_t>(max_items - items.size(), 1000);
+    if (!cursor.empty())
+      body["cursor"] = cursor;
+    auto r = call(body);
+    if (std::holds_alternative<call_error>(r))
+      return r;
+    last = std::move(std::get<nlohmann::json>(r));
+    if (last.contains(field) && last[field].is_array())
+      for (auto& x : last[field]) {
+        if (items.size() >= max_items)
+          break;
+        items.push_back(std::move(x));
+      }
+    auto next = last.value("next", nlohmann::json());
+    if (!next.is_string() || next.get<std::string>().empty() || next == cursor
+        || items.size() >= max_items || !last.contains(field) || last[field].empty())
+      break;
+    cursor = next.get<std::string>();
+  }
+  last[field] = std::move(items);
+  return last;
+}
+
 int do_jobs(const global_opts& g, const jobs_opts& o) {
-  nlohmann::json body = {{"limit", o.limit}};
+  nlohmann::json body = nlohmann::json::object();
   if (!o.state.empty())
     body["state"] = o.state;
   if (!o.type.empty())
@@ -46,7 +82,11 @@ int do_jobs(const global_opts& g, const jobs_opts& o) {
   auto client = connect_or_say(g);
   if (!client)
     return ex_unavailable;
-  auto r = client->call(client->request_topic("scheduler/job/list"), body, call_timeout_of(g));
+  auto topic = client->request_topic("scheduler/job/list");
+  auto r = follow_pages(body, "jobs", o.limit > 0 ? static_cast<std::size_t>(o.limit) : 100,
+                        [&](const nlohmann::json& page) {
+                          return client->call(topic, page, call_timeout_of(g));
+                        });
   if (auto* e = std::get_if<call_error>(&r))
     return report_error("listing jobs", *e);
   auto& j = std::get<nlohmann::json>(r);

@@ -358,9 +358,12 @@ const job* job_queue::by_lease(const std::string& lease_id) const {
 
 std::vector<const job*> job_queue::list(std::optional<job_state> state, const std::string& type,
                                         const std::string& worker, std::size_t limit,
-                                        const std::string& party) const {
+                                        const std::string& party,
+                                        std::uint64_t after_seq) const {
   std::vector<const job*> out;
   for (auto& [id, j] : jobs_) {
+    if (j.seq <= after_seq)
+      continue;
     if (!party.empty() && j.spec.producer != party && j.worker_id != party)
       continue;
     if (state && j.state != *state)
@@ -371,9 +374,14 @@ std::vector<const job*> job_queue::list(std::optional<job_state> state, const st
       continue;
     out.push_back(&j);
   }
-  std::sort(out.begin(), out.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
-  if (out.size() > limit)
+  auto by_seq = [](auto* a, auto* b) { return a->seq < b->seq; };
+  // The first `limit` in order, without sorting a long queue whole.
+  if (out.size() > limit) {
+    std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(limit), out.end(),
+                     by_seq);
     out.resize(limit);
+  }
+  std::sort(out.begin(), out.end(), by_seq);
   return out;
 }
 

@@ -135,11 +135,13 @@ public:
   std::vector<std::string> take_forgotten();
   const job* get(const std::string& job_id) const;
   const job* by_lease(const std::string& lease_id) const;
-  /// Jobs by state, type and holding worker (empty: any), oldest first.
+  /// Jobs by state, type and holding worker (empty: any), in submission
+  /// order (seq), from the first after `after_seq` (a page's last job).
   /// `party` (non-empty) keeps only the jobs it submitted or holds.
   std::vector<const job*> list(std::optional<job_state> state, const std::string& type,
                                const std::string& worker, std::size_t limit,
-                               const std::string& party = {}) const;
+                               const std::string& party = {},
+                               std::uint64_t after_seq = 0) const;
   std::map<std::string, std::size_t> depths() const; ///< queued per priority
   std::size_t size() const { return jobs_.size(); }
   /// Jobs changed since the last call (to persist), then cleared.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "messages/page.hpp"
 #include "messages/util.hpp"
 
 namespace lull {
@@ -21,7 +22,41 @@ lease_priority lease_priority_of(job_priority p) {
   }
 }
 
+/// A list's cursor: "j" and the sequence number of the page's last job.
+std::string job_cursor(const job& j) { return "j" + std::to_string(j.seq); }
+
+std::optional<std::uint64_t> parse_job_cursor(const std::string& c) {
+  if (c.size() < 2 || c.size() > 21 || c[0] != 'j')
+    return std::nullopt;
+  std::uint64_t v = 0;
+  for (std::size_t i = 1; i < c.size(); ++i) {
+    if (c[i] < '0' || c[i] > '9' || v > (UINT64_MAX - 9) / 10)
+      return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(c[i] - '0');
+  }
+  return v;
+}
+
+/// JSON text bytes of `v` (what a reader of the list would fetch with get).
+std::size_t json_bytes(const nlohmann::json& v) {
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size();
+}
+
 } // namespace
+
+nlohmann::json list_item(const job& j, std::size_t inline_bytes) {
+  auto item = to_json(j);
+  for (auto [field, size_field] : {std::pair{"payload", "payload_bytes"},
+                                   std::pair{"result", "result_bytes"}}) {
+    auto n = json_bytes(item[field]);
+    item[size_field] = n;
+    if (n > inline_bytes)
+      item.erase(field);
+  }
+  if (item["error"].is_string())
+    item["error"] = clip_text(item["error"].get<std::string>());
+  return item;
+}
 
 lease_request to_lease_request(const lease_ask& ask) {
   lease_request r;
@@ -79,8 +114,25 @@ bool queue_service::may_touch(const job& j, bool cancel) const {
   return j.spec.producer == *sender_ || (!cancel && j.worker_id == *sender_);
 }
 
+std::optional<mqtt_message> queue_service::fitted_reply(const reply_route& r,
+                                                        nlohmann::json body) const {
+  auto m = make_reply(r, std::move(body));
+  if (m && m->payload.size() > opts_.max_reply_bytes)
+    return make_error_reply(r, reply_too_large("the reply", m->payload.size(),
+                                               opts_.max_reply_bytes));
+  return m;
+}
+
+bool queue_service::fits_reply(const job& j) const {
+  // A job is made of a submit (64 KiB at most) and a release's result and
+  // error (16 KiB each): under this budget any job fits, unmeasured.
+  if (opts_.max_reply_bytes >= 128 * 1024)
+    return true;
+  return json_bytes(to_json(j)) + job_reply_reserve / 2 <= opts_.max_reply_bytes;
+}
+
 void queue_service::reply(const reply_route& r, nlohmann::json body, queue_output& out) {
-  if (auto m = make_reply(r, std::move(body)))
+  if (auto m = fitted_reply(r, std::move(body)))
     out.publish.push_back(std::move(*m));
 }
 
@@ -95,7 +147,7 @@ void queue_service::committed(queue_output& out) {
   queue_.committed();
   std::vector<mqtt_message> replies;
   for (auto& [r, body] : out.acks)
-    if (auto m = make_reply(r, std::move(body)))
+    if (auto m = fitted_reply(r, std::move(body)))
       replies.push_back(std::move(*m));
   out.acks.clear();
   out.publish.insert(out.publish.begin(), std::make_move_iterator(replies.begin()),
@@ -193,6 +245,19 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
     return bad("field 'job_type' must be a string of 1-64 characters from [a-zA-Z0-9_-]");
   s.job_type = jt->get<std::string>();
   s.payload = d.value("payload", nlohmann::json());
+  // A job goes out whole to its worker (job/next): one that no reply could
+  // carry would wait for nobody. Any submit fits a budget this large.
+  if (opts_.max_reply_bytes < limits.max_bytes + job_reply_reserve) {
+    auto n = json_bytes(s.payload);
+    if (n + job_reply_reserve > opts_.max_reply_bytes)
+      return error(req.route, error_code::payload_too_large,
+                   "field 'payload': " + std::to_string(n)
+                     + " bytes; this lulld hands jobs out in replies of at most "
+                     + std::to_string(opts_.max_reply_bytes)
+                     + " bytes (limits.max_reply_bytes), so a payload may take at most "
+                     + std::to_string(opts_.max_reply_bytes - job_reply_reserve) + " bytes",
+                   out);
+  }
   if (auto it = d.find("cost_units"); it != d.end() && !it->is_null()) {
     if (!it->is_number_integer() || *it < 1 || *it > 100)
       return bad("field 'cost_units' must be an integer from 1 to 100");
@@ -339,23 +404,36 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
     return;
   auto& w = it->second;
   const job* pick = nullptr;
+  std::size_t too_large = 0;
   for (auto* j : queue_.candidates(w.types, w.host_id, 64)) {
     bool in_flight = std::any_of(ask_job_.begin(), ask_job_.end(),
                                  [&](auto& a) { return a.second == j->job_id; });
-    if (!in_flight) {
-      pick = j;
-      break;
+    if (in_flight)
+      continue;
+    // Stored before limits.max_reply_bytes was lowered: it cannot be
+    // handed out, so it waits (listed, cancellable) rather than take a
+    // lease its worker would never hear of.
+    if (!fits_reply(*j)) {
+      ++too_large;
+      continue;
     }
+    pick = j;
+    break;
   }
   if (pick == nullptr) {
     if (final_answer) {
       std::string types;
       for (auto& t : w.types)
         types += (types.empty() ? "" : ", ") + t;
+      auto reason = "No queued job" + (types.empty() ? "" : " of type " + types)
+                    + (w.host_id.empty() ? "" : " for host " + w.host_id);
+      if (too_large > 0)
+        reason += " that fits a reply: " + std::to_string(too_large)
+                  + " queued jobs are larger than limits.max_reply_bytes ("
+                  + std::to_string(opts_.max_reply_bytes)
+                  + " bytes); cancel them or raise the limit";
       reply(w.route, {{"ok", true}, {"job", nullptr}, {"approved", false},
-                      {"retry_after_sec", opts_.idle_retry_sec},
-                      {"reason", "No queued job" + (types.empty() ? "" : " of type " + types)
-                                   + (w.host_id.empty() ? "" : " for host " + w.host_id)}},
+                      {"retry_after_sec", opts_.idle_retry_sec}, {"reason", reason}},
             out);
       waiting_.erase(it);
     }
@@ -448,7 +526,10 @@ void queue_service::on_get(const mqtt_message& in, queue_output& out) {
                  "job " + j->job_id + " is not yours: only its producer, its worker and "
                    + opts_.admin_user + " may read it",
                  out);
-  reply(req.route, {{"ok", true}, {"job", to_json(*j)}}, out);
+  nlohmann::json body = {{"ok", true}, {"job", to_json(*j)}};
+  if (auto e = check_reply_size(req.route, body, opts_.max_reply_bytes, "job " + j->job_id))
+    return error(req.route, e->code, e->message, out);
+  reply(req.route, std::move(body), out);
 }
 
 void queue_service::on_list(const mqtt_message& in, queue_output& out) {
@@ -472,13 +553,37 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
   std::size_t limit = 100;
   if (auto it = d.find("limit"); it != d.end() && it->is_number_integer() && *it > 0)
     limit = std::min<std::size_t>(it->get<std::size_t>(), 1000);
-  nlohmann::json jobs = nlohmann::json::array();
+  // Key-set paging: the cursor names the last job sent (its seq), so jobs
+  // submitted meanwhile come later and none is skipped or sent twice.
+  std::uint64_t after = 0;
+  if (auto it = d.find("cursor"); it != d.end() && !it->is_null()) {
+    auto c = it->is_string() ? parse_job_cursor(it->get<std::string>()) : std::nullopt;
+    if (!c) {
+      auto e = bad_cursor(it->is_string() ? it->get<std::string>() : it->dump());
+      return error(req.route, e.code, e.message, out);
+    }
+    after = *c;
+  }
   // "worker" (not worker_id, which identifies the asking client)
   // Secure mode: a user lists the jobs it submitted or holds; the admin all.
   auto party = sender_ && *sender_ != opts_.admin_user ? *sender_ : std::string();
-  for (auto* j : queue_.list(st, str("job_type"), str("worker"), limit, party))
-    jobs.push_back(to_json(*j));
-  reply(req.route, {{"ok", true}, {"jobs", jobs}, {"depths", queue_.depths()}}, out);
+  // One more than the limit tells whether a next page exists.
+  auto jobs = queue_.list(st, str("job_type"), str("worker"), limit + 1, party, after);
+  auto inline_bytes = std::min(list_inline_bytes, opts_.max_reply_bytes / 8);
+  page_spec spec;
+  spec.field = "jobs";
+  spec.limit = limit;
+  spec.max_bytes = opts_.max_reply_bytes;
+  auto page = build_page(req.route, {{"ok", true}, {"depths", queue_.depths()}}, jobs.size(),
+                         [&](std::size_t i) {
+                           return page_item{list_item(*jobs[i], inline_bytes),
+                                            job_cursor(*jobs[i]), {},
+                                            "job " + jobs[i]->job_id};
+                         },
+                         spec);
+  if (auto* e = std::get_if<request_error>(&page))
+    return error(req.route, e->code, e->message, out);
+  reply(req.route, std::move(std::get<nlohmann::json>(page)), out);
 }
 
 void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,

@@ -32,6 +32,7 @@
 
 #include "messages/lease.hpp"
 #include "messages/mqtt_message.hpp"
+#include "messages/page.hpp"
 #include "messages/request.hpp"
 #include "messages/topics.hpp"
 #include "src/lease/lease_outcome.hpp"
@@ -57,7 +58,28 @@ struct queue_service_options {
   /// committed() (lulld, which writes jobs first). False: they go out in
   /// `publish` at once.
   bool hold_acks = false;
+  /// limits.max_reply_bytes: no reply is larger (messages/page.hpp). A list
+  /// pages within it; a reply that cannot is ReplyTooLarge.
+  std::size_t max_reply_bytes = default_max_reply_bytes;
 };
+
+/// In a scheduler/job/list reply a job's payload (or result) larger than
+/// this, as JSON text, or than an eighth of limits.max_reply_bytes, is left
+/// out; `payload_bytes` (`result_bytes`) gives its size, and
+/// scheduler/job/get the whole job. So even the smallest budget (4096)
+/// holds a listed job.
+inline constexpr std::size_t list_inline_bytes = 4096;
+
+/// The room a job/next reply needs besides the job's payload (its other
+/// fields, about 600 bytes; the lease, about 500; the envelope): a submit
+/// whose payload would not fit limits.max_reply_bytes with it is refused
+/// (PayloadTooLarge).
+inline constexpr std::size_t job_reply_reserve = 2048;
+
+/// A job as scheduler/job/list shows it: to_json(j), its `payload_bytes`
+/// and `result_bytes`, without a payload or result over `inline_bytes`, its
+/// `error` cut to 1 KiB (clip_text).
+nlohmann::json list_item(const job& j, std::size_t inline_bytes = list_inline_bytes);
 
 /// A lease the dispatcher asks the lease manager for, on a worker's behalf.
 struct lease_ask {
@@ -154,7 +176,12 @@ private:
   void on_cancel(const mqtt_message& in, const std::string& job_id, queue_output& out);
   /// Proposes a job for waiting worker `w` (an ask), or answers it.
   void try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer);
+  /// Every reply goes through here (and committed()): one over
+  /// max_reply_bytes becomes ReplyTooLarge.
   void reply(const reply_route& r, nlohmann::json body, queue_output& out);
+  std::optional<mqtt_message> fitted_reply(const reply_route& r, nlohmann::json body) const;
+  /// Whether job `j` can be handed out (job/next's reply) within max_reply_bytes.
+  bool fits_reply(const job& j) const;
   /// A reply acknowledging a change: held in out.acks until it is written.
   void ack(const reply_route& r, nlohmann::json body, queue_output& out);
   void error(const reply_route& r, error_code c, const std::string& msg, queue_output& out);

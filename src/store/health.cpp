@@ -2,19 +2,27 @@
 
 #include <cstdio>
 
+#include "messages/page.hpp"
+
 namespace lull {
 
-nlohmann::json assess_health(const std::map<std::string, host_health_input>& hosts,
-                             const persister_health_input& p, std::int64_t now,
-                             const health_thresholds& t) {
+health_report assess_health_report(const std::map<std::string, host_health_input>& hosts,
+                                   const persister_health_input& p, std::int64_t now,
+                                   const health_thresholds& t) {
   int level = 0; // 0 ok, 1 warn, 2 error
-  std::vector<std::string> reasons;
+  health_report report;
+  int section = 0;
+  std::string current;
+  std::size_t index = 0;
+  // A host's errors come from its agent: each is cut to about 1 KiB.
   auto raise = [&](int l, std::string why) {
     level = std::max(level, l);
-    reasons.push_back(std::move(why));
+    report.reasons.push_back({section, current, index++, clip_text(std::move(why))});
   };
   char buf[256];
   for (auto& [host, h] : hosts) {
+    current = host;
+    index = 0;
     if (now - h.last_seen > t.stale_after_sec) {
       std::snprintf(buf, sizeof buf, "host %s: no snapshot for %llds", host.c_str(),
                     static_cast<long long>(now - h.last_seen));
@@ -34,6 +42,9 @@ nlohmann::json assess_health(const std::map<std::string, host_health_input>& hos
       }
     }
   }
+  section = 1;
+  current.clear();
+  index = 0;
   if (p.queue_bound > 0 && p.queued * 2 > p.queue_bound) {
     std::snprintf(buf, sizeof buf, "persister lagging: %zu of %zu samples queued", p.queued,
                   p.queue_bound);
@@ -56,7 +67,18 @@ nlohmann::json assess_health(const std::map<std::string, host_health_input>& hos
     raise(2, "lease and job writes failing: " + p.state_error
                + " (requests that change them are answered InternalError)");
   static const char* names[] = {"ok", "warn", "error"};
-  return {{"status", names[level]}, {"reasons", reasons}};
+  report.status = names[level];
+  return report;
+}
+
+nlohmann::json assess_health(const std::map<std::string, host_health_input>& hosts,
+                             const persister_health_input& p, std::int64_t now,
+                             const health_thresholds& t) {
+  auto r = assess_health_report(hosts, p, now, t);
+  nlohmann::json reasons = nlohmann::json::array();
+  for (auto& x : r.reasons)
+    reasons.push_back(x.text);
+  return {{"status", r.status}, {"reasons", reasons}};
 }
 
 } // namespace lull

@@ -33,6 +33,24 @@ struct health_thresholds {
   double disk_warn_pct = 10, disk_error_pct = 5;
 };
 
+/// One reason of the health rollup, with the key a page of them is cut at.
+struct health_reason {
+  int section = 0;       ///< 0: a host's, 1: lulld's own (persister, lease and job writes)
+  std::string host;      ///< the host, for section 0
+  std::size_t index = 0; ///< its place among its section's (and host's) reasons
+  std::string text;      ///< at most about 1 KiB (clip_text)
+};
+
+struct health_report {
+  std::string status; ///< ok, warn, error: over every reason, whatever page shows them
+  std::vector<health_reason> reasons; ///< hosts by id, then lulld's own
+};
+
+health_report assess_health_report(const std::map<std::string, host_health_input>& hosts,
+                                   const persister_health_input& p, std::int64_t now,
+                                   const health_thresholds& t = {});
+
+/// {"status": .., "reasons": [texts]}: the whole report.
 nlohmann::json assess_health(const std::map<std::string, host_health_input>& hosts,
                              const persister_health_input& p, std::int64_t now,
                              const health_thresholds& t = {});

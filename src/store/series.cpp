@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "messages/codec.hpp"
+#include "messages/page.hpp"
 #include "messages/util.hpp"
 
 namespace lull {
@@ -393,6 +395,70 @@ nlohmann::json bucket_rollups(const std::vector<rollup_row>& rows, std::int64_t 
     i = j;
   }
   return {{"start", start}, {"step_sec", step}, {"buckets", n}, {"series", series}};
+}
+
+namespace {
+
+constexpr const char* series_arrays[] = {"avg", "min", "max", "p95", "n"};
+
+} // namespace
+
+nlohmann::json slice_buckets(const nlohmann::json& body, std::size_t first, std::size_t count) {
+  auto out = body;
+  auto n = body.value("buckets", std::size_t{0});
+  first = std::min(first, n);
+  count = std::min(count, n - first);
+  auto step = body.value("step_sec", std::int64_t{0});
+  out["start"] = body.value("start", std::int64_t{0}) + static_cast<std::int64_t>(first) * step;
+  out["buckets"] = count;
+  if (!body.contains("series") || !body["series"].is_object())
+    return out;
+  for (auto& [name, s] : out["series"].items()) {
+    (void)name;
+    for (auto* a : series_arrays) {
+      if (!s.contains(a) || !s[a].is_array())
+        continue;
+      auto& src = s[a];
+      nlohmann::json cut = nlohmann::json::array();
+      for (std::size_t i = first; i < first + count && i < src.size(); ++i)
+        cut.push_back(std::move(src[i]));
+      src = std::move(cut);
+    }
+  }
+  return out;
+}
+
+std::size_t buckets_that_fit(const reply_route& route, const nlohmann::json& body,
+                             std::size_t max_bytes, std::size_t reserve) {
+  auto n = body.value("buckets", std::size_t{0});
+  if (reserve >= max_bytes)
+    return 0;
+  auto budget = max_bytes - reserve;
+  if (reply_size(route, body) <= budget)
+    return n;
+  static const nlohmann::json no_series = nlohmann::json::object();
+  auto found = body.find("series");
+  const auto& series = found != body.end() && found->is_object() ? *found : no_series;
+  // msgpack's array headers grow from 1 byte to 3 and 5 as they lengthen,
+  // and `start` may take more bytes: room for both.
+  auto used = reply_size(route, slice_buckets(body, 0, 0)) + 8 + 20 * series.size();
+  std::size_t k = 0;
+  for (; k < n; ++k) {
+    std::size_t cost = 0;
+    for (auto& [name, s] : series.items()) {
+      (void)name;
+      for (auto* a : series_arrays)
+        if (s.contains(a) && s[a].is_array() && k < s[a].size())
+          cost += encode(s[a][k], route.format).size() + 1;
+    }
+    if (used + cost > budget)
+      break;
+    used += cost;
+  }
+  // The estimate is an upper bound; the encoded reply decides.
+  while (k > 0 && reply_size(route, slice_buckets(body, 0, k)) > budget)
+    k = k * 9 / 10;
+  return k;
 }
 
 } // namespace lull

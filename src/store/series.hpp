@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/request.hpp"
 #include "messages/topics.hpp"
 #include "src/store/store.hpp"
 
@@ -141,5 +142,17 @@ nlohmann::json bucket_points(const std::vector<point_row>& points, std::int64_t 
 nlohmann::json bucket_rollups(const std::vector<rollup_row>& rows, std::int64_t from,
                               std::int64_t to, std::int64_t step,
                               const std::vector<std::string>& metrics);
+
+/// Buckets [first, first + count) of a bucketed history (bucket_points' or
+/// bucket_rollups' answer, other fields kept): `start` moved on by `first`
+/// steps, `buckets` = count, every series' arrays cut to those buckets.
+nlohmann::json slice_buckets(const nlohmann::json& body, std::size_t first, std::size_t count);
+
+/// How many of `body`'s buckets, from the first, fit one reply: the reply
+/// make_reply(route, slice_buckets(body, 0, k)) encodes to stays within
+/// `max_bytes` less `reserve` (room for the `next` cursor). 0 when not even
+/// one bucket does (too many series).
+std::size_t buckets_that_fit(const reply_route& route, const nlohmann::json& body,
+                             std::size_t max_bytes, std::size_t reserve);
 
 } // namespace lull

@@ -531,14 +531,16 @@ sqlite_error store::insert_lease_events(const std::vector<lease_event_row>& even
   return {};
 }
 
-std::vector<lease_event_row> store::recent_lease_events(std::int64_t since, int limit) {
+std::vector<lease_event_row> store::recent_lease_events(std::int64_t since, int limit,
+                                                        std::int64_t before_id) {
   std::vector<lease_event_row> out;
-  auto q = db_->prepare("SELECT ts, event, lease_id, worker_id, host_id, reason, detail "
-                       "FROM lease_events WHERE ts >= ?1 ORDER BY id DESC LIMIT ?2");
-  q.bind(1, since).bind(2, limit);
+  auto q = db_->prepare("SELECT ts, event, lease_id, worker_id, host_id, reason, detail, id "
+                       "FROM lease_events WHERE ts >= ?1 AND (?3 <= 0 OR id < ?3) "
+                       "ORDER BY id DESC LIMIT ?2");
+  q.bind(1, since).bind(2, limit).bind(3, before_id);
   while (q.step() == SQLITE_ROW)
     out.push_back({q.int64(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5),
-                   q.text(6)});
+                   q.text(6), q.int64(7)});
   return out;
 }
 
@@ -550,11 +552,18 @@ sqlite_error store::insert_quiet_streak(const quiet_streak_row& s) {
   return {};
 }
 
-std::vector<quiet_streak_row> store::quiet_streaks(const std::string& host, std::int64_t since) {
+std::vector<quiet_streak_row>
+store::quiet_streaks(const std::string& host, std::int64_t since, int limit,
+                     const std::optional<std::pair<std::int64_t, std::string>>& after) {
   std::vector<quiet_streak_row> out;
   auto q = db_->prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
-                       "WHERE (?1 = '' OR host = ?1) AND end >= ?2 ORDER BY start");
-  q.bind(1, host).bind(2, since);
+                       "WHERE (?1 = '' OR host = ?1) AND end >= ?2 "
+                       "AND (?3 = 0 OR start > ?4 OR (start = ?4 AND host > ?5)) "
+                       "ORDER BY start, host LIMIT ?6");
+  q.bind(1, host).bind(2, since).bind(3, after ? 1 : 0)
+    .bind(4, after ? after->first : std::int64_t{0})
+    .bind(5, after ? after->second : std::string())
+    .bind(6, limit);
   while (q.step() == SQLITE_ROW)
     out.push_back({q.text(0), q.int64(1), q.int64(2), q.real(3), q.real(4)});
   return out;

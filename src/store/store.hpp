@@ -52,6 +52,7 @@ struct lease_event_row {
   std::string event; ///< grant, deny, heartbeat_miss, release, expire, revoke, ...
   std::string lease_id, worker_id, host_id, reason;
   std::string detail; ///< JSON
+  std::int64_t id = 0; ///< its row: the order events were stored in (read back, not written)
 };
 
 struct quiet_streak_row {
@@ -117,9 +118,17 @@ public:
 
   // -- events, streaks -----------------------------------------------------------
   sqlite_error insert_lease_events(const std::vector<lease_event_row>& events);
-  std::vector<lease_event_row> recent_lease_events(std::int64_t since, int limit);
+  /// Events since `since`, newest first (by row); with `before_id`, only
+  /// those stored before that row (the next page after it).
+  std::vector<lease_event_row> recent_lease_events(std::int64_t since, int limit,
+                                                   std::int64_t before_id = 0);
   sqlite_error insert_quiet_streak(const quiet_streak_row& s);
-  std::vector<quiet_streak_row> quiet_streaks(const std::string& host, std::int64_t since);
+  /// Streaks of `host` (empty: every host) that ended at or after `since`,
+  /// by start and host; with `after` (a start and host), only those after
+  /// it in that order; at most `limit` (< 0: all).
+  std::vector<quiet_streak_row>
+  quiet_streaks(const std::string& host, std::int64_t since, int limit = -1,
+                const std::optional<std::pair<std::int64_t, std::string>>& after = std::nullopt);
 
   // -- durable state ---------------------------------------------------------------
   sqlite_error save_lease(const durable_record& r);
