@@ -192,7 +192,7 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
   if (jt == d.end() || !jt->is_string() || !valid_id(jt->get<std::string>()))
     return bad("field 'job_type' must be a string of 1-64 characters from [a-zA-Z0-9_-]");
   s.job_type = jt->get<std::string>();
-  s.payload = d.value("payload", nlohmann::json());
+  s.payload = job_payload(d.value("payload", nlohmann::json()));
   if (auto it = d.find("cost_units"); it != d.end() && !it->is_null()) {
     if (!it->is_number_integer() || *it < 1 || *it > 100)
       return bad("field 'cost_units' must be an integer from 1 to 100");
