@@ -380,6 +380,9 @@ int main(int argc, char** argv) {
     qopts.service.secure = cfg.broker_secure;
     qopts.service.admin_user = cfg.broker_admin_user;
     qopts.service.high_users = cfg.lease_high_users;
+    qopts.queue.max_jobs_per_producer = static_cast<std::size_t>(cfg.queue_max_jobs_per_producer);
+    qopts.queue.max_bytes_per_producer = static_cast<std::size_t>(cfg.queue_max_bytes_per_producer);
+    qopts.queue.max_bytes = static_cast<std::size_t>(cfg.queue_max_bytes);
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
     popts.timezone = cfg.lease_timezone;
@@ -392,6 +395,11 @@ int main(int argc, char** argv) {
     popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
     popts.retention_interval =
       std::chrono::milliseconds(static_cast<long>(cfg.retention_interval_sec * 1000));
+    popts.quiet_streaks_retention_sec = static_cast<std::int64_t>(cfg.quiet_streaks_retention_sec);
+    popts.max_series_per_source = static_cast<std::size_t>(cfg.limits_max_series_per_worker);
+    popts.max_series = static_cast<std::size_t>(cfg.limits_max_series);
+    popts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    popts.host_forget_after_sec = cfg.limits_host_forget_after_sec;
     // The dispatcher purges old finished jobs when it starts; a lulld that
     // runs for weeks has the persister's purges remove them as they age.
     popts.finished_jobs_retention_sec = qopts.finished_retention_sec;
