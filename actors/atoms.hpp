@@ -22,6 +22,8 @@ struct queue_depths {
   std::uint64_t write_errors = 0; ///< job writes that failed so far
   std::string last_error;         ///< the last one's cause ("" when none)
   bool failing = false;           ///< the last job write failed
+  std::uint64_t payload_bytes = 0; ///< of jobs not finished (queue.max_bytes)
+  std::uint64_t refused = 0;      ///< submits refused by a quota or a full queue
 };
 
 // inspect() of lull's structs lives here, next to their type IDs, so that
@@ -55,7 +57,7 @@ typename Inspector::result_type inspect(Inspector& f, lease_outcome& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_depths& x) {
   return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority, x.write_errors,
-           x.last_error, x.failing);
+           x.last_error, x.failing, x.payload_bytes, x.refused);
 }
 
 } // namespace lull
@@ -98,8 +100,9 @@ using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 /// (queue_atom, queue_depths): for scheduler/status
 using queue_atom = caf::atom_constant<caf::atom("queue")>;
-/// (store_atom, queued, dropped, write_errors, last_error): the persister's
-/// backlog, for scheduler/status
+/// (store_atom, queued, dropped, write_errors, last_error, series,
+/// series_refused, series_evicted): the persister's backlog and its series
+/// quota, for scheduler/status
 using store_atom = caf::atom_constant<caf::atom("store")>;
 
 /// Registers lull's message types with an actor system config.

@@ -281,7 +281,10 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     },
     [=](queue_atom, const queue_depths& q) {
       auto& st = self->state;
-      st.service->set_queue_status({{"queued", q.queued}, {"depths", q.by_priority}});
+      st.service->set_queue_status({{"queued", q.queued},
+                                    {"depths", q.by_priority},
+                                    {"payload_bytes", q.payload_bytes},
+                                    {"refused", q.refused}});
       if (q.write_errors != st.queue_write_errors || q.failing != st.queue_failing) {
         st.queue_write_errors = q.write_errors;
         st.queue_failing = q.failing;
@@ -292,14 +295,18 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       }
     },
     [=](store_atom, std::uint64_t queued, std::uint64_t dropped, std::uint64_t errors,
-        const std::string& last_error) {
+        const std::string& last_error, std::uint64_t series, std::uint64_t series_refused,
+        std::uint64_t series_evicted) {
       auto& st = self->state;
       st.persister_actor = caf::actor_cast<caf::actor>(self->current_sender());
       st.persister = {{"queued", queued},
                       {"dropped", dropped},
                       {"write_errors", errors},
                       {"last_error", last_error.empty() ? nlohmann::json(nullptr)
-                                                        : nlohmann::json(last_error)}};
+                                                        : nlohmann::json(last_error)},
+                      {"series", series},
+                      {"series_refused", series_refused},
+                      {"series_evicted", series_evicted}};
       st.service->set_store_status(store_status(st));
       tell_failing(self);
     },

@@ -15,7 +15,10 @@
 #include "src/store/health.hpp"
 
 #include <tuple>
+#include "messages/host_snapshot.hpp"
+#include "src/stats/host_roster.hpp"
 #include "src/store/series.hpp"
+#include "src/store/series_quota.hpp"
 
 namespace lull {
 
@@ -35,14 +38,24 @@ struct persister_state {
   std::vector<lease_event_row> events;
   std::vector<quiet_streak_row> streaks;
   rollup_accumulator acc;
+  /// Which series may be stored: at most limits.max_series_per_worker per
+  /// source and limits.max_series in all; what acc and db's cache hold
+  /// follows it.
+  std::unique_ptr<series_quota> quota;
   std::map<std::string, host_health_input> hosts;
+  /// The hosts kept in `hosts`: at most limits.max_hosts, forgotten after
+  /// limits.host_forget_after.
+  std::unique_ptr<host_roster> roster;
   persister_health_input health;
-  /// queued, dropped, write errors as last told to opts.status_to
-  std::tuple<std::size_t, std::uint64_t, std::uint64_t, bool> told{0, 0, 0, false};
+  /// queued, dropped, write errors, failing, series, refused, evicted as
+  /// last told to opts.status_to
+  std::tuple<std::size_t, std::uint64_t, std::uint64_t, bool, std::size_t, std::uint64_t,
+             std::uint64_t>
+    told{0, 0, 0, false, 0, 0, 0};
   bool failing = false; ///< the last write failed
   /// The retention purge under way, if any, with its cut-offs.
   std::optional<store::purge_progress> purge;
-  std::int64_t purge_raw_before = 0, purge_five_before = 0;
+  std::int64_t purge_raw_before = 0, purge_five_before = 0, purge_streaks_before = 0;
   std::optional<std::int64_t> purge_jobs_before;
   std::chrono::steady_clock::time_point purge_started;
   static inline const char* name = "persister";
@@ -100,25 +113,43 @@ void on_stats(self_ptr self, const mqtt_message& msg, const persister_options& o
         ts = *t;
         break;
       }
+  auto& st = self->state;
   // Health is kept for hosts with a valid id only: a topic such as
   // stats/host/<64 kB of text> names no host lull could lease on.
   if (src->group == "host" && valid_id(src->host)) {
-    auto& h = self->state.hosts[src->host];
+    // What the health rollup keeps of a host is bounded as the snapshot's
+    // decoder bounds it, for at most limits.max_hosts hosts.
+    if (auto seen = st.roster->seen(src->host, steady_seconds()); seen.evicted)
+      st.hosts.erase(*seen.evicted);
+    auto& h = st.hosts[src->host];
     h.last_seen = ts;
-    h.errors.clear();
-    if (auto it = doc->find("errors"); it != doc->end() && it->is_array())
-      for (auto& e : *it)
-        if (e.is_string())
-          h.errors.push_back(e.get<std::string>());
+    h.errors = bounded_errors(doc->value("errors", nlohmann::json()));
     h.disk_free_pct.clear();
     if (auto it = doc->find("disks"); it != doc->end() && it->is_array())
-      for (auto& d : *it)
+      for (auto& d : *it) {
+        if (h.disk_free_pct.size() >= host_snapshot_limits::max_disks)
+          break;
         if (d.is_object() && d.value("free_pct", nlohmann::json()).is_number())
           h.disk_free_pct[d.value("mount", nlohmann::json()).is_string()
-                            ? d["mount"].get<std::string>()
+                            ? bounded_text(d["mount"].get<std::string>(),
+                                           host_snapshot_limits::max_name_bytes)
                             : std::string("?")] = d["free_pct"].get<double>();
+      }
   }
-  enqueue(self, extract_points(*src, *doc, ts), opts);
+  auto points = extract_points(*src, *doc, ts);
+  // Series names come from the publisher: past its quota a new one is
+  // refused (counted, logged once a minute per source).
+  for (auto& r : st.quota->admit(points, unix_seconds_now())) {
+    if (r.by_total)
+      log::warn("persister: {} series stored in all, the most limits.max_series allows; "
+                "refusing new ones such as {} of {} on {} ({} refused so far)",
+                st.quota->series(), r.metric, r.group, r.host, st.quota->refused());
+    else
+      log::warn("persister: {} on {} names {} series, the most limits.max_series_per_worker "
+                "allows; refusing new ones such as {} ({} refused so far)",
+                r.group, r.host, r.source_series, r.metric, st.quota->refused());
+  }
+  enqueue(self, std::move(points), opts);
 }
 
 void on_event(self_ptr self, const mqtt_message& msg) {
@@ -404,7 +435,7 @@ nlohmann::json answer(self_ptr self, const nlohmann::json& req, const reply_rout
       after = std::make_pair(c->first[0], c->second);
     }
     flush(self);
-    auto rows = st.db->quiet_streaks(host, now - 86400, static_cast<int>(pa->limit) + 1, after);
+    auto rows = st.db->quiet_streaks_page(host, now - 86400, static_cast<int>(pa->limit) + 1, after);
     return paged(build_page(
       route, {{"ok", true}, {"kind", kind}}, rows.size(),
       [&](std::size_t i) {
@@ -652,6 +683,9 @@ void publish_quiet_hours(self_ptr self, const caf::actor& bridge, const persiste
 caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
                              persister_options opts) {
   self->state.db = std::move(db);
+  self->state.quota = std::make_unique<series_quota>(
+    series_quota::limits{opts.max_series_per_source, opts.max_series});
+  self->state.roster = std::make_unique<host_roster>(opts.max_hosts, opts.host_forget_after_sec);
   self->state.health.queue_bound = opts.queue_bound;
   self->state.health.flush_interval_sec =
     std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(opts.flush_interval).count());
@@ -678,14 +712,20 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
     },
     [=](flush_atom) {
       auto& h = self->state.health;
-      auto told = std::make_tuple(h.queued, h.dropped, h.write_errors, self->state.failing);
+      auto& q = *self->state.quota;
+      auto told = std::make_tuple(h.queued, h.dropped, h.write_errors, self->state.failing,
+                                  q.series(), q.refused(), q.evicted());
       if (opts.status_to && told != self->state.told) {
         self->state.told = told;
         // The cause while writes fail; empty once they work again.
         self->send(opts.status_to, store_atom::value, static_cast<std::uint64_t>(h.queued),
                    static_cast<std::uint64_t>(h.dropped), static_cast<std::uint64_t>(h.write_errors),
-                   self->state.failing ? h.last_error : std::string());
+                   self->state.failing ? h.last_error : std::string(),
+                   static_cast<std::uint64_t>(q.series()), static_cast<std::uint64_t>(q.refused()),
+                   static_cast<std::uint64_t>(q.evicted()));
       }
+      for (auto& host : self->state.roster->expire(steady_seconds()))
+        self->state.hosts.erase(host);
       for (auto& r : self->state.acc.close_before(unix_seconds_now()))
         self->state.rollups.push_back(std::move(r));
       flush(self);
@@ -697,9 +737,20 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       if (st.purge)
         return; // the last one is still going
       auto now = unix_seconds_now();
+      // Series silent for the retention period give their slots back, and
+      // their entries in the accumulator and the id cache go with them.
+      auto silent = st.quota->evict_silent(now - opts.raw_retention_sec);
+      for (auto& n : silent) {
+        st.acc.forget(n.host, n.group, n.metric);
+        st.db->forget_series(n.host, n.group, n.metric);
+      }
+      if (!silent.empty())
+        log::info("persister: let go of {} series silent for {} s ({} held)", silent.size(),
+                  opts.raw_retention_sec, st.quota->series());
       st.purge.emplace();
       st.purge_raw_before = now - opts.raw_retention_sec;
       st.purge_five_before = now - opts.rollup_retention_sec;
+      st.purge_streaks_before = now - opts.quiet_streaks_retention_sec;
       st.purge_jobs_before.reset();
       if (opts.finished_jobs_retention_sec)
         st.purge_jobs_before = now - *opts.finished_jobs_retention_sec;
@@ -713,7 +764,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       if (!st.purge)
         return;
       if (auto err = st.db->purge_step(st.purge_raw_before, st.purge_five_before, *st.purge,
-                                       5000, st.purge_jobs_before)) {
+                                       5000, st.purge_jobs_before, st.purge_streaks_before)) {
         log::warn("persister: retention stopped after {} rows: {} (tried again in {} s)",
                   st.purge->deleted, err.message,
                   std::chrono::duration_cast<std::chrono::seconds>(opts.retention_interval)
@@ -726,12 +777,16 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
         return;
       }
       auto n = st.purge->deleted;
+      auto series = st.purge->series_removed;
       st.purge.reset();
-      if (n > 0)
-        log::info("persister: retention removed {} rows in {:.1f} s", n,
+      if (n > 0 || series > 0)
+        log::info("persister: retention removed {} rows in {:.1f} s, and {} series with "
+                  "nothing left",
+                  n,
                   std::chrono::duration<double>(std::chrono::steady_clock::now()
                                                 - st.purge_started)
-                    .count());
+                    .count(),
+                  series);
       publish_quiet_hours(self, bridge, opts);
     },
     [=](shutdown_atom) {

@@ -32,7 +32,19 @@ struct persister_options {
   /// Finished jobs (the queue's) last updated longer ago go with the same
   /// purge; unset: jobs are not the persister's to purge.
   std::optional<std::int64_t> finished_jobs_retention_sec;
+  /// Quiet streaks that ended longer ago go with the same purge
+  /// (retention.quiet_streaks: 52 weeks, the longest windows query).
+  std::int64_t quiet_streaks_retention_sec = 364 * 86400;
   std::chrono::milliseconds retention_interval{std::chrono::hours(1)};
+  /// Distinct series one source (a worker's status, a host's snapshot, a
+  /// process) may name, and all sources together; a new name past either
+  /// is refused and counted (limits.max_series_per_worker, limits.max_series).
+  std::size_t max_series_per_source = 256;
+  std::size_t max_series = 20000;
+  /// Hosts whose health (errors, disks) is kept: limits.max_hosts, each
+  /// forgotten after limits.host_forget_after of silence.
+  std::size_t max_hosts = 256;
+  double host_forget_after_sec = 86400;
   std::int64_t stale_after_sec = 30;
   /// Local time of the learned quiet windows (lease.timezone).
   std::string timezone = "local";

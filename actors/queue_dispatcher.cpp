@@ -30,6 +30,7 @@ struct dispatcher_state {
   /// each tick until it is (the lease itself has ended for good).
   std::vector<lease_outcome> retry_outcomes;
   std::map<std::string, std::size_t> told_depths; ///< last depths sent for scheduler/status
+  std::uint64_t told_bytes = 0, told_refused = 0;
   bool told = false;
   static inline const char* name = "queue_dispatcher";
 };
@@ -81,8 +82,10 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   for (auto& m : out.publish)
     self->send(bridge, publish_atom::value, std::move(m));
   auto depths = st.service->depths();
+  auto& queue = st.service->queue();
   if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors
-      || st.told_failing != st.failing) {
+      || st.told_failing != st.failing || st.told_bytes != queue.live_bytes()
+      || st.told_refused != queue.refused()) {
     std::size_t queued = 0;
     for (auto& [p, n] : depths)
       queued += n;
@@ -90,7 +93,11 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
     st.told = true;
     st.told_errors = st.persist_errors;
     st.told_failing = st.failing;
+    st.told_bytes = queue.live_bytes();
+    st.told_refused = queue.refused();
     queue_depths q;
+    q.payload_bytes = queue.live_bytes();
+    q.refused = queue.refused();
     q.queued = queued;
     for (auto& [p, n] : depths)
       q.by_priority[p] = n;

@@ -57,6 +57,8 @@ nlohmann::json to_json(const leased_load& l) {
           {"per_lease", per}};
 }
 
+namespace lim = host_snapshot_limits;
+
 leased_load leased_load_from_json(const nlohmann::json& j) {
   leased_load l;
   l.leases = j.at("leases").get<int>();
@@ -68,23 +70,57 @@ leased_load leased_load_from_json(const nlohmann::json& j) {
   l.agent_cpu_pct = get_opt<double>(j, "agent_cpu_pct");
   if (auto it = j.find("per_lease"); it != j.end() && it->is_array())
     for (auto& u : *it) {
+      if (l.per_lease.size() >= lim::max_leases)
+        break;
       lease_usage x;
-      x.lease_id = u.at("lease_id").get<std::string>();
+      x.lease_id = bounded_text(u.at("lease_id").get<std::string>(), lim::max_lease_text_bytes);
       x.pid = u.value("pid", 0);
-      x.source = u.value("source", std::string());
+      x.source = bounded_text(u.value("source", std::string()), lim::max_lease_text_bytes);
       x.processes = u.value("processes", 0);
       x.cpu_core_pct = get_opt<double>(u, "cpu_core_pct");
       x.rss_bytes = u.value("rss_bytes", std::uint64_t{0});
       x.read_bytes_per_sec = get_opt<double>(u, "read_bytes_per_sec");
       x.write_bytes_per_sec = get_opt<double>(u, "write_bytes_per_sec");
       if (auto r = u.find("refused"); r != u.end() && r->is_string())
-        x.refused = r->get<std::string>();
+        x.refused = bounded_text(r->get<std::string>(), lim::max_lease_text_bytes);
       l.per_lease.push_back(std::move(x));
     }
   return l;
 }
 
 } // namespace
+
+std::string bounded_text(std::string s, std::size_t max) {
+  if (s.size() <= max)
+    return s;
+  auto keep = max < 3 ? 0 : max - 3;
+  // Back off to the start of a character: never leave half of one.
+  while (keep > 0 && (static_cast<unsigned char>(s[keep]) & 0xc0) == 0x80)
+    --keep;
+  s.resize(keep);
+  s += "...";
+  return s;
+}
+
+std::vector<std::string> bounded_errors(const nlohmann::json& errors) {
+  std::vector<std::string> out;
+  if (!errors.is_array())
+    return out;
+  std::size_t more = 0;
+  for (auto& e : errors) {
+    if (!e.is_string())
+      continue;
+    if (out.size() < lim::max_errors)
+      out.push_back(bounded_text(e.get<std::string>(), lim::max_error_bytes));
+    else
+      ++more;
+  }
+  if (more > 0) {
+    // The last place says what was left out (itself among it).
+    out.back() = "and " + std::to_string(more + 1) + " more errors";
+  }
+  return out;
+}
 
 nlohmann::json to_json(const host_snapshot& s) {
   nlohmann::json per_core = nlohmann::json::array();
@@ -150,9 +186,12 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
   s.collected_at = *ts;
   auto& cpu = j.at("cpu");
   s.cpu_pct = get_opt<double>(cpu, "total_pct");
-  for (auto& c : cpu.at("per_core_pct"))
+  for (auto& c : cpu.at("per_core_pct")) {
+    if (s.cpu_per_core_pct.size() >= lim::max_cores)
+      break;
     s.cpu_per_core_pct.push_back(c.is_null() ? std::nullopt
                                              : std::optional<double>(c.get<double>()));
+  }
   s.cpu_count = get_opt<int>(cpu, "count");
   s.cpu_temp_c = get_opt<double>(cpu, "temp_c");
   s.cpu_freq_mhz = get_opt<double>(cpu, "freq_mhz");
@@ -182,26 +221,36 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
   s.swap_total_bytes = get_opt<std::uint64_t>(swap, "total_bytes");
   s.swap_used_bytes = get_opt<std::uint64_t>(swap, "used_bytes");
   s.swap_used_pct = get_opt<double>(swap, "used_pct");
-  for (auto& d : j.at("disks"))
-    s.disks.push_back({d.at("mount").get<std::string>(),
+  for (auto& d : j.at("disks")) {
+    if (s.disks.size() >= lim::max_disks)
+      break;
+    s.disks.push_back({bounded_text(d.at("mount").get<std::string>(), lim::max_name_bytes),
                        get_opt<std::uint64_t>(d, "total_bytes"),
                        get_opt<std::uint64_t>(d, "free_bytes"), get_opt<double>(d, "free_pct")});
+  }
   auto& net = j.at("net");
   s.net_rx_bytes = get_opt<std::uint64_t>(net, "rx_bytes");
   s.net_tx_bytes = get_opt<std::uint64_t>(net, "tx_bytes");
   s.net_rx_bytes_per_sec = get_opt<double>(net, "rx_bytes_per_sec");
   s.net_tx_bytes_per_sec = get_opt<double>(net, "tx_bytes_per_sec");
-  for (auto& i : net.at("interfaces"))
-    s.interfaces.push_back({i.at("name").get<std::string>(), i.at("rx_bytes").get<std::uint64_t>(),
+  for (auto& i : net.at("interfaces")) {
+    if (s.interfaces.size() >= lim::max_interfaces)
+      break;
+    s.interfaces.push_back({bounded_text(i.at("name").get<std::string>(), lim::max_name_bytes),
+                            i.at("rx_bytes").get<std::uint64_t>(),
                             i.at("tx_bytes").get<std::uint64_t>(),
                             get_opt<double>(i, "rx_bytes_per_sec"),
                             get_opt<double>(i, "tx_bytes_per_sec")});
+  }
   s.uptime_sec = get_opt<double>(j, "uptime_sec");
   if (auto bt = get_opt<std::string>(j, "boot_time"))
     s.boot_time = parse_utc_timestamp(*bt);
   if (auto it = j.find("leased"); it != j.end() && it->is_object())
     s.leased = leased_load_from_json(*it);
-  s.errors = j.at("errors").get<std::vector<std::string>>();
+  auto& errors = j.at("errors");
+  if (!errors.is_array())
+    throw nlohmann::json::type_error::create(302, "errors must be an array", &errors);
+  s.errors = bounded_errors(errors);
   return s;
 }
 

@@ -102,9 +102,36 @@ struct host_snapshot {
   std::vector<std::string> errors;
 };
 
+/// What one snapshot may carry of free text and lists. A snapshot comes from
+/// whoever may publish on stats/host/<h> (anyone on loopback in open mode),
+/// so longer lists are cut and longer texts truncated when it is decoded: a
+/// host's snapshot costs lulld at most a few kB whatever its agent sends
+/// (docs/security.md, "Budgets").
+namespace host_snapshot_limits {
+inline constexpr std::size_t max_errors = 16;       ///< the last says how many more there were
+inline constexpr std::size_t max_error_bytes = 256; ///< each, "..." at the end when cut
+inline constexpr std::size_t max_disks = 32;
+inline constexpr std::size_t max_interfaces = 64;
+inline constexpr std::size_t max_name_bytes = 256; ///< a mount or an interface name
+inline constexpr std::size_t max_cores = 4096;     ///< per-core figures (cpu.count's bound)
+inline constexpr std::size_t max_leases = 256;     ///< leased.per_lease entries
+inline constexpr std::size_t max_lease_text_bytes = 256; ///< lease_id, source, refused
+} // namespace host_snapshot_limits
+
+/// `s` cut to at most `max` bytes (max >= 4) at a UTF-8 character
+/// boundary, ending in "..." when it was cut.
+std::string bounded_text(std::string s, std::size_t max);
+
+/// A snapshot's `errors` as lull keeps them: the strings of the list (other
+/// values skipped), at most host_snapshot_limits::max_errors of at most
+/// max_error_bytes each; when there were more, the last one kept says how
+/// many ("and 984 more errors"). Not a list: none.
+std::vector<std::string> bounded_errors(const nlohmann::json& errors);
+
 nlohmann::json to_json(const host_snapshot& s);
 
-/// Reads a snapshot back; throws nlohmann::json::exception on a malformed one.
+/// Reads a snapshot back, its text and lists bounded (host_snapshot_limits);
+/// throws nlohmann::json::exception on a malformed one.
 host_snapshot host_snapshot_from_json(const nlohmann::json& j);
 
 } // namespace lull

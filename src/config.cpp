@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -67,6 +68,36 @@ setter int_field(int config::*field, int lo, int hi) {
     if (v.empty() || *end != '\0' || x < lo || x > hi)
       return "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
     c.*field = static_cast<int>(x);
+    return std::nullopt;
+  };
+}
+
+/// A size in bytes: 65536, or with a binary suffix (64KiB, 64MiB, 1GiB; K,
+/// M and G are read the same).
+setter bytes_field(std::int64_t config::*field, std::int64_t lo, std::int64_t hi) {
+  return [=](config& c, const std::string& v) -> std::optional<std::string> {
+    auto expected = "a size in bytes from " + std::to_string(lo) + " to " + std::to_string(hi)
+                    + " such as 65536, 64MiB or 1GiB";
+    char* end = nullptr;
+    errno = 0;
+    long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || end == v.c_str() || errno != 0 || x < 0)
+      return expected;
+    std::string unit = end;
+    for (auto& ch : unit)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    long long scale = 1;
+    if (unit == "k" || unit == "kib")
+      scale = 1LL << 10;
+    else if (unit == "m" || unit == "mib")
+      scale = 1LL << 20;
+    else if (unit == "g" || unit == "gib")
+      scale = 1LL << 30;
+    else if (!unit.empty() && unit != "b")
+      return expected;
+    if (x > hi / scale || x * scale < lo)
+      return expected;
+    c.*field = x * scale;
     return std::nullopt;
   };
 }
@@ -346,12 +377,39 @@ const std::vector<key_def>& key_defs() {
       "a host whose agent is silent this long is forgotten, its retained assessment and Home "
       "Assistant device cleared (default 1d)"},
      duration_field(&config::limits_host_forget_after_sec, 10, 400 * 86400.0)},
+    {{"limits.max_series_per_worker", "LULL_LIMITS_MAX_SERIES_PER_WORKER",
+      "--limits-max-series-per-worker",
+      "distinct series one source (a worker's status, a host's snapshot, a process) may have "
+      "stored; a new name past it is refused and counted (default 256)"},
+     int_field(&config::limits_max_series_per_worker, 1, 100000)},
+    {{"limits.max_series", "LULL_LIMITS_MAX_SERIES", "--limits-max-series",
+      "distinct series of all sources together; a new name past it is refused and counted "
+      "(default 20000)"},
+     int_field(&config::limits_max_series, 100, 10000000)},
+    {{"queue.max_jobs_per_producer", "LULL_QUEUE_MAX_JOBS_PER_PRODUCER",
+      "--queue-max-jobs-per-producer",
+      "jobs one producer may have waiting or running; more get RequestThrottled (default "
+      "10000)"},
+     int_field(&config::queue_max_jobs_per_producer, 1, 1000000)},
+    {{"queue.max_bytes_per_producer", "LULL_QUEUE_MAX_BYTES_PER_PRODUCER",
+      "--queue-max-bytes-per-producer",
+      "payload bytes one producer's jobs waiting or running may hold; more get "
+      "RequestThrottled (default 64MiB)"},
+     bytes_field(&config::queue_max_bytes_per_producer, 65536, 64LL << 30)},
+    {{"queue.max_bytes", "LULL_QUEUE_MAX_BYTES", "--queue-max-bytes",
+      "payload bytes all jobs waiting or running may hold (default 256MiB; at most 100000 "
+      "jobs in all)"},
+     bytes_field(&config::queue_max_bytes, 65536, 64LL << 30)},
     {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
       "how long raw samples are kept (default 7d)"},
      duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
     {{"retention.rollup_5m", "LULL_RETENTION_ROLLUP_5M", "--retention-rollup-5m",
       "how long 5-minute rollups are kept (default 30d; hourly ones are kept for good)"},
      duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
+    {{"retention.quiet_streaks", "LULL_RETENTION_QUIET_STREAKS", "--retention-quiet-streaks",
+      "how long closed quiet streaks are kept (default 364d: the 52 weeks a windows query may "
+      "ask for)"},
+     duration_field(&config::quiet_streaks_retention_sec, 7 * 86400, 4000 * 86400.0)},
     {{"retention.interval", "LULL_RETENTION_INTERVAL", "--retention-interval",
       "how often what retention lets go is purged, in steps (default 1h; the first a "
       "minute after start, or sooner if this is shorter)"},

@@ -4,6 +4,7 @@
 /// A bad value is reported with the key, its source and what was expected.
 
 #include <array>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -66,6 +67,7 @@ struct config {
   double raw_retention_sec = 7 * 86400;   ///< raw samples kept
   double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
   double retention_interval_sec = 3600;     ///< how often the purge runs
+  double quiet_streaks_retention_sec = 364 * 86400; ///< quiet streaks kept (52 weeks)
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
   // bounds on what clients can make lulld hold (docs/security.md)
   int limits_max_workers = 10000;  ///< workers the lease table tracks
@@ -76,6 +78,12 @@ struct config {
   /// within it); 4096 to 900000, under the broker's message_size_limit.
   int limits_max_reply_bytes = 262144;
   double limits_host_forget_after_sec = 86400; ///< a host silent this long is forgotten
+  int limits_max_series_per_worker = 256; ///< distinct series one source may name
+  int limits_max_series = 20000;          ///< distinct series of all sources together
+  // the job queue's quotas (docs/queue.md, "Quotas")
+  int queue_max_jobs_per_producer = 10000;            ///< one producer's jobs not finished
+  std::int64_t queue_max_bytes_per_producer = 64 << 20; ///< their payload bytes
+  std::int64_t queue_max_bytes = 256 << 20;           ///< payload bytes of all jobs not finished
 
   // Roles: which actors this lulld runs. "all", or a comma list of
   // collectors (host, process, workers, bus), assessor (quiet assessor, Home

@@ -6,8 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "messages/codec.hpp"
 #include "src/store/store.hpp"
@@ -37,6 +40,35 @@ nlohmann::json ask(client& c, const nlohmann::json& req, const std::string& repl
     },
     timeout);
   return m ? *decode(m->payload, wire_format::json) : nlohmann::json();
+}
+
+/// lulld's resident set in kB, from /proc.
+long rss_kb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
+/// One number from an SQL query on a database lulld no longer holds.
+std::int64_t sql_count(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+  std::int64_t n = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+/// How often `text` occurs in `log`.
+std::size_t occurrences(const std::string& log, const std::string& text) {
+  std::size_t n = 0;
+  for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1))
+    ++n;
+  return n;
 }
 
 } // namespace
@@ -670,5 +702,215 @@ TEST(persister, history_pages_within_a_small_budget_and_lull_history_joins_them)
   EXPECT_NE(plain.out.find("mem.used_pct"), std::string::npos) << plain.out;
   d.signal(SIGTERM);
   EXPECT_EQ(d.wait_exit(5s), 0);
+}
+
+// A worker whose every status names 64 new metrics (2,000 of them, 128,000
+// names) gets its first limits.max_series_per_worker (256) stored; the rest
+// are refused and counted in scheduler/status, logged once a minute at
+// most, and lulld stays small. Another worker's series still go in.
+TEST(persister, a_worker_naming_new_metrics_gets_at_most_its_cap_of_series) {
+  broker b;
+  auto dir = temp_dir();
+  auto path = dir + "/series.db";
+  lulld d(lulld_args(b.uri(), "series-test",
+                     {"--db", path, "--roles", "scheduler", "--persist-flush-interval", "500ms"}));
+  client c(b.uri());
+  c.subscribe("scheduler/status");
+  c.subscribe("series/inbox");
+  ASSERT_TRUE(c.wait_for_topic("scheduler/status", 20s)) << d.log();
+  // The persister answers once it has subscribed.
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto r = ask(c, {{"kind", "health"}}, "series/inbox", 1s);
+      return r.is_object() && r.value("ok", false);
+    },
+    20s))
+    << d.log();
+  auto before = rss_kb(d.pid());
+  auto t0 = std::chrono::steady_clock::now();
+  constexpr int messages = 2000, names = 64, cap = 256;
+  for (int i = 0; i < messages; ++i) {
+    nlohmann::json st = {{"v", 1}, {"state", "online"}};
+    for (int k = 0; k < names; ++k)
+      st["metric_" + std::to_string(i) + "_" + std::to_string(k)] = k;
+    c.publish("stats/worker/flood", st.dump());
+  }
+  c.publish("stats/worker/steady",
+            nlohmann::json({{"v", 1}, {"state", "online"}, {"jobs", 3}, {"load", {{"cpu", 1.5}}}})
+              .dump());
+  const long refused = static_cast<long>(messages) * names - cap;
+  nlohmann::json persister;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      c.clear();
+      auto m = c.wait_for_topic("scheduler/status", 5s);
+      auto j = m ? nlohmann::json::parse(m->payload, nullptr, false) : nlohmann::json();
+      if (j.is_object() && j["store"].is_object())
+        persister = j["store"]["persister"];
+      return persister.is_object() && persister.value("series_refused", 0L) >= refused
+             && persister.value("series", 0L) >= cap + 2;
+    },
+    120s))
+    << persister.dump() << "\n" << d.log().substr(0, 3000);
+  auto elapsed = std::chrono::steady_clock::now() - t0;
+  auto after = rss_kb(d.pid());
+  std::printf("lulld RSS: %ld kB before, %ld kB after %d statuses of %d new names; %s\n",
+              before, after, messages, names, persister.dump().c_str());
+  EXPECT_EQ(persister.value("series_refused", 0L), refused);
+  EXPECT_EQ(persister.value("series", 0L), cap + 2);
+  // Logged at most once a minute for the source.
+  auto minutes = std::chrono::duration_cast<std::chrono::minutes>(elapsed).count();
+  auto lines = occurrences(d.log(), "limits.max_series_per_worker");
+  EXPECT_GE(lines, 1u) << d.log().substr(0, 3000);
+  EXPECT_LE(lines, static_cast<std::size_t>(1 + minutes)) << d.log().substr(0, 3000);
+#if LULL_UNDER_ASAN
+  std::printf("RSS bound not checked under AddressSanitizer\n");
+#else
+  EXPECT_LT(after, 64 * 1024) << "RSS " << after << " kB";
+#endif
+  // The steady worker's series are stored and answer history.
+  nlohmann::json hist;
+  EXPECT_TRUE(wait_until(
+    [&] {
+      hist = ask(c, {{"group", "worker:steady"}, {"range", "5m"}, {"step", "1m"}},
+                 "series/inbox", 2s);
+      return hist.is_object() && hist.value("ok", false) && hist["series"].contains("load.cpu");
+    },
+    10s))
+    << hist.dump();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(10s), 0) << d.log().substr(0, 3000);
+  EXPECT_EQ(sql_count(path, "SELECT count(*) FROM series WHERE grp = 'worker:flood'"), cap);
+  EXPECT_EQ(sql_count(path, "SELECT count(*) FROM series WHERE grp = 'worker:steady'"), 2);
+  fs::remove_all(dir);
+}
+
+// A thousand made-up hosts, each with 200 kB of `errors`: what lulld keeps
+// of each snapshot's free text is bounded at decode (16 errors of 256
+// bytes), so its resident set stays under 64 MB and it keeps answering.
+TEST(persister, a_thousand_hosts_with_huge_errors_leave_memory_bounded) {
+  broker b;
+  auto dir = temp_dir();
+  lulld d(lulld_args(b.uri(), "errors-test", {"--db", dir + "/lull.db"}));
+  client c(b.uri());
+  c.subscribe("errors/inbox");
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto r = ask(c, {{"kind", "health"}}, "errors/inbox", 1s);
+      return r.is_object() && r.value("ok", false);
+    },
+    20s))
+    << d.log();
+  auto before = rss_kb(d.pid());
+  constexpr int hosts = 1000;
+  for (int h = 0; h < hosts; ++h) {
+    auto host = "fake" + std::to_string(h);
+    auto snap = nlohmann::json::parse(agent_snapshot(host));
+    snap["errors"] = nlohmann::json::array();
+    for (int e = 0; e < 100; ++e)
+      snap["errors"].push_back(std::to_string(e) + std::string(2000, 'e'));
+    c.publish("stats/host/" + host, snap.dump());
+  }
+  // Published after the flood on the same connection: answered once the
+  // persister has taken in every snapshot before it.
+  nlohmann::json streaks;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      streaks = ask(c, {{"kind", "quiet_streaks"}, {"host", "fake0"}}, "errors/inbox", 10s);
+      return streaks.is_object() && streaks.value("ok", false);
+    },
+    120s))
+    << d.log().substr(0, 3000);
+  auto after = rss_kb(d.pid());
+  std::printf("lulld RSS: %ld kB before, %ld kB after %d hosts with 200 kB of errors each\n",
+              before, after, hosts);
+#if LULL_UNDER_ASAN
+  std::printf("RSS bound not checked under AddressSanitizer\n");
+#else
+  EXPECT_LT(after, 64 * 1024) << "RSS " << after << " kB";
+#endif
+  EXPECT_TRUE(d.running());
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(10s), 0);
+  fs::remove_all(dir);
+}
+
+// 10,800 made-up quiet streaks, each starting a minute after the one before
+// and lasting until a minute ago (what anyone may publish on
+// lull/debug/streaks/<host> in open mode), over four weeks of a host's
+// history: a windows query reads at most the newest 5,000 streaks of the
+// host along its key and counts overlapping ones once, so it is answered
+// in milliseconds (2.1 s each before). Streaks older than
+// retention.quiet_streaks go with the retention purge.
+TEST(persister, many_quiet_streaks_keep_windows_queries_fast_and_old_ones_are_purged) {
+  auto dir = temp_dir();
+  auto path = dir + "/streaks.db";
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  {
+    auto opened = store::open(path);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<store>>(opened));
+    auto& db = *std::get<std::unique_ptr<store>>(opened);
+    ASSERT_FALSE(db.begin(std::chrono::milliseconds(5000)));
+    std::vector<rollup_row> rows;
+    for (std::int64_t t = (now - 28 * 86400) / 3600 * 3600; t < now - 7200; t += 3600)
+      rows.push_back({rollup_resolution::hour, "pi-kitchen", "quiet", "quiet_score", t, 1800,
+                      50, 10, 95, 90});
+    ASSERT_FALSE(db.insert_rollups(rows));
+    for (int i = 0; i < 10800; ++i) {
+      auto start = now - 28 * 86400 + i * 60;
+      ASSERT_FALSE(db.insert_quiet_streak({"pi-kitchen", start, now - 60, 90, 80}));
+    }
+    for (int i = 0; i < 500; ++i) // a year and more ago
+      ASSERT_FALSE(db.insert_quiet_streak(
+        {"pi-kitchen", now - 400 * 86400 + i * 600, now - 400 * 86400 + i * 600 + 300, 90, 80}));
+    ASSERT_FALSE(db.commit());
+  }
+  broker b;
+  lulld d(lulld_args(b.uri(), "streaks-test",
+                     {"--db", path, "--lease-timezone", "UTC", "--roles", "scheduler",
+                      "--retention-interval", "1s"}));
+  client c(b.uri());
+  c.subscribe("streaks/inbox");
+  ASSERT_TRUE(d.wait_log("retention removed 500 rows", 30s)) << d.log();
+  nlohmann::json reply;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      reply = ask(c, {{"kind", "windows"}, {"host", "pi-kitchen"}}, "streaks/inbox", 5s);
+      return reply.is_object() && reply.value("ok", false);
+    },
+    30s))
+    << reply.dump() << d.log();
+  double longest = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    reply = ask(c, {{"kind", "windows"}, {"host", "pi-kitchen"}}, "streaks/inbox", 30s);
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
+    longest = std::max(longest, ms.count());
+    ASSERT_TRUE(reply.is_object() && reply.value("ok", false)) << reply.dump();
+  }
+  std::printf("windows query with 10,800 overlapping streaks: the slowest of 5 took %.1f ms\n",
+              longest);
+  EXPECT_LT(longest, 1000.0);
+  // Read were the newest 5,000 streaks, whose union is the last 24 days of
+  // the 28 observed: each hour of the week was QUIET in all four weeks
+  // (1.0), or, in the first four days, in three of them (0.75). All 10,800
+  // would have made every hour 1.0.
+  EXPECT_EQ(reply["ready"], true);
+  auto& hours = reply["hours"];
+  ASSERT_EQ(hours.size(), 7u);
+  int three_of_four = 0, all_four = 0;
+  for (auto& row : hours) {
+    for (auto& share : row) {
+      ASSERT_TRUE(share.is_number()) << reply.dump();
+      EXPECT_GE(share.get<double>(), 0.7) << reply.dump();
+      three_of_four += share.get<double>() < 0.8;
+      all_four += share.get<double>() > 0.95;
+    }
+  }
+  EXPECT_GT(three_of_four, 0) << reply.dump();
+  EXPECT_GT(all_four, 0) << reply.dump();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(10s), 0) << d.log();
+  EXPECT_EQ(sql_count(path, "SELECT count(*) FROM quiet_streaks"), 10800);
   fs::remove_all(dir);
 }

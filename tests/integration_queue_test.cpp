@@ -583,5 +583,87 @@ TEST(queue_integration, a_list_of_large_jobs_fits_the_broker_and_lull_jobs_shows
   daemon->signal(SIGTERM);
   daemon->wait_exit(5s);
   daemon.reset();
+}
+
+// One producer cannot fill everyone's queue: past queue.max_jobs_per_producer
+// (50 here) or queue.max_bytes_per_producer (1 MiB here) its submits get
+// RequestThrottled naming the limit and what it holds, while another
+// producer's submit is still accepted. After a kill -9 the restored jobs
+// count again: the producer is still at its quota.
+TEST(queue_integration, a_producer_at_its_quota_is_throttled_and_others_are_not) {
+  broker b;
+  auto dir = temp_dir();
+  auto args = lulld_args(b.uri(), "quotahost",
+                         {"--db", dir + "/lull.db", "--roles", "scheduler",
+                          "--queue-max-jobs-per-producer", "50",
+                          "--queue-max-bytes-per-producer", "1MiB"});
+  auto daemon = std::make_unique<lulld>(args);
+  client c(b.uri());
+  ASSERT_TRUE(c.connected()) << c.error();
+  c.subscribe("qq/+");
+  auto ready = [&] {
+    return wait_until(
+      [&] {
+        c.publish("scheduler/job/list", json{{"limit", 1}, {"reply_to", "qq/ready"}}.dump());
+        return c.wait_for_topic("qq/ready", 200ms).has_value();
+      },
+      20s);
+  };
+  ASSERT_TRUE(ready()) << daemon->log();
+  int n = 0;
+  auto submit = [&](const std::string& producer, const json& payload) {
+    auto id = "s" + std::to_string(++n);
+    c.publish("scheduler/job/submit", json{{"job_type", "t"}, {"producer", producer},
+                                            {"payload", payload}, {"reply_to", "qq/acks"},
+                                            {"request_id", id}}
+                                        .dump());
+    auto m = c.wait_for(
+      [&](const mqtt_message& m) {
+        auto d = json::parse(m.payload, nullptr, false);
+        return m.topic == "qq/acks" && d.is_object() && d.value("request_id", "") == id;
+      },
+      15s);
+    return m ? json::parse(m->payload) : json();
+  };
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(submit("flood", {{"i", i}}).value("ok", false)) << i << daemon->log();
+  auto refused = submit("flood", {{"i", 50}});
+  ASSERT_FALSE(refused.value("ok", true)) << refused.dump();
+  EXPECT_EQ(refused["error"]["code"], "RequestThrottled");
+  auto why = refused["error"]["message"].get<std::string>();
+  EXPECT_NE(why.find("producer 'flood' has 50 jobs"), std::string::npos) << why;
+  EXPECT_NE(why.find("queue.max_jobs_per_producer"), std::string::npos) << why;
+  EXPECT_TRUE(submit("other", {{"i", 0}}).value("ok", false));
+
+  // Bytes: 60 kB payloads fill 1 MiB after 17 jobs.
+  json big = std::string(60000, 'x');
+  int accepted = 0;
+  json last;
+  for (int i = 0; i < 30; ++i) {
+    last = submit("big", big);
+    if (!last.value("ok", false))
+      break;
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, 17) << last.dump();
+  EXPECT_EQ(last["error"]["code"], "RequestThrottled") << last.dump();
+  why = last["error"]["message"].get<std::string>();
+  EXPECT_NE(why.find("producer 'big' has 1020034 payload bytes"), std::string::npos) << why;
+  EXPECT_NE(why.find("queue.max_bytes_per_producer (1048576)"), std::string::npos) << why;
+
+  // kill -9 and a restart: the restored jobs count again.
+  daemon->signal(SIGKILL);
+  ASSERT_TRUE(daemon->wait_exit(5s));
+  daemon = std::make_unique<lulld>(args);
+  ASSERT_TRUE(daemon->wait_log("queue dispatcher: restored", 20s)) << daemon->log();
+  ASSERT_TRUE(ready()) << daemon->log();
+  refused = submit("flood", {{"i", 51}});
+  EXPECT_EQ(refused["error"]["code"], "RequestThrottled") << refused.dump();
+  EXPECT_NE(refused.dump().find("producer 'flood' has 50 jobs"), std::string::npos)
+    << refused.dump();
+  EXPECT_EQ(submit("big", big)["error"]["code"], "RequestThrottled");
+  EXPECT_TRUE(submit("other", {{"i", 1}}).value("ok", false));
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait_exit(10s), 0);
   fs::remove_all(dir);
 }

@@ -50,7 +50,7 @@ void seed_jobs(const std::string& db_path, int n) {
     j.spec.priority = static_cast<job_priority>(i % 4);
     j.spec.producer = "p" + std::to_string(i % 5);
     j.spec.idempotency_key = "seed-" + std::to_string(i);
-    j.spec.payload = {{"i", i}};
+    j.spec.payload = job_payload(json{{"i", i}});
     j.submitted_at = j.updated_at = now;
     j.seq = static_cast<std::uint64_t>(i + 1);
     ASSERT_FALSE(db.save_job(j.job_id, to_string(j.state), j.updated_at, to_json(j).dump()));

@@ -203,3 +203,60 @@ TEST(codec, probe_reads_one_integer_as_the_tree_would) {
   EXPECT_FALSE(decode(nan, wire_format::msgpack));
   EXPECT_FALSE(probe_integer(nan, wire_format::msgpack, path));
 }
+
+// A snapshot's free text and lists are bounded when it is decoded, so a
+// made-up host costs lulld a few kB whatever its agent sends: at most 16
+// errors of at most 256 bytes (the last one says how many more there were),
+// 32 disks and 64 interfaces with names of at most 256 bytes, and as many
+// per-core figures as a host may have CPUs.
+TEST(codec, host_snapshot_text_is_bounded_at_decode) {
+  auto j = to_json(sample_snapshot());
+  j["errors"] = nlohmann::json::array();
+  for (int i = 0; i < 1000; ++i)
+    j["errors"].push_back(std::string(200 * 1024, 'e'));
+  j["errors"][1] = "short";
+  j["errors"][2] = 42; // not text: skipped
+  for (int i = 0; i < 100; ++i) {
+    j["disks"].push_back({{"mount", "/m" + std::to_string(i) + std::string(1000, 'x')},
+                          {"free_pct", 50}});
+    j["net"]["interfaces"].push_back(
+      {{"name", "if" + std::to_string(i)}, {"rx_bytes", 1}, {"tx_bytes", 1}});
+  }
+  for (int i = 0; i < 5000; ++i)
+    j["cpu"]["per_core_pct"].push_back(1.0);
+  auto s = host_snapshot_from_json(j);
+  ASSERT_EQ(s.errors.size(), host_snapshot_limits::max_errors);
+  EXPECT_EQ(s.errors[0].size(), host_snapshot_limits::max_error_bytes);
+  EXPECT_EQ(s.errors[0].substr(s.errors[0].size() - 3), "...");
+  EXPECT_EQ(s.errors[1], "short");
+  EXPECT_EQ(s.errors.back(), "and 984 more errors");
+  std::size_t text = 0;
+  for (auto& e : s.errors)
+    text += e.size();
+  EXPECT_LE(text, 16u * 256u);
+  EXPECT_EQ(s.disks.size(), host_snapshot_limits::max_disks);
+  EXPECT_EQ(s.disks[0].mount, "/"); // the real ones come first and stay whole
+  for (auto& d : s.disks)
+    EXPECT_LE(d.mount.size(), host_snapshot_limits::max_name_bytes);
+  EXPECT_EQ(s.interfaces.size(), host_snapshot_limits::max_interfaces);
+  EXPECT_EQ(s.cpu_per_core_pct.size(), host_snapshot_limits::max_cores);
+  // What is left dumps cleanly (no cut UTF-8 character).
+  EXPECT_NO_THROW(to_json(s).dump());
+}
+
+TEST(codec, bounded_text_cuts_at_a_character_boundary) {
+  EXPECT_EQ(bounded_text("short", 10), "short");
+  EXPECT_EQ(bounded_text("0123456789abc", 10), "0123456...");
+  // "é" is two bytes: a cut inside it backs off to the character before.
+  std::string accents;
+  for (int i = 0; i < 10; ++i)
+    accents += "\xc3\xa9";
+  auto cut = bounded_text(accents, 10);
+  EXPECT_EQ(cut, "\xc3\xa9\xc3\xa9\xc3\xa9...");
+  EXPECT_NO_THROW(nlohmann::json(cut).dump());
+  std::vector<std::string> big(40, std::string(300, 'a'));
+  auto kept = bounded_errors(nlohmann::json(big));
+  EXPECT_EQ(kept.size(), 16u);
+  EXPECT_EQ(kept.back(), "and 25 more errors");
+  EXPECT_TRUE(bounded_errors(nlohmann::json("not a list")).empty());
+}

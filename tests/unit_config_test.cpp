@@ -221,3 +221,46 @@ TEST(config, max_reply_bytes_has_a_default_and_bounds_under_the_brokers_limit) {
     EXPECT_NE(msg.find("message_size_limit"), std::string::npos) << msg;
   }
 }
+
+// The quotas (docs/security.md, "Budgets"): sizes take a binary suffix,
+// and a value out of bounds names the key and what was expected.
+TEST(config, quotas_have_defaults_sizes_and_bounds) {
+  auto r = load({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  auto& d = std::get<config>(r);
+  EXPECT_EQ(d.limits_max_series_per_worker, 256);
+  EXPECT_EQ(d.limits_max_series, 20000);
+  EXPECT_EQ(d.queue_max_jobs_per_producer, 10000);
+  EXPECT_EQ(d.queue_max_bytes_per_producer, 64 << 20);
+  EXPECT_EQ(d.queue_max_bytes, 256 << 20);
+  EXPECT_DOUBLE_EQ(d.quiet_streaks_retention_sec, 364 * 86400.0);
+
+  auto file = write_file("[queue]\nmax_bytes = \"1GiB\"\nmax_jobs_per_producer = 50\n"
+                         "[limits]\nmax_series_per_worker = 64\n");
+  r = load({"--config", file, "--queue-max-bytes-per-producer", "512KiB"},
+           {{"LULL_RETENTION_QUIET_STREAKS", "60d"}});
+  std::remove(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+  EXPECT_EQ(c.queue_max_bytes, 1LL << 30);
+  EXPECT_EQ(c.queue_max_bytes_per_producer, 512 * 1024);
+  EXPECT_EQ(c.queue_max_jobs_per_producer, 50);
+  EXPECT_EQ(c.limits_max_series_per_worker, 64);
+  EXPECT_DOUBLE_EQ(c.quiet_streaks_retention_sec, 60 * 86400.0);
+
+  for (auto [flag, value] : std::vector<std::pair<std::string, std::string>>{
+         {"--queue-max-bytes", "12 apples"},
+         {"--queue-max-bytes", "1KiB"},   // below 64 KiB
+         {"--queue-max-bytes", "100GiB"}, // above 64 GiB
+         {"--queue-max-bytes-per-producer", "-5"},
+         {"--queue-max-jobs-per-producer", "0"},
+         {"--limits-max-series-per-worker", "0"},
+         {"--limits-max-series", "10"},
+         {"--retention-quiet-streaks", "1d"}}) {
+    auto e = load({flag, value});
+    ASSERT_TRUE(std::holds_alternative<config_error>(e)) << flag << " " << value;
+    auto& err = std::get<config_error>(e);
+    EXPECT_EQ(err.exit_code, 2);
+    EXPECT_NE(err.message.find(flag), std::string::npos) << err.message;
+  }
+}

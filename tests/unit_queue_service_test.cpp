@@ -561,3 +561,32 @@ TEST(queue_service_pages, a_bad_cursor_is_an_invalid_request) {
   EXPECT_TRUE(rest["jobs"].empty());
   EXPECT_FALSE(rest.contains("next"));
 }
+
+// A producer past its quota gets RequestThrottled naming the limit and its
+// count, while another producer's submit is still accepted.
+TEST(queue_service, a_producer_past_its_quota_is_throttled_by_name) {
+  double mono = 100;
+  int ids = 0;
+  queue_config qc;
+  qc.max_jobs_per_producer = 2;
+  queue_service svc(queue_service_options{}, qc,
+                    {[&] { return mono; }, [] { return std::int64_t{1795428000}; },
+                     [&] { return "j" + std::to_string(++ids); }});
+  auto submit = [&](const std::string& producer) {
+    auto out = svc.handle(fixture::msg(
+      "scheduler/job/submit",
+      {{"job_type", "t"}, {"producer", producer}, {"payload", {{"n", 1}}}, {"reply_to", "p"}}));
+    auto r = fixture::reply_on(out, "p");
+    return r ? *r : nlohmann::json();
+  };
+  EXPECT_TRUE(submit("flood").value("ok", false));
+  EXPECT_TRUE(submit("flood").value("ok", false));
+  auto refused = submit("flood");
+  EXPECT_FALSE(refused.value("ok", true));
+  EXPECT_EQ(refused["error"]["code"], "RequestThrottled");
+  auto why = refused["error"]["message"].get<std::string>();
+  EXPECT_NE(why.find("producer 'flood' has 2 jobs"), std::string::npos) << why;
+  EXPECT_NE(why.find("queue.max_jobs_per_producer"), std::string::npos) << why;
+  EXPECT_TRUE(submit("other").value("ok", false));
+  EXPECT_EQ(svc.queue().size(), 3u);
+}

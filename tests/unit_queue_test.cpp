@@ -216,7 +216,7 @@ TEST(queue, jobs_round_trip_through_json_for_restore) {
   fixture f;
   job_spec s;
   s.job_type = "t";
-  s.payload = {{"path", "/photos/1.jpg"}};
+  s.payload = job_payload(nlohmann::json{{"path", "/photos/1.jpg"}});
   s.idempotency_key = "k";
   s.deadline = f.wall + 100;
   auto id = std::get<0>(f.q.submit(s)).first->job_id;
@@ -228,7 +228,7 @@ TEST(queue, jobs_round_trip_through_json_for_restore) {
   ASSERT_TRUE(j);
   EXPECT_EQ(j->state, job_state::leased);
   EXPECT_EQ(g.q.by_lease("L1"), j);
-  EXPECT_EQ(j->spec.payload["path"], "/photos/1.jpg");
+  EXPECT_EQ(j->spec.payload.json()["path"], "/photos/1.jpg");
   EXPECT_EQ(j->spec.deadline, f.wall + 100);
   // The idempotency key survives the restart.
   auto again = g.q.submit(s);
@@ -293,4 +293,151 @@ TEST(queue, depths_and_the_live_count_follow_every_change) {
   // The roll back brought all six back: full again.
   EXPECT_TRUE(std::holds_alternative<std::string>(f.q.submit(s)));
   EXPECT_EQ(f.q.depths(), recount());
+}
+
+namespace {
+
+job_spec sized(const std::string& producer, std::size_t bytes) {
+  job_spec s;
+  s.job_type = "t";
+  s.producer = producer;
+  // A JSON string of `bytes` characters with its two quotes.
+  s.payload = job_payload(nlohmann::json(std::string(bytes - 2, 'x')));
+  return s;
+}
+
+std::string refusal(job_queue& q, const job_spec& s) {
+  auto r = q.submit(s);
+  return r.index() == 1 ? std::get<1>(r) : std::string();
+}
+
+} // namespace
+
+// A payload is held as its JSON text, so what it costs in memory is what is
+// counted: a tree of small values would cost many times its text.
+TEST(queue, a_payload_is_kept_as_its_json_text) {
+  nlohmann::json doc = {{"path", "/p/1.jpg"}, {"sizes", {1, 2, 3}}, {"x", 0.1}};
+  job_payload p(doc);
+  EXPECT_EQ(p.bytes(), doc.dump().size());
+  EXPECT_EQ(p.json(), doc);
+  EXPECT_EQ(job_payload().json(), nullptr);
+  EXPECT_EQ(job_payload().bytes(), 4u); // null
+}
+
+// One producer may hold at most max_jobs_per_producer jobs that are not
+// finished; another producer is not held back by it, and a job that
+// finishes frees a place.
+TEST(queue, a_producer_past_its_job_quota_is_refused_and_others_are_not) {
+  queue_config cfg;
+  cfg.max_jobs_per_producer = 3;
+  fixture f(cfg);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(f.submit("t", job_priority::normal, "flood"));
+  job_spec s;
+  s.job_type = "t";
+  s.producer = "flood";
+  auto why = refusal(f.q, s);
+  EXPECT_EQ(why, "producer 'flood' has 3 jobs waiting or running, the most "
+                 "queue.max_jobs_per_producer allows (3); submit again when some have finished");
+  EXPECT_EQ(f.q.usage("flood").jobs, 3u);
+  EXPECT_EQ(f.q.refused(), 1u);
+  // Somebody else still gets in.
+  EXPECT_FALSE(f.submit("t", job_priority::normal, "other").empty());
+  // A repeated idempotency key is not a new job: it is answered, not refused.
+  s.idempotency_key = "k";
+  // (the key is new: refused)
+  EXPECT_FALSE(refusal(f.q, s).empty());
+  // Leased and running jobs count; finished ones do not.
+  ASSERT_TRUE(f.q.mark_leased(ids[0], "L0", "w", "h"));
+  EXPECT_FALSE(refusal(f.q, s).empty());
+  EXPECT_FALSE(f.q.complete(ids[0], "L0", true, nullptr, ""));
+  EXPECT_EQ(f.q.usage("flood").jobs, 2u);
+  EXPECT_TRUE(refusal(f.q, s).empty());
+  // Now the key names a job: the same submit is answered with it.
+  auto again = f.q.submit(s);
+  ASSERT_EQ(again.index(), 0u);
+  EXPECT_FALSE(std::get<0>(again).second);
+}
+
+// Payload bytes of unfinished jobs, per producer and in all: the error
+// names the limit and what the producer holds.
+TEST(queue, payload_bytes_are_bounded_per_producer_and_in_all) {
+  queue_config cfg;
+  cfg.max_bytes_per_producer = 10000;
+  cfg.max_bytes = 25000;
+  fixture f(cfg);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_TRUE(refusal(f.q, sized("a", 4000)).empty());
+  EXPECT_EQ(f.q.usage("a").bytes, 8000u);
+  EXPECT_EQ(refusal(f.q, sized("a", 4000)),
+            "producer 'a' has 8000 payload bytes in jobs waiting or running; this job's 4000 "
+            "would pass queue.max_bytes_per_producer (10000)");
+  // A smaller one still fits.
+  EXPECT_TRUE(refusal(f.q, sized("a", 2000)).empty());
+  // Others fill the rest of the global bound.
+  EXPECT_TRUE(refusal(f.q, sized("b", 9000)).empty());
+  EXPECT_TRUE(refusal(f.q, sized("c", 5000)).empty());
+  EXPECT_EQ(f.q.live_bytes(), 24000u);
+  EXPECT_EQ(refusal(f.q, sized("d", 2000)),
+            "queue is full: 24000 payload bytes in jobs waiting or running; this job's 2000 "
+            "would pass queue.max_bytes (25000)");
+  // A cancelled job gives its bytes back.
+  auto listed = f.q.list(std::nullopt, "", "", 100, "b");
+  ASSERT_EQ(listed.size(), 1u);
+  ASSERT_EQ(f.q.cancel(listed[0]->job_id, "").index(), 0u);
+  EXPECT_EQ(f.q.usage("b").bytes, 0u);
+  EXPECT_EQ(f.q.usage("b").jobs, 0u);
+  EXPECT_TRUE(refusal(f.q, sized("d", 2000)).empty());
+  EXPECT_EQ(f.q.refused(), 2u);
+}
+
+// After a restart the restored jobs count again: a producer at its quota
+// before lulld stopped is at its quota after.
+TEST(queue, restored_jobs_rebuild_the_producer_counts) {
+  queue_config cfg;
+  cfg.max_jobs_per_producer = 4;
+  cfg.max_bytes_per_producer = 100000;
+  fixture f(cfg);
+  std::vector<nlohmann::json> saved;
+  for (int i = 0; i < 4; ++i) {
+    auto r = f.q.submit(sized("p", 1000));
+    ASSERT_EQ(r.index(), 0u);
+    saved.push_back(to_json(*std::get<0>(r).first));
+  }
+  auto leased = saved[1]["job_id"].get<std::string>();
+  ASSERT_TRUE(f.q.mark_leased(leased, "L1", "w", "h"));
+  saved[1] = to_json(*f.q.get(leased));
+  auto done = f.q.submit(sized("q", 3000));
+  auto done_id = std::get<0>(done).first->job_id;
+  f.q.cancel(done_id, "");
+  saved.push_back(to_json(*f.q.get(done_id)));
+
+  fixture g(cfg);
+  for (auto& rec : saved)
+    g.q.restore(job_from_json(rec));
+  EXPECT_EQ(g.q.usage("p").jobs, 4u);
+  EXPECT_EQ(g.q.usage("p").bytes, 4000u);
+  EXPECT_EQ(g.q.usage("q").jobs, 0u); // finished: not counted
+  EXPECT_EQ(g.q.live_bytes(), 4000u);
+  EXPECT_NE(refusal(g.q, sized("p", 1000)).find("queue.max_jobs_per_producer"),
+            std::string::npos);
+  // Restoring the same job twice (a second load) does not count it twice.
+  g.q.restore(job_from_json(saved[0]));
+  EXPECT_EQ(g.q.usage("p").jobs, 4u);
+  EXPECT_EQ(g.q.usage("p").bytes, 4000u);
+}
+
+// A batch whose write failed is rolled back with its counts.
+TEST(queue, a_rolled_back_submit_gives_its_quota_back) {
+  queue_config cfg;
+  cfg.max_jobs_per_producer = 1;
+  fixture f(cfg);
+  ASSERT_TRUE(refusal(f.q, sized("p", 100)).empty());
+  EXPECT_EQ(f.q.usage("p").jobs, 1u);
+  f.q.take_dirty();
+  f.q.roll_back();
+  EXPECT_EQ(f.q.usage("p").jobs, 0u);
+  EXPECT_EQ(f.q.live_bytes(), 0u);
+  EXPECT_TRUE(refusal(f.q, sized("p", 100)).empty());
 }

@@ -6,6 +6,7 @@
 #include "messages/page.hpp"
 #include "src/store/health.hpp"
 #include "src/store/series.hpp"
+#include "src/store/series_quota.hpp"
 
 using namespace lull;
 
@@ -366,4 +367,135 @@ TEST(series, health_reasons_are_clipped_and_keyed_for_paging) {
   EXPECT_EQ(r.reasons[2].index, 1u);
   EXPECT_EQ(r.reasons[3].section, 1); // lulld's own come last
   EXPECT_EQ(assess_health(hosts, p, 100, {})["reasons"].size(), 4u);
+}
+
+namespace {
+
+std::vector<sample_point> status(const std::string& worker, int first, int n, std::int64_t ts) {
+  std::vector<sample_point> out;
+  for (int i = first; i < first + n; ++i)
+    out.push_back({ts, "nuc", "worker:" + worker, "m" + std::to_string(i), 1.0 * i});
+  return out;
+}
+
+} // namespace
+
+// A worker that names a new metric in every message gets at most
+// max_series_per_worker series; its known series keep being stored, other
+// sources are not held back, and the refusals are counted.
+TEST(series_quota, a_source_names_at_most_its_cap_and_others_are_unaffected) {
+  series_quota q({4, 100});
+  auto pts = status("w1", 0, 3, 1000);
+  EXPECT_TRUE(q.admit(pts, 1000).empty());
+  EXPECT_EQ(pts.size(), 3u);
+  // Three more new names: one fits, two are refused; a known one still goes.
+  pts = status("w1", 2, 4, 1001);
+  auto refused = q.admit(pts, 1001);
+  ASSERT_EQ(pts.size(), 2u);
+  EXPECT_EQ(pts[0].metric, "m2");
+  EXPECT_EQ(pts[1].metric, "m3");
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].group, "worker:w1");
+  EXPECT_EQ(refused[0].metric, "m4");
+  EXPECT_EQ(refused[0].dropped, 2u);
+  EXPECT_FALSE(refused[0].by_total);
+  EXPECT_EQ(refused[0].source_series, 4u);
+  EXPECT_EQ(q.refused(), 2u);
+  EXPECT_EQ(q.series_of("nuc", "worker:w1"), 4u);
+  // Known names are always taken.
+  pts = status("w1", 0, 4, 1002);
+  EXPECT_TRUE(q.admit(pts, 1002).empty());
+  EXPECT_EQ(pts.size(), 4u);
+  // Another worker has its own cap.
+  pts = status("w2", 0, 4, 1002);
+  EXPECT_TRUE(q.admit(pts, 1002).empty());
+  EXPECT_EQ(pts.size(), 4u);
+  EXPECT_EQ(q.series(), 8u);
+  EXPECT_EQ(q.sources(), 2u);
+}
+
+// The log hears of a source's refusals at most once a minute; the count
+// has every one.
+TEST(series_quota, refusals_are_logged_at_most_once_per_source_per_minute) {
+  series_quota q({2, 100});
+  std::int64_t now = 5000;
+  auto pts = status("w1", 0, 2, now);
+  q.admit(pts, now);
+  int logged = 0;
+  for (int i = 0; i < 120; ++i, ++now) { // two minutes, a new name every second
+    pts = status("w1", 100 + i, 1, now);
+    logged += static_cast<int>(q.admit(pts, now).size());
+    EXPECT_TRUE(pts.empty());
+  }
+  EXPECT_EQ(logged, 2);
+  EXPECT_EQ(q.refused(), 120u);
+  // Another source is logged on its own.
+  pts = status("w2", 0, 3, now);
+  auto r = q.admit(pts, now);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].group, "worker:w2");
+}
+
+// All sources together hold at most `total` series: a flood of made-up
+// sources (a new process name each time) cannot grow the table either.
+TEST(series_quota, all_sources_together_hold_at_most_the_total) {
+  series_quota q({10, 25});
+  std::size_t logged = 0;
+  for (int w = 0; w < 100; ++w) {
+    auto pts = status("w" + std::to_string(w), 0, 3, 1000);
+    logged += q.admit(pts, 1000).size();
+  }
+  EXPECT_EQ(q.series(), 25u);
+  EXPECT_EQ(q.refused(), 300u - 25u);
+  // w8 took the last slot and logs its own refusals; the sources that hold
+  // nothing share one line a minute.
+  EXPECT_EQ(logged, 2u);
+  // A source that holds series still may not add past the total.
+  auto pts = status("w0", 3, 1, 1001);
+  auto r = q.admit(pts, 1001);
+  EXPECT_TRUE(pts.empty());
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_TRUE(r[0].by_total);
+}
+
+// Series silent for the retention period are let go with their slots: the
+// source may name new ones again.
+TEST(series_quota, silent_series_are_evicted_and_free_their_slots) {
+  series_quota q({3, 100});
+  auto pts = status("w1", 0, 3, 1000);
+  q.admit(pts, 1000);
+  pts = status("w1", 0, 1, 5000); // m0 stays in use
+  q.admit(pts, 5000);
+  auto gone = q.evict_silent(4000);
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_EQ(gone[0].host, "nuc");
+  EXPECT_EQ(gone[0].group, "worker:w1");
+  EXPECT_EQ(gone[0].metric, "m1");
+  EXPECT_EQ(gone[1].metric, "m2");
+  EXPECT_EQ(q.evicted(), 2u);
+  EXPECT_EQ(q.series(), 1u);
+  pts = status("w1", 10, 2, 5001);
+  EXPECT_TRUE(q.admit(pts, 5001).empty());
+  EXPECT_EQ(pts.size(), 2u);
+  // A source with nothing left is forgotten altogether.
+  q.evict_silent(6000);
+  EXPECT_EQ(q.series(), 0u);
+  EXPECT_EQ(q.sources(), 0u);
+}
+
+// The rollup accumulator forgets a series with nothing left to close, so
+// what it holds follows the quota.
+TEST(series, the_rollup_accumulator_forgets_a_series) {
+  rollup_accumulator acc;
+  acc.add({1000, "nuc", "worker:w1", "m0", 1});
+  acc.add({1000, "nuc", "worker:w1", "m1", 1});
+  EXPECT_EQ(acc.size(), 2u);
+  acc.forget("nuc", "worker:w1", "m0");
+  EXPECT_EQ(acc.size(), 1u);
+  acc.forget("nuc", "worker:w1", "unknown");
+  EXPECT_EQ(acc.size(), 1u);
+  // The other series still rolls up.
+  auto rows = acc.close_before(1000 + 3600);
+  ASSERT_EQ(rows.size(), 2u); // its 5-minute and hourly rows
+  EXPECT_EQ(rows[0].metric, "m1");
 }

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sqlite3.h>
+
 #include "src/store/store.hpp"
 
 using namespace lull;
@@ -422,7 +424,7 @@ TEST(store, quiet_streaks_page_by_start_and_host) {
   std::vector<std::string> seen;
   std::optional<std::pair<std::int64_t, std::string>> after;
   while (true) {
-    auto page = s->quiet_streaks("", 0, 5, after);
+    auto page = s->quiet_streaks_page("", 0, 5, after);
     for (auto& r : page)
       seen.push_back(r.host + std::to_string(r.start));
     if (page.size() < 5)
@@ -434,6 +436,125 @@ TEST(store, quiet_streaks_page_by_start_and_host) {
     for (auto* h : {"a", "b"})
       want.push_back(h + std::to_string(1000 + i * 100));
   EXPECT_EQ(seen, want);
-  EXPECT_EQ(s->quiet_streaks("a", 0).size(), 6u) << "no limit: all of them";
-  EXPECT_EQ(s->quiet_streaks("", 1400).size(), 4u) << "ended at or after `since`";
+  EXPECT_EQ(s->quiet_streaks_page("a", 0).size(), 6u) << "no limit: all of them";
+  EXPECT_EQ(s->quiet_streaks_page("", 1400).size(), 4u) << "ended at or after `since`";
+}
+
+namespace {
+
+std::int64_t count_rows(const std::string& path, const char* table) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  std::string sql = std::string("SELECT count(*) FROM ") + table;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+  std::int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+} // namespace
+
+// A series whose samples and rollups have all gone with retention is
+// removed from `series` by the same purge (counted apart from the rows of
+// data), and a sample that arrives for it later makes a new series rather
+// than landing under a removed id. A series with hourly rollups stays.
+TEST(store, a_purge_removes_series_with_nothing_left) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  std::vector<sample_point> pts;
+  for (int m = 0; m < 40; ++m)
+    pts.push_back({1000, "nuc", "worker:w1", "gone" + std::to_string(m), 1.0});
+  pts.push_back({1000, "nuc", "worker:w1", "hourly", 1.0});
+  pts.push_back({1000, "nuc", "worker:w1", "fresh", 1.0});
+  pts.push_back({5000, "nuc", "worker:w1", "fresh", 2.0});
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points(pts));
+  ASSERT_FALSE(s->insert_rollups({{rollup_resolution::hour, "nuc", "worker:w1", "hourly", 0, 1,
+                                   1, 1, 1, 1}}));
+  ASSERT_FALSE(s->commit());
+  store::purge_progress p;
+  int steps = 0;
+  while (!p.done && steps < 100) {
+    ASSERT_FALSE(s->purge_step(2000, 2000, p, 10));
+    ++steps;
+  }
+  EXPECT_EQ(p.deleted, 42); // the old samples
+  EXPECT_EQ(p.series_removed, 40);
+  EXPECT_GE(steps, 4);
+  s->checkpoint();
+  // Only "hourly" and "fresh" are left.
+  auto groups = s->series_groups();
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(s->query_points("nuc", "worker:w1", 0, 10000).size(), 1u);
+  // A sample for a removed series lands under a new series of its own.
+  ASSERT_FALSE(s->begin());
+  ASSERT_FALSE(s->insert_points({{6000, "nuc", "worker:w1", "gone0", 3.0}}));
+  ASSERT_FALSE(s->commit());
+  auto back = s->query_points("nuc", "worker:w1", 5500, 10000);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].metric, "gone0");
+  EXPECT_DOUBLE_EQ(back[0].value, 3.0);
+  s.reset();
+  EXPECT_EQ(count_rows(d.file("lull.db"), "series"), 3);
+}
+
+// Quiet streaks that ended before their cut-off go in the same bounded
+// steps, host by host; the rest stay.
+TEST(store, a_purge_removes_old_quiet_streaks_in_steps) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  ASSERT_FALSE(s->begin());
+  for (int h = 0; h < 3; ++h)
+    for (int i = 0; i < 100; ++i) // 79 ended before 10,000, one spans it, 20 after
+      ASSERT_FALSE(s->insert_quiet_streak(
+        {"h" + std::to_string(h), 2000 + i * 100, 2000 + i * 100 + (i == 79 ? 500 : 50), 90, 80}));
+  ASSERT_FALSE(s->commit());
+  // Without a streak cut-off the streaks stay.
+  EXPECT_EQ(s->purge(0, 0), 0);
+  store::purge_progress p;
+  int steps = 0;
+  std::int64_t before = 0;
+  while (!p.done && steps < 100) {
+    ASSERT_FALSE(s->purge_step(0, 0, p, 50, std::nullopt, 10000));
+    EXPECT_LE(p.deleted - before, 50);
+    before = p.deleted;
+    ++steps;
+  }
+  EXPECT_EQ(p.deleted, 3 * 79);
+  EXPECT_GE(steps, 5);
+  for (int h = 0; h < 3; ++h) {
+    auto left = s->quiet_streaks("h" + std::to_string(h), 0);
+    ASSERT_EQ(left.size(), 21u) << h;
+    EXPECT_EQ(left.front().start, 2000 + 79 * 100); // the one that spans the cut-off
+  }
+}
+
+// What one query of a host's streaks reads is bounded: the newest `limit`
+// along the (host, start) key, oldest first, however many are stored.
+TEST(store, a_hosts_streaks_are_read_newest_first_up_to_a_limit) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  ASSERT_FALSE(s->begin());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_FALSE(s->insert_quiet_streak({"a", 1000 + i * 10, 1005 + i * 10, 90, 80}));
+    ASSERT_FALSE(s->insert_quiet_streak({"b", 1000 + i * 10, 1005 + i * 10, 90, 80}));
+  }
+  ASSERT_FALSE(s->commit());
+  auto all = s->quiet_streaks("a", 0);
+  EXPECT_EQ(all.size(), 1000u);
+  auto some = s->quiet_streaks("a", 0, 100);
+  ASSERT_EQ(some.size(), 100u);
+  EXPECT_EQ(some.front().start, 1000 + 900 * 10);
+  EXPECT_EQ(some.back().start, 1000 + 999 * 10);
+  for (auto& r : some)
+    EXPECT_EQ(r.host, "a");
+  // `since` still applies: streaks that ended before it are left out.
+  EXPECT_EQ(s->quiet_streaks("a", 1000 + 995 * 10).size(), 5u);
+  // Every host: the newest `limit` of all.
+  EXPECT_EQ(s->quiet_streaks("", 0, 50).size(), 50u);
 }

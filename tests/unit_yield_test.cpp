@@ -454,6 +454,27 @@ TEST(quiet_hours, shares_per_local_hour_follow_the_zone_across_dst) {
   EXPECT_EQ(next_quiet_hour(empty, utc(2026, 11, 2, 11, 0), berlin), std::nullopt);
 }
 
+// Streaks that overlap (made up, or repeated) count their union once, and
+// cost what the hours they cover cost, not what their number does: 10,000
+// copies of a four-week span learn the same map as one.
+TEST(quiet_hours, overlapping_streaks_count_once) {
+  auto* utc_zone = find_time_zone("UTC", nullptr);
+  auto t = utc(2026, 11, 2, 10, 0);
+  // [10:00, 10:30) and [10:15, 10:45): QUIET 45 minutes of the hour, not 60.
+  auto m = learn_quiet_hours({{t, t + 1800}, {t + 900, t + 2700}}, t, t + 3600, utc_zone);
+  EXPECT_NEAR(m.share(1, 10).value_or(-1), 0.75, 1e-9);
+  // Unsorted, nested and touching spans.
+  m = learn_quiet_hours({{t + 1800, t + 3600}, {t, t + 600}, {t + 100, t + 200}, {t + 600, t + 900}},
+                        t, t + 3600, utc_zone);
+  EXPECT_NEAR(m.share(1, 10).value_or(-1), 0.75, 1e-9);
+  std::vector<std::pair<std::int64_t, std::int64_t>> many(10000, {t - 28 * 86400, t});
+  auto a = learn_quiet_hours(many, t - 28 * 86400, t, utc_zone);
+  auto b = learn_quiet_hours({{t - 28 * 86400, t}}, t - 28 * 86400, t, utc_zone);
+  for (int d = 0; d < 7; ++d)
+    for (int h = 0; h < 24; ++h)
+      EXPECT_EQ(a.share(d, h), b.share(d, h)) << d << " " << h;
+}
+
 TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_week_is_learned) {
   fake_env fe;
   fe.wall = utc(2026, 12, 1, 12, 0); // Tuesday noon UTC

@@ -283,8 +283,30 @@ quiet_hour_map learn_quiet_hours(const std::vector<std::pair<std::int64_t, std::
     return m;
   m.days_observed = static_cast<double>(to - from) / 86400.0;
   spread(from, to, zone, m.observed_sec);
+  // Their union, clipped to [from, to): overlapping spans (repeated or
+  // made-up streaks) count once, and the walk below costs the hours they
+  // cover, not their number times their length.
+  std::vector<std::pair<std::int64_t, std::int64_t>> spans;
+  spans.reserve(quiet.size());
   for (auto [a, b] : quiet)
-    spread(std::max(a, from), std::min(b, to), zone, m.quiet_sec);
+    if (std::max(a, from) < std::min(b, to))
+      spans.emplace_back(std::max(a, from), std::min(b, to));
+  std::sort(spans.begin(), spans.end());
+  std::int64_t a = 0, b = 0;
+  bool open = false;
+  for (auto& [s, e] : spans) {
+    if (open && s <= b) {
+      b = std::max(b, e);
+      continue;
+    }
+    if (open)
+      spread(a, b, zone, m.quiet_sec);
+    a = s;
+    b = e;
+    open = true;
+  }
+  if (open)
+    spread(a, b, zone, m.quiet_sec);
   return m;
 }
 

@@ -84,7 +84,8 @@ struct quiet_hour_map {
 };
 
 /// The map from QUIET spans [start, end) (unix seconds) seen between `from`
-/// and `to`, in `zone`'s local time.
+/// and `to`, in `zone`'s local time. Spans may come in any order and
+/// overlap: their union counts, at a cost of the hours it covers.
 quiet_hour_map learn_quiet_hours(const std::vector<std::pair<std::int64_t, std::int64_t>>& quiet,
                                  std::int64_t from, std::int64_t to, const date::time_zone* zone);
 

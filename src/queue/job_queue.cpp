@@ -25,10 +25,17 @@ bool is_final(job_state s) {
          || s == job_state::expired;
 }
 
+job_payload::job_payload(const nlohmann::json& doc)
+  : text_(std::make_shared<const std::string>(doc.dump())) {}
+
+nlohmann::json job_payload::json() const {
+  return text_ ? nlohmann::json::parse(*text_) : nlohmann::json();
+}
+
 nlohmann::json to_json(const job& j) {
   return {{"job_id", j.job_id},
           {"job_type", j.spec.job_type},
-          {"payload", j.spec.payload},
+          {"payload", j.spec.payload.json()},
           {"cost_units", j.spec.cost_units},
           {"priority", to_string(j.spec.priority)},
           {"host_id", j.spec.host_id.empty() ? nlohmann::json(nullptr)
@@ -62,7 +69,7 @@ job job_from_json(const nlohmann::json& d) {
   };
   j.job_id = d.at("job_id").get<std::string>();
   j.spec.job_type = d.at("job_type").get<std::string>();
-  j.spec.payload = d.value("payload", nlohmann::json());
+  j.spec.payload = job_payload(d.value("payload", nlohmann::json()));
   j.spec.cost_units = d.at("cost_units").get<int>();
   j.spec.priority = parse_job_priority(d.at("priority").get<std::string>()).value_or(
     job_priority::normal);
@@ -105,10 +112,32 @@ std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spe
       if (auto j = jobs_.find(it->second); j != jobs_.end())
         return std::pair<const job*, bool>{&j->second, false};
   }
-  auto live = live_;
-  if (live >= cfg_.max_jobs)
-    return "queue is full: " + std::to_string(live) + " jobs waiting or running (max "
-           + std::to_string(cfg_.max_jobs) + ")";
+  // The producer's own quota first: a producer that floods hears of its
+  // own limit, and leaves room for everyone else.
+  auto bytes = spec.payload.bytes();
+  auto mine = usage(spec.producer);
+  auto refuse = [this](std::string why) {
+    ++refused_;
+    return why;
+  };
+  if (mine.jobs >= cfg_.max_jobs_per_producer)
+    return refuse("producer '" + spec.producer + "' has " + std::to_string(mine.jobs)
+                  + " jobs waiting or running, the most queue.max_jobs_per_producer allows ("
+                  + std::to_string(cfg_.max_jobs_per_producer)
+                  + "); submit again when some have finished");
+  if (mine.bytes + bytes > cfg_.max_bytes_per_producer)
+    return refuse("producer '" + spec.producer + "' has " + std::to_string(mine.bytes)
+                  + " payload bytes in jobs waiting or running; this job's "
+                  + std::to_string(bytes) + " would pass queue.max_bytes_per_producer ("
+                  + std::to_string(cfg_.max_bytes_per_producer) + ")");
+  if (live_ >= cfg_.max_jobs)
+    return refuse("queue is full: " + std::to_string(live_) + " jobs waiting or running (max "
+                  + std::to_string(cfg_.max_jobs) + ")");
+  if (live_bytes_ + bytes > cfg_.max_bytes)
+    return refuse("queue is full: " + std::to_string(live_bytes_)
+                  + " payload bytes in jobs waiting or running; this job's "
+                  + std::to_string(bytes) + " would pass queue.max_bytes ("
+                  + std::to_string(cfg_.max_bytes) + ")");
   job j;
   j.job_id = clock_.new_id();
   j.spec = std::move(spec);
@@ -321,11 +350,26 @@ void job_queue::restore(job j) {
 }
 
 void job_queue::count(const job& j, int sign) {
-  auto add = [sign](std::size_t& n) { n = sign > 0 ? n + 1 : (n > 0 ? n - 1 : 0); };
-  if (!is_final(j.state))
+  auto add = [sign](std::size_t& n, std::size_t by = 1) {
+    n = sign > 0 ? n + by : (n > by ? n - by : 0);
+  };
+  if (!is_final(j.state)) {
     add(live_);
+    auto bytes = j.spec.payload.bytes();
+    add(live_bytes_, bytes);
+    auto& mine = producers_[j.spec.producer];
+    add(mine.jobs);
+    add(mine.bytes, bytes);
+    if (mine.jobs == 0)
+      producers_.erase(j.spec.producer); // only producers with live jobs are kept
+  }
   if (j.state == job_state::queued)
     add(queued_[std::min<std::size_t>(3, static_cast<std::size_t>(j.spec.priority))]);
+}
+
+job_queue::producer_usage job_queue::usage(const std::string& producer) const {
+  auto it = producers_.find(producer);
+  return it == producers_.end() ? producer_usage{} : it->second;
 }
 
 void job_queue::forget_finished() {

@@ -244,11 +244,11 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
   if (jt == d.end() || !jt->is_string() || !valid_id(jt->get<std::string>()))
     return bad("field 'job_type' must be a string of 1-64 characters from [a-zA-Z0-9_-]");
   s.job_type = jt->get<std::string>();
-  s.payload = d.value("payload", nlohmann::json());
+  s.payload = job_payload(d.value("payload", nlohmann::json()));
   // A job goes out whole to its worker (job/next): one that no reply could
   // carry would wait for nobody. Any submit fits a budget this large.
   if (opts_.max_reply_bytes < limits.max_bytes + job_reply_reserve) {
-    auto n = json_bytes(s.payload);
+    auto n = s.payload.bytes();
     if (n + job_reply_reserve > opts_.max_reply_bytes)
       return error(req.route, error_code::payload_too_large,
                    "field 'payload': " + std::to_string(n)

@@ -233,6 +233,11 @@ std::vector<rollup_row> rollup_accumulator::close_before(std::int64_t now) {
   return out;
 }
 
+void rollup_accumulator::forget(const std::string& host, const std::string& group,
+                                const std::string& metric) {
+  series_.erase(host + '\x1f' + group + '\x1f' + metric);
+}
+
 std::variant<history_query, std::string> parse_history_query(const nlohmann::json& req,
                                                              const std::string& default_host) {
   history_query q;

@@ -81,6 +81,11 @@ public:
   /// Closes every bucket that ends at or before `now` (on a timer, so a host
   /// that went silent still gets its last rollups).
   std::vector<rollup_row> close_before(std::int64_t now);
+  /// Drops a series (one the quota let go, silent for the retention period:
+  /// its buckets closed long ago), so what is held follows the quota.
+  void forget(const std::string& host, const std::string& group, const std::string& metric);
+  /// Series held.
+  std::size_t size() const { return series_.size(); }
 
 private:
   struct bucket {

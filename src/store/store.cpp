@@ -423,12 +423,14 @@ std::vector<rollup_row> store::query_rollups(rollup_resolution res, const std::s
 
 sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_before,
                               purge_progress& p, std::int64_t max_rows,
-                              std::optional<std::int64_t> finished_jobs_before) {
+                              std::optional<std::int64_t> finished_jobs_before,
+                              std::optional<std::int64_t> streaks_before) {
   if (p.done)
     return {};
   if (auto err = begin())
     return err;
-  std::int64_t rows = 0;
+  std::int64_t rows = 0, removed = 0;
+  std::vector<std::int64_t> gone; ///< series removed by this step
   auto fail = [&](int rc) -> sqlite_error {
     sqlite_error err{rc, db_->last_error()};
     rollback();
@@ -448,6 +450,15 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
     auto raw = db_->prepare("DELETE FROM samples WHERE series_id = ?1 AND ts < ?2");
     auto five = db_->prepare(
       "DELETE FROM rollups WHERE resolution = ?1 AND series_id = ?2 AND bucket < ?3");
+    auto any_sample = db_->prepare("SELECT 1 FROM samples WHERE series_id = ?1 LIMIT 1");
+    auto any_rollup =
+      db_->prepare("SELECT 1 FROM rollups WHERE resolution = ?1 AND series_id = ?2 LIMIT 1");
+    auto drop = db_->prepare("DELETE FROM series WHERE id = ?1");
+    auto holds = [&](sqlite_stmt& q) {
+      bool row = q.step() == SQLITE_ROW;
+      q.reset();
+      return row;
+    };
     for (auto id : batch) {
       raw.bind(1, id).bind(2, raw_before);
       if (int rc = raw.exec(); rc != SQLITE_DONE)
@@ -458,6 +469,22 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
       if (int rc = five.exec(); rc != SQLITE_DONE)
         return fail(rc);
       rows += sqlite3_changes(db_->handle());
+      // Nothing left of it (a worker's metric that is no longer sent, a
+      // name refused since): the series goes too. Three lookups along
+      // primary keys.
+      bool empty = !holds(any_sample.bind(1, id))
+                   && !holds(any_rollup.bind(1, static_cast<int>(rollup_resolution::five_minutes))
+                               .bind(2, id))
+                   && !holds(any_rollup.bind(1, static_cast<int>(rollup_resolution::hour))
+                               .bind(2, id));
+      if (empty) {
+        drop.bind(1, id);
+        if (int rc = drop.exec(); rc != SQLITE_DONE)
+          return fail(rc);
+        ++removed;
+        ++rows;
+        gone.push_back(id);
+      }
       p.next_series = id + 1;
       if (rows >= max_rows)
         break;
@@ -473,35 +500,76 @@ sqlite_error store::purge_step(std::int64_t raw_before, std::int64_t five_min_be
     auto n = sqlite3_changes(db_->handle());
     rows += n;
     p.events_done = n < left;
-    p.done = p.events_done && !finished_jobs_before;
+    p.streaks_done = !streaks_before;
   }
-  if (p.events_done && !p.done && rows < max_rows) {
+  // Quiet streaks host by host: each delete walks one host's (host, start)
+  // key up to the cut-off (a streak ends after it starts).
+  while (p.events_done && !p.streaks_done && rows < max_rows) {
+    auto next = db_->prepare(
+      "SELECT host FROM quiet_streaks WHERE host >= ?1 ORDER BY host LIMIT 1");
+    next.bind(1, p.streak_host);
+    if (next.step() != SQLITE_ROW) {
+      p.streaks_done = true;
+      break;
+    }
+    auto host = next.text(0);
     auto left = max_rows - rows;
-    auto jobs = db_->prepare(
-      "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN "
-      "('queued', 'leased', 'running') AND updated_at < ?1 LIMIT ?2)");
-    jobs.bind(1, *finished_jobs_before).bind(2, left);
-    if (int rc = jobs.exec(); rc != SQLITE_DONE)
+    auto del = db_->prepare(
+      "DELETE FROM quiet_streaks WHERE rowid IN (SELECT rowid FROM quiet_streaks "
+      "WHERE host = ?1 AND start < ?2 AND end < ?2 LIMIT ?3)");
+    del.bind(1, host).bind(2, *streaks_before).bind(3, left);
+    if (int rc = del.exec(); rc != SQLITE_DONE)
       return fail(rc);
     auto n = sqlite3_changes(db_->handle());
     rows += n;
-    p.done = n < left;
+    // This host is done unless the step ran out; the next one sorts after it.
+    p.streak_host = n < left ? host + '\x01' : host;
+  }
+  if (p.events_done && p.streaks_done && !p.done && rows < max_rows) {
+    if (!finished_jobs_before) {
+      p.done = true;
+    } else {
+      auto left = max_rows - rows;
+      auto jobs = db_->prepare(
+        "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN "
+        "('queued', 'leased', 'running') AND updated_at < ?1 LIMIT ?2)");
+      jobs.bind(1, *finished_jobs_before).bind(2, left);
+      if (int rc = jobs.exec(); rc != SQLITE_DONE)
+        return fail(rc);
+      auto n = sqlite3_changes(db_->handle());
+      rows += n;
+      p.done = n < left;
+    }
   }
   if (auto err = commit()) {
     rollback();
     return err;
   }
-  p.deleted += rows;
+  p.deleted += rows - removed;
+  p.series_removed += removed;
+  if (!gone.empty()) {
+    // Their ids are free again: SQLite may hand them to new series.
+    std::sort(gone.begin(), gone.end());
+    for (auto it = series_cache_.begin(); it != series_cache_.end();)
+      it = std::binary_search(gone.begin(), gone.end(), it->second) ? series_cache_.erase(it)
+                                                                     : std::next(it);
+  }
   return {};
 }
 
 std::int64_t store::purge(std::int64_t raw_before, std::int64_t five_min_before,
-                          std::optional<std::int64_t> finished_jobs_before) {
+                          std::optional<std::int64_t> finished_jobs_before,
+                          std::optional<std::int64_t> streaks_before) {
   purge_progress p;
   while (!p.done)
-    if (purge_step(raw_before, five_min_before, p, 5000, finished_jobs_before))
+    if (purge_step(raw_before, five_min_before, p, 5000, finished_jobs_before, streaks_before))
       return -1;
   return p.deleted;
+}
+
+void store::forget_series(const std::string& host, const std::string& group,
+                          const std::string& metric) {
+  series_cache_.erase(series_key(host, group, metric));
 }
 
 std::vector<std::pair<std::string, std::string>> store::series_groups() {
@@ -553,8 +621,8 @@ sqlite_error store::insert_quiet_streak(const quiet_streak_row& s) {
 }
 
 std::vector<quiet_streak_row>
-store::quiet_streaks(const std::string& host, std::int64_t since, int limit,
-                     const std::optional<std::pair<std::int64_t, std::string>>& after) {
+store::quiet_streaks_page(const std::string& host, std::int64_t since, int limit,
+                          const std::optional<std::pair<std::int64_t, std::string>>& after) {
   std::vector<quiet_streak_row> out;
   auto q = db_->prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
                        "WHERE (?1 = '' OR host = ?1) AND end >= ?2 "
@@ -566,6 +634,30 @@ store::quiet_streaks(const std::string& host, std::int64_t since, int limit,
     .bind(6, limit);
   while (q.step() == SQLITE_ROW)
     out.push_back({q.text(0), q.int64(1), q.int64(2), q.real(3), q.real(4)});
+  return out;
+}
+
+std::vector<quiet_streak_row> store::quiet_streaks(const std::string& host, std::int64_t since,
+                                                  std::size_t limit) {
+  std::vector<quiet_streak_row> out;
+  // Newest first, up to the limit: for a host along its (host, start) key,
+  // so no more than `limit` rows are read; those that ended before `since`
+  // are skipped here rather than in SQL, where they would keep the walk
+  // going back through all of the host's history.
+  auto q = host.empty()
+             ? db_->prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
+                            "WHERE end >= ?2 ORDER BY start DESC LIMIT ?3")
+             : db_->prepare("SELECT host, start, end, avg_score, min_score FROM quiet_streaks "
+                            "WHERE host = ?1 ORDER BY start DESC LIMIT ?3");
+  if (!host.empty())
+    q.bind(1, host);
+  else
+    q.bind(2, since);
+  q.bind(3, static_cast<std::int64_t>(limit));
+  while (q.step() == SQLITE_ROW)
+    if (q.int64(2) >= since)
+      out.push_back({q.text(0), q.int64(1), q.int64(2), q.real(3), q.real(4)});
+  std::reverse(out.begin(), out.end());
   return out;
 }
 

@@ -94,24 +94,38 @@ public:
   /// Retention, a step at a time: each purge_step() deletes, in one write
   /// turn, at most about `max_rows` rows of raw points before `raw_before`
   /// and 5-minute rollups before `five_min_before` (series by series, along
-  /// their primary keys, where `progress` left off), then lease events before
-  /// `five_min_before`, then (when given) finished jobs last updated before
-  /// `finished_jobs_before`. Hourly rollups are kept for good. Other writers
+  /// their primary keys, where `progress` left off; a series left with no
+  /// sample and no rollup at all goes too), then lease events before
+  /// `five_min_before`, then (when given) quiet streaks that ended before
+  /// `streaks_before` (host by host, along their key), then (when given)
+  /// finished jobs last updated before `finished_jobs_before`. Hourly
+  /// rollups are kept for good, and with them their series. Other writers
   /// get their turn between steps, so a large purge never holds the database.
   struct purge_progress {
     std::int64_t next_series = 0; ///< the series id to go on from
     bool series_done = false;
     bool events_done = false;
+    std::string streak_host;      ///< the host whose streaks go next ("": from the first)
+    bool streaks_done = false;
     bool done = false;            ///< nothing left before the cut-offs
-    std::int64_t deleted = 0;     ///< rows deleted by all steps so far
+    std::int64_t deleted = 0;     ///< rows of data deleted by all steps so far
+    std::int64_t series_removed = 0; ///< series removed with nothing left
   };
   sqlite_error purge_step(std::int64_t raw_before, std::int64_t five_min_before,
                           purge_progress& progress, std::int64_t max_rows = 5000,
-                          std::optional<std::int64_t> finished_jobs_before = std::nullopt);
+                          std::optional<std::int64_t> finished_jobs_before = std::nullopt,
+                          std::optional<std::int64_t> streaks_before = std::nullopt);
   /// Every step until done (for tests and tools); returns rows deleted, or
   /// -1 when a step failed.
   std::int64_t purge(std::int64_t raw_before, std::int64_t five_min_before,
-                     std::optional<std::int64_t> finished_jobs_before = std::nullopt);
+                     std::optional<std::int64_t> finished_jobs_before = std::nullopt,
+                     std::optional<std::int64_t> streaks_before = std::nullopt);
+  /// Drops a series from this connection's id cache (the persister's, for
+  /// series its quota let go), so the cache holds only series in use.
+  void forget_series(const std::string& host, const std::string& group,
+                     const std::string& metric);
+  /// Series ids this connection has cached.
+  std::size_t cached_series() const { return series_cache_.size(); }
   /// Hosts and groups with data (for health and listings).
   std::vector<std::pair<std::string, std::string>> series_groups();
   std::optional<std::int64_t> latest_point_ts(const std::string& host);
@@ -123,11 +137,19 @@ public:
   std::vector<lease_event_row> recent_lease_events(std::int64_t since, int limit,
                                                    std::int64_t before_id = 0);
   sqlite_error insert_quiet_streak(const quiet_streak_row& s);
-  /// Streaks of `host` (empty: every host) that ended at or after `since`,
-  /// by start and host; with `after` (a start and host), only those after
+  /// What one read of quiet streaks returns at most.
+  static constexpr std::size_t max_streaks_read = 5000;
+  /// Streaks that ended at or after `since`, oldest first: of `host` (every
+  /// host's when empty), the newest `limit`. A host's are read along the
+  /// (host, start) key from its newest streak back, `limit` rows at most,
+  /// however many the table holds.
+  std::vector<quiet_streak_row> quiet_streaks(const std::string& host, std::int64_t since,
+                                              std::size_t limit = max_streaks_read);
+  /// A page of streaks (history's quiet_streaks): of `host` (empty: every
+  /// host) that ended at or after `since`, by start and host; with `after` (a start and host), only those after
   /// it in that order; at most `limit` (< 0: all).
   std::vector<quiet_streak_row>
-  quiet_streaks(const std::string& host, std::int64_t since, int limit = -1,
+  quiet_streaks_page(const std::string& host, std::int64_t since, int limit = -1,
                 const std::optional<std::pair<std::int64_t, std::string>>& after = std::nullopt);
 
   // -- durable state ---------------------------------------------------------------
