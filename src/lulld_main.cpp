@@ -2,7 +2,6 @@
 // collectors together; everything else lives in actors/ and src/.
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -137,15 +136,6 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-#ifdef __GLIBC__
-  // Blocks of 32 KiB and more (job payloads, requests, replies) come from
-  // and go back to the kernel on their own. glibc's default threshold grows
-  // to 32 MiB once such blocks are freed, and its arenas then kept what a
-  // flood of 60 kB submits left behind: the queue held 256 MiB of payloads
-  // and lulld's RSS stayed at 724 MB (292 MB with this threshold; 1,118
-  // jobs of one producer: 208 MB, 87 MB with it).
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024);
-#endif
 
   auto loaded = load_config(argc, argv, lull_environment());
   if (auto* err = std::get_if<config_error>(&loaded)) {
