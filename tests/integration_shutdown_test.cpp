@@ -164,6 +164,16 @@ TEST(shutdown, sigterm_with_30000_queued_jobs_and_a_flood_exits_and_keeps_every_
   EXPECT_NE(daemon->log().find("lulld: stopped in"), std::string::npos) << daemon->log();
   daemon.reset();
 
+  // The retained availability says offline, whatever replies were still
+  // waiting for the broker's in-flight window (Mosquitto's default, 20): the
+  // offline goes out ahead of them (it stayed `online` in 6 of 6 such runs
+  // when it queued behind them).
+  client watcher(b.uri());
+  watcher.subscribe("lull/sdhost/availability");
+  auto availability = watcher.wait_for_topic("lull/sdhost/availability", 10s);
+  ASSERT_TRUE(availability);
+  EXPECT_EQ(availability->payload, "offline");
+
   // Every acknowledged job was written: the seeded ones and the flood's.
   auto acked = acked_job_ids(c, "sd/acks");
   auto stored = stored_job_ids(db_path);
