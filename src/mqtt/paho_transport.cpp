@@ -132,7 +132,7 @@ std::string failure_message(const mqtt::token& tok) {
 /// calls it after it freed the slot) hands the next one over, which wakes
 /// Paho's sender at once. A connect that found no session drops Paho's
 /// unacknowledged publishes without a delivery, so the flusher thread
-/// recounts them from Paho when the window stays full with no delivery
+/// starts the count again after a connect, or when the window stays full with no delivery
 /// (resync_after), and finishes a disconnect once the buffer is out.
 class paho_transport : public mqtt_transport {
   struct slot;
@@ -451,13 +451,21 @@ private:
     }
   }
 
-  /// The last message is out (or failed): the rest of the buffer follows
-  /// within the disconnect timeout, then the disconnect.
+  /// The last message is out (or failed): the disconnect follows at once,
+  /// or, when publishes still wait for the window, once they are out, for
+  /// at most half the disconnect timeout (Paho's disconnect gets the other
+  /// half), so the owner's wait for on_disconnected covers both.
   void last_out(slot& s) {
+    if (closed_)
+      return;
+    if (waiting_.load() == 0) {
+      disconnect_now(s, disconnect_timeout_ms_.load());
+      return;
+    }
     {
       std::lock_guard<std::mutex> guard(flush_mtx_);
       closing_ = &s;
-      closing_deadline_ms_ = now_ms() + disconnect_timeout_ms_.load();
+      closing_deadline_ms_ = now_ms() + disconnect_timeout_ms_.load() / 2;
     }
     wake_flusher();
   }
@@ -473,8 +481,7 @@ private:
       .count();
   }
 
-  /// Not a Paho thread: may take Paho's global mutex (the recount), never
-  /// holds flush_mtx_ while calling into Paho.
+  /// Not a Paho thread; never holds flush_mtx_ while calling into Paho.
   void flush_loop() {
     std::unique_lock<std::mutex> lk(flush_mtx_);
     while (!closed_) {
@@ -495,22 +502,22 @@ private:
         lk.lock();
         closing_ = nullptr;
         lk.unlock();
-        disconnect_now(*closing);
+        disconnect_now(*closing, disconnect_timeout_ms_.load() / 2);
       }
       lk.lock();
     }
   }
 
-  /// Paho's count of unacknowledged QoS 1 publishes (and queued commands),
-  /// taken under overflow_mtx_ so no publish of ours races it.
+  /// Starts the count again: after a connect (a session not kept dropped
+  /// what was unacknowledged, without a delivery), or when the window has
+  /// stayed full with no delivery for resync_after_ms. If some of those
+  /// publishes were still in flight, Paho holds the few past the broker's
+  /// window in its own queue for a while: a delay, never a stall. (Paho's
+  /// list of pending tokens is no count to trust here: it keeps those of
+  /// publishes a dropped session lost.)
   void recount() {
     std::lock_guard<std::mutex> guard(overflow_mtx_);
-    try {
-      auto& s = at(active_.load());
-      outstanding_ = static_cast<int>(s.client->get_pending_delivery_tokens().size());
-    } catch (const std::exception&) {
-      outstanding_ = 0;
-    }
+    outstanding_ = 0;
     last_delivery_ms_ = now_ms();
   }
 
@@ -537,11 +544,11 @@ private:
     stop_retrying(s);
   }
 
-  void disconnect_now(slot& s) {
+  void disconnect_now(slot& s, int timeout_ms) {
     if (closed_)
       return;
     try {
-      s.client->disconnect(disconnect_timeout_ms_.load(), nullptr, s.on_disc);
+      s.client->disconnect(timeout_ms, nullptr, s.on_disc);
     } catch (const mqtt::exception&) {
       events_->on_disconnected();
     }
