@@ -447,15 +447,18 @@ TEST(series_quota, all_sources_together_hold_at_most_the_total) {
   }
   EXPECT_EQ(q.series(), 25u);
   EXPECT_EQ(q.refused(), 300u - 25u);
-  // w8 took the last slot and logs its own refusals; the sources that hold
-  // nothing share one line a minute.
-  EXPECT_EQ(logged, 2u);
+  // Refusals by the total share one line a minute, however many sources.
+  EXPECT_EQ(logged, 1u);
   // A source that holds series still may not add past the total.
   auto pts = status("w0", 3, 1, 1001);
-  auto r = q.admit(pts, 1001);
+  EXPECT_TRUE(q.admit(pts, 1001).empty()); // refused, not logged again
+  EXPECT_TRUE(pts.empty());
+  pts = status("w0", 3, 1, 1060);
+  auto r = q.admit(pts, 1060);
   EXPECT_TRUE(pts.empty());
   ASSERT_EQ(r.size(), 1u);
   EXPECT_TRUE(r[0].by_total);
+  EXPECT_EQ(r[0].source_series, 3u);
 }
 
 // Series silent for the retention period are let go with their slots: the

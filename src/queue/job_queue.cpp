@@ -26,7 +26,8 @@ bool is_final(job_state s) {
 }
 
 job_payload::job_payload(const nlohmann::json& doc)
-  : text_(std::make_shared<const std::string>(doc.dump())) {}
+  : text_(std::make_shared<const std::string>(
+      doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {}
 
 nlohmann::json job_payload::json() const {
   return text_ ? nlohmann::json::parse(*text_) : nlohmann::json();

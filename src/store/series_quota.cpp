@@ -68,11 +68,11 @@ std::vector<series_quota::refusal> series_quota::admit(std::vector<sample_point>
     ++out[b->second].dropped;
   }
   points.resize(kept);
-  // At most one line per source a minute; sources that hold nothing (refused
-  // by the total alone) share one line a minute.
+  // At most one line a minute per source at its own cap; refusals by the
+  // total share one line a minute, however many sources meet it.
   std::vector<refusal> logged;
   for (auto& r : out) {
-    auto it = sources_.find(source_key(r.host, r.group));
+    auto it = r.by_total ? sources_.end() : sources_.find(source_key(r.host, r.group));
     auto& last = it == sources_.end() ? total_last_log_ : it->second.last_log;
     if (last != never && now - last < log_every_sec)
       continue;

@@ -39,8 +39,8 @@ public:
   };
   /// Keeps the points whose series is known or still fits, in order, and
   /// refuses the rest (counted in refused()). Returns the refusals worth a
-  /// log line: at most one per source per minute (one a minute for all
-  /// sources refused by `total` alone).
+  /// log line: at most one a minute per source at its own cap, and one a
+  /// minute for all refusals by `total`.
   std::vector<refusal> admit(std::vector<sample_point>& points, std::int64_t now);
 
   struct series_name {
