@@ -378,6 +378,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       report["out_waiting"] = out.waiting;
       report["out_window"] = out.window;
       report["out_oversize"] = out.oversize;
+      report["out_ack_resyncs"] = out.ack_resyncs;
       report["out_dropped"] = out.dropped;
       report["connected"] = s.connected;
       return report.dump();

@@ -15,6 +15,7 @@
 
 #include <mqtt/async_client.h>
 
+#include "src/mqtt/fair_queue.hpp"
 #include "src/mqtt/paho_message.hpp"
 #include "src/mqtt/transport.hpp"
 
@@ -39,11 +40,11 @@ static bool uses_tls(const std::string& uri) {
          || uri.rfind("wss://", 0) == 0;
 }
 
-int set_nodelay_on_sockets_to(int port) {
-  int count = 0;
+std::vector<int> tune_sockets_to(int port, std::size_t receive_buffer) {
+  std::vector<int> found;
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr)
-    return 0;
+    return found;
   while (auto* e = ::readdir(dir)) {
     int fd = std::atoi(e->d_name);
     if (fd <= 2)
@@ -60,11 +61,18 @@ int set_nodelay_on_sockets_to(int port) {
     if (peer_port != port)
       continue;
     int one = 1;
-    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
-      ++count;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+      continue; // not TCP
+    if (receive_buffer > 0) {
+      // The kernel doubles it for its bookkeeping; a value set here also
+      // turns autotuning off for this socket.
+      int bytes = static_cast<int>(std::min<std::size_t>(receive_buffer, 1 << 30));
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    }
+    found.push_back(fd);
   }
   ::closedir(dir);
-  return count;
+  return found;
 }
 
 namespace {
@@ -132,8 +140,9 @@ std::string failure_message(const mqtt::token& tok) {
 /// calls it after it freed the slot) hands the next one over, which wakes
 /// Paho's sender at once. A connect that found no session drops Paho's
 /// unacknowledged publishes without a delivery, so the flusher thread
-/// starts the count again after a connect, or when the window stays full with no delivery
-/// (resync_after), and finishes a disconnect once the buffer is out.
+/// starts the count again after a connect, drops a connection whose
+/// acknowledgements the broker stopped sending (check_acks), and finishes a
+/// disconnect once the buffer is out.
 class paho_transport : public mqtt_transport {
   struct slot;
 
@@ -242,6 +251,7 @@ public:
     st.window = static_cast<std::uint64_t>(window_.load());
     st.oversize = oversize_.load();
     st.dropped = static_cast<std::uint64_t>(dropped_.load());
+    st.ack_resyncs = ack_resyncs_.load();
     return st;
   }
 
@@ -266,8 +276,10 @@ private:
         owner.events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
     }
     void message_arrived(mqtt::const_message_ptr m) override {
-      if (!owner.closed_ && active())
+      if (!owner.closed_ && active()) {
+        owner.arrived_.fetch_add(1, std::memory_order_relaxed);
         owner.events_->on_message(from_paho(*m));
+      }
     }
     void delivery_complete(mqtt::delivery_token_ptr) override {
       if (!active())
@@ -337,7 +349,11 @@ private:
     resync_wanted_ = true;
     wake_flusher();
     drain_overflow();
-    set_nodelay_on_sockets_to(port_of_uri(opts_.uri));
+    // lulld's only connection to the broker's port is this one; where a
+    // process holds several (tests), the drop of a stalled one is left to
+    // the keepalive.
+    auto mine = tune_sockets_to(port_of_uri(opts_.uri), opts_.receive_buffer_bytes);
+    own_fd_ = mine.size() == 1 ? mine.front() : -1;
     events_->on_connected(s.version == MQTTVERSION_5 ? 5 : 4);
   }
 
@@ -446,6 +462,7 @@ private:
   /// A QoS 1 publish was acknowledged: its slot in the window is free.
   void delivered() {
     last_delivery_ms_ = now_ms();
+    arrived_at_progress_ = arrived_.load(std::memory_order_relaxed);
     int n = outstanding_.load();
     while (n > 0 && !outstanding_.compare_exchange_weak(n, n - 1)) {
     }
@@ -491,10 +508,9 @@ private:
       slot* closing = closing_;
       auto deadline = closing_deadline_ms_;
       lk.unlock();
-      bool stuck = waiting_.load() > 0 && outstanding_.load() >= window_.load()
-                   && now_ms() - last_delivery_ms_.load() > resync_after_ms;
-      if (resync_wanted_.exchange(false) || stuck)
+      if (resync_wanted_.exchange(false))
         recount();
+      check_acks();
       drain_overflow();
       if (drain_wanted_.exchange(false))
         drain_overflow();
@@ -508,13 +524,50 @@ private:
     }
   }
 
-  /// Starts the count again: after a connect (a session not kept dropped
-  /// what was unacknowledged, without a delivery), or when the window has
-  /// stayed full with no delivery for resync_after_ms. If some of those
-  /// publishes were still in flight, Paho holds the few past the broker's
-  /// window in its own queue for a while: a delay, never a stall. (Paho's
-  /// list of pending tokens is no count to trust here: it keeps those of
-  /// publishes a dropped session lost.)
+  /// Publishes wait for acknowledgements the broker dropped: Mosquitto 2.0
+  /// (with Debian's fix for CVE-2023-28366) drops every packet, PUBACKs
+  /// included, for a client whose queue already holds max_queued_messages,
+  /// which a flood on lulld's subscriptions fills. Paho keeps those
+  /// publishes in flight for good and, its window full, sends nothing more:
+  /// replies, status, all of it, until the connection ends. So when nothing
+  /// was acknowledged for ack_timeout while the broker kept sending (twice
+  /// that in silence), the connection is dropped: Paho reconnects within a
+  /// second to the same session and resends what was unacknowledged.
+  void check_acks() {
+    if (outstanding_.load() <= 0 || closing_ != nullptr || opts_.ack_timeout.count() <= 0)
+      return;
+    auto quiet_ms = now_ms() - last_delivery_ms_.load();
+    bool traffic = arrived_.load(std::memory_order_relaxed) != arrived_at_progress_.load();
+    auto limit = opts_.ack_timeout.count() * (traffic ? 1 : 2);
+    if (quiet_ms < limit)
+      return;
+    int fd = own_fd_.load();
+    auto port = port_of_uri(opts_.uri);
+    auto now_there = tune_sockets_to(port, 0);
+    // Still the one socket to the broker (not a number reused since).
+    if (fd < 0 || now_there.size() != 1 || now_there.front() != fd) {
+      last_delivery_ms_ = now_ms(); // nothing to drop: look again later
+      return;
+    }
+    ++ack_resyncs_;
+    report("mqtt transport: the broker acknowledged none of " + std::to_string(outstanding_.load())
+           + " publishes for " + std::to_string(quiet_ms) + " ms"
+           + (traffic ? " while it kept sending (its queue for this client was full and it "
+                        "dropped the acknowledgements: max_queued_messages)"
+                      : "")
+           + "; reconnecting to resend them (" + std::to_string(ack_resyncs_.load())
+           + " such reconnects so far)");
+    own_fd_ = -1;
+    last_delivery_ms_ = now_ms();
+    ::shutdown(fd, SHUT_RDWR); // Paho sees the connection lost and reconnects
+  }
+
+  /// Starts the count again after a connect (a session not kept dropped
+  /// what was unacknowledged, without a delivery). Publishes a kept session
+  /// resends are then in Paho's hands uncounted: Paho holds the few past
+  /// the broker's window in its own queue for a while, a delay, never a
+  /// stall. (Paho's list of pending tokens is no count to trust here: it
+  /// keeps those of publishes a dropped session lost.)
   void recount() {
     std::lock_guard<std::mutex> guard(overflow_mtx_);
     outstanding_ = 0;
@@ -566,8 +619,11 @@ private:
       return false; // waits for a delivery
     auto& s = at(active_.load());
     auto msg = to_paho(m, s.version == MQTTVERSION_5);
-    if (counted)
-      ++outstanding_;
+    if (counted && outstanding_.fetch_add(1) == 0) {
+      // The first in flight: its wait for an acknowledgement starts now.
+      last_delivery_ms_ = now_ms();
+      arrived_at_progress_ = arrived_.load(std::memory_order_relaxed);
+    }
     try {
       s.client->publish(msg);
       return true;
@@ -586,14 +642,10 @@ private:
 
   /// Caller holds overflow_mtx_.
   void enqueue(const mqtt_message& m) {
-    if (overflow_.size() >= max_buffered()) {
-      overflow_.pop_front();
-      if (++dropped_ % 1000 == 1)
-        report("mqtt transport: " + std::to_string(overflow_.size())
-               + " messages waiting for the broker; dropped the oldest ("
-               + std::to_string(dropped_.load()) + " so far)");
-    }
-    overflow_.push_back(m);
+    if (overflow_.push(m) && ++dropped_ % 1000 == 1)
+      report("mqtt transport: " + std::to_string(overflow_.size())
+             + " messages waiting for the broker; dropped the oldest of the topic with the most ("
+             + std::to_string(dropped_.load()) + " so far)");
     waiting_ = overflow_.size();
     if (overflow_.size() == 1)
       flush_cv_.notify_all(); // the flusher's watch shortens (no lock: a hint)
@@ -618,7 +670,8 @@ private:
   }
 
   /// The one publish buffer: messages Paho cannot take now (disconnected, or
-  /// its in-flight window full) wait in overflow_, oldest dropped first.
+  /// its in-flight window full) wait in overflow_, a line per topic served
+  /// in turn (fair_queue), the oldest of the longest line dropped first.
   /// Paho's own offline buffer stays off so there is no second one.
   std::size_t max_buffered() const {
     return static_cast<std::size_t>(std::max(1, opts_.max_buffered));
@@ -694,11 +747,14 @@ private:
   std::mutex mtx_; ///< connect, disconnect, destruction (see above)
   mutable std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};
-  std::deque<mqtt_message> overflow_; ///< waiting for the broker or room in Paho's window
+  fair_queue overflow_{static_cast<std::size_t>(std::max(1, opts_.max_buffered))}; ///< waiting for the broker or room in Paho's window
   std::unique_ptr<slot> slot_[2];     ///< [0] v5, [1] v3.1.1; fixed after the constructor
 
   // Flow control (see the class comment).
-  static constexpr std::int64_t resync_after_ms = 250;
+  std::atomic<std::uint64_t> arrived_{0};           ///< messages received, all time
+  std::atomic<std::uint64_t> arrived_at_progress_{0}; ///< arrived_ at the last acknowledgement
+  std::atomic<int> own_fd_{-1};                     ///< this connection's socket, when known
+  std::atomic<std::uint64_t> ack_resyncs_{0};
   std::atomic<int> window_{19};       ///< until a CONNACK says: Mosquitto's default, less one
   std::atomic<int> outstanding_{0};   ///< QoS 1 publishes in Paho's hands, unacknowledged
   std::atomic<std::size_t> waiting_{0}; ///< overflow_.size(), readable without the lock

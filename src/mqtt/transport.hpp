@@ -45,6 +45,20 @@ struct transport_options {
   /// message in a persistent session would be resent on every reconnect).
   /// The broker's own Maximum Packet Size from its v5 CONNACK lowers it.
   std::size_t max_publish_bytes = 1000000;
+  /// The socket's receive buffer (SO_RCVBUF, bytes; 0: the kernel's
+  /// autotuning, up to net.ipv4.tcp_rmem's 32 MiB on Debian). What lulld has
+  /// not read yet waits here, so a flood on its subscriptions delays every
+  /// message behind it by this much; capped, the backlog stays in the broker,
+  /// which drops QoS 0 beyond max_queued_messages. 256 KiB keeps a LAN link
+  /// full (a window of 128 KiB covers 1 Gbit/s at 1 ms round trip).
+  std::size_t receive_buffer_bytes = 256 * 1024;
+  /// QoS 1 publishes unacknowledged this long while the broker kept sending
+  /// (or twice as long in silence) mean the broker dropped the
+  /// acknowledgements: Mosquitto 2.0 drops every packet, PUBACKs included,
+  /// for a client whose queue holds max_queued_messages, and Paho then holds
+  /// all publishing behind a window that never frees. The transport drops
+  /// the connection and Paho's reconnect resends them (docs/collectors.md).
+  std::chrono::milliseconds ack_timeout{1500};
   /// Where the transport reports what it had to drop (default: stderr).
   std::function<void(const std::string&)> on_error;
   /// MQTT v5 Maximum Packet Size announced in CONNECT (0: none): the broker
@@ -84,6 +98,7 @@ public:
     std::uint64_t window = 0;    ///< QoS 1 publishes allowed unacknowledged at once
     std::uint64_t oversize = 0;  ///< publishes dropped as larger than max_publish_bytes
     std::uint64_t dropped = 0;   ///< publishes dropped for a full buffer or an error
+    std::uint64_t ack_resyncs = 0; ///< reconnects after acknowledgements the broker dropped
   };
   virtual publish_stats stats() const { return {}; }
 };
@@ -92,9 +107,10 @@ std::unique_ptr<mqtt_transport> make_paho_transport(transport_options opts,
                                                     std::shared_ptr<transport_events> events);
 
 /// Sets TCP_NODELAY on every TCP socket of this process connected to
-/// `port` on loopback or elsewhere. Paho C never sets it, and without it a
-/// QoS 1 request/response waits on Nagle + delayed ACK (~40-88 ms).
-int set_nodelay_on_sockets_to(int port);
+/// `port` on loopback or elsewhere (and SO_RCVBUF to `receive_buffer` when
+/// not 0). Paho C never sets it, and without it a QoS 1 request/response
+/// waits on Nagle + delayed ACK (~40-88 ms). Returns the sockets it found.
+std::vector<int> tune_sockets_to(int port, std::size_t receive_buffer = 0);
 
 /// The port of an MQTT URI ("tcp://127.0.0.1:1883" -> 1883; default 1883/8883).
 int port_of_uri(const std::string& uri);
