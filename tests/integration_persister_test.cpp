@@ -383,8 +383,10 @@ TEST(persister, learned_quiet_windows_from_a_fixture_database) {
   for (int day = 0; day < 7; ++day) {
     auto& row = reply["hours"][day];
     ASSERT_EQ(row.size(), 24u);
+    // Within 0.01: run between 01:00 and 05:00 UTC, today's night is not
+    // over, its streak ends a second before now, and that hour reads 0.999.
     for (int h : {1, 2, 3, 4})
-      EXPECT_DOUBLE_EQ(row[h].get<double>(), 1.0) << reply["days"][day] << " " << h;
+      EXPECT_NEAR(row[h].get<double>(), 1.0, 0.01) << reply["days"][day] << " " << h;
     for (int h : {0, 6, 12, 20})
       EXPECT_DOUBLE_EQ(row[h].get<double>(), 0.0) << reply["days"][day] << " " << h;
   }
