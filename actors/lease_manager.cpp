@@ -22,6 +22,9 @@ struct lease_manager_state {
   /// Actors told every lease_outcome (the queue dispatcher).
   std::vector<caf::actor> watchers;
   bool commit_scheduled = false;
+  /// The broker has been reachable once: before that, "unreachable" is a
+  /// start, not an outage, and is not worth a warning.
+  bool ever_online = false;
   std::uint64_t persist_errors = 0;
   std::string last_error;
   std::int64_t last_error_at = 0;
@@ -252,16 +255,27 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     },
     [=](offline_atom) {
       auto& table = self->state.service->table();
-      if (!table.expiry_paused())
-        log::warn("lease manager: broker unreachable; no lease expires until lulld is back");
+      if (!table.expiry_paused()) {
+        if (self->state.ever_online)
+          log::warn("lease manager: broker unreachable; no lease expires until lulld is back");
+        else
+          log::debug("lease manager: not connected to the broker yet; no lease expires "
+                     "until it is");
+      }
       table.bus_disconnected();
     },
     [=](online_atom) {
+      bool first = !self->state.ever_online;
+      self->state.ever_online = true;
       auto& table = self->state.service->table();
       if (table.expiry_paused()) {
         table.bus_reconnected();
-        log::info("lease manager: broker reachable again; {} active leases renewed for a full TTL",
-                  table.active().size());
+        if (!first)
+          log::info("lease manager: broker reachable again; {} active leases renewed for a "
+                    "full TTL", table.active().size());
+        else if (!table.active().empty())
+          log::info("lease manager: connected; {} restored leases renewed for a full TTL",
+                    table.active().size());
         stage(self->state.service->tick());
       }
       publish_status();

@@ -188,14 +188,26 @@ int main(int argc, char** argv) {
     cfg.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
 
   std::unique_ptr<local_broker> broker;
+  int port = cfg.local_broker_port;
+  std::string why_not;
+  if (cfg.broker.empty() && port != 0 && port_accepts(port)) {
+    // A broker already on the port (Debian's mosquitto service listens on
+    // 127.0.0.1:1883 out of the box): use it rather than start a second one
+    // beside it, so `lull` and every other local client find lulld on the
+    // port they try first.
+    if (mqtt_broker_accepts(port, 2000, &why_not)) {
+      cfg.broker = "tcp://127.0.0.1:" + std::to_string(port);
+      log::info("lulld: no broker configured; using the MQTT broker already listening on "
+                "127.0.0.1:{} (set broker to choose another)", port);
+    } else {
+      log::warn("lulld: port {} is taken by something that is not a usable MQTT broker ({}); "
+                "starting the local broker on a free port", port, why_not);
+      port = 0;
+    }
+  }
   if (cfg.broker.empty()) {
     auto conf = broker_config_dir(cfg.broker_config_dir) + "/local.conf";
     std::string err;
-    int port = cfg.local_broker_port;
-    if (port != 0 && port_accepts(port)) {
-      log::warn("lulld: port {} is taken; starting the local broker on a free port", port);
-      port = 0;
-    }
     broker = local_broker::start(conf, port, &err);
     if (!broker) {
       log::error("lulld: no broker configured and the local one did not start: {}", err);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sched.h>
@@ -261,6 +262,54 @@ bool port_accepts(int port) {
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
+}
+
+bool mqtt_broker_accepts(int port, int timeout_ms, std::string* why) {
+  auto fail = [&](std::string w) {
+    if (why)
+      *why = std::move(w);
+    return false;
+  };
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return fail(std::string("socket: ") + std::strerror(errno));
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } guard{fd};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return fail(std::string("connect: ") + std::strerror(errno));
+  // CONNECT, MQTT 3.1.1: clean session, keep-alive 10 s, a client id of
+  // "lulld-probe-<pid>"; every broker answers it, v5 ones included.
+  std::string id = "lulld-probe-" + std::to_string(::getpid());
+  std::string var = std::string("\x00\x04MQTT\x04\x02\x00\x0a", 10);
+  std::string body = var + static_cast<char>(id.size() >> 8) + static_cast<char>(id.size() & 0xff) + id;
+  std::string pkt = std::string(1, '\x10') + static_cast<char>(body.size()) + body;
+  if (::send(fd, pkt.data(), pkt.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(pkt.size()))
+    return fail(std::string("send: ") + std::strerror(errno));
+  unsigned char ack[4];
+  std::size_t got = 0;
+  while (got < sizeof ack) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0)
+      return fail("no MQTT answer within " + std::to_string(timeout_ms) + " ms");
+    auto n = ::recv(fd, ack + got, sizeof ack - got, 0);
+    if (n <= 0)
+      return fail(got == 0 ? "closed the connection without an MQTT answer"
+                           : "closed the connection mid-answer");
+    got += static_cast<std::size_t>(n);
+  }
+  if (ack[0] != 0x20 || ack[1] != 0x02)
+    return fail("answered something other than MQTT");
+  if (ack[3] != 0)
+    return fail("refused an anonymous MQTT client (CONNACK code " + std::to_string(ack[3]) + ")");
+  static const char disconnect[2] = {'\xe0', '\x00'};
+  (void)::send(fd, disconnect, sizeof disconnect, MSG_NOSIGNAL);
+  return true;
 }
 
 } // namespace lull

@@ -49,4 +49,10 @@ int free_loopback_port();
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
 bool port_accepts(int port);
 
+/// True when an MQTT broker on 127.0.0.1:`port` accepts an anonymous MQTT
+/// 3.1.1 client: a CONNECT answered by a CONNACK with return code 0 within
+/// `timeout_ms` (the probe then disconnects). Otherwise false, with `why`
+/// saying what the port answered.
+bool mqtt_broker_accepts(int port, int timeout_ms, std::string* why);
+
 } // namespace lull

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "messages/codec.hpp"
 #include "messages/host_snapshot.hpp"
@@ -148,6 +152,55 @@ TEST(lulld, without_a_broker_starts_its_own_and_says_how_to_watch_it) {
   ASSERT_EQ(d.wait_exit(3s), 0);
   // The broker it started is gone with it.
   EXPECT_TRUE(wait_until([&] { return !port_accepts(port); }, 3s));
+}
+
+TEST(lulld, without_a_broker_uses_the_one_already_on_its_port) {
+  // Debian's mosquitto service on the port lulld would take: lulld uses it
+  // instead of starting a second broker on a port nobody knows.
+  broker b;
+  client sub(b.uri());
+  ASSERT_TRUE(sub.connected()) << sub.error();
+  sub.subscribe("stats/host/itest-reuse");
+  lulld d({"--host-id", "itest-reuse", "--local-broker-port", std::to_string(b.port()),
+           "--interval", "500ms", "--data-dir", test_data_dir()});
+  ASSERT_TRUE(d.wait_log("using the MQTT broker already listening on 127.0.0.1:"
+                           + std::to_string(b.port()), 5s)) << d.log();
+  EXPECT_TRUE(sub.wait_for_topic("stats/host/itest-reuse", 5s)) << d.log();
+  EXPECT_EQ(d.log().find("started Mosquitto"), std::string::npos) << d.log();
+  d.signal(SIGTERM);
+  ASSERT_EQ(d.wait_exit(3s), 0);
+  // The broker was not lulld's to stop.
+  EXPECT_TRUE(port_accepts(b.port()));
+}
+
+TEST(lulld, without_a_broker_and_its_port_taken_by_something_else_starts_its_own) {
+  // A listener that accepts and never speaks MQTT.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  int taken = ntohs(addr.sin_port);
+  lulld d({"--host-id", "itest-taken", "--local-broker-port", std::to_string(taken),
+           "--interval", "500ms", "--data-dir", test_data_dir()});
+  ASSERT_TRUE(d.wait_log("mosquitto_sub -h 127.0.0.1 -p ", 10s)) << d.log();
+  auto log = d.log();
+  EXPECT_NE(log.find("port " + std::to_string(taken)
+                     + " is taken by something that is not a usable MQTT broker (no MQTT answer"),
+            std::string::npos) << log;
+  int port = std::stoi(log.substr(log.find("mosquitto_sub -h 127.0.0.1 -p ") + 30));
+  EXPECT_NE(port, taken);
+  client sub("tcp://127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(sub.connected());
+  sub.subscribe("stats/host/itest-taken");
+  EXPECT_TRUE(sub.wait_for_topic("stats/host/itest-taken", 5s)) << d.log();
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait_exit(3s), 0);
+  ::close(fd);
 }
 
 TEST(lulld, bad_config_value_exits_2_naming_the_key) {

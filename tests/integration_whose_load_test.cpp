@@ -211,6 +211,14 @@ TEST(whose_load, leased_work_leaves_the_host_quiet_and_the_owners_work_does_not)
 }
 
 TEST(whose_load, a_flooding_client_is_throttled_and_the_host_never_panics) {
+  // The calm worker's LOW leases need the host QUIET (under 30 % CPU) before
+  // and after the flood: a machine busy with other work cannot show that.
+  const int cores = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  const double core = 100.0 / cores;
+  double background = machine_cpu_pct(2.0);
+  if (background > 0.3 * core)
+    GTEST_SKIP() << "this machine is already " << background << "% busy (one core is " << core
+                 << "%): too busy for the host to read QUIET around the flood";
   broker b;
   // A short CPU window: CPU burnt by tests that ran just before must not keep
   // the host from QUIET for minutes.

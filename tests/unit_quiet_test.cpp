@@ -156,6 +156,34 @@ TEST_F(quiet_test, cpu_is_averaged_over_two_minutes) {
   EXPECT_GT(after.inputs["cpu_foreign_avg"].get<double>(), 85);
 }
 
+TEST_F(quiet_test, a_hot_start_is_busy_not_panic_until_the_average_spans_30s) {
+  // lulld started on a machine still hot from a build: the first samples are
+  // not two minutes of load, so they make the host BUSY with no cool-down.
+  auto first = step({100});
+  EXPECT_EQ(first.state, quiet_state::busy) << first.quiet_score;
+  EXPECT_FALSE(first.cooldown_until);
+  EXPECT_TRUE(has_reason(first, "above the panic threshold 95%, over only 0s of samples "
+                                "(PANIC needs 30s)"))
+    << nlohmann::json(first.reasons).dump();
+  // The build ends: the host is quiet again at once, with no cool-down.
+  auto calm = step({0});
+  for (int i = 0; i < 60; ++i)
+    calm = step({0});
+  EXPECT_EQ(calm.state, quiet_state::quiet) << nlohmann::json(calm.reasons).dump();
+  EXPECT_FALSE(calm.cooldown_until);
+}
+
+TEST_F(quiet_test, load_that_lasts_past_the_warm_up_is_panic) {
+  quiet_assessment q;
+  for (int i = 0; i <= 14; ++i) // 28 s of samples
+    q = step({100});
+  EXPECT_EQ(q.state, quiet_state::busy);
+  q = step({100}); // 30 s
+  EXPECT_EQ(q.state, quiet_state::panic);
+  ASSERT_TRUE(q.cooldown_until);
+  EXPECT_EQ(q.panic_by, std::vector<std::string>{"cpu"});
+}
+
 TEST_F(quiet_test, hysteresis_keeps_a_host_near_the_edge_from_flapping) {
   EXPECT_EQ(step({0, mem_for_score(90)}).state, quiet_state::quiet);
   // Wobbling around the QUIET edge (75) within 5 points: stays QUIET.

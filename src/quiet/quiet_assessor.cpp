@@ -39,6 +39,9 @@ struct scored_input {
   /// total, whoever uses it).
   std::optional<double> panic_value;
   std::string panic_label;
+  /// Seconds of samples behind an average too short to call PANIC on (the
+  /// first seconds after lulld starts: one hot sample is not two minutes).
+  std::optional<double> warming_sec;
 };
 
 std::string reason_for(const scored_input& in) {
@@ -201,7 +204,7 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     inputs[key] = v ? nlohmann::json(r2(*v)) : nlohmann::json(nullptr);
     if (v && score)
       scored.push_back({key, std::move(label), *v, unit, t, reversed, pressure(*v, t, reversed),
-                        std::nullopt, {}});
+                        std::nullopt, {}, std::nullopt});
   };
   auto jopt = [](std::optional<double> v) {
     return v ? nlohmann::json(r2(*v)) : nlohmann::json(nullptr);
@@ -217,6 +220,16 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     cpu_leased = w->avg;
   add("cpu_foreign_avg", "Other processes (" + window + " average)", cpu_foreign, "%",
       th_.cpu);
+  // An average that covers less than its warm-up (30 s, or the whole window
+  // when that is shorter) may make the host BUSY but not PANIC, so a start
+  // on a machine still hot from a build or a boot does not begin with a
+  // cool-down.
+  if (auto w = hs.cpu_foreign.summary(now, th_.cpu_window_sec);
+      w && w->span_sec < cpu_warmup_sec() && !scored.empty()
+      && std::string_view(scored.back().key) == "cpu_foreign_avg" && scored.back().p >= 1) {
+    scored.back().warming_sec = w->span_sec;
+    scored.back().p = 0.99;
+  }
   inputs["cpu_avg"] = jopt(cpu_avg);
   inputs["cpu_leased_avg"] = jopt(cpu_leased);
   inputs["cpu_window_sec"] = th_.cpu_window_sec;
@@ -232,7 +245,7 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   if (mem_foreign) {
     scored_input in{"mem_foreign_pct", "Memory used by other processes", *mem_foreign, "%",
                     th_.mem, false, pressure(*mem_foreign, th_.mem), s.mem_used_pct,
-                    "Memory used"};
+                    "Memory used", std::nullopt};
     scored.push_back(std::move(in));
   }
   if (s.leased) {
@@ -286,7 +299,15 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   double score = std::clamp(100.0 * (1.0 - p_max) - 5.0 * rest, 0.0, 100.0);
   a.quiet_score = r1(score);
   for (auto& in : scored) {
-    if (in.panic_value && pressure(*in.panic_value, in.t, in.reversed) >= 1)
+    if (in.warming_sec) {
+      char buf[240];
+      std::snprintf(buf, sizeof buf,
+                    "%s use %.1f%s CPU, above the panic threshold %g%s, over only %.0fs of "
+                    "samples (PANIC needs %.0fs)",
+                    in.label.c_str(), in.value, in.unit, in.t.panic, in.unit, *in.warming_sec,
+                    cpu_warmup_sec());
+      reasons.push_back(buf);
+    } else if (in.panic_value && pressure(*in.panic_value, in.t, in.reversed) >= 1)
       reasons.push_back(panic_reason(in));
     else if (in.p >= 0.25)
       reasons.push_back(reason_for(in));
@@ -295,6 +316,8 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   // PANIC, with hysteresis on the way out.
   bool was_panic = hs.state == quiet_state::panic;
   bool panic = std::any_of(scored.begin(), scored.end(), [&](auto& in) {
+    if (in.warming_sec && !was_panic)
+      return false;
     double v = in.panic_value.value_or(in.value);
     if (pressure(v, in.t, in.reversed) >= 1)
       return true;
@@ -309,7 +332,7 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     st = quiet_state::panic;
     for (auto& in : scored) {
       double v = in.panic_value.value_or(in.value);
-      if (pressure(v, in.t, in.reversed) < 1 && !was_panic)
+      if ((pressure(v, in.t, in.reversed) < 1 || in.warming_sec) && !was_panic)
         continue;
       if (was_panic && pressure(v, in.t, in.reversed) < 1) {
         double margin = std::abs(in.t.panic) * 0.05;

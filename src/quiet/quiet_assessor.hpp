@@ -29,6 +29,7 @@
 /// Streaks: consecutive QUIET assessments form a streak (start, end, avg and
 /// min score), closed when the host leaves QUIET.
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -67,6 +68,9 @@ struct quiet_thresholds {
   double hysteresis = 5;     ///< points
   double cooldown_sec = 120; ///< after a PANIC (as the lease manager's)
   double cpu_window_sec = 120;
+  /// The CPU average calls PANIC only once its samples span this much (or
+  /// half the window, when that is shorter).
+  double cpu_panic_warmup_sec = 30;
   /// Score lull's own bus traffic (stats/bus) as host load. Off by default:
   /// lull's protocol traffic is lull's, not the owner's (docs/collectors.md).
   bool bus_inputs = false;
@@ -115,6 +119,9 @@ public:
   const quiet_thresholds& thresholds() const { return th_; }
 
 private:
+  double cpu_warmup_sec() const {
+    return std::min(th_.cpu_panic_warmup_sec, 0.5 * th_.cpu_window_sec);
+  }
   struct bus_input {
     std::optional<double> rps, p95_ms;
     double at = 0;
