@@ -58,6 +58,55 @@ install(FILES "${PROJECT_SOURCE_DIR}/README.md" "${pkg}/copyright" "${gen}/chang
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/docs/" DESTINATION "${CMAKE_INSTALL_DOCDIR}/docs"
         COMPONENT lull FILES_MATCHING PATTERN "*.md")
 
+# Man pages and completion scripts, written at build time by lull_docgen from
+# the definitions --help prints (src/cli/man.cpp, `lull completion`), the
+# pages compressed as Debian wants them (gzip -n: no name or time, so the
+# same source gives the same bytes). A cross build runs lull_docgen through
+# CMAKE_CROSSCOMPILING_EMULATOR.
+set(docgen "${PROJECT_BINARY_DIR}/docgen")
+set(man_pages "${docgen}/man/lull.1" "${docgen}/man/lulld.8" "${docgen}/man/lull.toml.5")
+set(completions "${docgen}/completions/lull" "${docgen}/completions/_lull")
+list(TRANSFORM man_pages APPEND ".gz" OUTPUT_VARIABLE man_pages_gz)
+add_custom_command(OUTPUT ${man_pages} ${man_pages_gz} ${completions}
+  COMMAND lull_docgen "${docgen}"
+  COMMAND gzip -9nkf ${man_pages}
+  DEPENDS lull_docgen
+  COMMENT "Writing lull's man pages and completion scripts"
+  VERBATIM)
+add_custom_target(lull_docs ALL DEPENDS ${man_pages_gz} ${completions})
+install(FILES "${docgen}/man/lull.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1" COMPONENT lull)
+install(FILES "${docgen}/man/lull.toml.5.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man5"
+        COMPONENT lull)
+install(FILES "${docgen}/man/lulld.8.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man8"
+        COMPONENT lull)
+install(FILES "${docgen}/completions/lull"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions" COMPONENT lull)
+install(FILES "${docgen}/completions/_lull"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions" COMPONENT lull)
+
+# The examples, as a user copies them: the workers' sources (and the Node.js
+# worker's package.json, which names MQTT.js), the Home Assistant YAML and the
+# Node-RED flow. Never what npm installs beside them, nor the test harness
+# around the flow (settings.js, its package.json).
+set(examples "${PROJECT_SOURCE_DIR}/examples")
+set(examples_dest "${CMAKE_INSTALL_DOCDIR}/examples")
+install(PROGRAMS "${examples}/python/lull_worker.py" DESTINATION "${examples_dest}/python"
+        COMPONENT lull)
+install(PROGRAMS "${examples}/node/lull-worker.js" DESTINATION "${examples_dest}/node"
+        COMPONENT lull)
+install(FILES "${examples}/node/package.json" DESTINATION "${examples_dest}/node" COMPONENT lull)
+install(PROGRAMS "${examples}/shell/lull-lease.sh" DESTINATION "${examples_dest}/shell"
+        COMPONENT lull)
+install(FILES "${examples}/homeassistant/automations.yaml"
+              "${examples}/homeassistant/dashboard.yaml"
+        DESTINATION "${examples_dest}/homeassistant" COMPONENT lull)
+install(FILES "${examples}/nodered/lull-flow.json" DESTINATION "${examples_dest}/nodered"
+        COMPONENT lull)
+
+# Lintian tags lull's package carries on purpose, each with its reason there.
+install(FILES "${pkg}/lintian-overrides" DESTINATION "${CMAKE_INSTALL_DATADIR}/lintian/overrides"
+        RENAME lull COMPONENT lull)
+
 # -- the Debian package ---------------------------------------------------------
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME lull)
