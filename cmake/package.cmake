@@ -1,8 +1,9 @@
-# Install rules for lulld, lull, their configuration and systemd units, and
-# the Debian package (CPack DEB) that scripts/package builds into dist/.
+# Install rules for lulld, lull, their configuration and systemd units, man
+# pages, completion scripts and examples, and the Debian package (CPack DEB)
+# that scripts/package builds into dist/.
 #
 #   cmake -S . -B build -DCMAKE_INSTALL_PREFIX=/usr
-#   cmake --build build --target lulld lull
+#   cmake --build build --target lulld lull lull_docs
 #   cmake --install build --component lull      # or: cpack (scripts/package)
 #
 # With the prefix /usr (the package's), the configuration goes to /etc/lull
@@ -11,7 +12,8 @@
 # name; the client library's rules (src/) belong to other components.
 include(GNUInstallDirs)
 # `cmake --install` and cpack install what is built; they do not first build
-# every target (tests, benchmarks): scripts/package builds lulld and lull only.
+# every target (tests, benchmarks): scripts/package builds lulld, lull and
+# lull_docs only.
 set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 if(NOT DEFINED LULL_SYSTEMD_UNIT_DIR)
