@@ -1,8 +1,9 @@
-# Install rules for lulld, lull, their configuration and systemd units, and
-# the Debian package (CPack DEB) that scripts/package builds into dist/.
+# Install rules for lulld, lull, their configuration and systemd units, man
+# pages, completion scripts and examples, and the Debian package (CPack DEB)
+# that scripts/package builds into dist/.
 #
 #   cmake -S . -B build -DCMAKE_INSTALL_PREFIX=/usr
-#   cmake --build build --target lulld lull
+#   cmake --build build --target lulld lull lull_docs
 #   cmake --install build --component lull      # or: cpack (scripts/package)
 #
 # With the prefix /usr (the package's), the configuration goes to /etc/lull
@@ -11,7 +12,8 @@
 # name; the client library's rules (src/) belong to other components.
 include(GNUInstallDirs)
 # `cmake --install` and cpack install what is built; they do not first build
-# every target (tests, benchmarks): scripts/package builds lulld and lull only.
+# every target (tests, benchmarks): scripts/package builds lulld, lull and
+# lull_docs only.
 set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 if(NOT DEFINED LULL_SYSTEMD_UNIT_DIR)
@@ -57,6 +59,55 @@ install(FILES "${PROJECT_SOURCE_DIR}/README.md" "${pkg}/copyright" "${gen}/chang
         DESTINATION "${CMAKE_INSTALL_DOCDIR}" COMPONENT lull)
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/docs/" DESTINATION "${CMAKE_INSTALL_DOCDIR}/docs"
         COMPONENT lull FILES_MATCHING PATTERN "*.md")
+
+# Man pages and completion scripts, written at build time by lull_docgen from
+# the definitions --help prints (src/cli/man.cpp, `lull completion`), the
+# pages compressed as Debian wants them (gzip -n: no name or time, so the
+# same source gives the same bytes). A cross build runs lull_docgen through
+# CMAKE_CROSSCOMPILING_EMULATOR.
+set(docgen "${PROJECT_BINARY_DIR}/docgen")
+set(man_pages "${docgen}/man/lull.1" "${docgen}/man/lulld.8" "${docgen}/man/lull.toml.5")
+set(completions "${docgen}/completions/lull" "${docgen}/completions/_lull")
+list(TRANSFORM man_pages APPEND ".gz" OUTPUT_VARIABLE man_pages_gz)
+add_custom_command(OUTPUT ${man_pages} ${man_pages_gz} ${completions}
+  COMMAND lull_docgen "${docgen}"
+  COMMAND gzip -9nkf ${man_pages}
+  DEPENDS lull_docgen
+  COMMENT "Writing lull's man pages and completion scripts"
+  VERBATIM)
+add_custom_target(lull_docs ALL DEPENDS ${man_pages_gz} ${completions})
+install(FILES "${docgen}/man/lull.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1" COMPONENT lull)
+install(FILES "${docgen}/man/lull.toml.5.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man5"
+        COMPONENT lull)
+install(FILES "${docgen}/man/lulld.8.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man8"
+        COMPONENT lull)
+install(FILES "${docgen}/completions/lull"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions" COMPONENT lull)
+install(FILES "${docgen}/completions/_lull"
+        DESTINATION "${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions" COMPONENT lull)
+
+# The examples, as a user copies them: the workers' sources (and the Node.js
+# worker's package.json, which names MQTT.js), the Home Assistant YAML and the
+# Node-RED flow. Never what npm installs beside them, nor the test harness
+# around the flow (settings.js, its package.json).
+set(examples "${PROJECT_SOURCE_DIR}/examples")
+set(examples_dest "${CMAKE_INSTALL_DOCDIR}/examples")
+install(PROGRAMS "${examples}/python/lull_worker.py" DESTINATION "${examples_dest}/python"
+        COMPONENT lull)
+install(PROGRAMS "${examples}/node/lull-worker.js" DESTINATION "${examples_dest}/node"
+        COMPONENT lull)
+install(FILES "${examples}/node/package.json" DESTINATION "${examples_dest}/node" COMPONENT lull)
+install(PROGRAMS "${examples}/shell/lull-lease.sh" DESTINATION "${examples_dest}/shell"
+        COMPONENT lull)
+install(FILES "${examples}/homeassistant/automations.yaml"
+              "${examples}/homeassistant/dashboard.yaml"
+        DESTINATION "${examples_dest}/homeassistant" COMPONENT lull)
+install(FILES "${examples}/nodered/lull-flow.json" DESTINATION "${examples_dest}/nodered"
+        COMPONENT lull)
+
+# Lintian tags lull's package carries on purpose, each with its reason there.
+install(FILES "${pkg}/lintian-overrides" DESTINATION "${CMAKE_INSTALL_DATADIR}/lintian/overrides"
+        RENAME lull COMPONENT lull)
 
 # -- the Debian package ---------------------------------------------------------
 set(CPACK_GENERATOR DEB)

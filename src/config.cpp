@@ -5,10 +5,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -23,109 +27,242 @@ namespace lull {
 namespace {
 
 using setter = std::function<std::optional<std::string>(config&, const std::string&)>;
+using getter = std::function<std::string(const config&)>;
 
-struct key_def {
-  config_key key;
-  setter set; ///< returns what was expected when the value is bad
+/// How a key reads and writes its member of `config`: `set` returns what was
+/// expected when a value is bad, `get` renders the member as a TOML value
+/// that `set` takes back (--print-config, the man pages' defaults).
+struct field {
+  field(std::string type_, std::string expects_, setter set_, getter get_)
+    : type(std::move(type_)), expects(std::move(expects_)), set(std::move(set_)),
+      get(std::move(get_)) {}
+
+  std::string type;    ///< the kind of value, for the man pages
+  std::string expects; ///< what a good value looks like
+  setter set;
+  getter get;
+  std::string derived; ///< how the default is worked out, when it is not a fixed value
+  bool secret = false; ///< --print-config does not show it
+
+  field by_default(std::string how) && {
+    derived = std::move(how);
+    return std::move(*this);
+  }
+  field hidden() && {
+    secret = true;
+    return std::move(*this);
+  }
 };
 
-setter string_field(std::string config::*field) {
-  return [field](config& c, const std::string& v) -> std::optional<std::string> {
-    c.*field = v;
-    return std::nullopt;
-  };
+struct key_text {
+  std::string name, env, flag, help;
+};
+
+struct key_def {
+  key_text key;
+  field f;
+};
+
+/// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string toml_quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char ch : s) {
+    switch (ch) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\b': out += "\\b"; break;
+    case '\t': out += "\\t"; break;
+    case '\n': out += "\\n"; break;
+    case '\f': out += "\\f"; break;
+    case '\r': out += "\\r"; break;
+    default:
+      if (ch < 0x20 || ch == 0x7f) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04X", ch);
+        out += buf;
+      } else {
+        out += static_cast<char>(ch);
+      }
+    }
+  }
+  return out + "\"";
 }
 
-setter id_field(std::string config::*field) {
-  return [field](config& c, const std::string& v) -> std::optional<std::string> {
-    for (char ch : v)
-      if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'))
-        return "1-64 characters from [a-zA-Z0-9_-]";
-    if (v.empty() || v.size() > 64)
-      return "1-64 characters from [a-zA-Z0-9_-]";
-    c.*field = v;
-    return std::nullopt;
-  };
+/// The shortest text that reads back as the same double.
+std::string number_text(double x) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+  return ec == std::errc{} ? std::string(buf, end) : std::to_string(x);
 }
 
-setter duration_field(double config::*field, double min_sec, double max_sec) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    auto d = parse_duration_sec(v);
-    std::ostringstream expected;
-    expected << "a duration between " << min_sec << "s and " << max_sec
-             << "s such as 2s, 500ms or 1m";
-    if (!d || !(*d >= min_sec && *d <= max_sec)) // NaN fails both comparisons
-      return expected.str();
-    c.*field = *d;
-    return std::nullopt;
-  };
+/// A duration in the largest unit that holds it whole: 7d, 1h, 10m, 30s, 0.5s.
+std::string duration_text(double sec) {
+  for (auto [unit, scale] : {std::pair{"d", 86400.0}, {"h", 3600.0}, {"m", 60.0}})
+    if (sec >= scale && std::fmod(sec, scale) == 0)
+      return number_text(sec / scale) + unit;
+  return number_text(sec) + "s";
 }
 
-setter int_field(int config::*field, int lo, int hi) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    char* end = nullptr;
-    long x = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || x < lo || x > hi)
-      return "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
-    c.*field = static_cast<int>(x);
+/// A size in bytes: 64MiB, 1GiB, 65536.
+std::string bytes_text(std::int64_t bytes) {
+  for (auto [unit, shift] : {std::pair{"GiB", 30}, {"MiB", 20}, {"KiB", 10}})
+    if (bytes > 0 && bytes % (std::int64_t{1} << shift) == 0)
+      return toml_quote(std::to_string(bytes >> shift) + unit);
+  return std::to_string(bytes);
+}
+
+field string_field(std::string config::*member) {
+  return {"string", "any text",
+          [member](config& c, const std::string& v) -> std::optional<std::string> {
+            c.*member = v;
+            return std::nullopt;
+          },
+          [member](const config& c) { return toml_quote(c.*member); }};
+}
+
+/// A file or directory, read as given (relative to lulld's working directory).
+field path_field(std::string config::*member) {
+  auto f = string_field(member);
+  f.type = "path";
+  f.expects = "a file or directory path";
+  return f;
+}
+
+/// `f`, refusing values `check` finds fault with (it returns what was
+/// expected, or nothing). `expects` describes good values.
+field validated(field f, std::string expects,
+                std::function<std::optional<std::string>(const std::string&)> check) {
+  auto set = f.set;
+  f.expects = std::move(expects);
+  f.set = [set, check](config& c, const std::string& v) -> std::optional<std::string> {
+    if (auto bad = check(v))
+      return bad;
+    return set(c, v);
+  };
+  return f;
+}
+
+/// `f`, refusing values for which `ok` is false with `expects`.
+field checked(field f, const std::string& expects, std::function<bool(const std::string&)> ok) {
+  return validated(std::move(f), expects,
+                   [expects, ok](const std::string& v) -> std::optional<std::string> {
+                     if (ok(v))
+                       return std::nullopt;
+                     return expects;
+                   });
+}
+
+/// `f` with `note` added to what it expects (and says when a value is bad).
+field explained(field f, const std::string& note) {
+  auto set = f.set;
+  f.expects += note;
+  f.set = [set, note](config& c, const std::string& v) -> std::optional<std::string> {
+    if (auto bad = set(c, v))
+      return *bad + note;
     return std::nullopt;
   };
+  return f;
+}
+
+field id_field(std::string config::*member) {
+  return checked(string_field(member), "1-64 characters from [a-zA-Z0-9_-]",
+                 [](const std::string& v) {
+                   if (v.empty() || v.size() > 64)
+                     return false;
+                   for (char ch : v)
+                     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-'))
+                       return false;
+                   return true;
+                 });
+}
+
+field duration_field(double config::*member, double min_sec, double max_sec) {
+  auto expected = "a duration between " + number_text(min_sec) + "s and " + number_text(max_sec)
+                  + "s such as 2s, 500ms or 1m";
+  return {"duration", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            auto d = parse_duration_sec(v);
+            if (!d || !(*d >= min_sec && *d <= max_sec)) // NaN fails both comparisons
+              return expected;
+            c.*member = *d;
+            return std::nullopt;
+          },
+          [member](const config& c) { return toml_quote(duration_text(c.*member)); }};
+}
+
+field int_field(int config::*member, int lo, int hi) {
+  auto expected = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  return {"integer", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            char* end = nullptr;
+            errno = 0;
+            long x = std::strtol(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0' || errno != 0 || x < lo || x > hi)
+              return expected;
+            c.*member = static_cast<int>(x);
+            return std::nullopt;
+          },
+          [member](const config& c) { return std::to_string(c.*member); }};
 }
 
 /// A size in bytes: 65536, or with a binary suffix (64KiB, 64MiB, 1GiB; K,
 /// M and G are read the same).
-setter bytes_field(std::int64_t config::*field, std::int64_t lo, std::int64_t hi) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    auto expected = "a size in bytes from " + std::to_string(lo) + " to " + std::to_string(hi)
-                    + " such as 65536, 64MiB or 1GiB";
-    char* end = nullptr;
-    errno = 0;
-    long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || end == v.c_str() || errno != 0 || x < 0)
-      return expected;
-    std::string unit = end;
-    for (auto& ch : unit)
-      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    long long scale = 1;
-    if (unit == "k" || unit == "kib")
-      scale = 1LL << 10;
-    else if (unit == "m" || unit == "mib")
-      scale = 1LL << 20;
-    else if (unit == "g" || unit == "gib")
-      scale = 1LL << 30;
-    else if (!unit.empty() && unit != "b")
-      return expected;
-    if (x > hi / scale || x * scale < lo)
-      return expected;
-    c.*field = x * scale;
-    return std::nullopt;
-  };
+field bytes_field(std::int64_t config::*member, std::int64_t lo, std::int64_t hi) {
+  auto expected = "a size in bytes from " + std::to_string(lo) + " to " + std::to_string(hi)
+                  + " such as 65536, 64MiB or 1GiB";
+  return {"size", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            char* end = nullptr;
+            errno = 0;
+            long long x = std::strtoll(v.c_str(), &end, 10);
+            if (v.empty() || end == v.c_str() || errno != 0 || x < 0)
+              return expected;
+            std::string unit = end;
+            for (auto& ch : unit)
+              ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            long long scale = 1;
+            if (unit == "k" || unit == "kib")
+              scale = 1LL << 10;
+            else if (unit == "m" || unit == "mib")
+              scale = 1LL << 20;
+            else if (unit == "g" || unit == "gib")
+              scale = 1LL << 30;
+            else if (!unit.empty() && unit != "b")
+              return expected;
+            if (x > hi / scale || x * scale < lo)
+              return expected;
+            c.*member = x * scale;
+            return std::nullopt;
+          },
+          [member](const config& c) { return bytes_text(c.*member); }};
 }
 
-setter number_field(double config::*field, double lo, double hi) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    char* end = nullptr;
-    double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
-      std::ostringstream expected;
-      expected << "a number from " << lo << " to " << hi;
-      return expected.str();
-    }
-    c.*field = x;
-    return std::nullopt;
-  };
+field number_field(double config::*member, double lo, double hi) {
+  auto expected = "a number from " + number_text(lo) + " to " + number_text(hi);
+  return {"number", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            char* end = nullptr;
+            double x = std::strtod(v.c_str(), &end);
+            if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
+              return expected;
+            c.*member = x;
+            return std::nullopt;
+          },
+          [member](const config& c) { return number_text(c.*member); }};
 }
 
-setter bool_field(bool config::*field) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    if (v == "true" || v == "1" || v == "yes" || v == "on")
-      c.*field = true;
-    else if (v == "false" || v == "0" || v == "no" || v == "off")
-      c.*field = false;
-    else
-      return "true or false";
-    return std::nullopt;
-  };
+field bool_field(bool config::*member) {
+  return {"boolean", "true or false",
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            if (v == "true" || v == "1" || v == "yes" || v == "on")
+              c.*member = true;
+            else if (v == "false" || v == "0" || v == "no" || v == "off")
+              c.*member = false;
+            else
+              return "true or false";
+            return std::nullopt;
+          },
+          [member](const config& c) { return std::string(c.*member ? "true" : "false"); }};
 }
 
 /// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
@@ -145,75 +282,92 @@ std::vector<std::string> split_list(std::string v) {
   return out;
 }
 
-setter list_field(std::vector<std::string> config::*field) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    c.*field = split_list(v);
-    return std::nullopt;
-  };
+field list_field(std::vector<std::string> config::*member) {
+  return {"list", "a TOML array of strings, or one string of comma-separated items",
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            c.*member = split_list(v);
+            return std::nullopt;
+          },
+          [member](const config& c) {
+            std::string out = "[";
+            for (auto& item : c.*member)
+              out += (out.size() > 1 ? ", " : "") + toml_quote(item);
+            return out + "]";
+          }};
 }
 
 /// "floor,quiet,busy,panic": four numbers that rise (or, when `falling`, fall).
-setter thresholds_field(std::array<double, 4> config::*field, bool falling) {
-  return [=](config& c, const std::string& v) -> std::optional<std::string> {
-    auto parts = split_list(v);
-    const char* expected = falling ? "four falling numbers floor,quiet,busy,panic such as 50,20,10,3"
-                                   : "four rising numbers floor,quiet,busy,panic such as 0,30,75,95";
-    if (parts.size() != 4)
-      return std::string(expected);
-    std::array<double, 4> t{};
-    for (size_t i = 0; i < 4; ++i) {
-      char* end = nullptr;
-      t[i] = std::strtod(parts[i].c_str(), &end);
-      if (parts[i].empty() || *end != '\0' || !std::isfinite(t[i]))
-        return std::string(expected);
-    }
-    for (size_t i = 1; i < 4; ++i)
-      if (falling ? !(t[i] < t[i - 1]) : !(t[i] > t[i - 1]))
-        return std::string(expected);
-    c.*field = t;
-    return std::nullopt;
-  };
+field thresholds_field(std::array<double, 4> config::*member, bool falling) {
+  std::string expected = falling ? "four falling numbers floor,quiet,busy,panic such as 50,20,10,3"
+                                 : "four rising numbers floor,quiet,busy,panic such as 0,30,75,95";
+  return {"thresholds", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            auto parts = split_list(v);
+            if (parts.size() != 4)
+              return expected;
+            std::array<double, 4> t{};
+            for (size_t i = 0; i < 4; ++i) {
+              char* end = nullptr;
+              t[i] = std::strtod(parts[i].c_str(), &end);
+              if (parts[i].empty() || *end != '\0' || !std::isfinite(t[i]))
+                return expected;
+            }
+            for (size_t i = 1; i < 4; ++i)
+              if (falling ? !(t[i] < t[i - 1]) : !(t[i] > t[i - 1]))
+                return expected;
+            c.*member = t;
+            return std::nullopt;
+          },
+          [member](const config& c) {
+            std::string out;
+            for (double x : c.*member)
+              out += (out.empty() ? "" : ",") + number_text(x);
+            return toml_quote(out);
+          }};
 }
 
 const std::vector<key_def>& key_defs() {
   static const std::vector<key_def> defs = {
     {{"broker", "LULL_BROKER", "--broker",
       "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty starts a local Mosquitto"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (!v.empty() && v.rfind("tcp://", 0) != 0 && v.rfind("mqtt://", 0) != 0
-           && v.rfind("ssl://", 0) != 0 && v.rfind("mqtts://", 0) != 0
-           && v.rfind("ws://", 0) != 0 && v.rfind("wss://", 0) != 0)
-         return "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://";
-       c.broker = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::broker),
+             "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
+             [](const std::string& v) {
+               return v.empty() || v.rfind("tcp://", 0) == 0 || v.rfind("mqtt://", 0) == 0
+                      || v.rfind("ssl://", 0) == 0 || v.rfind("mqtts://", 0) == 0
+                      || v.rfind("ws://", 0) == 0 || v.rfind("wss://", 0) == 0;
+             })},
     {{"host_id", "LULL_HOST_ID", "--host-id", "this host's id in topics (default: hostname)"},
-     id_field(&config::host_id)},
+     id_field(&config::host_id).by_default("the host name, up to its first dot")},
     {{"db", "LULL_DB", "--db", "SQLite database file (default: <data_dir>/lull.db)"},
-     string_field(&config::db)},
+     path_field(&config::db).by_default("<data_dir>/lull.db")},
     {{"data_dir", "LULL_DATA_DIR", "--data-dir", "directory for lull's state"},
-     string_field(&config::data_dir)},
+     path_field(&config::data_dir)
+       .by_default("$STATE_DIRECTORY (lulld.service: /var/lib/lull), else /var/lib/lull as root, "
+                   "else $XDG_STATE_HOME/lull or ~/.local/state/lull")},
     {{"topic_prefix", "LULL_TOPIC_PREFIX", "--topic-prefix", "prefix prepended to every topic"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (v.find_first_of("+#") != std::string::npos || (!v.empty() && v.front() == '/'))
-         return "a topic prefix without '+', '#' or a leading '/'";
-       c.topic_prefix = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::topic_prefix),
+             "a topic prefix without '+', '#' or a leading '/'",
+             [](const std::string& v) {
+               return v.find_first_of("+#") == std::string::npos
+                      && (v.empty() || v.front() != '/');
+             })},
     {{"client_id", "LULL_CLIENT_ID", "--client-id", "MQTT client id (default: lulld-<host_id>; with broker.secure an unguessable "
       "lulld-<host_id>-<random> kept in data_dir)"},
-     string_field(&config::client_id)},
+     string_field(&config::client_id)
+       .by_default("lulld-<host_id>; with broker.secure, lulld-<host_id>-<random> kept in data_dir")},
     {{"username", "LULL_USERNAME", "--username", "MQTT user name"},
      string_field(&config::username)},
     {{"password", "LULL_PASSWORD", "--password", "MQTT password (prefer the env or file)"},
-     string_field(&config::password)},
+     string_field(&config::password).hidden()},
     {{"interval", "LULL_INTERVAL", "--interval", "host sampling interval (default 2s)"},
      duration_field(&config::interval_sec, 0.1, 3600)},
     {{"proc_root", "LULL_PROC_ROOT", "--proc-root", "root of /proc and /sys (default /)"},
-     string_field(&config::proc_root)},
+     path_field(&config::proc_root)},
     {{"broker_config_dir", "LULL_BROKER_CONFIG_DIR", "--broker-config-dir",
       "directory holding local.conf for the broker lulld starts itself"},
-     string_field(&config::broker_config_dir)},
+     path_field(&config::broker_config_dir)
+       .by_default("the broker configs installed with lulld (/usr/share/lull/broker-config)")},
     {{"local_broker_port", "LULL_LOCAL_BROKER_PORT", "--local-broker-port",
       "port for the local broker (default 1883; 0 picks a free one)"},
      int_field(&config::local_broker_port, 0, 65535)},
@@ -224,30 +378,23 @@ const std::vector<key_def>& key_defs() {
     {{"broker.ca_file", "LULL_BROKER_CA_FILE", "--broker-ca-file",
       "TLS (ssl:// brokers): the CA certificate that signed the broker's (default: the "
       "system's trust store)"},
-     string_field(&config::broker_ca_file)},
+     path_field(&config::broker_ca_file)},
     {{"broker.cert_file", "LULL_BROKER_CERT_FILE", "--broker-cert-file",
       "TLS: lulld's client certificate, for brokers that take the user from it"},
-     string_field(&config::broker_cert_file)},
+     path_field(&config::broker_cert_file)},
     {{"broker.key_file", "LULL_BROKER_KEY_FILE", "--broker-key-file",
       "TLS: the private key of broker.cert_file"},
-     string_field(&config::broker_key_file)},
+     path_field(&config::broker_key_file)},
     {{"mqtt_version", "LULL_MQTT_VERSION", "--mqtt-version",
       "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses "
       "or drops v5, as RabbitMQ does), 5, or 3.1.1"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (v != "auto" && v != "5" && v != "3.1.1")
-         return "auto, 5 or 3.1.1";
-       c.mqtt_version = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::mqtt_version), "auto, 5 or 3.1.1",
+             [](const std::string& v) { return v == "auto" || v == "5" || v == "3.1.1"; })},
     {{"broker.admin_user", "LULL_BROKER_ADMIN_USER", "--broker-admin-user",
       "secure mode: the broker user who may read and cancel every job (default lull-admin)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (!valid_id(v))
-         return "a user name of 1-64 characters from [a-zA-Z0-9_-]";
-       c.broker_admin_user = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::broker_admin_user),
+             "a user name of 1-64 characters from [a-zA-Z0-9_-]",
+             [](const std::string& v) { return valid_id(v); })},
     {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
       "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
       "drops bigger ones instead of sending them (bytes, default 262144)"},
@@ -312,22 +459,25 @@ const std::vector<key_def>& key_defs() {
     {{"lease.windows", "LULL_LEASE_WINDOWS", "--lease-windows",
       "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' "
       "for every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00' (default: always)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       auto parsed = parse_lease_windows(v, "UTC");
-       if (auto* e = std::get_if<std::string>(&parsed))
-         return *e;
-       c.lease_windows = v;
-       return std::nullopt;
-     }},
+     validated(string_field(&config::lease_windows),
+               "empty (always), or days and hours such as 'Mon-Fri 22:00-07:00, Sat-Sun', "
+               "optionally per host ('pi-a: 22:00-07:00; laptop: 00:00-08:00')",
+               [](const std::string& v) -> std::optional<std::string> {
+                 auto parsed = parse_lease_windows(v, "UTC");
+                 if (auto* e = std::get_if<std::string>(&parsed))
+                   return *e;
+                 return std::nullopt;
+               })},
     {{"lease.timezone", "LULL_LEASE_TIMEZONE", "--lease-timezone",
       "time zone of lease.windows: an IANA name such as Europe/Berlin, or local (default)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       std::string why;
-       if (!find_time_zone(v, &why))
-         return why;
-       c.lease_timezone = v;
-       return std::nullopt;
-     }},
+     validated(string_field(&config::lease_timezone),
+               "an IANA time zone name such as Europe/Berlin, or local",
+               [](const std::string& v) -> std::optional<std::string> {
+                 std::string why;
+                 if (!find_time_zone(v, &why))
+                   return why;
+                 return std::nullopt;
+               })},
     {{"lease.max_retry_hint", "LULL_LEASE_MAX_RETRY_HINT", "--lease-max-retry-hint",
       "the longest retry_after_sec a denial gives, whatever a pause, window or learned map "
       "from the bus names (default 1h)"},
@@ -335,14 +485,14 @@ const std::vector<key_def>& key_defs() {
     {{"lease.high_users", "LULL_LEASE_HIGH_USERS", "--lease-high-users",
       "secure mode: the users who may ask for HIGH leases and submit HIGH jobs, "
       "comma-separated (default lull-admin; others get PermissionDenied)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       auto users = split_list(v);
-       for (auto& u : users)
-         if (!valid_id(u))
-           return "user names of 1-64 characters from [a-zA-Z0-9_-], comma-separated";
-       c.lease_high_users = users;
-       return std::nullopt;
-     }},
+     checked(list_field(&config::lease_high_users),
+             "user names of 1-64 characters from [a-zA-Z0-9_-], comma-separated",
+             [](const std::string& v) {
+               for (auto& u : split_list(v))
+                 if (!valid_id(u))
+                   return false;
+               return true;
+             })},
     {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
       "how often samples are written, in one transaction (default 5s)"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},
@@ -364,15 +514,11 @@ const std::vector<key_def>& key_defs() {
     {{"limits.max_reply_bytes", "LULL_LIMITS_MAX_REPLY_BYTES", "--limits-max-reply-bytes",
       "largest reply in bytes: job lists and history queries are paged to fit it (default "
       "262144)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       auto bad = int_field(&config::limits_max_reply_bytes, static_cast<int>(min_max_reply_bytes),
-                            static_cast<int>(max_max_reply_bytes))(c, v);
-       if (bad)
-         return *bad + " (bytes; at most 900000 leaves room for a reply's topic and properties "
-                       "under the broker's message_size_limit 1000000, and below 4096 a page "
-                       "holds too little)";
-       return std::nullopt;
-     }},
+     explained(int_field(&config::limits_max_reply_bytes, static_cast<int>(min_max_reply_bytes),
+                         static_cast<int>(max_max_reply_bytes)),
+               " (bytes; at most 900000 leaves room for a reply's topic and properties "
+               "under the broker's message_size_limit 1000000, and below 4096 a page "
+               "holds too little)")},
     {{"limits.host_forget_after", "LULL_LIMITS_HOST_FORGET_AFTER", "--limits-host-forget-after",
       "a host whose agent is silent this long is forgotten, its retained assessment and Home "
       "Assistant device cleared (default 1d)"},
@@ -415,13 +561,11 @@ const std::vector<key_def>& key_defs() {
       "minute after start, or sooner if this is shorter)"},
      duration_field(&config::retention_interval_sec, 1, 86400)},
     {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error"
-           && v != "off")
-         return "one of trace, debug, info, warn, error, off";
-       c.log_level = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::log_level), "one of trace, debug, info, warn, error, off",
+             [](const std::string& v) {
+               return v == "trace" || v == "debug" || v == "info" || v == "warn" || v == "error"
+                      || v == "off";
+             })},
     {{"shutdown_timeout", "LULL_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
       "SIGTERM to exit at most: lulld then exits anyway, having written every acknowledged "
       "job and lease (default 2s)"},
@@ -431,20 +575,26 @@ const std::vector<key_def>& key_defs() {
       "which actors run: all, or a comma list of collectors (host, process, workers, bus), "
       "assessor (quiet assessor, Home Assistant discovery), scheduler (leases, queue, "
       "persister)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       auto items = split_list(v);
-       std::string norm;
-       for (auto& r : items) {
-         if (r != "all" && r != "collectors" && r != "assessor" && r != "scheduler")
-           return "all, or a comma list of collectors, assessor, scheduler";
-         norm += (norm.empty() ? "" : ",") + r;
-       }
-       if (items.empty())
-         return "all, or a comma list of collectors, assessor, scheduler";
-       bool all = std::find(items.begin(), items.end(), "all") != items.end();
-       c.roles = all ? "all" : norm;
-       return std::nullopt;
-     }},
+     [] {
+       auto f = string_field(&config::roles);
+       f.expects = "all, or a comma list of collectors, assessor, scheduler";
+       f.set = [expects = f.expects](config& c, const std::string& v)
+         -> std::optional<std::string> {
+         auto items = split_list(v);
+         std::string norm;
+         for (auto& r : items) {
+           if (r != "all" && r != "collectors" && r != "assessor" && r != "scheduler")
+             return expects;
+           norm += (norm.empty() ? "" : ",") + r;
+         }
+         if (items.empty())
+           return expects;
+         bool all = std::find(items.begin(), items.end(), "all") != items.end();
+         c.roles = all ? "all" : norm;
+         return std::nullopt;
+       };
+       return f;
+     }()},
     {{"collectors.process_interval", "LULL_COLLECTORS_PROCESS_INTERVAL",
       "--collectors-process-interval", "process sampling interval (default 2s)"},
      duration_field(&config::process_interval_sec, 0.1, 3600)},
@@ -465,10 +615,10 @@ const std::vector<key_def>& key_defs() {
      duration_field(&config::dir_interval_sec, 1, 86400)},
     {{"collectors.dirs", "LULL_COLLECTORS_DIRS", "--collectors-dirs",
       "directories to size, comma-separated (default: the data dir)"},
-     list_field(&config::dirs)},
+     list_field(&config::dirs).by_default("data_dir")},
     {{"collectors.mounts", "LULL_COLLECTORS_MOUNTS", "--collectors-mounts",
       "mounts whose usage is reported, comma-separated (default: / and the data dir)"},
-     list_field(&config::mounts)},
+     list_field(&config::mounts).by_default("/ and the mount of data_dir")},
     {{"collectors.jitter", "LULL_COLLECTORS_JITTER", "--collectors-jitter",
       "random +/- fraction of every collector interval (default 0.1)"},
      number_field(&config::collector_jitter, 0, 0.5)},
@@ -521,13 +671,12 @@ const std::vector<key_def>& key_defs() {
      bool_field(&config::ha_enabled)},
     {{"ha.prefix", "LULL_HA_PREFIX", "--ha-prefix",
       "Home Assistant discovery prefix (default homeassistant)"},
-     [](config& c, const std::string& v) -> std::optional<std::string> {
-       if (v.empty() || v.find_first_of("+#") != std::string::npos || v.front() == '/'
-           || v.back() == '/')
-         return "a topic without '+', '#' or a leading or trailing '/'";
-       c.ha_prefix = v;
-       return std::nullopt;
-     }},
+     checked(string_field(&config::ha_prefix),
+             "a topic without '+', '#' or a leading or trailing '/'",
+             [](const std::string& v) {
+               return !v.empty() && v.find_first_of("+#") == std::string::npos
+                      && v.front() != '/' && v.back() != '/';
+             })},
   };
   return defs;
 }
@@ -537,26 +686,63 @@ std::string toml_to_string(const toml::value& v) {
     return v.as_string().str;
   if (v.is_integer())
     return std::to_string(v.as_integer());
-  if (v.is_floating()) {
-    std::ostringstream os;
-    os << v.as_floating();
-    return os.str();
-  }
+  if (v.is_floating())
+    return number_text(v.as_floating());
   if (v.is_boolean())
     return v.as_boolean() ? "true" : "false";
   return toml::format(v);
 }
 
+/// A key of the file, flattened, with its value and line.
+struct file_entry {
+  std::string name;
+  toml::value value;
+};
+
 /// Flattens a TOML table to dotted keys: [lease] ttl = 30 -> "lease.ttl".
-void flatten(const toml::value& table, const std::string& prefix,
-             std::vector<std::pair<std::string, toml::value>>& out) {
+void flatten(const toml::value& table, const std::string& prefix, std::vector<file_entry>& out) {
   for (auto& [k, v] : table.as_table()) {
     auto name = prefix.empty() ? k : prefix + "." + k;
     if (v.is_table())
       flatten(v, name, out);
     else
-      out.emplace_back(name, v);
+      out.push_back({name, v});
   }
+}
+
+/// "PATH:LINE" of a value read from the file, or PATH when toml11 has no line.
+std::string where(const std::string& path, const toml::value& v) {
+  auto line = v.location().line();
+  return line > 0 ? path + ":" + std::to_string(line) : path;
+}
+
+/// The edit distance of two short strings (an unknown key's likely meaning).
+std::size_t distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+/// "; did you mean 'interval'?" when a known key is close to `name`.
+std::string suggestion(const std::string& name) {
+  const key_def* best = nullptr;
+  std::size_t best_d = 3; // at most two edits away
+  for (auto& d : key_defs())
+    if (auto dist = distance(name, d.key.name); dist < best_d) {
+      best = &d;
+      best_d = dist;
+    }
+  return best != nullptr ? "; did you mean '" + best->key.name + "'?" : std::string{};
 }
 
 std::string default_host_id() {
@@ -592,11 +778,52 @@ std::string default_data_dir(const std::map<std::string, std::string>& env) {
 const std::vector<config_key>& config_keys() {
   static const std::vector<config_key> keys = [] {
     std::vector<config_key> out;
+    const config defaults;
     for (auto& d : key_defs())
-      out.push_back(d.key);
+      out.push_back({d.key.name, d.key.env, d.key.flag, d.key.help, d.f.type, d.f.expects,
+                     d.f.get(defaults), d.f.derived, d.f.secret});
     return out;
   }();
   return keys;
+}
+
+const std::vector<action_flag>& lulld_action_flags() {
+  static const std::vector<action_flag> flags = {
+    {"--config", "file", "the TOML configuration file (env LULL_CONFIG)"},
+    {"--check-config", "",
+     "read the file, the environment and the flags as a start would, check every value, "
+     "print 'lulld: configuration OK (FILE)' and exit 0, or name the bad key and exit 2; "
+     "opens no database and connects nowhere"},
+    {"--print-config", "",
+     "print every key's effective value and where it came from (default, file and line, env, "
+     "flag) as TOML that lulld reads back (secrets as \"<set>\"), and exit; exit 2 on a bad "
+     "value as --check-config does"},
+  };
+  return flags;
+}
+
+std::string print_config(const config& c) {
+  std::set<std::string> names;
+  for (auto& d : key_defs())
+    names.insert(d.key.name);
+  std::ostringstream out;
+  out << "# lulld's effective configuration (lulld --print-config), each key with where its\n"
+      << "# value came from. Read back as a file, it gives the same configuration.\n"
+      << "# config file: " << (c.config_file.empty() ? "none" : c.config_file) << "\n";
+  for (auto& d : key_defs()) {
+    auto& name = d.key.name;
+    // A dotted name whose first part is itself a key (broker.secure beside
+    // broker) is quoted: TOML cannot make `broker` a string and a table.
+    auto dot = name.find('.');
+    bool quote = dot != std::string::npos && names.count(name.substr(0, dot)) != 0;
+    auto source = c.sources.find(name);
+    std::string value = d.f.get(c);
+    if (d.f.secret && value != "\"\"")
+      value = "\"<set>\"";
+    out << (quote ? "\"" + name + "\"" : name) << " = " << value << "  # "
+        << (source != c.sources.end() ? source->second : "default") << "\n";
+  }
+  return out.str();
 }
 
 std::map<std::string, std::string> lull_environment() {
@@ -620,7 +847,11 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
   app.set_version_flag("--version", "lulld 0.1.0");
   std::map<std::string, std::string> flag_values;
   std::string config_flag;
-  app.add_option("--config", config_flag, "TOML config file (env LULL_CONFIG)");
+  bool check_flag = false, print_flag = false;
+  auto& actions = lulld_action_flags();
+  app.add_option(actions[0].flag, config_flag, actions[0].help)->type_name("FILE");
+  auto* check = app.add_flag(actions[1].flag, check_flag, actions[1].help);
+  app.add_flag(actions[2].flag, print_flag, actions[2].help)->excludes(check);
   for (auto& d : key_defs()) {
     auto* opt = app.add_option_function<std::string>(
       d.key.flag, [&flag_values, name = d.key.name](const std::string& v) {
@@ -640,11 +871,15 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
   }
 
   config c;
+  c.action = check_flag   ? config::action_kind::check
+             : print_flag ? config::action_kind::print
+                          : config::action_kind::run;
   auto apply = [&](const key_def& d, const std::string& value,
                    const std::string& source) -> std::optional<config_error> {
-    if (auto expected = d.set(c, value))
+    if (auto expected = d.f.set(c, value))
       return config_error{2, "lulld: bad value for " + d.key.name + " (from " + source
                                + "): got '" + value + "', expected " + *expected};
+    c.sources[d.key.name] = source;
     return std::nullopt;
   };
 
@@ -660,16 +895,20 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
       return config_error{2, "lulld: cannot read config file " + c.config_file + ": "
                                + e.what()};
     }
-    std::vector<std::pair<std::string, toml::value>> entries;
+    std::vector<file_entry> entries;
     flatten(root, "", entries);
     for (auto& entry : entries) {
-      const auto& name = entry.first; // a plain reference: lambdas cannot capture bindings
-      const auto& value = entry.second;
       auto it = std::find_if(key_defs().begin(), key_defs().end(),
-                             [&](auto& d) { return d.key.name == name; });
+                             [&](auto& d) { return d.key.name == entry.name; });
+      auto at = where(c.config_file, entry.value);
       if (it == key_defs().end())
-        return config_error{2, "lulld: unknown key '" + name + "' in " + c.config_file};
-      if (auto err = apply(*it, toml_to_string(value), "file " + c.config_file))
+        return config_error{2, "lulld: unknown key '" + entry.name + "' in " + at
+                                 + suggestion(entry.name)
+                                 + " (lulld --help and lull.toml(5) list every key)"};
+      if (entry.value.is_array() && it->f.type != "list" && it->f.type != "thresholds")
+        return config_error{2, "lulld: bad value for " + entry.name + " (from file " + at
+                                 + "): got an array, expected " + it->f.expects};
+      if (auto err = apply(*it, toml_to_string(entry.value), "file " + at))
         return *err;
     }
   }

@@ -130,23 +130,52 @@ struct config {
   // Home Assistant discovery.
   bool ha_enabled = true;
   std::string ha_prefix = "homeassistant";
+
+  /// Where each key's value came from, by key name: "file PATH:LINE",
+  /// "env LULL_X" or "flag --x"; a key not here has its default.
+  std::map<std::string, std::string> sources;
+  /// --check-config / --print-config: lulld reports on its configuration and
+  /// exits instead of running.
+  enum class action_kind { run, check, print };
+  action_kind action = action_kind::run;
 };
 
 /// What a config key is: its name in the file (dotted for TOML tables), the
-/// environment variable, the flag, and a short description for --help.
+/// environment variable, the flag, a short description for --help, and what
+/// the man pages say of its values.
 struct config_key {
   std::string name;
   std::string env;
   std::string flag;
   std::string help;
+  std::string type;          ///< string, integer, number, boolean, duration, size, list, thresholds
+  std::string expects;       ///< what a good value looks like
+  std::string default_value;   ///< the default as TOML
+  std::string default_derived; ///< how the default is worked out, when it is not fixed
+  bool secret = false;         ///< --print-config shows "<set>", never the value
 };
 
+/// lulld's flags that are not keys (--config, --check-config, --print-config),
+/// for --help and the man page.
+struct action_flag {
+  std::string flag;
+  std::string value; ///< what the flag takes; empty for a switch
+  std::string help;
+};
+const std::vector<action_flag>& lulld_action_flags();
+
+/// Every key lulld knows, in the order of --help and lull.toml.
 const std::vector<config_key>& config_keys();
 
 struct config_error {
   int exit_code;       ///< 2 for a bad value or flag, 0 for --help/--version
   std::string message; ///< printed as is
 };
+
+/// The effective configuration as TOML that lulld reads back: every key
+/// with its value and, in a comment, where the value came from (`default`,
+/// `file PATH:LINE`, `env LULL_X`, `flag --x`). Secrets read "<set>".
+std::string print_config(const config& c);
 
 /// Builds the configuration from argv, an environment and the file named by
 /// --config or LULL_CONFIG. Never throws.

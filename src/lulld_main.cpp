@@ -143,6 +143,17 @@ int main(int argc, char** argv) {
     return err->exit_code;
   }
   auto cfg = std::get<config>(loaded);
+  // Checked or printed, the configuration is all: no lock, database, broker
+  // or connection.
+  if (cfg.action == config::action_kind::check) {
+    std::cout << "lulld: configuration OK ("
+              << (cfg.config_file.empty() ? "no file" : cfg.config_file) << ")" << std::endl;
+    return 0;
+  }
+  if (cfg.action == config::action_kind::print) {
+    std::cout << print_config(cfg) << std::flush;
+    return 0;
+  }
   log::init(cfg.log_level);
 
   // One lulld per data directory: two would hand out the same fencing

@@ -31,7 +31,7 @@ sources() { find "$@" -type f \( -name '*.hpp' -o -name '*.cpp' \) 2>/dev/null |
 
 messages=$(sources messages)
 client=$(sources src/mqtt; ls src/client/lease_client.* 2>/dev/null)
-cores=$(sources src | grep -v -e '^src/cli/' -e '^src/lull_main.cpp$' -e '^src/lulld_main.cpp$')
+cores=$(sources src | grep -v -e '^src/cli/' -e '^src/[^/]*_main\.cpp$')
 store=$(sources src/store)
 scheduler=$(sources src/lease src/queue)
 actors=$(sources actors)

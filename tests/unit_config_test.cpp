@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "src/config.hpp"
 
@@ -263,4 +265,180 @@ TEST(config, quotas_have_defaults_sizes_and_bounds) {
     EXPECT_EQ(err.exit_code, 2);
     EXPECT_NE(err.message.find(flag), std::string::npos) << err.message;
   }
+}
+
+namespace {
+
+/// The lines of print_config() as key -> (value, source).
+std::map<std::string, std::pair<std::string, std::string>> printed(const std::string& text) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#')
+      continue;
+    auto eq = line.find(" = ");
+    auto hash = line.rfind("  # ");
+    if (eq == std::string::npos || hash == std::string::npos)
+      continue;
+    auto key = line.substr(0, eq);
+    if (key.front() == '"')
+      key = key.substr(1, key.size() - 2);
+    out[key] = {line.substr(eq + 3, hash - eq - 3), line.substr(hash + 4)};
+  }
+  return out;
+}
+
+} // namespace
+
+TEST(config, print_config_names_every_key_and_its_source) {
+  auto file = write_file("broker = \"tcp://file:1883\"\n\n[lease]\nttl = \"45s\"\n"
+                         "windows = \"Mon-Fri 22:00-07:00\"\n");
+  auto r = load({"--config", file, "--quiet-cpu", "0,20,70,90", "--print-config"},
+                {{"LULL_PASSWORD", "hunter2"}, {"LULL_LEASE_HEADROOM", "0.25"}});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+  EXPECT_EQ(c.action, config::action_kind::print);
+  auto text = print_config(c);
+  ::unlink(file.c_str());
+  auto lines = printed(text);
+  EXPECT_EQ(lines.size(), config_keys().size()) << text;
+  for (auto& k : config_keys())
+    EXPECT_EQ(lines.count(k.name), 1u) << k.name << " missing from\n" << text;
+  EXPECT_EQ(lines["broker"], std::make_pair(std::string("\"tcp://file:1883\""), "file " + file + ":1"));
+  EXPECT_EQ(lines["lease.ttl"], std::make_pair(std::string("\"45s\""), "file " + file + ":4"));
+  EXPECT_EQ(lines["lease.windows"].second, "file " + file + ":5");
+  EXPECT_EQ(lines["lease.headroom"],
+            std::make_pair(std::string("0.25"), std::string("env LULL_LEASE_HEADROOM")));
+  EXPECT_EQ(lines["quiet.cpu"],
+            std::make_pair(std::string("\"0,20,70,90\""), std::string("flag --quiet-cpu")));
+  EXPECT_EQ(lines["lease.max_ttl"], std::make_pair(std::string("\"10m\""), std::string("default")));
+  EXPECT_EQ(lines["queue.max_bytes"].first, "\"256MiB\"");
+  EXPECT_EQ(lines["lease.high_users"].first, "[\"lull-admin\"]");
+  // The secret is never printed, only that it is set.
+  EXPECT_EQ(lines["password"].first, "\"<set>\"");
+  EXPECT_EQ(text.find("hunter2"), std::string::npos);
+  // broker is a string, so the broker.* keys are quoted; lease.* are not.
+  EXPECT_NE(text.find("\n\"broker.secure\" = false"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nlease.ttl = \"45s\""), std::string::npos) << text;
+}
+
+TEST(config, printed_config_reads_back_as_the_same_config) {
+  // Every kind of value away from its default, from each source; then the
+  // printed text as the only source gives the same printed values.
+  auto file = write_file("topic_prefix = \"site/a \\\"b\\\"\"\ninterval = 0.25\n"
+                         "\"broker.secure\" = true\n"
+                         "[lease]\nttl = \"90m\"\nheadroom = 0.123456789\n"
+                         "high_users = [\"lull-admin\", \"ops\"]\n"
+                         "[collectors]\nprocesses = [\"mosquitto\", \"/run/x.pid\"]\n");
+  auto first = load({"--config", file, "--queue-max-bytes", "3MiB", "--quiet-temp",
+                     "40.5,60,70,80", "--ha-enabled", "false", "--retention-raw", "36h"},
+                    {{"LULL_QUEUE_MAX_BYTES_PER_PRODUCER", "100000"},
+                     {"LULL_LOG_LEVEL", "debug"}, {"LULL_LEASE_UNITS_PER_CPU", "30"}});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(first)) << std::get<config_error>(first).message;
+  auto text = print_config(std::get<config>(first));
+  auto back_file = write_file(text);
+  auto second = load({"--config", back_file});
+  ::unlink(back_file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(second))
+    << std::get<config_error>(second).message << "\n" << text;
+  auto& c = std::get<config>(second);
+  EXPECT_EQ(c.topic_prefix, "site/a \"b\"");
+  EXPECT_DOUBLE_EQ(c.interval_sec, 0.25);
+  EXPECT_TRUE(c.broker_secure);
+  EXPECT_DOUBLE_EQ(c.lease_ttl_sec, 5400);
+  EXPECT_DOUBLE_EQ(c.lease_headroom, 0.123456789);
+  EXPECT_EQ(c.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
+  EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/x.pid"}));
+  EXPECT_EQ(c.queue_max_bytes, 3 << 20);
+  EXPECT_EQ(c.queue_max_bytes_per_producer, 100000);
+  EXPECT_EQ(c.quiet_temp, (std::array<double, 4>{40.5, 60, 70, 80}));
+  EXPECT_FALSE(c.ha_enabled);
+  EXPECT_DOUBLE_EQ(c.raw_retention_sec, 36 * 3600);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.lease_units_per_cpu, 30);
+  // Value for value, the second print is the first.
+  auto a = printed(text), b = printed(print_config(c));
+  ASSERT_EQ(a.size(), b.size());
+  for (auto& [key, value] : a)
+    EXPECT_EQ(b[key].first, value.first) << key;
+}
+
+TEST(config, every_default_reads_back_as_itself) {
+  // The man pages print each key's default as TOML: each must be a value the
+  // key takes, and give the default back.
+  auto defaults = load({});
+  ASSERT_TRUE(std::holds_alternative<config>(defaults));
+  auto lines = printed(print_config(std::get<config>(defaults)));
+  for (auto& k : config_keys()) {
+    EXPECT_FALSE(k.type.empty()) << k.name;
+    EXPECT_FALSE(k.expects.empty()) << k.name;
+    if (!k.default_derived.empty())
+      continue; // worked out at start: the host name, the data directory
+    EXPECT_EQ(lines[k.name].first, k.default_value) << k.name;
+    auto file = write_file((k.name.find('.') != std::string::npos ? "\"" + k.name + "\"" : k.name)
+                           + " = " + k.default_value + "\n");
+    auto r = load({"--config", file});
+    ::unlink(file.c_str());
+    ASSERT_TRUE(std::holds_alternative<config>(r))
+      << k.name << " = " << k.default_value << ": " << std::get<config_error>(r).message;
+    EXPECT_EQ(printed(print_config(std::get<config>(r)))[k.name].first, k.default_value)
+      << k.name;
+  }
+}
+
+TEST(config, unknown_key_names_its_line_and_the_likely_key) {
+  auto file = write_file("# lulld\nbroker = \"tcp://a:1883\"\n[lease]\ntll = \"30s\"\n");
+  auto r = load({"--config", file});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  auto& e = std::get<config_error>(r);
+  EXPECT_EQ(e.exit_code, 2);
+  EXPECT_NE(e.message.find("unknown key 'lease.tll' in " + file + ":4"), std::string::npos)
+    << e.message;
+  EXPECT_NE(e.message.find("did you mean 'lease.ttl'?"), std::string::npos) << e.message;
+  ::unlink(file.c_str());
+  // Nothing close: no guess.
+  file = write_file("frobnicator = 1\n");
+  r = load({"--config", file});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("unknown key 'frobnicator'"),
+            std::string::npos);
+  EXPECT_EQ(std::get<config_error>(r).message.find("did you mean"), std::string::npos);
+}
+
+TEST(config, bad_value_in_file_names_its_line_and_an_array_is_no_string) {
+  auto file = write_file("host_id = \"pi\"\n\n\nlocal_broker_port = 99999\n");
+  auto r = load({"--config", file});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("local_broker_port (from file " + file + ":4)"),
+            std::string::npos)
+    << std::get<config_error>(r).message;
+  ::unlink(file.c_str());
+  file = write_file("username = [\"a\", \"b\"]\n");
+  r = load({"--config", file});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_NE(std::get<config_error>(r).message.find("username (from file " + file
+                                                   + ":1): got an array"),
+            std::string::npos)
+    << std::get<config_error>(r).message;
+}
+
+TEST(config, check_and_print_are_actions_and_exclude_each_other) {
+  auto r = load({"--check-config"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).action, config::action_kind::check);
+  EXPECT_EQ(std::get<config>(load({})).action, config::action_kind::run);
+  r = load({"--check-config", "--print-config"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_EQ(std::get<config_error>(r).exit_code, 2);
+  // A bad value fails the check as it fails a start.
+  r = load({"--check-config", "--lease-ttl", "forever"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(r));
+  EXPECT_EQ(std::get<config_error>(r).exit_code, 2);
+  auto help = std::get<config_error>(load({"--help"})).message;
+  EXPECT_NE(help.find("--check-config"), std::string::npos);
+  EXPECT_NE(help.find("--print-config"), std::string::npos);
 }
