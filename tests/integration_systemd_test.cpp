@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -151,11 +152,14 @@ const milliseconds slow = LULL_UNDER_ASAN ? 120s : 60s;
 TEST(systemd_notify, ready_status_watchdog_every_second_and_stopping_on_sigterm) {
   broker b;
   notify_socket sock;
+  auto started = steady_clock::now();
   lulld d(lulld_args(b.uri(), "sdnotify"),
           {"NOTIFY_SOCKET=" + sock.path(), "WATCHDOG_USEC=2000000"}, as_main_pid());
 
   auto ready = sock.wait_for([](auto& m) { return m.has("READY=1"); }, slow);
   ASSERT_TRUE(ready) << all_text(sock) << d.log();
+  std::printf("READY=1 %.3f s after lulld started\n",
+              duration<double>(ready->at - started).count());
   EXPECT_EQ(ready->pid, d.pid());
   EXPECT_NE(ready->status().find(b.uri()), std::string::npos) << ready->text;
 
@@ -197,10 +201,13 @@ TEST(systemd_notify, ready_status_watchdog_every_second_and_stopping_on_sigterm)
 TEST(systemd_notify, ready_while_the_broker_is_away_and_status_says_since_when) {
   auto uri = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   notify_socket sock;
+  auto started = steady_clock::now();
   lulld d(lulld_args(uri, "sdaway"), {"NOTIFY_SOCKET=" + sock.path(), "WATCHDOG_USEC=2000000"},
           as_main_pid());
   auto ready = sock.wait_for([](auto& m) { return m.has("READY=1"); }, slow);
   ASSERT_TRUE(ready) << "a broker outage held back READY=1\n" << all_text(sock) << d.log();
+  std::printf("READY=1 %.3f s after lulld started, broker away\n",
+              duration<double>(ready->at - started).count());
   auto away = sock.wait_for(
     [&](auto& m) { return m.status().rfind("broker " + uri + " unreachable since ", 0) == 0; },
     30s);
