@@ -105,6 +105,11 @@ using queue_atom = caf::atom_constant<caf::atom("queue")>;
 /// quota, for scheduler/status
 using store_atom = caf::atom_constant<caf::atom("store")>;
 
+/// (alive_atom) -> (uint64 hosts, uint64 active leases, uint64 queued jobs):
+/// the lease manager answers at once; lulld's service notifier asks it
+/// (ahead of its mailbox) before every watchdog ping.
+using alive_atom = caf::atom_constant<caf::atom("alive")>;
+
 /// Registers lull's message types with an actor system config.
 inline void add_lull_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::lull>();

@@ -31,6 +31,7 @@ struct lease_manager_state {
   bool failing = false; ///< the last lease write failed
   bool queue_failing = false; ///< the last job write failed (told by the queue dispatcher)
   std::uint64_t queue_write_errors = 0; ///< told by the queue dispatcher
+  std::uint64_t queued_jobs = 0;        ///< told by the queue dispatcher
   std::string shown_error; ///< the latest failure's cause, leases' or jobs'
   nlohmann::json persister = nullptr; ///< its backlog, as it last told
   caf::actor persister_actor; ///< told store.failing for the health rollup
@@ -295,6 +296,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     },
     [=](queue_atom, const queue_depths& q) {
       auto& st = self->state;
+      st.queued_jobs = q.queued;
       st.service->set_queue_status({{"queued", q.queued},
                                     {"depths", q.by_priority},
                                     {"payload_bytes", q.payload_bytes},
@@ -332,6 +334,12 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
         if (st.service->table().active().count(id) == 0)
           gone.insert(id);
       return gone;
+    },
+    [=](alive_atom) {
+      auto& table = self->state.service->table();
+      return caf::make_message(static_cast<std::uint64_t>(table.hosts().size()),
+                               static_cast<std::uint64_t>(table.active().size()),
+                               self->state.queued_jobs);
     },
     [=](stats_atom) {
       auto& c = self->state.service->counters();

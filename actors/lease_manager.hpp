@@ -13,6 +13,8 @@
 ///   (offline_atom)                 the bridge lost the broker: no lease expires meanwhile
 ///   (stats_atom) -> (uint64 received, uint64 rejected, uint64 grants,
 ///                    uint64 denies, uint64 active)
+///   (alive_atom) -> (uint64 hosts, uint64 active, uint64 queued jobs)
+///                                  the service notifier's round trip
 ///   (job_lease_atom, lease_ask) -> lease_grant_reply
 ///                                  a lease for the queue dispatcher
 ///   (revoke_atom, string lease id, string reason)   core-initiated revoke

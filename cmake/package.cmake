@@ -139,7 +139,7 @@ endif()
 # Debian's runtime libraries, by package name (the same on every architecture).
 # tests/package/check-deb checks it against dpkg-shlibdeps on the native package.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libc6 (>= 2.34), libstdc++6 (>= 11), libgcc-s1 (>= 3.0), libcaf-core0.17 (>= 0.17.6), libpaho-mqttpp3-1 (>= 1.2.0), libpaho-mqtt1.3 (>= 1.3.0), libspdlog1.10-fmt9, libfmt9 (>= 9.1.0+ds1), libsqlite3-0 (>= 3.20.0), libdate-tz3 (>= 3.0.0), tzdata")
+  "libc6 (>= 2.34), libstdc++6 (>= 11), libgcc-s1 (>= 3.0), libcaf-core0.17 (>= 0.17.6), libpaho-mqttpp3-1 (>= 1.2.0), libpaho-mqtt1.3 (>= 1.3.0), libspdlog1.10-fmt9, libfmt9 (>= 9.1.0+ds1), libsqlite3-0 (>= 3.20.0), libdate-tz3 (>= 3.0.0), libsystemd0, tzdata")
 # lulld starts a local Mosquitto when no broker is configured.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "mosquitto")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mosquitto-clients")

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "src/process.hpp"
+#include "src/service/notify.hpp"
 
 #ifndef LULL_BROKER_CONFIG_DIR
 #  define LULL_BROKER_CONFIG_DIR "/usr/share/lull/broker-config"
@@ -96,6 +97,9 @@ bool local_broker::launch(std::string* err) {
   o.stdout_path = log_path_;
   o.stderr_path = log_path_;
   o.new_process_group = true; // a Ctrl-C in the terminal reaches lulld, which stops it
+  // Mosquitto built with systemd support reports READY=1 itself: lulld's
+  // service manager would hear a second, unexpected service.
+  o.drop_env = service::own_variables();
   auto pid = spawn(o, err);
   if (!pid)
     return false;

@@ -1,13 +1,19 @@
 #include "src/log.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 namespace lull::log {
 
@@ -91,13 +97,69 @@ private:
   std::map<std::string, window> state_;
 };
 
+/// `%*`: the syslog priority of a line's level, as "<N>".
+class syslog_priority final : public spdlog::custom_flag_formatter {
+public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    using spdlog::level::level_enum;
+    auto l = msg.level;
+    const char* prefix = l == level_enum::critical ? "<2>"
+                         : l == level_enum::err    ? "<3>"
+                         : l == level_enum::warn   ? "<4>"
+                         : l == level_enum::info   ? "<6>"
+                                                   : "<7>"; // debug, trace
+    dest.append(prefix, prefix + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<syslog_priority>();
+  }
+};
+
+/// Parses "DEVICE:INODE" (decimal numbers, nothing else).
+bool parse_dev_ino(const char* text, unsigned long long& dev, unsigned long long& ino) {
+  if (text == nullptr || *text < '0' || *text > '9')
+    return false;
+  char* end = nullptr;
+  errno = 0;
+  dev = std::strtoull(text, &end, 10);
+  if (errno != 0 || *end != ':' || end[1] < '0' || end[1] > '9')
+    return false;
+  ino = std::strtoull(end + 1, &end, 10);
+  return errno == 0 && *end == '\0';
+}
+
 } // namespace
 
+log_format format_for(const char* journal_stream, int fd) {
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  if (!parse_dev_ino(journal_stream, dev, ino) || ::fstat(fd, &st) != 0)
+    return log_format::plain;
+  bool same = static_cast<unsigned long long>(st.st_dev) == dev
+              && static_cast<unsigned long long>(st.st_ino) == ino;
+  return same ? log_format::journal : log_format::plain;
+}
+
 void init(const std::string& level) {
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto sink = std::make_shared<rate_limited_sink>(console, 50, std::chrono::seconds(10));
+  auto format = format_for(std::getenv("JOURNAL_STREAM"), 2);
+  // journald reads no colour codes; stderr is a socket then anyway.
+  if (format == log_format::journal)
+    init(level, format, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  else
+    init(level, format, std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+}
+
+void init(const std::string& level, log_format format, spdlog::sink_ptr out) {
+  auto sink = std::make_shared<rate_limited_sink>(out, 50, std::chrono::seconds(10));
   auto logger = std::make_shared<spdlog::logger>("lull", sink);
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+  if (format == log_format::journal) {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<syslog_priority>('*').set_pattern("%*%v");
+    logger->set_formatter(std::move(f));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);

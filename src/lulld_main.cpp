@@ -31,6 +31,7 @@
 #include "actors/queue_dispatcher.hpp"
 #include "actors/process_collector.hpp"
 #include "actors/quiet_assessor.hpp"
+#include "actors/service_notifier.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/worker_registry.hpp"
 #include "src/config.hpp"
@@ -38,6 +39,7 @@
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
+#include "src/service/notify.hpp"
 #include "src/store/store.hpp"
 
 using namespace lull;
@@ -434,6 +436,24 @@ int main(int argc, char** argv) {
 
   }
 
+  // Under systemd (Type=notify): READY=1 once the actors answer, STATUS=
+  // lines, and watchdog pings while they go on answering.
+  auto service_manager = service::settings_from_environment();
+  if (service_manager.enabled) {
+    service_notifier_options nopts;
+    nopts.broker = cfg.broker;
+    nopts.watchdog = service_manager.watchdog.count() > 0;
+    if (nopts.watchdog)
+      nopts.interval = std::max(std::chrono::milliseconds(100),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  service_manager.watchdog / 2));
+    nopts.notify = [](const std::string& state) {
+      if (!service::notify(state))
+        log::warn("lulld: cannot reach the service manager (NOTIFY_SOCKET)");
+    };
+    keep("service notifier", spawn_service_notifier(sys, bridge, leases, std::move(nopts)));
+  }
+
   for (auto& [name, a] : std::vector<supervised>{
          {"lease manager", leases}, {"queue dispatcher", dispatcher}, {"persister", persister}})
     if (a)
@@ -460,6 +480,9 @@ int main(int argc, char** argv) {
     log::error("lulld: an actor died; shutting down with status 1");
   else
     log::info("lulld: {} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (service_manager.enabled)
+    service::notify(std::string("STOPPING=1\nSTATUS=stopping: ")
+                    + (died->load() ? "an actor died" : sig == SIGINT ? "SIGINT" : "SIGTERM"));
   // Bounded: every step below is, and shutdown_timeout ends lulld anyway.
   auto step = std::make_shared<std::atomic<const char*>>("stopping the actors");
   arm_shutdown_deadline(stop_signals, std::chrono::duration<double>(cfg.shutdown_timeout_sec),

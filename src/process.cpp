@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 extern char** environ;
@@ -132,8 +133,12 @@ std::optional<pid_t> spawn(const spawn_options& opts, std::string* err) {
     return std::nullopt;
   }
   std::vector<std::string> env_store;
-  for (char** e = environ; *e != nullptr; ++e)
-    env_store.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    auto name = kv.substr(0, kv.find('='));
+    if (std::find(opts.drop_env.begin(), opts.drop_env.end(), name) == opts.drop_env.end())
+      env_store.emplace_back(kv);
+  }
   for (auto& kv : opts.extra_env) {
     auto key = kv.substr(0, kv.find('=') + 1);
     env_store.erase(std::remove_if(env_store.begin(), env_store.end(),

@@ -14,6 +14,7 @@ namespace lull {
 struct spawn_options {
   std::vector<std::string> argv;
   std::vector<std::string> extra_env; ///< "KEY=VALUE" added to the environment
+  std::vector<std::string> drop_env;  ///< names removed from the environment
   std::string stdin_path;             ///< empty: inherit
   std::string stdout_path;            ///< empty: inherit
   std::string stderr_path;            ///< empty: inherit

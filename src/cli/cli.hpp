@@ -17,8 +17,17 @@
 
 namespace lull::cli {
 
-// Exit codes (sysexits.h) shared by every command. A command that ran but was
-// refused by lulld exits 1; a child's own exit status passes through.
+// Exit codes (sysexits.h) shared by every command, documented in
+// docs/workers.md ("Exit codes"):
+//   0   done                       1   lulld refused it (the error names why)
+//   64  usage or configuration error: a bad flag or value, a broker URI or
+//       worker id that cannot work, a TLS file that is not there. Not worth
+//       retrying: lull-worker@.service's RestartPreventExitStatus.
+//   69  the broker or lulld cannot be reached, or lulld failed on its side
+//   75  no lease within --wait; a pause no scheduler applied
+//   127 `lull run`: CMD could not be started
+//   128+N  stopped by signal N (SIGTERM: 143)
+// `lull run` otherwise exits with CMD's own status, whatever it is.
 constexpr int ex_ok = 0;
 constexpr int ex_failed = 1;
 constexpr int ex_usage = 64;

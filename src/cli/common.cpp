@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+
+#include "messages/topics.hpp"
 
 namespace lull::cli {
 
@@ -19,16 +22,40 @@ std::string default_worker_id() {
   return out.empty() ? "worker" : out;
 }
 
+namespace {
+
+const CLI::Validator broker_uri_check(
+  [](std::string& uri) -> std::string {
+    for (const char* scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"})
+      if (uri.rfind(scheme, 0) == 0 && uri.size() > std::strlen(scheme))
+        return "";
+    return "'" + uri + "' is not a broker URI (tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://)";
+  },
+  "URI");
+
+const CLI::Validator worker_id_check(
+  [](std::string& id) -> std::string {
+    return valid_id(id) ? "" : "'" + id + "' is not a worker id (1-64 of [A-Za-z0-9_-])";
+  },
+  "ID");
+
+} // namespace
+
 void add_global_options(CLI::App& app, global_opts& g) {
   if (g.worker.empty())
     g.worker = default_worker_id();
   // Inherited by subcommands created after this: an option a subcommand does
   // not know is tried on the app, so global flags work after the command too.
   app.fallthrough();
+  // What can be told wrong before connecting is a usage error (exit 64,
+  // which lull-worker@.service does not restart on), not an unreachable
+  // broker (69, retried).
   app.add_option("--broker", g.broker, "MQTT broker URI")->envname("LULL_BROKER")
-    ->capture_default_str();
+    ->capture_default_str()
+    ->check(broker_uri_check);
   app.add_option("--worker", g.worker, "this worker's id (default: the hostname)")
-    ->envname("LULL_WORKER_ID");
+    ->envname("LULL_WORKER_ID")
+    ->check(worker_id_check);
   app.add_option("--user", g.user, "MQTT user name (secure broker: the worker id)")
     ->envname("LULL_USERNAME");
   app.add_option("--password", g.password, "MQTT password (prefer the env)")
@@ -36,10 +63,13 @@ void add_global_options(CLI::App& app, global_opts& g) {
   app.add_flag("--secure", g.secure, "the broker runs broker-config/secure.conf")
     ->envname("LULL_BROKER_SECURE");
   app.add_option("--ca-file", g.ca_file, "TLS: CA certificate of the broker (ssl://)")
-    ->envname("LULL_CA_FILE");
+    ->envname("LULL_CA_FILE")
+    ->check(CLI::ExistingFile);
   app.add_option("--cert", g.cert_file, "TLS: this client's certificate (its CN is the user)")
-    ->envname("LULL_CERT_FILE");
-  app.add_option("--key", g.key_file, "TLS: the key of --cert")->envname("LULL_KEY_FILE");
+    ->envname("LULL_CERT_FILE")
+    ->check(CLI::ExistingFile);
+  app.add_option("--key", g.key_file, "TLS: the key of --cert")->envname("LULL_KEY_FILE")
+    ->check(CLI::ExistingFile);
   app.add_option("--mqtt-version", g.mqtt_version,
                  "auto (v5, else v3.1.1), 5 or 3.1.1")
     ->envname("LULL_MQTT_VERSION")
