@@ -3,6 +3,8 @@
 // and the Home Assistant dashboard and automations. The Node.js and Node-RED
 // examples need npm packages: integration_examples_npm_test.cpp.
 
+#include <cstdlib>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -74,6 +76,13 @@ TEST_P(python_example, holds_a_lease_through_heartbeats_and_releases_with_the_ou
   auto ended = env.ended_lease(lease_id);
   EXPECT_EQ(ended["state"], "RELEASED") << ended.dump() << "\n" << p.output();
   EXPECT_EQ(ended["worker_id"], worker);
+  // Its last status on the way out tells lulld it left.
+  EXPECT_TRUE(env.daemon().wait_log("worker registry: " + worker + " is offline", 30s))
+    << env.daemon().log();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"stats/worker/" + worker, "scheduler/lease/request", "scheduler/lease/+/heartbeat",
+     "scheduler/lease/+/release"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(mqtt_versions, python_example, ::testing::Values(5, 3));
@@ -96,6 +105,12 @@ TEST(python_example_revoke, a_revoke_stops_the_command_and_the_lease_is_released
   EXPECT_TRUE(process_gone(pidfile));
   EXPECT_NE(p.err().find("lease revoked: test revoke"), std::string::npos) << p.output();
   EXPECT_EQ(env.ended_lease(lease_id)["state"], "REVOKED");
+  EXPECT_TRUE(env.daemon().wait_log("worker registry: pyrev is offline", 30s))
+    << env.daemon().log();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"stats/worker/pyrev", "scheduler/lease/request", "scheduler/lease/+/heartbeat",
+     "scheduler/lease/+/release"}));
 }
 
 TEST(python_example_errors, no_broker_exits_69) {
@@ -129,6 +144,9 @@ TEST(shell_example, holds_a_lease_through_heartbeats_and_releases) {
   auto ended = env.ended_lease(lease_id);
   EXPECT_EQ(ended["state"], "RELEASED") << ended.dump() << "\n" << p.output();
   EXPECT_EQ(ended["cost_units"], 5) << "cost class LOW";
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"scheduler/lease/request", "scheduler/lease/+/heartbeat", "scheduler/lease/+/release"}));
 }
 
 TEST(shell_example, waits_while_the_host_is_busy_then_runs) {
@@ -149,6 +167,12 @@ TEST(shell_example, waits_while_the_host_is_busy_then_runs) {
   ASSERT_TRUE(code) << p.output();
   EXPECT_EQ(*code, 0) << p.output();
   EXPECT_TRUE(std::filesystem::exists(file));
+  // Its release (fire and forget) ended the lease: lulld read it.
+  auto ended = env.ended_leases_of("shwait", 1);
+  ASSERT_EQ(ended.size(), 1u) << p.output();
+  EXPECT_EQ(ended[0]["state"], "RELEASED") << ended.dump();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(), {"scheduler/lease/request", "scheduler/lease/+/release"}));
 }
 
 TEST(shell_example, a_revoke_stops_the_command) {
@@ -167,6 +191,8 @@ TEST(shell_example, a_revoke_stops_the_command) {
   EXPECT_EQ(*code, 128 + SIGTERM) << p.output();
   EXPECT_TRUE(process_gone(pidfile));
   EXPECT_NE(p.err().find("lease lost"), std::string::npos) << p.output();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(), {"scheduler/lease/request", "scheduler/lease/+/heartbeat"}));
 }
 
 // -- Home Assistant ------------------------------------------------------------
