@@ -26,20 +26,21 @@ TEST(schema_check, worker_status_as_the_registry_reads_it) {
   ASSERT_TRUE(why);
   EXPECT_NE(why->find("worker registry: stats/worker/w1: state: expected online"),
             std::string::npos)
-    << *why;
+      << *why;
   EXPECT_NE(why->find("'stopped'"), std::string::npos) << *why;
   EXPECT_TRUE(lulld_refusal(msg("stats/worker/w1", R"({"v":2,"state":"online"})")));
   EXPECT_TRUE(lulld_refusal(msg("stats/worker/bad id", "online")));
 }
 
 TEST(schema_check, lease_requests_and_actions_as_the_lease_manager_reads_them) {
-  EXPECT_FALSE(lulld_refusal(msg("scheduler/lease/request",
-                                 R"({"v":1,"worker_id":"w1","cost_class":"LOW"})")));
+  EXPECT_FALSE(lulld_refusal(
+      msg("scheduler/lease/request", R"({"v":1,"worker_id":"w1","cost_class":"LOW"})")));
   auto why = lulld_refusal(msg("scheduler/lease/request", R"({"v":1,"cost_class":"LOW"})"));
   ASSERT_TRUE(why);
   EXPECT_NE(why->find("lease manager: InvalidRequest"), std::string::npos) << *why;
   EXPECT_NE(why->find("worker_id"), std::string::npos) << *why;
-  why = lulld_refusal(msg("scheduler/lease/request", R"({"v":1,"worker_id":"w1","cost_class":"HUGE"})"));
+  why = lulld_refusal(
+      msg("scheduler/lease/request", R"({"v":1,"worker_id":"w1","cost_class":"HUGE"})"));
   ASSERT_TRUE(why);
   EXPECT_NE(why->find("cost_class"), std::string::npos) << *why;
   EXPECT_TRUE(lulld_refusal(msg("scheduler/lease/request", "{not json")));
@@ -55,12 +56,14 @@ TEST(schema_check, lease_requests_and_actions_as_the_lease_manager_reads_them) {
 }
 
 TEST(schema_check, job_requests_as_the_queue_reads_them) {
-  EXPECT_FALSE(lulld_refusal(msg("scheduler/job/submit",
-                                 R"({"v":1,"job_type":"backup","priority":"low","cost_class":"HIGH"})")));
-  auto why = lulld_refusal(msg("scheduler/job/submit", R"({"v":1,"job_type":"backup","priority":"urgent"})"));
+  EXPECT_FALSE(
+      lulld_refusal(msg("scheduler/job/submit",
+                        R"({"v":1,"job_type":"backup","priority":"low","cost_class":"HIGH"})")));
+  auto why = lulld_refusal(
+      msg("scheduler/job/submit", R"({"v":1,"job_type":"backup","priority":"urgent"})"));
   ASSERT_TRUE(why);
   EXPECT_NE(why->find("queue dispatcher: InvalidRequest: field 'priority'"), std::string::npos)
-    << *why;
+      << *why;
   EXPECT_TRUE(lulld_refusal(msg("scheduler/job/next", R"({"v":1})"))) << "no worker_id";
   EXPECT_FALSE(lulld_refusal(msg("scheduler/job/next", R"({"v":1,"worker_id":"w1"})")));
   EXPECT_FALSE(lulld_refusal(msg("scheduler/job/j1/cancel", R"({"v":1})")));
@@ -88,30 +91,30 @@ TEST(schema_check, the_filters_cover_every_topic_it_checks) {
         return true;
     return false;
   };
-  for (auto topic : {"stats/worker/w1", "scheduler/lease/request", "scheduler/lease/l1/heartbeat",
-                     "scheduler/lease/l1/release", "scheduler/lease/l1/report",
-                     "scheduler/lease/l1/revoke", "scheduler/job/submit", "scheduler/job/next",
-                     "scheduler/job/get", "scheduler/job/list", "scheduler/job/j1/cancel",
-                     "scheduler/control/nuc", "scheduler/control/nuc/set", "history/request",
-                     "scheduler/w1/lease/request", "scheduler/w1/lease/l1/heartbeat",
-                     "scheduler/p1/job/submit", "history/p1/request"})
+  for (auto topic :
+       {"stats/worker/w1", "scheduler/lease/request", "scheduler/lease/l1/heartbeat",
+        "scheduler/lease/l1/release", "scheduler/lease/l1/report", "scheduler/lease/l1/revoke",
+        "scheduler/job/submit", "scheduler/job/next", "scheduler/job/get", "scheduler/job/list",
+        "scheduler/job/j1/cancel", "scheduler/control/nuc", "scheduler/control/nuc/set",
+        "history/request", "scheduler/w1/lease/request", "scheduler/w1/lease/l1/heartbeat",
+        "scheduler/p1/job/submit", "history/p1/request"})
     EXPECT_TRUE(covered(topic)) << topic;
   // What only lulld's roles write is not a client's input.
-  for (auto topic : {"stats/host/nuc", "stats/host/nuc/quiet", "scheduler/status",
-                     "scheduler/lease/l1/state", "scheduler/job/j1/state", "lull/nuc/availability",
-                     "scheduler/events"})
+  for (auto topic :
+       {"stats/host/nuc", "stats/host/nuc/quiet", "scheduler/status", "scheduler/lease/l1/state",
+        "scheduler/job/j1/state", "lull/nuc/availability", "scheduler/events"})
     EXPECT_FALSE(covered(topic)) << topic;
 }
 
 TEST(schema_check, log_lines_that_refuse_a_message_for_its_form) {
   auto lines = refusal_log_lines(
-    "[warning] worker registry: rejected stats/worker/py5: state: expected online, ...\n"
-    "[warning] lease manager: rejected message on scheduler/lease/abc/heartbeat: "
-    "InvalidStateTransition: lease abc is REVOKED\n"
-    "[warning] lease manager: rejected message on scheduler/lease/request: InvalidRequest: "
-    "missing field 'worker_id'\n"
-    "[info] worker registry: py5 is offline\n"
-    "[warning] queue dispatcher: rejected message on scheduler/job/submit: InvalidRequest: x\n");
+      "[warning] worker registry: rejected stats/worker/py5: state: expected online, ...\n"
+      "[warning] lease manager: rejected message on scheduler/lease/abc/heartbeat: "
+      "InvalidStateTransition: lease abc is REVOKED\n"
+      "[warning] lease manager: rejected message on scheduler/lease/request: InvalidRequest: "
+      "missing field 'worker_id'\n"
+      "[info] worker registry: py5 is offline\n"
+      "[warning] queue dispatcher: rejected message on scheduler/job/submit: InvalidRequest: x\n");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_NE(lines[0].find("stats/worker/py5"), std::string::npos);
   EXPECT_NE(lines[1].find("InvalidRequest"), std::string::npos);

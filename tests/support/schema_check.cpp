@@ -83,8 +83,8 @@ std::optional<std::string> check_job(mqtt_message msg, const topic_names& t, boo
   queue_service svc(qo, queue_config{},
                     {[] {
                        return std::chrono::duration<double>(
-                                std::chrono::steady_clock::now().time_since_epoch())
-                         .count();
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                           .count();
                      },
                      [] { return static_cast<std::int64_t>(std::time(nullptr)); },
                      [&ids] { return "schema-check-" + std::to_string(++ids); }});
@@ -105,7 +105,8 @@ bool is_schema_error(const std::string& code) {
 }
 
 std::vector<std::string> client_input_filters(const topic_names& t) {
-  std::vector<std::string> out = {t.worker_status_filter(), t.lease_request(),
+  std::vector<std::string> out = {t.worker_status_filter(),
+                                  t.lease_request(),
                                   t.full("scheduler/+/lease/request"),
                                   t.full("scheduler/control/+"),
                                   t.full("scheduler/control/+/set"),
@@ -179,11 +180,11 @@ std::optional<std::string> lulld_refusal(const mqtt_message& msg, const topic_na
   std::string sender = secure ? std::string(lv[1]) : std::string();
   std::size_t k = secure ? 2 : 1; // the level that says lease or job
   std::size_t n = lv.size() - k;  // levels from there on
-  if (is(k, "lease") && ((n == 2 && is(k + 1, "request"))
-                         || (n == 3 && is_one_of(k + 2, lease_actions))))
+  if (is(k, "lease")
+      && ((n == 2 && is(k + 1, "request")) || (n == 3 && is_one_of(k + 2, lease_actions))))
     return check_lease(msg, t, secure, sender);
-  if (is(k, "job") && ((n == 2 && is_one_of(k + 1, job_requests))
-                       || (n == 3 && is(k + 2, "cancel"))))
+  if (is(k, "job")
+      && ((n == 2 && is_one_of(k + 1, job_requests)) || (n == 3 && is(k + 2, "cancel"))))
     return check_job(msg, t, secure, sender);
   return "no decoder of lulld's is checked for '" + msg.topic
          + "': add it to tests/support/schema_check.cpp";
@@ -215,7 +216,7 @@ std::vector<std::string> refusal_log_lines(const std::string& log) {
 }
 
 input_recorder::input_recorder(const std::string& broker_uri, const topic_names& topics)
-  : topics_(topics), c_(broker_uri) {
+    : topics_(topics), c_(broker_uri) {
   if (!c_.connected())
     return;
   for (auto& f : client_input_filters(topics_))
@@ -233,9 +234,9 @@ bool input_recorder::wait_for(const std::string& filter,
                               const std::function<bool(const mqtt_message&)>& pred,
                               std::chrono::milliseconds timeout) {
   return c_
-    .wait_for([&](const mqtt_message& m) { return topic_matches(filter, m.topic) && pred(m); },
-              timeout)
-    .has_value();
+      .wait_for([&](const mqtt_message& m) { return topic_matches(filter, m.topic) && pred(m); },
+                timeout)
+      .has_value();
 }
 
 std::vector<std::string> input_recorder::refusals() {

@@ -28,8 +28,7 @@ std::vector<std::string> client_input_filters(const topic_names& topics = {});
 /// decoders accept it. Only the message's form is judged: a heartbeat for a
 /// lease lulld does not hold is accepted here (lulld answers it
 /// ResourceNotFound, which is about state, not schema).
-std::optional<std::string> lulld_refusal(const mqtt_message& msg,
-                                         const topic_names& topics = {});
+std::optional<std::string> lulld_refusal(const mqtt_message& msg, const topic_names& topics = {});
 
 /// The error codes that mean "this message is malformed", not "not now".
 bool is_schema_error(const std::string& code);
