@@ -19,5 +19,8 @@ using handled_atom = caf::atom_constant<caf::atom("handled")>;
 using dir_tick_atom = caf::atom_constant<caf::atom("dir_tick")>;
 using stale_atom = caf::atom_constant<caf::atom("stale")>;
 using announce_atom = caf::atom_constant<caf::atom("announce")>;
+/// Home Assistant discovery: announce the scheduler's device again (its
+/// host switches changed).
+using sched_dev_atom = caf::atom_constant<caf::atom("sched_dev")>;
 
 } // namespace lull

@@ -1,10 +1,13 @@
 #pragma once
 /// The Home Assistant discovery actor: announces a device (retained, under the
-/// configured prefix) for every host it sees on stats/host/+, and announces
-/// all of them again after a short random delay (1-5 s, so a fleet of lullds
-/// does not answer in one burst) whenever `<prefix>/status` says `online` and
-/// on every (re)connect of lull's own, since HA's birth message is not
-/// retained.
+/// configured prefix) for every host it sees on stats/host/+ (when this lulld
+/// assesses hosts) and the scheduler's device with a switch per host (when
+/// it runs the scheduler), and announces all of them again after a short
+/// random delay (1-5 s, so a fleet of lullds does not answer in one burst)
+/// whenever `<prefix>/status` says `online` and on every (re)connect of
+/// lull's own, since HA's birth message is not retained. A host's device
+/// follows its snapshot's mounts (one disk sensor each), checked once a
+/// minute.
 
 #include <caf/all.hpp>
 
@@ -20,6 +23,8 @@ struct ha_discovery_options {
   std::size_t max_hosts = 256;
   /// A host silent this long is forgotten and its retained device cleared.
   double forget_after_sec = 86400;
+  /// How often a known host's snapshot is read again for its mounts.
+  double mounts_check_sec = 60;
 };
 
 caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,

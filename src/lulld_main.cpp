@@ -323,17 +323,22 @@ int main(int argc, char** argv) {
     qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
     keep("quiet assessor", spawn_quiet_assessor(sys, bridge, qopts));
-    if (cfg.ha_enabled) {
-      ha_discovery_options haopts;
-      haopts.discovery.prefix = cfg.ha_prefix;
-      haopts.discovery.own_instance = cfg.host_id;
-      haopts.discovery.with_queue = cfg.runs_scheduler();
-      haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
-      haopts.topics = topics;
-      haopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-      haopts.forget_after_sec = cfg.limits_host_forget_after_sec;
-      keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
-    }
+  }
+  // Home Assistant: the assessor announces a device per host, the scheduler
+  // its own device (queue, database, a pause switch per host).
+  if (cfg.ha_enabled && (cfg.runs_assessor() || cfg.runs_scheduler())) {
+    ha_discovery_options haopts;
+    haopts.discovery.prefix = cfg.ha_prefix;
+    haopts.discovery.own_instance = cfg.host_id;
+    haopts.discovery.hosts = cfg.runs_assessor();
+    haopts.discovery.scheduler = cfg.runs_scheduler();
+    haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
+    haopts.topics = topics;
+    haopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
+    haopts.forget_after_sec = cfg.limits_host_forget_after_sec;
+    // A host's mounts are read again every tenth snapshot or so.
+    haopts.mounts_check_sec = std::clamp(cfg.interval_sec * 10, 5.0, 60.0);
+    keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
   }
 
   // One scheduler per fleet: a collectors-only agent on a Pi must not answer

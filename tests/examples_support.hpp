@@ -1,8 +1,9 @@
 #pragma once
 // What the example tests share: a real Mosquitto and lulld (scheduler role,
 // short lease TTL so heartbeats are needed) with one host made QUIET by hand,
-// an example started as a child process with its output in files, and the
-// leases it holds as scheduler/status shows them.
+// an example started as a child process with its output in files, the
+// leases it holds as scheduler/status shows them, and every message it
+// publishes to lulld, put through lulld's own decoders.
 
 #include <signal.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #include "messages/codec.hpp"
 #include "src/process.hpp"
+#include "tests/support/schema_check.hpp"
 #include "tests/support/support.hpp"
 
 namespace lull::test {
@@ -71,6 +73,11 @@ public:
     }
   }
   bool started() const { return pid_ > 0; }
+  /// Sends `sig` to its process group (SIGINT: a clean stop).
+  void signal(int sig) {
+    if (pid_ > 0 && !code_)
+      ::kill(-pid_, sig);
+  }
   /// The exit code after waiting up to `timeout`; nullopt while it runs.
   std::optional<int> wait(std::chrono::milliseconds timeout) {
     if (!code_ && pid_ > 0)
@@ -97,12 +104,14 @@ public:
                                      dir_, "--roles", "collectors,scheduler", "--lease-ttl",
                                      "6s", "--lease-lock-delay", "1s"};
     args.insert(args.end(), lulld_extra.begin(), lulld_extra.end());
+    inputs_ = std::make_unique<input_recorder>(b_.uri());
     d_ = std::make_unique<lulld>(args);
     c_ = std::make_unique<client>(b_.uri());
     c_->subscribe("scheduler/status");
     c_->subscribe("scheduler/events");
   }
   ~example_env() {
+    inputs_.reset();
     c_.reset();
     d_.reset();
     std::filesystem::remove_all(dir_);
@@ -182,6 +191,8 @@ public:
   const std::string& dir() const { return dir_; }
   broker& mqtt_broker() { return b_; }
   client& observer() { return *c_; }
+  /// Every message published on a topic lulld reads from clients.
+  input_recorder& inputs() { return *inputs_; }
   lulld& daemon() { return *d_; }
   /// host:port of the broker.
   std::string host_port() const { return "127.0.0.1:" + std::to_string(b_.port()); }
@@ -189,8 +200,41 @@ public:
 private:
   std::string dir_;
   broker b_;
+  std::unique_ptr<input_recorder> inputs_;
   std::unique_ptr<lulld> d_;
   std::unique_ptr<client> c_;
 };
+
+/// What lulld makes of the messages an example published: each one on a
+/// topic lulld reads from clients passes lulld's own decoders (a failure
+/// names its topic, payload and the decoder's error), there was at least
+/// one on each of `expected` (topic filters: the check never passes on
+/// nothing), and lulld's log refuses none.
+inline ::testing::AssertionResult lulld_accepts_what_it_published(
+  input_recorder& inputs, const std::string& lulld_log, const std::vector<std::string>& expected) {
+  auto fail = ::testing::AssertionFailure();
+  bool ok = true;
+  auto seen = inputs.messages();
+  for (auto& filter : expected)
+    if (inputs.count(filter) == 0) {
+      ok = false;
+      fail << "nothing was published on " << filter << "\n";
+    }
+  for (auto& r : inputs.refusals()) {
+    ok = false;
+    fail << "lulld's decoders refuse " << r << "\n";
+  }
+  for (auto& line : refusal_log_lines(lulld_log)) {
+    ok = false;
+    fail << "lulld's log refuses a message: " << line << "\n";
+  }
+  if (!ok) {
+    fail << "(" << seen.size() << " messages recorded:";
+    for (auto& m : seen)
+      fail << "\n  " << m.topic << " " << m.payload;
+    return fail << ")";
+  }
+  return ::testing::AssertionSuccess() << seen.size() << " messages accepted";
+}
 
 } // namespace lull::test

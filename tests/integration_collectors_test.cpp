@@ -47,7 +47,8 @@ std::vector<std::string> fast(std::vector<std::string> extra = {}) {
 }
 
 /// A snapshot of another host, as its own agent would publish it.
-std::string remote_snapshot(const std::string& host, double cpu, double mem) {
+std::string remote_snapshot(const std::string& host, double cpu, double mem,
+                            const std::vector<std::string>& mounts = {"/"}) {
   host_snapshot s;
   s.host_id = host;
   s.collected_at = unix_seconds_now();
@@ -55,7 +56,8 @@ std::string remote_snapshot(const std::string& host, double cpu, double mem) {
   s.cpu_count = 4;
   s.mem_used_pct = mem;
   s.swap_used_pct = 0;
-  s.disks.push_back({"/", 1000, 500, 50.0});
+  for (auto& m : mounts)
+    s.disks.push_back({m, 1000, 500, 50.0});
   s.cpu_temp_c = 50;
   return to_json(s).dump();
 }
@@ -190,7 +192,8 @@ TEST(collectors, discovery_is_announced_and_again_when_home_assistant_comes_onli
   EXPECT_EQ(j["dev"]["ids"][0], "lull_ic-ha");
   EXPECT_EQ(j["availability"][0]["topic"], "lull/ic-ha/availability");
   for (auto c : {"cpu", "mem", "disk", "temp", "load", "quiet_score", "quiet_state", "quiet"})
-    EXPECT_TRUE(j["cmps"].contains(c)) << c;
+    EXPECT_TRUE(j["cmps"].contains(c) && j["cmps"][c].contains("unique_id")) << c;
+  EXPECT_EQ(j["cmps"]["disk"]["name"], "Disk free /");
 
   // Retained, so Home Assistant finds it whenever it subscribes.
   client late(b.uri());
@@ -212,7 +215,38 @@ TEST(collectors, discovery_is_announced_and_again_when_home_assistant_comes_onli
   agent.publish("stats/host/pi-far", remote_snapshot("pi-far", 5, 30), 0, false);
   auto far = sub.wait_for_topic("homeassistant/device/lull_pi-far/config", 8s);
   ASSERT_TRUE(far) << d.log();
-  EXPECT_EQ(body(*far)["availability"].size(), 2u);
+  // Its measurements need its agent online; its quiet state, this lulld too.
+  EXPECT_EQ(body(*far)["availability"].size(), 1u);
+  EXPECT_EQ(body(*far)["cmps"]["quiet_state"]["availability"].size(), 2u);
+
+  // A mount that appears gets its sensor, and one that goes is removed: the
+  // device follows the agent's snapshots (read again every 5 s here).
+  std::vector<std::string> mounts = {"/", "/home"};
+  auto far_config = [&](const std::function<bool(const json&)>& pred) {
+    std::chrono::steady_clock::time_point last{};
+    return wait_until(
+      [&] {
+        // An agent's pace: a snapshot every half second.
+        if (auto now = std::chrono::steady_clock::now(); now - last >= 500ms) {
+          agent.publish("stats/host/pi-far", remote_snapshot("pi-far", 5, 30, mounts), 0, false);
+          last = now;
+        }
+        for (auto& m : sub.received())
+          if (m.topic == "homeassistant/device/lull_pi-far/config" && pred(body(m)))
+            return true;
+        return false;
+      },
+      20s);
+  };
+  sub.clear();
+  ASSERT_TRUE(far_config([](const json& j) {
+    return j["cmps"].contains("disk_home") && j["cmps"]["disk_home"]["name"] == "Disk free /home";
+  })) << d.log();
+  mounts = {"/"};
+  sub.clear();
+  ASSERT_TRUE(far_config([](const json& j) {
+    return j["cmps"]["disk_home"] == json({{"p", "sensor"}});
+  })) << d.log();
 }
 
 TEST(collectors, roles_split_collection_from_assessment) {

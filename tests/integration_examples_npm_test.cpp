@@ -74,6 +74,13 @@ TEST_P(node_example, holds_a_lease_through_heartbeats_and_releases_with_the_outc
   // Released, not expired: 8 s under a 6 s TTL needs the heartbeats.
   auto ended = env.ended_lease(lease_id);
   EXPECT_EQ(ended["state"], "RELEASED") << ended.dump() << "\n" << p.output();
+  // Its last status on the way out tells lulld it left.
+  EXPECT_TRUE(env.daemon().wait_log("worker registry: " + worker + " is offline", 30s))
+    << env.daemon().log();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"stats/worker/" + worker, "scheduler/lease/request", "scheduler/lease/+/heartbeat",
+     "scheduler/lease/+/release"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(mqtt_versions, node_example, ::testing::Values(5, 3));
@@ -126,6 +133,12 @@ TEST_F(node_example, a_revoke_stops_the_command) {
   EXPECT_TRUE(wait_until([&] { return ::kill(child, 0) != 0; }, 30s));
   EXPECT_NE(p.err().find("lease revoked: test revoke"), std::string::npos) << p.output();
   EXPECT_EQ(env.ended_lease(lease_id)["state"], "REVOKED");
+  EXPECT_TRUE(env.daemon().wait_log("worker registry: noderev is offline", 30s))
+    << env.daemon().log();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"stats/worker/noderev", "scheduler/lease/request", "scheduler/lease/+/heartbeat",
+     "scheduler/lease/+/release"}));
 }
 
 // -- Node-RED -------------------------------------------------------------------
@@ -189,4 +202,15 @@ TEST(nodered_example, the_flow_leases_when_quiet_releases_and_queues_a_job) {
     30s);
   ASSERT_TRUE(released) << nr.output();
   EXPECT_EQ(json::parse(released->payload)["ok"], true) << released->payload;
+
+  // Stopped as a user stops it, it says goodbye on its status topic (the
+  // broker node's close message) and lulld takes the worker as gone.
+  nr.signal(SIGINT);
+  EXPECT_TRUE(nr.wait(60s)) << nr.output();
+  EXPECT_TRUE(env.daemon().wait_log("worker registry: nodered is offline", 30s))
+    << env.daemon().log();
+  EXPECT_TRUE(lulld_accepts_what_it_published(
+    env.inputs(), env.daemon().log(),
+    {"stats/worker/nodered", "scheduler/job/submit", "scheduler/lease/request",
+     "scheduler/lease/+/heartbeat", "scheduler/lease/+/release"}));
 }

@@ -1,7 +1,7 @@
 // A fleet on one broker: three host agents (roles collectors) on fixture
 // /proc roots that look like different machines, and one scheduler. Capacity
-// per host, one Home Assistant device per host, lull status, and a host whose
-// agent goes offline. Then the MQTT version: a broker that drops v5 CONNECTs
+// per host, one Home Assistant device per host and one for the scheduler,
+// lull status, a host whose agent goes offline, and a scheduler that dies. Then the MQTT version: a broker that drops v5 CONNECTs
 // without a CONNACK (as RabbitMQ's MQTT plugin does), in front of Mosquitto.
 
 #include <gtest/gtest.h>
@@ -95,12 +95,32 @@ TEST(fleet, three_agents_one_scheduler_and_a_host_that_leaves) {
   EXPECT_EQ((*st)["hosts"]["laptop"]["capacity_units"], 40);
   EXPECT_EQ((*st)["hosts"]["nuc"]["capacity_units"], 40);
   EXPECT_FALSE((*st)["hosts"].contains("sched")) << "the scheduler runs no collectors";
-  // One Home Assistant device per host.
-  for (auto* h : {"pi-a", "laptop", "nuc"})
-    EXPECT_TRUE(c.wait_for(
+  // One Home Assistant device per host, with the host's availability and
+  // nothing of the scheduler's on it ...
+  for (auto* h : {"pi-a", "laptop", "nuc"}) {
+    auto dev = c.wait_for(
       [&](auto& m) { return m.topic == std::string("homeassistant/device/lull_") + h + "/config"; },
-      15s))
-      << h;
+      15s);
+    ASSERT_TRUE(dev) << h;
+    auto j = json::parse(dev->payload);
+    EXPECT_EQ(j["availability"][0]["topic"], std::string("lull/") + h + "/availability");
+    for (auto& [key, cmp] : j["cmps"].items())
+      EXPECT_TRUE(cmp.size() == 1 || cmp["state_topic"] != "scheduler/status") << h << " " << key;
+  }
+  // ... and one scheduler device, with the scheduler's availability and a
+  // pause switch for each host.
+  auto sched_dev = c.wait_for(
+    [&](auto& m) {
+      if (m.topic != "homeassistant/device/lull-scheduler/config")
+        return false;
+      auto j = json::parse(m.payload);
+      return j["cmps"].contains("allow_work_pi-a") && j["cmps"].contains("allow_work_laptop")
+             && j["cmps"].contains("allow_work_nuc");
+    },
+    15s);
+  ASSERT_TRUE(sched_dev) << sched.log();
+  EXPECT_EQ(json::parse(sched_dev->payload)["availability"][0]["topic"], "lull/sched/availability");
+  EXPECT_EQ(json::parse(sched_dev->payload)["cmps"].size(), 5u) << sched_dev->payload;
 
   // HIGH work is placed on the host asked for, within its capacity.
   auto g = ask(c, {{"worker_id", "w1"}, {"host_id", "pi-a"}, {"cost_units", 60},
@@ -150,6 +170,28 @@ TEST(fleet, three_agents_one_scheduler_and_a_host_that_leaves) {
                       {"priority", "HIGH"}},
                   "g4");
   EXPECT_EQ(back["approved"], true) << back.dump();
+
+  // The scheduler dies while the agents live: the scheduler device's
+  // availability turns offline (its last will), the hosts' stays online, so
+  // Home Assistant greys out the queue and the switches, and only them.
+  client avail(uri);
+  avail.subscribe("lull/+/availability");
+  ASSERT_TRUE(avail.wait_for(
+    [](auto& m) { return m.topic == "lull/sched/availability" && m.payload == "online"; }, 10s));
+  avail.clear();
+  sched.signal(SIGKILL);
+  EXPECT_TRUE(avail.wait_for(
+    [](auto& m) { return m.topic == "lull/sched/availability" && m.payload == "offline"; }, 20s))
+    << "no last will from the scheduler";
+  client late(uri);
+  late.subscribe("lull/+/availability");
+  for (auto* h : {"pi-a", "laptop", "nuc"})
+    EXPECT_TRUE(late.wait_for(
+      [&](auto& m) {
+        return m.topic == std::string("lull/") + h + "/availability" && m.payload == "online";
+      },
+      10s))
+      << h;
 }
 
 namespace {

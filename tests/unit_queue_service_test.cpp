@@ -74,6 +74,21 @@ TEST(queue_service, bad_submissions_name_the_field) {
   check({{"job_type", "t"}, {"deadline", "tomorrow"}}, "'deadline'");
   check({{"job_type", "t"}, {"host_id", "a/b"}}, "'host_id'");
   EXPECT_EQ(f.svc.queue().size(), 0u);
+
+  // A malformed request is logged too (its sender may read no replies),
+  // naming the topic and the field; a good one, or a refusal of state, is not.
+  auto out = f.svc.handle(fixture::msg("scheduler/job/submit", {{"job_type", "t"}, {"priority", "urgent"}}));
+  ASSERT_EQ(out.warnings.size(), 1u);
+  EXPECT_EQ(out.warnings[0].rfind("rejected message on scheduler/job/submit: InvalidRequest: "
+                                  "field 'priority'",
+                                  0),
+            0u)
+    << out.warnings[0];
+  out = f.svc.handle(fixture::msg("scheduler/job/submit", {{"job_type", "t"}}));
+  EXPECT_TRUE(out.warnings.empty());
+  out = f.svc.handle(fixture::msg("scheduler/job/nope/cancel", {{"reply_to", "p/inbox"}}));
+  ASSERT_TRUE(fixture::reply_on(out, "p/inbox"));
+  EXPECT_TRUE(out.warnings.empty()) << "a job not found is no malformed request";
 }
 
 TEST(queue_service, next_without_a_job_says_why_and_when_to_retry) {

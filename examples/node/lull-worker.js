@@ -107,7 +107,9 @@ class LeaseClient {
     });
   }
 
-  async close(state = 'stopped') {
+  // Says the worker is gone (the worker status schema's offline, as the
+  // last will would), then disconnects.
+  async close(state = 'offline') {
     await this.client.publishAsync(this.topic(`stats/worker/${this.o.worker}`),
       JSON.stringify({ v: 1, state }), { qos: 1, retain: true });
     await this.client.endAsync();

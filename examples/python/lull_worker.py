@@ -116,7 +116,9 @@ class LeaseClient:
                        qos=1, retain=True)
         self.connected.set()
 
-    def close(self, state="stopped"):
+    def close(self, state="offline"):
+        """Says the worker is gone (the worker status schema's offline, as the
+        last will would), then disconnects."""
         info = self.client.publish(self.topic("stats/worker/" + self.worker_id),
                                    json.dumps({"v": 1, "state": state}), qos=1, retain=True)
         info.wait_for_publish(5)

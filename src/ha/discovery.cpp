@@ -1,10 +1,13 @@
 #include "src/ha/discovery.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace lull {
 
 namespace {
+
+using nlohmann::json;
 
 std::string object_id(const std::string& host_id) {
   std::string out = "lull_";
@@ -12,6 +15,13 @@ std::string object_id(const std::string& host_id) {
     out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-') ? c : '_';
   return out;
 }
+
+json device_origin(const discovery_options& opts) {
+  return {{"name", "lull"}, {"sw", opts.lull_version}};
+}
+
+/// A component that only names its platform: Home Assistant removes it.
+json removed(const char* platform) { return {{"p", platform}}; }
 
 } // namespace
 
@@ -21,9 +31,40 @@ discovery_message discovery_removal(const std::string& host_id, const discovery_
   return {opts.prefix + "/device/" + object_id(host_id) + "/config", nullptr};
 }
 
-discovery_message build_discovery(const std::string& host_id, const topic_names& topics,
-                                  const discovery_options& opts) {
-  using nlohmann::json;
+bool discoverable_mount(const std::string& mount) {
+  if (mount.empty() || mount.size() > max_discovery_mount_bytes)
+    return false;
+  for (unsigned char c : mount)
+    if (c < 0x20 || c == 0x7f || c == '\'' || c == '"' || c == '\\' || c == '{' || c == '}')
+      return false;
+  return true;
+}
+
+std::string disk_component_id(const std::string& mount) {
+  if (mount == "/")
+    return "disk";
+  static const char hex[] = "0123456789abcdef";
+  // Each byte is one of three kinds of token (a letter or digit, "_", "-"
+  // and two hex digits), so distinct mounts never share an id.
+  std::string out = "disk";
+  for (unsigned char c : mount) {
+    if (std::isalnum(c)) {
+      out += static_cast<char>(c);
+    } else if (c == '/') {
+      out += '_';
+    } else {
+      out += '-';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+discovery_message build_discovery(const std::string& host_id,
+                                  const std::vector<std::string>& mounts,
+                                  const topic_names& topics, const discovery_options& opts,
+                                  const std::vector<std::string>& gone_mounts) {
   auto oid = object_id(host_id);
   auto snap = topics.host_stats(host_id);
   auto quiet = topics.host_quiet(host_id);
@@ -32,136 +73,114 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
   // expire_after there (HA would mark it unavailable after a restart).
   int expire = std::max(30, static_cast<int>(opts.snapshot_interval_sec * 3 + 0.5));
 
-  auto measurement = [&](const char* key, const char* name, const char* tpl, const char* unit,
-                         const char* device_class, const char* icon, const char* precision) {
+  auto measurement = [&](const std::string& key, const std::string& name, const std::string& tpl,
+                         const char* unit, const char* device_class, const char* icon,
+                         int precision) {
     json c = {{"p", "sensor"},
               {"name", name},
               {"unique_id", oid + "_" + key},
-                            {"state_topic", snap},
+              {"state_topic", snap},
               {"value_template", tpl},
               {"state_class", "measurement"},
-              {"expire_after", expire}};
+              {"expire_after", expire},
+              {"suggested_display_precision", precision}};
     if (unit)
       c["unit_of_measurement"] = unit;
     if (device_class)
       c["device_class"] = device_class;
     if (icon)
       c["icon"] = icon;
-    if (precision)
-      c["suggested_display_precision"] = std::stoi(precision);
     return c;
   };
 
   json cmps = json::object();
   cmps["cpu"] = measurement("cpu", "CPU", "{{ value_json.cpu.total_pct }}", "%", nullptr,
-                            "mdi:cpu-64-bit", "1");
+                            "mdi:cpu-64-bit", 1);
   cmps["mem"] = measurement("mem", "Memory used", "{{ value_json.mem.used_pct }}", "%", nullptr,
-                            "mdi:memory", "1");
-  cmps["disk"] = measurement("disk", "Disk free", "{{ value_json.disks[0].free_pct }}", "%",
-                             nullptr, "mdi:harddisk", "1");
+                            "mdi:memory", 1);
+  // One sensor per mount, found by its name (a snapshot's order may change):
+  // "None" (unknown) when the mount is missing from a snapshot.
+  bool has_root = false;
+  for (auto& m : mounts) {
+    if (!discoverable_mount(m))
+      continue;
+    has_root = has_root || m == "/";
+    auto key = disk_component_id(m);
+    cmps[key] = measurement(key, "Disk free " + m,
+                            "{{ value_json.disks | selectattr('mount', 'eq', '" + m
+                              + "') | map(attribute='free_pct') | first | default(none) }}",
+                            "%", nullptr, "mdi:harddisk", 1);
+  }
+  for (auto& m : gone_mounts)
+    if (std::find(mounts.begin(), mounts.end(), m) == mounts.end())
+      cmps[disk_component_id(m)] = removed("sensor");
+  // lull's single "Disk free" sensor (the first disk) had the root's id.
+  if (!has_root)
+    cmps["disk"] = removed("sensor");
   cmps["temp"] = measurement("temp", "CPU temperature", "{{ value_json.cpu.temp_c }}", "°C",
-                             "temperature", nullptr, "1");
+                             "temperature", nullptr, 1);
   cmps["load"] = measurement("load", "Load (1 min)", "{{ value_json.load['1m'] }}", nullptr,
-                             nullptr, "mdi:gauge", "2");
+                             nullptr, "mdi:gauge", 2);
   // lull's own load on the host (docs/collectors.md, "Whose load"): from the
   // snapshot's `leased` object; 0 on agents that measure no leases.
   cmps["leased_cpu"] = measurement("leased_cpu", "Leased CPU",
                                    "{{ (value_json.leased.cpu_pct if value_json.leased and "
                                    "value_json.leased.cpu_pct is not none else 0) }}",
-                                   "%", nullptr, "mdi:cpu-64-bit", "1");
+                                   "%", nullptr, "mdi:cpu-64-bit", 1);
   cmps["active_leases"] = measurement("active_leases", "Active leases",
                                       "{{ (value_json.leased.leases if value_json.leased "
                                       "else 0) }}",
-                                      "leases", nullptr, "mdi:briefcase-clock", "0");
-  cmps["quiet_score"] = {{"p", "sensor"},
-                         {"name", "Quiet score"},
-                         {"unique_id", oid + "_quiet_score"},
-                         {"state_topic", quiet},
-                         {"value_template", "{{ value_json.quiet_score }}"},
-                         {"state_class", "measurement"},
-                         {"icon", "mdi:sleep"},
-                         {"suggested_display_precision", 0}};
+                                      "leases", nullptr, "mdi:briefcase-clock", 0);
+
+  // The quiet entities come from the assessor: when that is another lulld,
+  // they need it online too, while the snapshot's need only the host.
+  json quiet_availability;
+  if (!opts.own_instance.empty() && opts.own_instance != host_id)
+    quiet_availability = json::array({{{"topic", topics.availability(host_id)}},
+                                      {{"topic", topics.availability(opts.own_instance)}}});
+  auto from_assessor = [&](json c) {
+    if (!quiet_availability.is_null()) {
+      c["availability"] = quiet_availability;
+      c["availability_mode"] = "all";
+    }
+    return c;
+  };
+  cmps["quiet_score"] = from_assessor({{"p", "sensor"},
+                                       {"name", "Quiet score"},
+                                       {"unique_id", oid + "_quiet_score"},
+                                       {"state_topic", quiet},
+                                       {"value_template", "{{ value_json.quiet_score }}"},
+                                       {"state_class", "measurement"},
+                                       {"icon", "mdi:sleep"},
+                                       {"suggested_display_precision", 0}});
   // The device's main entity: name null, so HA shows the device's name.
   // A text sensor: an enum without unit or state_class.
-  cmps["quiet_state"] = {{"p", "sensor"},
-                         {"name", nullptr},
-                         {"unique_id", oid + "_quiet_state"},
-                         {"state_topic", quiet},
-                         {"value_template", "{{ value_json.state }}"},
-                         {"device_class", "enum"},
-                         {"options", {"QUIET", "NORMAL", "BUSY", "PANIC"}},
-                         {"icon", "mdi:weather-night"},
-                         {"json_attributes_topic", quiet},
-                         {"json_attributes_template",
-                          "{{ {'reasons': value_json.reasons, 'cooldown_until': "
-                          "value_json.cooldown_until} | tojson }}"}};
-  cmps["quiet"] = {{"p", "binary_sensor"},
-                   {"name", "Quiet"},
-                   {"unique_id", oid + "_quiet"},
-                   {"state_topic", quiet},
-                   {"value_template", "{{ 'ON' if value_json.quiet else 'OFF' }}"},
-                   {"payload_on", "ON"},
-                   {"payload_off", "OFF"},
-                   {"icon", "mdi:sleep"}};
+  cmps["quiet_state"] = from_assessor({{"p", "sensor"},
+                                       {"name", nullptr},
+                                       {"unique_id", oid + "_quiet_state"},
+                                       {"state_topic", quiet},
+                                       {"value_template", "{{ value_json.state }}"},
+                                       {"device_class", "enum"},
+                                       {"options", {"QUIET", "NORMAL", "BUSY", "PANIC"}},
+                                       {"icon", "mdi:weather-night"},
+                                       {"json_attributes_topic", quiet},
+                                       {"json_attributes_template",
+                                        "{{ {'reasons': value_json.reasons, 'cooldown_until': "
+                                        "value_json.cooldown_until} | tojson }}"}});
+  cmps["quiet"] = from_assessor({{"p", "binary_sensor"},
+                                 {"name", "Quiet"},
+                                 {"unique_id", oid + "_quiet"},
+                                 {"state_topic", quiet},
+                                 {"value_template", "{{ 'ON' if value_json.quiet else 'OFF' }}"},
+                                 {"payload_on", "ON"},
+                                 {"payload_off", "OFF"},
+                                 {"icon", "mdi:sleep"}});
 
-  // "Allow heavy work": OFF pauses the host (its leases are suspended, new
-  // ones denied), ON lifts the pause. The command goes to the scheduler
-  // (scheduler/control/<host>/set); the state is what the scheduler applied,
-  // from its retained status, so the switch never shows a wish as a fact.
-  cmps["allow_work"] = {{"p", "switch"},
-                        {"name", "Allow heavy work"},
-                        {"unique_id", oid + "_allow_work"},
-                        {"command_topic", topics.host_control(host_id) + "/set"},
-                        {"payload_on", "ON"},
-                        {"payload_off", "OFF"},
-                        {"state_topic", topics.scheduler_status()},
-                        {"value_template",
-                         "{{ 'OFF' if value_json.hosts['" + host_id + "'] is defined and "
-                         "value_json.hosts['" + host_id + "'].paused else 'ON' }}"},
-                        {"state_on", "ON"},
-                        {"state_off", "OFF"},
-                        // Who holds the pause, at which level: the switch
-                        // cannot lift an admin's ("paused by alice (admin)").
-                        {"json_attributes_topic", topics.scheduler_status()},
-                        {"json_attributes_template",
-                         "{{ {'paused_by': value_json.hosts.get('" + host_id
-                           + "', {}).get('paused_by')} | tojson }}"},
-                        {"icon", "mdi:briefcase-check"}};
-
-  if (opts.with_queue && host_id == opts.own_instance)
-    cmps["queue_depth"] = {{"p", "sensor"},
-                           {"name", "Queued jobs"},
-                           {"unique_id", oid + "_queue_depth"},
-                           {"state_topic", topics.scheduler_status()},
-                           {"value_template", "{{ value_json.queue.queued }}"},
-                           {"unit_of_measurement", "jobs"},
-                           {"state_class", "measurement"},
-                           {"icon", "mdi:tray-full"},
-                           {"json_attributes_topic", topics.scheduler_status()},
-                           {"json_attributes_template", "{{ value_json.queue.depths | tojson }}"}};
-
-  // The scheduler's database: ON (a problem) while lease or job writes fail;
-  // its attributes carry the counts, the last cause and the persister's
-  // backlog (scheduler/status "store").
-  if (opts.with_queue && host_id == opts.own_instance)
-    cmps["store_failing"] = {{"p", "binary_sensor"},
-                             {"name", "Database writes failing"},
-                             {"unique_id", oid + "_store_failing"},
-                             {"device_class", "problem"},
-                             {"entity_category", "diagnostic"},
-                             {"state_topic", topics.scheduler_status()},
-                             {"value_template",
-                              "{{ 'ON' if value_json.store is defined and (value_json.store.failing "
-                              "or (value_json.store.persister and "
-                              "value_json.store.persister.last_error)) else 'OFF' }}"},
-                             {"payload_on", "ON"},
-                             {"payload_off", "OFF"},
-                             {"json_attributes_topic", topics.scheduler_status()},
-                             {"json_attributes_template", "{{ value_json.store | tojson }}"}};
-
-  json availability = json::array({{{"topic", topics.availability(host_id)}}});
-  if (!opts.own_instance.empty() && opts.own_instance != host_id)
-    availability.push_back({{"topic", topics.availability(opts.own_instance)}});
+  // What read scheduler/status sat here once, on every host; it is the
+  // scheduler device's now (build_scheduler_discovery).
+  cmps["queue_depth"] = removed("sensor");
+  cmps["store_failing"] = removed("binary_sensor");
+  cmps["allow_work"] = removed("switch");
 
   json payload = {
     {"dev",
@@ -170,15 +189,114 @@ discovery_message build_discovery(const std::string& host_id, const topic_names&
       {"mf", "lull"},
       {"mdl", "lull host agent"},
       {"sw", opts.lull_version}}},
-    {"o", {{"name", "lull"}, {"sw", opts.lull_version}}},
-    {"availability", availability},
-    {"availability_mode", "all"},
+    {"o", device_origin(opts)},
+    {"availability", json::array({{{"topic", topics.availability(host_id)}}})},
     {"payload_available", "online"},
     {"payload_not_available", "offline"},
     {"qos", 0},
     {"cmps", cmps},
   };
   return {opts.prefix + "/device/" + oid + "/config", payload};
+}
+
+std::string scheduler_device_id(const topic_names& topics) {
+  std::string id = "lull-scheduler";
+  auto prefix = topics.prefix();
+  while (!prefix.empty() && prefix.back() == '/')
+    prefix.pop_back();
+  if (prefix.empty())
+    return id;
+  id += '-';
+  for (char c : prefix)
+    id += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-') ? c : '_';
+  return id;
+}
+
+discovery_message build_scheduler_discovery(const std::vector<std::string>& hosts,
+                                            const topic_names& topics,
+                                            const discovery_options& opts,
+                                            const std::vector<std::string>& gone_hosts) {
+  auto sid = scheduler_device_id(topics);
+  auto status = topics.scheduler_status();
+  json cmps = json::object();
+  cmps["queue_depth"] = {{"p", "sensor"},
+                         {"name", "Queued jobs"},
+                         {"unique_id", sid + "_queue_depth"},
+                         {"state_topic", status},
+                         {"value_template", "{{ value_json.queue.queued }}"},
+                         {"unit_of_measurement", "jobs"},
+                         {"state_class", "measurement"},
+                         {"icon", "mdi:tray-full"},
+                         {"json_attributes_topic", status},
+                         {"json_attributes_template", "{{ value_json.queue.depths | tojson }}"}};
+
+  // The scheduler's database: ON (a problem) while lease or job writes fail;
+  // its attributes carry the counts, the last cause and the persister's
+  // backlog (scheduler/status "store").
+  cmps["store_failing"] = {{"p", "binary_sensor"},
+                           {"name", "Database writes failing"},
+                           {"unique_id", sid + "_store_failing"},
+                           {"device_class", "problem"},
+                           {"entity_category", "diagnostic"},
+                           {"state_topic", status},
+                           {"value_template",
+                            "{{ 'ON' if value_json.store is defined and (value_json.store.failing "
+                            "or (value_json.store.persister and "
+                            "value_json.store.persister.last_error)) else 'OFF' }}"},
+                           {"payload_on", "ON"},
+                           {"payload_off", "OFF"},
+                           {"json_attributes_topic", status},
+                           {"json_attributes_template", "{{ value_json.store | tojson }}"}};
+
+  // "Allow heavy work on <host>": OFF pauses the host (its leases are
+  // suspended, new ones denied), ON lifts the pause. The command goes to the
+  // scheduler (scheduler/control/<host>/set); the state is what the
+  // scheduler applied, from its retained status, so the switch never shows a
+  // wish as a fact, and goes unavailable with the scheduler.
+  for (auto& host : hosts) {
+    if (!valid_id(host))
+      continue;
+    cmps["allow_work_" + host] = {
+      {"p", "switch"},
+      {"name", "Allow heavy work on " + host},
+      {"unique_id", sid + "_allow_work_" + host},
+      {"command_topic", topics.host_control(host) + "/set"},
+      {"payload_on", "ON"},
+      {"payload_off", "OFF"},
+      {"state_topic", status},
+      {"value_template", "{{ 'OFF' if value_json.hosts['" + host + "'] is defined and "
+                         "value_json.hosts['" + host + "'].paused else 'ON' }}"},
+      {"state_on", "ON"},
+      {"state_off", "OFF"},
+      // Who holds the pause, at which level: the switch cannot lift an
+      // admin's ("paused by alice (admin)").
+      {"json_attributes_topic", status},
+      {"json_attributes_template",
+       "{{ {'paused_by': value_json.hosts.get('" + host + "', {}).get('paused_by')} | tojson }}"},
+      {"icon", "mdi:briefcase-check"}};
+  }
+  for (auto& host : gone_hosts)
+    if (valid_id(host) && std::find(hosts.begin(), hosts.end(), host) == hosts.end())
+      cmps["allow_work_" + host] = removed("switch");
+
+  std::string name = "lull scheduler";
+  if (sid.size() > std::string("lull-scheduler").size())
+    name += " " + sid.substr(std::string("lull-scheduler-").size());
+  json payload = {
+    {"dev",
+     {{"ids", {sid}},
+      {"name", name},
+      {"mf", "lull"},
+      {"mdl", "lull scheduler"},
+      {"sw", opts.lull_version}}},
+    {"o", device_origin(opts)},
+    {"availability", json::array({{{"topic", topics.availability(opts.own_instance)}}})},
+    {"payload_available", "online"},
+    {"payload_not_available", "offline"},
+    {"qos", 0},
+    {"cmps", cmps},
+  };
+  return {opts.prefix + "/device/" + sid + "/config", payload};
 }
 
 namespace {

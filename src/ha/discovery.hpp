@@ -1,14 +1,29 @@
 #pragma once
-/// Home Assistant MQTT discovery for lull's hosts: one device per host
-/// (`<prefix>/device/lull_<host>/config`, retained) whose components read the
-/// one JSON snapshot per host (`stats/host/<host>`) and the retained quiet
-/// assessment (`stats/host/<host>/quiet`) through `value_template`s.
+/// Home Assistant MQTT discovery for a lull fleet: two kinds of device.
+///
+/// - One device per host (`<prefix>/device/lull_<host>/config`, retained),
+///   published by each lulld that assesses hosts. Its components read the
+///   host's JSON snapshot (`stats/host/<host>`) and its retained quiet
+///   assessment (`stats/host/<host>/quiet`) through `value_template`s: what
+///   the host is, available while the host's agent is (its
+///   `lull/<host>/availability`); the quiet entities also need the lulld
+///   that assesses it. One "Disk free <mount>" sensor per mount its snapshot
+///   lists.
+/// - One scheduler device for the fleet (`<prefix>/device/<scheduler
+///   device id>/config`, retained), published by the lulld that runs the
+///   scheduler, with that lulld's availability: everything read from the
+///   scheduler's `scheduler/status` (queued jobs, database health, and an
+///   "Allow heavy work on <host>" switch per host), so a dead scheduler
+///   makes exactly these unavailable, once.
 ///
 /// What Home Assistant's users learned (docs/collectors.md): discovery needs `dev`
 /// and the origin `o`; ids use [a-zA-Z0-9_-]; a sensor with a unit or
 /// state_class carries a number, so the quiet state (text) has neither; the
 /// device's main entity has `name: null` and other names do not repeat the
-/// device name; `expire_after` only on state that is not retained.
+/// device name; `expire_after` only on state that is not retained. A
+/// component whose config is only its platform (`{"p": "sensor"}`) is
+/// removed: host devices carry such a config for the fleet entities older
+/// lulls put there, and for a mount that went away.
 
 #include <string>
 #include <vector>
@@ -24,9 +39,10 @@ struct discovery_options {
   std::string lull_version = "0.1.0";
   std::string own_instance;       ///< this lulld's availability instance
   double snapshot_interval_sec = 2;
-  /// This lulld runs the scheduler: its own device gets a queue-depth sensor
-  /// from scheduler/status.
-  bool with_queue = false;
+  /// This lulld assesses hosts: it announces a device per host.
+  bool hosts = true;
+  /// This lulld runs the scheduler: it announces the scheduler device.
+  bool scheduler = false;
 };
 
 struct discovery_message {
@@ -34,17 +50,51 @@ struct discovery_message {
   nlohmann::json payload;
 };
 
-/// Which topic (relative to the host) a component's template reads.
-enum class discovery_source { snapshot, quiet };
+/// The longest mount name that gets a disk sensor (longer ones get none: a
+/// device config stays small whatever an agent reports).
+inline constexpr std::size_t max_discovery_mount_bytes = 128;
 
-/// The device config for `host_id`. The host's own agent publishes its
-/// snapshot with availability `lull/<host_id>/availability`; when another
-/// lulld assesses it, both must be online (availability_mode all).
-discovery_message build_discovery(const std::string& host_id, const topic_names& topics,
-                                  const discovery_options& opts);
+/// Whether `mount` gets a "Disk free" sensor: 1-128 bytes without control
+/// characters, quotes, backslashes or braces (it is quoted inside a
+/// template).
+bool discoverable_mount(const std::string& mount);
+
+/// The component id (and unique_id suffix) of `mount`'s disk sensor,
+/// stable for a mount and distinct for distinct mounts: "disk" for "/"
+/// (the id of lull's single disk sensor before, so that entity and its
+/// history stay), "disk_home" for "/home"; a byte other than [a-zA-Z0-9/]
+/// becomes "-" and two hex digits ("/mnt/usb-1" -> "disk_mnt_usb-2d1").
+std::string disk_component_id(const std::string& mount);
+
+/// The device config for `host_id`, with a disk sensor for each
+/// discoverable mount in `mounts` (the disks of its latest snapshot, at
+/// most 32), and removals for `gone_mounts` (mounts announced before and no
+/// longer in its snapshot). Its availability is the host agent's
+/// (`lull/<host>/availability`); its quiet entities, which the assessor
+/// publishes, also need this lulld's when it assesses another host
+/// (availability_mode all).
+discovery_message build_discovery(const std::string& host_id,
+                                  const std::vector<std::string>& mounts,
+                                  const topic_names& topics, const discovery_options& opts,
+                                  const std::vector<std::string>& gone_mounts = {});
 
 /// The empty retained payload that removes a host's device.
 discovery_message discovery_removal(const std::string& host_id, const discovery_options& opts);
+
+/// The scheduler device's object id: "lull-scheduler", with the topic prefix
+/// when there is one ("lull-scheduler-home" for "home/"), so fleets sharing
+/// a broker keep theirs apart. The hyphen keeps it apart from every host
+/// device (`lull_<host>`).
+std::string scheduler_device_id(const topic_names& topics);
+
+/// The scheduler's device: "Queued jobs", "Database writes failing" and an
+/// "Allow heavy work on <host>" switch per host in `hosts`, all read from
+/// scheduler/status; removals for the switches of `gone_hosts`. Its
+/// availability is this lulld's (opts.own_instance), the scheduler's.
+discovery_message build_scheduler_discovery(const std::vector<std::string>& hosts,
+                                            const topic_names& topics,
+                                            const discovery_options& opts,
+                                            const std::vector<std::string>& gone_hosts = {});
 
 /// `<prefix>/status`, where Home Assistant says `online` after it starts.
 std::string ha_status_topic(const discovery_options& opts);

@@ -102,6 +102,7 @@ inbound_request queue_service::decode(const mqtt_message& in, bool empty_ok,
                              + std::to_string(expired_) + " so far)");
     req.route.topic.clear();
     req.error = request_error{error_code::invalid_request, "field 'deadline': passed"};
+    expired_now_ = true; // counted and logged above, not as a malformed request
   }
   return req;
 }
@@ -190,6 +191,13 @@ queue_output queue_service::roll_back(queue_output failed, const std::string& ca
 
 void queue_service::error(const reply_route& r, error_code c, const std::string& msg,
                           queue_output& out) {
+  // A malformed request is logged as well as answered: its sender may not
+  // read replies (a fire-and-forget submit), and the admin should see it.
+  // Refusals of state (a job not found, a full quota) are the reply's alone.
+  if (!expired_now_
+      && (c == error_code::invalid_json || c == error_code::invalid_request
+          || c == error_code::version_mismatch || c == error_code::payload_too_large))
+    out.warnings.push_back("rejected message on " + topic_ + ": " + to_string(c) + ": " + msg);
   if (auto m = make_error_reply(r, {c, msg}))
     out.publish.push_back(std::move(*m));
 }
@@ -209,6 +217,8 @@ queue_output queue_service::handle(const mqtt_message& in) {
   queue_output out;
   auto lv = split_levels(opts_.topics.strip(in.topic));
   sender_.reset();
+  topic_ = in.topic;
+  expired_now_ = false;
   if (opts_.secure) {
     // scheduler/<user>/job/...: the broker's ACL lets only <user> publish
     // there. Drop the user level and go on as in open mode.

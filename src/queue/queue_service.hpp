@@ -99,7 +99,9 @@ struct queue_output {
   std::vector<mqtt_message> publish;
   std::vector<lease_ask> asks;
   std::vector<std::pair<std::string, std::string>> revoke; ///< lease id, reason
-  std::vector<std::string> warnings; ///< for the log (secure replies refused)
+  /// For the log: secure replies refused, and requests refused for their
+  /// form ("rejected message on <topic>: <Code>: <why>").
+  std::vector<std::string> warnings;
   /// Replies that acknowledge a change (a submit, a job handed out, a
   /// cancel): published only once the change is written.
   std::vector<std::pair<reply_route, nlohmann::json>> acks;
@@ -199,6 +201,10 @@ private:
   bool bus_up_ = true;
   /// The user the current request's topic names (secure mode), else nullopt.
   std::optional<std::string> sender_;
+  /// The current request's topic, for the log line of a refusal.
+  std::string topic_;
+  /// The current request came after its deadline (dropped, not malformed).
+  bool expired_now_ = false;
 };
 
 } // namespace lull
