@@ -185,6 +185,12 @@ TEST_F(service_fixture, worker_will_expires_its_leases) {
   fe.advance(2.5);
   svc->tick();
   EXPECT_TRUE(svc->table().active().empty());
+  // The client library's clean close says "stopped": gone as well.
+  grant("w3");
+  svc->handle(msg("stats/worker/w3", R"({"v":1,"worker_id":"w3","status":"stopped"})"));
+  fe.advance(2.5);
+  svc->tick();
+  EXPECT_TRUE(svc->table().active().empty());
 }
 
 TEST_F(service_fixture, host_snapshots_set_capacity) {

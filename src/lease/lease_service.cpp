@@ -517,7 +517,7 @@ void lease_service::on_worker(const std::string& worker_id, const mqtt_message& 
     status = in.payload; // a bare "offline" will
   }
   status = lower(status);
-  if (status == "offline" || status == "dead" || status == "lost") {
+  if (status == "offline" || status == "dead" || status == "lost" || status == "stopped") {
     table_.on_worker_status(worker_id, false);
     dirty_ = true;
   } else if (!status.empty()) {
