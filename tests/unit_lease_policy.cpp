@@ -73,7 +73,7 @@ TEST(lease_policy, table_of_rules_and_reasons) {
        agent_quiet(t, quiet_of("pi", quiet_state::quiet));
      },
      request_of("w1", 5, lease_priority::high), false,
-     "Recent PANIC detected; cooling down (100.0s left)", 100, 100},
+     "Recent PANIC detected; cooling down until 2026-11-18T11:08:40Z", 100, 100},
     {"cool-down announced by the assessor",
      [](lease_table& t, fake_env& e) {
        auto q = quiet_of("pi", quiet_state::normal);
@@ -481,7 +481,7 @@ TEST(lease_clamps, a_cooldown_until_in_2100_cools_down_no_longer_than_configured
   agent_quiet(t, q);
   auto d = t.request(request_of("w1", 5, lease_priority::high), "w1");
   EXPECT_FALSE(d.approved);
-  EXPECT_EQ(d.reason, "Recent PANIC detected; cooling down (120.0s left)");
+  EXPECT_EQ(d.reason, "Recent PANIC detected; cooling down until 2026-11-18T11:08:40Z");
   EXPECT_LE(d.retry_after_sec, 120);
   fe.advance(121);
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));

@@ -114,6 +114,27 @@ TEST(yield, busy_for_suspend_after_suspends_below_high_and_quiet_for_resume_afte
   EXPECT_TRUE(t.request(request_of("w3", 5), "w3").approved);
 }
 
+// The hold outlives the PANIC that began it: status says when it began and
+// why then, beside the host's state now (lull status prints both).
+TEST(yield, status_shows_when_and_why_a_hold_began_beside_the_state_now) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  ASSERT_TRUE(t.request(request_of("w1", 20), "w1").approved);
+  hold_state(t, fe, quiet_of("pi", quiet_state::panic, 3), 10);
+  auto began = fe.wall;
+  hold_state(t, fe, quiet_of("pi", quiet_state::panic, 3), 2);
+  hold_state(t, fe, quiet_of("pi", quiet_state::normal, 60), 30);
+  auto pi = t.status_json()["hosts"]["pi"];
+  EXPECT_EQ(pi["state"], "NORMAL");
+  EXPECT_EQ(pi["load_hold"].get<std::string>().rfind("System is PANIC for 10", 0), 0u) << pi;
+  EXPECT_EQ(pi["load_hold_since"], utc_timestamp(began)) << pi;
+  hold_state(t, fe, quiet_of("pi", quiet_state::quiet), 61);
+  pi = t.status_json()["hosts"]["pi"];
+  EXPECT_FALSE(pi.contains("load_hold")) << pi;
+  EXPECT_FALSE(pi.contains("load_hold_since")) << pi;
+}
+
 TEST(yield, a_busy_blip_shorter_than_suspend_after_suspends_nothing) {
   fake_env fe;
   lease_table t(yield_policy(), fe.env());

@@ -364,6 +364,7 @@ void lease_table::apply_yield(const std::string* only_host) {
     if (!h.load_hold && h.busy_since_mono && now - *h.busy_since_mono >= cfg_.suspend_after_sec
         && h.quiet) {
       h.load_hold = true;
+      h.load_hold_since = wall;
       h.load_reason = std::string("System is ") + to_string(h.quiet->state) + " for "
                       + fmt_sec(now - *h.busy_since_mono) + "s"
                       + (h.quiet->reasons.empty() ? "" : " (" + h.quiet->reasons.front() + ")");
@@ -657,9 +658,11 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
                 env_.wall_sec() + static_cast<std::int64_t>(cfg_.panic_cooldown_sec));
   if (double until = std::max(h.panic_until_mono, h.cooldown_until_mono); until > now) {
     double left = until - now;
-    return deny(req, worker, host,
-                "Recent PANIC detected; cooling down (" + fmt_sec(left) + "s left)", left,
-                env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left)));
+    // The end as a time, not a countdown: the reply's retry_after_sec is the
+    // one wait a client shows.
+    auto end = env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left));
+    return deny(req, worker, host, "Recent PANIC detected; cooling down until " + utc_timestamp(end),
+                left, end);
   }
   // The yield policy: a pause stops everything; windows and a host whose
   // leases are suspended for its load stop work below HIGH.
@@ -1084,6 +1087,7 @@ void lease_table::restore(lease_record r, double remaining_sec) {
     if (!h.load_hold && r.suspend_reason.rfind("Paused", 0) != 0
         && r.suspend_reason.rfind("Outside", 0) != 0) {
       h.load_hold = true;
+      h.load_hold_since = r.suspended_at;
       h.load_reason = r.suspend_reason;
     }
   }
@@ -1317,8 +1321,11 @@ nlohmann::json lease_table::status_json() const {
       j["windows"] = w->text();
       j["window_open"] = w->open_at(wall);
     }
-    if (h.load_hold)
+    if (h.load_hold) {
+      // The reason is the one of the moment the hold began; `state` is now's.
       j["load_hold"] = h.load_reason;
+      j["load_hold_since"] = utc_timestamp(h.load_hold_since);
+    }
     j["online"] = !h.offline_since;
     if (h.offline_since)
       j["offline_since"] = utc_timestamp(*h.offline_since);

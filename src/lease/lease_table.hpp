@@ -217,6 +217,7 @@ struct host_info {
   /// suspend_after of BUSY, cleared after resume_after of QUIET.
   bool load_hold = false;
   std::string load_reason; ///< why, as the notices say it
+  std::int64_t load_hold_since = 0; ///< when the hold began (wall clock)
   std::optional<host_pause> pause;
   std::optional<quiet_hour_map> quiet_hours; ///< learned, from the persister
   double quiet_fresh_mono = 0; ///< when `quiet` was assessed, on the monotonic clock
