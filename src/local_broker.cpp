@@ -1,8 +1,13 @@
 #include "src/local_broker.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <filesystem>
@@ -142,8 +147,34 @@ bool local_broker::restart(std::string* err) {
   return launch(err);
 }
 
+bool local_broker::write_uri_file(const std::string& path, std::string* err) {
+  // Written beside, then renamed: a reader never sees half a URI.
+  auto tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  auto text = uri() + "\n";
+  bool ok = fd >= 0 && ::fchmod(fd, 0644) == 0 // whatever the umask
+            && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  int saved = errno;
+  if (fd >= 0)
+    ::close(fd);
+  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    saved = errno;
+    ok = false;
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    if (err)
+      *err = "cannot write " + path + ": " + std::strerror(saved);
+    return false;
+  }
+  uri_file_ = path;
+  return true;
+}
+
 local_broker::~local_broker() {
   stop();
+  if (!uri_file_.empty())
+    ::unlink(uri_file_.c_str());
   std::error_code ec;
   if (!dir_.empty())
     std::filesystem::remove_all(dir_, ec);

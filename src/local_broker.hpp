@@ -36,6 +36,10 @@ public:
   /// Starts it again on the same port with the same config.
   bool restart(std::string* err);
 
+  /// Writes uri() to `path` (mode 0644), so `lull` on this host finds a
+  /// broker started on a port other than 1883; removed with this object.
+  bool write_uri_file(const std::string& path, std::string* err);
+
 private:
   local_broker() = default;
   bool launch(std::string* err);
@@ -45,7 +49,12 @@ private:
   std::string dir_;
   std::string conf_;
   std::string log_path_;
+  std::string uri_file_;
 };
+
+/// The file in lulld's data directory that names the broker it started
+/// itself (written only then; `lull` reads it when no broker is configured).
+constexpr const char* broker_uri_file = "broker.uri";
 
 /// The broker-config directory: `configured` when set, else the source tree's
 /// (compiled in), else /usr/share/lull/broker-config.

@@ -231,6 +231,9 @@ int main(int argc, char** argv) {
               broker->port(), conf);
     log::info("lulld: watch it with: mosquitto_sub -h 127.0.0.1 -p {} -v -t '#'",
               broker->port());
+    // `lull` on this host reads it when no broker is configured.
+    if (!broker->write_uri_file(cfg.data_dir + "/" + broker_uri_file, &err))
+      log::warn("lulld: {}; lull on this host will need --broker {}", err, broker->uri());
   }
 
   caf::actor_system_config sys_cfg;
