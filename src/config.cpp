@@ -826,6 +826,74 @@ std::string print_config(const config& c) {
   return out.str();
 }
 
+const std::vector<std::string>& client_config_keys() {
+  static const std::vector<std::string> keys = {
+    "broker",         "username",        "password",         "topic_prefix",
+    "mqtt_version",   "broker.secure",   "broker.ca_file",   "broker.cert_file",
+    "broker.key_file", "data_dir"};
+  return keys;
+}
+
+std::variant<client_config, std::string>
+load_client_config(const std::string& file, const std::map<std::string, std::string>& env,
+                   const std::map<std::string, std::pair<std::string, std::string>>& flags) {
+  client_config out;
+  auto shared = [](const std::string& name) {
+    auto& keys = client_config_keys();
+    return std::find(keys.begin(), keys.end(), name) != keys.end();
+  };
+  auto def_of = [](const std::string& name) -> const key_def* {
+    for (auto& d : key_defs())
+      if (d.key.name == name)
+        return &d;
+    return nullptr;
+  };
+  auto apply = [&](const key_def& d, const std::string& value,
+                   const std::string& source) -> std::optional<std::string> {
+    if (auto expected = d.f.set(out.values, value))
+      return "bad value for " + d.key.name + " (from " + source + "): got '" + value
+             + "', expected " + *expected;
+    out.sources[d.key.name] = source;
+    return std::nullopt;
+  };
+  // The file: lulld's own parser and keys. A key only lulld uses is not
+  // checked here (lulld does that); a key neither knows is an error, as in lulld.
+  if (!file.empty()) {
+    toml::value root;
+    try {
+      root = toml::parse(file);
+    } catch (const std::exception& e) {
+      return "cannot read config file " + file + ": " + e.what();
+    }
+    std::vector<file_entry> entries;
+    flatten(root, "", entries);
+    for (auto& entry : entries) {
+      const auto* d = def_of(entry.name);
+      auto at = where(file, entry.value);
+      if (d == nullptr)
+        return "unknown key '" + entry.name + "' in " + at + suggestion(entry.name)
+               + " (lull.toml(5) lists every key)";
+      if (!shared(entry.name))
+        continue;
+      if (entry.value.is_array())
+        return "bad value for " + entry.name + " (from file " + at + "): got an array, expected "
+               + d->f.expects;
+      if (auto err = apply(*d, toml_to_string(entry.value), "file " + at))
+        return *err;
+    }
+  }
+  for (auto& name : client_config_keys())
+    if (const auto* d = def_of(name))
+      if (auto it = env.find(d->key.env); it != env.end())
+        if (auto err = apply(*d, it->second, "env " + d->key.env))
+          return *err;
+  for (auto& [name, value] : flags)
+    if (const auto* d = def_of(name); d != nullptr && shared(name))
+      if (auto err = apply(*d, value.first, value.second))
+        return *err;
+  return out;
+}
+
 std::map<std::string, std::string> lull_environment() {
   std::map<std::string, std::string> out;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

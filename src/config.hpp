@@ -167,6 +167,28 @@ const std::vector<action_flag>& lulld_action_flags();
 /// Every key lulld knows, in the order of --help and lull.toml.
 const std::vector<config_key>& config_keys();
 
+/// What `lull` reads of lulld's configuration: the values of the keys both
+/// use, and where each set one came from.
+struct client_config {
+  config values;                              ///< lulld's defaults where nothing was set
+  std::map<std::string, std::string> sources; ///< key -> "file F", "env E" or a flag's name
+};
+
+/// The keys `lull` shares with lulld: broker, username, password,
+/// topic_prefix, mqtt_version, broker.secure, broker.ca_file,
+/// broker.cert_file, broker.key_file, and data_dir (where a lulld that
+/// started its own broker writes its URI).
+const std::vector<std::string>& client_config_keys();
+
+/// Those keys from `file` (none when empty), then `env` (LULL_* names as
+/// lulld's), then `flags` (key -> value and the flag's name), each checked
+/// as lulld checks it. The file's other keys are lulld's alone and are
+/// skipped; a key neither knows is an error. An error names the file,
+/// variable or flag, the key and what was expected.
+std::variant<client_config, std::string>
+load_client_config(const std::string& file, const std::map<std::string, std::string>& env,
+                   const std::map<std::string, std::pair<std::string, std::string>>& flags);
+
 struct config_error {
   int exit_code;       ///< 2 for a bad value or flag, 0 for --help/--version
   std::string message; ///< printed as is
