@@ -117,6 +117,30 @@ TEST_F(cli_integration, history_prints_a_header_and_series) {
   EXPECT_EQ(r.out.rfind("quiet of clihost, last 10m in 10s steps from ", 0), 0u) << r.out;
 }
 
+TEST_F(cli_integration, history_refuses_an_unknown_group_and_names_the_known_hosts) {
+  auto group = lull_cli({"history", "--group", "cpu", "--broker", b_.uri()});
+  EXPECT_EQ(group.code, 64) << group.err;
+  EXPECT_NE(group.err.find("--group 'cpu' is not a history group; valid groups: host, quiet, "
+                           "bus, process:<name>, worker:<id>"),
+            std::string::npos)
+    << group.err;
+  EXPECT_EQ(group.out, "");
+  for (auto extra : {std::vector<std::string>{}, std::vector<std::string>{"--windows"}}) {
+    std::vector<std::string> args = {"history", "--host", "nosuch", "--broker", b_.uri()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto host = lull_cli(args);
+    EXPECT_EQ(host.code, 1) << host.err << host.out;
+    EXPECT_NE(host.err.find("no host 'nosuch'; known hosts: clihost"), std::string::npos)
+      << host.err;
+    EXPECT_EQ(host.out.find("(no data)"), std::string::npos) << host.out;
+  }
+  // A known host with nothing stored yet is still an empty history, not an error.
+  auto known = lull_cli({"history", "--group", "process:nothing-here", "--host", "clihost",
+                         "--broker", b_.uri()});
+  EXPECT_EQ(known.code, 0) << known.err;
+  EXPECT_NE(known.out.find("(no data)"), std::string::npos) << known.out;
+}
+
 TEST(cli_no_broker, every_command_says_why_and_exits_69) {
   auto uri = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   for (auto args : {std::vector<std::string>{"status"}, {"jobs"}, {"history"},
@@ -239,4 +263,143 @@ TEST_F(cli_integration, watch_quits_on_ctrl_c_and_follows_new_leases) {
   ASSERT_TRUE(code) << w.output();
   EXPECT_EQ(*code, 0);
   EXPECT_EQ(run.get().code, 0);
+}
+
+// -- lull finds its lulld ----------------------------------------------------------
+
+namespace {
+
+/// `lull ARGS...` with `env` ("KEY=VALUE") added to the environment.
+cli_result lull_env(std::vector<std::string> args, std::vector<std::string> env) {
+  auto dir = test_data_dir();
+  spawn_options o;
+  o.argv = {binary_path("src/lull")};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.extra_env = std::move(env);
+  o.stdout_path = dir + "/out";
+  o.stderr_path = dir + "/err";
+  o.stdin_path = "/dev/null";
+  cli_result r;
+  if (auto pid = spawn(o)) {
+    if (auto st = wait_for_exit(*pid, 60s))
+      r.code = exit_code_of(*st);
+    else
+      ::kill(*pid, SIGKILL), wait_for_exit(*pid, 5s);
+  }
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  r.out = slurp(o.stdout_path);
+  r.err = slurp(o.stderr_path);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+} // namespace
+
+// An installed lulld with no broker configured starts its own Mosquitto, on a
+// free port when 1883 is taken; lull finds it through <data_dir>/broker.uri,
+// or through the lull.toml both read, and says where it looked when it cannot.
+TEST(cli_finds_lulld, through_broker_uri_or_lull_toml_and_names_the_source_when_it_cannot) {
+  auto data = test_data_dir();
+  auto home = test_data_dir();
+  // No file of the user's, no inherited broker: only what each step names.
+  // (An empty LULL_BROKER would be a broker named empty, as for lulld.)
+  for (const char* name : {"LULL_BROKER", "LULL_CONFIG", "LULL_DATA_DIR"})
+    ::unsetenv(name);
+  std::vector<std::string> base = {"HOME=" + home, "XDG_CONFIG_HOME=" + home + "/.config",
+                                   "XDG_STATE_HOME=" + home + "/state"};
+  auto with = [&](std::vector<std::string> more) {
+    auto env = base;
+    env.insert(env.end(), more.begin(), more.end());
+    return env;
+  };
+  lulld d{{"--host-id", "findme", "--data-dir", data, "--local-broker-port", "0", "--roles",
+           "collectors,scheduler"},
+          with({})};
+  auto uri_file = data + "/broker.uri";
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(uri_file); }, 30s)) << d.log();
+  std::string uri;
+  std::ifstream(uri_file) >> uri;
+  ASSERT_EQ(uri.rfind("tcp://127.0.0.1:", 0), 0u) << uri;
+  EXPECT_NE(uri, "tcp://127.0.0.1:1883") << "a free port, as when 1883 is taken";
+  EXPECT_EQ(std::filesystem::status(uri_file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms(0644));
+
+  auto shows_findme = [](const cli_result& r) {
+    return r.code == 0 && r.out.find("findme") != std::string::npos;
+  };
+  // 1. Only LULL_DATA_DIR: its broker.uri.
+  cli_result r;
+  ASSERT_TRUE(wait_until([&] {
+    r = lull_env({"status"}, with({"LULL_DATA_DIR=" + data}));
+    return shows_findme(r);
+  }, 30s))
+    << r.code << " " << r.err << r.out << d.log();
+
+  // 2. A lull.toml naming the broker, with lulld's other keys in it.
+  auto toml = home + "/lull.toml";
+  std::ofstream(toml) << "broker = \"" << uri << "\"\nhost_id = \"findme\"\n"
+                      << "[lease]\nttl = \"45s\"\n";
+  r = lull_env({"status", "--config", toml}, with({}));
+  EXPECT_TRUE(shows_findme(r)) << r.code << " " << r.err << r.out;
+  r = lull_env({"status"}, with({"LULL_CONFIG=" + toml}));
+  EXPECT_TRUE(shows_findme(r)) << r.code << " " << r.err << r.out;
+  // ... and the user's own file, found without being named.
+  std::filesystem::create_directories(home + "/.config/lull");
+  std::filesystem::copy_file(toml, home + "/.config/lull/lull.toml");
+  r = lull_env({"status"}, with({}));
+  EXPECT_TRUE(shows_findme(r)) << r.code << " " << r.err << r.out;
+  std::filesystem::remove(home + "/.config/lull/lull.toml");
+
+  // 3. Unreachable: the message names the broker and where it came from.
+  auto dead = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  auto dead_toml = home + "/dead.toml";
+  std::ofstream(dead_toml) << "broker = \"" << dead << "\"\n";
+  r = lull_env({"status", "--config", dead_toml, "--timeout", "2"}, with({}));
+  EXPECT_EQ(r.code, 69) << r.err;
+  EXPECT_NE(r.err.find("cannot connect to " + dead + " (from " + dead_toml + ":1)"),
+            std::string::npos)
+    << r.err;
+  r = lull_env({"jobs", "--timeout", "2"}, with({"LULL_BROKER=" + dead}));
+  EXPECT_EQ(r.code, 69) << r.err;
+  EXPECT_NE(r.err.find("cannot connect to " + dead + " (from LULL_BROKER)"), std::string::npos)
+    << r.err;
+
+  // 4. A malformed lull.toml: a usage error naming the file and the key.
+  auto bad = home + "/bad.toml";
+  std::ofstream(bad) << "[broker]\nsecure = \"maybe\"\n";
+  r = lull_env({"status", "--config", bad}, with({}));
+  EXPECT_EQ(r.code, 64) << r.err;
+  EXPECT_NE(r.err.find("bad value for broker.secure (from file " + bad + ":2)"), std::string::npos)
+    << r.err;
+
+  // A clean exit takes broker.uri with it.
+  d.signal(SIGTERM);
+  auto code = d.wait_exit(30s);
+  ASSERT_TRUE(code) << d.log();
+  EXPECT_EQ(*code, 0) << d.log();
+  EXPECT_FALSE(std::filesystem::exists(uri_file));
+  std::filesystem::remove_all(data);
+  std::filesystem::remove_all(home);
+}
+
+// The broker answers but no lulld does: a timeout, told apart from lulld's
+// own failure (69) by its exit code and naming the broker.
+TEST(cli_no_lulld, a_timeout_names_the_broker_and_exits_124) {
+  broker b;
+  for (auto args : {std::vector<std::string>{"jobs"}, {"status"}, {"cancel", "x"},
+                    {"history"}}) {
+    args.insert(args.end(), {"--broker", b.uri(), "--timeout", "1"});
+    auto r = lull_cli(args);
+    EXPECT_EQ(r.code, 124) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("Timeout: no answer from lulld within 1s on " + b.uri()
+                         + " (from --broker)"),
+              std::string::npos)
+      << args[0] << ": " << r.err;
+    EXPECT_EQ(r.err.find("InternalError"), std::string::npos) << r.err;
+  }
 }

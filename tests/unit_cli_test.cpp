@@ -1,16 +1,22 @@
 // The lull command line without a broker: what each command parses (global
 // flags before or after the command) and what it prints from a reply.
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "messages/codec.hpp"
 #include "src/cli/commands.hpp"
+#include "src/config.hpp"
 
 using namespace lull::cli;
 using json = nlohmann::json;
@@ -232,8 +238,9 @@ TEST(cli_output, jobs_table_and_depths) {
                 {"depths", {{"high", 0}, {"normal", 1}}}};
   std::ostringstream out;
   print_jobs(out, reply);
-  EXPECT_NE(out.str().find("j-abc               thumbs        queued    normal     10    0/3  -"
-                           "             2026-11-30T22:00:00Z\n"),
+  EXPECT_NE(out.str().find("JOB    TYPE    STATE   PRIO    UNITS  TRY  WORKER  UPDATED\n"
+                           "j-abc  thumbs  queued  normal  10     0/3  -       "
+                           "2026-11-30T22:00:00Z\n"),
             std::string::npos)
     << out.str();
   EXPECT_NE(out.str().find("queued: high=0 normal=1 \n"), std::string::npos) << out.str();
@@ -430,4 +437,519 @@ TEST(cli_pages, history_pages_are_joined_bucket_after_bucket) {
   EXPECT_EQ(all["series"]["cpu"]["n"], json({1, 1, 0, 0, 0}));
   EXPECT_EQ(all["series"]["mem"]["avg"], json({nullptr, nullptr, 7, nullptr, 9}));
   EXPECT_EQ(all["series"]["mem"]["n"], json({0, 0, 1, 0, 1}));
+}
+
+// -- where lull finds its lulld ------------------------------------------------
+
+namespace {
+
+/// A fresh directory, removed with everything in it.
+struct temp_dir {
+  std::string path = [] {
+    char tmpl[] = "/tmp/lull-cli-settings-XXXXXX";
+    return std::string(::mkdtemp(tmpl));
+  }();
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& rel, const std::string& text) const {
+    auto p = path + "/" + rel;
+    std::filesystem::create_directories(std::filesystem::path(p).parent_path());
+    std::ofstream(p) << text;
+    return p;
+  }
+};
+
+struct resolved {
+  std::unique_ptr<parsed> p;
+  std::optional<std::string> error;
+};
+
+/// `lull ARGS` resolved against `env` (HOME is the temp dir unless given)
+/// with the system's config and data dirs inside `t`.
+resolved resolve(const temp_dir& t, std::vector<std::string> args,
+                 std::map<std::string, std::string> env = {}) {
+  resolved r;
+  r.p = lull_parse(std::move(args));
+  EXPECT_EQ(r.p->error, "");
+  env.emplace("HOME", t.path);
+  settings_paths paths;
+  paths.system_config = t.path + "/etc/lull/lull.toml";
+  paths.system_data_dirs = {t.path + "/var/lib/lull"};
+  r.error = resolve_settings(r.p->app, r.p->g, env, paths);
+  return r;
+}
+
+} // namespace
+
+TEST(cli_settings, nothing_configured_is_the_default_broker_and_says_where_to_set_one) {
+  temp_dir t;
+  auto r = resolve(t, {"status"});
+  ASSERT_FALSE(r.error) << *r.error;
+  EXPECT_EQ(r.p->g.broker, "tcp://127.0.0.1:1883");
+  EXPECT_EQ(broker_named(r.p->g),
+            "tcp://127.0.0.1:1883 (default; set broker in ~/.config/lull/lull.toml or --broker)");
+}
+
+TEST(cli_settings, the_users_file_then_the_systems_with_lulld_only_keys_ignored) {
+  temp_dir t;
+  // lulld's whole file: keys lull does not use (even ones lull would not
+  // accept the value of) are lulld's business.
+  auto system = t.write("etc/lull/lull.toml",
+                        "broker = \"tcp://sys:1883\"\nhost_id = \"nuc\"\nusername = \"u-sys\"\n"
+                        "[lease]\nttl = \"45s\"\nwindows = \"Mon-Fri 22:00-07:00\"\n"
+                        "[quiet]\ncpu = \"0,30,75,95\"\n");
+  auto r = resolve(t, {"status"});
+  ASSERT_FALSE(r.error) << *r.error;
+  EXPECT_EQ(r.p->g.broker, "tcp://sys:1883");
+  EXPECT_EQ(r.p->g.user, "u-sys");
+  EXPECT_EQ(broker_named(r.p->g), "tcp://sys:1883 (from " + system + ":1)") << "file and line";
+
+  // The user's own file wins over the system's; XDG_CONFIG_HOME is honoured.
+  auto ca = t.write("ca.pem", "");
+  auto user = t.write("xdg/lull/lull.toml",
+                      "broker = \"ssl://mine:8883\"\ntopic_prefix = \"site1\"\n"
+                      "mqtt_version = \"3.1.1\"\n\"broker.secure\" = true\n"
+                      "\"broker.ca_file\" = \"" + ca + "\"\n");
+  auto x = resolve(t, {"status"}, {{"XDG_CONFIG_HOME", t.path + "/xdg"}});
+  ASSERT_FALSE(x.error) << *x.error;
+  EXPECT_EQ(x.p->g.broker, "ssl://mine:8883");
+  EXPECT_EQ(x.p->g.prefix, "site1");
+  EXPECT_EQ(x.p->g.mqtt_version, "3.1.1");
+  EXPECT_TRUE(x.p->g.secure);
+  EXPECT_EQ(x.p->g.ca_file, ca);
+  EXPECT_EQ(x.p->g.user, "") << "only the chosen file is read";
+  EXPECT_EQ(x.p->g.config_file, user);
+}
+
+TEST(cli_settings, flag_beats_env_beats_file_and_config_names_the_file) {
+  temp_dir t;
+  auto file = t.write("f.toml", "broker = \"tcp://file:1883\"\npassword = \"pw-file\"\n");
+  auto r = resolve(t, {"--config", file, "status"});
+  ASSERT_FALSE(r.error) << *r.error;
+  EXPECT_EQ(r.p->g.broker, "tcp://file:1883");
+  EXPECT_EQ(r.p->g.password, "pw-file");
+
+  auto e = resolve(t, {"status"}, {{"LULL_CONFIG", file}, {"LULL_BROKER", "tcp://env:1883"}});
+  ASSERT_FALSE(e.error) << *e.error;
+  EXPECT_EQ(e.p->g.broker, "tcp://env:1883");
+  EXPECT_EQ(e.p->g.password, "pw-file");
+  EXPECT_EQ(broker_named(e.p->g), "tcp://env:1883 (from LULL_BROKER)");
+
+  auto f = resolve(t, {"status", "--broker", "tcp://flag:1883", "--config", file},
+                   {{"LULL_BROKER", "tcp://env:1883"}, {"LULL_PASSWORD", "pw-env"}});
+  ASSERT_FALSE(f.error) << *f.error;
+  EXPECT_EQ(f.p->g.broker, "tcp://flag:1883");
+  EXPECT_EQ(f.p->g.password, "pw-env");
+  EXPECT_EQ(broker_named(f.p->g), "tcp://flag:1883 (from --broker)");
+}
+
+TEST(cli_settings, lulld_tls_env_names_and_lulls_older_ones_both_work) {
+  temp_dir t;
+  auto ca_new = t.write("ca-new", ""), ca_old = t.write("ca-old", "");
+  auto cert_old = t.write("cert-old", ""), key_new = t.write("key-new", "");
+  auto r = resolve(t, {"status"}, {{"LULL_BROKER_CA_FILE", ca_new}, {"LULL_CA_FILE", ca_old},
+                                   {"LULL_CERT_FILE", cert_old},
+                                   {"LULL_BROKER_KEY_FILE", key_new}});
+  ASSERT_FALSE(r.error) << *r.error;
+  EXPECT_EQ(r.p->g.ca_file, ca_new) << "lulld's name wins over the alias";
+  EXPECT_EQ(r.p->g.cert_file, cert_old);
+  EXPECT_EQ(r.p->g.key_file, key_new);
+  auto ca_flag = t.write("ca-flag", "");
+  auto f = resolve(t, {"status", "--ca-file", ca_flag}, {{"LULL_BROKER_CA_FILE", ca_new}});
+  EXPECT_EQ(f.p->g.ca_file, ca_flag);
+  // A file that is not there is told before connecting, under the name it was given by.
+  auto gone = resolve(t, {"status"}, {{"LULL_CA_FILE", t.path + "/nope.pem"}});
+  ASSERT_TRUE(gone.error);
+  EXPECT_EQ(*gone.error, "bad value for broker.ca_file (from env LULL_CA_FILE): '" + t.path
+                           + "/nope.pem' is not a file");
+}
+
+TEST(cli_settings, a_bad_file_or_value_is_an_error_naming_file_and_key) {
+  temp_dir t;
+  auto broken = t.write("broken.toml", "broker = \"tcp://x:1883\nusername = 7\n");
+  auto r = resolve(t, {"--config", broken, "status"});
+  ASSERT_TRUE(r.error);
+  EXPECT_NE(r.error->find(broken), std::string::npos) << *r.error;
+
+  auto bad = t.write("bad.toml", "[lease]\nttl = \"30s\"\n[broker]\nsecure = \"maybe\"\n");
+  auto b = resolve(t, {"--config", bad, "status"});
+  ASSERT_TRUE(b.error);
+  EXPECT_NE(b.error->find("broker.secure"), std::string::npos) << *b.error;
+  EXPECT_NE(b.error->find(bad), std::string::npos) << *b.error;
+  EXPECT_NE(b.error->find("'maybe'"), std::string::npos) << *b.error;
+
+  auto typo = t.write("typo.toml", "brokr = \"tcp://x:1883\"\n");
+  auto y = resolve(t, {"--config", typo, "status"});
+  ASSERT_TRUE(y.error);
+  EXPECT_NE(y.error->find("unknown key 'brokr' in " + typo), std::string::npos) << *y.error;
+
+  auto env = resolve(t, {"status"}, {{"LULL_BROKER", "127.0.0.1:1883"}});
+  ASSERT_TRUE(env.error);
+  EXPECT_NE(env.error->find("broker (from env LULL_BROKER)"), std::string::npos) << *env.error;
+
+  auto missing = resolve(t, {"--config", t.path + "/none.toml", "status"});
+  ASSERT_TRUE(missing.error);
+  EXPECT_NE(missing.error->find(t.path + "/none.toml"), std::string::npos) << *missing.error;
+}
+
+TEST(cli_settings, a_running_lullds_broker_uri_before_the_default) {
+  temp_dir t;
+  // The system's data dir; its lulld.lock names no pid lull could check.
+  t.write("var/lib/lull/broker.uri", "tcp://127.0.0.1:41883\n");
+  t.write("var/lib/lull/lulld.lock", "");
+  auto r = resolve(t, {"status"});
+  ASSERT_FALSE(r.error) << *r.error;
+  EXPECT_EQ(r.p->g.broker, "tcp://127.0.0.1:41883");
+  EXPECT_EQ(broker_named(r.p->g), "tcp://127.0.0.1:41883 (from " + t.path
+                                    + "/var/lib/lull/broker.uri, the broker a running lulld "
+                                      "started)");
+
+  // LULL_DATA_DIR (lulld's data_dir) is looked at first.
+  t.write("mine/broker.uri", "tcp://127.0.0.1:42000\n");
+  auto d = resolve(t, {"status"}, {{"LULL_DATA_DIR", t.path + "/mine"}});
+  EXPECT_EQ(d.p->g.broker, "tcp://127.0.0.1:42000");
+
+  // A broker named anywhere beats every broker.uri.
+  auto n = resolve(t, {"status"}, {{"LULL_BROKER", "tcp://named:1883"}});
+  EXPECT_EQ(n.p->g.broker, "tcp://named:1883");
+
+  // Left by a lulld that is gone (its pid exited): not used.
+  pid_t child = ::fork();
+  if (child == 0)
+    ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  t.write("var/lib/lull/lulld.lock", std::to_string(child) + "\n");
+  auto stale = resolve(t, {"status"});
+  EXPECT_EQ(stale.p->g.broker, "tcp://127.0.0.1:1883");
+}
+
+TEST(cli_settings, client_config_skips_lulld_only_keys_and_records_sources) {
+  temp_dir t;
+  auto file = t.write("l.toml", "broker = \"tcp://f:1\"\ninterval = \"not a duration\"\n");
+  auto r = lull::load_client_config(file, {{"LULL_USERNAME", "u"}},
+                                    {{"topic_prefix", {"p", "--topic-prefix"}}});
+  ASSERT_TRUE(std::holds_alternative<lull::client_config>(r)) << std::get<std::string>(r);
+  auto& c = std::get<lull::client_config>(r);
+  EXPECT_EQ(c.values.broker, "tcp://f:1");
+  EXPECT_EQ(c.values.username, "u");
+  EXPECT_EQ(c.values.topic_prefix, "p");
+  EXPECT_EQ(c.sources.at("broker"), "file " + file + ":1");
+  EXPECT_EQ(c.sources.at("username"), "env LULL_USERNAME");
+  EXPECT_EQ(c.sources.at("topic_prefix"), "--topic-prefix");
+  EXPECT_EQ(c.sources.count("interval"), 0u);
+}
+
+// -- messages ------------------------------------------------------------------
+
+namespace {
+
+/// Runs `fn` with TZ=UTC, restoring the zone after.
+template <class F>
+auto in_utc(F fn) {
+  std::string old = std::getenv("TZ") ? std::getenv("TZ") : "";
+  bool had = std::getenv("TZ") != nullptr;
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  auto out = fn();
+  if (had)
+    ::setenv("TZ", old.c_str(), 1);
+  else
+    ::unsetenv("TZ");
+  ::tzset();
+  return out;
+}
+
+} // namespace
+
+TEST(cli_wait, a_cool_down_names_its_end_and_one_wait) {
+  auto now = *lull::parse_utc_timestamp("2026-11-30T04:10:41Z");
+  lull::lease_grant_reply d;
+  d.host_id = "nuc";
+  d.reason = "Recent PANIC detected; cooling down until 2026-11-30T04:12:31Z";
+  auto text = in_utc([&] { return wait_message(d, lull::lease_priority::normal, 110.2, now, -1); });
+  EXPECT_EQ(text, "host nuc is cooling down after a PANIC (until 04:12:31); nothing runs there "
+                  "until then; asking again in 1m50s (Ctrl-C to give up; --wait DURATION waits "
+                  "at most that long)");
+  // HIGH waits too, and is told so; a --wait names when it gives up.
+  auto high = in_utc([&] { return wait_message(d, lull::lease_priority::high, 110.2, now, 600); });
+  EXPECT_NE(high.find("nothing runs there until then, not even HIGH;"), std::string::npos) << high;
+  EXPECT_NE(high.find("(Ctrl-C to give up; --wait gives up at 04:20:41)"), std::string::npos)
+    << high;
+
+  d.reason = "System is PANIC; heavy work denied";
+  auto panic = in_utc([&] { return wait_message(d, lull::lease_priority::high, 120, now, -1); });
+  EXPECT_EQ(panic.rfind("host nuc is in PANIC; nothing runs there during a PANIC or the "
+                        "cool-down after it (lease.panic_cooldown), not even HIGH; asking again "
+                        "in 2m (",
+                        0),
+            0u)
+    << panic;
+
+  d.reason = "System is BUSY; waiting for QUIET (cpu)";
+  auto busy = in_utc([&] { return wait_message(d, lull::lease_priority::low, 16.2, now, -1); });
+  EXPECT_EQ(busy.rfind("no lease on nuc yet: System is BUSY; waiting for QUIET (cpu); asking "
+                       "again in 16s (",
+                       0),
+            0u)
+    << busy;
+}
+
+TEST(cli_wait, durations_for_people) {
+  EXPECT_EQ(human_duration(0.5), "0.5s");
+  EXPECT_EQ(human_duration(2), "2s");
+  EXPECT_EQ(human_duration(16.2), "16s");
+  EXPECT_EQ(human_duration(60), "1m");
+  EXPECT_EQ(human_duration(110.2), "1m50s");
+  EXPECT_EQ(human_duration(3600), "1h");
+  EXPECT_EQ(human_duration(7500), "2h05m");
+}
+
+TEST(cli_errors, a_timeout_names_the_broker_and_exits_apart_from_a_server_error) {
+  global_opts g;
+  g.broker = "tcp://127.0.0.1:1883";
+  g.broker_source = "default; set broker in ~/.config/lull/lull.toml or --broker";
+  lull::call_error timeout{true, {lull::error_code::internal_error, "no reply"}};
+  EXPECT_EQ(describe(g, timeout).rfind("Timeout: no answer from lulld within 10s on "
+                                       "tcp://127.0.0.1:1883 (default; set broker in "
+                                       "~/.config/lull/lull.toml or --broker); is lulld running",
+                                       0),
+            0u)
+    << describe(g, timeout);
+  lull::call_error server{false, {lull::error_code::internal_error, "disk full"}};
+  EXPECT_EQ(describe(g, server), "InternalError: disk full");
+  lull::call_error refused{false, {lull::error_code::resource_not_found, "no job x"}};
+  EXPECT_EQ(error_exit_code(timeout), ex_timeout);
+  EXPECT_EQ(error_exit_code(server), ex_unavailable);
+  EXPECT_EQ(error_exit_code(refused), ex_failed);
+  EXPECT_NE(ex_timeout, ex_unavailable);
+}
+
+// -- tables ----------------------------------------------------------------------
+
+TEST(cli_output, jobs_columns_fit_their_content_and_long_values_are_cut) {
+  json reply = {{"jobs",
+                 {{{"job_id", "0123456789abcdef0123456789abcdef"}, {"job_type", "nodered-report"},
+                   {"state", "queued"}, {"priority", "background"}, {"cost_units", 100},
+                   {"attempts", 10}, {"max_attempts", 10},
+                   {"worker_id", "a-worker-with-a-very-long-name-indeed"},
+                   {"updated_at", "2026-11-30T22:00:00Z"}},
+                  {{"job_id", "j2"},
+                   {"job_type", "a-job-type-far-longer-than-any-column-should-be"},
+                   {"state", "running"}, {"priority", "high"}, {"cost_units", 5},
+                   {"attempts", 1}, {"max_attempts", 3}, {"worker_id", "w1"},
+                   {"updated_at", "2026-11-30T22:00:01Z"}}}}};
+  std::ostringstream out;
+  print_jobs(out, reply);
+  auto text = out.str();
+  // Type and state no longer run together; the whole id is kept.
+  EXPECT_NE(text.find("0123456789abcdef0123456789abcdef  nodered-report  "), std::string::npos)
+    << text;
+  EXPECT_NE(text.find("nodered-report            queued"), std::string::npos) << text;
+  EXPECT_NE(text.find("a-job-type-far-longer-t\u2026  running"), std::string::npos) << text;
+  EXPECT_NE(text.find("a-worker-with-a-very-lo\u2026  2026-11-30T22:00:00Z"), std::string::npos)
+    << text;
+  // Every cell starts where its header does.
+  std::istringstream lines(text);
+  std::string header, row1, row2;
+  std::getline(lines, header);
+  std::getline(lines, row1);
+  // Where each word starts, in characters (no cell here holds a space).
+  auto starts = [](const std::string& line) {
+    std::vector<std::size_t> out;
+    std::size_t chars = 0;
+    char prev = ' ';
+    for (char ch : line) {
+      if ((static_cast<unsigned char>(ch) & 0xC0) == 0x80)
+        continue;
+      if (ch != ' ' && prev == ' ')
+        out.push_back(chars);
+      prev = ch;
+      ++chars;
+    }
+    return out;
+  };
+  EXPECT_EQ(starts(header).size(), 8u) << header;
+  EXPECT_EQ(starts(header), starts(row1)) << text;
+}
+
+TEST(cli_output, format_table_keeps_two_spaces_and_counts_characters) {
+  auto t = format_table({"A", "B", "C"}, {{"\u2588\u2588\u2588", "x", "last"}, {"a", "", "z"}},
+                        {0, 0, 0});
+  EXPECT_EQ(t, "A    B  C\n\u2588\u2588\u2588  x  last\na       z\n");
+  EXPECT_EQ(format_table({"N"}, {{"abcdef"}}, {4}), "N\nabc\u2026\n");
+}
+
+// -- history ---------------------------------------------------------------------
+
+TEST(cli_output, the_windows_legend_matches_the_shades_of_the_map) {
+  // One weekday row whose hours walk through every band.
+  json hours = json::array();
+  for (int d = 0; d < 7; ++d)
+    hours.push_back(std::vector<json>(24, nullptr));
+  std::vector<double> shares = {0.0, 0.1, 0.19, 0.2, 0.3, 0.39, 0.4, 0.5, 0.59,
+                                0.6, 0.7, 0.79, 0.8, 0.9, 1.0};
+  for (std::size_t h = 0; h < shares.size(); ++h)
+    hours[1][h] = shares[h];
+  json reply = {{"host", "nuc"},     {"timezone", "UTC"},
+                {"days_observed", 28}, {"weeks", 4},
+                {"ready", true},     {"days", {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}},
+                {"hours", hours}};
+  std::ostringstream out;
+  print_quiet_windows(out, reply);
+  auto text = out.str();
+  // The Monday row's cells, one per hour.
+  auto mon = text.substr(text.find("Mon  ") + 5);
+  mon = mon.substr(0, mon.find('\n'));
+  std::vector<std::string> cells;
+  for (std::size_t i = 0; i < mon.size();) {
+    auto len = (static_cast<unsigned char>(mon[i]) & 0x80) ? 3u : 1u;
+    cells.push_back(mon.substr(i, len));
+    i += len;
+  }
+  ASSERT_EQ(cells.size(), 24u) << mon;
+  // The legend, read as "SHADE LO-HI%" pairs, says which shade each share gets.
+  auto legend = text.substr(text.rfind("\n\n") + 2);
+  struct band {
+    std::string shade;
+    double lo, hi;
+  };
+  std::vector<band> bands;
+  std::istringstream words(legend);
+  std::string shade, range;
+  while (words >> shade >> range) {
+    if (shade == "[" && range == "]") { // the blank shade, shown as [ ]
+      shade = " ";
+      words >> range;
+    }
+    if (range.back() != '%')
+      continue;
+    band b{shade, 0, 1.01};
+    range.pop_back();
+    if (range.rfind("<", 0) == 0)
+      b.hi = std::stod(range.substr(1)) / 100;
+    else if (range.rfind(">=", 0) == 0)
+      b.lo = std::stod(range.substr(2)) / 100;
+    else {
+      b.lo = std::stod(range.substr(0, range.find('-'))) / 100;
+      b.hi = std::stod(range.substr(range.find('-') + 1)) / 100;
+    }
+    bands.push_back(b);
+  }
+  ASSERT_EQ(bands.size(), 5u) << legend;
+  for (std::size_t h = 0; h < shares.size(); ++h) {
+    int matched = 0;
+    for (auto& b : bands)
+      if (shares[h] >= b.lo - 1e-9 && shares[h] < b.hi - 1e-9) {
+        ++matched;
+        EXPECT_EQ(cells[h], b.shade) << "share " << shares[h] << " in the legend's band "
+                                     << b.lo << "-" << b.hi << "\n" << text;
+      }
+    EXPECT_EQ(matched, 1) << "share " << shares[h] << "\n" << legend;
+  }
+  EXPECT_EQ(cells[20], ".") << "an hour never observed";
+}
+
+TEST(cli_history, an_unknown_group_names_the_valid_ones) {
+  for (auto ok : {"host", "quiet", "bus", "process:lulld", "worker:w1"})
+    EXPECT_FALSE(check_history_group(ok)) << ok;
+  auto bad = check_history_group("cpu");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(*bad, "--group 'cpu' is not a history group; valid groups: host, quiet, bus, "
+                  "process:<name>, worker:<id>");
+  EXPECT_TRUE(check_history_group("process:"));
+}
+
+TEST(cli_history, an_unknown_host_names_the_known_ones) {
+  json status = {{"hosts", {{"a", json::object()}, {"b", json::object()}}}};
+  EXPECT_EQ(unknown_host("nosuch", status), "no host 'nosuch'; known hosts: a, b");
+  EXPECT_FALSE(unknown_host("a", status));
+  EXPECT_FALSE(unknown_host("", status));
+  EXPECT_EQ(unknown_host("x", {{"hosts", json::object()}}),
+            "no host 'x'; no host has reported yet");
+}
+
+// -- status ----------------------------------------------------------------------
+
+TEST(cli_output, a_hold_is_labelled_with_when_and_why_it_began_beside_the_state_now) {
+  json s = {{"hosts",
+             {{"nuc",
+               {{"state", "NORMAL"}, {"quiet_score", 60}, {"used_units", 20},
+                {"capacity_units", 60}, {"active_leases", 1},
+                {"load_hold", "System is PANIC for 10.0s (Memory used 96%)"},
+                {"load_hold_since", "2026-11-30T04:10:02Z"}}}}}};
+  std::ostringstream out;
+  print_status(out, s);
+  EXPECT_NE(out.str().find("nuc             NORMAL  60"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("  nuc: leases suspended for the owner's load since "
+                           "2026-11-30T04:10:02Z (then: System is PANIC for 10.0s (Memory used "
+                           "96%)); now NORMAL, they resume once the host has been QUIET for "
+                           "lease.resume_after\n"),
+            std::string::npos)
+    << out.str();
+}
+
+// -- completion: words as bash really splits them ---------------------------------
+
+namespace {
+
+/// The candidates of `_lull` for COMP_WORDS = `words` (the last the one
+/// being completed), run in bash from `dir`.
+std::vector<std::string> bash_candidates(const std::vector<std::string>& words,
+                                         const std::string& dir) {
+  CLI::App app;
+  global_opts g;
+  build(app, g);
+  auto script_path = dir + "/lull-completion.bash";
+  std::ofstream(script_path) << completion_script(app, "bash");
+  std::string cmd = "cd '" + dir + "' && bash -c 'source lull-completion.bash; COMP_WORDS=(";
+  for (auto& w : words)
+    cmd += "\"" + w + "\" ";
+  cmd += "); COMP_CWORD=" + std::to_string(words.size() - 1)
+         + "; _lull; printf \"%s\\n\" \"${COMPREPLY[@]}\"'";
+  std::vector<std::string> out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) {
+      std::string line = buf;
+      if (!line.empty() && line.back() == '\n')
+        line.pop_back();
+      if (!line.empty())
+        out.push_back(line);
+    }
+    ::pclose(p);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+} // namespace
+
+TEST(cli_completion, payload_files_keep_their_at_however_bash_splits_the_word) {
+  temp_dir t;
+  t.write("job-a.json", "{}");
+  t.write("job-b.json", "{}");
+  t.write("other.txt", "");
+  std::vector<std::string> both = {"@job-a.json", "@job-b.json"};
+  // bash splits "@jo" into "@" and "jo" (@ is in COMP_WORDBREAKS) but
+  // replaces "@jo" whole: the candidates carry the "@".
+  EXPECT_EQ(bash_candidates({"lull", "submit", "--payload", "@", "jo"}, t.path), both);
+  // Just "@" typed.
+  auto all = bash_candidates({"lull", "submit", "--payload", "@"}, t.path);
+  EXPECT_NE(std::find(all.begin(), all.end(), "@other.txt"), all.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), "@job-a.json"), all.end());
+  // One word, as zsh's bashcompinit passes it.
+  EXPECT_EQ(bash_candidates({"lull", "submit", "--type", "t", "--payload", "@jo"}, t.path), both);
+  // A literal JSON payload: nothing to offer.
+  EXPECT_TRUE(bash_candidates({"lull", "submit", "--payload", "{"}, t.path).empty());
+}
+
+TEST(cli_completion, options_follow_a_boolean_flag) {
+  temp_dir t;
+  auto after_json = bash_candidates({"lull", "status", "--json", "--"}, t.path);
+  EXPECT_NE(std::find(after_json.begin(), after_json.end(), "--broker"), after_json.end());
+  auto after_secure = bash_candidates({"lull", "jobs", "--secure", "--st"}, t.path);
+  EXPECT_EQ(after_secure, std::vector<std::string>{"--state"});
+  auto after_quiet = bash_candidates({"lull", "run", "-q", "--pri"}, t.path);
+  EXPECT_EQ(after_quiet, std::vector<std::string>{"--priority"});
+  // An option that takes a value still gets a value, not options.
+  EXPECT_TRUE(bash_candidates({"lull", "jobs", "--by-worker", ""}, t.path).empty());
 }

@@ -59,9 +59,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? ex_ok : ex_usage;
   }
-  for (auto& c : commands)
-    if (*c.sub)
-      return c.run();
+  for (auto& c : commands) {
+    if (!*c.sub)
+      continue;
+    // Printing a completion script needs no broker, nor a good lull.toml.
+    if (c.sub->get_name() != "completion")
+      if (auto err = resolve_settings(app, g, settings_environment())) {
+        std::cerr << "lull: " << *err << "\n";
+        return ex_usage;
+      }
+    return c.run();
+  }
   return ex_usage;
 }
 

@@ -24,7 +24,7 @@ int do_cancel(const global_opts& g, const cancel_opts& o) {
   auto r = client->call(client->request_topic("scheduler/job/" + o.job_id + "/cancel"), body,
                         call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
-    return report_error("cancel", *e);
+    return report_error(g, "cancel", *e);
   std::cout << "job " << o.job_id << " cancelled\n";
   return ex_ok;
 }

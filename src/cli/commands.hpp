@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <variant>
@@ -31,6 +32,12 @@ struct run_opts {
 };
 CLI::App* add_run(CLI::App& app, run_opts& o);
 int do_run(const global_opts& g, const run_opts& o);
+/// What `lull run` says while a denial makes it wait: the host and why (a
+/// PANIC or its cool-down in words, its end in local time), the one wait
+/// before it asks again, and how to stop waiting. `now` in unix seconds;
+/// `gives_up_in`: seconds until --wait runs out (< 0: it never does).
+std::string wait_message(const lease_grant_reply& denial, lease_priority priority,
+                         double retry_sec, std::int64_t now, double gives_up_in);
 
 // -- lull status ---------------------------------------------------------------
 struct status_opts {
@@ -125,6 +132,13 @@ CLI::App* add_history(CLI::App& app, history_opts& o);
 /// 7 x 24 heat map: one row per weekday, one cell per local hour.
 void print_quiet_windows(std::ostream& out, const nlohmann::json& reply);
 int do_history(const global_opts& g, const history_opts& o);
+/// Why `group` is not one lulld keeps history of (host, quiet, bus,
+/// process:<name>, worker:<id>), naming the valid ones; nullopt when it is.
+std::optional<std::string> check_history_group(const std::string& group);
+/// "no host 'x'; known hosts: a, b" when `host` is not among the hosts of
+/// the scheduler/status document `status`; nullopt when it is, when `host`
+/// is empty, or when the document has no hosts table to tell.
+std::optional<std::string> unknown_host(const std::string& host, const nlohmann::json& status);
 /// A sparkline with min/avg/max/last per series of a history reply.
 void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o);
 /// Appends the next page of a paged history reply to `all` (the pages so

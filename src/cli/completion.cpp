@@ -19,18 +19,21 @@ CLI::App* add_completion(CLI::App& app, completion_opts& o) {
 
 namespace {
 
-/// Long and short names of the options of `app` that are not positional.
+/// Long and short names of the options of `app` that are not positional;
+/// `with_value` those that take a value (a flag expects none: after it come
+/// options again).
 void option_words(const CLI::App& app, std::vector<std::string>& all,
                   std::vector<std::string>& with_value) {
   for (const auto* opt : app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
+    bool takes_value = opt->get_items_expected_max() > 0;
     for (auto& l : opt->get_lnames()) {
       all.push_back("--" + l);
-      if (opt->get_type_size() != 0)
+      if (takes_value)
         with_value.push_back("--" + l);
     }
     for (auto& s : opt->get_snames()) {
       all.push_back("-" + s);
-      if (opt->get_type_size() != 0)
+      if (takes_value)
         with_value.push_back("-" + s);
     }
   }
@@ -74,7 +77,12 @@ std::string completion_script(const CLI::App& app, const std::string& shell) {
          "autoload -U +X bashcompinit && bashcompinit\n";
   else
     s << "# bash completion for lull (lull completion bash)\n";
-  s << "_lull() {\n"
+  s << "_lull_at_files() {\n"
+       "  local f\n"
+       "  COMPREPLY=()\n"
+       "  while IFS= read -r f; do COMPREPLY+=(\"@$f\"); done < <(compgen -f -- \"$1\")\n"
+       "}\n"
+       "_lull() {\n"
        "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n"
        "  local cmd=\"\" i after_dashes=0 opts=\"\" takes=\"\"\n"
        "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
@@ -101,7 +109,17 @@ std::string completion_script(const CLI::App& app, const std::string& shell) {
        "  case \"$cmd:$prev\" in\n";
   for (auto& [key, values] : known_values)
     s << "    " << key << ") COMPREPLY=($(compgen -W \"" << values << "\" -- \"$cur\")); return ;;\n";
-  s << "    *:--payload) COMPREPLY=($(compgen -f -- \"${cur#@}\")); return ;;\n"
+  // --payload @FILE: bash splits "@fi" into "@" and "fi" (@ is in
+  // COMP_WORDBREAKS) yet replaces the whole "@fi", so every candidate keeps
+  // its "@" whichever way the words arrive (zsh's bashcompinit does not split).
+  s << "    *:--payload)\n"
+       "      [[ $cur == @* ]] && _lull_at_files \"${cur#@}\"\n"
+       "      return ;;\n"
+       "    *:@)\n"
+       "      if [[ ${COMP_WORDS[COMP_CWORD-2]} == --payload ]]; then\n"
+       "        _lull_at_files \"$cur\"\n"
+       "        return\n"
+       "      fi ;;\n"
        "  esac\n"
        "  if [[ \" " << join(global_value) << " $takes \" == *\" $prev \"* ]]; then\n"
        "    COMPREPLY=()\n"

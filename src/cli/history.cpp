@@ -11,7 +11,7 @@ namespace lull::cli {
 
 CLI::App* add_history(CLI::App& app, history_opts& ho) {
   auto* history = app.add_subcommand("history", "history of a host, its quiet score, ...");
-  history->add_option("--group", ho.group, "host, quiet, process:<name>, bus, worker:<id>")
+  history->add_option("--group", ho.group, "host, quiet, bus, process:<name> or worker:<id>")
     ->capture_default_str();
   history->add_option("--host", ho.host, "host id (default: lulld's own)");
   history->add_option("--range", ho.range, "how far back (e.g. 1h, 7d)")->capture_default_str();
@@ -40,8 +40,24 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
     out << pad(buf, 3);
   }
   out << "\n";
-  // Shades from rarely (light) to always QUIET (full); '.' never observed.
-  static const char* shades[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+  // Shades from rarely (blank) to always QUIET (full); '.' never observed.
+  // The cells and the legend both come from this one list.
+  struct band {
+    double from;
+    const char* shade;
+    const char* label;
+  };
+  static const band bands[] = {{0.8, "\u2588", ">=80%"},
+                               {0.6, "\u2593", "60-80%"},
+                               {0.4, "\u2592", "40-60%"},
+                               {0.2, "\u2591", "20-40%"},
+                               {-1e300, " ", "<20%"}};
+  auto shade_of = [](double s) {
+    for (auto& b : bands)
+      if (s >= b.from)
+        return b.shade;
+    return bands[4].shade; // NaN
+  };
   static const int order[] = {1, 2, 3, 4, 5, 6, 0}; // Monday first
   for (int d : order) {
     auto& row = j["hours"][d];
@@ -52,12 +68,16 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
         out << ".";
         continue;
       }
-      double s = v.get<double>();
-      out << shades[s >= 0.8 ? 4 : s >= 0.6 ? 3 : s >= 0.4 ? 2 : s >= 0.2 ? 1 : 0];
+      out << shade_of(v.get<double>());
     }
     out << "\n";
   }
-  out << "\n     \u2591 <40%  \u2592 40-60%  \u2593 60-80%  \u2588 >=80% QUIET  . no data\n";
+  // Lightest first; the blank band shown as '[ ]' so it can be seen.
+  out << "\n    ";
+  for (int i = 4; i >= 0; --i)
+    out << " " << (i == 4 ? std::string("[ ]") : std::string(bands[i].shade)) << " "
+        << bands[i].label;
+  out << " QUIET  . no data\n";
   if (j["next_window"].is_string())
     out << "next hour QUIET at least 60% of the time: " << str(j["next_window"]) << "\n";
 }
@@ -129,7 +149,34 @@ void append_history_page(nlohmann::json& all, const nlohmann::json& page) {
     all.erase("next");
 }
 
+std::optional<std::string> check_history_group(const std::string& group) {
+  if (group == "host" || group == "quiet" || group == "bus")
+    return std::nullopt;
+  for (const char* named : {"process:", "worker:"})
+    if (group.rfind(named, 0) == 0 && group.size() > std::string(named).size())
+      return std::nullopt;
+  return "--group '" + group
+         + "' is not a history group; valid groups: host, quiet, bus, process:<name>, "
+           "worker:<id>";
+}
+
+std::optional<std::string> unknown_host(const std::string& host, const nlohmann::json& status) {
+  auto hosts = status.find("hosts");
+  if (host.empty() || hosts == status.end() || !hosts->is_object() || hosts->contains(host))
+    return std::nullopt;
+  std::string known;
+  for (auto& [id, h] : hosts->items())
+    known += (known.empty() ? "" : ", ") + id;
+  return "no host '" + host + "'; "
+         + (known.empty() ? std::string("no host has reported yet") : "known hosts: " + known);
+}
+
 int do_history(const global_opts& g, const history_opts& o) {
+  if (!o.windows)
+    if (auto bad = check_history_group(o.group)) {
+      std::cerr << "lull: " << *bad << "\n";
+      return ex_usage;
+    }
   nlohmann::json body = {{"kind", "history"}, {"group", o.group}, {"range", o.range},
                          {"step", o.step}};
   if (o.windows)
@@ -144,7 +191,7 @@ int do_history(const global_opts& g, const history_opts& o) {
   auto topic = client->request_topic("history/request");
   auto r = client->call(topic, body, call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
-    return report_error("history", *e);
+    return report_error(g, "history", *e);
   auto& j = std::get<nlohmann::json>(r);
   // Page after page until the range is in (at most 5,000 buckets in all).
   for (int page = 0; !o.windows && page < 5001; ++page) {
@@ -154,12 +201,22 @@ int do_history(const global_opts& g, const history_opts& o) {
     body["cursor"] = next;
     auto more = client->call(topic, body, call_timeout_of(g));
     if (auto* e = std::get_if<call_error>(&more))
-      return report_error("history", *e);
+      return report_error(g, "history", *e);
     auto& p = std::get<nlohmann::json>(more);
     if (p.value("buckets", 0) == 0 || p.value("next", nlohmann::json()) == next)
       break;
     append_history_page(j, p);
   }
+  // Nothing for a host named on the command line: a host lulld does not
+  // know is a mistake to say, not an empty history.
+  bool empty = o.windows ? !j["days_observed"].is_number() || j["days_observed"] == 0
+                         : !j["series"].is_object() || j["series"].empty();
+  if (empty && !o.host.empty())
+    if (auto st = client->status(call_timeout_of(g)))
+      if (auto unknown = unknown_host(o.host, *st)) {
+        std::cerr << "lull: " << *unknown << "\n";
+        return ex_failed;
+      }
   if (o.as_json)
     std::cout << j.dump(2) << "\n";
   else if (o.windows)

@@ -20,14 +20,16 @@ CLI::App* add_jobs(CLI::App& app, jobs_opts& jo) {
 
 void print_jobs(std::ostream& out, const nlohmann::json& reply) {
   auto jobs = reply.value("jobs", nlohmann::json::array());
-  out << pad("JOB", 20) << pad("TYPE", 14) << pad("STATE", 10) << pad("PRIO", 11)
-      << pad("UNITS", 6) << pad("TRY", 5) << pad("WORKER", 14) << "UPDATED\n";
+  std::vector<std::vector<std::string>> rows;
   for (auto& job : jobs)
-    out << pad(str(job["job_id"]), 20) << pad(str(job["job_type"]), 14)
-        << pad(str(job["state"]), 10) << pad(str(job["priority"]), 11)
-        << pad(num(job["cost_units"]), 6)
-        << pad(num(job["attempts"]) + "/" + num(job["max_attempts"]), 5)
-        << pad(str(job["worker_id"]), 14) << str(job["updated_at"]) << "\n";
+    rows.push_back({str(job["job_id"]), str(job["job_type"]), str(job["state"]),
+                    str(job["priority"]), num(job["cost_units"]),
+                    num(job["attempts"]) + "/" + num(job["max_attempts"]),
+                    str(job["worker_id"]), str(job["updated_at"])});
+  // Ids are never cut (lull cancel takes them); types and workers past
+  // their width end in "…" (--json has them whole).
+  out << format_table({"JOB", "TYPE", "STATE", "PRIO", "UNITS", "TRY", "WORKER", "UPDATED"},
+                      rows, {0, 24, 0, 0, 0, 0, 24, 0});
   if (jobs.empty())
     out << "(no jobs)\n";
   else if (reply.contains("next"))
@@ -88,7 +90,7 @@ int do_jobs(const global_opts& g, const jobs_opts& o) {
                           return client->call(topic, page, call_timeout_of(g));
                         });
   if (auto* e = std::get_if<call_error>(&r))
-    return report_error("listing jobs", *e);
+    return report_error(g, "listing jobs", *e);
   auto& j = std::get<nlohmann::json>(r);
   if (o.as_json)
     std::cout << j.dump(2) << "\n";

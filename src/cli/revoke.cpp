@@ -19,7 +19,7 @@ int do_revoke(const global_opts& g, const revoke_opts& o) {
     return ex_unavailable;
   auto r = client->revoke(o.lease_id, o.reason, call_timeout_of(g));
   if (auto* e = std::get_if<call_error>(&r))
-    return report_error("revoke", *e);
+    return report_error(g, "revoke", *e);
   std::cout << "lease " << o.lease_id << " revoked: " << std::get<lease_notice>(r).reason << "\n";
   return ex_ok;
 }

@@ -2,16 +2,66 @@
 
 #include <cctype>
 #include <chrono>
+#include <cmath>
+#include <ctime>
 #include <iostream>
 
 #include "src/cli/commands.hpp"
 #include "src/client/supervise.hpp"
+#include "messages/codec.hpp"
 #include "messages/util.hpp"
 #include "src/config.hpp"
 
 namespace lull::cli {
 
 using namespace std::chrono;
+
+namespace {
+
+/// `t` in local time: "04:12:31" on the day of `now`, else "2026-12-01 04:12:31".
+std::string local_clock(std::int64_t t, std::int64_t now) {
+  auto tt = static_cast<std::time_t>(t), nt = static_cast<std::time_t>(now);
+  std::tm at{}, today{};
+  ::localtime_r(&tt, &at);
+  ::localtime_r(&nt, &today);
+  bool same_day = at.tm_year == today.tm_year && at.tm_yday == today.tm_yday;
+  char buf[32];
+  std::strftime(buf, sizeof buf, same_day ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &at);
+  return buf;
+}
+
+} // namespace
+
+std::string wait_message(const lease_grant_reply& denial, lease_priority priority,
+                         double retry_sec, std::int64_t now, double gives_up_in) {
+  static const std::string cooling = "Recent PANIC detected; cooling down until ";
+  static const std::string panic = "System is PANIC";
+  const auto& why = denial.reason;
+  auto host = denial.host_id.empty() ? std::string() : "host " + denial.host_id;
+  // PANIC and its cool-down stop every priority; HIGH waits like the rest.
+  auto everyone = priority == lease_priority::high ? ", not even HIGH" : "";
+  std::string out;
+  if (why.rfind(cooling, 0) == 0) {
+    auto until = parse_utc_timestamp(why.substr(cooling.size(), 20));
+    out = (host.empty() ? std::string("the host") : host) + " is cooling down after a PANIC"
+          + (until ? " (until " + local_clock(*until, now) + ")" : std::string())
+          + "; nothing runs there until then" + everyone;
+  } else if (why.rfind(panic, 0) == 0) {
+    out = (host.empty() ? std::string("the host") : host)
+          + " is in PANIC; nothing runs there during a PANIC or the cool-down after it "
+            "(lease.panic_cooldown)"
+          + everyone;
+  } else {
+    out = "no lease" + (host.empty() ? std::string() : " on " + denial.host_id) + " yet: " + why;
+  }
+  out += "; asking again in " + human_duration(retry_sec);
+  if (gives_up_in < 0)
+    out += " (Ctrl-C to give up; --wait DURATION waits at most that long)";
+  else
+    out += " (Ctrl-C to give up; --wait gives up at "
+           + local_clock(now + static_cast<std::int64_t>(std::ceil(gives_up_in)), now) + ")";
+  return out;
+}
 
 CLI::App* add_run(CLI::App& app, run_opts& r) {
   auto* run = app.add_subcommand("run", "wait for a lease, run CMD, heartbeat, release");
@@ -93,8 +143,8 @@ int do_run(const global_opts& g, const run_opts& r) {
       double waited = duration<double>(steady_clock::now() - started).count();
       if (service_failure(*e) && (*wait_sec == 0 || waited < *wait_sec)) {
         double pause = retry_pause(failures++, *wait_sec > 0 ? *wait_sec - waited : -1);
-        say("lease request failed (" + std::string(to_string(e->error.code)) + ": "
-            + e->error.message + "); asking again in " + fmt(pause) + "s");
+        say("lease request failed (" + describe(g, *e) + "); asking again in "
+            + human_duration(pause));
         int sig = wait_signal(set, duration<double>(pause));
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
           say("interrupted while waiting for a lease");
@@ -102,9 +152,8 @@ int do_run(const global_opts& g, const run_opts& r) {
         }
         continue;
       }
-      std::cerr << "lull: lease request failed: " << to_string(e->error.code) << ": "
-                << e->error.message << "\n";
-      return service_failure(*e) ? ex_unavailable : ex_usage;
+      std::cerr << "lull: lease request failed: " << describe(g, *e) << "\n";
+      return e->timed_out ? ex_timeout : service_failure(*e) ? ex_unavailable : ex_usage;
     }
     failures = 0;
     lease = std::get<lease_grant_reply>(reply);
@@ -116,7 +165,8 @@ int do_run(const global_opts& g, const run_opts& r) {
       std::cerr << "lull: no lease within " << r.wait << ": " << lease.reason << "\n";
       return ex_tempfail;
     }
-    say("waiting " + fmt(retry) + "s: " + lease.reason);
+    say(wait_message(lease, req.priority, retry, unix_seconds_now(),
+                     *wait_sec > 0 ? *wait_sec - waited : -1));
     int sig = wait_signal(set, duration<double>(retry));
     if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
       say("interrupted while waiting for a lease");

@@ -38,8 +38,15 @@ void print_status(std::ostream& out, const nlohmann::json& s) {
     if (h.value("online", true) == false)
       out << "  " << id << ": offline since " << str(h["offline_since"])
           << "; no new leases until it reports again\n";
+    // The hold outlives the load that caused it (it ends after
+    // lease.resume_after of QUIET): its reason is the one of the moment the
+    // leases were suspended, and the state column is the host's state now.
     if (h.contains("load_hold"))
-      out << "  " << id << ": leases held for the owner's load: " << str(h["load_hold"]) << "\n";
+      out << "  " << id << ": leases suspended for the owner's load"
+          << (h["load_hold_since"].is_string() ? " since " + str(h["load_hold_since"])
+                                               : std::string())
+          << " (then: " << str(h["load_hold"]) << "); now " << str(h["state"])
+          << ", they resume once the host has been QUIET for lease.resume_after\n";
   }
   out << "\n"
       << pad("LEASE", 34) << pad("WORKER", 16) << pad("HOST", 12) << pad("UNITS", 6)
@@ -71,8 +78,10 @@ int do_status(const global_opts& g, const status_opts& o) {
     return ex_unavailable;
   auto st = client->status(call_timeout_of(g));
   if (!st) {
-    std::cerr << "lull: no scheduler/status on " << g.broker << " (is lulld running?)\n";
-    return ex_unavailable;
+    call_error timed_out;
+    timed_out.timed_out = true;
+    std::cerr << "lull: no scheduler/status: " << describe(g, timed_out) << "\n";
+    return ex_timeout;
   }
   if (o.as_json)
     std::cout << st->dump(2) << "\n";

@@ -91,10 +91,10 @@ int do_submit(const global_opts& g, const submit_opts& o) {
     double left = *wait_sec - std::chrono::duration<double>(std::chrono::steady_clock::now()
                                                             - started).count();
     if (!service_failure(*e) || left <= 0)
-      return report_error("submit", *e);
+      return report_error(g, "submit", *e);
     double pause = retry_pause(failures, left);
-    std::cerr << "lull: submit failed (" << to_string(e->error.code) << ": " << e->error.message
-              << "); asking again in " << fmt(pause) << "s\n";
+    std::cerr << "lull: submit failed (" << describe(g, *e) << "); asking again in "
+              << human_duration(pause) << "\n";
     std::this_thread::sleep_for(std::chrono::duration<double>(pause));
     r = client->call(client->request_topic("scheduler/job/submit"), body, call_timeout_of(g));
   }

@@ -88,7 +88,7 @@ int do_work(const global_opts& g, const work_opts& o) {
       break;
     }
     if (auto* e = std::get_if<call_error>(&r)) {
-      say("asking for work failed: " + e->error.message);
+      say("asking for work failed: " + describe(g, *e));
     } else {
       auto& reply = std::get<nlohmann::json>(r);
       auto lease = reply["job"].is_null() ? std::nullopt : grant_reply_from_json(reply["lease"]);
@@ -98,7 +98,8 @@ int do_work(const global_opts& g, const work_opts& o) {
         retry = std::max(0.5, hint != reply.end() && hint->is_number()
                                 ? clamp_retry_hint(hint->get<double>())
                                 : 2.0);
-        say("no work yet (" + str(reply["reason"]) + "); asking again in " + fmt(retry) + "s");
+        say("no work yet (" + str(reply["reason"]) + "); asking again in "
+            + human_duration(retry) + " (Ctrl-C to stop)");
       } else {
         auto& job = reply["job"];
         auto job_id = str(job["job_id"]);
