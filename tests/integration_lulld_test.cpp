@@ -57,7 +57,11 @@ TEST(lulld, availability_is_online_and_retained) {
   broker b;
   lulld d(lulld_args(b.uri(), "itest-b"));
   ASSERT_TRUE(d.wait_log("connected to", 5s)) << d.log();
-  // A subscriber that arrives later gets the retained state.
+  // Once lulld has said it (a subscriber that came first may see it live)...
+  client first(b.uri());
+  first.subscribe("lull/itest-b/availability");
+  ASSERT_TRUE(first.wait_for([](auto& m) { return m.payload == "online"; }, 5s)) << d.log();
+  // ...a subscriber that arrives later gets the retained state.
   client sub(b.uri());
   sub.subscribe("lull/itest-b/availability");
   auto m = sub.wait_for([](auto& m) { return m.payload == "online"; }, 5s);
