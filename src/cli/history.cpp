@@ -28,9 +28,21 @@ CLI::App* add_history(CLI::App& app, history_opts& ho) {
 }
 
 void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
-  out << "quiet windows of " << str(j.value("host", nlohmann::json())) << " ("
-      << str(j.value("timezone", nlohmann::json())) << "), " << num(j["days_observed"], 1)
-      << " days observed in the last " << num(j["weeks"]) << " weeks";
+  // What the reply lacks reads as null: a const json's [] on a missing key
+  // or index is undefined.
+  static const nlohmann::json none;
+  auto at = [&](const nlohmann::json& o, const char* key) -> const nlohmann::json& {
+    if (!o.is_object())
+      return none;
+    auto it = o.find(key);
+    return it == o.end() ? none : *it;
+  };
+  auto nth = [&](const nlohmann::json& a, std::size_t i) -> const nlohmann::json& {
+    return a.is_array() && i < a.size() ? a[i] : none;
+  };
+  out << "quiet windows of " << str(at(j, "host")) << " (" << str(at(j, "timezone")) << "), "
+      << num(at(j, "days_observed"), 1) << " days observed in the last " << num(at(j, "weeks"))
+      << " weeks";
   if (!j.value("ready", false))
     out << "; under 7 days: not yet used for retry hints";
   out << "\n\n     ";
@@ -60,10 +72,10 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
   };
   static const int order[] = {1, 2, 3, 4, 5, 6, 0}; // Monday first
   for (int d : order) {
-    auto& row = j["hours"][d];
-    out << pad(str(j["days"][d]), 5);
+    auto& row = nth(at(j, "hours"), static_cast<std::size_t>(d));
+    out << pad(str(nth(at(j, "days"), static_cast<std::size_t>(d))), 5);
     for (int h = 0; h < 24; ++h) {
-      auto& v = row[h];
+      auto& v = nth(row, static_cast<std::size_t>(h));
       if (!v.is_number()) {
         out << ".";
         continue;
@@ -78,8 +90,8 @@ void print_quiet_windows(std::ostream& out, const nlohmann::json& j) {
     out << " " << (i == 4 ? std::string("[ ]") : std::string(bands[i].shade)) << " "
         << bands[i].label;
   out << " QUIET  . no data\n";
-  if (j["next_window"].is_string())
-    out << "next hour QUIET at least 60% of the time: " << str(j["next_window"]) << "\n";
+  if (at(j, "next_window").is_string())
+    out << "next hour QUIET at least 60% of the time: " << str(at(j, "next_window")) << "\n";
 }
 
 void print_history(std::ostream& out, const nlohmann::json& reply, const history_opts& o) {
