@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -172,6 +173,8 @@ public:
     std::lock_guard<std::mutex> guard(mtx_);
     for (auto& s : slot_)
       s.reset();
+    if (int sink = sink_fd_.exchange(-1); sink >= 0)
+      ::close(sink);
   }
 
   void connect() override {
@@ -272,6 +275,8 @@ private:
 
     void connected(const std::string&) override { owner.on_connected(*this); }
     void connection_lost(const std::string& cause) override {
+      if (active())
+        owner.own_fd_ = -1; // nothing to drop until the next connect says which socket
       if (!owner.closed_ && active())
         owner.events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
     }
@@ -353,7 +358,14 @@ private:
     // process holds several (tests), the drop of a stalled one is left to
     // the keepalive.
     auto mine = tune_sockets_to(port_of_uri(opts_.uri), opts_.receive_buffer_bytes);
+    // The acknowledgement clock starts with this connection, before its
+    // socket is named: check_acks reads the socket first, then the clock, so
+    // it never judges a new connection by an old one's silence (the
+    // descriptor number is often the same).
+    last_delivery_ms_ = now_ms();
     own_fd_ = mine.size() == 1 ? mine.front() : -1;
+    if (int sink = sink_fd_.exchange(-1); sink >= 0)
+      ::close(sink); // the connection it stood in for is closed
     events_->on_connected(s.version == MQTTVERSION_5 ? 5 : 4);
   }
 
@@ -536,16 +548,18 @@ private:
   void check_acks() {
     if (outstanding_.load() <= 0 || closing_ != nullptr || opts_.ack_timeout.count() <= 0)
       return;
+    int fd = own_fd_.load(); // before the clock (see on_connected)
+    if (fd < 0)
+      return; // not connected, or the socket is not known
     auto quiet_ms = now_ms() - last_delivery_ms_.load();
     bool traffic = arrived_.load(std::memory_order_relaxed) != arrived_at_progress_.load();
     auto limit = opts_.ack_timeout.count() * (traffic ? 1 : 2);
     if (quiet_ms < limit)
       return;
-    int fd = own_fd_.load();
     auto port = port_of_uri(opts_.uri);
     auto now_there = tune_sockets_to(port, 0);
     // Still the one socket to the broker (not a number reused since).
-    if (fd < 0 || now_there.size() != 1 || now_there.front() != fd) {
+    if (now_there.size() != 1 || now_there.front() != fd) {
       last_delivery_ms_ = now_ms(); // nothing to drop: look again later
       return;
     }
@@ -559,7 +573,38 @@ private:
            + " such reconnects so far)");
     own_fd_ = -1;
     last_delivery_ms_ = now_ms();
-    ::shutdown(fd, SHUT_RDWR); // Paho sees the connection lost and reconnects
+    end_connection(fd);
+  }
+
+  /// Ends the TCP connection on `fd` so that only Paho's receiving thread
+  /// sees it end. shutdown(SHUT_RDWR) made Paho's sending thread fail a
+  /// write at the moment its receiving thread closed the session, and
+  /// Paho C 1.3.12 then freed a queued publish's topic on one thread while
+  /// the other read it (AddressSanitizer: heap-use-after-free in Paho's
+  /// threads). Instead the descriptor number is given a socket whose reads
+  /// end at once and whose writes succeed (a socket pair, its other end
+  /// shut for writing and kept as a sink): the broker's connection closes,
+  /// Paho reads the end, closes the session on its receiving thread as for
+  /// a broker that went away, and reconnects; its sender never sees an
+  /// error. The sink is closed at the next connect, after Paho has closed
+  /// the descriptor.
+  void end_connection(int fd) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
+      ::shutdown(fd, SHUT_RDWR);
+      return;
+    }
+    ::shutdown(pair[1], SHUT_WR); // pair[0] reads the end at once
+    if (::dup3(pair[0], fd, O_CLOEXEC) < 0) {
+      ::close(pair[0]);
+      ::close(pair[1]);
+      ::shutdown(fd, SHUT_RDWR);
+      return;
+    }
+    ::close(pair[0]);
+    int old = sink_fd_.exchange(pair[1]);
+    if (old >= 0)
+      ::close(old);
   }
 
   /// Starts the count again after a connect (a session not kept dropped
@@ -754,6 +799,7 @@ private:
   std::atomic<std::uint64_t> arrived_{0};           ///< messages received, all time
   std::atomic<std::uint64_t> arrived_at_progress_{0}; ///< arrived_ at the last acknowledgement
   std::atomic<int> own_fd_{-1};                     ///< this connection's socket, when known
+  std::atomic<int> sink_fd_{-1}; ///< end_connection's sink, until the next connect
   std::atomic<std::uint64_t> ack_resyncs_{0};
   std::atomic<int> window_{19};       ///< until a CONNACK says: Mosquitto's default, less one
   std::atomic<int> outstanding_{0};   ///< QoS 1 publishes in Paho's hands, unacknowledged
