@@ -1,6 +1,18 @@
 # Helpers shared by every lull target: warnings and sanitizers per target,
 # never as global flags.
 
+# Third-party headers most of a target's files include, parsed once per
+# target instead of once per file (LULL_PCH, on by default): nlohmann/json,
+# spdlog, CAF and CLI11 are most of what the compiler reads for lull.
+option(LULL_PCH "Precompile the third-party headers each library's files share" ON)
+set(lull_pch_std <algorithm> <chrono> <cstdint> <functional> <map> <memory> <optional>
+    <string> <string_view> <utility> <variant> <vector>)
+function(lull_precompile target)
+  if(LULL_PCH)
+    target_precompile_headers(${target} PRIVATE ${lull_pch_std} ${ARGN})
+  endif()
+endfunction()
+
 function(lull_target_options target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
   # The fuzz build uses clang, whose warnings differ from GCC's: warn, never fail there.
@@ -38,6 +50,19 @@ function(lull_add_test name)
   add_executable(${name} ${T_SOURCES})
   lull_target_options(${name})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+  # Tests on lull's libraries share one precompiled header (GoogleTest,
+  # nlohmann/json): their flags and definitions are the same, so the first
+  # one's serves all (the few on lull::messages alone have other definitions
+  # and parse their headers themselves).
+  if(LULL_PCH AND T_LIBS MATCHES "lull::(core|actors|cli|test_support)|lull_man")
+    get_property(pch_owner GLOBAL PROPERTY LULL_TEST_PCH_OWNER)
+    if(pch_owner)
+      target_precompile_headers(${name} REUSE_FROM ${pch_owner})
+    else()
+      set_property(GLOBAL PROPERTY LULL_TEST_PCH_OWNER ${name})
+      lull_precompile(${name} <gtest/gtest.h> <nlohmann/json.hpp>)
+    endif()
+  endif()
   target_compile_definitions(${name} PRIVATE
     LULL_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     LULL_BINARY_DIR="${PROJECT_BINARY_DIR}")
@@ -47,3 +72,4 @@ function(lull_add_test name)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}")
 endfunction()
+
