@@ -3,6 +3,12 @@
 /// injected monotonic clock (TTLs), wall clock (wire timestamps) and random
 /// source (jitter, ids). No CAF, no MQTT: lease_service turns messages into
 /// calls on this class, and tests drive it directly.
+///
+/// One class, five files: lease_table.cpp (grant bookkeeping, heartbeats,
+/// release, expiry, the outboxes, restore), admission.cpp (request, the
+/// request budgets, capacity), yield.cpp (load holds: suspend, resume,
+/// preempt), host_control.cpp (pauses and their authority) and
+/// lease_json.cpp (the JSON renderings and the status view).
 
 #include <cstdint>
 #include <deque>

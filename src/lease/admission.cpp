@@ -1,0 +1,378 @@
+// Admission: whether a lease request is granted now, and if not, why and
+// when to ask again (lease_table::request), with the request budgets
+// (token_bucket, throttle) and the capacity it counts.
+
+#include "src/lease/lease_table.hpp"
+#include "src/lease/fmt.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace lull {
+
+token_bucket::token_bucket(double rate, double burst, double now)
+  : rate_(rate), burst_(std::max(1.0, burst)), tokens_(std::max(1.0, burst)), last_(now) {}
+
+double token_bucket::tokens(double now) const {
+  return std::min(burst_, tokens_ + std::max(0.0, now - last_) * rate_);
+}
+
+bool token_bucket::take(double now) {
+  tokens_ = tokens(now);
+  last_ = std::max(last_, now);
+  if (tokens_ < 1.0)
+    return false;
+  tokens_ -= 1.0;
+  return true;
+}
+
+double token_bucket::wait_sec(double now) const {
+  double t = tokens(now);
+  if (t >= 1.0)
+    return 0;
+  return rate_ > 0 ? (1.0 - t) / rate_ : 3600;
+}
+
+std::string lease_table::hold_reason(const std::string& host_id, const host_info& h,
+                                     lease_priority priority) const {
+  if (h.pause)
+    return "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason);
+  if (priority == lease_priority::high)
+    return {};
+  if (auto* w = cfg_.windows.for_host(host_id); w && !w->open_at(env_.wall_sec()))
+    return "Outside the lease windows of host " + host_id + " (" + w->text() + ")";
+  if (h.load_hold)
+    return h.load_reason;
+  return {};
+}
+
+int lease_table::capacity_units(const std::string& host_id) const {
+  if (cfg_.capacity_units > 0)
+    return cfg_.capacity_units;
+  int cpus = 1;
+  if (auto it = hosts_.find(host_id); it != hosts_.end() && it->second.cpu_count)
+    cpus = *it->second.cpu_count;
+  double cap = cpus * cfg_.units_per_cpu * (1.0 - cfg_.headroom);
+  return std::max(1, static_cast<int>(std::floor(cap + 1e-9)));
+}
+
+int lease_table::used_units(const std::string& host_id) const {
+  int used = 0;
+  for (auto& [id, r] : active_)
+    if (r.host_id == host_id)
+      used += r.cost_units;
+  double now = env_.mono_sec();
+  for (auto& [id, h] : held_)
+    if (h.host_id == host_id && h.free_at > now)
+      used += h.units;
+  return used;
+}
+
+int lease_table::units_for(const lease_request& req) const {
+  if (req.cost_units)
+    return *req.cost_units;
+  switch (req.cost_class_.value_or(cost_class::normal)) {
+    case cost_class::low: return cfg_.cost_low;
+    case cost_class::normal: return cfg_.cost_normal;
+    case cost_class::high: return cfg_.cost_high;
+  }
+  return cfg_.cost_normal;
+}
+
+double lease_table::earliest_free(const std::string& host_id, int need_units) const {
+  // When would `need_units` more fit? Assume nobody releases early: active
+  // leases free at expiry + lock_delay, held ones at the end of their hold.
+  double now = env_.mono_sec();
+  std::vector<std::pair<double, int>> frees;
+  for (auto& [id, r] : active_)
+    if (r.host_id == host_id)
+      frees.emplace_back(r.expires_mono + cfg_.lock_delay_sec, r.cost_units);
+  for (auto& [id, h] : held_)
+    if (h.host_id == host_id && h.free_at > now)
+      frees.emplace_back(h.free_at, h.units);
+  std::sort(frees.begin(), frees.end());
+  int used = used_units(host_id);
+  int cap = capacity_units(host_id);
+  for (auto& [at, units] : frees) {
+    used -= units;
+    if (used + need_units <= cap)
+      return std::max(0.0, at - now);
+  }
+  return cfg_.busy_retry_sec;
+}
+
+std::optional<std::string> lease_table::resolve_host(const lease_request& req,
+                                                     const std::string& worker,
+                                                     std::string& why) const {
+  auto list = [this] {
+    std::string s;
+    for (auto& [id, h] : hosts_)
+      s += (s.empty() ? "" : ", ") + id;
+    return s;
+  };
+  if (!req.host_id.empty()) {
+    if (hosts_.count(req.host_id))
+      return req.host_id;
+    why = "Unknown host '" + req.host_id + "'"
+          + (hosts_.empty() ? "; no host has reported yet" : "; known hosts: " + list());
+    return std::nullopt;
+  }
+  if (hosts_.count(worker))
+    return worker;
+  if (hosts_.size() == 1)
+    return hosts_.begin()->first;
+  if (hosts_.empty())
+    why = "No host has reported yet; cannot place the work";
+  else
+    why = "host_id required: " + std::to_string(hosts_.size()) + " hosts known (" + list()
+          + ")";
+  return std::nullopt;
+}
+
+lease_grant_reply lease_table::deny(const lease_request& req, const std::string& worker,
+                                    const std::string& host, std::string reason,
+                                    double retry_sec,
+                                    std::optional<std::int64_t> cooldown_until) {
+  lease_grant_reply out;
+  out.request_id = req.request_id;
+  out.approved = false;
+  out.host_id = host;
+  out.reason = std::move(reason);
+  // Whatever time a pause, a window or a learned map names, a hint is at
+  // most max_retry_hint_sec: a client asks again within it.
+  double cap = std::max(1.0, cfg_.max_retry_hint_sec);
+  double base = std::isfinite(retry_sec) ? std::clamp(retry_sec, 1.0, cap) : cap;
+  double j = base * (1.0 + cfg_.jitter * env_.uniform());
+  out.retry_after_sec = std::min(cap, std::ceil(j * 10.0) / 10.0);
+  auto& w = track_worker(worker);
+  ++w.denies;
+  w.last_decision = "denied";
+  w.last_reason = out.reason;
+  w.last_decision_at = env_.wall_sec();
+  w.cooldown_until = cooldown_until;
+  lease_event e;
+  e.type = "denied";
+  e.worker_id = worker;
+  e.host_id = host;
+  e.reason = out.reason;
+  e.at = w.last_decision_at;
+  events_.push_back(std::move(e));
+  return out;
+}
+
+lease_grant_reply lease_table::request(const lease_request& req, const std::string& worker) {
+  double now = env_.mono_sec();
+  prune_held();
+  std::string why;
+  auto host_opt = resolve_host(req, worker, why);
+  if (!host_opt)
+    return deny(req, worker, req.host_id, why, cfg_.busy_retry_sec);
+  const auto& host = *host_opt;
+  const auto& h = hosts_.at(host);
+  int units = units_for(req);
+
+  // An agent that said it is gone: nothing can be placed there, at any
+  // priority, until it reports again.
+  if (h.offline_since)
+    return deny(req, worker, host,
+                "Host " + host + " is offline (its agent left at "
+                  + utc_timestamp(*h.offline_since) + "); waiting for it to report again",
+                cfg_.busy_retry_sec);
+
+  // Hard deny: PANIC, then its cool-down. Priority does not matter here.
+  if (h.quiet && h.quiet->state == quiet_state::panic)
+    return deny(req, worker, host, "System is PANIC; heavy work denied",
+                cfg_.panic_cooldown_sec,
+                env_.wall_sec() + static_cast<std::int64_t>(cfg_.panic_cooldown_sec));
+  if (double until = std::max(h.panic_until_mono, h.cooldown_until_mono); until > now) {
+    double left = until - now;
+    // The end as a time, not a countdown: the reply's retry_after_sec is the
+    // one wait a client shows.
+    auto end = env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left));
+    return deny(req, worker, host, "Recent PANIC detected; cooling down until " + utc_timestamp(end),
+                left, end);
+  }
+  // The yield policy: a pause stops everything; windows and a host whose
+  // leases are suspended for its load stop work below HIGH.
+  if (h.pause) {
+    double left = h.pause->until ? static_cast<double>(*h.pause->until - env_.wall_sec())
+                                 : cfg_.busy_retry_sec;
+    return deny(req, worker, host,
+                "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)
+                  + (h.pause->until ? " (until " + utc_timestamp(*h.pause->until) + ")" : ""),
+                left);
+  }
+  if (req.priority != lease_priority::high) {
+    if (auto* w = cfg_.windows.for_host(host); w && !w->open_at(env_.wall_sec())) {
+      auto wall = env_.wall_sec();
+      auto at = w->next_open(wall);
+      return deny(req, worker, host,
+                  "Outside the lease windows of host " + host + " (" + w->text() + ")"
+                    + (at ? "; the next opens at " + utc_timestamp(*at) : ""),
+                  at ? static_cast<double>(*at - wall) : cfg_.busy_retry_sec);
+    }
+    if (h.load_hold) {
+      double left = cfg_.resume_after_sec
+                    - (h.quiet_since_mono ? now - *h.quiet_since_mono : 0.0);
+      return deny(req, worker, host,
+                  "Leases on host " + host + " are suspended until it has been QUIET for "
+                    + fmt_sec(cfg_.resume_after_sec) + "s (" + h.load_reason + ")",
+                  std::max(left, 1.0));
+    }
+  }
+  // Soft deny: not QUIET unless HIGH.
+  if (req.priority != lease_priority::high) {
+    if (!h.quiet)
+      return deny(req, worker, host,
+                  "No quiet assessment for host " + host + " yet; waiting for QUIET",
+                  cfg_.busy_retry_sec);
+    if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
+      return deny(req, worker, host,
+                  "No fresh quiet assessment for host " + host + " (last one "
+                    + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
+                    + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
+                  cfg_.busy_retry_sec);
+    if (h.quiet->state != quiet_state::quiet) {
+      // Learned quiet windows: retry when the host is usually QUIET.
+      double retry = cfg_.busy_retry_sec;
+      std::optional<std::int64_t> next;
+      if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
+        auto wall = env_.wall_sec();
+        next = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
+        if (next && static_cast<double>(*next - wall) > cfg_.learned_horizon_sec)
+          next.reset(); // the map came from the bus: nothing past the horizon
+        if (next && static_cast<double>(*next - wall) > retry)
+          retry = static_cast<double>(*next - wall);
+      }
+      // The assessment's first reason says whose load it is ("Other
+      // processes ... use 48% CPU"), so a denial never blames the owner for
+      // lull's own work or the other way round.
+      auto out = deny(req, worker, host,
+                      std::string("System is ") + to_string(h.quiet->state)
+                        + "; waiting for QUIET"
+                        + (h.quiet->reasons.empty() ? std::string()
+                                                    : " (" + h.quiet->reasons.front() + ")"),
+                      retry);
+      out.next_window = next;
+      return out;
+    }
+  }
+  // Backstops.
+  auto earliest_expiry = [&](auto pred) {
+    double best = cfg_.busy_retry_sec;
+    bool any = false;
+    for (auto& [id, r] : active_)
+      if (pred(r)) {
+        double left = std::max(0.0, r.expires_mono - now);
+        best = any ? std::min(best, left) : left;
+        any = true;
+      }
+    return best;
+  };
+  if (static_cast<int>(active_.size()) >= cfg_.max_leases_global)
+    return deny(req, worker, host,
+                "Too many active leases: global=" + std::to_string(active_.size())
+                  + ", max=" + std::to_string(cfg_.max_leases_global),
+                earliest_expiry([](auto&) { return true; }));
+  int mine = 0;
+  for (auto& [id, r] : active_)
+    if (r.worker_id == worker)
+      ++mine;
+  if (mine >= cfg_.max_leases_per_worker)
+    return deny(req, worker, host,
+                "Too many active leases for worker " + worker + ": "
+                  + std::to_string(mine) + ", max=" + std::to_string(cfg_.max_leases_per_worker),
+                earliest_expiry([&](auto& r) { return r.worker_id == worker; }));
+  // Capacity.
+  int used = used_units(host);
+  int cap = capacity_units(host);
+  if (used + units > cap) {
+    std::string reason = "Capacity exceeded: used=" + std::to_string(used)
+                         + ", requested=" + std::to_string(units)
+                         + ", capacity=" + std::to_string(cap);
+    if (units > cap)
+      reason += " (the request alone exceeds the host's capacity)";
+    return deny(req, worker, host, reason,
+                units > cap ? cfg_.busy_retry_sec : earliest_free(host, units));
+  }
+  // Token bucket last: only grants consume tokens.
+  if (!bucket_.take(now))
+    return deny(req, worker, host,
+                "Grant rate limit reached: " + fmt_sec(cfg_.grant_rate_per_sec)
+                  + " grants/s, burst " + fmt_sec(cfg_.grant_burst),
+                bucket_.wait_sec(now));
+
+  lease_record r;
+  r.lease_id = env_.new_id();
+  r.worker_id = worker;
+  r.host_id = host;
+  r.job_type = req.job_type;
+  r.cost_units = units;
+  r.priority = req.priority;
+  r.fencing_token = ++fencing_;
+  double ttl = req.ttl_sec.value_or(cfg_.ttl_sec);
+  bool clamped = false;
+  if (ttl < cfg_.min_ttl_sec || ttl > cfg_.max_ttl_sec) {
+    ttl = std::clamp(ttl, cfg_.min_ttl_sec, cfg_.max_ttl_sec);
+    clamped = true;
+  }
+  r.ttl_sec = ttl;
+  r.granted_mono = r.last_heartbeat_mono = now;
+  r.expires_mono = now + ttl;
+  r.granted_at = env_.wall_sec();
+  set_claim(r, req.process);
+
+  lease_grant_reply out;
+  out.request_id = req.request_id;
+  out.approved = true;
+  out.lease_id = r.lease_id;
+  out.host_id = host;
+  out.fencing_token = r.fencing_token;
+  out.ttl_sec = ttl;
+  out.heartbeat_interval_sec = heartbeat_interval_sec(ttl);
+  out.lock_delay_sec = cfg_.lock_delay_sec;
+  out.ttl_clamped = clamped;
+  out.expires_at = r.granted_at + static_cast<std::int64_t>(std::ceil(ttl));
+  out.cost_units = units;
+  out.reason = "Granted: used=" + std::to_string(used + units) + "/" + std::to_string(cap)
+               + " units";
+  if (clamped)
+    out.reason += "; TTL clamped to " + fmt_sec(ttl) + "s (allowed "
+                  + fmt_sec(cfg_.min_ttl_sec) + "-" + fmt_sec(cfg_.max_ttl_sec) + "s)";
+  auto& w = track_worker(worker);
+  ++w.grants;
+  w.last_decision = "granted";
+  w.last_reason = out.reason;
+  w.last_decision_at = r.granted_at;
+  w.cooldown_until.reset();
+  emit("granted", r, out.reason, lease_state::active);
+  active_.emplace(r.lease_id, std::move(r));
+  return out;
+}
+
+std::optional<double> lease_table::throttle(const std::string& worker_id) {
+  double now = env_.mono_sec();
+  auto it = worker_buckets_.find(worker_id);
+  if (it == worker_buckets_.end()) {
+    if (worker_buckets_.size() >= cfg_.worker_buckets_kept) {
+      // Drop the buckets that refilled (idle workers); a full one is what a
+      // new bucket would be anyway. If every worker is busy, drop half.
+      for (auto b = worker_buckets_.begin(); b != worker_buckets_.end();)
+        b = b->second.tokens(now) >= cfg_.worker_burst ? worker_buckets_.erase(b) : std::next(b);
+      while (worker_buckets_.size() >= cfg_.worker_buckets_kept / 2 + 1)
+        worker_buckets_.erase(worker_buckets_.begin());
+    }
+    it = worker_buckets_
+           .emplace(worker_id, token_bucket(cfg_.worker_rate_per_sec, cfg_.worker_burst, now))
+           .first;
+  }
+  if (it->second.take(now))
+    return std::nullopt;
+  ++throttled_;
+  return std::max(0.1, std::ceil(it->second.wait_sec(now) * 10.0) / 10.0);
+}
+
+} // namespace lull

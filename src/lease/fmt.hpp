@@ -1,0 +1,17 @@
+#pragma once
+/// Number formatting shared by the lease table's files: the seconds and
+/// rates its reasons print.
+
+#include <cstdio>
+#include <string>
+
+namespace lull {
+
+/// One decimal: "12.5".
+inline std::string fmt_sec(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", s);
+  return buf;
+}
+
+} // namespace lull
