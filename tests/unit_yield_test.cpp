@@ -248,6 +248,35 @@ TEST(yield, restored_suspended_lease_stays_suspended_and_keeps_its_preempt_clock
     << "suspended 11 s before the restart + 100 s down + 200 s after > 300 s";
 }
 
+TEST(yield, a_restored_lease_is_held_by_the_cause_it_was_saved_with_not_by_its_text) {
+  fake_env fe;
+  auto pol = yield_policy();
+  lease_table t(pol, fe.env());
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  auto g = t.request(request_of("w1", 20), "w1");
+  hold_state(t, fe, busy_of("pi", "x"), 11);
+  auto saved = to_json(*t.find(g.lease_id));
+  EXPECT_EQ(saved["suspend_cause"], "load") << saved.dump();
+
+  // The cause decides, whatever the reason's words: a load hold comes back
+  // and keeps the lease suspended until resume_after of QUIET.
+  saved["suspend_reason"] = "Paused by nobody";
+  lease_table again(pol, fe.env());
+  again.restore(lease_record_from_json(saved), 30);
+  hold_state(again, fe, quiet_of("pi", quiet_state::quiet), 5);
+  EXPECT_TRUE(again.find(g.lease_id)->suspended);
+
+  // A record saved before the cause was kept: its reason still tells a
+  // pause (no load hold; the lease resumes once nothing holds it).
+  saved.erase("suspend_cause");
+  saved["suspend_reason"] = "Paused by alice: gaming";
+  lease_table old(pol, fe.env());
+  old.restore(lease_record_from_json(saved), 30);
+  hold_state(old, fe, quiet_of("pi", quiet_state::quiet), 2);
+  EXPECT_FALSE(old.find(g.lease_id)->suspended);
+  EXPECT_EQ(to_json(*old.find(g.lease_id))["suspend_cause"], "none");
+}
+
 // -- windows -------------------------------------------------------------------
 
 TEST(windows, parse_errors_name_the_bad_part) {

@@ -36,17 +36,37 @@ double token_bucket::wait_sec(double now) const {
   return rate_ > 0 ? (1.0 - t) / rate_ : 3600;
 }
 
-std::string lease_table::hold_reason(const std::string& host_id, const host_info& h,
-                                     lease_priority priority) const {
+const char* to_string(hold_cause c) {
+  switch (c) {
+    case hold_cause::none: return "none";
+    case hold_cause::pause: return "pause";
+    case hold_cause::window: return "window";
+    case hold_cause::load: return "load";
+  }
+  return "none";
+}
+
+std::optional<hold_cause> parse_hold_cause(std::string_view s) {
+  for (auto c : {hold_cause::none, hold_cause::pause, hold_cause::window, hold_cause::load})
+    if (s == to_string(c))
+      return c;
+  return std::nullopt;
+}
+
+std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id,
+                                                      const host_info& h,
+                                                      lease_priority priority) const {
   if (h.pause)
-    return "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason);
-  if (priority == lease_priority::high)
-    return {};
+    return hold{hold_cause::pause,
+                "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)};
+  if (skips_load_rules(priority))
+    return std::nullopt;
   if (auto* w = cfg_.windows.for_host(host_id); w && !w->open_at(env_.wall_sec()))
-    return "Outside the lease windows of host " + host_id + " (" + w->text() + ")";
+    return hold{hold_cause::window,
+                "Outside the lease windows of host " + host_id + " (" + w->text() + ")"};
   if (h.load_hold)
-    return h.load_reason;
-  return {};
+    return hold{hold_cause::load, h.load_reason};
+  return std::nullopt;
 }
 
 int lease_table::capacity_units(const std::string& host_id) const {
@@ -163,104 +183,100 @@ lease_grant_reply lease_table::deny(const lease_request& req, const std::string&
   return out;
 }
 
-lease_grant_reply lease_table::request(const lease_request& req, const std::string& worker) {
-  double now = env_.mono_sec();
-  prune_held();
-  std::string why;
-  auto host_opt = resolve_host(req, worker, why);
-  if (!host_opt)
-    return deny(req, worker, req.host_id, why, cfg_.busy_retry_sec);
-  const auto& host = *host_opt;
-  const auto& h = hosts_.at(host);
-  int units = units_for(req);
-
+std::optional<lease_table::refusal> lease_table::refuse_offline(const std::string& host,
+                                                               const host_info& h) const {
   // An agent that said it is gone: nothing can be placed there, at any
   // priority, until it reports again.
-  if (h.offline_since)
-    return deny(req, worker, host,
-                "Host " + host + " is offline (its agent left at "
-                  + utc_timestamp(*h.offline_since) + "); waiting for it to report again",
-                cfg_.busy_retry_sec);
+  if (!h.offline_since)
+    return std::nullopt;
+  return refusal{"Host " + host + " is offline (its agent left at "
+                   + utc_timestamp(*h.offline_since) + "); waiting for it to report again",
+                 cfg_.busy_retry_sec};
+}
 
-  // Hard deny: PANIC, then its cool-down. Priority does not matter here.
+std::optional<lease_table::refusal> lease_table::refuse_panic(const std::string& host,
+                                                             const host_info& h,
+                                                             double now) const {
+  // PANIC, then its cool-down: priority does not matter here.
   if (h.quiet && h.quiet->state == quiet_state::panic)
-    return deny(req, worker, host, "System is PANIC; heavy work denied",
-                cfg_.panic_cooldown_sec,
-                env_.wall_sec() + static_cast<std::int64_t>(cfg_.panic_cooldown_sec));
-  if (double until = std::max(h.panic_until_mono, h.cooldown_until_mono); until > now) {
-    double left = until - now;
-    // The end as a time, not a countdown: the reply's retry_after_sec is the
-    // one wait a client shows.
-    auto end = env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left));
-    return deny(req, worker, host, "Recent PANIC detected; cooling down until " + utc_timestamp(end),
-                left, end);
-  }
-  // The yield policy: a pause stops everything; windows and a host whose
-  // leases are suspended for its load stop work below HIGH.
-  if (h.pause) {
-    double left = h.pause->until ? static_cast<double>(*h.pause->until - env_.wall_sec())
-                                 : cfg_.busy_retry_sec;
-    return deny(req, worker, host,
-                "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)
-                  + (h.pause->until ? " (until " + utc_timestamp(*h.pause->until) + ")" : ""),
-                left);
-  }
-  if (req.priority != lease_priority::high) {
-    if (auto* w = cfg_.windows.for_host(host); w && !w->open_at(env_.wall_sec())) {
-      auto wall = env_.wall_sec();
-      auto at = w->next_open(wall);
-      return deny(req, worker, host,
-                  "Outside the lease windows of host " + host + " (" + w->text() + ")"
-                    + (at ? "; the next opens at " + utc_timestamp(*at) : ""),
-                  at ? static_cast<double>(*at - wall) : cfg_.busy_retry_sec);
+    return refusal{"System is PANIC; heavy work denied", cfg_.panic_cooldown_sec,
+                   env_.wall_sec() + static_cast<std::int64_t>(cfg_.panic_cooldown_sec)};
+  double until = std::max(h.panic_until_mono, h.cooldown_until_mono);
+  if (until <= now)
+    return std::nullopt;
+  double left = until - now;
+  // The end as a time, not a countdown: the reply's retry_after_sec is the
+  // one wait a client shows.
+  auto end = env_.wall_sec() + static_cast<std::int64_t>(std::ceil(left));
+  return refusal{"Recent PANIC detected; cooling down until " + utc_timestamp(end), left, end};
+}
+
+std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& host,
+                                                            const host_info& h,
+                                                            lease_priority priority,
+                                                            double now) const {
+  // The yield policy (hold_of): what suspends a running lease denies a new
+  // one, with when to ask again.
+  auto held = hold_of(host, h, priority);
+  if (!held)
+    return std::nullopt;
+  auto wall = env_.wall_sec();
+  switch (held->cause) {
+    case hold_cause::pause: {
+      auto& p = *h.pause;
+      return refusal{held->text + (p.until ? " (until " + utc_timestamp(*p.until) + ")" : ""),
+                     p.until ? static_cast<double>(*p.until - wall) : cfg_.busy_retry_sec};
     }
-    if (h.load_hold) {
-      double left = cfg_.resume_after_sec
-                    - (h.quiet_since_mono ? now - *h.quiet_since_mono : 0.0);
-      return deny(req, worker, host,
-                  "Leases on host " + host + " are suspended until it has been QUIET for "
-                    + fmt_sec(cfg_.resume_after_sec) + "s (" + h.load_reason + ")",
-                  std::max(left, 1.0));
+    case hold_cause::window: {
+      auto at = cfg_.windows.for_host(host)->next_open(wall);
+      return refusal{held->text + (at ? "; the next opens at " + utc_timestamp(*at) : ""),
+                     at ? static_cast<double>(*at - wall) : cfg_.busy_retry_sec};
     }
-  }
-  // Soft deny: not QUIET unless HIGH.
-  if (req.priority != lease_priority::high) {
-    if (!h.quiet)
-      return deny(req, worker, host,
-                  "No quiet assessment for host " + host + " yet; waiting for QUIET",
-                  cfg_.busy_retry_sec);
-    if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
-      return deny(req, worker, host,
-                  "No fresh quiet assessment for host " + host + " (last one "
-                    + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
-                    + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
-                  cfg_.busy_retry_sec);
-    if (h.quiet->state != quiet_state::quiet) {
-      // Learned quiet windows: retry when the host is usually QUIET.
-      double retry = cfg_.busy_retry_sec;
-      std::optional<std::int64_t> next;
-      if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
-        auto wall = env_.wall_sec();
-        next = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
-        if (next && static_cast<double>(*next - wall) > cfg_.learned_horizon_sec)
-          next.reset(); // the map came from the bus: nothing past the horizon
-        if (next && static_cast<double>(*next - wall) > retry)
-          retry = static_cast<double>(*next - wall);
-      }
-      // The assessment's first reason says whose load it is ("Other
-      // processes ... use 48% CPU"), so a denial never blames the owner for
-      // lull's own work or the other way round.
-      auto out = deny(req, worker, host,
-                      std::string("System is ") + to_string(h.quiet->state)
-                        + "; waiting for QUIET"
-                        + (h.quiet->reasons.empty() ? std::string()
-                                                    : " (" + h.quiet->reasons.front() + ")"),
-                      retry);
-      out.next_window = next;
-      return out;
+    case hold_cause::load: {
+      double left = cfg_.resume_after_sec - (h.quiet_since_mono ? now - *h.quiet_since_mono : 0.0);
+      return refusal{"Leases on host " + host + " are suspended until it has been QUIET for "
+                       + fmt_sec(cfg_.resume_after_sec) + "s (" + held->text + ")",
+                     std::max(left, 1.0)};
     }
+    case hold_cause::none: break;
   }
-  // Backstops.
+  return std::nullopt;
+}
+
+std::optional<lease_table::refusal> lease_table::refuse_unquiet(const std::string& host,
+                                                               const host_info& h,
+                                                               double now) const {
+  if (!h.quiet)
+    return refusal{"No quiet assessment for host " + host + " yet; waiting for QUIET",
+                   cfg_.busy_retry_sec};
+  if (now - h.quiet_fresh_mono > cfg_.stale_after_sec)
+    return refusal{"No fresh quiet assessment for host " + host + " (last one "
+                     + fmt_sec(now - h.quiet_fresh_mono) + "s old; stale after "
+                     + fmt_sec(cfg_.stale_after_sec) + "s); waiting for QUIET",
+                   cfg_.busy_retry_sec};
+  if (h.quiet->state == quiet_state::quiet)
+    return std::nullopt;
+  // Learned quiet windows: retry when the host is usually QUIET.
+  refusal out;
+  out.retry_sec = cfg_.busy_retry_sec;
+  if (h.quiet_hours && h.quiet_hours->days_observed >= cfg_.learned_min_days && zone_) {
+    auto wall = env_.wall_sec();
+    out.next_window = next_quiet_hour(*h.quiet_hours, wall, zone_, cfg_.learned_share);
+    if (out.next_window && static_cast<double>(*out.next_window - wall) > cfg_.learned_horizon_sec)
+      out.next_window.reset(); // the map came from the bus: nothing past the horizon
+    if (out.next_window && static_cast<double>(*out.next_window - wall) > out.retry_sec)
+      out.retry_sec = static_cast<double>(*out.next_window - wall);
+  }
+  // The assessment's first reason says whose load it is ("Other processes
+  // ... use 48% CPU"), so a denial never blames the owner for lull's own
+  // work or the other way round.
+  out.reason = std::string("System is ") + to_string(h.quiet->state) + "; waiting for QUIET"
+               + (h.quiet->reasons.empty() ? std::string() : " (" + h.quiet->reasons.front() + ")");
+  return out;
+}
+
+std::optional<lease_table::refusal> lease_table::refuse_lease_count(const std::string& worker,
+                                                                   double now) const {
   auto earliest_expiry = [&](auto pred) {
     double best = cfg_.busy_retry_sec;
     bool any = false;
@@ -273,37 +289,70 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
     return best;
   };
   if (static_cast<int>(active_.size()) >= cfg_.max_leases_global)
-    return deny(req, worker, host,
-                "Too many active leases: global=" + std::to_string(active_.size())
-                  + ", max=" + std::to_string(cfg_.max_leases_global),
-                earliest_expiry([](auto&) { return true; }));
+    return refusal{"Too many active leases: global=" + std::to_string(active_.size())
+                     + ", max=" + std::to_string(cfg_.max_leases_global),
+                   earliest_expiry([](auto&) { return true; })};
   int mine = 0;
   for (auto& [id, r] : active_)
     if (r.worker_id == worker)
       ++mine;
-  if (mine >= cfg_.max_leases_per_worker)
-    return deny(req, worker, host,
-                "Too many active leases for worker " + worker + ": "
-                  + std::to_string(mine) + ", max=" + std::to_string(cfg_.max_leases_per_worker),
-                earliest_expiry([&](auto& r) { return r.worker_id == worker; }));
-  // Capacity.
+  if (mine < cfg_.max_leases_per_worker)
+    return std::nullopt;
+  return refusal{"Too many active leases for worker " + worker + ": " + std::to_string(mine)
+                   + ", max=" + std::to_string(cfg_.max_leases_per_worker),
+                 earliest_expiry([&](auto& r) { return r.worker_id == worker; })};
+}
+
+std::optional<lease_table::refusal> lease_table::refuse_capacity(const std::string& host,
+                                                                int units) const {
   int used = used_units(host);
   int cap = capacity_units(host);
-  if (used + units > cap) {
-    std::string reason = "Capacity exceeded: used=" + std::to_string(used)
-                         + ", requested=" + std::to_string(units)
-                         + ", capacity=" + std::to_string(cap);
-    if (units > cap)
-      reason += " (the request alone exceeds the host's capacity)";
-    return deny(req, worker, host, reason,
-                units > cap ? cfg_.busy_retry_sec : earliest_free(host, units));
+  if (used + units <= cap)
+    return std::nullopt;
+  std::string reason = "Capacity exceeded: used=" + std::to_string(used)
+                       + ", requested=" + std::to_string(units) + ", capacity=" + std::to_string(cap);
+  if (units > cap)
+    reason += " (the request alone exceeds the host's capacity)";
+  return refusal{reason, units > cap ? cfg_.busy_retry_sec : earliest_free(host, units)};
+}
+
+lease_grant_reply lease_table::request(const lease_request& req, const std::string& worker) {
+  double now = env_.mono_sec();
+  prune_held();
+  std::string why;
+  auto host_opt = resolve_host(req, worker, why);
+  if (!host_opt)
+    return deny(req, worker, req.host_id, why, cfg_.busy_retry_sec);
+  const auto& host = *host_opt;
+  const auto& h = hosts_.at(host);
+  int units = units_for(req);
+
+  // The gates, in order: the host is there; no PANIC or cool-down; no hold
+  // (a pause; windows and load below HIGH); QUIET (below HIGH); the lease
+  // counts; capacity. The first that says no answers.
+  std::optional<refusal> no = refuse_offline(host, h);
+  if (!no)
+    no = refuse_panic(host, h, now);
+  if (!no)
+    no = refuse_held(host, h, req.priority, now);
+  if (!no && !skips_load_rules(req.priority))
+    no = refuse_unquiet(host, h, now);
+  if (!no)
+    no = refuse_lease_count(worker, now);
+  if (!no)
+    no = refuse_capacity(host, units);
+  // The grant rate last: only grants consume tokens.
+  if (!no && !bucket_.take(now))
+    no = refusal{"Grant rate limit reached: " + fmt_sec(cfg_.grant_rate_per_sec)
+                   + " grants/s, burst " + fmt_sec(cfg_.grant_burst),
+                 bucket_.wait_sec(now)};
+  if (no) {
+    auto out = deny(req, worker, host, std::move(no->reason), no->retry_sec, no->cooldown_until);
+    out.next_window = no->next_window;
+    return out;
   }
-  // Token bucket last: only grants consume tokens.
-  if (!bucket_.take(now))
-    return deny(req, worker, host,
-                "Grant rate limit reached: " + fmt_sec(cfg_.grant_rate_per_sec)
-                  + " grants/s, burst " + fmt_sec(cfg_.grant_burst),
-                bucket_.wait_sec(now));
+  int used = used_units(host);
+  int cap = capacity_units(host);
 
   lease_record r;
   r.lease_id = env_.new_id();

@@ -39,7 +39,8 @@ nlohmann::json to_json(const lease_record& r) {
           {"granted_at", r.granted_at},
           {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)},
           {"suspended_at", r.suspended_at},
-          {"suspend_reason", r.suspend_reason}};
+          {"suspend_reason", r.suspend_reason},
+          {"suspend_cause", to_string(r.suspend_cause)}};
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -58,6 +59,8 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
     r.suspended_at = it->get<std::int64_t>();
   if (auto it = j.find("suspend_reason"); it != j.end() && it->is_string())
     r.suspend_reason = it->get<std::string>();
+  if (auto it = j.find("suspend_cause"); it != j.end() && it->is_string())
+    r.suspend_cause = parse_hold_cause(it->get<std::string>()).value_or(hold_cause::none);
   if (auto it = j.find("process"); it != j.end() && it->is_object())
     if (read_lease_process(*it, r.process))
       r.process.reset(); // an unreadable one is not measured; the lease stands

@@ -473,8 +473,12 @@ void lease_table::restore(lease_record r, double remaining_sec) {
     auto& h = hit->second;
     if (added)
       h.last_snapshot_mono = now; // forgotten only after a silence from now
-    if (!h.load_hold && r.suspend_reason.rfind("Paused", 0) != 0
-        && r.suspend_reason.rfind("Outside", 0) != 0) {
+    // A record from before suspend_cause was kept says it in its reason.
+    if (r.suspend_cause == hold_cause::none)
+      r.suspend_cause = r.suspend_reason.rfind("Paused", 0) == 0    ? hold_cause::pause
+                        : r.suspend_reason.rfind("Outside", 0) == 0 ? hold_cause::window
+                                                                    : hold_cause::load;
+    if (!h.load_hold && r.suspend_cause == hold_cause::load) {
       h.load_hold = true;
       h.load_hold_since = r.suspended_at;
       h.load_reason = r.suspend_reason;

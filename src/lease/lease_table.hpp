@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -151,6 +152,13 @@ private:
   double rate_, burst_, tokens_, last_;
 };
 
+/// What holds a host's leases back (suspends running ones, denies new
+/// ones): a pause stops every priority; its lease windows and a hold for
+/// its load stop work below HIGH only (lease_table::hold_of).
+enum class hold_cause { none, pause, window, load };
+const char* to_string(hold_cause c);
+std::optional<hold_cause> parse_hold_cause(std::string_view s);
+
 struct lease_record {
   std::string lease_id;
   std::string worker_id;
@@ -178,6 +186,7 @@ struct lease_record {
   double suspended_mono = 0;     ///< since when
   std::int64_t suspended_at = 0; ///< unix seconds, 0 while running
   std::string suspend_reason;
+  hold_cause suspend_cause = hold_cause::none; ///< what suspended it (kept across restarts)
 };
 
 /// One entry of scheduler/events.
@@ -409,9 +418,39 @@ private:
   /// when only its state changed (a quiet assessment, a pause), so that a
   /// fleet's burst of assessments costs each one its own host's leases only.
   void apply_yield(const std::string* only_host = nullptr);
-  /// Why leases of `priority` on `host` must not run now ("" when they may).
-  std::string hold_reason(const std::string& host_id, const host_info& h,
-                          lease_priority priority) const;
+  /// HIGH work skips a host's lease windows, its load hold and the QUIET
+  /// requirement; never a pause, a PANIC or its cool-down, or the budgets.
+  static bool skips_load_rules(lease_priority p) { return p == lease_priority::high; }
+  struct hold {
+    hold_cause cause = hold_cause::none;
+    std::string text; ///< as a suspended lease's reason says it
+  };
+  /// What holds leases of `priority` on `host_id` back now, if anything:
+  /// the one rule both a running lease (yield) and a request (admission)
+  /// follow.
+  std::optional<hold> hold_of(const std::string& host_id, const host_info& h,
+                              lease_priority priority) const;
+  /// A refusal of a request: why, and when to ask again.
+  struct refusal {
+    std::string reason;
+    double retry_sec = 0;
+    std::optional<std::int64_t> cooldown_until; ///< a PANIC's cool-down end
+    std::optional<std::int64_t> next_window;    ///< a learned quiet hour
+    refusal() = default;
+    refusal(std::string why, double retry, std::optional<std::int64_t> cooldown = std::nullopt)
+      : reason(std::move(why)), retry_sec(retry), cooldown_until(cooldown) {}
+  };
+  /// The admission gates, in the order request() asks them; each says no
+  /// with its reason or lets the request through.
+  std::optional<refusal> refuse_offline(const std::string& host, const host_info& h) const;
+  std::optional<refusal> refuse_panic(const std::string& host, const host_info& h,
+                                      double now) const;
+  std::optional<refusal> refuse_held(const std::string& host, const host_info& h,
+                                     lease_priority priority, double now) const;
+  std::optional<refusal> refuse_unquiet(const std::string& host, const host_info& h,
+                                        double now) const;
+  std::optional<refusal> refuse_lease_count(const std::string& worker, double now) const;
+  std::optional<refusal> refuse_capacity(const std::string& host, int units) const;
   void prune_held();
   /// The summary of `worker_id`, making room first when the table is full.
   worker_summary& track_worker(const std::string& worker_id);

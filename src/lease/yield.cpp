@@ -102,18 +102,20 @@ void lease_table::apply_yield(const std::string* only_host) {
         continue;
       }
     }
-    auto why = hold_reason(r.host_id, h, r.priority);
-    if (!why.empty() && !r.suspended) {
+    auto held = hold_of(r.host_id, h, r.priority);
+    if (held && !r.suspended) {
       r.suspended = true;
       r.suspended_mono = now;
       r.suspended_at = wall;
-      r.suspend_reason = why;
+      r.suspend_reason = held->text;
+      r.suspend_cause = held->cause;
       dirty_.push_back(r.lease_id);
-      emit("suspended", r, why, lease_state::active, true);
-    } else if (why.empty() && r.suspended) {
+      emit("suspended", r, held->text, lease_state::active, true);
+    } else if (!held && r.suspended) {
       r.suspended = false;
       r.suspended_at = 0;
       r.suspend_reason.clear();
+      r.suspend_cause = hold_cause::none;
       dirty_.push_back(r.lease_id);
       emit("resumed", r,
            "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
