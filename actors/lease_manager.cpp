@@ -5,6 +5,7 @@
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/util.hpp"
+#include "src/store/group_commit.hpp"
 #include "src/log.hpp"
 
 namespace lull {
@@ -25,10 +26,8 @@ struct lease_manager_state {
   /// The broker has been reachable once: before that, "unreachable" is a
   /// start, not an outage, and is not worth a warning.
   bool ever_online = false;
-  std::uint64_t persist_errors = 0;
-  std::string last_error;
-  std::int64_t last_error_at = 0;
-  bool failing = false; ///< the last lease write failed
+  write_failures writes{"lease manager", "lease"}; ///< of lease changes
+  std::int64_t last_error_at = 0; ///< when shown_error happened
   bool queue_failing = false; ///< the last job write failed (told by the queue dispatcher)
   std::uint64_t queue_write_errors = 0; ///< told by the queue dispatcher
   std::uint64_t queued_jobs = 0;        ///< told by the queue dispatcher
@@ -52,61 +51,35 @@ std::optional<std::string> persist(self_ptr self, const std::shared_ptr<store>& 
   auto now_mono =
     std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
   auto now_wall = unix_seconds_now();
-  auto err = db->begin();
-  for (auto& id : dirty) {
-    if (err)
-      break;
-    auto it = table.active().find(id);
-    if (it == table.active().end()) {
-      err = db->delete_lease(id);
-      continue;
+  return write_batch(*db, [&] {
+    for (auto& id : dirty) {
+      auto it = table.active().find(id);
+      auto err = it == table.active().end()
+                   ? db->delete_lease(id)
+                   : db->save_lease({it->second.lease_id, it->second.worker_id,
+                                     it->second.host_id, "active",
+                                     now_wall + static_cast<std::int64_t>(std::ceil(std::max(
+                                                  0.0, it->second.expires_mono - now_mono))),
+                                     to_json(it->second).dump()});
+      if (err)
+        return err;
     }
-    auto& r = it->second;
-    auto remaining = std::max(0.0, r.expires_mono - now_mono);
-    err = db->save_lease({r.lease_id, r.worker_id, r.host_id, "active",
-                          now_wall + static_cast<std::int64_t>(std::ceil(remaining)),
-                          to_json(r).dump()});
-  }
-  if (!err)
-    err = db->save_counter("fencing_token", static_cast<std::int64_t>(table.fencing_token()));
-  if (!err)
-    err = db->commit();
-  if (!err)
-    return std::nullopt;
-  db->rollback();
-  return err.message;
+    return db->save_counter("fencing_token", static_cast<std::int64_t>(table.fencing_token()));
+  });
 }
 
-/// Counts a failed write and logs it, once per cause change and then once
-/// per 100 (a failing disk fails every tick).
+/// A lease write failed: counted and logged (write_failures), and shown.
 void note_failure(self_ptr self, std::size_t n, const std::string& cause) {
   auto& st = self->state;
-  ++st.persist_errors;
-  bool repeat = cause == st.last_error;
-  st.last_error = cause;
+  st.writes.failed(n, cause, unix_seconds_now());
   st.shown_error = "leases: " + cause;
-  st.last_error_at = unix_seconds_now();
-  st.failing = true;
-  if (!repeat || st.persist_errors % 100 == 1)
-    log::error("lease manager: cannot store {} lease changes: {}; they are rolled back and "
-               "their requests answered InternalError ({} failed writes so far)",
-               n, cause, st.persist_errors);
-}
-
-/// A lease write succeeded: clears the failure flag; true when it was set.
-bool note_success(self_ptr self) {
-  auto& st = self->state;
-  if (!st.failing)
-    return false;
-  st.failing = false;
-  log::info("lease manager: lease writes work again after {} failed", st.persist_errors);
-  return true;
+  st.last_error_at = st.writes.last_error_at();
 }
 
 /// Tells the persister (for the health rollup) when store.failing changed.
 void tell_failing(self_ptr self) {
   auto& st = self->state;
-  bool failing = st.failing || st.queue_failing;
+  bool failing = st.writes.failing() || st.queue_failing;
   if (!st.persister_actor || failing == st.told_failing)
     return;
   st.told_failing = failing;
@@ -116,9 +89,9 @@ void tell_failing(self_ptr self) {
 
 nlohmann::json store_status(const lease_manager_state& st) {
   auto& last = st.shown_error;
-  return {{"lease_write_errors", st.persist_errors},
+  return {{"lease_write_errors", st.writes.count()},
           {"job_write_errors", st.queue_write_errors},
-          {"failing", st.failing || st.queue_failing},
+          {"failing", st.writes.failing() || st.queue_failing},
           {"last_error", last.empty() ? nlohmann::json(nullptr) : nlohmann::json(last)},
           {"last_error_at", st.last_error_at ? nlohmann::json(utc_timestamp(st.last_error_at))
                                              : nlohmann::json(nullptr)},
@@ -133,10 +106,10 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   env.mono_sec = [self] {
     return std::chrono::duration<double>(self->clock().now().time_since_epoch()).count();
   };
-  auto first = opts.first_fencing_token;
+  // Tokens continue above the last one the store kept.
+  std::uint64_t first = 0;
   if (opts.db)
-    first = std::max<std::uint64_t>(first, static_cast<std::uint64_t>(
-                                             opts.db->load_counter("fencing_token")));
+    first = static_cast<std::uint64_t>(opts.db->load_counter("fencing_token"));
   auto sopts = opts.service;
   sopts.hold_acks = true; // acknowledgements wait for the group commit's write
   st.service = std::make_unique<lease_service>(sopts, std::move(env), first);
@@ -204,7 +177,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       if (!err) {
         // Only a write that happened says the disk works again: a commit
         // with nothing to write proves nothing.
-        if (!dirty.empty() && opts.db && note_success(self)) {
+        if (!dirty.empty() && opts.db && s.writes.worked()) {
           s.service->set_store_status(store_status(s));
           tell_failing(self);
         }

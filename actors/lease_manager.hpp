@@ -42,7 +42,6 @@ struct lease_manager_options {
   lease_service_options service;
   std::chrono::milliseconds tick{250};
   std::chrono::milliseconds status_interval{1000};
-  std::uint64_t first_fencing_token = 0;
   std::shared_ptr<store> db; ///< null: leases live in memory only
   /// This lulld's own host collector, if it runs one: it gets its host's
   /// lease list (the processes to count as lull's) from here, not the bus.

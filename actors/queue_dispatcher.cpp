@@ -5,6 +5,7 @@
 #include "actors/actor_util.hpp"
 #include "actors/atoms.hpp"
 #include "messages/util.hpp"
+#include "src/store/group_commit.hpp"
 #include "src/log.hpp"
 
 namespace lull {
@@ -21,9 +22,7 @@ queue_clock system_queue_clock() {
 struct dispatcher_state {
   std::unique_ptr<queue_service> service;
   std::shared_ptr<store> db;
-  std::uint64_t persist_errors = 0;
-  std::string last_error; ///< of the last failed write
-  bool failing = false;
+  write_failures writes{"queue dispatcher", "job"};
   bool told_failing = false;
   std::uint64_t told_errors = 0;
   /// Lease outcomes whose job change could not be written: applied again
@@ -46,36 +45,22 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   auto& st = self->state;
   auto dirty = st.service->queue().take_dirty();
   std::optional<std::string> failed;
-  if (!dirty.empty()) {
-    auto err = st.db->begin();
-    for (auto* j : dirty) {
-      if (err)
-        break;
-      err = st.db->save_job(j->job_id, to_string(j->state), j->updated_at, to_json(*j).dump());
-    }
-    if (!err)
-      err = st.db->commit();
-    if (err) {
-      st.db->rollback();
-      failed = err.message;
-    }
-  }
+  if (!dirty.empty())
+    failed = write_batch(*st.db, [&] {
+      sqlite_error err;
+      for (auto* j : dirty)
+        if ((err = st.db->save_job(j->job_id, to_string(j->state), j->updated_at,
+                                   to_json(*j).dump())))
+          break;
+      return err;
+    });
   if (failed) {
-    ++st.persist_errors;
-    bool repeat = *failed == st.last_error;
-    st.last_error = *failed;
-    if (!repeat || st.persist_errors % 100 == 1)
-      log::error("queue dispatcher: cannot store {} job changes: {}; they are rolled back and "
-                 "their requests answered InternalError ({} failed writes so far)",
-                 dirty.size(), *failed, st.persist_errors);
+    st.writes.failed(dirty.size(), *failed, unix_seconds_now());
     out = st.service->roll_back(std::move(out), *failed);
-    st.failing = true;
   } else {
     st.service->committed(out);
-    if (st.failing && !dirty.empty()) {
-      st.failing = false;
-      log::info("queue dispatcher: job writes work again after {} failed", st.persist_errors);
-    }
+    if (!dirty.empty())
+      st.writes.worked();
   }
   for (auto& w : out.warnings)
     log::warn("queue dispatcher: {}", w);
@@ -83,16 +68,16 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
     self->send(bridge, publish_atom::value, std::move(m));
   auto depths = st.service->depths();
   auto& queue = st.service->queue();
-  if (!st.told || depths != st.told_depths || st.told_errors != st.persist_errors
-      || st.told_failing != st.failing || st.told_bytes != queue.live_bytes()
+  if (!st.told || depths != st.told_depths || st.told_errors != st.writes.count()
+      || st.told_failing != st.writes.failing() || st.told_bytes != queue.live_bytes()
       || st.told_refused != queue.refused()) {
     std::size_t queued = 0;
     for (auto& [p, n] : depths)
       queued += n;
     st.told_depths = depths;
     st.told = true;
-    st.told_errors = st.persist_errors;
-    st.told_failing = st.failing;
+    st.told_errors = st.writes.count();
+    st.told_failing = st.writes.failing();
     st.told_bytes = queue.live_bytes();
     st.told_refused = queue.refused();
     queue_depths q;
@@ -101,9 +86,9 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
     q.queued = queued;
     for (auto& [p, n] : depths)
       q.by_priority[p] = n;
-    q.write_errors = st.persist_errors;
-    q.last_error = st.last_error;
-    q.failing = st.failing;
+    q.write_errors = st.writes.count();
+    q.last_error = st.writes.last_error();
+    q.failing = st.writes.failing();
     self->send(leases, queue_atom::value, std::move(q));
   }
   for (auto& [lease, reason] : out.revoke)

@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 
 #include "src/lease/lease_service.hpp"
 #include "tests/lease_test_env.hpp"
@@ -290,36 +289,6 @@ TEST_F(service_fixture, every_truncation_and_byte_flip_is_answered_never_crashes
   // empty payloads of heartbeat/report that carry no worker... which are
   // answered too: InvalidRequest.
   EXPECT_EQ(answered, total);
-}
-
-TEST(lease_service_fencing, tokens_keep_growing_across_restarts) {
-  char tmpl[] = "/tmp/lull-fencing-XXXXXX";
-  std::string dir = ::mkdtemp(tmpl);
-  std::string path = dir + "/sub/fencing_token";
-  test::fake_env fe;
-  std::uint64_t last = 0;
-  for (int run = 0; run < 3; ++run) {
-    lease_service_options o;
-    o.policy.capacity_units = 1000;
-    o.policy.max_leases_global = 1000;
-    o.policy.max_leases_per_worker = 1000;
-    o.fencing_path = path;
-    o.fencing_block = 4;
-    lease_service svc{o, fe.env()};
-    svc.handle({"stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})", 0, false, {}, {}, {}});
-    svc.handle({"stats/host/pi/quiet", to_json(test::quiet_of("pi", quiet_state::quiet)).dump(),
-                1, true, {}, {}, {}});
-    for (int i = 0; i < 6; ++i) {
-      auto out = svc.handle({"scheduler/lease/request", R"({"worker_id":"w","cost_units":1})", 1,
-                             false, {}, "r", {}});
-      auto token = json::parse(out.front().payload)["fencing_token"].get<std::uint64_t>();
-      EXPECT_GT(token, last) << "run " << run;
-      last = token;
-    }
-  }
-  EXPECT_TRUE(load_fencing_mark(path).has_value());
-  EXPECT_GE(*load_fencing_mark(path), last);
-  std::filesystem::remove_all(dir);
 }
 
 TEST_F(service_fixture, outcomes_for_watchers_come_once_per_change) {

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "src/store/group_commit.hpp"
 #include "src/store/store.hpp"
 
 using namespace lull;
@@ -267,6 +268,48 @@ TEST(store, leases_survive_reopening) {
   ASSERT_EQ(leases.size(), 1u);
   EXPECT_EQ(leases[0].id, "l1");
   EXPECT_EQ(leases[0].record, "{\"a\":1}");
+}
+
+TEST(store, a_batch_is_written_whole_or_not_at_all) {
+  temp_dir d;
+  auto s = open_ok(d.file("lull.db"));
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(write_batch(*s, [&] {
+    auto err = s->save_lease({"l1", "w1", "nuc", "active", 2000, "{}"});
+    return err ? err : s->save_counter("fencing_token", 5);
+  }));
+  // A failing write in the middle: the lease before it is rolled back too,
+  // and the batch's error names the cause.
+  auto failed = write_batch(*s, [&] {
+    auto err = s->save_lease({"l2", "w2", "nuc", "active", 2000, "{}"});
+    if (!err)
+      err = sqlite_error{SQLITE_FULL, "database or disk is full"};
+    return err;
+  });
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(*failed, "database or disk is full");
+  auto leases = s->load_leases();
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0].id, "l1");
+  EXPECT_EQ(s->load_counter("fencing_token"), 5);
+  // The store takes the next batch: the failed one ended its turn.
+  EXPECT_FALSE(write_batch(*s, [&] { return s->delete_lease("l1"); }));
+  EXPECT_TRUE(s->load_leases().empty());
+}
+
+TEST(store, write_failures_count_until_a_write_works_again) {
+  write_failures f("lease manager", "lease");
+  EXPECT_FALSE(f.worked()) << "nothing had failed";
+  f.failed(3, "disk I/O error", 1000);
+  f.failed(2, "disk I/O error", 1001);
+  EXPECT_TRUE(f.failing());
+  EXPECT_EQ(f.count(), 2u);
+  EXPECT_EQ(f.last_error(), "disk I/O error");
+  EXPECT_EQ(f.last_error_at(), 1001);
+  EXPECT_TRUE(f.worked()) << "failing until now";
+  EXPECT_FALSE(f.failing());
+  EXPECT_FALSE(f.worked());
+  EXPECT_EQ(f.count(), 2u) << "the count is kept for the status";
 }
 
 TEST(store, text_with_quotes_is_bound_not_spliced) {

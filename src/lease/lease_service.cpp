@@ -1,14 +1,10 @@
 #include "src/lease/lease_service.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "messages/util.hpp"
@@ -33,64 +29,9 @@ bool is_action(std::string_view a) {
 
 } // namespace
 
-std::optional<std::uint64_t> load_fencing_mark(const std::string& path) {
-  std::ifstream in(path);
-  unsigned long long v = 0;
-  if (!(in >> v))
-    return std::nullopt;
-  return static_cast<std::uint64_t>(v);
-}
-
-bool store_fencing_mark(const std::string& path, std::uint64_t mark) {
-  std::error_code ec;
-  auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty())
-    std::filesystem::create_directories(dir, ec);
-  auto tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return false;
-  auto text = std::to_string(mark) + "\n";
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size())
-            && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-namespace {
-
-std::uint64_t first_token(const lease_service_options& o, std::uint64_t given) {
-  if (o.fencing_path.empty())
-    return given;
-  // Start above everything a previous run may have handed out: it reserved
-  // up to the stored mark.
-  return std::max(given, load_fencing_mark(o.fencing_path).value_or(0));
-}
-
-} // namespace
-
 lease_service::lease_service(lease_service_options opts, lease_env env,
                              std::uint64_t first_fencing)
-  : opts_(std::move(opts)),
-    table_(opts_.policy, std::move(env), first_token(opts_, first_fencing)) {
-  fencing_reserved_ = table_.fencing_token();
-  reserve_fencing();
-}
-
-void lease_service::reserve_fencing() {
-  if (opts_.fencing_path.empty() || table_.fencing_token() < fencing_reserved_)
-    return;
-  auto mark = table_.fencing_token() + std::max<std::uint64_t>(1, opts_.fencing_block);
-  if (store_fencing_mark(opts_.fencing_path, mark)) {
-    fencing_reserved_ = mark;
-  } else {
-    // Keep granting: tokens still grow within this run. Try again next grant.
-    log::warn("lease manager: cannot write the fencing token mark to {}; tokens may repeat "
-              "after a restart",
-              opts_.fencing_path);
-    fencing_reserved_ = table_.fencing_token() + 1;
-  }
-}
+  : opts_(std::move(opts)), table_(opts_.policy, std::move(env), first_fencing) {}
 
 std::vector<std::string> lease_service::filters() const {
   auto& t = opts_.topics;
@@ -311,8 +252,6 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   }
   auto decision = table_.request(r, worker);
   ++(decision.approved ? counters_.grants : counters_.denies);
-  if (decision.approved)
-    reserve_fencing();
   dirty_ = true;
   reply(req.route, sender, to_json(decision), out, decision.approved);
 }

@@ -37,11 +37,6 @@ struct lease_service_options {
   topic_names topics;
   bool secure = false;
   lease_policy_config policy;
-  /// Where the fencing token's high-water mark is kept so tokens keep growing
-  /// across restarts (empty: not kept). Tokens are reserved in blocks of
-  /// `fencing_block`, so the file is written once per block, not per grant.
-  std::string fencing_path;
-  std::uint64_t fencing_block = 1000;
   /// Replies that acknowledge a change wait for committed() (lulld with a
   /// store: nothing is acknowledged before it is written). False: they go
   /// out with the rest of handle()'s output.
@@ -54,11 +49,6 @@ struct lease_service_options {
 /// The PermissionDenied message for `user` asking for HIGH, naming the rule.
 std::string high_denied_message(const std::string& user, const std::vector<std::string>& allowed,
                                 const char* what);
-
-/// Reads the reserved fencing high-water mark; nullopt when absent or unreadable.
-std::optional<std::uint64_t> load_fencing_mark(const std::string& path);
-/// Writes it atomically (temp file, fsync, rename); false on failure.
-bool store_fencing_mark(const std::string& path, std::uint64_t mark);
 
 struct lease_service_counters {
   std::uint64_t received = 0;
@@ -166,7 +156,6 @@ private:
 
   lease_service_options opts_;
   lease_table table_;
-  void reserve_fencing();
 
   lease_service_counters counters_;
   struct release_detail {
@@ -184,7 +173,6 @@ private:
   bool dirty_ = true;
   std::uint64_t inbound_shed_ = 0;
   nlohmann::json queue_status_ = {{"queued", 0}, {"depths", nlohmann::json::object()}};
-  std::uint64_t fencing_reserved_ = 0;
   std::map<std::string, std::string> host_leases_sent_; ///< host -> last payload
   std::vector<mqtt_message> pending_host_leases_;
 };
