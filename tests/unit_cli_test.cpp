@@ -155,6 +155,13 @@ TEST(cli_parse, submit_jobs_cancel_revoke_history_options) {
   EXPECT_EQ(s.max_attempts, 3);
   EXPECT_EQ(g.user, "u1");
   EXPECT_NE(parse(app, {"submit", "--payload", "{}"}), "") << "--type is required";
+  // One vocabulary, any case, checked before anything is sent.
+  EXPECT_EQ(parse(app, {"submit", "--type", "t", "--priority", "BACKGROUND"}), "");
+  EXPECT_EQ(parse(app, {"submit", "--type", "t", "--priority", "High", "--class", "low"}), "");
+  auto bad = parse(app, {"submit", "--type", "t", "--priority", "urgent"});
+  EXPECT_NE(bad.find("takes HIGH, NORMAL, LOW or BACKGROUND"), std::string::npos) << bad;
+  bad = parse(app, {"submit", "--type", "t", "--class", "huge"});
+  EXPECT_NE(bad.find("takes LOW, NORMAL or HIGH"), std::string::npos) << bad;
   ASSERT_EQ(parse(app, {"jobs", "--state", "queued", "--by-worker", "w2", "--json"}), "");
   EXPECT_EQ(j.state, "queued");
   EXPECT_EQ(j.worker, "w2");

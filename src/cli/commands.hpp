@@ -69,7 +69,7 @@ int do_revoke(const global_opts& g, const revoke_opts& o);
 
 // -- lull submit ------------------------------------------------------------------
 struct submit_opts {
-  std::string type, payload, cls, priority = "normal", host, key, deadline, producer;
+  std::string type, payload, cls, priority = "NORMAL", host, key, deadline, producer;
   std::string wait = "30s";
   int cost = 0, max_attempts = 3;
   bool as_json = false;

@@ -51,7 +51,7 @@ const std::map<std::string, std::string> known_values = {
   {"run:--class", "LOW NORMAL HIGH"},
   {"run:--priority", "LOW NORMAL HIGH"},
   {"submit:--class", "LOW NORMAL HIGH"},
-  {"submit:--priority", "high normal low background"},
+  {"submit:--priority", "HIGH NORMAL LOW BACKGROUND"},
   {"jobs:--state", "queued leased running succeeded failed cancelled expired"},
   {"history:--group", "host quiet bus"},
 };

@@ -179,7 +179,7 @@ int do_run(const global_opts& g, const run_opts& r) {
   // 2. Run the command, heartbeating until it exits.
   supervise_options so;
   so.cmd = r.cmd;
-  so.low_priority = !r.keep_priority && upper(r.priority) != "HIGH";
+  so.low_priority = !r.keep_priority && req.priority != lease_priority::high;
   so.use_cgroup = !r.no_cgroup;
   so.grace_sec = *grace_sec;
   so.grace_text = r.grace;

@@ -7,7 +7,9 @@
 #include <iterator>
 
 #include "src/cli/commands.hpp"
+#include "messages/lease.hpp"
 #include "messages/util.hpp"
+#include "src/queue/job_queue.hpp"
 #include "src/config.hpp"
 
 namespace lull::cli {
@@ -18,9 +20,23 @@ CLI::App* add_submit(CLI::App& app, submit_opts& so) {
   submit->add_option("--payload", so.payload, "job payload: JSON, @FILE, or - for stdin");
   auto* scost = submit->add_option("--cost", so.cost, "cost in units (1-100)")
                   ->check(CLI::Range(1, 100));
-  submit->add_option("--class", so.cls, "cost class LOW, NORMAL or HIGH")->excludes(scost);
-  submit->add_option("--priority", so.priority, "high, normal, low or background")
-    ->capture_default_str();
+  // Checked here, in the words lull run uses (any case), so a typo is a
+  // usage error before anything is sent.
+  submit->add_option("--class", so.cls, "cost class LOW, NORMAL or HIGH")
+    ->excludes(scost)
+    ->check(CLI::Validator(
+      [](std::string& v) {
+        return parse_cost_class(v) ? std::string() : std::string("takes LOW, NORMAL or HIGH");
+      },
+      "CLASS"));
+  submit->add_option("--priority", so.priority, "HIGH, NORMAL, LOW or BACKGROUND")
+    ->capture_default_str()
+    ->check(CLI::Validator(
+      [](std::string& v) {
+        return parse_job_priority(v) ? std::string()
+                                     : std::string("takes HIGH, NORMAL, LOW or BACKGROUND");
+      },
+      "PRIORITY"));
   submit->add_option("--host", so.host, "run on this host only");
   submit->add_option("--key", so.key, "idempotency key: resubmitting returns the same job");
   submit->add_option("--max-attempts", so.max_attempts, "tries before it fails")

@@ -12,6 +12,7 @@
 #include "src/cli/commands.hpp"
 #include "src/client/supervise.hpp"
 #include "src/config.hpp"
+#include "src/queue/job_queue.hpp"
 
 namespace lull::cli {
 
@@ -109,8 +110,8 @@ int do_work(const global_opts& g, const work_opts& o) {
         so.cmd = o.cmd;
         so.extra_env = {"LULL_JOB_ID=" + job_id, "LULL_JOB_TYPE=" + str(job["job_type"])};
         so.stdin_path = job_file;
-        so.low_priority = !o.keep_priority && str(job["priority"]) != "high"
-                          && str(job["priority"]) != "HIGH";
+        so.low_priority = !o.keep_priority
+                          && parse_job_priority(str(job["priority"])) != job_priority::high;
         so.use_cgroup = !o.no_cgroup;
         so.grace_sec = *grace;
         so.grace_text = o.grace;
