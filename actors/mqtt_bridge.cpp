@@ -275,8 +275,8 @@ public:
     router_->connected();
     send(conn_ok_atom::value, version);
   }
-  void on_connect_failed(std::string reason) override {
-    send(conn_fail_atom::value, std::move(reason));
+  void on_connect_failed(std::string reason, bool retry_now) override {
+    send(conn_fail_atom::value, std::move(reason), retry_now);
   }
   void on_connection_lost(std::string reason) override {
     send(conn_lost_atom::value, std::move(reason));
@@ -398,14 +398,14 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       for (auto& w : s.online_watchers)
         self->send(w, online_atom::value);
     },
-    [=](conn_fail_atom, const std::string& reason) {
+    [=](conn_fail_atom, const std::string& reason, bool retry_now) {
       auto& s = self->state;
       if (s.stopping)
         return;
       s.connected = false;
       for (auto& w : s.offline_watchers)
         self->send(w, offline_atom::value);
-      if (reason.find("falling back to v3.1.1") != std::string::npos) {
+      if (retry_now) { // the transport switched MQTT version
         log::warn("mqtt bridge: {} ({}); v3.1.1 from now on", reason, opts.transport.uri);
         self->send(self, connect_atom::value); // at once, with the other version
         return;

@@ -54,7 +54,7 @@ struct bare_client : transport_events {
     connected = true;
     cv.notify_all();
   }
-  void on_connect_failed(std::string) override {}
+  void on_connect_failed(std::string, bool) override {}
   void on_connection_lost(std::string) override {}
   void on_message(mqtt_message m) override {
     if (on_msg)

@@ -486,7 +486,7 @@ struct recorded_events : transport_events {
     version = v;
     cv.notify_all();
   }
-  void on_connect_failed(std::string why) override {
+  void on_connect_failed(std::string why, bool) override {
     std::lock_guard<std::mutex> g(mtx);
     failures.push_back(std::move(why));
     cv.notify_all();

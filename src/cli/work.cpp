@@ -142,7 +142,7 @@ int do_work(const global_opts& g, const work_opts& o) {
           say("release of " + lease->lease_id + " failed: " + e->error.message);
         // Preempted: lulld gave the host back to its owner and put the job
         // back in the queue; it does not count as done here either.
-        bool preempted = res.lost && res.lost_reason.find("preempted") != std::string::npos;
+        bool preempted = res.lost && res.preempted;
         if (preempted)
           say("job " + job_id + " preempted; it is back in the queue");
         else

@@ -24,8 +24,8 @@ struct forwarder : transport_events {
   void on_connected(int v) override {
     with([&](auto& t) { t.on_connected(v); });
   }
-  void on_connect_failed(std::string r) override {
-    with([&](auto& t) { t.on_connect_failed(r); });
+  void on_connect_failed(std::string r, bool retry_now) override {
+    with([&](auto& t) { t.on_connect_failed(r, retry_now); });
   }
   void on_connection_lost(std::string r) override {
     with([&](auto& t) { t.on_connection_lost(r); });
@@ -99,8 +99,9 @@ lease_client::connect(lease_client_options opts) {
   while (!c->connected_) {
     if (c->cv_.wait_until(guard, deadline) == std::cv_status::timeout)
       break;
-    if (!c->connected_ && c->connect_error_.find("falling back") != std::string::npos) {
+    if (!c->connected_ && c->connect_retry_now_) {
       c->connect_error_.clear();
+      c->connect_retry_now_ = false;
       guard.unlock();
       c->transport_->connect();
       guard.lock();
@@ -196,9 +197,10 @@ bool lease_client::connected() {
   return connected_;
 }
 
-void lease_client::on_connect_failed(std::string reason) {
+void lease_client::on_connect_failed(std::string reason, bool retry_now) {
   std::lock_guard<std::mutex> guard(mtx_);
   connect_error_ = std::move(reason);
+  connect_retry_now_ = retry_now;
   cv_.notify_all();
 }
 
@@ -253,9 +255,12 @@ void lease_client::on_message(mqtt_message msg) {
     notice.state = peek_string(*doc, "state");
     notice.reason = peek_string(*doc, "reason");
     notice.type = peek_string(*doc, "type");
-    if (doc->is_object())
+    if (doc->is_object()) {
       if (auto it = doc->find("suspended"); it != doc->end() && it->is_boolean())
         notice.suspended = it->get<bool>();
+      if (auto it = doc->find("preempted"); it != doc->end() && it->is_boolean())
+        notice.preempted = it->get<bool>();
+    }
     if (auto it = watchers_.find(notice.lease_id); it != watchers_.end())
       fn = it->second;
     cv_.notify_all();

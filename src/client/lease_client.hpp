@@ -57,6 +57,9 @@ struct lease_notice {
   std::string type;   ///< granted, suspended, resumed, revoked, ...
   /// Set on suspended / resumed notices: whether the work should be stopped.
   std::optional<bool> suspended;
+  /// A revoke that gave the host back to its owner (a job so revoked goes
+  /// back in the queue without counting an attempt).
+  bool preempted = false;
 };
 
 class lease_client : private transport_events {
@@ -143,7 +146,7 @@ public:
 private:
   explicit lease_client(lease_client_options opts);
   void on_connected(int mqtt_version) override;
-  void on_connect_failed(std::string reason) override;
+  void on_connect_failed(std::string reason, bool retry_now) override;
   void on_connection_lost(std::string reason) override;
   void on_message(mqtt_message msg) override;
   void on_disconnected() override;
@@ -173,6 +176,7 @@ private:
   bool disconnected_ = false;
   std::function<void()> on_reconnect_;
   std::string connect_error_;
+  bool connect_retry_now_ = false; ///< the transport switched MQTT version: connect again now
   std::uint64_t next_id_ = 0;
   std::map<std::string, std::optional<nlohmann::json>> pending_;
   std::map<std::string, std::function<void(const lease_notice&)>> watchers_;

@@ -158,6 +158,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
   struct lost_state {
     std::mutex mtx;
     std::string reason;
+    bool preempted = false;
     bool reconnected = false;
     std::optional<bool> suspend; ///< from a suspended / resumed notice
     std::string suspend_reason;
@@ -177,6 +178,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
       {
         std::lock_guard<std::mutex> guard(lost->mtx);
         lost->reason = n.state + ": " + n.reason;
+        lost->preempted = n.preempted;
       }
       ::kill(::getpid(), SIGUSR1);
     } else if (n.suspended) {
@@ -315,6 +317,7 @@ supervise_result run_under_lease(lease_client& client, const lease_grant_reply& 
       if (!lost->reason.empty()) {
         res.lost = true;
         res.lost_reason = lost->reason;
+        res.preempted = lost->preempted;
         guard.unlock();
         stop_child("lease " + res.lost_reason);
       } else {

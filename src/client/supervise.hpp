@@ -43,6 +43,7 @@ struct supervise_result {
   int interrupt_signal = 0;
   bool lost = false;       ///< the lease was revoked, expired or lost
   std::string lost_reason;
+  bool preempted = false;  ///< revoked to give the host back (the notice said so)
   bool killed = false;     ///< it had to be stopped
   std::string cgroup;      ///< the group it ran in, if any
 };

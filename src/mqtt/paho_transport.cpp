@@ -386,7 +386,7 @@ private:
       if (rc == 1 || rc == 0x84 || reason == 0x84) {
         tentative_ = false;
         switch_from(s, MQTTVERSION_3_1_1);
-        events_->on_connect_failed("broker refused MQTT v5; falling back to v3.1.1");
+        events_->on_connect_failed("broker refused MQTT v5; falling back to v3.1.1", true);
         return;
       }
       // Others (RabbitMQ's MQTT plugin) close the connection on a v5 CONNECT
@@ -398,7 +398,8 @@ private:
         stale_retries_ = 0;
         switch_from(s, MQTTVERSION_3_1_1);
         events_->on_connect_failed("broker closed the MQTT v5 connection without a CONNACK;"
-                                   " falling back to v3.1.1");
+                                   " falling back to v3.1.1",
+                                   true);
         return;
       }
     }
@@ -412,7 +413,8 @@ private:
       // through a v5-dropping proxy). Not the broker's answer: try again.
       switch_from(s, MQTTVERSION_3_1_1);
       events_->on_connect_failed("MQTT v3.1.1 connect cut short (socket error, a closed socket's"
-                                 " number reused); falling back to v3.1.1 again");
+                                 " number reused); falling back to v3.1.1 again",
+                                 true);
       return;
     }
     if (s.version == MQTTVERSION_3_1_1 && tentative_.exchange(false)) {
@@ -423,7 +425,8 @@ private:
         switch_from(s, MQTTVERSION_5);
         events_->on_connect_failed(
           "connect failed over MQTT v3.1.1 too (" + (message.empty() ? "no answer" : message)
-          + "): the broker looks down, not v3.1.1-only; MQTT v5 first again");
+          + "): the broker looks down, not v3.1.1-only; MQTT v5 first again",
+          false);
         return;
       }
       // A v3.1.1 CONNACK, even a refusal: the broker speaks v3.1.1. Kept.
@@ -441,7 +444,7 @@ private:
     if (ssl_opts_)
       why += "; over TLS, if the broker is up: check its certificate against the CA file"
              " (broker.ca_file, --ca-file) and the client certificate and key";
-    events_->on_connect_failed(why);
+    events_->on_connect_failed(why, false);
   }
 
   /// The broker's CONNACK: its Receive Maximum sets the window (none: 65535
@@ -772,7 +775,7 @@ private:
     try {
       s.client->connect(b.finalize(), nullptr, s.on_conn);
     } catch (const mqtt::exception& e) {
-      events_->on_connect_failed(e.what());
+      events_->on_connect_failed(e.what(), false);
     }
   }
 

@@ -19,7 +19,10 @@ namespace lull {
 struct transport_events {
   virtual ~transport_events() = default;
   virtual void on_connected(int mqtt_version) = 0;
-  virtual void on_connect_failed(std::string reason) = 0;
+  /// `retry_now`: the transport switched MQTT version (a v5 CONNECT
+  /// refused or dropped, docs/fleet.md) and the next connect() should come
+  /// at once, not after a back-off.
+  virtual void on_connect_failed(std::string reason, bool retry_now) = 0;
   virtual void on_connection_lost(std::string reason) = 0;
   virtual void on_message(mqtt_message msg) = 0;
   virtual void on_disconnected() = 0;
@@ -68,8 +71,8 @@ struct transport_options {
   /// MQTT version: v5 first (prefer_v5) and, with `fallback`, v3.1.1 when
   /// the broker refuses v5 in its CONNACK or closes a v5 CONNECT without one
   /// (as RabbitMQ's MQTT plugin does), unless v5 worked before; back to v5
-  /// when v3.1.1 gets no answer either (docs/fleet.md). connect_failed
-  /// reasons containing "falling back to v3.1.1" ask for connect() at once.
+  /// when v3.1.1 gets no answer either (docs/fleet.md). A fallback's
+  /// connect failure says retry_now.
   /// `mqtt_version` auto = both true; 5 = prefer_v5 only; 3.1.1 = neither.
   bool prefer_v5 = true;
   bool fallback = true;
