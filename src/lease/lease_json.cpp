@@ -26,7 +26,11 @@ nlohmann::json to_json(const lease_event& e) {
   return j;
 }
 
-nlohmann::json to_json(const lease_record& r) {
+namespace {
+
+/// What every rendering of a lease starts with: who holds it where, at
+/// what cost and priority, and its fencing token and state.
+nlohmann::json lease_identity(const lease_record& r) {
   return {{"lease_id", r.lease_id},
           {"worker_id", r.worker_id},
           {"host_id", r.host_id},
@@ -34,13 +38,20 @@ nlohmann::json to_json(const lease_record& r) {
           {"cost_units", r.cost_units},
           {"priority", to_string(r.priority)},
           {"fencing_token", r.fencing_token},
-          {"ttl_sec", r.ttl_sec},
-          {"state", to_string(r.state)},
-          {"granted_at", r.granted_at},
-          {"process", r.process ? to_json(*r.process) : nlohmann::json(nullptr)},
-          {"suspended_at", r.suspended_at},
-          {"suspend_reason", r.suspend_reason},
-          {"suspend_cause", to_string(r.suspend_cause)}};
+          {"state", to_string(r.state)}};
+}
+
+} // namespace
+
+nlohmann::json to_json(const lease_record& r) {
+  auto j = lease_identity(r);
+  j["ttl_sec"] = r.ttl_sec;
+  j["granted_at"] = r.granted_at;
+  j["process"] = r.process ? to_json(*r.process) : nlohmann::json(nullptr);
+  j["suspended_at"] = r.suspended_at;
+  j["suspend_reason"] = r.suspend_reason;
+  j["suspend_cause"] = to_string(r.suspend_cause);
+  return j;
 }
 
 lease_record lease_record_from_json(const nlohmann::json& j) {
@@ -90,15 +101,8 @@ nlohmann::json lease_table::status_json() const {
   double now = env_.mono_sec();
   auto wall = env_.wall_sec();
   auto lease_json = [&](const lease_record& r) {
-    json j = {{"lease_id", r.lease_id},
-              {"worker_id", r.worker_id},
-              {"host_id", r.host_id},
-              {"job_type", r.job_type},
-              {"cost_units", r.cost_units},
-              {"priority", to_string(r.priority)},
-              {"fencing_token", r.fencing_token},
-              {"state", to_string(r.state)},
-              {"granted_at", utc_timestamp(r.granted_at)}};
+    json j = lease_identity(r);
+    j["granted_at"] = utc_timestamp(r.granted_at);
     if (r.state == lease_state::active) {
       j["ttl_remaining_sec"] = std::max(0.0, r.expires_mono - now);
       j["expires_at"] = utc_timestamp(
