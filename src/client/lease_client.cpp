@@ -1,6 +1,7 @@
 #include "src/client/lease_client.hpp"
 
 #include <algorithm>
+#include <thread>
 #include <ctime>
 
 #include "messages/codec.hpp"
@@ -55,6 +56,8 @@ std::optional<call_error> error_of(const nlohmann::json& j) {
       if (code == to_string(static_cast<lease_error_code>(c)))
         e.error.code = static_cast<lease_error_code>(c);
     e.error.message = err.is_object() ? err.value("message", "") : "";
+    if (auto it = j.find("retry_after_sec"); it != j.end() && it->is_number())
+      e.retry_after_sec = std::clamp(it->get<double>(), 0.0, 60.0);
     return e;
   }
   return std::nullopt;
@@ -388,10 +391,23 @@ lease_client::call_repeated(const std::string& topic, const nlohmann::json& body
                                           std::chrono::milliseconds(1000)),
                   cancelled);
     auto* e = std::get_if<call_error>(&r);
-    if (!e || !e->timed_out)
+    if (!e)
+      return r;
+    // lulld asked for a slower pace: a heartbeat or a release is not given
+    // up for that (a release dropped here would leave its job to run again
+    // when the lease expires); it is sent again after the wait lulld named.
+    bool throttled = e->error.code == lease_error_code::request_throttled;
+    if (!e->timed_out && !throttled)
       return r;
     if ((cancelled && cancelled()) || std::chrono::steady_clock::now() >= deadline)
-      return timeout_error(t, what);
+      return throttled ? r : timeout_error(t, what);
+    if (throttled) {
+      auto pause = std::chrono::milliseconds(
+        static_cast<long>(1000 * e->retry_after_sec.value_or(0.5)));
+      std::this_thread::sleep_for(std::min(
+        pause, std::chrono::duration_cast<std::chrono::milliseconds>(
+                 deadline - std::chrono::steady_clock::now())));
+    }
   }
 }
 

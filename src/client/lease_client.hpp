@@ -47,6 +47,8 @@ struct lease_client_options {
 struct call_error {
   bool timed_out = false;
   lease_error error;
+  /// RequestThrottled: how long lulld asks the worker to wait.
+  std::optional<double> retry_after_sec = std::nullopt;
 };
 
 /// A lease notice from scheduler/lease/<id>/state (or the secure inbox).
