@@ -87,6 +87,9 @@ using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using disc_done_atom = caf::atom_constant<caf::atom("disc_done")>;
 // lifecycle and timers
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// A writer's group commit (lease manager, queue dispatcher): sent to
+/// itself, handled once the messages before it are.
+using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 // queue dispatcher <-> lease manager

@@ -12,8 +12,6 @@ namespace lull {
 
 namespace {
 
-using commit_atom = caf::atom_constant<caf::atom("commit")>;
-
 struct lease_manager_state {
   std::unique_ptr<lease_service> service;
   caf::actor_clock::time_point last_status{};
