@@ -357,7 +357,7 @@ TEST(cli_completion, bash_completes_commands_options_and_values) {
   EXPECT_EQ(complete_in_bash("lull --bro"), "--broker");
   EXPECT_EQ(complete_in_bash("lull run --pri"), "--priority");
   EXPECT_EQ(complete_in_bash("lull run --priority "), "LOW NORMAL HIGH");
-  EXPECT_EQ(complete_in_bash("lull submit --priority "), "high normal low background");
+  EXPECT_EQ(complete_in_bash("lull submit --priority "), "HIGH NORMAL LOW BACKGROUND");
   EXPECT_EQ(complete_in_bash("lull --worker w1 history --group q"), "quiet");
   EXPECT_EQ(complete_in_bash("lull watch --ref"), "--refresh");
   EXPECT_EQ(complete_in_bash("lull completion "), "bash zsh");
