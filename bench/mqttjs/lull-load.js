@@ -59,7 +59,8 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.round((p / 100) * (sorted.length - 1)))];
 }
 
-/// Latency samples (ms) with p50/p99/max, and a count.
+/// Latency samples (ms) with p50/p99/max, a count, and how many took over
+/// 200 ms (the replies a user would notice).
 class Samples {
   constructor() { this.v = []; }
   add(ms) { this.v.push(ms); }
@@ -67,7 +68,7 @@ class Samples {
     const s = Float64Array.from(this.v).sort();
     const r = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
     return { n: s.length, p50_ms: r(percentile(s, 50)), p99_ms: r(percentile(s, 99)),
-      max_ms: r(s.length ? s[s.length - 1] : null) };
+      max_ms: r(s.length ? s[s.length - 1] : null), over_200_ms: s.filter((x) => x > 200).length };
   }
 }
 
