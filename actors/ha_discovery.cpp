@@ -94,7 +94,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
     if (opts.discovery.hosts) {
       auto msg = discovery_removal(host, opts.discovery);
       log::info("ha discovery: removing the device of host {} ({})", host, why);
-      self->send(bridge, publish_atom::value, mqtt_message{msg.topic, "", 1, true, {}, {}, {}});
+      self->send(bridge, publish_atom::value, cleared(msg.topic));
     }
     remember_gone(s.gone_hosts, host);
     scheduler_changed();

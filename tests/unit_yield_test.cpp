@@ -71,7 +71,7 @@ TEST(yield, busy_for_suspend_after_suspends_below_high_and_quiet_for_resume_afte
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto normal = t.request(request_of("w1", 20), "w1");
-  auto high = t.request(request_of("w2", 20, lease_priority::high), "w2");
+  auto high = t.request(request_of("w2", 20, work_priority::high), "w2");
   ASSERT_TRUE(normal.approved && high.approved);
   t.take_events();
 
@@ -182,9 +182,9 @@ TEST(yield, panic_through_memory_revokes_at_once_and_cpu_panic_suspends) {
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   agent_quiet(t, quiet_of("nuc", quiet_state::quiet));
-  auto a = t.request(request_of("w1", 20, lease_priority::normal, "pi"), "w1");
-  auto hi = t.request(request_of("w2", 20, lease_priority::high, "pi"), "w2");
-  auto b = t.request(request_of("w3", 20, lease_priority::low, "nuc"), "w3");
+  auto a = t.request(request_of("w1", 20, work_priority::normal, "pi"), "w1");
+  auto hi = t.request(request_of("w2", 20, work_priority::high, "pi"), "w2");
+  auto b = t.request(request_of("w3", 20, work_priority::low, "nuc"), "w3");
   ASSERT_TRUE(a.approved && hi.approved && b.approved);
   t.take_events();
 
@@ -209,12 +209,12 @@ TEST(yield, a_pause_denies_every_priority_suspends_every_lease_and_ends_on_its_o
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
-  auto hi = t.request(request_of("w1", 20, lease_priority::high), "w1");
+  auto hi = t.request(request_of("w1", 20, work_priority::high), "w1");
   t.take_events();
   t.on_pause("pi", host_pause{"alice", "gaming", fe.wall, fe.wall + 3600});
   EXPECT_TRUE(t.find(hi.lease_id)->suspended);
   EXPECT_EQ(t.find(hi.lease_id)->suspend_reason, "Paused by alice: gaming");
-  auto d = t.request(request_of("w2", 5, lease_priority::high), "w2");
+  auto d = t.request(request_of("w2", 5, work_priority::high), "w2");
   EXPECT_FALSE(d.approved);
   EXPECT_EQ(d.reason.rfind("Paused by alice: gaming (until ", 0), 0u) << d.reason;
   EXPECT_GE(d.retry_after_sec, 3600);
@@ -223,7 +223,7 @@ TEST(yield, a_pause_denies_every_priority_suspends_every_lease_and_ends_on_its_o
   t.tick();
   EXPECT_FALSE(t.find(hi.lease_id)->suspended) << "HIGH resumes when the pause ends";
   EXPECT_EQ(t.take_pauses_ended(), std::vector<std::string>{"pi"});
-  EXPECT_TRUE(t.request(request_of("w2", 5, lease_priority::high), "w2").approved);
+  EXPECT_TRUE(t.request(request_of("w2", 5, work_priority::high), "w2").approved);
 }
 
 TEST(yield, restored_suspended_lease_stays_suspended_and_keeps_its_preempt_clock) {
@@ -352,7 +352,7 @@ TEST(windows, outside_a_window_requests_below_high_wait_for_the_next_and_leases_
             "2026-12-01T22:00:00Z");
   // Ten hours away; the hint is lease.max_retry_hint at most.
   EXPECT_EQ(d.retry_after_sec, 3600);
-  EXPECT_TRUE(t.request(request_of("w2", 20, lease_priority::high), "w2").approved);
+  EXPECT_TRUE(t.request(request_of("w2", 20, work_priority::high), "w2").approved);
 
   fe.wall = utc(2026, 12, 1, 22, 0);
   auto g = t.request(request_of("w1", 20), "w1");

@@ -55,7 +55,7 @@ std::optional<hold_cause> parse_hold_cause(std::string_view s) {
 
 std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id,
                                                       const host_info& h,
-                                                      lease_priority priority) const {
+                                                      work_priority priority) const {
   if (h.pause)
     return hold{hold_cause::pause,
                 "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)};
@@ -213,7 +213,7 @@ std::optional<lease_table::refusal> lease_table::refuse_panic(const std::string&
 
 std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& host,
                                                             const host_info& h,
-                                                            lease_priority priority,
+                                                            work_priority priority,
                                                             double now) const {
   // The yield policy (hold_of): what suspends a running lease denies a new
   // one, with when to ask again.

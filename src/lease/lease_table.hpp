@@ -165,7 +165,7 @@ struct lease_record {
   std::string host_id;
   std::string job_type;
   int cost_units = 0;
-  lease_priority priority = lease_priority::normal;
+  work_priority priority = work_priority::normal;
   std::uint64_t fencing_token = 0;
   double ttl_sec = 30;
   lease_state state = lease_state::active;
@@ -420,7 +420,7 @@ private:
   void apply_yield(const std::string* only_host = nullptr);
   /// HIGH work skips a host's lease windows, its load hold and the QUIET
   /// requirement; never a pause, a PANIC or its cool-down, or the budgets.
-  static bool skips_load_rules(lease_priority p) { return p == lease_priority::high; }
+  static bool skips_load_rules(work_priority p) { return !below_high(p); }
   struct hold {
     hold_cause cause = hold_cause::none;
     std::string text; ///< as a suspended lease's reason says it
@@ -429,7 +429,7 @@ private:
   /// the one rule both a running lease (yield) and a request (admission)
   /// follow.
   std::optional<hold> hold_of(const std::string& host_id, const host_info& h,
-                              lease_priority priority) const;
+                              work_priority priority) const;
   /// A refusal of a request: why, and when to ask again.
   struct refusal {
     std::string reason;
@@ -446,7 +446,7 @@ private:
   std::optional<refusal> refuse_panic(const std::string& host, const host_info& h,
                                       double now) const;
   std::optional<refusal> refuse_held(const std::string& host, const host_info& h,
-                                     lease_priority priority, double now) const;
+                                     work_priority priority, double now) const;
   std::optional<refusal> refuse_unquiet(const std::string& host, const host_info& h,
                                         double now) const;
   std::optional<refusal> refuse_lease_count(const std::string& worker, double now) const;

@@ -88,7 +88,7 @@ void lease_table::apply_yield(const std::string* only_host) {
       continue;
     }
     auto& h = hit->second;
-    bool below_high = r.priority != lease_priority::high;
+    bool below_high = lull::below_high(r.priority);
     // A stopped process keeps its memory: PANIC through memory or swap
     // revokes leases below HIGH at once.
     if (below_high && h.quiet && h.quiet->state == quiet_state::panic) {
