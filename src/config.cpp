@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -301,6 +302,22 @@ field bool_field(slot<bool> member) {
           [member](const config& c) { return std::string(member(c) ? "true" : "false"); }};
 }
 
+/// A key with two words for a boolean member: `yes` sets it, `no` clears it.
+field choice_field(slot<bool> member, std::string yes, std::string no) {
+  auto expected = yes + " or " + no;
+  return {"choice", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            if (v == yes)
+              member(c) = true;
+            else if (v == no)
+              member(c) = false;
+            else
+              return expected;
+            return std::nullopt;
+          },
+          [=](const config& c) { return toml_quote(member(c) ? yes : no); }};
+}
+
 /// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
 std::vector<std::string> split_list(std::string v) {
   std::vector<std::string> out;
@@ -479,6 +496,13 @@ const std::vector<key_def>& key_defs() {
     {{"lease.preempt_after",
       "a lease suspended this long is revoked; a queued job goes back to the queue"},
      duration_field(in(&config::lease, &lease_policy_config::preempt_after_sec), 1, 7 * 86400)},
+    {{"lease.on_battery",
+      "while a host runs on its battery: deny holds its work below HIGH (suspends it, "
+      "denies more) until AC is back; allow runs it down to lease.min_battery"},
+     choice_field(in(&config::lease, &lease_policy_config::run_on_battery), "allow", "deny")},
+    {{"lease.min_battery",
+      "with lease.on_battery allow: work below HIGH is held once the battery is below this, %"},
+     number_field(in(&config::lease, &lease_policy_config::min_battery_pct), 0, 100)},
     {{"lease.windows",
       "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' for "
       "every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00'"},
@@ -638,6 +662,15 @@ const std::vector<key_def>& key_defs() {
      thresholds_field(in(&config::quiet, &quiet_thresholds::bus_rps), false)},
     {{"quiet.bus_p95_ms", "bus p95 latency, ms: floor,quiet,busy,panic"},
      thresholds_field(in(&config::quiet, &quiet_thresholds::bus_p95), false)},
+    {{"quiet.psi_cpu",
+      "CPU pressure stall (PSI some, 1 min average), % of the time: floor,quiet,busy,panic; "
+      "not scored while leased work runs"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_cpu), false)},
+    {{"quiet.psi_memory",
+      "memory pressure stall (PSI some, 1 min average), %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_memory), false)},
+    {{"quiet.psi_io", "IO pressure stall (PSI some, 1 min average), %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_io), false)},
     {{"quiet.cooldown", "after a PANIC the host cannot be QUIET for this long"},
      duration_field(in(&config::quiet, &quiet_thresholds::cooldown_sec), 0, 86400)},
     {{"quiet.hysteresis", "score points past a state's edge needed to enter or leave it"},
@@ -936,7 +969,9 @@ std::string lulld_help(bool all) {
       if (k.section != section || (k.internal && !all))
         continue;
       auto left = k.flag;
-      if (auto p = placeholder(k.type); !p.empty())
+      if (k.type == "choice") // "allow or deny" -> allow|deny
+        left += " " + std::regex_replace(k.expects, std::regex(" or "), "|");
+      else if (auto p = placeholder(k.type); !p.empty())
         left += " " + p;
       if (!k.old_flag.empty())
         left += ", " + k.old_flag;

@@ -556,3 +556,79 @@ TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_wee
   EXPECT_EQ(d.retry_after_sec, 3600);
   EXPECT_EQ(to_json(d)["next_window"], "2026-12-02T01:00:00Z");
 }
+
+// -- power ----------------------------------------------------------------------
+
+namespace {
+
+quiet_assessment on_power(const std::string& host, std::optional<bool> ac, double battery_pct) {
+  auto q = quiet_of(host, quiet_state::quiet);
+  host_power pw;
+  pw.ac_online = ac;
+  pw.battery_pct = battery_pct;
+  pw.battery_status = ac == true ? "Charging" : "Discharging";
+  q.power = pw;
+  return q;
+}
+
+} // namespace
+
+TEST(yield, a_laptop_off_its_charger_suspends_work_below_high_until_ac_is_back) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  agent_quiet(t, on_power("laptop", true, 90));
+  auto normal = t.request(request_of("w1", 20), "w1");
+  auto high = t.request(request_of("w2", 20, work_priority::high), "w2");
+  ASSERT_TRUE(normal.approved && high.approved);
+  t.take_events();
+
+  // Unplugged: the next assessment suspends, with no suspend_after wait.
+  agent_quiet(t, on_power("laptop", false, 88));
+  auto* r = t.find(normal.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_cause, hold_cause::power);
+  EXPECT_EQ(r->suspend_reason,
+            "Host laptop runs on its battery (88 %); work below HIGH waits for AC power "
+            "(lease.on_battery is deny)");
+  EXPECT_FALSE(t.find(high.lease_id)->suspended) << "HIGH keeps running";
+  ASSERT_EQ(of_type(t.take_events(), "suspended").size(), 1u);
+  auto denied = t.request(request_of("w3", 5, work_priority::low), "w3");
+  EXPECT_FALSE(denied.approved);
+  EXPECT_EQ(denied.reason.rfind("Host laptop runs on its battery (88 %)", 0), 0u) << denied.reason;
+  EXPECT_DOUBLE_EQ(denied.retry_after_sec, yield_policy().busy_retry_sec);
+  EXPECT_TRUE(t.request(request_of("w4", 5, work_priority::high), "w4").approved);
+
+  // Plugged in again: resumed by the next assessment.
+  agent_quiet(t, on_power("laptop", true, 87));
+  EXPECT_FALSE(t.find(normal.lease_id)->suspended);
+  ASSERT_EQ(of_type(t.take_events(), "resumed").size(), 1u);
+  EXPECT_TRUE(t.request(request_of("w3", 5, work_priority::low), "w3").approved);
+}
+
+TEST(yield, on_battery_allow_runs_work_down_to_min_battery) {
+  fake_env fe;
+  auto policy = yield_policy();
+  policy.run_on_battery = true;
+  policy.min_battery_pct = 40;
+  lease_table t(policy, fe.env());
+  agent_quiet(t, on_power("laptop", false, 75));
+  auto lease = t.request(request_of("w1", 20), "w1");
+  ASSERT_TRUE(lease.approved) << lease.reason;
+  agent_quiet(t, on_power("laptop", false, 41));
+  EXPECT_FALSE(t.find(lease.lease_id)->suspended);
+  agent_quiet(t, on_power("laptop", false, 39));
+  auto* r = t.find(lease.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_reason, "Host laptop runs on its battery at 39 %, below lease.min_battery 40 %");
+}
+
+TEST(yield, a_host_that_reports_no_battery_is_never_held_for_power) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  auto q = quiet_of("pi", quiet_state::quiet);
+  host_power mains_only;
+  mains_only.ac_online = false; // a USB supply reading 0, and no battery at all
+  q.power = mains_only;
+  agent_quiet(t, q);
+  EXPECT_TRUE(t.request(request_of("w1", 20), "w1").approved);
+}

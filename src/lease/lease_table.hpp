@@ -61,6 +61,11 @@ struct lease_policy_config {
   double suspend_after_sec = 10;
   double resume_after_sec = 60;
   double preempt_after_sec = 900;
+  /// Power (lease.on_battery, lease.min_battery): while a host runs on its
+  /// battery, work below HIGH is held ("deny"); with run_on_battery it is
+  /// held only once the charge is below min_battery_pct.
+  bool run_on_battery = false;
+  double min_battery_pct = 50;
   /// When hosts take work below HIGH (empty: always).
   lease_windows windows;
   /// The time zone of learned quiet windows (lease.timezone).
@@ -155,7 +160,7 @@ private:
 /// What holds a host's leases back (suspends running ones, denies new
 /// ones): a pause stops every priority; its lease windows and a hold for
 /// its load stop work below HIGH only (lease_table::hold_of).
-enum class hold_cause { none, pause, window, load };
+enum class hold_cause { none, pause, window, load, power };
 const char* to_string(hold_cause c);
 std::optional<hold_cause> parse_hold_cause(std::string_view s);
 
