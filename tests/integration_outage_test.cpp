@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "messages/quiet.hpp"
+#include "src/client/lease_client.hpp"
 #include "src/process.hpp"
 #include "tests/support/support.hpp"
 
@@ -338,4 +339,58 @@ TEST(outage_integration, a_request_older_than_its_deadline_is_not_granted_at_res
   ASSERT_TRUE(st) << d.log();
   auto j = json::parse(st->payload);
   EXPECT_EQ(j["active"][0]["worker_id"], "here") << j["active"].dump();
+}
+
+// A worker whose publishes waited for the broker (a release sent again
+// every second during a broker restart) reconnects, announces itself again
+// from Paho's connected callback, and sends what waited. That callback once
+// waited for the publish buffer's lock while the buffer's flusher, holding
+// it, waited inside Paho for a lock the callback's thread held: the client
+// hung for good and its worker's lease expired. Ten restarts, each with
+// more waiting than the broker's in-flight window (20) takes at once.
+TEST(outage_integration, a_client_reconnects_and_sends_what_waited_after_each_of_ten_restarts) {
+  broker b;
+  lease_client_options o;
+  o.uri = b.uri();
+  o.worker_id = "rejoin";
+  o.announce = true;
+  auto made = lease_client::connect(o);
+  ASSERT_TRUE(std::holds_alternative<std::unique_ptr<lease_client>>(made))
+    << std::get<std::string>(made);
+  auto& lc = *std::get<std::unique_ptr<lease_client>>(made);
+  constexpr int waiting = 30;
+  for (int round = 0; round < 10; ++round) {
+    b.process().stop();
+    ASSERT_TRUE(wait_until([&] { return !lc.connected(); }, 10s)) << "round " << round;
+    // Retained, each on its own topic: the broker (no persistence) keeps
+    // only what reached it after the restart, so the test's client, which
+    // can subscribe only then, sees each one that did.
+    for (int k = 0; k < waiting; ++k)
+      lc.publish("test/rejoin/" + std::to_string(round) + "/" + std::to_string(k),
+                 {{"round", round}, {"k", k}}, true);
+    std::string err;
+    ASSERT_TRUE(b.process().restart(&err)) << err;
+    client c(b.uri());
+    ASSERT_TRUE(c.connected()) << c.error();
+    c.subscribe("stats/worker/rejoin");
+    c.subscribe("test/rejoin/" + std::to_string(round) + "/#");
+    // "online" again: the broker lost it with the restart.
+    auto online = c.wait_for(
+      [](const mqtt_message& m) {
+        return m.topic == "stats/worker/rejoin"
+               && m.payload.find("\"online\"") != std::string::npos;
+      },
+      15s);
+    ASSERT_TRUE(online) << "round " << round << ": the client never announced itself again";
+    ASSERT_TRUE(wait_until(
+      [&] {
+        int n = 0;
+        for (auto& m : c.received())
+          n += m.topic.rfind("test/rejoin/", 0) == 0 ? 1 : 0;
+        return n == waiting;
+      },
+      15s))
+      << "round " << round << ": not every waiting publish reached the broker";
+    ASSERT_TRUE(lc.connected());
+  }
 }

@@ -104,8 +104,11 @@ std::string failure_message(const mqtt::token& tok) {
 /// lease_client's on_connected subscribes and publishes, a delivery drains
 /// the overflow buffer, a published last message disconnects. Paho's
 /// connect, is_connected and destroy take that global mutex (from any
-/// thread but its own); its publish, subscribe and disconnect take only its
-/// command-queue mutex, which it never holds while calling back. So:
+/// thread but its own). Its publish, called from a thread of lull's, can
+/// wait for a mutex that Paho's receiving thread holds while it calls back
+/// (seen in a hung worker's stacks: the flusher inside MQTTAsync_send and
+/// Paho's sending thread waiting on one mutex of Paho's, the receiving
+/// thread inside the connected callback). So:
 ///
 /// - One Paho client per MQTT version (slot_), made in the constructor and
 ///   never replaced or destroyed before the destructor: v5 and v3.1.1 in
@@ -127,8 +130,16 @@ std::string failure_message(const mqtt::token& tok) {
 ///   races a switch lands on the stopped client, fails as disconnected and
 ///   waits in the overflow buffer for the next connect.
 /// - overflow_mtx_ guards the overflow buffer and is held across Paho's
-///   publish only (command-queue mutex, see above). Paho's own callbacks
-///   only try_lock it and leave the draining to its holder (drain_wanted_).
+///   publish only. A Paho thread never waits for it: its holder may be
+///   inside Paho's publish, waiting for the mutex that Paho thread holds
+///   (a worker reconnecting after a broker restart published its "online"
+///   from the connected callback, waited here, and the client never sent
+///   another packet). Paho's threads (in_callback) only try_lock it: a
+///   publish that finds it taken goes to the hand-over list (handoff_,
+///   under its own mutex, never held across a call into Paho), which every
+///   holder of overflow_mtx_ moves into the overflow buffer before anything
+///   else, so order is kept; the flusher is woken for it. A drain that
+///   finds it taken is left to its holder (drain_wanted_) or the flusher.
 ///
 /// Flow control. A v5 broker announces how many QoS 1 publishes it takes
 /// unacknowledged (Receive Maximum: Mosquitto's max_inflight_messages, 20
@@ -144,6 +155,16 @@ std::string failure_message(const mqtt::token& tok) {
 /// starts the count again after a connect, drops a connection whose
 /// acknowledgements the broker stopped sending (check_acks), and finishes a
 /// disconnect once the buffer is out.
+/// True on a Paho thread while it calls back into lull.
+thread_local bool in_callback = false;
+
+struct callback_scope {
+  callback_scope() { in_callback = true; }
+  ~callback_scope() { in_callback = false; }
+  callback_scope(const callback_scope&) = delete;
+  callback_scope& operator=(const callback_scope&) = delete;
+};
+
 class paho_transport : public mqtt_transport {
   struct slot;
 
@@ -191,7 +212,13 @@ public:
     if (too_big(m))
       return;
     {
-      std::lock_guard<std::mutex> guard(overflow_mtx_);
+      std::unique_lock<std::mutex> guard(overflow_mtx_, std::defer_lock);
+      if (!in_callback)
+        guard.lock();
+      else if (!guard.try_lock()) {
+        hand_over(m); // a Paho thread never waits for it (see the class comment)
+        return;
+      }
       // Once something waits, everything after it waits too: order is kept.
       drain_locked();
       if (!overflow_.empty() || !try_publish(m))
@@ -273,20 +300,26 @@ private:
     }
     bool active() const { return owner.active_.load() == version; }
 
-    void connected(const std::string&) override { owner.on_connected(*this); }
+    void connected(const std::string&) override {
+      callback_scope scope;
+      owner.on_connected(*this);
+    }
     void connection_lost(const std::string& cause) override {
+      callback_scope scope;
       if (active())
         owner.own_fd_ = -1; // nothing to drop until the next connect says which socket
       if (!owner.closed_ && active())
         owner.events_->on_connection_lost(cause.empty() ? "connection lost" : cause);
     }
     void message_arrived(mqtt::const_message_ptr m) override {
+      callback_scope scope;
       if (!owner.closed_ && active()) {
         owner.arrived_.fetch_add(1, std::memory_order_relaxed);
         owner.events_->on_message(from_paho(*m));
       }
     }
     void delivery_complete(mqtt::delivery_token_ptr) override {
+      callback_scope scope;
       if (!active())
         return;
       owner.delivered();
@@ -296,21 +329,39 @@ private:
     struct conn_listener : mqtt::iaction_listener {
       slot& s;
       explicit conn_listener(slot& x) : s(x) {}
-      void on_failure(const mqtt::token& tok) override { s.owner.connect_failed(s, tok); }
-      void on_success(const mqtt::token& tok) override { s.owner.connack(s, tok); }
+      void on_failure(const mqtt::token& tok) override {
+        callback_scope scope;
+        s.owner.connect_failed(s, tok);
+      }
+      void on_success(const mqtt::token& tok) override {
+        callback_scope scope;
+        s.owner.connack(s, tok);
+      }
     };
     /// The last message is out (or failed): disconnect now.
     struct last_listener : mqtt::iaction_listener {
       slot& s;
       explicit last_listener(slot& x) : s(x) {}
-      void on_failure(const mqtt::token&) override { s.owner.last_out(s); }
-      void on_success(const mqtt::token&) override { s.owner.last_out(s); }
+      void on_failure(const mqtt::token&) override {
+        callback_scope scope;
+        s.owner.last_out(s);
+      }
+      void on_success(const mqtt::token&) override {
+        callback_scope scope;
+        s.owner.last_out(s);
+      }
     };
     struct disc_listener : mqtt::iaction_listener {
       slot& s;
       explicit disc_listener(slot& x) : s(x) {}
-      void on_failure(const mqtt::token&) override { s.owner.disconnected(); }
-      void on_success(const mqtt::token&) override { s.owner.disconnected(); }
+      void on_failure(const mqtt::token&) override {
+        callback_scope scope;
+        s.owner.disconnected();
+      }
+      void on_success(const mqtt::token&) override {
+        callback_scope scope;
+        s.owner.disconnected();
+      }
     };
 
     paho_transport& owner;
@@ -490,7 +541,7 @@ private:
   void last_out(slot& s) {
     if (closed_)
       return;
-    if (waiting_.load() == 0) {
+    if (waiting_.load() == 0 && !handed_over_.load()) {
       disconnect_now(s, disconnect_timeout_ms_.load());
       return;
     }
@@ -517,7 +568,9 @@ private:
   void flush_loop() {
     std::unique_lock<std::mutex> lk(flush_mtx_);
     while (!closed_) {
-      flush_cv_.wait_for(lk, std::chrono::milliseconds(waiting_.load() > 0 || closing_ ? 20 : 1000));
+      flush_cv_.wait_for(lk,
+                         std::chrono::milliseconds(waiting_.load() > 0 || closing_ ? 20 : 1000),
+                         [this] { return closed_.load() || handed_over_.load(); });
       if (closed_)
         break;
       slot* closing = closing_;
@@ -526,10 +579,14 @@ private:
       if (resync_wanted_.exchange(false))
         recount();
       check_acks();
-      drain_overflow();
-      if (drain_wanted_.exchange(false))
-        drain_overflow();
-      if (closing != nullptr && (waiting_.load() == 0 || now_ms() >= deadline)) {
+      {
+        // Not a Paho thread: it may wait for the lock (see the class comment).
+        std::lock_guard<std::mutex> guard(overflow_mtx_);
+        drain_wanted_ = false;
+        drain_locked();
+      }
+      if (closing != nullptr
+          && ((waiting_.load() == 0 && !handed_over_.load()) || now_ms() >= deadline)) {
         lk.lock();
         closing_ = nullptr;
         lk.unlock();
@@ -711,7 +768,35 @@ private:
     }
   }
 
+  /// From a Paho thread that found overflow_mtx_ taken: the message waits
+  /// in the hand-over list for the lock's holder, or the flusher, woken now.
+  void hand_over(const mqtt_message& m) {
+    {
+      std::lock_guard<std::mutex> guard(handoff_mtx_);
+      handoff_.push_back(m);
+      handed_over_ = true;
+    }
+    drain_wanted_ = true;
+    wake_flusher();
+  }
+
+  /// Caller holds overflow_mtx_: what Paho's threads handed over joins the
+  /// overflow buffer, behind what waits there already.
+  void take_handed_over() {
+    if (!handed_over_.load())
+      return;
+    std::deque<mqtt_message> got;
+    {
+      std::lock_guard<std::mutex> guard(handoff_mtx_);
+      got.swap(handoff_);
+      handed_over_ = false;
+    }
+    for (auto& m : got)
+      enqueue(m);
+  }
+
   void drain_locked() {
+    take_handed_over();
     while (!overflow_.empty() && !closed_ && try_publish(overflow_.front()))
       overflow_.pop_front();
     waiting_ = overflow_.size();
@@ -795,6 +880,9 @@ private:
   std::mutex mtx_; ///< connect, disconnect, destruction (see above)
   mutable std::mutex overflow_mtx_;
   std::atomic<bool> drain_wanted_{false};
+  std::mutex handoff_mtx_; ///< handoff_ only; never held across a call into Paho
+  std::deque<mqtt_message> handoff_; ///< from Paho's threads that found overflow_mtx_ taken
+  std::atomic<bool> handed_over_{false}; ///< handoff_ is not empty
   fair_queue overflow_{static_cast<std::size_t>(std::max(1, opts_.max_buffered))}; ///< waiting for the broker or room in Paho's window
   std::unique_ptr<slot> slot_[2];     ///< [0] v5, [1] v3.1.1; fixed after the constructor
 
