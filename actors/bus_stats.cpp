@@ -19,7 +19,7 @@ caf::behavior bus_stats_impl(caf::event_based_actor* self, caf::actor bridge,
       self->request(bridge, std::chrono::seconds(5), bus_atom::value)
         .then([=](const std::string& report) {
           self->send(bridge, publish_atom::value,
-                     event_json(topic, report));
+                     mqtt_message{topic, report, 0, false, json_content_type, {}, {}});
         });
       self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
     },
