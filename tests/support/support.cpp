@@ -140,10 +140,19 @@ client::wait_for(const std::function<bool(const mqtt_message&)>& pred,
                  std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> guard(mtx_);
   std::optional<mqtt_message> found;
+  // Each message is tested once: after the first pass only what arrived
+  // since. Testing the whole inbox on every arrival holds the lock that
+  // Paho's receiving thread needs for as long as the pass takes, and with
+  // thousands of messages kept (and -O0 sanitizers) the client then reads
+  // its socket slower than the broker sends: replies queue behind the
+  // backlog until the broker drops them.
+  std::size_t checked = 0;
   cv_.wait_for(guard, timeout, [&] {
-    for (auto& m : inbox_)
-      if (pred(m)) {
-        found = m;
+    if (checked > inbox_.size()) // cleared meanwhile
+      checked = 0;
+    for (; checked < inbox_.size(); ++checked)
+      if (pred(inbox_[checked])) {
+        found = inbox_[checked];
         return true;
       }
     return false;
