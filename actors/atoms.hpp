@@ -11,6 +11,7 @@
 #include "messages/lease.hpp"
 #include "messages/mqtt_message.hpp"
 #include "src/lease/lease_outcome.hpp"
+#include "src/probe/lease_probe.hpp"
 #include "src/queue/queue_service.hpp"
 
 namespace lull {
@@ -24,6 +25,21 @@ struct queue_depths {
   bool failing = false;           ///< the last job write failed
   std::uint64_t payload_bytes = 0; ///< of jobs not finished (queue.max_bytes)
   std::uint64_t refused = 0;      ///< submits refused by a quota or a full queue
+};
+
+/// A std::optional member as CAF 0.17 can carry it (it has no inspect() for
+/// std::optional): a flag and a value, written back once loaded.
+template <class T>
+struct optional_field {
+  explicit optional_field(std::optional<T>& x)
+    : target(x), present(x.has_value()), value(x.value_or(T{})) {}
+  caf::error store() {
+    target = present ? std::optional<T>(value) : std::nullopt;
+    return caf::none;
+  }
+  std::optional<T>& target;
+  bool present;
+  T value;
 };
 
 // inspect() of lull's structs lives here, next to their type IDs, so that
@@ -43,9 +59,20 @@ typename Inspector::result_type inspect(Inspector& f, lease_ask& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease_grant_reply& x) {
+  optional_field<std::int64_t> next_window{x.next_window};
   return f(caf::meta::type_name("lease_grant_reply"), x.request_id, x.approved, x.lease_id,
-           x.host_id, x.fencing_token, x.ttl_sec, x.heartbeat_interval_sec, x.ttl_clamped,
-           x.expires_at, x.reason, x.retry_after_sec, x.cost_units);
+           x.host_id, x.fencing_token, x.ttl_sec, x.heartbeat_interval_sec, x.lock_delay_sec,
+           x.ttl_clamped, x.expires_at, x.reason, x.retry_after_sec, x.cost_units,
+           next_window.present, next_window.value,
+           caf::meta::load_callback([&]() -> caf::error { return next_window.store(); }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, leased_process_ref& x) {
+  optional_field<std::uint64_t> pid_start{x.pid_start};
+  return f(caf::meta::type_name("leased_process_ref"), x.lease_id, x.pid, pid_start.present,
+           pid_start.value, x.cgroup, x.granted_at,
+           caf::meta::load_callback([&]() -> caf::error { return pid_start.store(); }));
 }
 
 template <class Inspector>
@@ -68,6 +95,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(lull, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lull, (lull::lease_grant_reply))
   CAF_ADD_TYPE_ID(lull, (lull::lease_outcome))
   CAF_ADD_TYPE_ID(lull, (lull::queue_depths))
+  CAF_ADD_TYPE_ID(lull, (lull::leased_process_ref))
+  CAF_ADD_TYPE_ID(lull, (std::vector<lull::leased_process_ref>))
 CAF_END_TYPE_ID_BLOCK(lull)
 
 namespace lull {
@@ -107,6 +136,12 @@ using queue_atom = caf::atom_constant<caf::atom("queue")>;
 /// series_refused, series_evicted): the persister's backlog and its series
 /// quota, for scheduler/status
 using store_atom = caf::atom_constant<caf::atom("store")>;
+
+/// (leases_atom, std::vector<leased_process_ref>): the lease manager tells
+/// the host collector in its own lulld which leases' processes run on this
+/// host, each time the host's list changes (an agent elsewhere reads
+/// scheduler/host/<host>/leases instead).
+using leases_atom = caf::atom_constant<caf::atom("leases")>;
 
 /// (alive_atom) -> (uint64 hosts, uint64 active leases, uint64 queued jobs):
 /// the lease manager answers at once; lulld's service notifier asks it

@@ -19,7 +19,7 @@ caf::behavior bus_stats_impl(caf::event_based_actor* self, caf::actor bridge,
       self->request(bridge, std::chrono::seconds(5), bus_atom::value)
         .then([=](const std::string& report) {
           self->send(bridge, publish_atom::value,
-                     mqtt_message{topic, report, 0, false, json_content_type, {}, {}});
+                     event_json(topic, report));
         });
       self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
     },

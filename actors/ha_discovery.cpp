@@ -30,6 +30,7 @@ void remember_gone(std::vector<std::string>& list, const std::string& item) {
 struct host_disks {
   std::vector<std::string> mounts; ///< of its latest snapshot read
   std::vector<std::string> gone;   ///< announced before, gone since
+  host_features features;          ///< what its latest snapshot read reports
   double next_check = 0;           ///< steady seconds
 };
 
@@ -63,7 +64,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
     if (!opts.discovery.hosts || d == self->state.disks.end())
       return;
     auto msg = build_discovery(host, d->second.mounts, opts.topics, opts.discovery,
-                               d->second.gone);
+                               d->second.gone, d->second.features);
     self->send(bridge, publish_atom::value, json_message(msg.topic, msg.payload, true, 1));
   };
   auto announce_scheduler = [=] {
@@ -94,7 +95,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
     if (opts.discovery.hosts) {
       auto msg = discovery_removal(host, opts.discovery);
       log::info("ha discovery: removing the device of host {} ({})", host, why);
-      self->send(bridge, publish_atom::value, mqtt_message{msg.topic, "", 1, true, {}, {}, {}});
+      self->send(bridge, publish_atom::value, cleared(msg.topic));
     }
     remember_gone(s.gone_hosts, host);
     scheduler_changed();
@@ -170,9 +171,14 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
                         hd.gone.end());
           hd.mounts = std::move(mounts);
         }
+        host_features features{snap.pressure.has_value(), snap.power.has_value()};
+        bool features_changed = features != hd.features;
+        features.pressure_gone = !features.pressure && (hd.features.pressure || hd.features.pressure_gone);
+        features.power_gone = !features.power && (hd.features.power || hd.features.power_gone);
+        hd.features = features;
         bool first = hd.next_check == 0;
         hd.next_check = now + opts.mounts_check_sec;
-        if (first || mounts_changed)
+        if (first || mounts_changed || features_changed)
           announce_one(host);
         if (first) {
           s.gone_hosts.erase(std::remove(s.gone_hosts.begin(), s.gone_hosts.end(), host),

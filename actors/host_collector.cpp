@@ -172,6 +172,11 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     // "range_sec": 600, "reply_to": "...", "request_id": "..."}, all optional;
     // the reply goes to the v5 response topic, else reply_to, else the
     // window topic.
+    // The lease manager of this lulld (leases_in_process).
+    [=](leases_atom, std::vector<leased_process_ref>& refs) {
+      log::debug("host collector: measuring {} leased process trees", refs.size());
+      self->state.leases->set_leases(std::move(refs));
+    },
     [=](inbound_atom, const mqtt_message& msg) {
       if (msg.topic == leases_topic) {
         on_leases(msg);

@@ -96,6 +96,17 @@ nlohmann::json store_status(const lease_manager_state& st) {
           {"persister", st.persister}};
 }
 
+/// The processes of the active leases on `host` that named one, for the
+/// host collector in this lulld.
+std::vector<leased_process_ref> local_processes(const lease_table& table, const std::string& host) {
+  std::vector<leased_process_ref> out;
+  for (auto& [id, r] : table.active())
+    if (r.host_id == host && r.process)
+      out.push_back({r.lease_id, r.process->pid, r.process->pid_start, r.process->cgroup,
+                     r.granted_at});
+  return out;
+}
+
 caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager_options opts) {
   auto& st = self->state;
   // TTLs run on the actor system's clock: steady_clock in lulld, the
@@ -186,7 +197,8 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
           s.pending.push_back(std::move(m));
         for (auto& m : s.pending) {
           if (opts.local_agent && m.topic == local_leases)
-            self->send(opts.local_agent, inbound_atom::value, m);
+            self->send(opts.local_agent, leases_atom::value,
+                       local_processes(s.service->table(), opts.local_host));
           self->send(bridge, publish_atom::value, std::move(m));
         }
         for (auto& o : s.service->take_outcomes())

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/util.hpp"
+#include "src/bus/router.hpp"
 #include "src/log.hpp"
 #include "src/stats/bus_meter.hpp"
 #include "src/stats/collector_guard.hpp"
@@ -33,241 +33,34 @@ constexpr std::chrono::milliseconds drain_limit{300};
 /// (lulld's session is persistent).
 constexpr std::chrono::milliseconds disconnect_limit{200};
 
-/// The latest message on each retained topic the bridge has seen since it
-/// last connected: a topic enters with a message the broker flagged as
-/// retained, is updated by every later message on it, and leaves with an
-/// empty payload (how MQTT clears a retained message). The broker sends
-/// retained messages once per SUBSCRIBE, and the bridge subscribes once per
-/// filter, so an actor that subscribes to a filter another actor already
-/// holds gets the matching entries from here instead. Bounded in topics and
-/// bytes; past the bounds new topics are not kept (counted, logged once).
-class retained_cache {
-public:
-  retained_cache(std::size_t max_topics, std::size_t max_bytes)
-    : max_topics_(max_topics), max_bytes_(max_bytes) {}
-
-  void note(const mqtt_message& msg) {
-    auto it = by_topic_.find(msg.topic);
-    if (it == by_topic_.end()) {
-      if (!msg.retain || msg.payload.empty())
-        return;
-      auto size = msg.topic.size() + msg.payload.size();
-      if (by_topic_.size() >= max_topics_ || bytes_ + size > max_bytes_) {
-        if (skipped_++ == 0)
-          log::warn("mqtt bridge: not keeping retained {} for late subscribers: {} topics, {} "
-                    "bytes kept already (at most {} / {})",
-                    msg.topic.substr(0, 200), by_topic_.size(), bytes_, max_topics_, max_bytes_);
-        return;
-      }
-      bytes_ += size;
-      by_topic_.emplace(msg.topic, msg).first->second.hold.reset();
-      return;
-    }
-    bytes_ -= it->second.topic.size() + it->second.payload.size();
-    if (msg.payload.empty()) {
-      by_topic_.erase(it);
-      return;
-    }
-    bytes_ += msg.topic.size() + msg.payload.size();
-    it->second = msg;
-    it->second.retain = true;
-    it->second.hold.reset(); // kept here, it holds no lane's budget
-  }
-
-  /// Calls f for each kept message whose topic `filter` matches.
-  template <class F>
-  void each_matching(const std::string& filter, F&& f) const {
-    for (auto& [topic, msg] : by_topic_)
-      if (topic_matches(filter, topic))
-        f(msg);
-  }
-
-  /// On every (re)connect: the broker sends what is retained now.
-  void clear() {
-    by_topic_.clear();
-    bytes_ = 0;
-  }
-
-  std::size_t size() const { return by_topic_.size(); }
-  std::uint64_t skipped() const { return skipped_; }
-
-private:
-  std::size_t max_topics_, max_bytes_;
-  std::size_t bytes_ = 0;
-  std::uint64_t skipped_ = 0;
-  std::unordered_map<std::string, mqtt_message> by_topic_;
+/// How the router (src/bus/router.hpp) reaches an actor: one CAF message
+/// per routed message, shared by every actor that subscribed to it.
+struct actor_delivery {
+  using handle = caf::actor;
+  using packet = caf::message;
+  packet pack(const mqtt_message& msg) const { return caf::make_message(inbound_atom::value, msg); }
+  void send(const handle& who, const packet& p) const { caf::anon_send(who, p); }
 };
 
-struct subscription {
-  std::string filter;
-  caf::actor who;
-};
+using bridge_router = inbound_router<actor_delivery>;
 
-/// Where inbound messages go. Paho's callback thread routes each message
-/// itself, straight into the mailboxes of the actors that subscribed (one
-/// hand-off and one wake-up fewer per message than through the bridge's own
-/// mailbox, and a burst of work on CAF's shared threads cannot hold routing
-/// up); the bridge actor adds subscriptions, counts its publishes and reads
-/// the meter. One mutex guards it all: the subscriptions, the retained
-/// messages kept for late subscribers and the bus meter.
-class router {
-public:
-  router(std::size_t max_payload_bytes, std::size_t retained_max_topics,
-         std::size_t retained_max_bytes, topic_names topics, budget_options budget)
-    : max_bytes_(max_payload_bytes), retained_(retained_max_topics, retained_max_bytes),
-      topics_(std::move(topics)), budget_(std::move(budget)) {
-    meter_.start(steady_seconds());
-  }
-
-  /// Routes one inbound message; `arrived` is when Paho handed it over
-  /// (monotonic seconds). Each subscriber gets the same immutable message.
-  /// Before any actor sees it: the size cap, then the message's lane budget
-  /// (its source's rate, the lane's room); what is shed is counted and
-  /// named in a log line every 10 s.
-  void route(mqtt_message msg, double arrived) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_)
-      return; // the actors it would go to are stopping too
-    ++msgs_in_;
-    meter_.on_in();
-    if (msg.payload.size() > max_bytes_) {
-      // One size cap before any decoding: no actor sees such a payload.
-      if (oversize_++ % 100 == 0)
-        log::warn("mqtt bridge: dropped {} bytes on {} (at most {} accepted; {} dropped so far)",
-                  msg.payload.size(), msg.topic.substr(0, 200), max_bytes_, oversize_);
-      meter_.on_handled(0, false);
-      return;
-    }
-    auto cls = classify_inbound(topics_.strip(msg.topic));
-    auto d = budget_.admit(cls, msg.topic.size() + msg.payload.size(), arrived);
-    if (arrived - last_shed_report_ >= shed_report_every)
-      report_shed_locked(arrived);
-    if (d.v != inbound_budget::verdict::accept) {
-      inbound_shed().fetch_add(1, std::memory_order_relaxed);
-      meter_.on_handled(0, false);
-      return;
-    }
-    msg.hold = std::move(d.hold);
-    retained_.note(msg);
-    caf::message shared;
-    for (auto& sub : subs_) {
-      if (!topic_matches(sub.filter, msg.topic))
-        continue;
-      if (shared.empty())
-        shared = caf::make_message(inbound_atom::value, msg);
-      caf::anon_send(sub.who, shared);
-    }
-    if (shared.empty())
-      meter_.on_unrouted();
-    meter_.on_dispatch(steady_seconds() - arrived);
-  }
-
-  /// Adds `who` for `filter`; true when no actor held the filter before
-  /// (the bridge then subscribes at the broker, which sends what is
-  /// retained). Otherwise, while connected, `who` gets the retained
-  /// messages kept for the filter: the broker sent them to whoever
-  /// subscribed first. Under the same lock as routing, so `who` gets each
-  /// message either from here or routed, never both and never neither.
-  bool subscribe(const std::string& filter, const caf::actor& who, bool connected) {
-    std::lock_guard<std::mutex> lock(mu_);
-    bool known = std::any_of(subs_.begin(), subs_.end(),
-                             [&](auto& x) { return x.filter == filter; });
-    subs_.push_back({filter, who});
-    if (known && connected)
-      retained_.each_matching(filter, [&](const mqtt_message& m) {
-        caf::anon_send(who, inbound_atom::value, m);
-      });
-    return !known;
-  }
-
-  /// Every filter held, once each (subscribed on every connect).
-  std::vector<std::string> filters() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::string> out;
-    for (auto& sub : subs_)
-      if (std::find(out.begin(), out.end(), sub.filter) == out.end())
-        out.push_back(sub.filter);
-    return out;
-  }
-
-  /// On every (re)connect, before Paho hands over the session's messages:
-  /// the broker sends what is retained now.
-  void connected() {
-    std::lock_guard<std::mutex> lock(mu_);
-    retained_.clear();
-  }
-
-  /// From here on nothing is routed; the subscribers are let go.
-  void stop() {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    subs_.clear();
-  }
-
-  template <class F>
-  auto with_meter(F&& f) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return f(meter_);
-  }
-
-  std::uint64_t msgs_in() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return msgs_in_;
-  }
-  std::uint64_t oversize() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return oversize_;
-  }
-  std::size_t retained_kept() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return retained_.size();
-  }
-
-  /// Per lane: queued now, shed by rate and for room so far.
-  nlohmann::json lanes() {
-    std::lock_guard<std::mutex> lock(mu_);
-    report_shed_locked(steady_seconds());
-    auto out = nlohmann::json::object();
-    for (std::size_t i = 0; i < inbound_lane_count; ++i) {
-      auto lane = static_cast<inbound_lane>(i);
-      auto c = budget_.counts(lane);
-      out[lane_name(lane)] = {{"queued", c.queued_msgs},     {"queued_bytes", c.queued_bytes},
-                              {"admitted", c.admitted},      {"rate_limited", c.rate_limited},
-                              {"lane_full", c.lane_full}};
-    }
-    return out;
-  }
-
-private:
-  static constexpr double shed_report_every = 10;
-
-  /// One warning per source that lost messages since the last report.
-  void report_shed_locked(double now) {
-    if (now - last_shed_report_ < shed_report_every)
-      return;
-    last_shed_report_ = now;
-    for (auto& line : budget_.report(now))
-      log::warn("mqtt bridge: {}", line);
-  }
-
-  mutable std::mutex mu_;
-  std::size_t max_bytes_;
-  bool stopping_ = false;
-  std::vector<subscription> subs_;
-  retained_cache retained_;
-  bus_meter meter_;
-  std::uint64_t msgs_in_ = 0, oversize_ = 0;
-  topic_names topics_;
-  inbound_budget budget_;
-  double last_shed_report_ = 0;
-};
+/// lull/<instance>/availability: "online" or "offline" as plain text,
+/// retained (Home Assistant's availability topic).
+mqtt_message availability_message(const std::string& topic, const char* state) {
+  mqtt_message m;
+  m.topic = topic;
+  m.payload = state;
+  m.qos = 1;
+  m.retain = true;
+  return m;
+}
 
 /// Paho's callback thread ends here. Connection events become one anon_send
 /// to the bridge (held weakly, so callbacks arriving after it quit are
 /// dropped); inbound messages are routed on this thread.
 class bridge_events : public transport_events {
 public:
-  bridge_events(caf::actor_addr bridge, std::shared_ptr<lull::router> router,
+  bridge_events(caf::actor_addr bridge, std::shared_ptr<bridge_router> router,
                 std::shared_ptr<std::atomic<std::uint64_t>> in_flight)
     : bridge_(std::move(bridge)), router_(std::move(router)), in_flight_(std::move(in_flight)) {}
 
@@ -296,13 +89,13 @@ private:
       caf::anon_send(hdl, std::forward<Ts>(xs)...);
   }
   caf::actor_addr bridge_;
-  std::shared_ptr<lull::router> router_;
+  std::shared_ptr<bridge_router> router_;
   std::shared_ptr<std::atomic<std::uint64_t>> in_flight_;
 };
 
 struct bridge_state {
   std::unique_ptr<mqtt_transport> transport;
-  std::shared_ptr<lull::router> router;
+  std::shared_ptr<bridge_router> router;
   std::vector<caf::actor> online_watchers;
   std::vector<caf::actor> offline_watchers;
   bool connected = false;
@@ -318,10 +111,16 @@ struct bridge_state {
 
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
   auto& st = self->state;
-  st.router = std::make_shared<lull::router>(opts.max_payload_bytes, opts.retained_max_topics,
-                                             opts.retained_max_bytes, opts.topics, opts.budget);
+  router_options ropts;
+  ropts.max_payload_bytes = opts.max_payload_bytes;
+  ropts.retained_max_topics = opts.retained_max_topics;
+  ropts.retained_max_bytes = opts.retained_max_bytes;
+  ropts.topics = opts.topics;
+  ropts.budget = opts.budget;
+  ropts.shed_total = &inbound_shed();
+  st.router = std::make_shared<bridge_router>(std::move(ropts));
   auto availability = opts.topics.availability(opts.instance);
-  opts.transport.will = {availability, "offline", 1, true, {}, {}, {}};
+  opts.transport.will = availability_message(availability, "offline");
   if (!opts.transport.on_error)
     opts.transport.on_error = [](const std::string& what) { log::error("{}", what); };
   auto factory = opts.factory ? opts.factory : transport_factory(make_paho_transport);
@@ -393,7 +192,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       s.backoff = std::chrono::milliseconds(250);
       log::info("mqtt bridge: connected to {} (MQTT {})", opts.transport.uri,
                 version == 5 ? "v5" : "v3.1.1");
-      publish({availability, "online", 1, true, {}, {}, {}});
+      publish(availability_message(availability, "online"));
       s.transport->subscribe(s.router->filters(), 1);
       for (auto& w : s.online_watchers)
         self->send(w, online_atom::value);
@@ -454,7 +253,7 @@ caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_option
       if (s.connected) {
         ++s.msgs_out;
         s.router->with_meter([](bus_meter& m) { m.on_out(); });
-        s.transport->disconnect({availability, "offline", 1, true, {}, {}, {}},
+        s.transport->disconnect(availability_message(availability, "offline"),
                                 disconnect_limit);
         self->delayed_send(self, std::chrono::milliseconds(1000), disc_done_atom::value, true);
       } else {

@@ -105,12 +105,11 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
     self->request(leases, std::chrono::seconds(5), job_lease_atom::value, ask)
       .then(
         [=](const lease_grant_reply& grant) {
-          stage(self, self->state.service->on_lease_reply(id, to_json(grant)));
+          stage(self, self->state.service->on_lease_reply(id, grant));
         },
         [=](caf::error& e) {
-          stage(self, self->state.service->on_lease_reply(
-                        id, {{"approved", false},
-                             {"reason", "lease manager did not answer: " + to_string(e)}}));
+          stage(self, self->state.service->on_lease_unanswered(
+                        id, "lease manager did not answer: " + to_string(e)));
         });
   }
   return !failed;

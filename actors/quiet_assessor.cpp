@@ -34,9 +34,9 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
     s.streaks_seen.erase(host);
     log::info("quiet assessor: forgot host {} ({}); {} forgotten so far", host, why,
               s.roster->evicted());
-    self->send(bridge, publish_atom::value, mqtt_message{opts.topics.host_quiet(host), "", 1, true, {}, {}, {}});
+    self->send(bridge, publish_atom::value, cleared(opts.topics.host_quiet(host)));
     self->send(bridge, publish_atom::value,
-               mqtt_message{opts.topics.debug("streaks/" + host), "", 1, true, {}, {}, {}});
+               cleared(opts.topics.debug("streaks/" + host)));
   };
   self->send(bridge, subscribe_atom::value, opts.topics.host_stats_filter(), me);
   self->send(bridge, subscribe_atom::value, opts.topics.bus_stats(), me);

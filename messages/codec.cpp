@@ -465,4 +465,39 @@ std::optional<std::int64_t> parse_utc_timestamp(std::string_view text) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
+mqtt_message retained_json(std::string topic, std::string json_text) {
+  mqtt_message m;
+  m.topic = std::move(topic);
+  m.payload = std::move(json_text);
+  m.qos = 1;
+  m.retain = true;
+  m.content_type = json_content_type;
+  return m;
+}
+
+mqtt_message retained_json(std::string topic, const nlohmann::json& body) {
+  return retained_json(std::move(topic), encode(body, wire_format::json));
+}
+
+mqtt_message cleared(std::string topic) {
+  mqtt_message m;
+  m.topic = std::move(topic);
+  m.qos = 1;
+  m.retain = true;
+  return m;
+}
+
+mqtt_message event_json(std::string topic, std::string json_text, int qos) {
+  mqtt_message m;
+  m.topic = std::move(topic);
+  m.payload = std::move(json_text);
+  m.qos = qos;
+  m.content_type = json_content_type;
+  return m;
+}
+
+mqtt_message event_json(std::string topic, const nlohmann::json& body, int qos) {
+  return event_json(std::move(topic), encode(body, wire_format::json), qos);
+}
+
 } // namespace lull

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/mqtt_message.hpp"
+
 namespace lull {
 
 /// Version of the payload schema; every message carries it as "v".
@@ -31,6 +33,18 @@ const char* content_type_of(wire_format f);
 wire_format detect_format(std::string_view payload, std::string_view content_type);
 
 std::string encode(const nlohmann::json& doc, wire_format f);
+
+// -- what lull publishes, by kind: QoS, retain and content type in one place --
+
+/// A state topic (a host's assessment, a lease's state, a host's lease list):
+/// JSON, QoS 1, retained, so a late subscriber reads the latest at once.
+mqtt_message retained_json(std::string topic, std::string json_text);
+mqtt_message retained_json(std::string topic, const nlohmann::json& body);
+/// Clears a retained topic (an empty retained payload, QoS 1).
+mqtt_message cleared(std::string topic);
+/// An event or notice: JSON, not retained.
+mqtt_message event_json(std::string topic, std::string json_text, int qos = 0);
+mqtt_message event_json(std::string topic, const nlohmann::json& body, int qos = 0);
 
 /// Why a payload could not be decoded, with the position when known.
 struct decode_error {

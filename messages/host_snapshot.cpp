@@ -19,6 +19,28 @@ std::optional<T> get_opt(const nlohmann::json& j, const char* key) {
   return i->get<T>();
 }
 
+nlohmann::json to_json(const pressure_stall& p) {
+  return {{"some_avg10", opt(p.some_avg10)},
+          {"some_avg60", opt(p.some_avg60)},
+          {"full_avg10", opt(p.full_avg10)},
+          {"full_avg60", opt(p.full_avg60)}};
+}
+
+/// A share of time or charge, 0-100; anything else from the bus is dropped.
+std::optional<double> get_pct(const nlohmann::json& j, const char* key) {
+  auto v = get_opt<double>(j, key);
+  if (v && !(*v >= 0 && *v <= 100))
+    return std::nullopt;
+  return v;
+}
+
+pressure_stall pressure_stall_from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    return {};
+  return {get_pct(j, "some_avg10"), get_pct(j, "some_avg60"), get_pct(j, "full_avg10"),
+          get_pct(j, "full_avg60")};
+}
+
 nlohmann::json to_json(const throttle_flags& t) {
   char hex[16];
   std::snprintf(hex, sizeof hex, "0x%x", t.raw);
@@ -122,6 +144,25 @@ std::vector<std::string> bounded_errors(const nlohmann::json& errors) {
   return out;
 }
 
+nlohmann::json to_json(const host_power& p) {
+  return {{"ac_online", opt(p.ac_online)},
+          {"battery_pct", opt(p.battery_pct)},
+          {"battery_status", p.battery_status},
+          {"on_battery", p.on_battery()}};
+}
+
+std::optional<host_power> host_power_from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    return std::nullopt;
+  host_power pw;
+  if (auto a = j.find("ac_online"); a != j.end() && a->is_boolean())
+    pw.ac_online = a->get<bool>();
+  pw.battery_pct = get_pct(j, "battery_pct");
+  if (auto st = j.find("battery_status"); st != j.end() && st->is_string())
+    pw.battery_status = bounded_text(st->get<std::string>(), lim::max_status_bytes);
+  return pw;
+}
+
 nlohmann::json to_json(const host_snapshot& s) {
   nlohmann::json per_core = nlohmann::json::array();
   for (auto& c : s.cpu_per_core_pct)
@@ -171,6 +212,13 @@ nlohmann::json to_json(const host_snapshot& s) {
     {"boot_time", s.boot_time ? nlohmann::json(utc_timestamp(*s.boot_time))
                               : nlohmann::json(nullptr)},
     {"leased", s.leased ? to_json(*s.leased) : nlohmann::json(nullptr)},
+    {"pressure", s.pressure ? nlohmann::json{{"cpu", to_json(s.pressure->cpu)},
+                                             {"memory", to_json(s.pressure->memory)},
+                                             {"io", to_json(s.pressure->io)}}
+                            : nlohmann::json(nullptr)},
+    {"pressure_unavailable", s.pressure ? nlohmann::json(nullptr)
+                                        : nlohmann::json(s.pressure_unavailable)},
+    {"power", s.power ? to_json(*s.power) : nlohmann::json(nullptr)},
     {"errors", s.errors},
   };
 }
@@ -247,6 +295,19 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
     s.boot_time = parse_utc_timestamp(*bt);
   if (auto it = j.find("leased"); it != j.end() && it->is_object())
     s.leased = leased_load_from_json(*it);
+  // Older agents send neither; a malformed figure is dropped, not trusted.
+  if (auto it = j.find("pressure"); it != j.end() && it->is_object()) {
+    host_pressure p;
+    for (auto [key, target] : {std::pair{"cpu", &p.cpu}, std::pair{"memory", &p.memory},
+                               std::pair{"io", &p.io}})
+      if (auto r = it->find(key); r != it->end())
+        *target = pressure_stall_from_json(*r);
+    s.pressure = p;
+  } else if (auto why = j.find("pressure_unavailable"); why != j.end() && why->is_string()) {
+    s.pressure_unavailable = bounded_text(why->get<std::string>(), lim::max_error_bytes);
+  }
+  if (auto it = j.find("power"); it != j.end())
+    s.power = host_power_from_json(*it);
   auto& errors = j.at("errors");
   if (!errors.is_array())
     throw nlohmann::json::type_error::create(302, "errors must be an array", &errors);

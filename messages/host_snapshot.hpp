@@ -66,6 +66,32 @@ struct leased_load {
   std::vector<lease_usage> per_lease;
 };
 
+/// Linux pressure stall information of one resource (/proc/pressure/<r>):
+/// the share of time (%) at least one task (`some`) or every non-idle task
+/// (`full`) waited for it, averaged over 10 and 60 seconds.
+struct pressure_stall {
+  std::optional<double> some_avg10, some_avg60, full_avg10, full_avg60;
+};
+
+struct host_pressure {
+  pressure_stall cpu, memory, io;
+};
+
+/// The host's power supplies (/sys/class/power_supply): AC and the
+/// system's batteries (a mouse's battery is not counted).
+struct host_power {
+  std::optional<bool> ac_online;     ///< a mains or USB supply online; null: none reports
+  std::optional<double> battery_pct; ///< the batteries' charge, %; null: no battery
+  std::string battery_status;        ///< Charging, Discharging, Full, Not charging, Unknown
+  /// Running from the battery: no supply online and a battery present.
+  bool on_battery() const { return battery_pct.has_value() && ac_online != true; }
+};
+
+nlohmann::json to_json(const host_power& p);
+/// Power as a snapshot or an assessment carries it; a figure out of range is
+/// dropped. nullopt for anything but an object.
+std::optional<host_power> host_power_from_json(const nlohmann::json& j);
+
 struct host_snapshot {
   std::string host_id;
   std::int64_t collected_at = 0; ///< unix seconds, UTC on the wire
@@ -98,6 +124,13 @@ struct host_snapshot {
   std::optional<std::int64_t> boot_time;
   /// lull's own load on this host; absent from agents that do not measure it.
   std::optional<leased_load> leased;
+  /// Pressure stall information; null where the kernel offers none
+  /// (`pressure_unavailable` says why: a kernel without PSI, or a Raspberry
+  /// Pi kernel booted without psi=1).
+  std::optional<host_pressure> pressure;
+  std::string pressure_unavailable;
+  /// Power supplies; null on a host that reports none (a desktop, a Pi).
+  std::optional<host_power> power;
   /// Data-quality and collector errors, e.g. "cpu_temp_c: 130.5 outside 0-120".
   std::vector<std::string> errors;
 };
@@ -116,6 +149,7 @@ inline constexpr std::size_t max_name_bytes = 256; ///< a mount or an interface 
 inline constexpr std::size_t max_cores = 4096;     ///< per-core figures (cpu.count's bound)
 inline constexpr std::size_t max_leases = 256;     ///< leased.per_lease entries
 inline constexpr std::size_t max_lease_text_bytes = 256; ///< lease_id, source, refused
+inline constexpr std::size_t max_status_bytes = 32;       ///< power.battery_status
 } // namespace host_snapshot_limits
 
 /// `s` cut to at most `max` bytes (max >= 4) at a UTF-8 character

@@ -120,13 +120,9 @@ std::optional<lease_error> read_reply_fields(const json& doc, std::string& reque
 
 } // namespace
 
-const char* to_string(lease_priority p) { return enum_name<lease_priority, 3>(p); }
 const char* to_string(cost_class c) { return enum_name<cost_class, 3>(c); }
 const char* to_string(lease_state s) { return enum_name<lease_state, 4>(s); }
 
-std::optional<lease_priority> parse_priority(std::string_view text) {
-  return parse_enum<lease_priority, 3>(text);
-}
 
 std::optional<cost_class> parse_cost_class(std::string_view text) {
   return parse_enum<cost_class, 3>(text);
@@ -246,7 +242,7 @@ std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
     return invalid("field 'priority': expected one of LOW, NORMAL, HIGH (any case), got "
                    + got(doc.at("priority")));
   if (!text.empty()) {
-    auto p = parse_priority(text);
+    auto p = parse_lease_priority(text);
     if (!p)
       return invalid("field 'priority': expected one of LOW, NORMAL, HIGH (any case), got '"
                      + text + "'");

@@ -15,17 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "messages/codec.hpp"
+#include "messages/priority.hpp"
 #include "messages/request.hpp"
 
 namespace lull {
 
-enum class lease_priority { low, normal, high };
 enum class cost_class { low, normal, high };
 enum class lease_state { active, released, expired, revoked };
 
-NLOHMANN_JSON_SERIALIZE_ENUM(lease_priority, {{lease_priority::low, "LOW"},
-                                              {lease_priority::normal, "NORMAL"},
-                                              {lease_priority::high, "HIGH"}})
 NLOHMANN_JSON_SERIALIZE_ENUM(cost_class, {{cost_class::low, "LOW"},
                                           {cost_class::normal, "NORMAL"},
                                           {cost_class::high, "HIGH"}})
@@ -34,11 +31,9 @@ NLOHMANN_JSON_SERIALIZE_ENUM(lease_state, {{lease_state::active, "ACTIVE"},
                                            {lease_state::expired, "EXPIRED"},
                                            {lease_state::revoked, "REVOKED"}})
 
-const char* to_string(lease_priority p);
 const char* to_string(cost_class c);
 const char* to_string(lease_state s);
 /// Any case ("high", "High"); nullopt for anything else.
-std::optional<lease_priority> parse_priority(std::string_view text);
 std::optional<cost_class> parse_cost_class(std::string_view text);
 
 /// The fixed error codes of the wire contract (shared by every request topic).
@@ -89,7 +84,7 @@ struct lease_request {
   std::string host_id;   ///< empty: lull picks (the worker's host, else the only one)
   std::optional<int> cost_units;        ///< 1-100, canonical
   std::optional<cost_class> cost_class_; ///< mapped to units when cost_units is absent
-  lease_priority priority = lease_priority::normal;
+  work_priority priority = work_priority::normal;
   std::optional<double> expected_duration_sec;
   std::optional<double> ttl_sec;        ///< asked-for TTL; lull clamps it
   lease_constraints constraints;

@@ -23,7 +23,8 @@ nlohmann::json to_json(const quiet_assessment& q) {
           {"cooldown_until", q.cooldown_until ? nlohmann::json(utc_timestamp(*q.cooldown_until))
                                               : nlohmann::json(nullptr)},
           {"streak", q.streak},
-          {"panic_by", q.panic_by}};
+          {"panic_by", q.panic_by},
+          {"power", q.power ? to_json(*q.power) : nlohmann::json(nullptr)}};
 }
 
 quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
@@ -47,6 +48,8 @@ quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
     for (auto& x : *it)
       if (x.is_string())
         q.panic_by.push_back(x.get<std::string>());
+  if (auto it = j.find("power"); it != j.end())
+    q.power = host_power_from_json(*it);
   return q;
 }
 

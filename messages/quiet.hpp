@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/host_snapshot.hpp"
+
 namespace lull {
 
 enum class quiet_state { quiet, normal, busy, panic };
@@ -41,6 +43,9 @@ struct quiet_assessment {
   /// "temperature"). A stopped process still holds its memory, so leases on
   /// a host in PANIC through memory or swap are revoked, not suspended.
   std::vector<std::string> panic_by;
+  /// The host's power as its last snapshot told (null: it reports none):
+  /// the lease table holds work below HIGH on battery (lease.on_battery).
+  std::optional<host_power> power;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);

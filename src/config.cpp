@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -25,6 +26,26 @@ extern char** environ;
 namespace lull {
 
 namespace {
+
+/// Where a key's value lives in `config`: a member, or a member of one of
+/// its members (`in(&config::lease, &lease_policy_config::ttl_sec)`), so a
+/// component's own options struct holds the value with no copy between.
+template <class T>
+class slot {
+public:
+  slot(T config::*member) : at_([member](config& c) -> T& { return c.*member; }) {}
+  explicit slot(std::function<T&(config&)> at) : at_(std::move(at)) {}
+  T& operator()(config& c) const { return at_(c); }
+  const T& operator()(const config& c) const { return at_(const_cast<config&>(c)); }
+
+private:
+  std::function<T&(config&)> at_;
+};
+
+template <class S, class T>
+slot<T> in(S config::*part, T S::*member) {
+  return slot<T>([part, member](config& c) -> T& { return (c.*part).*member; });
+}
 
 using setter = std::function<std::optional<std::string>(config&, const std::string&)>;
 using getter = std::function<std::string(const config&)>;
@@ -43,6 +64,7 @@ struct field {
   getter get;
   std::string derived; ///< how the default is worked out, when it is not a fixed value
   bool secret = false; ///< --print-config does not show it
+  bool tuning = false; ///< an internal seam: lulld --help-all and lull.toml(5) show it, --help not
 
   field by_default(std::string how) && {
     derived = std::move(how);
@@ -52,10 +74,17 @@ struct field {
     secret = true;
     return std::move(*this);
   }
+  field internal() && {
+    tuning = true;
+    return std::move(*this);
+  }
 };
 
+/// A key's name and what it is for. Its variable and flag are derived from
+/// the name (config_env_name, config_flag_name); its default is the member's
+/// initial value in `config`, never repeated in the help.
 struct key_text {
-  std::string name, env, flag, help;
+  std::string name, help;
 };
 
 struct key_def {
@@ -111,17 +140,17 @@ std::string bytes_text(std::int64_t bytes) {
   return std::to_string(bytes);
 }
 
-field string_field(std::string config::*member) {
+field string_field(slot<std::string> member) {
   return {"string", "any text",
           [member](config& c, const std::string& v) -> std::optional<std::string> {
-            c.*member = v;
+            member(c) = v;
             return std::nullopt;
           },
-          [member](const config& c) { return toml_quote(c.*member); }};
+          [member](const config& c) { return toml_quote(member(c)); }};
 }
 
 /// A file or directory, read as given (relative to lulld's working directory).
-field path_field(std::string config::*member) {
+field path_field(slot<std::string> member) {
   auto f = string_field(member);
   f.type = "path";
   f.expects = "a file or directory path";
@@ -164,7 +193,7 @@ field explained(field f, const std::string& note) {
   return f;
 }
 
-field id_field(std::string config::*member) {
+field id_field(slot<std::string> member) {
   return checked(string_field(member), "1-64 characters from [a-zA-Z0-9_-]",
                  [](const std::string& v) {
                    if (v.empty() || v.size() > 64)
@@ -176,7 +205,7 @@ field id_field(std::string config::*member) {
                  });
 }
 
-field duration_field(double config::*member, double min_sec, double max_sec) {
+field duration_field(slot<double> member, double min_sec, double max_sec) {
   auto expected = "a duration between " + number_text(min_sec) + "s and " + number_text(max_sec)
                   + "s such as 2s, 500ms or 1m";
   return {"duration", expected,
@@ -184,30 +213,38 @@ field duration_field(double config::*member, double min_sec, double max_sec) {
             auto d = parse_duration_sec(v);
             if (!d || !(*d >= min_sec && *d <= max_sec)) // NaN fails both comparisons
               return expected;
-            c.*member = *d;
+            member(c) = *d;
             return std::nullopt;
           },
-          [member](const config& c) { return toml_quote(duration_text(c.*member)); }};
+          [member](const config& c) { return toml_quote(duration_text(member(c))); }};
 }
 
-field int_field(int config::*member, int lo, int hi) {
+template <class I>
+field integer_field(slot<I> member, long long lo, long long hi) {
   auto expected = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
   return {"integer", expected,
           [=](config& c, const std::string& v) -> std::optional<std::string> {
             char* end = nullptr;
             errno = 0;
-            long x = std::strtol(v.c_str(), &end, 10);
+            long long x = std::strtoll(v.c_str(), &end, 10);
             if (v.empty() || *end != '\0' || errno != 0 || x < lo || x > hi)
               return expected;
-            c.*member = static_cast<int>(x);
+            member(c) = static_cast<I>(x);
             return std::nullopt;
           },
-          [member](const config& c) { return std::to_string(c.*member); }};
+          [member](const config& c) { return std::to_string(member(c)); }};
+}
+
+field int_field(slot<int> member, int lo, int hi) { return integer_field(member, lo, hi); }
+
+/// A count held as std::size_t (limits on what lulld keeps).
+field count_field(slot<std::size_t> member, long long lo, long long hi) {
+  return integer_field(member, lo, hi);
 }
 
 /// A size in bytes: 65536, or with a binary suffix (64KiB, 64MiB, 1GiB; K,
 /// M and G are read the same).
-field bytes_field(std::int64_t config::*member, std::int64_t lo, std::int64_t hi) {
+field bytes_field(slot<std::size_t> member, std::int64_t lo, std::int64_t hi) {
   auto expected = "a size in bytes from " + std::to_string(lo) + " to " + std::to_string(hi)
                   + " such as 65536, 64MiB or 1GiB";
   return {"size", expected,
@@ -231,13 +268,13 @@ field bytes_field(std::int64_t config::*member, std::int64_t lo, std::int64_t hi
               return expected;
             if (x > hi / scale || x * scale < lo)
               return expected;
-            c.*member = x * scale;
+            member(c) = static_cast<std::size_t>(x * scale);
             return std::nullopt;
           },
-          [member](const config& c) { return bytes_text(c.*member); }};
+          [member](const config& c) { return bytes_text(static_cast<std::int64_t>(member(c))); }};
 }
 
-field number_field(double config::*member, double lo, double hi) {
+field number_field(slot<double> member, double lo, double hi) {
   auto expected = "a number from " + number_text(lo) + " to " + number_text(hi);
   return {"number", expected,
           [=](config& c, const std::string& v) -> std::optional<std::string> {
@@ -245,24 +282,40 @@ field number_field(double config::*member, double lo, double hi) {
             double x = std::strtod(v.c_str(), &end);
             if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
               return expected;
-            c.*member = x;
+            member(c) = x;
             return std::nullopt;
           },
-          [member](const config& c) { return number_text(c.*member); }};
+          [member](const config& c) { return number_text(member(c)); }};
 }
 
-field bool_field(bool config::*member) {
+field bool_field(slot<bool> member) {
   return {"boolean", "true or false",
           [=](config& c, const std::string& v) -> std::optional<std::string> {
             if (v == "true" || v == "1" || v == "yes" || v == "on")
-              c.*member = true;
+              member(c) = true;
             else if (v == "false" || v == "0" || v == "no" || v == "off")
-              c.*member = false;
+              member(c) = false;
             else
               return "true or false";
             return std::nullopt;
           },
-          [member](const config& c) { return std::string(c.*member ? "true" : "false"); }};
+          [member](const config& c) { return std::string(member(c) ? "true" : "false"); }};
+}
+
+/// A key with two words for a boolean member: `yes` sets it, `no` clears it.
+field choice_field(slot<bool> member, std::string yes, std::string no) {
+  auto expected = yes + " or " + no;
+  return {"choice", expected,
+          [=](config& c, const std::string& v) -> std::optional<std::string> {
+            if (v == yes)
+              member(c) = true;
+            else if (v == no)
+              member(c) = false;
+            else
+              return expected;
+            return std::nullopt;
+          },
+          [=](const config& c) { return toml_quote(member(c) ? yes : no); }};
 }
 
 /// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
@@ -282,22 +335,22 @@ std::vector<std::string> split_list(std::string v) {
   return out;
 }
 
-field list_field(std::vector<std::string> config::*member) {
+field list_field(slot<std::vector<std::string>> member) {
   return {"list", "a TOML array of strings, or one string of comma-separated items",
           [=](config& c, const std::string& v) -> std::optional<std::string> {
-            c.*member = split_list(v);
+            member(c) = split_list(v);
             return std::nullopt;
           },
           [member](const config& c) {
             std::string out = "[";
-            for (auto& item : c.*member)
+            for (auto& item : member(c))
               out += (out.size() > 1 ? ", " : "") + toml_quote(item);
             return out + "]";
           }};
 }
 
 /// "floor,quiet,busy,panic": four numbers that rise (or, when `falling`, fall).
-field thresholds_field(std::array<double, 4> config::*member, bool falling) {
+field thresholds_field(slot<input_thresholds> member, bool falling) {
   std::string expected = falling ? "four falling numbers floor,quiet,busy,panic such as 50,20,10,3"
                                  : "four rising numbers floor,quiet,busy,panic such as 0,30,75,95";
   return {"thresholds", expected,
@@ -315,12 +368,13 @@ field thresholds_field(std::array<double, 4> config::*member, bool falling) {
             for (size_t i = 1; i < 4; ++i)
               if (falling ? !(t[i] < t[i - 1]) : !(t[i] > t[i - 1]))
                 return expected;
-            c.*member = t;
+            member(c) = {t[0], t[1], t[2], t[3]};
             return std::nullopt;
           },
           [member](const config& c) {
             std::string out;
-            for (double x : c.*member)
+            auto& t = member(c);
+            for (double x : {t.floor, t.quiet, t.busy, t.panic})
               out += (out.empty() ? "" : ",") + number_text(x);
             return toml_quote(out);
           }};
@@ -328,137 +382,130 @@ field thresholds_field(std::array<double, 4> config::*member, bool falling) {
 
 const std::vector<key_def>& key_defs() {
   static const std::vector<key_def> defs = {
-    {{"broker", "LULL_BROKER", "--broker",
-      "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty starts a local Mosquitto"},
+    {{"broker.uri",
+      "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty: use the local broker, or start "
+      "one (local_broker_port); LULL_BROKER also sets it"},
      checked(string_field(&config::broker),
              "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
              [](const std::string& v) {
                return v.empty() || v.rfind("tcp://", 0) == 0 || v.rfind("mqtt://", 0) == 0
                       || v.rfind("ssl://", 0) == 0 || v.rfind("mqtts://", 0) == 0
                       || v.rfind("ws://", 0) == 0 || v.rfind("wss://", 0) == 0;
-             })},
-    {{"host_id", "LULL_HOST_ID", "--host-id", "this host's id in topics (default: hostname)"},
+             })
+       .by_default("none: the broker on 127.0.0.1:local_broker_port, else one lulld starts")},
+    {{"host_id", "this host's id in topics"},
      id_field(&config::host_id).by_default("the host name, up to its first dot")},
-    {{"db", "LULL_DB", "--db", "SQLite database file (default: <data_dir>/lull.db)"},
+    {{"db", "SQLite database file"},
      path_field(&config::db).by_default("<data_dir>/lull.db")},
-    {{"data_dir", "LULL_DATA_DIR", "--data-dir", "directory for lull's state"},
+    {{"data_dir", "directory for lull's state"},
      path_field(&config::data_dir)
        .by_default("$STATE_DIRECTORY (lulld.service: /var/lib/lull), else /var/lib/lull as root, "
-                   "else $XDG_STATE_HOME/lull or ~/.local/state/lull")},
-    {{"topic_prefix", "LULL_TOPIC_PREFIX", "--topic-prefix", "prefix prepended to every topic"},
+         "else $XDG_STATE_HOME/lull or ~/.local/state/lull")},
+    {{"topic_prefix", "prefix prepended to every topic"},
      checked(string_field(&config::topic_prefix),
              "a topic prefix without '+', '#' or a leading '/'",
              [](const std::string& v) {
                return v.find_first_of("+#") == std::string::npos
                       && (v.empty() || v.front() != '/');
              })},
-    {{"client_id", "LULL_CLIENT_ID", "--client-id", "MQTT client id (default: lulld-<host_id>; with broker.secure an unguessable "
-      "lulld-<host_id>-<random> kept in data_dir)"},
+    {{"client_id",
+      "MQTT client id; in secure mode unguessable, so no user can take lulld's session"},
      string_field(&config::client_id)
-       .by_default("lulld-<host_id>; with broker.secure, lulld-<host_id>-<random> kept in data_dir")},
-    {{"username", "LULL_USERNAME", "--username", "MQTT user name"},
+       .by_default("lulld-<host_id>; with broker.secure, lulld-<host_id>-<random> kept in "
+         "data_dir")},
+    {{"username", "MQTT user name"},
      string_field(&config::username)},
-    {{"password", "LULL_PASSWORD", "--password", "MQTT password (prefer the env or file)"},
+    {{"password", "MQTT password (prefer the env or file)"},
      string_field(&config::password).hidden()},
-    {{"interval", "LULL_INTERVAL", "--interval", "host sampling interval (default 2s)"},
+    {{"interval", "host sampling interval"},
      duration_field(&config::interval_sec, 0.1, 3600)},
-    {{"proc_root", "LULL_PROC_ROOT", "--proc-root", "root of /proc and /sys (default /)"},
-     path_field(&config::proc_root)},
-    {{"broker_config_dir", "LULL_BROKER_CONFIG_DIR", "--broker-config-dir",
-      "directory holding local.conf for the broker lulld starts itself"},
+    {{"proc_root", "root of /proc and /sys"},
+     path_field(&config::proc_root).internal()},
+    {{"broker_config_dir", "directory holding local.conf for the broker lulld starts itself"},
      path_field(&config::broker_config_dir)
-       .by_default("the broker configs installed with lulld (/usr/share/lull/broker-config)")},
-    {{"local_broker_port", "LULL_LOCAL_BROKER_PORT", "--local-broker-port",
-      "port for the local broker (default 1883; 0 picks a free one)"},
+       .by_default("the broker configs installed with lulld (/usr/share/lull/broker-config)")
+       .internal()},
+    {{"local_broker_port", "port for the local broker (0 picks a free one)"},
      int_field(&config::local_broker_port, 0, 65535)},
-    {{"broker.secure", "LULL_BROKER_SECURE", "--broker-secure",
-      "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's "
-      "id from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
+    {{"broker.secure",
+      "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's id "
+      "from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
-    {{"broker.ca_file", "LULL_BROKER_CA_FILE", "--broker-ca-file",
-      "TLS (ssl:// brokers): the CA certificate that signed the broker's (default: the "
-      "system's trust store)"},
-     path_field(&config::broker_ca_file)},
-    {{"broker.cert_file", "LULL_BROKER_CERT_FILE", "--broker-cert-file",
+    {{"broker.ca_file", "TLS (ssl:// brokers): the CA certificate that signed the broker's"},
+     path_field(&config::broker_ca_file).by_default("the system's trust store")},
+    {{"broker.cert_file",
       "TLS: lulld's client certificate, for brokers that take the user from it"},
      path_field(&config::broker_cert_file)},
-    {{"broker.key_file", "LULL_BROKER_KEY_FILE", "--broker-key-file",
-      "TLS: the private key of broker.cert_file"},
+    {{"broker.key_file", "TLS: the private key of broker.cert_file"},
      path_field(&config::broker_key_file)},
-    {{"mqtt_version", "LULL_MQTT_VERSION", "--mqtt-version",
-      "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses "
-      "or drops v5, as RabbitMQ does), 5, or 3.1.1"},
+    {{"mqtt_version",
+      "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses or drops "
+      "v5, as RabbitMQ does), 5, or 3.1.1"},
      checked(string_field(&config::mqtt_version), "auto, 5 or 3.1.1",
              [](const std::string& v) { return v == "auto" || v == "5" || v == "3.1.1"; })},
-    {{"broker.admin_user", "LULL_BROKER_ADMIN_USER", "--broker-admin-user",
-      "secure mode: the broker user who may read and cancel every job (default lull-admin)"},
+    {{"broker.admin_user", "secure mode: the broker user who may read and cancel every job"},
      checked(string_field(&config::broker_admin_user),
              "a user name of 1-64 characters from [a-zA-Z0-9_-]",
              [](const std::string& v) { return valid_id(v); })},
-    {{"broker.max_packet_size", "LULL_BROKER_MAX_PACKET_SIZE", "--broker-max-packet-size",
-      "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker "
-      "drops bigger ones instead of sending them (bytes, default 262144)"},
+    {{"broker.max_packet_size",
+      "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker drops "
+      "bigger ones instead of sending them (bytes)"},
      int_field(&config::broker_max_packet_size, 1024, 268435455)},
-    {{"lease.ttl", "LULL_LEASE_TTL", "--lease-ttl", "default lease heartbeat TTL (30s)"},
-     duration_field(&config::lease_ttl_sec, 1, 86400)},
-    {{"lease.min_ttl", "LULL_LEASE_MIN_TTL", "--lease-min-ttl",
-      "smallest TTL a worker may ask for (5s)"},
-     duration_field(&config::lease_min_ttl_sec, 0.1, 86400)},
-    {{"lease.max_ttl", "LULL_LEASE_MAX_TTL", "--lease-max-ttl",
-      "largest TTL a worker may ask for (10m)"},
-     duration_field(&config::lease_max_ttl_sec, 1, 7 * 86400)},
-    {{"lease.lock_delay", "LULL_LEASE_LOCK_DELAY", "--lease-lock-delay",
-      "how long an expired or revoked lease's units stay reserved (15s)"},
-     duration_field(&config::lease_lock_delay_sec, 0, 3600)},
-    {{"lease.will_grace", "LULL_LEASE_WILL_GRACE", "--lease-will-grace",
+    {{"lease.ttl", "the lease heartbeat TTL when a request names none"},
+     duration_field(in(&config::lease, &lease_policy_config::ttl_sec), 1, 86400)},
+    {{"lease.min_ttl", "smallest TTL a worker may ask for"},
+     duration_field(in(&config::lease, &lease_policy_config::min_ttl_sec), 0.1, 86400)},
+    {{"lease.max_ttl", "largest TTL a worker may ask for"},
+     duration_field(in(&config::lease, &lease_policy_config::max_ttl_sec), 1, 7 * 86400)},
+    {{"lease.lock_delay", "how long an expired or revoked lease's units stay reserved"},
+     duration_field(in(&config::lease, &lease_policy_config::lock_delay_sec), 0, 3600)},
+    {{"lease.will_grace",
       "a worker's last will ends its leases this long after it arrives, unless the worker is "
-      "heard from or lulld loses the broker first (2s; 0: at once)"},
-     duration_field(&config::lease_will_grace_sec, 0, 600)},
-    {{"lease.panic_cooldown", "LULL_LEASE_PANIC_COOLDOWN", "--lease-panic-cooldown",
-      "hard deny this long after a PANIC (2m)"},
-     duration_field(&config::lease_panic_cooldown_sec, 0, 86400)},
-    {{"lease.busy_retry", "LULL_LEASE_BUSY_RETRY", "--lease-busy-retry",
-      "retry hint while a host is not QUIET (15s)"},
-     duration_field(&config::lease_busy_retry_sec, 1, 3600)},
-    {{"lease.capacity_units", "LULL_LEASE_CAPACITY_UNITS", "--lease-capacity-units",
+      "heard from or lulld loses the broker first (0: at once)"},
+     duration_field(in(&config::lease, &lease_policy_config::will_grace_sec), 0, 600)},
+    {{"lease.panic_cooldown", "hard deny this long after a PANIC"},
+     duration_field(in(&config::lease, &lease_policy_config::panic_cooldown_sec), 0, 86400)},
+    {{"lease.busy_retry", "retry hint while a host is not QUIET"},
+     duration_field(in(&config::lease, &lease_policy_config::busy_retry_sec), 1, 3600)},
+    {{"lease.capacity_units",
       "units each host can lease (0: CPU count x units_per_cpu x (1 - headroom))"},
-     int_field(&config::lease_capacity_units, 0, 1000000)},
-    {{"lease.units_per_cpu", "LULL_LEASE_UNITS_PER_CPU", "--lease-units-per-cpu",
-      "capacity units per CPU (25)"},
-     int_field(&config::lease_units_per_cpu, 1, 10000)},
-    {{"lease.headroom", "LULL_LEASE_HEADROOM", "--lease-headroom",
-      "share of each host kept for the rest of the system (0.2)"},
-     number_field(&config::lease_headroom, 0, 0.95)},
-    {{"lease.max_global", "LULL_LEASE_MAX_GLOBAL", "--lease-max-global",
-      "most active leases in total (32)"},
-     int_field(&config::lease_max_global, 1, 1000000)},
-    {{"lease.max_per_worker", "LULL_LEASE_MAX_PER_WORKER", "--lease-max-per-worker",
-      "most active leases per worker (4)"},
-     int_field(&config::lease_max_per_worker, 1, 1000000)},
-    {{"lease.grant_rate", "LULL_LEASE_GRANT_RATE", "--lease-grant-rate",
-      "grants per second the token bucket refills (20)"},
-     number_field(&config::lease_grant_rate, 0.001, 1e9)},
-    {{"lease.grant_burst", "LULL_LEASE_GRANT_BURST", "--lease-grant-burst",
-      "grants the token bucket holds (40)"},
-     number_field(&config::lease_grant_burst, 1, 1e9)},
-    {{"lease.worker_rate", "LULL_LEASE_WORKER_RATE", "--lease-worker-rate",
-      "lease messages per second one worker may send before RequestThrottled (50)"},
-     number_field(&config::lease_worker_rate, 0.01, 1e9)},
-    {{"lease.worker_burst", "LULL_LEASE_WORKER_BURST", "--lease-worker-burst",
-      "lease messages one worker may send at once (100)"},
-     number_field(&config::lease_worker_burst, 1, 1e9)},
-    {{"lease.suspend_after", "LULL_LEASE_SUSPEND_AFTER", "--lease-suspend-after",
-      "a host BUSY (or PANIC) this long has its leases below HIGH suspended (10s)"},
-     duration_field(&config::lease_suspend_after_sec, 0, 86400)},
-    {{"lease.resume_after", "LULL_LEASE_RESUME_AFTER", "--lease-resume-after",
-      "a host QUIET again this long has its suspended leases resumed (1m)"},
-     duration_field(&config::lease_resume_after_sec, 0, 86400)},
-    {{"lease.preempt_after", "LULL_LEASE_PREEMPT_AFTER", "--lease-preempt-after",
-      "a lease suspended this long is revoked; a queued job goes back to the queue (15m)"},
-     duration_field(&config::lease_preempt_after_sec, 1, 7 * 86400)},
-    {{"lease.windows", "LULL_LEASE_WINDOWS", "--lease-windows",
-      "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' "
-      "for every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00' (default: always)"},
+     int_field(in(&config::lease, &lease_policy_config::capacity_units), 0, 1000000)},
+    {{"lease.units_per_cpu", "capacity units per CPU"},
+     int_field(in(&config::lease, &lease_policy_config::units_per_cpu), 1, 10000)},
+    {{"lease.headroom", "share of each host kept for the rest of the system"},
+     number_field(in(&config::lease, &lease_policy_config::headroom), 0, 0.95)},
+    {{"lease.max_global", "most active leases in total"},
+     int_field(in(&config::lease, &lease_policy_config::max_leases_global), 1, 1000000)},
+    {{"lease.max_per_worker", "most active leases per worker"},
+     int_field(in(&config::lease, &lease_policy_config::max_leases_per_worker), 1, 1000000)},
+    {{"lease.grant_rate", "grants per second the token bucket refills"},
+     number_field(in(&config::lease, &lease_policy_config::grant_rate_per_sec), 0.001, 1e9)
+       .internal()},
+    {{"lease.grant_burst", "grants the token bucket holds"},
+     number_field(in(&config::lease, &lease_policy_config::grant_burst), 1, 1e9).internal()},
+    {{"lease.worker_rate", "lease messages per second one worker may send before RequestThrottled"},
+     number_field(in(&config::lease, &lease_policy_config::worker_rate_per_sec), 0.01, 1e9)
+       .internal()},
+    {{"lease.worker_burst", "lease messages one worker may send at once"},
+     number_field(in(&config::lease, &lease_policy_config::worker_burst), 1, 1e9).internal()},
+    {{"lease.suspend_after",
+      "a host BUSY (or PANIC) this long has its leases below HIGH suspended"},
+     duration_field(in(&config::lease, &lease_policy_config::suspend_after_sec), 0, 86400)},
+    {{"lease.resume_after", "a host QUIET again this long has its suspended leases resumed"},
+     duration_field(in(&config::lease, &lease_policy_config::resume_after_sec), 0, 86400)},
+    {{"lease.preempt_after",
+      "a lease suspended this long is revoked; a queued job goes back to the queue"},
+     duration_field(in(&config::lease, &lease_policy_config::preempt_after_sec), 1, 7 * 86400)},
+    {{"lease.on_battery",
+      "while a host runs on its battery: deny holds its work below HIGH (suspends it, "
+      "denies more) until AC is back; allow runs it down to lease.min_battery"},
+     choice_field(in(&config::lease, &lease_policy_config::run_on_battery), "allow", "deny")},
+    {{"lease.min_battery",
+      "with lease.on_battery allow: work below HIGH is held once the battery is below this, %"},
+     number_field(in(&config::lease, &lease_policy_config::min_battery_pct), 0, 100)},
+    {{"lease.windows",
+      "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' for "
+      "every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00'"},
      validated(string_field(&config::lease_windows),
                "empty (always), or days and hours such as 'Mon-Fri 22:00-07:00, Sat-Sun', "
                "optionally per host ('pi-a: 22:00-07:00; laptop: 00:00-08:00')",
@@ -468,9 +515,9 @@ const std::vector<key_def>& key_defs() {
                    return *e;
                  return std::nullopt;
                })},
-    {{"lease.timezone", "LULL_LEASE_TIMEZONE", "--lease-timezone",
-      "time zone of lease.windows: an IANA name such as Europe/Berlin, or local (default)"},
-     validated(string_field(&config::lease_timezone),
+    {{"lease.timezone",
+      "time zone of lease.windows: an IANA name such as Europe/Berlin, or local (the default)"},
+     validated(string_field(in(&config::lease, &lease_policy_config::timezone)),
                "an IANA time zone name such as Europe/Berlin, or local",
                [](const std::string& v) -> std::optional<std::string> {
                  std::string why;
@@ -478,13 +525,13 @@ const std::vector<key_def>& key_defs() {
                    return why;
                  return std::nullopt;
                })},
-    {{"lease.max_retry_hint", "LULL_LEASE_MAX_RETRY_HINT", "--lease-max-retry-hint",
-      "the longest retry_after_sec a denial gives, whatever a pause, window or learned map "
-      "from the bus names (default 1h)"},
-     duration_field(&config::lease_max_retry_hint_sec, 1, 7 * 86400)},
-    {{"lease.high_users", "LULL_LEASE_HIGH_USERS", "--lease-high-users",
-      "secure mode: the users who may ask for HIGH leases and submit HIGH jobs, "
-      "comma-separated (default lull-admin; others get PermissionDenied)"},
+    {{"lease.max_retry_hint",
+      "the longest retry_after_sec a denial gives, whatever a pause, window or learned map from "
+      "the bus names"},
+     duration_field(in(&config::lease, &lease_policy_config::max_retry_hint_sec), 1, 7 * 86400)},
+    {{"lease.high_users",
+      "secure mode: the users who may ask for HIGH leases and submit HIGH jobs, comma-separated "
+      "(others get PermissionDenied)"},
      checked(list_field(&config::lease_high_users),
              "user names of 1-64 characters from [a-zA-Z0-9_-], comma-separated",
              [](const std::string& v) {
@@ -493,85 +540,66 @@ const std::vector<key_def>& key_defs() {
                    return false;
                return true;
              })},
-    {{"persist.flush_interval", "LULL_PERSIST_FLUSH_INTERVAL", "--persist-flush-interval",
-      "how often samples are written, in one transaction (default 5s)"},
+    {{"persist.flush_interval", "how often samples are written, in one transaction"},
      duration_field(&config::flush_interval_sec, 0.1, 600)},
-    {{"persist.queue_bound", "LULL_PERSIST_QUEUE_BOUND", "--persist-queue-bound",
-      "samples held in memory while the disk fails; the oldest go first (default 200000)"},
-     int_field(&config::persist_queue_bound, 1000, 10000000)},
-    {{"limits.max_workers", "LULL_LIMITS_MAX_WORKERS", "--limits-max-workers",
-      "workers the lease table tracks; the longest-idle are forgotten (default 10000)"},
-     int_field(&config::limits_max_workers, 10, 10000000)},
-    {{"limits.max_hosts", "LULL_LIMITS_MAX_HOSTS", "--limits-max-hosts",
-      "hosts assessed, leased on and announced to Home Assistant (default 256)"},
+    {{"persist.queue_bound", "samples held in memory while the disk fails; the oldest go first"},
+     int_field(&config::persist_queue_bound, 1000, 10000000).internal()},
+    {{"limits.max_workers", "workers the lease table tracks; the longest-idle are forgotten"},
+     count_field(in(&config::lease, &lease_policy_config::max_tracked_workers), 10, 10000000)},
+    {{"limits.max_hosts", "hosts assessed, leased on and announced to Home Assistant"},
      int_field(&config::limits_max_hosts, 1, 100000)},
-    {{"limits.max_parked", "LULL_LIMITS_MAX_PARKED", "--limits-max-parked",
-      "scheduler/job/next requests waiting at once (default 1000)"},
+    {{"limits.max_parked", "scheduler/job/next requests waiting at once"},
      int_field(&config::limits_max_parked, 1, 1000000)},
-    {{"limits.max_payload", "LULL_LIMITS_MAX_PAYLOAD", "--limits-max-payload",
-      "largest inbound payload in bytes, dropped before decoding (default 1048576)"},
+    {{"limits.max_payload", "largest inbound payload in bytes, dropped before decoding"},
      int_field(&config::limits_max_payload, 1024, 268435456)},
-    {{"limits.max_reply_bytes", "LULL_LIMITS_MAX_REPLY_BYTES", "--limits-max-reply-bytes",
-      "largest reply in bytes: job lists and history queries are paged to fit it (default "
-      "262144)"},
+    {{"limits.max_reply_bytes",
+      "largest reply in bytes: job lists and history queries are paged to fit it"},
      explained(int_field(&config::limits_max_reply_bytes, static_cast<int>(min_max_reply_bytes),
                          static_cast<int>(max_max_reply_bytes)),
-               " (bytes; at most 900000 leaves room for a reply's topic and properties "
-               "under the broker's message_size_limit 1000000, and below 4096 a page "
-               "holds too little)")},
-    {{"limits.host_forget_after", "LULL_LIMITS_HOST_FORGET_AFTER", "--limits-host-forget-after",
+               "(bytes; at most 900000 leaves room for a reply's topic and properties under the "
+               "broker's message_size_limit 1000000, and below 4096 a page holds too little)")},
+    {{"limits.host_forget_after",
       "a host whose agent is silent this long is forgotten, its retained assessment and Home "
-      "Assistant device cleared (default 1d)"},
+      "Assistant device cleared"},
      duration_field(&config::limits_host_forget_after_sec, 10, 400 * 86400.0)},
-    {{"limits.max_series_per_worker", "LULL_LIMITS_MAX_SERIES_PER_WORKER",
-      "--limits-max-series-per-worker",
+    {{"limits.max_series_per_worker",
       "distinct series one source (a worker's status, a host's snapshot, a process) may have "
-      "stored; a new name past it is refused and counted (default 256)"},
+      "stored; a new name past it is refused and counted"},
      int_field(&config::limits_max_series_per_worker, 1, 100000)},
-    {{"limits.max_series", "LULL_LIMITS_MAX_SERIES", "--limits-max-series",
-      "distinct series of all sources together; a new name past it is refused and counted "
-      "(default 20000)"},
+    {{"limits.max_series",
+      "distinct series of all sources together; a new name past it is refused and counted"},
      int_field(&config::limits_max_series, 100, 10000000)},
-    {{"queue.max_jobs_per_producer", "LULL_QUEUE_MAX_JOBS_PER_PRODUCER",
-      "--queue-max-jobs-per-producer",
-      "jobs one producer may have waiting or running; more get RequestThrottled (default "
-      "10000)"},
-     int_field(&config::queue_max_jobs_per_producer, 1, 1000000)},
-    {{"queue.max_bytes_per_producer", "LULL_QUEUE_MAX_BYTES_PER_PRODUCER",
-      "--queue-max-bytes-per-producer",
-      "payload bytes one producer's jobs waiting or running may hold; more get "
-      "RequestThrottled (default 64MiB)"},
-     bytes_field(&config::queue_max_bytes_per_producer, 65536, 64LL << 30)},
-    {{"queue.max_bytes", "LULL_QUEUE_MAX_BYTES", "--queue-max-bytes",
-      "payload bytes all jobs waiting or running may hold (default 256MiB; at most 100000 "
-      "jobs in all)"},
-     bytes_field(&config::queue_max_bytes, 65536, 64LL << 30)},
-    {{"retention.raw", "LULL_RETENTION_RAW", "--retention-raw",
-      "how long raw samples are kept (default 7d)"},
+    {{"queue.max_jobs_per_producer",
+      "jobs one producer may have waiting or running; more get RequestThrottled"},
+     count_field(in(&config::queue, &queue_config::max_jobs_per_producer), 1, 1000000)},
+    {{"queue.max_bytes_per_producer",
+      "payload bytes one producer's jobs waiting or running may hold; more get RequestThrottled"},
+     bytes_field(in(&config::queue, &queue_config::max_bytes_per_producer), 65536, 64LL << 30)},
+    {{"queue.max_bytes",
+      "payload bytes all jobs waiting or running may hold (at most 100000 jobs in all)"},
+     bytes_field(in(&config::queue, &queue_config::max_bytes), 65536, 64LL << 30)},
+    {{"retention.raw", "how long raw samples are kept"},
      duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
-    {{"retention.rollup_5m", "LULL_RETENTION_ROLLUP_5M", "--retention-rollup-5m",
-      "how long 5-minute rollups are kept (default 30d; hourly ones are kept for good)"},
+    {{"retention.rollup_5m", "how long 5-minute rollups are kept (hourly ones are kept for good)"},
      duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
-    {{"retention.quiet_streaks", "LULL_RETENTION_QUIET_STREAKS", "--retention-quiet-streaks",
-      "how long closed quiet streaks are kept (default 364d: the 52 weeks a windows query may "
-      "ask for)"},
+    {{"retention.quiet_streaks", "how long closed quiet streaks are kept"},
      duration_field(&config::quiet_streaks_retention_sec, 7 * 86400, 4000 * 86400.0)},
-    {{"retention.interval", "LULL_RETENTION_INTERVAL", "--retention-interval",
-      "how often what retention lets go is purged, in steps (default 1h; the first a "
-      "minute after start, or sooner if this is shorter)"},
-     duration_field(&config::retention_interval_sec, 1, 86400)},
-    {{"log_level", "LULL_LOG_LEVEL", "--log-level", "trace, debug, info, warn, error"},
+    {{"retention.interval",
+      "how often what retention lets go is purged, in steps (the first a minute after start, or "
+      "sooner if this is shorter)"},
+     duration_field(&config::retention_interval_sec, 1, 86400).internal()},
+    {{"log_level", "trace, debug, info, warn, error"},
      checked(string_field(&config::log_level), "one of trace, debug, info, warn, error, off",
              [](const std::string& v) {
                return v == "trace" || v == "debug" || v == "info" || v == "warn" || v == "error"
                       || v == "off";
              })},
-    {{"shutdown_timeout", "LULL_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
-      "SIGTERM to exit at most: lulld then exits anyway, having written every acknowledged "
-      "job and lease (default 2s)"},
+    {{"shutdown_timeout",
+      "SIGTERM to exit at most: lulld then exits anyway, having written every acknowledged job "
+      "and lease"},
      duration_field(&config::shutdown_timeout_sec, 0.5, 300)},
     // -- roles, collectors, quiet assessor, Home Assistant ---------------------
-    {{"roles", "LULL_ROLES", "--roles",
+    {{"roles",
       "which actors run: all, or a comma list of collectors (host, process, workers, bus), "
       "assessor (quiet assessor, Home Assistant discovery), scheduler (leases, queue, "
       "persister)"},
@@ -595,82 +623,67 @@ const std::vector<key_def>& key_defs() {
        };
        return f;
      }()},
-    {{"collectors.process_interval", "LULL_COLLECTORS_PROCESS_INTERVAL",
-      "--collectors-process-interval", "process sampling interval (default 2s)"},
+    {{"collectors.process_interval", "process sampling interval"},
      duration_field(&config::process_interval_sec, 0.1, 3600)},
-    {{"collectors.processes", "LULL_COLLECTORS_PROCESSES", "--collectors-processes",
+    {{"collectors.processes",
       "processes to watch besides lulld: names or pid files, comma-separated"},
      list_field(&config::processes)},
-    {{"collectors.worker_interval", "LULL_COLLECTORS_WORKER_INTERVAL",
-      "--collectors-worker-interval", "worker health sweep and registry summary (default 30s)"},
+    {{"collectors.worker_interval", "worker health sweep and registry summary"},
      duration_field(&config::worker_interval_sec, 1, 3600)},
-    {{"collectors.worker_stale_after", "LULL_COLLECTORS_WORKER_STALE_AFTER",
-      "--collectors-worker-stale-after", "a worker silent this long is stale (default 90s)"},
+    {{"collectors.worker_stale_after", "a worker silent this long is stale"},
      duration_field(&config::worker_stale_after_sec, 1, 86400)},
-    {{"collectors.bus_interval", "LULL_COLLECTORS_BUS_INTERVAL", "--collectors-bus-interval",
-      "bus stats interval (default 5s)"},
+    {{"collectors.bus_interval", "bus stats interval"},
      duration_field(&config::bus_interval_sec, 0.5, 3600)},
-    {{"collectors.dir_interval", "LULL_COLLECTORS_DIR_INTERVAL", "--collectors-dir-interval",
-      "directory size walks at most this often (default 120s)"},
+    {{"collectors.dir_interval", "directory size walks at most this often"},
      duration_field(&config::dir_interval_sec, 1, 86400)},
-    {{"collectors.dirs", "LULL_COLLECTORS_DIRS", "--collectors-dirs",
-      "directories to size, comma-separated (default: the data dir)"},
+    {{"collectors.dirs", "directories to size, comma-separated"},
      list_field(&config::dirs).by_default("data_dir")},
-    {{"collectors.mounts", "LULL_COLLECTORS_MOUNTS", "--collectors-mounts",
-      "mounts whose usage is reported, comma-separated (default: / and the data dir)"},
+    {{"collectors.mounts", "mounts whose usage is reported, comma-separated"},
      list_field(&config::mounts).by_default("/ and the mount of data_dir")},
-    {{"collectors.jitter", "LULL_COLLECTORS_JITTER", "--collectors-jitter",
-      "random +/- fraction of every collector interval (default 0.1)"},
-     number_field(&config::collector_jitter, 0, 0.5)},
-    {{"collectors.timeout", "LULL_COLLECTORS_TIMEOUT", "--collectors-timeout",
-      "a collector run longer than this is reported as an overrun (default 1s)"},
-     duration_field(&config::collector_timeout_sec, 0.01, 600)},
-    {{"collectors.window", "LULL_COLLECTORS_WINDOW", "--collectors-window",
-      "rolling in-memory window per series (default 1h)"},
-     duration_field(&config::window_sec, 60, 86400)},
-    {{"quiet.cpu", "LULL_QUIET_CPU", "--quiet-cpu",
+    {{"collectors.jitter", "random +/- fraction of every collector interval"},
+     number_field(&config::collector_jitter, 0, 0.5).internal()},
+    {{"collectors.timeout", "a collector run longer than this is reported as an overrun"},
+     duration_field(&config::collector_timeout_sec, 0.01, 600).internal()},
+    {{"collectors.window", "rolling in-memory window per series"},
+     duration_field(&config::window_sec, 60, 86400).internal()},
+    {{"quiet.cpu",
       "other processes' CPU (average over quiet.cpu_window), % of all cores: "
-      "floor,quiet,busy,panic (default 0,30,75,95)"},
-     thresholds_field(&config::quiet_cpu, false)},
-    {{"quiet.mem", "LULL_QUIET_MEM", "--quiet-mem",
-      "memory used, %: floor,quiet,busy,panic (default 40,70,85,95)"},
-     thresholds_field(&config::quiet_mem, false)},
-    {{"quiet.disk_free", "LULL_QUIET_DISK_FREE", "--quiet-disk-free",
-      "disk free, % (falling): floor,quiet,busy,panic (default 50,20,10,3)"},
-     thresholds_field(&config::quiet_disk_free, true)},
-    {{"quiet.swap", "LULL_QUIET_SWAP", "--quiet-swap",
-      "swap used, %: floor,quiet,busy,panic (default 5,25,50,90)"},
-     thresholds_field(&config::quiet_swap, false)},
-    {{"quiet.temp", "LULL_QUIET_TEMP", "--quiet-temp",
-      "CPU temperature, C: floor,quiet,busy,panic (default 45,65,75,85; a Pi 4 soft-limits at "
-      "80)"},
-     thresholds_field(&config::quiet_temp, false)},
-    {{"quiet.bus_rps", "LULL_QUIET_BUS_RPS", "--quiet-bus-rps",
-      "bus messages/s: floor,quiet,busy,panic (default 0,50,300,2000)"},
-     thresholds_field(&config::quiet_bus_rps, false)},
-    {{"quiet.bus_p95_ms", "LULL_QUIET_BUS_P95_MS", "--quiet-bus-p95-ms",
-      "bus p95 latency, ms: floor,quiet,busy,panic (default 0,50,250,2000)"},
-     thresholds_field(&config::quiet_bus_p95_ms, false)},
-    {{"quiet.cooldown", "LULL_QUIET_COOLDOWN", "--quiet-cooldown",
-      "after a PANIC the host cannot be QUIET for this long (default 2m)"},
-     duration_field(&config::quiet_cooldown_sec, 0, 86400)},
-    {{"quiet.hysteresis", "LULL_QUIET_HYSTERESIS", "--quiet-hysteresis",
-      "score points past a state's edge needed to enter or leave it (default 5)"},
-     number_field(&config::quiet_hysteresis, 0, 25)},
-    {{"quiet.stale_after", "LULL_QUIET_STALE_AFTER", "--quiet-stale-after",
-      "a host without a snapshot this long is assessed BUSY (default 30s)"},
-     duration_field(&config::quiet_stale_after_sec, 1, 86400)},
-    {{"quiet.cpu_window", "LULL_QUIET_CPU_WINDOW", "--quiet-cpu-window",
-      "CPU is averaged over this window (default 2m; 5s - 1h)"},
-     duration_field(&config::quiet_cpu_window_sec, 5, 3600)},
-    {{"quiet.bus_inputs", "LULL_QUIET_BUS_INPUTS", "--quiet-bus-inputs",
-      "score lull's own bus traffic (stats/bus) as host load (default false)"},
-     bool_field(&config::quiet_bus_inputs)},
-    {{"ha.enabled", "LULL_HA_ENABLED", "--ha-enabled",
-      "publish Home Assistant MQTT discovery (default true)"},
+      "floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::cpu), false)},
+    {{"quiet.mem", "memory used, %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::mem), false)},
+    {{"quiet.disk_free", "disk free, % (falling): floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::disk_free), true)},
+    {{"quiet.swap", "swap used, %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::swap), false)},
+    {{"quiet.temp", "CPU temperature, C: floor,quiet,busy,panic (a Pi 4 soft-limits at 80)"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::temp), false)},
+    {{"quiet.bus_rps", "bus messages/s: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::bus_rps), false)},
+    {{"quiet.bus_p95_ms", "bus p95 latency, ms: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::bus_p95), false)},
+    {{"quiet.psi_cpu",
+      "CPU pressure stall (PSI some, 1 min average), % of the time: floor,quiet,busy,panic; "
+      "not scored while leased work runs"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_cpu), false)},
+    {{"quiet.psi_memory",
+      "memory pressure stall (PSI some, 1 min average), %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_memory), false)},
+    {{"quiet.psi_io", "IO pressure stall (PSI some, 1 min average), %: floor,quiet,busy,panic"},
+     thresholds_field(in(&config::quiet, &quiet_thresholds::psi_io), false)},
+    {{"quiet.cooldown", "after a PANIC the host cannot be QUIET for this long"},
+     duration_field(in(&config::quiet, &quiet_thresholds::cooldown_sec), 0, 86400)},
+    {{"quiet.hysteresis", "score points past a state's edge needed to enter or leave it"},
+     number_field(in(&config::quiet, &quiet_thresholds::hysteresis), 0, 25).internal()},
+    {{"quiet.stale_after", "a host without a snapshot this long is assessed BUSY"},
+     duration_field(in(&config::quiet, &quiet_thresholds::stale_after_sec), 1, 86400)},
+    {{"quiet.cpu_window", "other processes' CPU is averaged over this window"},
+     duration_field(in(&config::quiet, &quiet_thresholds::cpu_window_sec), 5, 3600)},
+    {{"quiet.bus_inputs", "score lull's own bus traffic (stats/bus) as host load"},
+     bool_field(in(&config::quiet, &quiet_thresholds::bus_inputs))},
+    {{"ha.enabled", "publish Home Assistant MQTT discovery"},
      bool_field(&config::ha_enabled)},
-    {{"ha.prefix", "LULL_HA_PREFIX", "--ha-prefix",
-      "Home Assistant discovery prefix (default homeassistant)"},
+    {{"ha.prefix", "Home Assistant discovery prefix"},
      checked(string_field(&config::ha_prefix),
              "a topic without '+', '#' or a leading or trailing '/'",
              [](const std::string& v) {
@@ -773,15 +786,149 @@ std::string default_data_dir(const std::map<std::string, std::string>& env) {
   return ".lull";
 }
 
+/// An older spelling lulld and lull still read. The file key `broker` (a
+/// string) cannot sit beside a [broker] table in TOML, so it is read with a
+/// warning; the short forms --broker and LULL_BROKER are read quietly.
+struct old_spelling {
+  const char* file_key;
+  const char* env;
+  const char* flag;
+  const char* key;
+};
+constexpr old_spelling old_spellings[] = {{"broker", "LULL_BROKER", "--broker", "broker.uri"}};
+
+const old_spelling* old_spelling_of_key(const std::string& key) {
+  for (auto& o : old_spellings)
+    if (key == o.key)
+      return &o;
+  return nullptr;
+}
+
+/// The file's keys, flattened, with an old spelling renamed and a warning
+/// for it.
+std::vector<file_entry> file_entries(const toml::value& root, const std::string& path,
+                                     std::vector<std::string>& warnings) {
+  std::vector<file_entry> entries;
+  flatten(root, "", entries);
+  for (auto& e : entries)
+    for (auto& o : old_spellings)
+      if (e.name == o.file_key) {
+        std::string key = o.key;
+        auto table = key.substr(0, key.find('.'));
+        warnings.push_back("the key '" + std::string(o.file_key) + "' in " + where(path, e.value)
+                           + " is the old spelling of " + key + ": write it as " + key
+                           + " (or under [" + table + "]), which TOML can hold beside the other "
+                           + table + ".* keys");
+        e.name = o.key;
+      }
+  return entries;
+}
+
+/// The value of a key in `env`, under its own name or its old one; the
+/// variable's name in `*name`.
+const std::string* env_value(const std::map<std::string, std::string>& env,
+                             const std::string& key, std::string* name) {
+  *name = config_env_name(key);
+  if (auto it = env.find(*name); it != env.end())
+    return &it->second;
+  if (const auto* o = old_spelling_of_key(key))
+    if (auto it = env.find(o->env); it != env.end()) {
+      *name = o->env;
+      return &it->second;
+    }
+  return nullptr;
+}
+
+const key_def* def_of(const std::string& name) {
+  for (auto& d : key_defs())
+    if (d.key.name == name)
+      return &d;
+  return nullptr;
+}
+
+/// A placeholder for a key's value in --help: DURATION, INT, PATH...
+std::string placeholder(const std::string& type) {
+  static const std::map<std::string, std::string> names = {
+    {"string", "TEXT"},   {"path", "PATH"},       {"duration", "DURATION"}, {"integer", "INT"},
+    {"number", "NUMBER"}, {"size", "SIZE"},       {"list", "LIST"},
+    {"thresholds", "F,Q,B,P"}, {"boolean", "[true|false]"}};
+  auto it = names.find(type);
+  return it != names.end() ? it->second : "VALUE";
+}
+
+/// `text` wrapped to `width` columns, each line after the first indented by
+/// `indent` spaces.
+std::string wrap(const std::string& text, std::size_t indent, std::size_t width) {
+  std::istringstream words(text);
+  std::string word, out, line;
+  while (words >> word) {
+    if (!line.empty() && indent + line.size() + 1 + word.size() > width) {
+      out += line + "\n" + std::string(indent, ' ');
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  return out + line;
+}
+
+/// One option of --help: the flag and its placeholder in a column, then the
+/// help wrapped beside it.
+void help_row(std::ostringstream& out, const std::string& left, const std::string& text) {
+  constexpr std::size_t column = 34, width = 100;
+  out << "  " << left;
+  if (left.size() + 2 >= column)
+    out << "\n" << std::string(column, ' ');
+  else
+    out << std::string(column - 2 - left.size(), ' ');
+  out << wrap(text, column, width) << "\n";
+}
+
 } // namespace
+
+std::string config_env_name(const std::string& key) {
+  std::string out = "LULL_";
+  for (char ch : key)
+    out += ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+std::string config_flag_name(const std::string& key) {
+  std::string out = "--";
+  for (char ch : key)
+    out += (ch == '.' || ch == '_') ? '-' : ch;
+  return out;
+}
+
+std::string config_section_title(const std::string& section) {
+  static const std::map<std::string, std::string> titles = {
+    {"", "General"},
+    {"broker", "Broker, its security and TLS (broker.*)"},
+    {"lease", "Lease policy (lease.*)"},
+    {"persist", "Writing samples (persist.*)"},
+    {"limits", "Bounds on what clients can make lulld hold (limits.*)"},
+    {"queue", "Job queue quotas (queue.*)"},
+    {"retention", "Retention (retention.*)"},
+    {"collectors", "Collectors (collectors.*)"},
+    {"quiet", "Quiet assessment (quiet.*)"},
+    {"ha", "Home Assistant (ha.*)"},
+  };
+  auto it = titles.find(section);
+  return it != titles.end() ? it->second : section + ".*";
+}
 
 const std::vector<config_key>& config_keys() {
   static const std::vector<config_key> keys = [] {
     std::vector<config_key> out;
     const config defaults;
-    for (auto& d : key_defs())
-      out.push_back({d.key.name, d.key.env, d.key.flag, d.key.help, d.f.type, d.f.expects,
-                     d.f.get(defaults), d.f.derived, d.f.secret});
+    for (auto& d : key_defs()) {
+      auto dot = d.key.name.find('.');
+      const auto* old = old_spelling_of_key(d.key.name);
+      out.push_back({d.key.name, config_env_name(d.key.name), config_flag_name(d.key.name),
+                     d.key.help, d.f.type, d.f.expects, d.f.get(defaults), d.f.derived,
+                     d.f.secret, d.f.tuning,
+                     dot == std::string::npos ? std::string{} : d.key.name.substr(0, dot),
+                     old != nullptr ? old->flag : "", old != nullptr ? old->env : ""});
+    }
     return out;
   }();
   return keys;
@@ -802,25 +949,62 @@ const std::vector<action_flag>& lulld_action_flags() {
   return flags;
 }
 
+std::string lulld_help(bool all) {
+  std::ostringstream out;
+  out << "lulld: watches this host, scores how quiet it is, and leases heavy work over MQTT\n\n"
+      << "Usage: lulld [--config FILE] [--check-config | --print-config] [OPTION ...]\n\n"
+      << "Actions:\n";
+  for (auto& f : lulld_action_flags())
+    help_row(out, f.flag + (f.value.empty() ? "" : " FILE"), f.help);
+  help_row(out, "--help", all ? "these options, the tuning keys included"
+                              : "these options (--help-all adds the tuning keys)");
+  help_row(out, "--version", "lulld's version");
+  std::vector<std::string> order{""}; // the general keys first
+  for (auto& k : config_keys())
+    if (std::find(order.begin(), order.end(), k.section) == order.end())
+      order.push_back(k.section);
+  for (auto& section : order) {
+    out << "\n" << config_section_title(section) << ":\n";
+    for (auto& k : config_keys()) {
+      if (k.section != section || (k.internal && !all))
+        continue;
+      auto left = k.flag;
+      if (k.type == "choice") // "allow or deny" -> allow|deny
+        left += " " + std::regex_replace(k.expects, std::regex(" or "), "|");
+      else if (auto p = placeholder(k.type); !p.empty())
+        left += " " + p;
+      if (!k.old_flag.empty())
+        left += ", " + k.old_flag;
+      auto text = k.help;
+      if (k.type == "boolean")
+        text += "; alone it means true";
+      auto none = k.default_value == "\"\"" || k.default_value == "[]";
+      text += !k.default_derived.empty() ? " [default: " + k.default_derived + "]"
+              : none                     ? " [default: none]"
+                                         : " [default: " + k.default_value + "]";
+      if (k.internal)
+        text += " (tuning)";
+      help_row(out, left, text);
+    }
+  }
+  out << "\nEvery option is also a key of the TOML file (--lease-ttl is lease.ttl, or ttl under\n"
+      << "[lease]) and an environment variable (LULL_LEASE_TTL). A flag beats the environment,\n"
+      << "which beats the file, which beats the default. lulld(8) and lull.toml(5) describe\n"
+      << "every key.\n";
+  return out.str();
+}
+
 std::string print_config(const config& c) {
-  std::set<std::string> names;
-  for (auto& d : key_defs())
-    names.insert(d.key.name);
   std::ostringstream out;
   out << "# lulld's effective configuration (lulld --print-config), each key with where its\n"
       << "# value came from. Read back as a file, it gives the same configuration.\n"
       << "# config file: " << (c.config_file.empty() ? "none" : c.config_file) << "\n";
   for (auto& d : key_defs()) {
-    auto& name = d.key.name;
-    // A dotted name whose first part is itself a key (broker.secure beside
-    // broker) is quoted: TOML cannot make `broker` a string and a table.
-    auto dot = name.find('.');
-    bool quote = dot != std::string::npos && names.count(name.substr(0, dot)) != 0;
-    auto source = c.sources.find(name);
+    auto source = c.sources.find(d.key.name);
     std::string value = d.f.get(c);
     if (d.f.secret && value != "\"\"")
       value = "\"<set>\"";
-    out << (quote ? "\"" + name + "\"" : name) << " = " << value << "  # "
+    out << d.key.name << " = " << value << "  # "
         << (source != c.sources.end() ? source->second : "default") << "\n";
   }
   return out.str();
@@ -828,7 +1012,7 @@ std::string print_config(const config& c) {
 
 const std::vector<std::string>& client_config_keys() {
   static const std::vector<std::string> keys = {
-    "broker",         "username",        "password",         "topic_prefix",
+    "broker.uri",     "username",        "password",         "topic_prefix",
     "mqtt_version",   "broker.secure",   "broker.ca_file",   "broker.cert_file",
     "broker.key_file", "data_dir"};
   return keys;
@@ -841,12 +1025,6 @@ load_client_config(const std::string& file, const std::map<std::string, std::str
   auto shared = [](const std::string& name) {
     auto& keys = client_config_keys();
     return std::find(keys.begin(), keys.end(), name) != keys.end();
-  };
-  auto def_of = [](const std::string& name) -> const key_def* {
-    for (auto& d : key_defs())
-      if (d.key.name == name)
-        return &d;
-    return nullptr;
   };
   auto apply = [&](const key_def& d, const std::string& value,
                    const std::string& source) -> std::optional<std::string> {
@@ -865,9 +1043,7 @@ load_client_config(const std::string& file, const std::map<std::string, std::str
     } catch (const std::exception& e) {
       return "cannot read config file " + file + ": " + e.what();
     }
-    std::vector<file_entry> entries;
-    flatten(root, "", entries);
-    for (auto& entry : entries) {
+    for (auto& entry : file_entries(root, file, out.warnings)) {
       const auto* d = def_of(entry.name);
       auto at = where(file, entry.value);
       if (d == nullptr)
@@ -883,10 +1059,12 @@ load_client_config(const std::string& file, const std::map<std::string, std::str
     }
   }
   for (auto& name : client_config_keys())
-    if (const auto* d = def_of(name))
-      if (auto it = env.find(d->key.env); it != env.end())
-        if (auto err = apply(*d, it->second, "env " + d->key.env))
+    if (const auto* d = def_of(name)) {
+      std::string var;
+      if (const auto* v = env_value(env, name, &var))
+        if (auto err = apply(*d, *v, "env " + var))
           return *err;
+    }
   for (auto& [name, value] : flags)
     if (const auto* d = def_of(name); d != nullptr && shared(name))
       if (auto err = apply(*d, value.first, value.second))
@@ -909,34 +1087,48 @@ std::map<std::string, std::string> lull_environment() {
 
 std::variant<config, config_error> load_config(int argc, const char* const* argv,
                                                const std::map<std::string, std::string>& env) {
-  // 1. Flags, parsed first but applied last.
-  CLI::App app{"lulld: watches this host, scores how quiet it is, and leases heavy work "
-               "over MQTT"};
+  // 1. Flags, parsed first but applied last. --help is lulld_help(): the
+  // options grouped by section, with placeholders and defaults.
+  CLI::App app{"lulld"};
+  app.set_help_flag();
+  bool help_flag = false, help_all_flag = false;
+  app.add_flag("--help,-h", help_flag);
+  app.add_flag("--help-all", help_all_flag);
   app.set_version_flag("--version", "lulld 0.1.0");
-  std::map<std::string, std::string> flag_values;
+  std::map<std::string, std::pair<std::string, std::string>> flag_values; // key -> value, flag
   std::string config_flag;
   bool check_flag = false, print_flag = false;
   auto& actions = lulld_action_flags();
   app.add_option(actions[0].flag, config_flag, actions[0].help)->type_name("FILE");
   auto* check = app.add_flag(actions[1].flag, check_flag, actions[1].help);
   app.add_flag(actions[2].flag, print_flag, actions[2].help)->excludes(check);
-  for (auto& d : key_defs()) {
+  for (auto& k : config_keys()) {
+    auto names = k.flag + (k.old_flag.empty() ? "" : "," + k.old_flag);
+    // An old spelling is named beside the flag in an error: CLI11 does not
+    // say which of an option's names was given.
+    auto given = k.flag + (k.old_flag.empty() ? "" : " (or " + k.old_flag + ")");
+    auto record = [&flag_values, name = k.name, given](const std::string& v) {
+      flag_values[name] = {v, given};
+    };
     auto* opt = app.add_option_function<std::string>(
-      d.key.flag, [&flag_values, name = d.key.name](const std::string& v) {
-        flag_values[name] = v;
+      names, [record, boolean = k.type == "boolean"](const std::string& v) {
+        // A boolean is a switch: alone it is true; it also takes a value
+        // (--ha-enabled=false, --broker-secure true).
+        record(boolean && v.empty() ? "true" : v);
       },
-      d.key.help + " (env " + d.key.env + ", file key " + d.key.name + ")");
-    opt->type_name("VALUE");
+      k.help);
+    if (k.type == "boolean")
+      opt->expected(0, 1);
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    return config_error{0, app.help()};
   } catch (const CLI::CallForVersion&) {
     return config_error{0, "lulld 0.1.0"};
   } catch (const CLI::ParseError& e) {
     return config_error{2, std::string("lulld: ") + e.what() + "\nRun with --help for usage."};
   }
+  if (help_flag || help_all_flag)
+    return config_error{0, lulld_help(help_all_flag)};
 
   config c;
   c.action = check_flag   ? config::action_kind::check
@@ -963,32 +1155,31 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
       return config_error{2, "lulld: cannot read config file " + c.config_file + ": "
                                + e.what()};
     }
-    std::vector<file_entry> entries;
-    flatten(root, "", entries);
-    for (auto& entry : entries) {
-      auto it = std::find_if(key_defs().begin(), key_defs().end(),
-                             [&](auto& d) { return d.key.name == entry.name; });
+    for (auto& entry : file_entries(root, c.config_file, c.warnings)) {
+      const auto* d = def_of(entry.name);
       auto at = where(c.config_file, entry.value);
-      if (it == key_defs().end())
+      if (d == nullptr)
         return config_error{2, "lulld: unknown key '" + entry.name + "' in " + at
                                  + suggestion(entry.name)
                                  + " (lulld --help and lull.toml(5) list every key)"};
-      if (entry.value.is_array() && it->f.type != "list" && it->f.type != "thresholds")
+      if (entry.value.is_array() && d->f.type != "list" && d->f.type != "thresholds")
         return config_error{2, "lulld: bad value for " + entry.name + " (from file " + at
-                                 + "): got an array, expected " + it->f.expects};
-      if (auto err = apply(*it, toml_to_string(entry.value), "file " + at))
+                                 + "): got an array, expected " + d->f.expects};
+      if (auto err = apply(*d, toml_to_string(entry.value), "file " + at))
         return *err;
     }
   }
   // 3. The environment.
-  for (auto& d : key_defs())
-    if (auto it = env.find(d.key.env); it != env.end())
-      if (auto err = apply(d, it->second, "env " + d.key.env))
+  for (auto& d : key_defs()) {
+    std::string var;
+    if (const auto* v = env_value(env, d.key.name, &var))
+      if (auto err = apply(d, *v, "env " + var))
         return *err;
+  }
   // 4. Flags.
   for (auto& d : key_defs())
     if (auto it = flag_values.find(d.key.name); it != flag_values.end())
-      if (auto err = apply(d, it->second, "flag " + d.key.flag))
+      if (auto err = apply(d, it->second.first, "flag " + it->second.second))
         return *err;
 
   // Derived defaults.
@@ -1009,6 +1200,13 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
   }
   if (c.dirs.empty())
     c.dirs = {c.data_dir};
+  // The windows in their time zone, parsed once here for the lease table.
+  auto windows = parse_lease_windows(c.lease_windows, c.lease.timezone);
+  if (auto* e = std::get_if<std::string>(&windows)) {
+    auto src = c.sources.count("lease.windows") ? c.sources.at("lease.windows") : "default";
+    return config_error{2, "lulld: bad value for lease.windows (from " + src + "): " + *e};
+  }
+  c.lease.windows = std::get<lease_windows>(std::move(windows));
   return c;
 }
 

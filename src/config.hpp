@@ -13,6 +13,9 @@
 
 #include "messages/lease.hpp"
 #include "messages/util.hpp"
+#include "src/lease/lease_table.hpp"
+#include "src/queue/job_queue.hpp"
+#include "src/quiet/quiet_assessor.hpp"
 
 namespace lull {
 
@@ -38,29 +41,10 @@ struct config {
   std::string broker_ca_file, broker_cert_file, broker_key_file; ///< TLS (ssl:// brokers)
   std::string broker_admin_user = "lull-admin"; ///< secure mode: may read and cancel every job
   int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
-  // leases (see lease_policy_config)
-  double lease_ttl_sec = 30;
-  double lease_min_ttl_sec = 5;
-  double lease_max_ttl_sec = 600;
-  double lease_lock_delay_sec = 15;
-  double lease_will_grace_sec = 2;
-  double lease_panic_cooldown_sec = 120;
-  double lease_busy_retry_sec = 15;
-  int lease_capacity_units = 0;  ///< 0: from each host's CPU count
-  int lease_units_per_cpu = 25;
-  double lease_headroom = 0.2;
-  int lease_max_global = 32;
-  int lease_max_per_worker = 4;
-  double lease_grant_rate = 20;  ///< grants per second (token bucket)
-  double lease_grant_burst = 40;
-  double lease_worker_rate = 50;  ///< lease messages per second per worker (token bucket)
-  double lease_worker_burst = 100;
-  double lease_suspend_after_sec = 10;  ///< BUSY this long: suspend leases below HIGH
-  double lease_resume_after_sec = 60;   ///< QUIET this long: resume them
-  double lease_preempt_after_sec = 900; ///< suspended this long: revoke
+  /// The lease policy (lease.* and limits.max_workers), as the lease table
+  /// takes it; lease.windows is parsed into it with lease.timezone.
+  lease_policy_config lease;
   std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
-  std::string lease_timezone = "local"; ///< the windows' time zone
-  double lease_max_retry_hint_sec = default_max_retry_hint_sec; ///< retry hints at most
   std::vector<std::string> lease_high_users{"lull-admin"}; ///< secure mode: may ask for HIGH
   // persister
   double flush_interval_sec = 5;          ///< samples are written in one transaction this often
@@ -70,7 +54,6 @@ struct config {
   double quiet_streaks_retention_sec = 364 * 86400; ///< quiet streaks kept (52 weeks)
   int persist_queue_bound = 200000;       ///< samples held while the disk fails
   // bounds on what clients can make lulld hold (docs/security.md)
-  int limits_max_workers = 10000;  ///< workers the lease table tracks
   int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
   int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
   int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
@@ -81,9 +64,7 @@ struct config {
   int limits_max_series_per_worker = 256; ///< distinct series one source may name
   int limits_max_series = 20000;          ///< distinct series of all sources together
   // the job queue's quotas (docs/queue.md, "Quotas")
-  int queue_max_jobs_per_producer = 10000;            ///< one producer's jobs not finished
-  std::int64_t queue_max_bytes_per_producer = 64 << 20; ///< their payload bytes
-  std::int64_t queue_max_bytes = 256 << 20;           ///< payload bytes of all jobs not finished
+  queue_config queue;
 
   // Roles: which actors this lulld runs. "all", or a comma list of
   // collectors (host, process, workers, bus), assessor (quiet assessor, Home
@@ -114,18 +95,7 @@ struct config {
   double window_sec = 3600.0;
 
   // Quiet assessor thresholds: floor, quiet, busy, panic for each input.
-  std::array<double, 4> quiet_cpu{0, 30, 75, 95};
-  std::array<double, 4> quiet_mem{40, 70, 85, 95};
-  std::array<double, 4> quiet_disk_free{50, 20, 10, 3};
-  std::array<double, 4> quiet_swap{5, 25, 50, 90};
-  std::array<double, 4> quiet_temp{45, 65, 75, 85};
-  std::array<double, 4> quiet_bus_rps{0, 50, 300, 2000};
-  std::array<double, 4> quiet_bus_p95_ms{0, 50, 250, 2000};
-  double quiet_cooldown_sec = 120;
-  double quiet_hysteresis = 5;
-  double quiet_stale_after_sec = 30;  ///< a host silent this long is assessed BUSY
-  double quiet_cpu_window_sec = 120;  ///< other processes' CPU is averaged over this
-  bool quiet_bus_inputs = false;      ///< score lull's own bus traffic as host load
+  quiet_thresholds quiet;
 
   // Home Assistant discovery.
   bool ha_enabled = true;
@@ -134,6 +104,7 @@ struct config {
   /// Where each key's value came from, by key name: "file PATH:LINE",
   /// "env LULL_X" or "flag --x"; a key not here has its default.
   std::map<std::string, std::string> sources;
+  std::vector<std::string> warnings; ///< old spellings read, for lulld to log once it starts
   /// --check-config / --print-config: lulld reports on its configuration and
   /// exits instead of running.
   enum class action_kind { run, check, print };
@@ -153,7 +124,21 @@ struct config_key {
   std::string default_value;   ///< the default as TOML
   std::string default_derived; ///< how the default is worked out, when it is not fixed
   bool secret = false;         ///< --print-config shows "<set>", never the value
+  bool internal = false;       ///< a tuning seam: in --help-all and the man pages, not --help
+  std::string section;         ///< the part of the name before its dot; "" for general keys
+  std::string old_flag;        ///< a short or older flag still read (--broker), or ""
+  std::string old_env;         ///< likewise for the variable (LULL_BROKER), or ""
 };
+
+/// LULL_ and the key in upper case, dots as underscores: LULL_LEASE_TTL.
+std::string config_env_name(const std::string& key);
+/// -- and the key with dots and underscores as dashes: --lease-ttl.
+std::string config_flag_name(const std::string& key);
+/// The heading of a section of keys ("lease" -> "Lease policy (lease.*)").
+std::string config_section_title(const std::string& section);
+/// lulld --help: the options grouped by section, each with a placeholder for
+/// its value and its default; `all` adds the internal tuning keys.
+std::string lulld_help(bool all);
 
 /// lulld's flags that are not keys (--config, --check-config, --print-config),
 /// for --help and the man page.
@@ -172,6 +157,7 @@ const std::vector<config_key>& config_keys();
 struct client_config {
   config values;                              ///< lulld's defaults where nothing was set
   std::map<std::string, std::string> sources; ///< key -> "file F", "env E" or a flag's name
+  std::vector<std::string> warnings;          ///< old spellings read from the file
 };
 
 /// The keys `lull` shares with lulld: broker, username, password,

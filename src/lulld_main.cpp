@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   auto cfg = std::get<config>(loaded);
   // Checked or printed, the configuration is all: no lock, database, broker
   // or connection.
+  if (cfg.action != config::action_kind::run)
+    for (auto& w : cfg.warnings)
+      std::cerr << "lulld: warning: " << w << std::endl;
   if (cfg.action == config::action_kind::check) {
     std::cout << "lulld: configuration OK ("
               << (cfg.config_file.empty() ? "no file" : cfg.config_file) << ")" << std::endl;
@@ -157,6 +160,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::init(cfg.log_level);
+  for (auto& w : cfg.warnings)
+    log::warn("lulld: {}", w);
 
   // One lulld per data directory: two would hand out the same fencing
   // tokens and the same queued jobs. The lock goes with the process (even
@@ -309,21 +314,9 @@ int main(int argc, char** argv) {
   }
   if (cfg.runs_assessor()) {
     quiet_assessor_options qopts;
-    auto th = [](const std::array<double, 4>& a) { return input_thresholds{a[0], a[1], a[2], a[3]}; };
-    qopts.thresholds.cpu = th(cfg.quiet_cpu);
-    qopts.thresholds.mem = th(cfg.quiet_mem);
-    qopts.thresholds.disk_free = th(cfg.quiet_disk_free);
-    qopts.thresholds.swap = th(cfg.quiet_swap);
-    qopts.thresholds.temp = th(cfg.quiet_temp);
-    qopts.thresholds.bus_rps = th(cfg.quiet_bus_rps);
-    qopts.thresholds.bus_p95 = th(cfg.quiet_bus_p95_ms);
-    qopts.thresholds.cooldown_sec = cfg.quiet_cooldown_sec;
-    qopts.thresholds.hysteresis = cfg.quiet_hysteresis;
-    qopts.thresholds.stale_after_sec = cfg.quiet_stale_after_sec;
+    qopts.thresholds = cfg.quiet;
     qopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
     qopts.forget_after_sec = cfg.limits_host_forget_after_sec;
-    qopts.thresholds.cpu_window_sec = cfg.quiet_cpu_window_sec;
-    qopts.thresholds.bus_inputs = cfg.quiet_bus_inputs;
     qopts.topics = topics;
     keep("quiet assessor", spawn_quiet_assessor(sys, bridge, qopts));
   }
@@ -351,39 +344,19 @@ int main(int argc, char** argv) {
     lease_manager_options lopts;
     lopts.service.topics = topics;
     lopts.service.secure = cfg.broker_secure;
+    // The policy is the configuration's own; what follows comes from keys
+    // other parts share.
     auto& pol = lopts.service.policy;
-    pol.ttl_sec = cfg.lease_ttl_sec;
-    pol.min_ttl_sec = std::min(cfg.lease_min_ttl_sec, cfg.lease_ttl_sec);
-    pol.max_ttl_sec = std::max(cfg.lease_max_ttl_sec, cfg.lease_ttl_sec);
-    pol.lock_delay_sec = cfg.lease_lock_delay_sec;
-    pol.will_grace_sec = cfg.lease_will_grace_sec;
-    pol.panic_cooldown_sec = cfg.lease_panic_cooldown_sec;
-    pol.busy_retry_sec = cfg.lease_busy_retry_sec;
-    pol.capacity_units = cfg.lease_capacity_units;
-    pol.units_per_cpu = cfg.lease_units_per_cpu;
-    pol.headroom = cfg.lease_headroom;
-    pol.max_leases_global = cfg.lease_max_global;
-    pol.max_leases_per_worker = cfg.lease_max_per_worker;
-    pol.grant_rate_per_sec = cfg.lease_grant_rate;
-    pol.grant_burst = cfg.lease_grant_burst;
-    pol.stale_after_sec = cfg.quiet_stale_after_sec;
-    pol.max_tracked_workers = static_cast<std::size_t>(cfg.limits_max_workers);
+    pol = cfg.lease;
+    pol.min_ttl_sec = std::min(pol.min_ttl_sec, pol.ttl_sec);
+    pol.max_ttl_sec = std::max(pol.max_ttl_sec, pol.ttl_sec);
+    pol.stale_after_sec = cfg.quiet.stale_after_sec;
     pol.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-    pol.worker_rate_per_sec = cfg.lease_worker_rate;
-    pol.worker_burst = cfg.lease_worker_burst;
-    pol.suspend_after_sec = cfg.lease_suspend_after_sec;
-    pol.resume_after_sec = cfg.lease_resume_after_sec;
-    pol.preempt_after_sec = cfg.lease_preempt_after_sec;
-    pol.timezone = cfg.lease_timezone;
     pol.host_forget_after_sec = cfg.limits_host_forget_after_sec;
-    pol.max_retry_hint_sec = cfg.lease_max_retry_hint_sec;
     // An assessment's cooldown_until is the assessor's quiet.cooldown from
     // then: no honest one asks for more.
-    pol.max_cooldown_sec = std::max(cfg.lease_panic_cooldown_sec, cfg.quiet_cooldown_sec);
+    pol.max_cooldown_sec = std::max(pol.panic_cooldown_sec, cfg.quiet.cooldown_sec);
     lopts.service.high_users = cfg.lease_high_users;
-    if (auto w = parse_lease_windows(cfg.lease_windows, cfg.lease_timezone);
-        std::holds_alternative<lease_windows>(w))
-      pol.windows = std::get<lease_windows>(std::move(w));
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {
@@ -414,12 +387,10 @@ int main(int argc, char** argv) {
     qopts.service.secure = cfg.broker_secure;
     qopts.service.admin_user = cfg.broker_admin_user;
     qopts.service.high_users = cfg.lease_high_users;
-    qopts.queue.max_jobs_per_producer = static_cast<std::size_t>(cfg.queue_max_jobs_per_producer);
-    qopts.queue.max_bytes_per_producer = static_cast<std::size_t>(cfg.queue_max_bytes_per_producer);
-    qopts.queue.max_bytes = static_cast<std::size_t>(cfg.queue_max_bytes);
+    qopts.queue = cfg.queue;
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
-    popts.timezone = cfg.lease_timezone;
+    popts.timezone = cfg.lease.timezone;
     popts.secure = cfg.broker_secure;
     popts.topics = topics;
     popts.host_id = cfg.host_id;

@@ -117,7 +117,7 @@ TEST(admin, check_config_opens_nothing_and_connects_nowhere) {
   scratch s;
   listener fake_broker;
   auto data = s.path + "/state";
-  auto conf = s.file("lull.toml", "broker = \"tcp://127.0.0.1:" + std::to_string(fake_broker.port())
+  auto conf = s.file("lull.toml", "broker.uri = \"tcp://127.0.0.1:" + std::to_string(fake_broker.port())
                                     + "\"\nhost_id = \"admin-check\"\ndata_dir = \"" + data
                                     + "\"\n[lease]\nttl = \"45s\"\n");
   auto r = lulld_run(s, {"--config", conf, "--check-config"});
@@ -188,18 +188,18 @@ TEST(admin, check_config_names_the_bad_key_and_where_it_came_from) {
 // lulld takes back, giving the same values.
 TEST(admin, print_config_is_a_config_file_lulld_reads_back) {
   scratch s;
-  auto conf = s.file("lull.toml", "broker = \"tcp://nuc.local:1883\"\n"
-                                  "\"broker.secure\" = true\n[quiet]\ncpu = \"0,25,70,90\"\n");
+  auto conf = s.file("lull.toml", "[broker]\nuri = \"tcp://nuc.local:1883\"\n"
+                                  "secure = true\n[quiet]\ncpu = \"0,25,70,90\"\n");
   auto r = lulld_run(s, {"--config", conf, "--print-config", "--interval", "5s"},
                      {"LULL_PASSWORD=s3cret", "LULL_LEASE_TTL=1m"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   auto& out = r.out;
-  EXPECT_NE(out.find("\nbroker = \"tcp://nuc.local:1883\"  # file " + conf + ":1\n"),
+  EXPECT_NE(out.find("\nbroker.uri = \"tcp://nuc.local:1883\"  # file " + conf + ":2\n"),
             std::string::npos)
     << out;
-  EXPECT_NE(out.find("\n\"broker.secure\" = true  # file " + conf + ":2\n"), std::string::npos);
-  EXPECT_NE(out.find("\nquiet.cpu = \"0,25,70,90\"  # file " + conf + ":4\n"), std::string::npos);
+  EXPECT_NE(out.find("\nbroker.secure = true  # file " + conf + ":3\n"), std::string::npos);
+  EXPECT_NE(out.find("\nquiet.cpu = \"0,25,70,90\"  # file " + conf + ":5\n"), std::string::npos);
   EXPECT_NE(out.find("\ninterval = \"5s\"  # flag --interval\n"), std::string::npos);
   EXPECT_NE(out.find("\nlease.ttl = \"1m\"  # env LULL_LEASE_TTL\n"), std::string::npos);
   EXPECT_NE(out.find("\npassword = \"<set>\"  # env LULL_PASSWORD\n"), std::string::npos);

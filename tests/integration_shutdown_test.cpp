@@ -47,7 +47,7 @@ void seed_jobs(const std::string& db_path, int n) {
     j.spec.job_type = "sd-seed";
     j.spec.cost_units = 1;
     j.spec.host_id = "nowhere";
-    j.spec.priority = static_cast<job_priority>(i % 4);
+    j.spec.priority = static_cast<work_priority>(i % 4);
     j.spec.producer = "p" + std::to_string(i % 5);
     j.spec.idempotency_key = "seed-" + std::to_string(i);
     j.spec.payload = job_payload(json{{"i", i}});

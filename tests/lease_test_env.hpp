@@ -46,7 +46,7 @@ inline void agent_quiet(lease_table& t, const quiet_assessment& q) {
 }
 
 inline lease_request request_of(const std::string& worker, int units,
-                                lease_priority p = lease_priority::normal,
+                                work_priority p = work_priority::normal,
                                 const std::string& host = {}) {
   lease_request r;
   r.worker_id = worker;

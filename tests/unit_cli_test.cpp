@@ -591,7 +591,7 @@ TEST(cli_settings, a_bad_file_or_value_is_an_error_naming_file_and_key) {
 
   auto env = resolve(t, {"status"}, {{"LULL_BROKER", "127.0.0.1:1883"}});
   ASSERT_TRUE(env.error);
-  EXPECT_NE(env.error->find("broker (from env LULL_BROKER)"), std::string::npos) << *env.error;
+  EXPECT_NE(env.error->find("broker.uri (from env LULL_BROKER)"), std::string::npos) << *env.error;
 
   auto missing = resolve(t, {"--config", t.path + "/none.toml", "status"});
   ASSERT_TRUE(missing.error);
@@ -639,7 +639,7 @@ TEST(cli_settings, client_config_skips_lulld_only_keys_and_records_sources) {
   EXPECT_EQ(c.values.broker, "tcp://f:1");
   EXPECT_EQ(c.values.username, "u");
   EXPECT_EQ(c.values.topic_prefix, "p");
-  EXPECT_EQ(c.sources.at("broker"), "file " + file + ":1");
+  EXPECT_EQ(c.sources.at("broker.uri"), "file " + file + ":1");
   EXPECT_EQ(c.sources.at("username"), "env LULL_USERNAME");
   EXPECT_EQ(c.sources.at("topic_prefix"), "--topic-prefix");
   EXPECT_EQ(c.sources.count("interval"), 0u);
@@ -672,18 +672,18 @@ TEST(cli_wait, a_cool_down_names_its_end_and_one_wait) {
   lull::lease_grant_reply d;
   d.host_id = "nuc";
   d.reason = "Recent PANIC detected; cooling down until 2026-11-30T04:12:31Z";
-  auto text = in_utc([&] { return wait_message(d, lull::lease_priority::normal, 110.2, now, -1); });
+  auto text = in_utc([&] { return wait_message(d, lull::work_priority::normal, 110.2, now, -1); });
   EXPECT_EQ(text, "host nuc is cooling down after a PANIC (until 04:12:31); nothing runs there "
                   "until then; asking again in 1m50s (Ctrl-C to give up; --wait DURATION waits "
                   "at most that long)");
   // HIGH waits too, and is told so; a --wait names when it gives up.
-  auto high = in_utc([&] { return wait_message(d, lull::lease_priority::high, 110.2, now, 600); });
+  auto high = in_utc([&] { return wait_message(d, lull::work_priority::high, 110.2, now, 600); });
   EXPECT_NE(high.find("nothing runs there until then, not even HIGH;"), std::string::npos) << high;
   EXPECT_NE(high.find("(Ctrl-C to give up; --wait gives up at 04:20:41)"), std::string::npos)
     << high;
 
   d.reason = "System is PANIC; heavy work denied";
-  auto panic = in_utc([&] { return wait_message(d, lull::lease_priority::high, 120, now, -1); });
+  auto panic = in_utc([&] { return wait_message(d, lull::work_priority::high, 120, now, -1); });
   EXPECT_EQ(panic.rfind("host nuc is in PANIC; nothing runs there during a PANIC or the "
                         "cool-down after it (lease.panic_cooldown), not even HIGH; asking again "
                         "in 2m (",
@@ -692,7 +692,7 @@ TEST(cli_wait, a_cool_down_names_its_end_and_one_wait) {
     << panic;
 
   d.reason = "System is BUSY; waiting for QUIET (cpu)";
-  auto busy = in_utc([&] { return wait_message(d, lull::lease_priority::low, 16.2, now, -1); });
+  auto busy = in_utc([&] { return wait_message(d, lull::work_priority::low, 16.2, now, -1); });
   EXPECT_EQ(busy.rfind("no lease on nuc yet: System is BUSY; waiting for QUIET (cpu); asking "
                        "again in 16s (",
                        0),

@@ -13,6 +13,11 @@ using namespace lull;
 
 namespace {
 
+/// The four thresholds of an input, for comparing with a literal.
+std::array<double, 4> thresholds_of(const lull::input_thresholds& t) {
+  return {t.floor, t.quiet, t.busy, t.panic};
+}
+
 std::variant<config, config_error> load(std::vector<std::string> argv,
                                         std::map<std::string, std::string> env = {}) {
   argv.insert(argv.begin(), "lulld");
@@ -49,7 +54,7 @@ TEST(collector_config, defaults) {
   EXPECT_EQ(c.window_sec, 3600.0);
   EXPECT_EQ(c.mounts, (std::vector<std::string>{"/", "/var/lib/lull"}));
   EXPECT_EQ(c.dirs, std::vector<std::string>{"/var/lib/lull"});
-  EXPECT_EQ(c.quiet_temp[3], 85.0);
+  EXPECT_EQ(c.quiet.temp.panic, 85.0);
   EXPECT_TRUE(c.ha_enabled);
   EXPECT_EQ(c.ha_prefix, "homeassistant");
 }
@@ -83,9 +88,9 @@ enabled = false
   EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/node-red.pid"}));
   EXPECT_EQ(c.process_interval_sec, 4.0); // env over file
   EXPECT_EQ(c.collector_jitter, 0.2);
-  EXPECT_EQ(c.quiet_cpu, (std::array<double, 4>{0, 20, 60, 90}));
-  EXPECT_EQ(c.quiet_cooldown_sec, 600.0);
-  EXPECT_EQ(c.quiet_hysteresis, 3.0); // flag
+  EXPECT_EQ(thresholds_of(c.quiet.cpu), (std::array<double, 4>{0, 20, 60, 90}));
+  EXPECT_EQ(c.quiet.cooldown_sec, 600.0);
+  EXPECT_EQ(c.quiet.hysteresis, 3.0); // flag
   EXPECT_EQ(c.ha_prefix, "ha");
   EXPECT_FALSE(c.ha_enabled);
   ::unlink(file.c_str());

@@ -13,6 +13,11 @@ using namespace lull;
 
 namespace {
 
+/// The four thresholds of an input, for comparing with a literal.
+std::array<double, 4> thresholds_of(const lull::input_thresholds& t) {
+  return {t.floor, t.quiet, t.busy, t.panic};
+}
+
 struct args {
   std::vector<std::string> store;
   std::vector<const char*> ptrs;
@@ -184,7 +189,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   auto r = load({});
   ASSERT_TRUE(std::holds_alternative<config>(r));
   auto& c = std::get<config>(r);
-  EXPECT_DOUBLE_EQ(c.lease_max_retry_hint_sec, 3600);
+  EXPECT_DOUBLE_EQ(c.lease.max_retry_hint_sec, 3600);
   EXPECT_DOUBLE_EQ(c.limits_host_forget_after_sec, 86400);
   EXPECT_EQ(c.lease_high_users, std::vector<std::string>{"lull-admin"});
   auto file = write_file("\"lease.high_users\" = [\"lull-admin\", \"ops\"]\n"
@@ -195,7 +200,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
   auto& f = std::get<config>(r);
   EXPECT_EQ(f.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
-  EXPECT_DOUBLE_EQ(f.lease_max_retry_hint_sec, 600);
+  EXPECT_DOUBLE_EQ(f.lease.max_retry_hint_sec, 600);
   EXPECT_DOUBLE_EQ(f.limits_host_forget_after_sec, 7200);
   r = load({"--lease-high-users", "ops,bad/user"});
   ASSERT_TRUE(std::holds_alternative<config_error>(r));
@@ -232,9 +237,9 @@ TEST(config, quotas_have_defaults_sizes_and_bounds) {
   auto& d = std::get<config>(r);
   EXPECT_EQ(d.limits_max_series_per_worker, 256);
   EXPECT_EQ(d.limits_max_series, 20000);
-  EXPECT_EQ(d.queue_max_jobs_per_producer, 10000);
-  EXPECT_EQ(d.queue_max_bytes_per_producer, 64 << 20);
-  EXPECT_EQ(d.queue_max_bytes, 256 << 20);
+  EXPECT_EQ(d.queue.max_jobs_per_producer, 10000u);
+  EXPECT_EQ(d.queue.max_bytes_per_producer, 64u << 20);
+  EXPECT_EQ(d.queue.max_bytes, 256u << 20);
   EXPECT_DOUBLE_EQ(d.quiet_streaks_retention_sec, 364 * 86400.0);
 
   auto file = write_file("[queue]\nmax_bytes = \"1GiB\"\nmax_jobs_per_producer = 50\n"
@@ -244,9 +249,9 @@ TEST(config, quotas_have_defaults_sizes_and_bounds) {
   std::remove(file.c_str());
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
   auto& c = std::get<config>(r);
-  EXPECT_EQ(c.queue_max_bytes, 1LL << 30);
-  EXPECT_EQ(c.queue_max_bytes_per_producer, 512 * 1024);
-  EXPECT_EQ(c.queue_max_jobs_per_producer, 50);
+  EXPECT_EQ(c.queue.max_bytes, std::size_t{1} << 30);
+  EXPECT_EQ(c.queue.max_bytes_per_producer, 512u * 1024);
+  EXPECT_EQ(c.queue.max_jobs_per_producer, 50u);
   EXPECT_EQ(c.limits_max_series_per_worker, 64);
   EXPECT_DOUBLE_EQ(c.quiet_streaks_retention_sec, 60 * 86400.0);
 
@@ -305,7 +310,7 @@ TEST(config, print_config_names_every_key_and_its_source) {
   EXPECT_EQ(lines.size(), config_keys().size()) << text;
   for (auto& k : config_keys())
     EXPECT_EQ(lines.count(k.name), 1u) << k.name << " missing from\n" << text;
-  EXPECT_EQ(lines["broker"], std::make_pair(std::string("\"tcp://file:1883\""), "file " + file + ":1"));
+  EXPECT_EQ(lines["broker.uri"], std::make_pair(std::string("\"tcp://file:1883\""), "file " + file + ":1"));
   EXPECT_EQ(lines["lease.ttl"], std::make_pair(std::string("\"45s\""), "file " + file + ":4"));
   EXPECT_EQ(lines["lease.windows"].second, "file " + file + ":5");
   EXPECT_EQ(lines["lease.headroom"],
@@ -318,8 +323,8 @@ TEST(config, print_config_names_every_key_and_its_source) {
   // The secret is never printed, only that it is set.
   EXPECT_EQ(lines["password"].first, "\"<set>\"");
   EXPECT_EQ(text.find("hunter2"), std::string::npos);
-  // broker is a string, so the broker.* keys are quoted; lease.* are not.
-  EXPECT_NE(text.find("\n\"broker.secure\" = false"), std::string::npos) << text;
+  // Dotted keys print unquoted, broker.* as lease.*.
+  EXPECT_NE(text.find("\nbroker.secure = false"), std::string::npos) << text;
   EXPECT_NE(text.find("\nlease.ttl = \"45s\""), std::string::npos) << text;
 }
 
@@ -347,17 +352,17 @@ TEST(config, printed_config_reads_back_as_the_same_config) {
   EXPECT_EQ(c.topic_prefix, "site/a \"b\"");
   EXPECT_DOUBLE_EQ(c.interval_sec, 0.25);
   EXPECT_TRUE(c.broker_secure);
-  EXPECT_DOUBLE_EQ(c.lease_ttl_sec, 5400);
-  EXPECT_DOUBLE_EQ(c.lease_headroom, 0.123456789);
+  EXPECT_DOUBLE_EQ(c.lease.ttl_sec, 5400);
+  EXPECT_DOUBLE_EQ(c.lease.headroom, 0.123456789);
   EXPECT_EQ(c.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
   EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/x.pid"}));
-  EXPECT_EQ(c.queue_max_bytes, 3 << 20);
-  EXPECT_EQ(c.queue_max_bytes_per_producer, 100000);
-  EXPECT_EQ(c.quiet_temp, (std::array<double, 4>{40.5, 60, 70, 80}));
+  EXPECT_EQ(c.queue.max_bytes, 3u << 20);
+  EXPECT_EQ(c.queue.max_bytes_per_producer, 100000u);
+  EXPECT_EQ(thresholds_of(c.quiet.temp), (std::array<double, 4>{40.5, 60, 70, 80}));
   EXPECT_FALSE(c.ha_enabled);
   EXPECT_DOUBLE_EQ(c.raw_retention_sec, 36 * 3600);
   EXPECT_EQ(c.log_level, "debug");
-  EXPECT_EQ(c.lease_units_per_cpu, 30);
+  EXPECT_EQ(c.lease.units_per_cpu, 30);
   // Value for value, the second print is the first.
   auto a = printed(text), b = printed(print_config(c));
   ASSERT_EQ(a.size(), b.size());

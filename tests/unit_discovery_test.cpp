@@ -457,3 +457,27 @@ TEST(discovery, allow_heavy_work_switch_commands_the_pause_and_shows_the_schedul
   status = json::parse(svc.status_message().payload);
   EXPECT_TRUE(status["hosts"]["pi-kitchen"]["paused"].is_null());
 }
+
+TEST(discovery, pressure_and_power_entities_follow_what_the_host_reports) {
+  topic_names topics;
+  auto plain = build_discovery("pi", {"/"}, topics, {}).payload["cmps"];
+  for (auto* key : {"pressure", "battery", "on_ac"})
+    EXPECT_FALSE(plain.contains(key)) << key << ": a host that reports none has none";
+  host_features unplugged_probe;
+  unplugged_probe.pressure = true;
+  unplugged_probe.power_gone = true; // its power supplies were reported before
+  auto gone = build_discovery("pi", {"/"}, topics, {}, {}, unplugged_probe).payload["cmps"];
+  EXPECT_EQ(gone["battery"], (nlohmann::json{{"p", "sensor"}})) << "removed, as a gone mount";
+  EXPECT_EQ(gone["on_ac"], (nlohmann::json{{"p", "binary_sensor"}}));
+  EXPECT_EQ(gone["pressure"]["p"], "sensor");
+  auto laptop =
+    build_discovery("laptop", {"/"}, topics, {}, {}, host_features{true, true}).payload["cmps"];
+  EXPECT_EQ(laptop["pressure"]["unit_of_measurement"], "%");
+  EXPECT_EQ(laptop["battery"]["device_class"], "battery");
+  EXPECT_EQ(laptop["battery"]["state_topic"], "stats/host/laptop");
+  EXPECT_EQ(laptop["on_ac"]["p"], "binary_sensor");
+  EXPECT_EQ(laptop["on_ac"]["device_class"], "plug");
+  EXPECT_EQ(laptop["on_ac"]["unique_id"], "lull_laptop_on_ac");
+  auto set = announced(laptop);
+  EXPECT_TRUE(set.count("pressure") && set.count("battery") && set.count("on_ac"));
+}

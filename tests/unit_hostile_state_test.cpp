@@ -36,17 +36,17 @@ TEST(stale, an_assessment_older_than_stale_after_denies_below_high) {
   fake_env e;
   lease_table t(policy(), e.env());
   agent_quiet(t, quiet_of("h", quiet_state::quiet));
-  EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "h"), "w").approved);
+  EXPECT_TRUE(t.request(request_of("w", 5, work_priority::normal, "h"), "w").approved);
   e.advance(31);
-  auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
+  auto r = t.request(request_of("w", 5, work_priority::normal, "h"), "w");
   EXPECT_FALSE(r.approved);
   EXPECT_NE(r.reason.find("No fresh quiet assessment for host h"), std::string::npos) << r.reason;
   EXPECT_GT(r.retry_after_sec, 0);
   // HIGH may still run on a host lull cannot see, as on a busy one.
-  EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::high, "h"), "w").approved);
+  EXPECT_TRUE(t.request(request_of("w", 5, work_priority::high, "h"), "w").approved);
   // A fresh assessment opens it again.
   agent_quiet(t, quiet_of("h", quiet_state::quiet));
-  EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "h"), "w").approved);
+  EXPECT_TRUE(t.request(request_of("w", 5, work_priority::normal, "h"), "w").approved);
 }
 
 TEST(stale, a_retained_assessment_counts_its_age_from_when_it_was_made) {
@@ -55,7 +55,7 @@ TEST(stale, a_retained_assessment_counts_its_age_from_when_it_was_made) {
   auto q = quiet_of("h", quiet_state::quiet);
   q.assessed_at = e.wall - 120; // lulld restarted; the broker kept this one
   agent_quiet(t, q);
-  auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
+  auto r = t.request(request_of("w", 5, work_priority::normal, "h"), "w");
   EXPECT_FALSE(r.approved);
   EXPECT_NE(r.reason.find("No fresh quiet assessment"), std::string::npos) << r.reason;
 }
@@ -68,10 +68,10 @@ TEST(bounded, made_up_worker_ids_are_forgotten_past_the_cap) {
   lease_table t(cfg, e.env());
   agent_quiet(t, quiet_of("h", quiet_state::busy));
   // One real worker holds a lease (HIGH runs on a busy host).
-  ASSERT_TRUE(t.request(request_of("holder", 5, lease_priority::high, "h"), "holder").approved);
+  ASSERT_TRUE(t.request(request_of("holder", 5, work_priority::high, "h"), "holder").approved);
   for (int i = 0; i < 5000; ++i) {
     e.wall += 1; // a newer decision each time; the holder's lease stays live
-    t.request(request_of("w" + std::to_string(i), 5, lease_priority::normal, "h"),
+    t.request(request_of("w" + std::to_string(i), 5, work_priority::normal, "h"),
               "w" + std::to_string(i));
   }
   EXPECT_LE(t.workers().size(), 100u);
@@ -97,7 +97,7 @@ TEST(bounded, scheduler_status_lists_the_newest_leases_and_counts_them_all) {
   agent_quiet(t, quiet_of("h", quiet_state::quiet));
   std::string newest;
   for (int i = 0; i < 600; ++i) {
-    auto r = t.request(request_of("w", 5, lease_priority::normal, "h"), "w");
+    auto r = t.request(request_of("w", 5, work_priority::normal, "h"), "w");
     ASSERT_TRUE(r.approved) << i << ": " << r.reason;
     newest = r.lease_id;
   }
@@ -130,7 +130,7 @@ TEST(hosts, a_host_enters_only_on_its_agents_snapshot) {
   t.on_quiet_hours("ghost", quiet_hour_map{});
   t.on_pause("ghost", host_pause{"alice", "", e.wall, {}});
   EXPECT_TRUE(t.hosts().empty());
-  auto r = t.request(request_of("w", 5, lease_priority::normal, "ghost"), "w");
+  auto r = t.request(request_of("w", 5, work_priority::normal, "ghost"), "w");
   EXPECT_EQ(r.reason.rfind("Unknown host 'ghost'", 0), 0u) << r.reason;
   // Its agent reports: what came before (retained, at lulld's start) applies.
   t.on_snapshot("ghost");
@@ -158,7 +158,7 @@ TEST(hosts, when_full_the_host_silent_longest_gives_way_to_a_new_agent) {
   e.advance(1);
   EXPECT_TRUE(t.on_snapshot("pi", 4));
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
-  EXPECT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "pi"), "w").approved);
+  EXPECT_TRUE(t.request(request_of("w", 5, work_priority::normal, "pi"), "w").approved);
   EXPECT_EQ(t.take_hosts_evicted(), std::vector<std::string>{"fake44"});
   EXPECT_EQ(t.status_json()["hosts_evicted"], 45);
 }
@@ -169,10 +169,10 @@ TEST(hosts, a_host_with_leases_does_not_give_way) {
   cfg.max_hosts = 2;
   lease_table t(cfg, e.env());
   agent_quiet(t, quiet_of("a", quiet_state::quiet));
-  ASSERT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "a"), "w").approved);
+  ASSERT_TRUE(t.request(request_of("w", 5, work_priority::normal, "a"), "w").approved);
   e.advance(1);
   agent_quiet(t, quiet_of("b", quiet_state::quiet));
-  ASSERT_TRUE(t.request(request_of("w", 5, lease_priority::normal, "b"), "w").approved);
+  ASSERT_TRUE(t.request(request_of("w", 5, work_priority::normal, "b"), "w").approved);
   EXPECT_FALSE(t.on_snapshot("c"));
   EXPECT_EQ(t.hosts_refused(), 1u);
   EXPECT_EQ(t.hosts().size(), 2u);

@@ -234,3 +234,75 @@ TEST(host_probe, a_vanished_file_mid_run_is_reported_not_fatal) {
   EXPECT_FALSE(s.cpu_pct);
   EXPECT_FALSE(s.errors.empty());
 }
+
+// -- pressure stall and power --------------------------------------------------
+
+TEST(proc_parse, pressure_lines_some_and_full) {
+  auto p = proc::parse_pressure("some avg10=15.52 avg60=11.30 avg300=19.95 total=442206295\n"
+                                "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+  EXPECT_EQ(p.some.avg10, 15.52);
+  EXPECT_EQ(p.some.avg60, 11.30);
+  EXPECT_EQ(p.full.avg60, 0.0);
+  // Before Linux 5.13 the cpu file has no full line; garbage is not a figure.
+  auto old = proc::parse_pressure("some avg10=1.00 avg60=nope avg300=0.00 total=1\n");
+  EXPECT_EQ(old.some.avg10, 1.0);
+  EXPECT_FALSE(old.some.avg60);
+  EXPECT_FALSE(old.full.avg10);
+  EXPECT_FALSE(proc::parse_pressure("some avg10=250.0\n").some.avg10) << "a share is 0-100";
+}
+
+TEST(host_probe, laptop_on_battery_with_pressure_stall) {
+  fixture_tree tree("x86-laptop");
+  auto s = two_readings(tree);
+  ASSERT_TRUE(s.pressure) << s.pressure_unavailable;
+  EXPECT_EQ(s.pressure->cpu.some_avg60, 11.30);
+  EXPECT_EQ(s.pressure->memory.some_avg60, 12.50);
+  EXPECT_EQ(s.pressure->memory.full_avg10, 1.00);
+  EXPECT_EQ(s.pressure->io.some_avg60, 0.40);
+  ASSERT_TRUE(s.power);
+  EXPECT_EQ(s.power->ac_online, false);
+  EXPECT_EQ(s.power->battery_pct, 71.0) << "the mouse's 5 % battery does not count";
+  EXPECT_EQ(s.power->battery_status, "Discharging");
+  EXPECT_TRUE(s.power->on_battery());
+  // Back on the charger: the next reading says so.
+  test::overwrite(tree.path("sys/class/power_supply/AC/online"), "1\n");
+  host_probe probe({tree.root(), "h", {"/"}});
+  auto again = probe.sample(1763900004, 104.0);
+  ASSERT_TRUE(again.power);
+  EXPECT_EQ(again.power->ac_online, true);
+  EXPECT_FALSE(again.power->on_battery());
+  // Both travel on the wire and come back the same.
+  auto back = host_snapshot_from_json(to_json(s));
+  ASSERT_TRUE(back.pressure);
+  EXPECT_EQ(back.pressure->memory.some_avg60, 12.50);
+  ASSERT_TRUE(back.power);
+  EXPECT_EQ(back.power->battery_pct, 71.0);
+  EXPECT_EQ(to_json(s)["power"]["on_battery"], true);
+}
+
+TEST(host_probe, a_host_without_psi_or_power_supplies_says_so) {
+  fixture_tree tree("pi4-throttled");
+  auto s = two_readings(tree);
+  EXPECT_FALSE(s.pressure);
+  EXPECT_NE(s.pressure_unavailable.find("no /proc/pressure"), std::string::npos)
+    << s.pressure_unavailable;
+  EXPECT_FALSE(s.power) << "a Pi on mains reports no supplies: never held for power";
+  auto j = to_json(s);
+  EXPECT_TRUE(j["pressure"].is_null());
+  EXPECT_EQ(j["pressure_unavailable"], s.pressure_unavailable);
+}
+
+TEST(host_snapshot, pressure_and_power_out_of_range_are_dropped_not_trusted) {
+  fixture_tree tree("x86-laptop");
+  auto j = to_json(two_readings(tree));
+  j["pressure"]["memory"]["some_avg60"] = 400;
+  j["power"]["battery_pct"] = -3;
+  j["power"]["ac_online"] = "yes";
+  auto s = host_snapshot_from_json(j);
+  ASSERT_TRUE(s.pressure);
+  EXPECT_FALSE(s.pressure->memory.some_avg60);
+  ASSERT_TRUE(s.power);
+  EXPECT_FALSE(s.power->battery_pct);
+  EXPECT_FALSE(s.power->ac_online);
+  EXPECT_FALSE(s.power->on_battery()) << "no trusted battery figure: not held";
+}

@@ -9,6 +9,24 @@ using namespace lull;
 
 namespace {
 
+/// The lease manager's answers to the queue's asks, as it sends them.
+lease_grant_reply granted(const std::string& lease_id, const std::string& host,
+                          std::uint64_t token = 1) {
+  lease_grant_reply g;
+  g.approved = true;
+  g.lease_id = lease_id;
+  g.host_id = host;
+  g.fencing_token = token;
+  return g;
+}
+
+lease_grant_reply denied(const std::string& reason, double retry_after_sec = 0) {
+  lease_grant_reply g;
+  g.reason = reason;
+  g.retry_after_sec = retry_after_sec;
+  return g;
+}
+
 struct fixture {
   double mono = 100;
   std::int64_t wall = 1795428000;
@@ -111,10 +129,10 @@ TEST(queue_service, next_asks_for_a_lease_and_hands_out_job_and_lease) {
   auto& ask = out.asks[0];
   EXPECT_EQ(ask.job_id, id);
   EXPECT_EQ(ask.cost_units, 30);
-  EXPECT_EQ(ask.priority, lease_priority::high);
+  EXPECT_EQ(ask.priority, work_priority::high);
   EXPECT_EQ(ask.host_id, "pi");
   auto done = f.svc.on_lease_reply(
-    ask.ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}, {"fencing_token", 7}});
+    ask.ask_id, granted("L1", "pi", 7));
   auto r = fixture::reply_on(done, "w/1");
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["job"]["job_id"], id);
@@ -137,9 +155,7 @@ TEST(queue_service, a_denied_lease_is_reported_with_its_reason) {
   auto out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
   ASSERT_EQ(out.asks.size(), 1u);
   auto r = fixture::reply_on(
-    f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", false},
-                                              {"reason", "System is BUSY; waiting for QUIET"},
-                                              {"retry_after_sec", 12.5}}),
+    f.svc.on_lease_reply(out.asks[0].ask_id, denied("System is BUSY; waiting for QUIET", 12.5)),
     "w/1");
   ASSERT_TRUE(r);
   EXPECT_TRUE((*r)["job"].is_null());
@@ -158,7 +174,7 @@ TEST(queue_service, a_waiting_worker_gets_the_job_submitted_later) {
   ASSERT_EQ(sub.asks.size(), 1u);
   f.mono += 31; // the wait is over: a denial is the final answer now
   auto r = fixture::reply_on(f.svc.on_lease_reply(sub.asks[0].ask_id,
-                                                  {{"approved", false}, {"reason", "busy"}}),
+                                                  denied("busy")),
                              "w/1");
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["reason"], "busy");
@@ -168,13 +184,13 @@ TEST(queue_service, an_expired_lease_requeues_and_cancel_revokes) {
   fixture f;
   auto id = f.submit({{"job_type", "t"}});
   auto out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
-  f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "h"}});
+  f.svc.on_lease_reply(out.asks[0].ask_id, granted("L1", "h"));
   f.svc.on_lease_outcome({"running", "L1", "w", {}, {}, {}, {}});
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::running);
   f.svc.on_lease_outcome({"expired", "L1", "w", "heartbeat missed", {}, {}, {}});
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::queued);
   out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
-  f.svc.on_lease_reply(out.asks[0].ask_id, {{"approved", true}, {"lease_id", "L2"}, {"host_id", "h"}});
+  f.svc.on_lease_reply(out.asks[0].ask_id, granted("L2", "h"));
   auto c = f.svc.handle(fixture::msg("scheduler/job/" + id + "/cancel", {{"reply_to", "p"}}));
   ASSERT_EQ(c.revoke.size(), 1u);
   EXPECT_EQ(c.revoke[0].first, "L2");
@@ -341,7 +357,7 @@ TEST(queue_service_writes, a_hand_out_that_cannot_be_written_answers_the_worker_
     fixture::msg("scheduler/job/next", {{"worker_id", "w1"}, {"reply_to", "w/1"}, {"wait_sec", 30}})));
   ASSERT_EQ(next.asks.size(), 1u);
   auto out = h.failed(h.svc.on_lease_reply(
-    next.asks[0].ask_id, {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}}));
+    next.asks[0].ask_id, granted("L1", "pi")));
   auto r = fixture::reply_on(out, "w/1");
   ASSERT_TRUE(r) << "the worker is answered, not left waiting";
   EXPECT_EQ((*r)["error"]["code"], "InternalError");
@@ -378,7 +394,7 @@ TEST(queue_service_writes, a_completion_that_cannot_be_written_can_be_applied_ag
   ASSERT_EQ(next.asks.size(), 1u);
   auto job_id = next.asks[0].job_id;
   h.written(h.svc.on_lease_reply(next.asks[0].ask_id,
-                                 {{"approved", true}, {"lease_id", "L1"}, {"host_id", "pi"}}));
+                                 granted("L1", "pi")));
   lease_outcome done{"released", "L1", "w1", "released", "succeeded", "", ""};
   h.failed(h.svc.on_lease_outcome(done));
   EXPECT_EQ(h.svc.queue().get(job_id)->state, job_state::leased);

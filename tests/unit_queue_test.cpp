@@ -15,7 +15,7 @@ struct fixture {
     : q(cfg, {[this] { return mono; }, [this] { return wall; },
               [this] { return "job" + std::to_string(++ids); }}) {}
 
-  std::string submit(const std::string& type, job_priority p, const std::string& producer = "p",
+  std::string submit(const std::string& type, work_priority p, const std::string& producer = "p",
                      const std::string& key = "") {
     job_spec s;
     s.job_type = type;
@@ -37,19 +37,19 @@ struct fixture {
 
 TEST(queue, strict_priority_then_submission_order) {
   fixture f;
-  auto bg = f.submit("t", job_priority::background);
-  auto lo = f.submit("t", job_priority::low);
-  auto n1 = f.submit("t", job_priority::normal);
-  auto hi = f.submit("t", job_priority::high);
-  auto n2 = f.submit("t", job_priority::normal);
+  auto bg = f.submit("t", work_priority::background);
+  auto lo = f.submit("t", work_priority::low);
+  auto n1 = f.submit("t", work_priority::normal);
+  auto hi = f.submit("t", work_priority::high);
+  auto n2 = f.submit("t", work_priority::normal);
   EXPECT_EQ(f.order(), (std::vector<std::string>{hi, n1, n2, lo, bg}));
 }
 
 TEST(queue, aging_lifts_a_waiting_job_so_none_starves) {
   fixture f;
-  auto bg = f.submit("t", job_priority::background);
+  auto bg = f.submit("t", work_priority::background);
   f.mono += 180; // three aging steps: background -> high
-  auto hi = f.submit("t", job_priority::high);
+  auto hi = f.submit("t", work_priority::high);
   EXPECT_DOUBLE_EQ(f.q.effective_level(*f.q.get(bg), f.mono), 0);
   // Both at level 0 now; the older one goes first.
   EXPECT_EQ(f.order().front(), bg);
@@ -58,9 +58,9 @@ TEST(queue, aging_lifts_a_waiting_job_so_none_starves) {
 
 TEST(queue, partial_aging_does_not_overtake_a_higher_priority) {
   fixture f;
-  auto low = f.submit("t", job_priority::low);
+  auto low = f.submit("t", work_priority::low);
   f.mono += 59; // not yet one step
-  auto normal = f.submit("t", job_priority::normal);
+  auto normal = f.submit("t", work_priority::normal);
   EXPECT_EQ(f.order().front(), normal);
   f.mono += 1; // one step: low -> normal level, and it is older
   EXPECT_EQ(f.order().front(), low);
@@ -70,8 +70,8 @@ TEST(queue, producers_are_served_round_robin_within_a_level) {
   fixture f;
   std::vector<std::string> flood;
   for (int i = 0; i < 5; ++i)
-    flood.push_back(f.submit("t", job_priority::normal, "flood"));
-  auto other = f.submit("t", job_priority::normal, "other");
+    flood.push_back(f.submit("t", work_priority::normal, "flood"));
+  auto other = f.submit("t", work_priority::normal, "other");
   // First pick: flood's oldest (neither producer served yet, older seq).
   auto first = f.order().front();
   EXPECT_EQ(first, flood[0]);
@@ -117,7 +117,7 @@ TEST(queue, idempotency_key_returns_the_existing_job) {
 
 TEST(queue, happy_path_transitions_each_emit_an_event) {
   fixture f;
-  auto id = f.submit("t", job_priority::normal);
+  auto id = f.submit("t", work_priority::normal);
   ASSERT_TRUE(f.q.mark_leased(id, "L1", "w1", "pi"));
   ASSERT_TRUE(f.q.mark_running(id));
   EXPECT_FALSE(f.q.complete(id, "L1", true, {{"thumbs", 12}}, ""));
@@ -148,7 +148,7 @@ TEST(queue, failure_retries_while_attempts_remain_then_fails) {
 
 TEST(queue, an_expired_lease_requeues_its_job) {
   fixture f;
-  auto id = f.submit("t", job_priority::normal);
+  auto id = f.submit("t", work_priority::normal);
   ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
   ASSERT_TRUE(f.q.mark_running(id));
   f.q.lease_ended("L1", "expired");
@@ -161,7 +161,7 @@ TEST(queue, an_expired_lease_requeues_its_job) {
 
 TEST(queue, completion_through_another_lease_is_refused) {
   fixture f;
-  auto id = f.submit("t", job_priority::normal);
+  auto id = f.submit("t", work_priority::normal);
   ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
   auto err = f.q.complete(id, "L9", true, nullptr, "");
   ASSERT_TRUE(err);
@@ -170,8 +170,8 @@ TEST(queue, completion_through_another_lease_is_refused) {
 
 TEST(queue, cancel_returns_the_lease_to_revoke) {
   fixture f;
-  auto queued = f.submit("t", job_priority::normal);
-  auto running = f.submit("t", job_priority::normal);
+  auto queued = f.submit("t", work_priority::normal);
+  auto running = f.submit("t", work_priority::normal);
   ASSERT_TRUE(f.q.mark_leased(running, "L1", "w", "h"));
   auto a = f.q.cancel(queued, "user");
   ASSERT_EQ(a.index(), 0u);
@@ -203,8 +203,8 @@ TEST(queue, a_full_queue_refuses_with_a_reason) {
   queue_config cfg;
   cfg.max_jobs = 2;
   fixture f(cfg);
-  f.submit("t", job_priority::normal);
-  f.submit("t", job_priority::normal);
+  f.submit("t", work_priority::normal);
+  f.submit("t", work_priority::normal);
   job_spec s;
   s.job_type = "t";
   auto r = f.q.submit(s);
@@ -240,9 +240,9 @@ TEST(queue, jobs_round_trip_through_json_for_restore) {
 
 TEST(queue, depths_count_queued_jobs_per_priority) {
   fixture f;
-  f.submit("t", job_priority::high);
-  f.submit("t", job_priority::background);
-  auto id = f.submit("t", job_priority::background);
+  f.submit("t", work_priority::high);
+  f.submit("t", work_priority::background);
+  auto id = f.submit("t", work_priority::background);
   f.q.mark_leased(id, "L", "w", "h");
   auto d = f.q.depths();
   EXPECT_EQ(d["high"], 1u);
@@ -260,12 +260,12 @@ TEST(queue, depths_and_the_live_count_follow_every_change) {
                                             {"background", 0}};
     static const char* names[] = {"high", "normal", "low", "background"};
     for (auto* j : f.q.list(job_state::queued, "", "", 100000))
-      ++d[names[static_cast<int>(j->spec.priority)]];
+      ++d[names[urgency(j->spec.priority)]];
     return d;
   };
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i)
-    ids.push_back(f.submit("t", static_cast<job_priority>(i % 4)));
+    ids.push_back(f.submit("t", static_cast<work_priority>(i % 4)));
   EXPECT_EQ(f.q.depths(), recount());
   job_spec s;
   s.job_type = "t";
@@ -333,7 +333,7 @@ TEST(queue, a_producer_past_its_job_quota_is_refused_and_others_are_not) {
   fixture f(cfg);
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i)
-    ids.push_back(f.submit("t", job_priority::normal, "flood"));
+    ids.push_back(f.submit("t", work_priority::normal, "flood"));
   job_spec s;
   s.job_type = "t";
   s.producer = "flood";
@@ -343,7 +343,7 @@ TEST(queue, a_producer_past_its_job_quota_is_refused_and_others_are_not) {
   EXPECT_EQ(f.q.usage("flood").jobs, 3u);
   EXPECT_EQ(f.q.refused(), 1u);
   // Somebody else still gets in.
-  EXPECT_FALSE(f.submit("t", job_priority::normal, "other").empty());
+  EXPECT_FALSE(f.submit("t", work_priority::normal, "other").empty());
   // A repeated idempotency key is not a new job: it is answered, not refused.
   s.idempotency_key = "k";
   // (the key is new: refused)

@@ -382,3 +382,79 @@ TEST_F(quiet_test, the_cpu_window_is_configurable) {
   EXPECT_LT(q.inputs["cpu_foreign_avg"].get<double>(), 5);
   EXPECT_NE(q.state, quiet_state::busy);
 }
+
+// -- pressure stall and power ----------------------------------------------------
+
+namespace {
+
+host_snapshot with_pressure(host_snapshot s, double cpu_some, double mem_some, double io_some) {
+  host_pressure p;
+  p.cpu.some_avg60 = cpu_some;
+  p.memory.some_avg60 = mem_some;
+  p.io.some_avg60 = io_some;
+  s.pressure = p;
+  return s;
+}
+
+} // namespace
+
+TEST_F(quiet_test, memory_stall_makes_a_host_busy_at_low_cpu_and_panic_revokes_through_memory) {
+  // 5 % CPU, 30 % memory used, yet tasks wait for memory reclaim 45 % of the minute.
+  quiet_assessment q;
+  for (int i = 0; i < 20; ++i) {
+    clock.advance(2);
+    q = assessor.assess(with_pressure(snap({5}), 0, 45, 0));
+  }
+  EXPECT_EQ(q.state, quiet_state::busy) << nlohmann::json(q.reasons).dump();
+  EXPECT_TRUE(has_reason(q, "Memory pressure (1 min) 45.0% is above the busy threshold 40%"));
+  EXPECT_EQ(q.inputs["psi_memory_pct"], 45.0);
+  clock.advance(2);
+  q = assessor.assess(with_pressure(snap({5}), 0, 85, 0));
+  EXPECT_EQ(q.state, quiet_state::panic);
+  EXPECT_EQ(q.panic_by, std::vector<std::string>{"memory"});
+}
+
+TEST_F(quiet_test, cpu_stall_counts_only_while_no_leased_work_runs) {
+  quiet_assessment owner, leased;
+  for (int i = 0; i < 70; ++i) {
+    clock.advance(2);
+    owner = assessor.assess(with_pressure(snap({5}, "owner"), 85, 0, 0));
+    auto s = leased_snap(52, 50);
+    s.host_id = "leased";
+    leased = assessor.assess(with_pressure(s, 85, 0, 0));
+  }
+  EXPECT_EQ(owner.state, quiet_state::busy) << nlohmann::json(owner.reasons).dump();
+  EXPECT_TRUE(has_reason(owner, "CPU pressure (1 min) 85.0% is above the busy threshold 80%"));
+  EXPECT_EQ(owner.inputs["psi_cpu_scored"], true);
+  // A niced leased job waits for the CPU itself: its stall is not the owner's.
+  EXPECT_EQ(leased.state, quiet_state::quiet) << nlohmann::json(leased.reasons).dump();
+  EXPECT_EQ(leased.inputs["psi_cpu_scored"], false);
+  EXPECT_EQ(leased.inputs["psi_cpu_pct"], 85.0) << "still reported";
+}
+
+TEST_F(quiet_test, a_host_without_psi_is_assessed_as_before_and_says_why) {
+  auto s = snap({5});
+  s.pressure_unavailable = "no /proc/pressure";
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  EXPECT_TRUE(q.inputs["psi_memory_pct"].is_null());
+  EXPECT_EQ(q.inputs["psi_unavailable"], "no /proc/pressure");
+  EXPECT_FALSE(q.inputs["pressures"].contains("psi_memory_pct"));
+}
+
+TEST_F(quiet_test, the_assessment_carries_the_hosts_power) {
+  auto s = snap({5});
+  host_power pw;
+  pw.ac_online = false;
+  pw.battery_pct = 64;
+  pw.battery_status = "Discharging";
+  s.power = pw;
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  ASSERT_TRUE(q.power);
+  EXPECT_TRUE(q.power->on_battery());
+  auto back = quiet_assessment_from_json(to_json(q));
+  ASSERT_TRUE(back.power);
+  EXPECT_EQ(back.power->battery_pct, 64.0);
+  EXPECT_EQ(back.power->ac_online, false);
+}

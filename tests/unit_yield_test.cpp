@@ -71,7 +71,7 @@ TEST(yield, busy_for_suspend_after_suspends_below_high_and_quiet_for_resume_afte
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   auto normal = t.request(request_of("w1", 20), "w1");
-  auto high = t.request(request_of("w2", 20, lease_priority::high), "w2");
+  auto high = t.request(request_of("w2", 20, work_priority::high), "w2");
   ASSERT_TRUE(normal.approved && high.approved);
   t.take_events();
 
@@ -182,9 +182,9 @@ TEST(yield, panic_through_memory_revokes_at_once_and_cpu_panic_suspends) {
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
   agent_quiet(t, quiet_of("nuc", quiet_state::quiet));
-  auto a = t.request(request_of("w1", 20, lease_priority::normal, "pi"), "w1");
-  auto hi = t.request(request_of("w2", 20, lease_priority::high, "pi"), "w2");
-  auto b = t.request(request_of("w3", 20, lease_priority::low, "nuc"), "w3");
+  auto a = t.request(request_of("w1", 20, work_priority::normal, "pi"), "w1");
+  auto hi = t.request(request_of("w2", 20, work_priority::high, "pi"), "w2");
+  auto b = t.request(request_of("w3", 20, work_priority::low, "nuc"), "w3");
   ASSERT_TRUE(a.approved && hi.approved && b.approved);
   t.take_events();
 
@@ -209,12 +209,12 @@ TEST(yield, a_pause_denies_every_priority_suspends_every_lease_and_ends_on_its_o
   fake_env fe;
   lease_table t(yield_policy(), fe.env());
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
-  auto hi = t.request(request_of("w1", 20, lease_priority::high), "w1");
+  auto hi = t.request(request_of("w1", 20, work_priority::high), "w1");
   t.take_events();
   t.on_pause("pi", host_pause{"alice", "gaming", fe.wall, fe.wall + 3600});
   EXPECT_TRUE(t.find(hi.lease_id)->suspended);
   EXPECT_EQ(t.find(hi.lease_id)->suspend_reason, "Paused by alice: gaming");
-  auto d = t.request(request_of("w2", 5, lease_priority::high), "w2");
+  auto d = t.request(request_of("w2", 5, work_priority::high), "w2");
   EXPECT_FALSE(d.approved);
   EXPECT_EQ(d.reason.rfind("Paused by alice: gaming (until ", 0), 0u) << d.reason;
   EXPECT_GE(d.retry_after_sec, 3600);
@@ -223,7 +223,7 @@ TEST(yield, a_pause_denies_every_priority_suspends_every_lease_and_ends_on_its_o
   t.tick();
   EXPECT_FALSE(t.find(hi.lease_id)->suspended) << "HIGH resumes when the pause ends";
   EXPECT_EQ(t.take_pauses_ended(), std::vector<std::string>{"pi"});
-  EXPECT_TRUE(t.request(request_of("w2", 5, lease_priority::high), "w2").approved);
+  EXPECT_TRUE(t.request(request_of("w2", 5, work_priority::high), "w2").approved);
 }
 
 TEST(yield, restored_suspended_lease_stays_suspended_and_keeps_its_preempt_clock) {
@@ -352,7 +352,7 @@ TEST(windows, outside_a_window_requests_below_high_wait_for_the_next_and_leases_
             "2026-12-01T22:00:00Z");
   // Ten hours away; the hint is lease.max_retry_hint at most.
   EXPECT_EQ(d.retry_after_sec, 3600);
-  EXPECT_TRUE(t.request(request_of("w2", 20, lease_priority::high), "w2").approved);
+  EXPECT_TRUE(t.request(request_of("w2", 20, work_priority::high), "w2").approved);
 
   fe.wall = utc(2026, 12, 1, 22, 0);
   auto g = t.request(request_of("w1", 20), "w1");
@@ -555,4 +555,80 @@ TEST(quiet_hours, a_busy_denial_points_to_the_next_usually_quiet_hour_once_a_wee
   // lease.max_retry_hint.
   EXPECT_EQ(d.retry_after_sec, 3600);
   EXPECT_EQ(to_json(d)["next_window"], "2026-12-02T01:00:00Z");
+}
+
+// -- power ----------------------------------------------------------------------
+
+namespace {
+
+quiet_assessment on_power(const std::string& host, std::optional<bool> ac, double battery_pct) {
+  auto q = quiet_of(host, quiet_state::quiet);
+  host_power pw;
+  pw.ac_online = ac;
+  pw.battery_pct = battery_pct;
+  pw.battery_status = ac == true ? "Charging" : "Discharging";
+  q.power = pw;
+  return q;
+}
+
+} // namespace
+
+TEST(yield, a_laptop_off_its_charger_suspends_work_below_high_until_ac_is_back) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  agent_quiet(t, on_power("laptop", true, 90));
+  auto normal = t.request(request_of("w1", 20), "w1");
+  auto high = t.request(request_of("w2", 20, work_priority::high), "w2");
+  ASSERT_TRUE(normal.approved && high.approved);
+  t.take_events();
+
+  // Unplugged: the next assessment suspends, with no suspend_after wait.
+  agent_quiet(t, on_power("laptop", false, 88));
+  auto* r = t.find(normal.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_cause, hold_cause::power);
+  EXPECT_EQ(r->suspend_reason,
+            "Host laptop runs on its battery (88 %); work below HIGH waits for AC power "
+            "(lease.on_battery is deny)");
+  EXPECT_FALSE(t.find(high.lease_id)->suspended) << "HIGH keeps running";
+  ASSERT_EQ(of_type(t.take_events(), "suspended").size(), 1u);
+  auto denied = t.request(request_of("w3", 5, work_priority::low), "w3");
+  EXPECT_FALSE(denied.approved);
+  EXPECT_EQ(denied.reason.rfind("Host laptop runs on its battery (88 %)", 0), 0u) << denied.reason;
+  EXPECT_DOUBLE_EQ(denied.retry_after_sec, yield_policy().busy_retry_sec);
+  EXPECT_TRUE(t.request(request_of("w4", 5, work_priority::high), "w4").approved);
+
+  // Plugged in again: resumed by the next assessment.
+  agent_quiet(t, on_power("laptop", true, 87));
+  EXPECT_FALSE(t.find(normal.lease_id)->suspended);
+  ASSERT_EQ(of_type(t.take_events(), "resumed").size(), 1u);
+  EXPECT_TRUE(t.request(request_of("w3", 5, work_priority::low), "w3").approved);
+}
+
+TEST(yield, on_battery_allow_runs_work_down_to_min_battery) {
+  fake_env fe;
+  auto policy = yield_policy();
+  policy.run_on_battery = true;
+  policy.min_battery_pct = 40;
+  lease_table t(policy, fe.env());
+  agent_quiet(t, on_power("laptop", false, 75));
+  auto lease = t.request(request_of("w1", 20), "w1");
+  ASSERT_TRUE(lease.approved) << lease.reason;
+  agent_quiet(t, on_power("laptop", false, 41));
+  EXPECT_FALSE(t.find(lease.lease_id)->suspended);
+  agent_quiet(t, on_power("laptop", false, 39));
+  auto* r = t.find(lease.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_reason, "Host laptop runs on its battery at 39 %, below lease.min_battery 40 %");
+}
+
+TEST(yield, a_host_that_reports_no_battery_is_never_held_for_power) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  auto q = quiet_of("pi", quiet_state::quiet);
+  host_power mains_only;
+  mains_only.ac_online = false; // a USB supply reading 0, and no battery at all
+  q.power = mains_only;
+  agent_quiet(t, q);
+  EXPECT_TRUE(t.request(request_of("w1", 20), "w1").approved);
 }

@@ -36,7 +36,7 @@ int do_run(const global_opts& g, const run_opts& o);
 /// PANIC or its cool-down in words, its end in local time), the one wait
 /// before it asks again, and how to stop waiting. `now` in unix seconds;
 /// `gives_up_in`: seconds until --wait runs out (< 0: it never does).
-std::string wait_message(const lease_grant_reply& denial, lease_priority priority,
+std::string wait_message(const lease_grant_reply& denial, work_priority priority,
                          double retry_sec, std::int64_t now, double gives_up_in);
 
 // -- lull status ---------------------------------------------------------------

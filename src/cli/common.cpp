@@ -56,30 +56,30 @@ void add_global_options(CLI::App& app, global_opts& g) {
   app.add_option("--config", g.config_file,
                  "lulld's config file to take the broker and login from (env LULL_CONFIG; "
                  "default ~/.config/lull/lull.toml, else /etc/lull/lull.toml)");
-  app.add_option("--broker", g.broker,
-                 "MQTT broker URI (env LULL_BROKER, file key broker; default: the broker a "
+  app.add_option("--broker,--broker-uri", g.broker,
+                 "MQTT broker URI (env LULL_BROKER, file key broker.uri; default: the broker a "
                  "running lulld started, else tcp://127.0.0.1:1883)")
     ->check(broker_uri_check);
   app.add_option("--worker", g.worker, "this worker's id (default: the hostname)")
     ->envname("LULL_WORKER_ID")
     ->check(worker_id_check);
-  app.add_option("--user", g.user,
+  app.add_option("--user,--username", g.user,
                  "MQTT user name (secure broker: the worker id; env LULL_USERNAME, file key "
                  "username)");
   app.add_option("--password", g.password,
                  "MQTT password (prefer the env LULL_PASSWORD; file key password)");
-  app.add_flag("--secure", g.secure,
+  app.add_flag("--secure,--broker-secure", g.secure,
                "the broker runs broker-config/secure.conf (env LULL_BROKER_SECURE, file key "
                "broker.secure)");
-  app.add_option("--ca-file", g.ca_file,
+  app.add_option("--ca-file,--broker-ca-file", g.ca_file,
                  "TLS: CA certificate of the broker (ssl://; env LULL_BROKER_CA_FILE, file key "
                  "broker.ca_file)")
     ->check(CLI::ExistingFile);
-  app.add_option("--cert", g.cert_file,
+  app.add_option("--cert,--broker-cert-file", g.cert_file,
                  "TLS: this client's certificate, its CN the user (env LULL_BROKER_CERT_FILE, "
                  "file key broker.cert_file)")
     ->check(CLI::ExistingFile);
-  app.add_option("--key", g.key_file,
+  app.add_option("--key,--broker-key-file", g.key_file,
                  "TLS: the key of --cert (env LULL_BROKER_KEY_FILE, file key broker.key_file)")
     ->check(CLI::ExistingFile);
   app.add_option("--mqtt-version", g.mqtt_version,

@@ -26,10 +26,14 @@ void option_words(const CLI::App& app, std::vector<std::string>& all,
                   std::vector<std::string>& with_value) {
   for (const auto* opt : app.get_options([](const CLI::Option* o) { return o->nonpositional(); })) {
     bool takes_value = opt->get_items_expected_max() > 0;
-    for (auto& l : opt->get_lnames()) {
-      all.push_back("--" + l);
+    // The first long name is offered; the others (lulld's spellings, such
+    // as --broker-ca-file beside --ca-file) are still read and take values.
+    auto& lnames = opt->get_lnames();
+    for (std::size_t i = 0; i < lnames.size(); ++i) {
+      if (i == 0)
+        all.push_back("--" + lnames[i]);
       if (takes_value)
-        with_value.push_back("--" + l);
+        with_value.push_back("--" + lnames[i]);
     }
     for (auto& s : opt->get_snames()) {
       all.push_back("-" + s);

@@ -83,22 +83,7 @@ private:
 // -- lulld(8) and lull.toml(5): the configuration keys ---------------------------
 
 /// The heading of a group of keys, by the part of their name before the dot.
-std::string group_title(const std::string& prefix) {
-  static const std::map<std::string, std::string> titles = {
-    {"", "General"},
-    {"broker", "Broker security and TLS (broker.*)"},
-    {"lease", "Lease policy (lease.*)"},
-    {"persist", "Writing samples (persist.*)"},
-    {"limits", "Bounds on what clients can make lulld hold (limits.*)"},
-    {"queue", "Job queue quotas (queue.*)"},
-    {"retention", "Retention (retention.*)"},
-    {"collectors", "Collectors (collectors.*)"},
-    {"quiet", "Quiet assessment (quiet.*)"},
-    {"ha", "Home Assistant (ha.*)"},
-  };
-  auto it = titles.find(prefix);
-  return it != titles.end() ? it->second : prefix + ".*";
-}
+std::string group_title(const std::string& prefix) { return config_section_title(prefix); }
 
 std::string prefix_of(const config_key& k) {
   auto dot = k.name.find('.');
@@ -191,13 +176,16 @@ std::string lulld_page() {
       tag += " " + italic(f.value);
     r.tp(tag).text(sentence(f.help));
   }
-  r.tp(bold("--help")).text("Print the options with their variables and keys, and exit.");
+  r.tp(bold("--help")).text("Print the options grouped by section, each with its default, and "
+                            "exit; --help-all adds the tuning keys.");
   r.tp(bold("--version")).text("Print lulld's version and exit.");
   for (auto& [prefix, keys] : key_groups()) {
     r.ss(group_title(prefix));
     for (auto* k : keys) {
-      r.tp(bold(k->flag) + " " + italic(k->type));
-      r.text(sentence(k->help));
+      r.tp(bold(k->flag) + " " + italic(k->type)
+           + (k->old_flag.empty() ? "" : ", " + bold(k->old_flag)));
+      r.text(sentence(k->help)
+             + (k->internal ? " A tuning key: lulld --help-all lists it, --help does not." : ""));
       r.req(".br").line("Key " + bold(k->name) + " in lull.toml(5); environment "
                         + bold(k->env) + ".");
       key_details(r, *k);

@@ -32,14 +32,14 @@ std::string local_clock(std::int64_t t, std::int64_t now) {
 
 } // namespace
 
-std::string wait_message(const lease_grant_reply& denial, lease_priority priority,
+std::string wait_message(const lease_grant_reply& denial, work_priority priority,
                          double retry_sec, std::int64_t now, double gives_up_in) {
   static const std::string cooling = "Recent PANIC detected; cooling down until ";
   static const std::string panic = "System is PANIC";
   const auto& why = denial.reason;
   auto host = denial.host_id.empty() ? std::string() : "host " + denial.host_id;
   // PANIC and its cool-down stop every priority; HIGH waits like the rest.
-  auto everyone = priority == lease_priority::high ? ", not even HIGH" : "";
+  auto everyone = priority == work_priority::high ? ", not even HIGH" : "";
   std::string out;
   if (why.rfind(cooling, 0) == 0) {
     auto until = parse_utc_timestamp(why.substr(cooling.size(), 20));
@@ -101,7 +101,7 @@ int do_run(const global_opts& g, const run_opts& r) {
       return ex_usage;
     }
   }
-  auto pr = parse_priority(r.priority);
+  auto pr = parse_lease_priority(r.priority);
   if (!pr) {
     std::cerr << "lull: --priority takes LOW, NORMAL or HIGH\n";
     return ex_usage;
@@ -179,7 +179,7 @@ int do_run(const global_opts& g, const run_opts& r) {
   // 2. Run the command, heartbeating until it exits.
   supervise_options so;
   so.cmd = r.cmd;
-  so.low_priority = !r.keep_priority && req.priority != lease_priority::high;
+  so.low_priority = !r.keep_priority && below_high(req.priority);
   so.use_cgroup = !r.no_cgroup;
   so.grace_sec = *grace_sec;
   so.grace_text = r.grace;

@@ -124,7 +124,7 @@ std::optional<std::string> resolve_settings(const CLI::App& app, global_opts& g,
     if (given(name))
       flags[key] = {value, name};
   };
-  flag("--broker", "broker", g.broker);
+  flag("--broker", "broker.uri", g.broker);
   flag("--user", "username", g.user);
   flag("--password", "password", g.password);
   flag("--topic-prefix", "topic_prefix", g.prefix);
@@ -165,14 +165,14 @@ std::optional<std::string> resolve_settings(const CLI::App& app, global_opts& g,
              + "' is not a file";
     }
   if (auto scheme = v.broker.find("://");
-      cc.sources.count("broker") && !v.broker.empty() && scheme + 3 == v.broker.size())
-    return "bad value for broker (from " + cc.sources["broker"] + "): '" + v.broker
+      cc.sources.count("broker.uri") && !v.broker.empty() && scheme + 3 == v.broker.size())
+    return "bad value for broker.uri (from " + cc.sources["broker.uri"] + "): '" + v.broker
            + "' names no host";
 
   // 4. The broker: named, else the one a running lulld started, else 1883.
-  if (cc.sources.count("broker") && !v.broker.empty()) {
+  if (cc.sources.count("broker.uri") && !v.broker.empty()) {
     g.broker = v.broker;
-    auto src = cc.sources["broker"];
+    auto src = cc.sources["broker.uri"];
     if (auto a = alias_of.find(src); a != alias_of.end())
       src = a->second;
     if (src.rfind("file ", 0) == 0)

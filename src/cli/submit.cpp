@@ -33,7 +33,7 @@ CLI::App* add_submit(CLI::App& app, submit_opts& so) {
     ->capture_default_str()
     ->check(CLI::Validator(
       [](std::string& v) {
-        return parse_job_priority(v) ? std::string()
+        return parse_priority(v) ? std::string()
                                      : std::string("takes HIGH, NORMAL, LOW or BACKGROUND");
       },
       "PRIORITY"));

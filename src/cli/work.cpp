@@ -110,8 +110,9 @@ int do_work(const global_opts& g, const work_opts& o) {
         so.cmd = o.cmd;
         so.extra_env = {"LULL_JOB_ID=" + job_id, "LULL_JOB_TYPE=" + str(job["job_type"])};
         so.stdin_path = job_file;
-        so.low_priority = !o.keep_priority
-                          && parse_job_priority(str(job["priority"])) != job_priority::high;
+        so.low_priority =
+          !o.keep_priority
+          && below_high(parse_priority(str(job["priority"])).value_or(work_priority::normal));
         so.use_cgroup = !o.no_cgroup;
         so.grace_sec = *grace;
         so.grace_text = o.grace;

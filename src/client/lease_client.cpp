@@ -11,6 +11,13 @@ namespace lull {
 
 namespace {
 
+/// The worker's retained status (online, offline as its last will, stopped).
+mqtt_message worker_status(const topic_names& topics, const std::string& worker,
+                           const char* status) {
+  return retained_json(topics.worker_status(worker),
+                       nlohmann::json{{"v", 1}, {"worker_id", worker}, {"status", status}});
+}
+
 /// Forwards transport events to the client while it exists; the transport
 /// holds this, not the client.
 struct forwarder : transport_events {
@@ -91,10 +98,7 @@ lease_client::connect(lease_client_options opts) {
   t.cert_file = c->opts_.cert_file;
   t.key_file = c->opts_.key_file;
   if (c->opts_.announce)
-    t.will = {c->topics_.worker_status(c->opts_.worker_id),
-              nlohmann::json{{"v", 1}, {"worker_id", c->opts_.worker_id}, {"status", "offline"}}
-                .dump(),
-              1, true, json_content_type, {}, {}};
+    t.will = worker_status(c->topics_, c->opts_.worker_id, "offline");
   c->transport_ = make_paho_transport(t, fwd);
   c->transport_->connect();
   std::unique_lock<std::mutex> guard(c->mtx_);
@@ -119,12 +123,7 @@ lease_client::connect(lease_client_options opts) {
   }
   guard.unlock();
   if (c->opts_.announce)
-    c->transport_->publish({c->topics_.worker_status(c->opts_.worker_id),
-                            nlohmann::json{{"v", 1},
-                                           {"worker_id", c->opts_.worker_id},
-                                           {"status", "online"}}
-                              .dump(),
-                            1, true, json_content_type, {}, {}});
+    c->transport_->publish(worker_status(c->topics_, c->opts_.worker_id, "online"));
   return c;
 }
 
@@ -137,10 +136,7 @@ lease_client::~lease_client() {
     if (transport_) {
       mqtt_message last;
       if (opts_.announce)
-        last = {topics_.worker_status(opts_.worker_id),
-                nlohmann::json{{"v", 1}, {"worker_id", opts_.worker_id}, {"status", "stopped"}}
-                  .dump(),
-                1, true, json_content_type, {}, {}};
+        last = worker_status(topics_, opts_.worker_id, "stopped");
       transport_->disconnect(last, std::chrono::milliseconds(1000));
       std::unique_lock<std::mutex> guard(mtx_);
       cv_.wait_for(guard, std::chrono::milliseconds(1500), [this] { return disconnected_; });
@@ -180,12 +176,7 @@ void lease_client::on_connected(int) {
     return;
   // The broker may have fired this worker's last will while it was away.
   if (opts_.announce)
-    transport_->publish({topics_.worker_status(opts_.worker_id),
-                         nlohmann::json{{"v", 1},
-                                        {"worker_id", opts_.worker_id},
-                                        {"status", "online"}}
-                           .dump(),
-                         1, true, json_content_type, {}, {}});
+    transport_->publish(worker_status(topics_, opts_.worker_id, "online"));
   if (hook)
     hook();
 }
@@ -544,7 +535,8 @@ lease_client::status_where(const std::function<bool(const nlohmann::json&)>& pre
 
 void lease_client::publish(const std::string& relative, const nlohmann::json& body,
                            bool retain) {
-  transport_->publish({topics_.full(relative), body.dump(), 1, retain, json_content_type, {}, {}});
+  transport_->publish(retain ? retained_json(topics_.full(relative), body)
+                             : event_json(topics_.full(relative), body, 1));
 }
 
 } // namespace lull

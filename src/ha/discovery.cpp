@@ -64,7 +64,8 @@ std::string disk_component_id(const std::string& mount) {
 discovery_message build_discovery(const std::string& host_id,
                                   const std::vector<std::string>& mounts,
                                   const topic_names& topics, const discovery_options& opts,
-                                  const std::vector<std::string>& gone_mounts) {
+                                  const std::vector<std::string>& gone_mounts,
+                                  host_features features) {
   auto oid = object_id(host_id);
   auto snap = topics.host_stats(host_id);
   auto quiet = topics.host_quiet(host_id);
@@ -131,6 +132,37 @@ discovery_message build_discovery(const std::string& host_id,
                                       "{{ (value_json.leased.leases if value_json.leased "
                                       "else 0) }}",
                                       "leases", nullptr, "mdi:briefcase-clock", 0);
+
+  // Pressure stall: the worst of CPU, memory and IO over the last minute.
+  if (features.pressure)
+    cmps["pressure"] = measurement(
+      "pressure", "Pressure stall",
+      "{{ [value_json.pressure.cpu.some_avg60 or 0, value_json.pressure.memory.some_avg60 or 0, "
+      "value_json.pressure.io.some_avg60 or 0] | max if value_json.pressure else none }}",
+      "%", nullptr, "mdi:timer-sand", 1);
+  else if (features.pressure_gone)
+    cmps["pressure"] = removed("sensor");
+  // A laptop's power: what lease.on_battery holds work for.
+  if (features.power) {
+    cmps["battery"] = measurement(
+      "battery", "Battery",
+      "{{ value_json.power.battery_pct if value_json.power and value_json.power.battery_pct "
+      "is not none else none }}",
+      "%", "battery", nullptr, 0);
+    cmps["on_ac"] = {{"p", "binary_sensor"},
+                     {"name", "On AC power"},
+                     {"unique_id", oid + "_on_ac"},
+                     {"state_topic", snap},
+                     {"value_template",
+                      "{{ 'ON' if value_json.power and value_json.power.ac_online else 'OFF' }}"},
+                     {"payload_on", "ON"},
+                     {"payload_off", "OFF"},
+                     {"device_class", "plug"},
+                     {"expire_after", expire}};
+  } else if (features.power_gone) {
+    cmps["battery"] = removed("sensor");
+    cmps["on_ac"] = removed("binary_sensor");
+  }
 
   // The quiet entities come from the assessor: when that is another lulld,
   // they need it online too, while the snapshot's need only the host.

@@ -73,10 +73,24 @@ std::string disk_component_id(const std::string& mount);
 /// (`lull/<host>/availability`); its quiet entities, which the assessor
 /// publishes, also need this lulld's when it assesses another host
 /// (availability_mode all).
+/// What a host's snapshot shows it can report beyond the usual: each gets
+/// its entities (and loses them, removed, when it no longer does).
+struct host_features {
+  bool pressure = false; ///< pressure stall information: a "Pressure stall" sensor
+  bool power = false;    ///< power supplies: "Battery" and "On AC power"
+  /// Announced before and no longer reported: their entities are removed.
+  bool pressure_gone = false, power_gone = false;
+  bool operator==(const host_features& o) const {
+    return pressure == o.pressure && power == o.power;
+  }
+  bool operator!=(const host_features& o) const { return !(*this == o); }
+};
+
 discovery_message build_discovery(const std::string& host_id,
                                   const std::vector<std::string>& mounts,
                                   const topic_names& topics, const discovery_options& opts,
-                                  const std::vector<std::string>& gone_mounts = {});
+                                  const std::vector<std::string>& gone_mounts = {},
+                                  host_features features = {});
 
 /// The empty retained payload that removes a host's device.
 discovery_message discovery_removal(const std::string& host_id, const discovery_options& opts);

@@ -42,12 +42,14 @@ const char* to_string(hold_cause c) {
     case hold_cause::pause: return "pause";
     case hold_cause::window: return "window";
     case hold_cause::load: return "load";
+    case hold_cause::power: return "power";
   }
   return "none";
 }
 
 std::optional<hold_cause> parse_hold_cause(std::string_view s) {
-  for (auto c : {hold_cause::none, hold_cause::pause, hold_cause::window, hold_cause::load})
+  for (auto c : {hold_cause::none, hold_cause::pause, hold_cause::window, hold_cause::load,
+                 hold_cause::power})
     if (s == to_string(c))
       return c;
   return std::nullopt;
@@ -55,7 +57,7 @@ std::optional<hold_cause> parse_hold_cause(std::string_view s) {
 
 std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id,
                                                       const host_info& h,
-                                                      lease_priority priority) const {
+                                                      work_priority priority) const {
   if (h.pause)
     return hold{hold_cause::pause,
                 "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)};
@@ -66,6 +68,17 @@ std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id
                 "Outside the lease windows of host " + host_id + " (" + w->text() + ")"};
   if (h.load_hold)
     return hold{hold_cause::load, h.load_reason};
+  if (h.quiet && h.quiet->power && h.quiet->power->on_battery()) {
+    auto pct = *h.quiet->power->battery_pct;
+    if (!cfg_.run_on_battery)
+      return hold{hold_cause::power, "Host " + host_id + " runs on its battery (" + fmt_pct(pct)
+                                       + " %); work below HIGH waits for AC power "
+                                         "(lease.on_battery is deny)"};
+    if (pct < cfg_.min_battery_pct)
+      return hold{hold_cause::power, "Host " + host_id + " runs on its battery at "
+                                       + fmt_pct(pct) + " %, below lease.min_battery "
+                                       + fmt_pct(cfg_.min_battery_pct) + " %"};
+  }
   return std::nullopt;
 }
 
@@ -213,7 +226,7 @@ std::optional<lease_table::refusal> lease_table::refuse_panic(const std::string&
 
 std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& host,
                                                             const host_info& h,
-                                                            lease_priority priority,
+                                                            work_priority priority,
                                                             double now) const {
   // The yield policy (hold_of): what suspends a running lease denies a new
   // one, with when to ask again.
@@ -238,6 +251,8 @@ std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& 
                        + fmt_sec(cfg_.resume_after_sec) + "s (" + held->text + ")",
                      std::max(left, 1.0)};
     }
+    case hold_cause::power:
+      return refusal{held->text, cfg_.busy_retry_sec};
     case hold_cause::none: break;
   }
   return std::nullopt;

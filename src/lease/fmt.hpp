@@ -1,6 +1,6 @@
 #pragma once
 /// Number formatting shared by the lease table's files: the seconds and
-/// rates its reasons print.
+/// rates and percentages its reasons print.
 
 #include <cstdio>
 #include <string>
@@ -11,6 +11,13 @@ namespace lull {
 inline std::string fmt_sec(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f", s);
+  return buf;
+}
+
+/// A percentage as whole units: "71".
+inline std::string fmt_pct(double pct) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", pct);
   return buf;
 }
 

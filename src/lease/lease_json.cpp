@@ -62,7 +62,7 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.job_type = j.value("job_type", std::string());
   r.cost_units = j.at("cost_units").get<int>();
   r.priority = parse_priority(j.value("priority", std::string("NORMAL")))
-                 .value_or(lease_priority::normal);
+                 .value_or(work_priority::normal);
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
   r.ttl_sec = j.at("ttl_sec").get<double>();
   r.granted_at = j.value("granted_at", std::int64_t{0});

@@ -241,7 +241,7 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   // Who may ask for HIGH is a list: the topic's user, which the broker's ACL
   // vouches for. (Leases the queue asks for carry the job's priority, which
   // its producer was allowed to give.)
-  if (opts_.secure && r.priority == lease_priority::high
+  if (opts_.secure && r.priority == work_priority::high
       && std::find(opts_.high_users.begin(), opts_.high_users.end(), worker)
            == opts_.high_users.end()) {
     ++counters_.permission_denied;
@@ -423,8 +423,7 @@ void lease_service::on_host(const std::string& host_id, const mqtt_message& in) 
     // after a restart that restored none), replacing a stale retained list.
     auto body = encode(table_.host_leases_json(host_id), wire_format::json);
     host_leases_sent_[host_id] = body;
-    pending_host_leases_.push_back({opts_.topics.host_leases(host_id), std::move(body), 1, true,
-                                    json_content_type, {}, {}});
+    pending_host_leases_.push_back(retained_json(opts_.topics.host_leases(host_id), std::move(body)));
   }
 }
 
@@ -433,7 +432,7 @@ void lease_service::publish_evicted(std::vector<mqtt_message>& out) {
     log::info("lease manager: forgot host {} (its agent is silent; {} hosts forgotten so far)",
               host, table_.hosts_evicted());
     host_leases_sent_.erase(host);
-    out.push_back({opts_.topics.host_leases(host), "", 1, true, {}, {}, {}});
+    out.push_back(cleared(opts_.topics.host_leases(host)));
     dirty_ = true;
   }
 }
@@ -541,8 +540,7 @@ mqtt_message lease_service::control_message(const std::string& host) const {
   std::optional<host_pause> p;
   if (auto it = table_.hosts().find(host); it != table_.hosts().end())
     p = it->second.pause;
-  return {opts_.topics.host_control(host), encode(to_json(host, p), wire_format::json), 1, true,
-          json_content_type, {}, {}};
+  return retained_json(opts_.topics.host_control(host), to_json(host, p));
 }
 
 void lease_service::on_switch(const std::string& host_id, const mqtt_message& in,
@@ -575,16 +573,14 @@ void lease_service::on_switch(const std::string& host_id, const mqtt_message& in
   dirty_ = true;
   auto j = to_json(host_id, pause);
   j["level"] = to_string(pause_level::home_assistant);
-  out.push_back({opts_.topics.host_control(host_id), encode(j, wire_format::json), 1, true,
-                 json_content_type, {}, {}});
+  out.push_back(retained_json(opts_.topics.host_control(host_id), j));
 }
 
 void lease_service::publish_pauses_ended(std::vector<mqtt_message>& out) {
   for (auto& host : table_.take_pauses_ended()) {
     log::info("lease manager: the pause of host {} ran out", host);
-    out.push_back({opts_.topics.host_control(host),
-                   encode(to_json(host, std::nullopt), wire_format::json), 1, true,
-                   json_content_type, {}, {}});
+    out.push_back(retained_json(opts_.topics.host_control(host),
+                   encode(to_json(host, std::nullopt), wire_format::json)));
     dirty_ = true;
   }
 }
@@ -598,8 +594,7 @@ void lease_service::publish_host_leases(std::vector<mqtt_message>& out) {
     if (last == body)
       continue;
     last = body;
-    out.push_back({opts_.topics.host_leases(host), std::move(body), 1, true, json_content_type,
-                   {}, {}});
+    out.push_back(retained_json(opts_.topics.host_leases(host), std::move(body)));
   }
 }
 
@@ -641,15 +636,12 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
                     || *e.state == lease_state::expired
                   ? 1
                   : 0;
-      out.push_back({opts_.topics.lease_action(e.lease_id, "state"), body, qos, false,
-                     json_content_type, {}, {}});
+      out.push_back(event_json(opts_.topics.lease_action(e.lease_id, "state"), body, qos));
       if (opts_.secure)
-        out.push_back({opts_.topics.full("workers/" + e.worker_id + "/lease/" + e.lease_id
-                                         + "/state"),
-                       body, qos, false, json_content_type, {}, {}});
+        out.push_back(event_json(opts_.topics.full("workers/" + e.worker_id + "/lease/" + e.lease_id
+                                         + "/state"), body, qos));
     }
-    out.push_back({opts_.topics.scheduler_events(), std::move(body), 0, false,
-                   json_content_type, {}, {}});
+    out.push_back(event_json(opts_.topics.scheduler_events(), std::move(body)));
   }
   if (!events.empty())
     dirty_ = true;
@@ -681,8 +673,7 @@ mqtt_message lease_service::status_message() const {
   j["queue"] = queue_status_;
   j["store"] = store_status_;
   j["counters"]["inbound_shed"] = inbound_shed_;
-  return {opts_.topics.scheduler_status(), encode(j, wire_format::json), 1, true,
-          json_content_type, {}, {}};
+  return retained_json(opts_.topics.scheduler_status(), j);
 }
 
 void lease_service::set_inbound_shed(std::uint64_t n) { inbound_shed_ = n; }

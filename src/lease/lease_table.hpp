@@ -61,6 +61,11 @@ struct lease_policy_config {
   double suspend_after_sec = 10;
   double resume_after_sec = 60;
   double preempt_after_sec = 900;
+  /// Power (lease.on_battery, lease.min_battery): while a host runs on its
+  /// battery, work below HIGH is held ("deny"); with run_on_battery it is
+  /// held only once the charge is below min_battery_pct.
+  bool run_on_battery = false;
+  double min_battery_pct = 50;
   /// When hosts take work below HIGH (empty: always).
   lease_windows windows;
   /// The time zone of learned quiet windows (lease.timezone).
@@ -155,7 +160,7 @@ private:
 /// What holds a host's leases back (suspends running ones, denies new
 /// ones): a pause stops every priority; its lease windows and a hold for
 /// its load stop work below HIGH only (lease_table::hold_of).
-enum class hold_cause { none, pause, window, load };
+enum class hold_cause { none, pause, window, load, power };
 const char* to_string(hold_cause c);
 std::optional<hold_cause> parse_hold_cause(std::string_view s);
 
@@ -165,7 +170,7 @@ struct lease_record {
   std::string host_id;
   std::string job_type;
   int cost_units = 0;
-  lease_priority priority = lease_priority::normal;
+  work_priority priority = work_priority::normal;
   std::uint64_t fencing_token = 0;
   double ttl_sec = 30;
   lease_state state = lease_state::active;
@@ -420,7 +425,7 @@ private:
   void apply_yield(const std::string* only_host = nullptr);
   /// HIGH work skips a host's lease windows, its load hold and the QUIET
   /// requirement; never a pause, a PANIC or its cool-down, or the budgets.
-  static bool skips_load_rules(lease_priority p) { return p == lease_priority::high; }
+  static bool skips_load_rules(work_priority p) { return !below_high(p); }
   struct hold {
     hold_cause cause = hold_cause::none;
     std::string text; ///< as a suspended lease's reason says it
@@ -429,7 +434,7 @@ private:
   /// the one rule both a running lease (yield) and a request (admission)
   /// follow.
   std::optional<hold> hold_of(const std::string& host_id, const host_info& h,
-                              lease_priority priority) const;
+                              work_priority priority) const;
   /// A refusal of a request: why, and when to ask again.
   struct refusal {
     std::string reason;
@@ -446,7 +451,7 @@ private:
   std::optional<refusal> refuse_panic(const std::string& host, const host_info& h,
                                       double now) const;
   std::optional<refusal> refuse_held(const std::string& host, const host_info& h,
-                                     lease_priority priority, double now) const;
+                                     work_priority priority, double now) const;
   std::optional<refusal> refuse_unquiet(const std::string& host, const host_info& h,
                                         double now) const;
   std::optional<refusal> refuse_lease_count(const std::string& worker, double now) const;

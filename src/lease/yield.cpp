@@ -88,7 +88,7 @@ void lease_table::apply_yield(const std::string* only_host) {
       continue;
     }
     auto& h = hit->second;
-    bool below_high = r.priority != lease_priority::high;
+    bool below_high = lull::below_high(r.priority);
     // A stopped process keeps its memory: PANIC through memory or swap
     // revokes leases below HIGH at once.
     if (below_high && h.quiet && h.quiet->state == quiet_state::panic) {
@@ -111,7 +111,10 @@ void lease_table::apply_yield(const std::string* only_host) {
       r.suspend_cause = held->cause;
       dirty_.push_back(r.lease_id);
       emit("suspended", r, held->text, lease_state::active, true);
-    } else if (!held && r.suspended) {
+    } else if (!held && r.suspended
+               && !(r.suspend_cause == hold_cause::power && !h.quiet)) {
+      // (Held for power before a restart: resumed once an assessment says
+      // the host is on AC, not before any has come.)
       r.suspended = false;
       r.suspended_at = 0;
       r.suspend_reason.clear();
@@ -119,7 +122,7 @@ void lease_table::apply_yield(const std::string* only_host) {
       dirty_.push_back(r.lease_id);
       emit("resumed", r,
            "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
-             + fmt_sec(cfg_.resume_after_sec) + "s)",
+             + fmt_sec(cfg_.resume_after_sec) + "s, on AC power or charged enough)",
            lease_state::active, false);
     } else if (r.suspended && now - r.suspended_mono >= cfg_.preempt_after_sec) {
       preempt(it, "preempted: suspended for " + fmt_sec(now - r.suspended_mono) + "s ("

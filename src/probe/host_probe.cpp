@@ -105,6 +105,32 @@ void host_probe::discover_sensors() {
   auto thr = path("/sys/devices/platform/soc/soc:firmware/get_throttled");
   if (fs::exists(thr, ec))
     throttled_.emplace(thr);
+  // Pressure stall information: Linux 4.20 and later with CONFIG_PSI; a
+  // kernel built with CONFIG_PSI_DEFAULT_DISABLED (Raspberry Pi OS) needs
+  // psi=1 on its command line, and then the files exist but cannot be read.
+  if (fs::exists(path("/proc/pressure/cpu"), ec)) {
+    psi_cpu_.emplace(path("/proc/pressure/cpu"));
+    psi_memory_.emplace(path("/proc/pressure/memory"));
+    psi_io_.emplace(path("/proc/pressure/io"));
+  } else {
+    psi_missing_ = "no /proc/pressure: the kernel has no pressure stall information "
+                   "(CONFIG_PSI)";
+  }
+  // Power supplies.
+  for (auto& e : fs::directory_iterator(path("/sys/class/power_supply"), ec)) {
+    auto dir = e.path().string();
+    auto first_line = [&](const char* name) {
+      auto text = read_small_file(dir + "/" + name).value_or("");
+      return text.substr(0, text.find('\n'));
+    };
+    auto type = first_line("type");
+    if (type == "Mains" || type == "USB")
+      ac_supplies_.push_back(dir);
+    else if (type == "Battery" && first_line("scope") != "Device")
+      batteries_.push_back(dir);
+  }
+  std::sort(ac_supplies_.begin(), ac_supplies_.end());
+  std::sort(batteries_.begin(), batteries_.end());
 }
 
 host_snapshot host_probe::sample(std::int64_t now_unix, double now_mono_sec) {
@@ -249,6 +275,59 @@ host_snapshot host_probe::sample(std::int64_t now_unix, double now_mono_sec) {
     if (auto text = throttled_->read())
       if (auto raw = proc::parse_hex(*text))
         s.throttling = decode_throttled(static_cast<std::uint32_t>(*raw));
+  }
+
+  if (psi_cpu_) {
+    auto read = [](proc_file& f, bool& ok) {
+      pressure_stall out;
+      auto text = f.read();
+      if (!text) {
+        ok = false;
+        return out;
+      }
+      auto p = proc::parse_pressure(*text);
+      out.some_avg10 = p.some.avg10;
+      out.some_avg60 = p.some.avg60;
+      out.full_avg10 = p.full.avg10;
+      out.full_avg60 = p.full.avg60;
+      return out;
+    };
+    bool ok = true;
+    host_pressure p;
+    p.cpu = read(*psi_cpu_, ok);
+    p.memory = read(*psi_memory_, ok);
+    p.io = read(*psi_io_, ok);
+    if (ok)
+      s.pressure = p;
+    else
+      s.pressure_unavailable = "cannot read " + psi_cpu_->path()
+                               + ": pressure stall information is disabled (boot with psi=1; "
+                                 "Raspberry Pi OS: add psi=1 to /boot/firmware/cmdline.txt)";
+  } else {
+    s.pressure_unavailable = psi_missing_;
+  }
+
+  if (!ac_supplies_.empty() || !batteries_.empty()) {
+    host_power pw;
+    for (auto& dir : ac_supplies_)
+      if (auto v = read_small_file(dir + "/online"))
+        if (auto n = proc::parse_int(*v))
+          pw.ac_online = pw.ac_online.value_or(false) || *n == 1;
+    double sum = 0;
+    int n = 0;
+    for (auto& dir : batteries_) {
+      if (auto v = read_small_file(dir + "/capacity"))
+        if (auto pct = proc::parse_int(*v); pct && *pct >= 0 && *pct <= 100) {
+          sum += static_cast<double>(*pct);
+          ++n;
+        }
+      if (pw.battery_status.empty())
+        if (auto st = read_small_file(dir + "/status"))
+          pw.battery_status = st->substr(0, std::min<std::size_t>(st->find('\n'), 32));
+    }
+    if (n > 0)
+      pw.battery_pct = round2(sum / n);
+    s.power = pw;
   }
 
   prev_mono_ = now_mono_sec;

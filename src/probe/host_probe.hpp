@@ -35,6 +35,11 @@ private:
   host_probe_options opts_;
   proc_file stat_, meminfo_, loadavg_, net_dev_, uptime_;
   std::optional<proc_file> temp_, throttled_;
+  std::optional<proc_file> psi_cpu_, psi_memory_, psi_io_;
+  std::string psi_missing_; ///< why there is no PSI (empty when there is)
+  /// /sys/class/power_supply/<name> of the mains/USB supplies and of the
+  /// system's batteries (scope Device, a peripheral's battery, is left out).
+  std::vector<std::string> ac_supplies_, batteries_;
   std::vector<proc_file> freqs_;
   std::optional<proc::stat_info> prev_stat_;
   std::vector<proc::net_counters> prev_net_;

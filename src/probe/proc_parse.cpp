@@ -215,4 +215,33 @@ std::optional<std::int64_t> parse_hex(std::string_view text) {
   return v;
 }
 
+pressure_file parse_pressure(std::string_view text) {
+  pressure_file out;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    auto kind = next_field(line);
+    pressure_line* target = kind == "some" ? &out.some : kind == "full" ? &out.full : nullptr;
+    if (target == nullptr)
+      continue;
+    for (auto tok = next_field(line); !tok.empty(); tok = next_field(line)) {
+      auto eq = tok.find('=');
+      if (eq == std::string_view::npos)
+        continue;
+      auto key = tok.substr(0, eq);
+      std::string value(tok.substr(eq + 1));
+      char* end = nullptr;
+      double v = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || !(v >= 0 && v <= 100))
+        continue; // a share of time: 0-100, anything else is not trusted
+      if (key == "avg10")
+        target->avg10 = v;
+      else if (key == "avg60")
+        target->avg60 = v;
+    }
+  }
+  return out;
+}
+
 } // namespace lull::proc

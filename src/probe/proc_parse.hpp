@@ -63,4 +63,16 @@ std::optional<std::int64_t> parse_int(std::string_view text);
 /// get_throttled prints "%x" ("50005"), vcgencmd prints "throttled=0x50005".
 std::optional<std::int64_t> parse_hex(std::string_view text);
 
+/// One file of /proc/pressure (cpu, memory, io): the share of time (%)
+/// some task, or every non-idle task (`full`), waited for the resource,
+/// averaged over 10 and 60 seconds. A line that is missing or malformed
+/// leaves its fields empty (cpu has no `full` line before Linux 5.13).
+struct pressure_line {
+  std::optional<double> avg10, avg60;
+};
+struct pressure_file {
+  pressure_line some, full;
+};
+pressure_file parse_pressure(std::string_view text);
+
 } // namespace lull::proc

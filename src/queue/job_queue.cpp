@@ -9,12 +9,8 @@
 
 namespace lull {
 
-const char* to_string(job_priority p) { return enum_name<job_priority, 4>(p); }
 const char* to_string(job_state s) { return enum_name<job_state, 7>(s); }
 
-std::optional<job_priority> parse_job_priority(std::string_view text) {
-  return parse_enum<job_priority, 4>(text);
-}
 
 std::optional<job_state> parse_job_state(std::string_view text) {
   return parse_enum<job_state, 7>(text);
@@ -72,8 +68,8 @@ job job_from_json(const nlohmann::json& d) {
   j.spec.job_type = d.at("job_type").get<std::string>();
   j.spec.payload = job_payload(d.value("payload", nlohmann::json()));
   j.spec.cost_units = d.at("cost_units").get<int>();
-  j.spec.priority = parse_job_priority(d.at("priority").get<std::string>()).value_or(
-    job_priority::normal);
+  j.spec.priority = parse_priority(d.at("priority").get<std::string>()).value_or(
+    work_priority::normal);
   j.spec.host_id = str_or_empty("host_id");
   j.spec.idempotency_key = str_or_empty("idempotency_key");
   j.spec.max_attempts = d.at("max_attempts").get<int>();
@@ -159,7 +155,7 @@ std::variant<std::pair<const job*, bool>, std::string> job_queue::submit(job_spe
 double job_queue::effective_level(const job& j, double now) const {
   double waited = std::max(0.0, now - j.queued_mono);
   double lift = cfg_.aging_sec > 0 ? std::floor(waited / cfg_.aging_sec) : 0;
-  return std::max(0.0, static_cast<double>(j.spec.priority) - lift);
+  return std::max(0.0, static_cast<double>(urgency(j.spec.priority)) - lift);
 }
 
 std::vector<const job*> job_queue::candidates(const std::vector<std::string>& types,
@@ -365,7 +361,7 @@ void job_queue::count(const job& j, int sign) {
       producers_.erase(j.spec.producer); // only producers with live jobs are kept
   }
   if (j.state == job_state::queued)
-    add(queued_[std::min<std::size_t>(3, static_cast<std::size_t>(j.spec.priority))]);
+    add(queued_[std::min<std::size_t>(3, urgency(j.spec.priority))]);
 }
 
 job_queue::producer_usage job_queue::usage(const std::string& producer) const {

@@ -21,14 +21,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "messages/priority.hpp"
+
 namespace lull {
 
-enum class job_priority { high = 0, normal = 1, low = 2, background = 3 };
 enum class job_state { queued, leased, running, succeeded, failed, cancelled, expired };
-NLOHMANN_JSON_SERIALIZE_ENUM(job_priority, {{job_priority::high, "HIGH"},
-                                            {job_priority::normal, "NORMAL"},
-                                            {job_priority::low, "LOW"},
-                                            {job_priority::background, "BACKGROUND"}})
 NLOHMANN_JSON_SERIALIZE_ENUM(job_state, {{job_state::queued, "queued"},
                                          {job_state::leased, "leased"},
                                          {job_state::running, "running"},
@@ -37,9 +34,7 @@ NLOHMANN_JSON_SERIALIZE_ENUM(job_state, {{job_state::queued, "queued"},
                                          {job_state::cancelled, "cancelled"},
                                          {job_state::expired, "expired"}})
 
-const char* to_string(job_priority p); ///< "HIGH", ...
 const char* to_string(job_state s);    ///< "queued", ...
-std::optional<job_priority> parse_job_priority(std::string_view text);
 std::optional<job_state> parse_job_state(std::string_view text);
 bool is_final(job_state s);
 
@@ -64,7 +59,7 @@ struct job_spec {
   std::string job_type;
   job_payload payload;
   int cost_units = 20;
-  job_priority priority = job_priority::normal;
+  work_priority priority = work_priority::normal;
   std::string host_id;          ///< empty: any host
   std::string idempotency_key;  ///< empty: none
   int max_attempts = 3;

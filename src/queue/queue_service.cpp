@@ -11,17 +11,6 @@ namespace {
 
 constexpr request_limits limits{64 * 1024, 32}; // a job payload may be sizeable
 
-lease_priority lease_priority_of(job_priority p) {
-  switch (p) {
-    case job_priority::high:
-      return lease_priority::high;
-    case job_priority::normal:
-      return lease_priority::normal;
-    default:
-      return lease_priority::low;
-  }
-}
-
 /// A list's cursor: "j" and the sequence number of the page's last job.
 std::string job_cursor(const job& j) { return "j" + std::to_string(j.seq); }
 
@@ -286,12 +275,12 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
     s.cost_units = opts_.cost_normal;
   }
   if (auto it = d.find("priority"); it != d.end() && !it->is_null()) {
-    auto p = it->is_string() ? parse_job_priority(it->get<std::string>()) : std::nullopt;
+    auto p = it->is_string() ? parse_priority(it->get<std::string>()) : std::nullopt;
     if (!p)
-      return bad("field 'priority' must be one of high, normal, low, background");
+      return bad("field 'priority' must be one of HIGH, NORMAL, LOW, BACKGROUND (any case)");
     s.priority = *p;
     // Who may ask for HIGH is a list (the lease manager's rule for leases).
-    if (sender_ && s.priority == job_priority::high
+    if (sender_ && s.priority == work_priority::high
         && std::find(opts_.high_users.begin(), opts_.high_users.end(), *sender_)
              == opts_.high_users.end())
       return error(req.route, error_code::permission_denied,
@@ -468,7 +457,7 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
   out.asks.push_back(std::move(ask));
 }
 
-queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann::json& grant) {
+queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const lease_grant_reply& grant) {
   queue_output out;
   auto a = asks_.find(ask_id);
   auto job_id = ask_job_[ask_id];
@@ -478,46 +467,46 @@ queue_output queue_service::on_lease_reply(std::uint64_t ask_id, const nlohmann:
   auto wid = a->second;
   asks_.erase(a);
   auto w = waiting_.find(wid);
-  bool approved = grant.value("approved", false);
-  auto lease_id = grant.value("lease_id", std::string());
   if (w == waiting_.end()) {
-    if (approved)
-      out.revoke.emplace_back(lease_id, "the worker's request is gone");
+    if (grant.approved)
+      out.revoke.emplace_back(grant.lease_id, "the worker's request is gone");
     return out;
   }
   w->second.asking = false;
-  if (approved) {
-    if (!queue_.mark_leased(job_id, lease_id, w->second.worker_id,
-                            grant.value("host_id", std::string()))) {
+  if (grant.approved) {
+    if (!queue_.mark_leased(job_id, grant.lease_id, w->second.worker_id, grant.host_id)) {
       // Cancelled or taken while the lease was being decided.
-      out.revoke.emplace_back(lease_id, "job " + job_id + " is no longer queued");
+      out.revoke.emplace_back(grant.lease_id, "job " + job_id + " is no longer queued");
       try_dispatch(wid, out, clock_.mono_sec() >= w->second.until_mono);
       drain(out);
       return out;
     }
     auto* j = queue_.get(job_id);
     ack(w->second.route,
-        {{"ok", true}, {"approved", true}, {"job", to_json(*j)}, {"lease", grant}}, out);
+        {{"ok", true}, {"approved", true}, {"job", to_json(*j)}, {"lease", to_json(grant)}}, out);
     waiting_.erase(w);
     drain(out);
     return out;
   }
-  auto retry = grant.value("retry_after_sec", opts_.idle_retry_sec);
-  w->second.next_try_mono = clock_.mono_sec() + std::min(retry, opts_.idle_retry_sec);
+  w->second.next_try_mono = clock_.mono_sec() + std::min(grant.retry_after_sec, opts_.idle_retry_sec);
   if (clock_.mono_sec() >= w->second.until_mono) {
-    nlohmann::json body = {{"ok", true}, {"job", nullptr}, {"approved", false}};
-    if (grant.contains("error")) {
-      body["reason"] = grant["error"].value("message", "lease refused");
-      body["retry_after_sec"] = opts_.idle_retry_sec;
-    } else {
-      body["reason"] = grant.value("reason", "lease denied");
-      body["retry_after_sec"] = grant.value("retry_after_sec", opts_.idle_retry_sec);
-    }
-    body["job_id"] = job_id;
+    nlohmann::json body = {{"ok", true},
+                           {"job", nullptr},
+                           {"approved", false},
+                           {"reason", grant.reason.empty() ? "lease denied" : grant.reason},
+                           {"retry_after_sec", grant.retry_after_sec},
+                           {"job_id", job_id}};
     reply(w->second.route, std::move(body), out);
     waiting_.erase(w);
   }
   return out;
+}
+
+queue_output queue_service::on_lease_unanswered(std::uint64_t ask_id, const std::string& reason) {
+  lease_grant_reply none;
+  none.reason = reason;
+  none.retry_after_sec = opts_.idle_retry_sec;
+  return on_lease_reply(ask_id, none);
 }
 
 void queue_service::on_get(const mqtt_message& in, queue_output& out) {
@@ -699,21 +688,16 @@ queue_output queue_service::on_leases_gone(const std::set<std::string>& gone) {
 
 void queue_service::drain(queue_output& out) {
   for (auto& e : queue_.take_events()) {
-    out.publish.push_back({opts_.topics.scheduler_events(),
-                           encode(to_json(e), wire_format::json), 0, false, json_content_type,
-                           {}, {}});
+    out.publish.push_back(event_json(opts_.topics.scheduler_events(), to_json(e)));
     if (auto* j = queue_.get(e.job_id)) {
       auto state = to_json(*j);
       state["v"] = schema_version;
-      out.publish.push_back({opts_.topics.full("scheduler/job/" + j->job_id + "/state"),
-                             encode(state, wire_format::json), 1, true, json_content_type, {},
-                             {}});
+      out.publish.push_back(retained_json(opts_.topics.full("scheduler/job/" + j->job_id + "/state"), state));
     }
   }
   // A purged job's retained state goes too, or the broker keeps one per job forever.
   for (auto& id : queue_.take_forgotten())
-    out.publish.push_back(
-      {opts_.topics.full("scheduler/job/" + id + "/state"), "", 1, true, json_content_type, {}, {}});
+    out.publish.push_back(cleared(opts_.topics.full("scheduler/job/" + id + "/state")));
 }
 
 } // namespace lull

@@ -89,7 +89,7 @@ struct lease_ask {
   std::string job_type;
   std::string host_id; ///< empty: lull picks
   int cost_units = 0;
-  lease_priority priority = lease_priority::normal;
+  work_priority priority = work_priority::normal;
 };
 
 /// The HeavyLeaseRequest an ask stands for (request_id "job:<job_id>").
@@ -115,8 +115,11 @@ public:
 
   /// One inbound message.
   queue_output handle(const mqtt_message& in);
-  /// The lease manager's answer (a grant reply document) to an ask.
-  queue_output on_lease_reply(std::uint64_t ask_id, const nlohmann::json& grant);
+  /// The lease manager's answer to an ask.
+  queue_output on_lease_reply(std::uint64_t ask_id, const lease_grant_reply& grant);
+  /// No answer to an ask (the lease manager failed or timed out): a denial
+  /// naming `reason`, asked again after the idle retry.
+  queue_output on_lease_unanswered(std::uint64_t ask_id, const std::string& reason);
   /// Deadlines, parked `next` requests that timed out, re-evaluation.
   queue_output tick();
 

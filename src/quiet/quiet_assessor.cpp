@@ -272,6 +272,21 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   }
   add("bus_rps", "Bus traffic", rps, " msg/s", th_.bus_rps, false, th_.bus_inputs);
   add("bus_p95_ms", "Bus p95 latency", p95, " ms", th_.bus_p95, false, th_.bus_inputs);
+  // Pressure stall (PSI): time tasks waited for memory, IO and CPU.
+  if (s.pressure) {
+    add("psi_memory_pct", "Memory pressure (1 min)", s.pressure->memory.some_avg60, "%",
+        th_.psi_memory);
+    add("psi_io_pct", "IO pressure (1 min)", s.pressure->io.some_avg60, "%", th_.psi_io);
+    bool leased_running = s.leased && s.leased->cpu_pct && *s.leased->cpu_pct >= 1.0;
+    add("psi_cpu_pct", "CPU pressure (1 min)", s.pressure->cpu.some_avg60, "%", th_.psi_cpu,
+        false, !leased_running);
+    inputs["psi_cpu_scored"] = !leased_running;
+  } else {
+    for (auto* key : {"psi_memory_pct", "psi_io_pct", "psi_cpu_pct"})
+      inputs[key] = nullptr;
+    if (!s.pressure_unavailable.empty())
+      inputs["psi_unavailable"] = s.pressure_unavailable;
+  }
   bool throttled_now = s.throttling && (s.throttling->under_voltage || s.throttling->throttled
                                         || s.throttling->freq_capped
                                         || s.throttling->soft_temp_limit);
@@ -345,6 +360,9 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
                            : k == "swap_pct"        ? "swap"
                            : k == "disk_free_pct"   ? "disk"
                            : k == "temp_c"          ? "temperature"
+                           : k == "psi_memory_pct"  ? "memory"
+                           : k == "psi_io_pct"      ? "io"
+                           : k == "psi_cpu_pct"     ? "cpu"
                                                     : std::string(k));
     }
     hs.cooldown_until_mono = now + th_.cooldown_sec;
@@ -374,6 +392,7 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
     reasons.push_back(buf);
   }
   a.state = st;
+  a.power = s.power;
   hs.state = st;
 
   // Streaks.

@@ -63,6 +63,15 @@ struct quiet_thresholds {
   input_thresholds temp{45, 65, 75, 85};        ///< CPU temperature, C
   input_thresholds bus_rps{0, 50, 300, 2000};   ///< messages/s through lull's bridge
   input_thresholds bus_p95{0, 50, 250, 2000};   ///< ms
+  /// Pressure stall over the last minute (PSI `some` avg60), % of the time
+  /// some task waited. Memory and IO stalls count whoever causes them (the
+  /// owner feels a leased job's reclaim and IO too); CPU stall counts only
+  /// while no leased work runs, whose own waits would otherwise count. A
+  /// panic threshold of 100 is never passed: only a host stalled the whole
+  /// minute reaches it.
+  input_thresholds psi_cpu{10, 40, 80, 100};
+  input_thresholds psi_memory{0, 10, 40, 80};
+  input_thresholds psi_io{0, 20, 60, 100};
   double quiet_score = 75;   ///< score >= this: QUIET
   double normal_score = 50;  ///< score >= this: NORMAL, else BUSY
   double hysteresis = 5;     ///< points

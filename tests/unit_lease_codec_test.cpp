@@ -45,7 +45,7 @@ TEST(lease_codec, parses_the_spec_request_v311) {
   EXPECT_EQ(q.host_id, "pi-kitchen");
   EXPECT_EQ(q.cost_units, 20);
   EXPECT_EQ(q.cost_class_, cost_class::normal);
-  EXPECT_EQ(q.priority, lease_priority::normal);
+  EXPECT_EQ(q.priority, work_priority::normal);
   EXPECT_EQ(q.expected_duration_sec, 120);
   EXPECT_TRUE(q.constraints.cpu_heavy);
   EXPECT_FALSE(q.constraints.network_heavy);
@@ -63,7 +63,7 @@ TEST(lease_codec, parses_a_minimal_v5_request_in_msgpack) {
   auto& q = std::get<lease_request>(r);
   EXPECT_EQ(q.worker_id, "nuc-1"); // the alias
   EXPECT_EQ(q.cost_class_, cost_class::high);
-  EXPECT_EQ(q.priority, lease_priority::high);
+  EXPECT_EQ(q.priority, work_priority::high);
   EXPECT_FALSE(q.cost_units);
   EXPECT_TRUE(q.request_id.empty());
   EXPECT_TRUE(q.reply_to.empty());

@@ -48,7 +48,7 @@ TEST(lease_policy, table_of_rules_and_reasons) {
      "Granted: used=20/60 units"},
     {"no host known", [](lease_table&, fake_env&) {}, request_of("w1", 20), false,
      "No host has reported yet", 15, 15},
-    {"unknown named host", quiet_pi, request_of("w1", 20, lease_priority::normal, "nuc"), false,
+    {"unknown named host", quiet_pi, request_of("w1", 20, work_priority::normal, "nuc"), false,
      "Unknown host 'nuc'; known hosts: pi"},
     {"several hosts, none named",
      [&](lease_table& t, fake_env& e) {
@@ -64,7 +64,7 @@ TEST(lease_policy, table_of_rules_and_reasons) {
      request_of("nuc", 20), true, "Granted"},
     {"PANIC is a hard deny even for HIGH",
      [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::panic, 3)); },
-     request_of("w1", 5, lease_priority::high), false, "System is PANIC; heavy work denied",
+     request_of("w1", 5, work_priority::high), false, "System is PANIC; heavy work denied",
      120, 120},
     {"cool-down after PANIC, even for HIGH and QUIET",
      [](lease_table& t, fake_env& e) {
@@ -72,7 +72,7 @@ TEST(lease_policy, table_of_rules_and_reasons) {
        e.advance(20);
        agent_quiet(t, quiet_of("pi", quiet_state::quiet));
      },
-     request_of("w1", 5, lease_priority::high), false,
+     request_of("w1", 5, work_priority::high), false,
      "Recent PANIC detected; cooling down until 2026-11-18T11:08:40Z", 100, 100},
     {"cool-down announced by the assessor",
      [](lease_table& t, fake_env& e) {
@@ -80,7 +80,7 @@ TEST(lease_policy, table_of_rules_and_reasons) {
        q.cooldown_until = e.wall + 40;
        agent_quiet(t, q);
      },
-     request_of("w1", 5, lease_priority::high), false, "Recent PANIC detected; cooling down",
+     request_of("w1", 5, work_priority::high), false, "Recent PANIC detected; cooling down",
      40, 40},
     {"cool-down ends",
      [](lease_table& t, fake_env& e) {
@@ -94,10 +94,10 @@ TEST(lease_policy, table_of_rules_and_reasons) {
      request_of("w1", 5), false, "System is BUSY; waiting for QUIET", 15, 15},
     {"NORMAL soft deny for LOW",
      [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::normal, 60)); },
-     request_of("w1", 5, lease_priority::low), false, "System is NORMAL; waiting for QUIET"},
+     request_of("w1", 5, work_priority::low), false, "System is NORMAL; waiting for QUIET"},
     {"BUSY admits HIGH",
      [](lease_table& t, fake_env&) { agent_quiet(t, quiet_of("pi", quiet_state::busy, 30)); },
-     request_of("w1", 5, lease_priority::high), true, "Granted"},
+     request_of("w1", 5, work_priority::high), true, "Granted"},
     {"no assessment yet", [](lease_table& t, fake_env&) { t.on_snapshot("pi", 4); },
      request_of("w1", 5), false, "No quiet assessment for host pi yet; waiting for QUIET"},
     {"capacity exceeded, retry when the earliest lease would free",
@@ -439,7 +439,7 @@ TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snap
   lease_table t{c, fe.env()};
   t.on_snapshot("pi", 4);
   agent_quiet(t, quiet_of("pi", quiet_state::quiet));
-  auto held = t.request(request_of("w1", 10, lease_priority::normal, "pi"), "w1");
+  auto held = t.request(request_of("w1", 10, work_priority::normal, "pi"), "w1");
   ASSERT_TRUE(held.approved);
   // An availability for a host lull never heard of does not make it known.
   t.on_host_availability("ghost", false);
@@ -447,7 +447,7 @@ TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snap
 
   t.on_host_availability("pi", false);
   // Its last assessment still says QUIET; the offline notice wins, at every priority.
-  for (auto p : {lease_priority::low, lease_priority::normal, lease_priority::high}) {
+  for (auto p : {work_priority::low, work_priority::normal, work_priority::high}) {
     auto d = t.request(request_of("w2", 5, p, "pi"), "w2");
     EXPECT_FALSE(d.approved);
     EXPECT_EQ(d.reason.rfind("Host pi is offline (its agent left at ", 0), 0u) << d.reason;
@@ -461,12 +461,12 @@ TEST(lease_policy, an_offline_host_is_denied_at_once_and_back_with_its_next_snap
 
   // Its next snapshot brings it back.
   t.on_snapshot("pi", 4);
-  EXPECT_TRUE(t.request(request_of("w2", 5, lease_priority::normal, "pi"), "w2").approved);
+  EXPECT_TRUE(t.request(request_of("w2", 5, work_priority::normal, "pi"), "w2").approved);
   EXPECT_EQ(t.status_json()["hosts"]["pi"]["online"], true);
   // So does its "online".
   t.on_host_availability("pi", false);
   t.on_host_availability("pi", true);
-  EXPECT_TRUE(t.request(request_of("w3", 5, lease_priority::normal, "pi"), "w3").approved);
+  EXPECT_TRUE(t.request(request_of("w3", 5, work_priority::normal, "pi"), "w3").approved);
 }
 
 // -- times from the bus are clamped ------------------------------------------
@@ -479,7 +479,7 @@ TEST(lease_clamps, a_cooldown_until_in_2100_cools_down_no_longer_than_configured
   auto q = quiet_of("pi", quiet_state::quiet);
   q.cooldown_until = 4102444800; // 2100-01-01
   agent_quiet(t, q);
-  auto d = t.request(request_of("w1", 5, lease_priority::high), "w1");
+  auto d = t.request(request_of("w1", 5, work_priority::high), "w1");
   EXPECT_FALSE(d.approved);
   EXPECT_EQ(d.reason, "Recent PANIC detected; cooling down until 2026-11-18T11:08:40Z");
   EXPECT_LE(d.retry_after_sec, 120);
@@ -581,7 +581,7 @@ TEST(lease_authority, a_lower_level_cannot_lift_or_replace_a_higher_ones_pause) 
   ASSERT_TRUE(refused);
   EXPECT_EQ(t.hosts().at("pi").pause->by, "alice");
   EXPECT_EQ(t.status_json()["hosts"]["pi"]["paused_by"], "paused by alice (admin)");
-  EXPECT_FALSE(t.request(request_of("w1", 5, lease_priority::high), "w1").approved);
+  EXPECT_FALSE(t.request(request_of("w1", 5, work_priority::high), "w1").approved);
   // The admin lifts it; then Home Assistant's own pause is Home Assistant's.
   EXPECT_FALSE(t.on_pause("pi", std::nullopt, pause_level::admin));
   EXPECT_FALSE(t.on_pause("pi", host_pause{"Home Assistant", "off", fe.wall, {}},
