@@ -1,5 +1,6 @@
 #include "actors/lease_manager.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "actors/actor_util.hpp"
@@ -311,7 +312,9 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
     },
     [=](watch_atom, const caf::actor& watcher, const std::set<std::string>& held) {
       auto& st = self->state;
-      st.watchers.push_back(watcher);
+      // A watcher whose first answer was lost asks again: registered once.
+      if (std::find(st.watchers.begin(), st.watchers.end(), watcher) == st.watchers.end())
+        st.watchers.push_back(watcher);
       std::set<std::string> gone;
       for (auto& id : held)
         if (st.service->table().active().count(id) == 0)

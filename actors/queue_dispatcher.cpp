@@ -120,6 +120,26 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
 /// transaction, and a completed job's write follows its lease's release by
 /// one batch, not by a queue of single writes (integration_queue's kill -9
 /// measures what ran twice).
+// From here on the lease manager tells this actor how its jobs' leases go;
+// it answers with the restored jobs' leases that ended while lulld was down.
+// Asked again until it answers: a lease manager slow to start (thousands of
+// leases restored) must not leave those jobs leased for good.
+void watch_leases(self_ptr self, const caf::actor& leases) {
+  self->request(leases, std::chrono::seconds(30), watch_atom::value, caf::actor{self},
+                self->state.service->held_leases())
+    .then(
+      [=](const std::set<std::string>& gone) {
+        if (!gone.empty())
+          log::info("queue dispatcher: {} jobs' leases ended while lulld was down", gone.size());
+        stage(self, self->state.service->on_leases_gone(gone));
+      },
+      [=](caf::error& e) {
+        log::error("queue dispatcher: the lease manager did not take the watch ({}); asking again",
+                   to_string(e));
+        watch_leases(self, leases);
+      });
+}
+
 void stage(self_ptr self, queue_output out) {
   auto& st = self->state.staged;
   for (auto& m : out.publish)
@@ -164,20 +184,7 @@ caf::behavior dispatcher_impl(self_ptr self, caf::actor bridge, caf::actor lease
   self->send(bridge, online_atom::value, caf::actor{self});
   self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
-  // From here on the lease manager tells this actor how its jobs' leases go;
-  // it answers with the restored jobs' leases that ended while lulld was down.
-  self->request(leases, std::chrono::seconds(30), watch_atom::value, caf::actor{self},
-                st.service->held_leases())
-    .then(
-      [=](const std::set<std::string>& gone) {
-        if (!gone.empty())
-          log::info("queue dispatcher: {} jobs' leases ended while lulld was down", gone.size());
-        stage(self, self->state.service->on_leases_gone(gone));
-      },
-      [=](caf::error& e) {
-        log::error("queue dispatcher: the lease manager did not take the watch: {}",
-                   to_string(e));
-      });
+  watch_leases(self, leases);
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       guard_inbound("queue dispatcher", msg,
