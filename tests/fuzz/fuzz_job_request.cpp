@@ -28,8 +28,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   int lease = 0;
   for (auto& ask : out.asks) {
     auto id = "L" + std::to_string(++lease);
-    svc.on_lease_reply(ask.ask_id, {{"ok", true}, {"approved", true}, {"lease_id", id},
-                                    {"ttl_sec", 30}});
+    lull::lease_grant_reply grant;
+    grant.approved = true;
+    grant.lease_id = id;
+    grant.ttl_sec = 30;
+    svc.on_lease_reply(ask.ask_id, grant);
     svc.on_lease_outcome({"running", id, ask.worker_id, "", "", "", ""});
     svc.on_lease_outcome({"released", id, ask.worker_id, "", payload, payload, payload});
   }
