@@ -49,6 +49,12 @@ function(lull_add_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   lull_target_options(${name})
+  # The tests' own code (GoogleTest's macros, mostly) at -O1: about a third
+  # less compile time than -O2 for the largest share of the build, while the
+  # libraries they test keep the build type's flags.
+  if(CMAKE_BUILD_TYPE STREQUAL "RelWithDebInfo" OR CMAKE_BUILD_TYPE STREQUAL "Release")
+    target_compile_options(${name} PRIVATE -O1)
+  endif()
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
   # Tests on lull's libraries share one precompiled header (GoogleTest,
   # nlohmann/json): their flags and definitions are the same, so the first
