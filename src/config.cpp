@@ -318,6 +318,19 @@ field choice_field(slot<bool> member, std::string yes, std::string no) {
           [=](const config& c) { return toml_quote(member(c) ? yes : no); }};
 }
 
+/// mqtt_version: one key for the transport's prefer_v5 and fallback, read
+/// and rendered by the names set_mqtt_version() and mqtt_version_name() know.
+field mqtt_version_field(slot<transport_options> member) {
+  field f{"string", "auto, 5 or 3.1.1",
+          [member](config& c, const std::string& v) -> std::optional<std::string> {
+            if (!set_mqtt_version(member(c), v))
+              return std::string("auto, 5 or 3.1.1");
+            return std::nullopt;
+          },
+          [member](const config& c) { return toml_quote(mqtt_version_name(member(c))); }};
+  return f;
+}
+
 /// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
 std::vector<std::string> split_list(std::string v) {
   std::vector<std::string> out;
@@ -385,7 +398,7 @@ const std::vector<key_def>& key_defs() {
     {{"broker.uri",
       "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty: use the local broker, or start "
       "one (local_broker_port); LULL_BROKER also sets it"},
-     checked(string_field(&config::broker),
+     checked(string_field(in(&config::transport, &transport_options::uri)),
              "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
              [](const std::string& v) {
                return v.empty() || v.rfind("tcp://", 0) == 0 || v.rfind("mqtt://", 0) == 0
@@ -410,13 +423,13 @@ const std::vector<key_def>& key_defs() {
              })},
     {{"client_id",
       "MQTT client id; in secure mode unguessable, so no user can take lulld's session"},
-     string_field(&config::client_id)
+     string_field(in(&config::transport, &transport_options::client_id))
        .by_default("lulld-<host_id>; with broker.secure, lulld-<host_id>-<random> kept in "
          "data_dir")},
     {{"username", "MQTT user name"},
-     string_field(&config::username)},
+     string_field(in(&config::transport, &transport_options::username))},
     {{"password", "MQTT password (prefer the env or file)"},
-     string_field(&config::password).hidden()},
+     string_field(in(&config::transport, &transport_options::password)).hidden()},
     {{"interval", "host sampling interval"},
      duration_field(&config::interval_sec, 0.1, 3600)},
     {{"proc_root", "root of /proc and /sys"},
@@ -432,17 +445,17 @@ const std::vector<key_def>& key_defs() {
       "from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
     {{"broker.ca_file", "TLS (ssl:// brokers): the CA certificate that signed the broker's"},
-     path_field(&config::broker_ca_file).by_default("the system's trust store")},
+     path_field(in(&config::transport, &transport_options::ca_file))
+       .by_default("the system's trust store")},
     {{"broker.cert_file",
       "TLS: lulld's client certificate, for brokers that take the user from it"},
-     path_field(&config::broker_cert_file)},
+     path_field(in(&config::transport, &transport_options::cert_file))},
     {{"broker.key_file", "TLS: the private key of broker.cert_file"},
-     path_field(&config::broker_key_file)},
+     path_field(in(&config::transport, &transport_options::key_file))},
     {{"mqtt_version",
       "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses or drops "
       "v5, as RabbitMQ does), 5, or 3.1.1"},
-     checked(string_field(&config::mqtt_version), "auto, 5 or 3.1.1",
-             [](const std::string& v) { return v == "auto" || v == "5" || v == "3.1.1"; })},
+     mqtt_version_field(&config::transport)},
     {{"broker.admin_user", "secure mode: the broker user who may read and cancel every job"},
      checked(string_field(&config::broker_admin_user),
              "a user name of 1-64 characters from [a-zA-Z0-9_-]",
@@ -450,7 +463,7 @@ const std::vector<key_def>& key_defs() {
     {{"broker.max_packet_size",
       "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker drops "
       "bigger ones instead of sending them (bytes)"},
-     int_field(&config::broker_max_packet_size, 1024, 268435455)},
+     int_field(in(&config::transport, &transport_options::max_packet_size), 1024, 268435455)},
     {{"lease.ttl", "the lease heartbeat TTL when a request names none"},
      duration_field(in(&config::lease, &lease_policy_config::ttl_sec), 1, 86400)},
     {{"lease.min_ttl", "smallest TTL a worker may ask for"},
@@ -1191,8 +1204,8 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     c.db = c.data_dir + "/lull.db";
   // Secure mode leaves it empty: lulld then uses an unguessable id kept in
   // its data directory (lulld_main.cpp), so no user can take its session.
-  if (c.client_id.empty() && !c.broker_secure)
-    c.client_id = "lulld-" + c.host_id;
+  if (c.transport.client_id.empty() && !c.broker_secure)
+    c.transport.client_id = "lulld-" + c.host_id;
   if (c.mounts.empty()) {
     c.mounts = {"/"};
     if (c.data_dir != "/")

@@ -14,21 +14,31 @@
 #include "messages/lease.hpp"
 #include "messages/util.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/mqtt/transport.hpp"
 #include "src/queue/job_queue.hpp"
 #include "src/quiet/quiet_assessor.hpp"
 
 namespace lull {
 
+/// The broker connection as lulld makes it (broker.uri, client_id, username,
+/// password, mqtt_version, broker.ca_file, broker.cert_file, broker.key_file,
+/// broker.max_packet_size): transport_options' own defaults, but lulld
+/// announces a Maximum Packet Size of 256 KiB.
+inline transport_options lulld_transport_defaults() {
+  transport_options t;
+  t.max_packet_size = 256 * 1024;
+  return t;
+}
+
 struct config {
-  std::string broker;            ///< MQTT URI; empty: lulld starts a local Mosquitto
+  /// The MQTT connection: uri (empty: lulld starts a local Mosquitto),
+  /// client_id (defaults to lulld-<host_id>), user, TLS files, version.
+  transport_options transport = lulld_transport_defaults();
   std::string host_id;           ///< defaults to the sanitized hostname
   std::string config_file;
   std::string data_dir;          ///< defaults to $LULL_DATA_DIR-less XDG state dir
   std::string db;                ///< defaults to <data_dir>/lull.db
   std::string topic_prefix;
-  std::string client_id;         ///< defaults to lulld-<host_id>
-  std::string username;
-  std::string password;
   double interval_sec = 2.0;     ///< host collector interval
   std::string proc_root = "/";   ///< root of /proc and /sys (fixtures in tests)
   std::string broker_config_dir; ///< where local.conf lives
@@ -37,10 +47,7 @@ struct config {
   double shutdown_timeout_sec = 2; ///< SIGTERM to exit at most; lulld then exits anyway
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
-  std::string mqtt_version = "auto"; ///< auto (v5, else v3.1.1), 5, 3.1.1
-  std::string broker_ca_file, broker_cert_file, broker_key_file; ///< TLS (ssl:// brokers)
   std::string broker_admin_user = "lull-admin"; ///< secure mode: may read and cancel every job
-  int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   /// The lease policy (lease.* and limits.max_workers), as the lease table
   /// takes it; lease.windows is parsed into it with lease.timezone.
   lease_policy_config lease;

@@ -202,19 +202,19 @@ int main(int argc, char** argv) {
     log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
   }
 
-  if (cfg.client_id.empty())
-    cfg.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
+  if (cfg.transport.client_id.empty())
+    cfg.transport.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
 
   std::unique_ptr<local_broker> broker;
   int port = cfg.local_broker_port;
   std::string why_not;
-  if (cfg.broker.empty() && port != 0 && port_accepts(port)) {
+  if (cfg.transport.uri.empty() && port != 0 && port_accepts(port)) {
     // A broker already on the port (Debian's mosquitto service listens on
     // 127.0.0.1:1883 out of the box): use it rather than start a second one
     // beside it, so `lull` and every other local client find lulld on the
     // port they try first.
     if (mqtt_broker_accepts(port, 2000, &why_not)) {
-      cfg.broker = "tcp://127.0.0.1:" + std::to_string(port);
+      cfg.transport.uri = "tcp://127.0.0.1:" + std::to_string(port);
       log::info("lulld: no broker configured; using the MQTT broker already listening on "
                 "127.0.0.1:{} (set broker to choose another)", port);
     } else {
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       port = 0;
     }
   }
-  if (cfg.broker.empty()) {
+  if (cfg.transport.uri.empty()) {
     auto conf = broker_config_dir(cfg.broker_config_dir) + "/local.conf";
     std::string err;
     broker = local_broker::start(conf, port, &err);
@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
       log::error("lulld: no broker configured and the local one did not start: {}", err);
       return 1;
     }
-    cfg.broker = broker->uri();
+    cfg.transport.uri = broker->uri();
     log::info("lulld: no broker configured; started Mosquitto on 127.0.0.1:{} from {}",
               broker->port(), conf);
     log::info("lulld: watch it with: mosquitto_sub -h 127.0.0.1 -p {} -v -t '#'",
@@ -251,16 +251,7 @@ int main(int argc, char** argv) {
 
   topic_names topics{cfg.topic_prefix};
   bridge_options bopts;
-  bopts.transport.uri = cfg.broker;
-  bopts.transport.client_id = cfg.client_id;
-  bopts.transport.username = cfg.username;
-  bopts.transport.password = cfg.password;
-  bopts.transport.prefer_v5 = cfg.mqtt_version != "3.1.1";
-  bopts.transport.fallback = cfg.mqtt_version == "auto";
-  bopts.transport.ca_file = cfg.broker_ca_file;
-  bopts.transport.cert_file = cfg.broker_cert_file;
-  bopts.transport.key_file = cfg.broker_key_file;
-  bopts.transport.max_packet_size = cfg.broker_max_packet_size;
+  bopts.transport = cfg.transport;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
   bopts.max_payload_bytes = static_cast<std::size_t>(cfg.limits_max_payload);
@@ -420,7 +411,7 @@ int main(int argc, char** argv) {
   auto service_manager = service::settings_from_environment();
   if (service_manager.enabled) {
     service_notifier_options nopts;
-    nopts.broker = cfg.broker;
+    nopts.broker = cfg.transport.uri;
     nopts.watchdog = service_manager.watchdog.count() > 0;
     if (nopts.watchdog)
       nopts.interval = std::max(std::chrono::milliseconds(100),

@@ -48,11 +48,11 @@ TEST(config, defaults_need_nothing) {
   auto r = load({});
   ASSERT_TRUE(std::holds_alternative<config>(r));
   auto& c = std::get<config>(r);
-  EXPECT_TRUE(c.broker.empty()); // lulld starts its own broker
+  EXPECT_TRUE(c.transport.uri.empty()); // lulld starts its own broker
   EXPECT_FALSE(c.host_id.empty());
   EXPECT_DOUBLE_EQ(c.interval_sec, 2.0);
   EXPECT_EQ(c.db, c.data_dir + "/lull.db");
-  EXPECT_EQ(c.client_id, "lulld-" + c.host_id);
+  EXPECT_EQ(c.transport.client_id, "lulld-" + c.host_id);
 }
 
 TEST(config, flag_beats_env_beats_file_beats_default) {
@@ -66,7 +66,7 @@ TEST(config, flag_beats_env_beats_file_beats_default) {
   auto& c = std::get<config>(r);
   EXPECT_EQ(c.host_id, "from-flag");   // flag over env and file
   EXPECT_DOUBLE_EQ(c.interval_sec, 3); // env over file
-  EXPECT_EQ(c.broker, "tcp://file:1883");
+  EXPECT_EQ(c.transport.uri, "tcp://file:1883");
   EXPECT_EQ(c.db, "/tmp/file.db");
   EXPECT_EQ(c.config_file, file);
   ::unlink(file.c_str());
@@ -446,4 +446,27 @@ TEST(config, check_and_print_are_actions_and_exclude_each_other) {
   auto help = std::get<config_error>(load({"--help"})).message;
   EXPECT_NE(help.find("--check-config"), std::string::npos);
   EXPECT_NE(help.find("--print-config"), std::string::npos);
+}
+
+TEST(config, mqtt_version_sets_the_transport_and_prints_back) {
+  auto d = std::get<config>(load({}));
+  EXPECT_TRUE(d.transport.prefer_v5);
+  EXPECT_TRUE(d.transport.fallback);
+  EXPECT_EQ(d.transport.max_packet_size, 256 * 1024); // lulld's own, not transport_options'
+  EXPECT_NE(print_config(d).find("mqtt_version = \"auto\"  # default"), std::string::npos);
+  auto five = std::get<config>(load({"--mqtt-version", "5"}));
+  EXPECT_TRUE(five.transport.prefer_v5);
+  EXPECT_FALSE(five.transport.fallback);
+  EXPECT_NE(print_config(five).find("mqtt_version = \"5\"  # flag --mqtt-version"),
+            std::string::npos)
+    << print_config(five);
+  auto old = std::get<config>(load({}, {{"LULL_MQTT_VERSION", "3.1.1"}}));
+  EXPECT_EQ(mqtt_version_name(old.transport), "3.1.1");
+  auto bad = load({"--mqtt-version", "4"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(bad));
+  EXPECT_NE(std::get<config_error>(bad).message.find(
+              "bad value for mqtt_version (from flag --mqtt-version): got '4', expected auto, 5 "
+              "or 3.1.1"),
+            std::string::npos)
+    << std::get<config_error>(bad).message;
 }
