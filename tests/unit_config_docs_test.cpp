@@ -206,7 +206,7 @@ TEST(config_docs, a_boolean_flag_is_a_switch_that_also_takes_a_value) {
   const char* on[] = {"lulld", "--broker-secure", "--ha-enabled=false", "--quiet-bus-inputs", "true"};
   auto c = std::get<config>(load_config(5, on, {}));
   EXPECT_TRUE(c.broker_secure);
-  EXPECT_FALSE(c.ha_enabled);
+  EXPECT_FALSE(c.ha.enabled);
   EXPECT_TRUE(c.quiet.bus_inputs);
   EXPECT_EQ(c.sources.at("ha.enabled"), "flag --ha-enabled");
   const char* bad[] = {"lulld", "--ha-enabled=maybe"};

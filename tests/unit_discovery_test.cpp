@@ -303,7 +303,7 @@ TEST(discovery, every_template_path_exists_in_a_real_snapshot_and_assessment) {
 TEST(discovery, prefix_topic_prefix_and_fleet_availability) {
   topic_names topics("site1/");
   discovery_options opts;
-  opts.prefix = "ha";
+  opts.ha.prefix = "ha";
   opts.own_instance = "nuc";
   auto msg = build_discovery("pi-kitchen", {"/"}, topics, opts);
   EXPECT_EQ(msg.topic, "ha/device/lull_pi-kitchen/config");
@@ -400,7 +400,7 @@ TEST(discovery, one_scheduler_device_holds_what_scheduler_status_says) {
 TEST(discovery, the_scheduler_device_keeps_fleets_apart_and_removes_switches_of_gone_hosts) {
   discovery_options opts;
   opts.own_instance = "nuc";
-  opts.prefix = "ha";
+  opts.ha.prefix = "ha";
   topic_names home("home/");
   auto msg = build_scheduler_discovery({"nuc"}, home, opts, {"pi-old", "nuc"});
   EXPECT_EQ(scheduler_device_id(home), "lull-scheduler-home");

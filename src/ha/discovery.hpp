@@ -34,8 +34,14 @@
 
 namespace lull {
 
+/// Home Assistant discovery as configured (ha.*).
+struct ha_settings {
+  bool enabled = true;                  ///< publish discovery at all
+  std::string prefix = "homeassistant"; ///< the discovery topics' first level
+};
+
 struct discovery_options {
-  std::string prefix = "homeassistant";
+  ha_settings ha;
   std::string lull_version = "0.1.0";
   std::string own_instance;       ///< this lulld's availability instance
   double snapshot_interval_sec = 2;
