@@ -178,7 +178,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
         features.power_gone = !features.power && (hd.features.power || hd.features.power_gone);
         hd.features = features;
         bool first = hd.next_check == 0;
-        hd.next_check = now + opts.mounts_check_sec;
+        hd.next_check = now + mounts_check_sec(opts.discovery.snapshot_interval_sec);
         if (first || mounts_changed || features_changed)
           announce_one(host);
         if (first) {

@@ -24,8 +24,6 @@ struct ha_discovery_options {
   /// longest gives way); a host silent host_forget_after is forgotten and
   /// its retained device cleared.
   limits_settings limits;
-  /// How often a known host's snapshot is read again for its mounts.
-  double mounts_check_sec = 60;
 };
 
 caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,

@@ -35,7 +35,9 @@
 #include "actors/supervisor.hpp"
 #include "actors/worker_registry.hpp"
 #include "src/config.hpp"
+#include "src/history/history_service.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/lease/policy.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
@@ -309,10 +311,9 @@ int main(int argc, char** argv) {
     haopts.discovery.hosts = cfg.runs_assessor();
     haopts.discovery.scheduler = cfg.runs_scheduler();
     // Sensors read from snapshots expire after a few missed ones, and a
-    // host's mounts are read again every tenth snapshot or so: both follow
-    // the host collector's interval.
+    // host's mounts are read again every tenth or so: both follow the host
+    // collector's interval.
     haopts.discovery.snapshot_interval_sec = cfg.collect.interval_sec;
-    haopts.mounts_check_sec = std::clamp(cfg.collect.interval_sec * 10, 5.0, 60.0);
     haopts.topics = topics;
     haopts.limits = cfg.limits;
     keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
@@ -325,18 +326,8 @@ int main(int argc, char** argv) {
     lease_manager_options lopts;
     lopts.service.topics = topics;
     lopts.service.secure = cfg.broker_secure;
-    // The policy is the configuration's own; what follows comes from keys
-    // other parts share.
-    auto& pol = lopts.service.policy;
-    pol = cfg.lease;
-    pol.min_ttl_sec = std::min(pol.min_ttl_sec, pol.ttl_sec);
-    pol.max_ttl_sec = std::max(pol.max_ttl_sec, pol.ttl_sec);
-    pol.stale_after_sec = cfg.quiet.stale_after_sec;
-    pol.max_hosts = cfg.limits.max_hosts;
-    pol.host_forget_after_sec = cfg.limits.host_forget_after_sec;
-    // An assessment's cooldown_until is the assessor's quiet.cooldown from
-    // then: no honest one asks for more.
-    pol.max_cooldown_sec = std::max(pol.panic_cooldown_sec, cfg.quiet.cooldown_sec);
+    // lease.* completed from the quiet and limits keys it shares.
+    lopts.service.policy = effective_lease_policy(cfg.lease, cfg.quiet, cfg.limits);
     lopts.service.high_users = cfg.lease_high_users;
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
@@ -361,6 +352,7 @@ int main(int argc, char** argv) {
     queue_dispatcher_options qopts;
     qopts.service.topics = topics;
     // A job costs the units its lease would.
+    auto& pol = lopts.service.policy;
     qopts.service.cost_low = pol.cost_low;
     qopts.service.cost_normal = pol.cost_normal;
     qopts.service.cost_high = pol.cost_high;
@@ -380,8 +372,7 @@ int main(int argc, char** argv) {
     // The dispatcher purges old finished jobs when it starts; a lulld that
     // runs for weeks has the persister's purges remove them as they age.
     popts.finished_jobs_retention_sec = qopts.finished_retention_sec;
-    popts.stale_after_sec =
-      std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.collect.interval_sec * 5));
+    popts.stale_after_sec = host_stale_after_sec(cfg.collect.interval_sec);
     popts.status_to = leases;
     persister = spawn_persister(sys, bridge, db, popts);
   }

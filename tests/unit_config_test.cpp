@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include "src/config.hpp"
+#include "src/lease/policy.hpp"
 
 using namespace lull;
 
@@ -514,4 +516,28 @@ TEST(config, keys_land_in_the_settings_structs_components_take) {
   EXPECT_EQ(transport.max_packet_size, 65536);
   EXPECT_FALSE(transport.prefer_v5); // 3.1.1: no v5, so nothing to fall back from
   EXPECT_FALSE(transport.fallback);
+}
+
+// The lease table's policy: lease.* as configured, with what it shares with
+// the quiet assessor and the limits.
+TEST(config, effective_lease_policy_takes_the_shared_keys) {
+  auto r = load({"--lease-ttl", "1000s", "--lease-panic-cooldown", "2m", "--quiet-cooldown",
+                 "10m", "--quiet-stale-after", "45s", "--limits-max-hosts", "12",
+                 "--limits-host-forget-after", "2h"});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+  auto p = effective_lease_policy(c.lease, c.quiet, c.limits);
+  EXPECT_DOUBLE_EQ(p.ttl_sec, 1000);
+  EXPECT_DOUBLE_EQ(p.max_ttl_sec, 1000); // widened to hold lease.ttl
+  EXPECT_DOUBLE_EQ(p.min_ttl_sec, c.lease.min_ttl_sec);
+  EXPECT_DOUBLE_EQ(p.stale_after_sec, 45);
+  EXPECT_DOUBLE_EQ(p.max_cooldown_sec, 600); // the larger of the two cooldowns
+  EXPECT_EQ(p.max_hosts, 12u);
+  EXPECT_DOUBLE_EQ(p.host_forget_after_sec, 7200);
+  // A short lease.ttl narrows min_ttl instead.
+  auto s = std::get<config>(load({"--lease-ttl", "2s"}));
+  auto q = effective_lease_policy(s.lease, s.quiet, s.limits);
+  EXPECT_DOUBLE_EQ(q.min_ttl_sec, 2);
+  EXPECT_DOUBLE_EQ(q.max_cooldown_sec,
+                   std::max(s.lease.panic_cooldown_sec, s.quiet.cooldown_sec));
 }

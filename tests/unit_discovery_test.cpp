@@ -481,3 +481,9 @@ TEST(discovery, pressure_and_power_entities_follow_what_the_host_reports) {
   auto set = announced(laptop);
   EXPECT_TRUE(set.count("pressure") && set.count("battery") && set.count("on_ac"));
 }
+
+TEST(discovery, mounts_are_checked_about_every_tenth_snapshot_between_5s_and_a_minute) {
+  EXPECT_DOUBLE_EQ(mounts_check_sec(2), 20);
+  EXPECT_DOUBLE_EQ(mounts_check_sec(0.1), 5);
+  EXPECT_DOUBLE_EQ(mounts_check_sec(30), 60);
+}

@@ -25,6 +25,10 @@ json removed(const char* platform) { return {{"p", platform}}; }
 
 } // namespace
 
+double mounts_check_sec(double snapshot_interval_sec) {
+  return std::clamp(snapshot_interval_sec * 10, 5.0, 60.0);
+}
+
 std::string ha_status_topic(const discovery_options& opts) { return opts.ha.prefix + "/status"; }
 
 discovery_message discovery_removal(const std::string& host_id, const discovery_options& opts) {

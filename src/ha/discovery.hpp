@@ -51,6 +51,10 @@ struct discovery_options {
   bool scheduler = false;
 };
 
+/// How often a known host's snapshot is read again for its mounts: about
+/// every tenth snapshot, between 5 s and a minute.
+double mounts_check_sec(double snapshot_interval_sec);
+
 struct discovery_message {
   std::string topic;
   nlohmann::json payload;
