@@ -12,7 +12,7 @@ namespace {
 // which UBSan rightly reports.
 caf::behavior bus_stats_impl(caf::event_based_actor* self, caf::actor bridge,
                              bus_stats_options opts) {
-  self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
+  self->delayed_send(self, ms_of(opts.collect.bus_interval_sec), tick_atom::value);
   auto topic = opts.topics.bus_stats();
   return {
     [=](tick_atom) {
@@ -21,7 +21,7 @@ caf::behavior bus_stats_impl(caf::event_based_actor* self, caf::actor bridge,
           self->send(bridge, publish_atom::value,
                      event_json(topic, report));
         });
-      self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
+      self->delayed_send(self, ms_of(opts.collect.bus_interval_sec), tick_atom::value);
     },
   };
 }

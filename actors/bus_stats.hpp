@@ -7,11 +7,12 @@
 #include <caf/all.hpp>
 
 #include "messages/topics.hpp"
+#include "src/stats/collector_settings.hpp"
 
 namespace lull {
 
 struct bus_stats_options {
-  double interval_sec = 5;
+  collector_settings collect; ///< bus_interval is this actor's
   topic_names topics;
 };
 

@@ -52,7 +52,8 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
   self->send(bridge, subscribe_atom::value, status_topic, me);
   self->send(bridge, subscribe_atom::value, opts.topics.host_stats_filter(), me);
   self->send(bridge, online_atom::value, me);
-  self->state.hosts = std::make_unique<host_roster>(opts.max_hosts, opts.forget_after_sec);
+  self->state.hosts =
+    std::make_unique<host_roster>(opts.limits.max_hosts, opts.limits.host_forget_after_sec);
   if (!opts.discovery.own_instance.empty())
     self->state.hosts->pin(opts.discovery.own_instance);
 
@@ -101,7 +102,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
     scheduler_changed();
   };
   auto sweep_every = std::chrono::milliseconds(static_cast<long long>(
-    std::clamp(opts.forget_after_sec / 10, 1.0, 600.0) * 1000));
+    std::clamp(opts.limits.host_forget_after_sec / 10, 1.0, 600.0) * 1000));
   self->delayed_send(self, sweep_every, stale_atom::value);
 
   auto schedule = [=](int min_ms, int max_ms) {
@@ -177,7 +178,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
         features.power_gone = !features.power && (hd.features.power || hd.features.power_gone);
         hd.features = features;
         bool first = hd.next_check == 0;
-        hd.next_check = now + opts.mounts_check_sec;
+        hd.next_check = now + mounts_check_sec(opts.discovery.snapshot_interval_sec);
         if (first || mounts_changed || features_changed)
           announce_one(host);
         if (first) {

@@ -13,18 +13,17 @@
 
 #include "messages/topics.hpp"
 #include "src/ha/discovery.hpp"
+#include "src/limits.hpp"
 
 namespace lull {
 
 struct ha_discovery_options {
   discovery_options discovery;
   topic_names topics;
-  /// Devices announced at most; when full, the host silent longest gives way.
-  std::size_t max_hosts = 256;
-  /// A host silent this long is forgotten and its retained device cleared.
-  double forget_after_sec = 86400;
-  /// How often a known host's snapshot is read again for its mounts.
-  double mounts_check_sec = 60;
+  /// Devices announced at most (max_hosts; when full, the host silent
+  /// longest gives way); a host silent host_forget_after is forgotten and
+  /// its retained device cleared.
+  limits_settings limits;
 };
 
 caf::actor spawn_ha_discovery(caf::actor_system& sys, caf::actor bridge,

@@ -32,22 +32,26 @@ struct host_collector_state {
 caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* self,
                                   caf::actor bridge, host_collector_options opts) {
   auto& st = self->state;
-  st.probe = std::make_unique<host_probe>(opts.probe);
-  double interval_sec = static_cast<double>(opts.interval.count()) / 1000.0;
+  auto& c = opts.collect;
+  host_probe_options probe;
+  probe.root = c.proc_root;
+  probe.host_id = opts.host_id;
+  probe.mounts = c.mounts;
+  st.probe = std::make_unique<host_probe>(probe);
   st.host_guard = std::make_unique<collector_guard>(
-    collector_options{"host", interval_sec, opts.jitter, opts.timeout_sec}, nullptr);
+    collector_options{"host", c.interval_sec, c.jitter, c.timeout_sec}, nullptr);
   st.dir_guard = std::make_unique<collector_guard>(
-    collector_options{"dirs", opts.dir_interval_sec, opts.jitter, opts.timeout_sec}, nullptr);
-  st.sizer = std::make_unique<dir_sizer>(opts.dir_interval_sec * 0.9, 200000, nullptr);
-  st.window = std::make_unique<series_store>(opts.window_sec);
-  auto host_id = opts.probe.host_id;
+    collector_options{"dirs", c.dir_interval_sec, c.jitter, c.timeout_sec}, nullptr);
+  st.sizer = std::make_unique<dir_sizer>(c.dir_interval_sec * 0.9, 200000, nullptr);
+  st.window = std::make_unique<series_store>(c.window_sec);
+  auto host_id = opts.host_id;
   auto topic = opts.topics.host_stats(host_id);
   auto debug_topic = opts.topics.debug("collectors/" + host_id);
   auto window_topic = opts.topics.debug("window/" + host_id);
   auto window_get = window_topic + "/get";
   auto leases_topic = opts.topics.host_leases(host_id);
   lease_probe_options lpo;
-  lpo.root = opts.probe.root;
+  lpo.root = c.proc_root;
   st.leases = std::make_unique<lease_probe>(lpo);
 
   // avg/min/max/p95 per series over the window, or over its last `range`.
@@ -60,7 +64,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
         series[k] = v;
     return nlohmann::json{{"v", schema_version},
                           {"host_id", host_id},
-                          {"window_sec", opts.window_sec},
+                          {"window_sec", opts.collect.window_sec},
                           {"range_sec", range ? nlohmann::json(*range) : nlohmann::json(nullptr)},
                           {"series", series}};
   };
@@ -89,7 +93,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
   if (!opts.leases_in_process)
     self->send(bridge, subscribe_atom::value, leases_topic, caf::actor_cast<caf::actor>(self));
-  if (!opts.dirs.empty())
+  if (!opts.collect.dirs.empty())
     self->send(self, dir_tick_atom::value);
 
   // scheduler/host/<me>/leases: the leases whose processes run here.
@@ -205,7 +209,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
       auto& s = self->state;
       auto err = s.dir_guard->run([&] {
         auto out = nlohmann::json::array();
-        for (auto& d : opts.dirs) {
+        for (auto& d : opts.collect.dirs) {
           auto& size = s.sizer->size(d, s.dir_guard->deadline());
           out.push_back(to_json(size));
           if (size.error && size.bytes)

@@ -18,18 +18,16 @@
 
 #include "messages/topics.hpp"
 #include "src/probe/host_probe.hpp"
+#include "src/stats/collector_settings.hpp"
 
 namespace lull {
 
 struct host_collector_options {
-  host_probe_options probe;
-  std::chrono::milliseconds interval{2000};
+  std::string host_id;
+  /// interval, dir_interval, dirs, mounts, jitter, timeout, window and
+  /// proc_root are this collector's.
+  collector_settings collect;
   topic_names topics;
-  std::vector<std::string> dirs;     ///< directories to size
-  double dir_interval_sec = 120;     ///< at most one walk per directory this often
-  double jitter = 0.1;
-  double timeout_sec = 1.0;
-  double window_sec = 3600;
   /// The scheduler runs in this lulld: its lease manager hands this host's
   /// lease list (scheduler/host/<me>/leases) straight to the collector, and
   /// the bus topic, which another client could publish on in open mode, is

@@ -112,7 +112,7 @@ struct bridge_state {
 caf::behavior bridge_impl(caf::stateful_actor<bridge_state>* self, bridge_options opts) {
   auto& st = self->state;
   router_options ropts;
-  ropts.max_payload_bytes = opts.max_payload_bytes;
+  ropts.max_payload_bytes = opts.limits.max_payload;
   ropts.retained_max_topics = opts.retained_max_topics;
   ropts.retained_max_bytes = opts.retained_max_bytes;
   ropts.topics = opts.topics;

@@ -33,6 +33,7 @@
 
 #include "actors/atoms.hpp"
 #include "messages/topics.hpp"
+#include "src/limits.hpp"
 #include "src/mqtt/transport.hpp"
 #include "src/stats/inbound_budget.hpp"
 
@@ -46,9 +47,10 @@ struct bridge_options {
   topic_names topics;
   std::string instance; ///< availability topic lull/<instance>/availability
   transport_factory factory; ///< default: Paho
-  /// Inbound payloads larger than this are dropped before any actor decodes
-  /// them (counted as `oversize` in bus stats, logged with the topic).
-  std::size_t max_payload_bytes = 1024 * 1024;
+  /// Inbound payloads larger than limits.max_payload are dropped before any
+  /// actor decodes them (counted as `oversize` in bus stats, logged with the
+  /// topic).
+  limits_settings limits;
   /// Retained messages kept for actors that subscribe to a filter another
   /// actor already holds (the broker sends them only once per filter).
   std::size_t retained_max_topics = 10000;

@@ -73,7 +73,7 @@ void enqueue(self_ptr self, std::vector<sample_point> pts, const persister_optio
       st.rollups.push_back(std::move(r));
     st.points.push_back(std::move(p));
   }
-  while (st.points.size() > opts.queue_bound) {
+  while (st.points.size() > opts.persist.queue_bound) {
     st.points.pop_front();
     ++st.health.dropped;
   }
@@ -307,8 +307,8 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
     body = self->state.history->answer(req.doc, req.route, error, unix_seconds_now());
   auto reply = error ? make_error_reply(req.route, *error) : make_reply(req.route, std::move(body));
   // Lists page within the budget; any other answer must fit whole.
-  if (reply && !error && reply->payload.size() > opts.max_reply_bytes) {
-    error = reply_too_large("the reply", reply->payload.size(), opts.max_reply_bytes);
+  if (reply && !error && reply->payload.size() > opts.limits.max_reply_bytes) {
+    error = reply_too_large("the reply", reply->payload.size(), opts.limits.max_reply_bytes);
     reply = make_error_reply(req.route, *error);
   }
   if (error)
@@ -333,22 +333,31 @@ void publish_quiet_hours(self_ptr self, const caf::actor& bridge, const persiste
 caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<store> db,
                              persister_options opts) {
   self->state.db = std::move(db);
+  // Retention in whole seconds, the intervals as timers.
+  const auto raw_retention_sec = static_cast<std::int64_t>(opts.persist.raw_retention_sec);
+  const auto rollup_retention_sec = static_cast<std::int64_t>(opts.persist.rollup_retention_sec);
+  const auto streaks_retention_sec =
+    static_cast<std::int64_t>(opts.persist.quiet_streaks_retention_sec);
+  const auto flush_interval = ms_of(opts.persist.flush_interval_sec);
+  const auto retention_interval = ms_of(opts.persist.retention_interval_sec);
   self->state.quota = std::make_unique<series_quota>(
-    series_quota::limits{opts.max_series_per_source, opts.max_series});
-  self->state.roster = std::make_unique<host_roster>(opts.max_hosts, opts.host_forget_after_sec);
-  self->state.health.queue_bound = opts.queue_bound;
+    series_quota::limits{opts.limits.max_series_per_worker, opts.limits.max_series});
+  self->state.roster =
+    std::make_unique<host_roster>(opts.limits.max_hosts, opts.limits.host_forget_after_sec);
+  self->state.health.queue_bound = opts.persist.queue_bound;
   history_options hopts;
   hopts.host_id = opts.host_id;
-  hopts.raw_retention_sec = opts.raw_retention_sec;
-  hopts.rollup_retention_sec = opts.rollup_retention_sec;
+  hopts.raw_retention_sec = raw_retention_sec;
+  hopts.rollup_retention_sec = rollup_retention_sec;
   hopts.timezone = opts.timezone;
   hopts.stale_after_sec = opts.stale_after_sec;
-  hopts.max_reply_bytes = opts.max_reply_bytes;
+  hopts.max_reply_bytes = opts.limits.max_reply_bytes;
   self->state.history = std::make_unique<history_service>(
     *self->state.db, hopts,
     history_sources{[self] { flush(self); }, &self->state.hosts, &self->state.health});
   self->state.health.flush_interval_sec =
-    std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(opts.flush_interval).count());
+    std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(flush_interval)
+                                .count());
   auto& t = opts.topics;
   for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
                       t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
@@ -356,9 +365,9 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
                       opts.secure ? t.full("history/+/request") : t.history_request(),
                       t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
-  self->delayed_send(self, opts.flush_interval, flush_atom::value);
+  self->delayed_send(self, flush_interval, flush_atom::value);
   self->delayed_send(self, std::min<std::chrono::milliseconds>(std::chrono::minutes(1),
-                                                                opts.retention_interval),
+                                                                retention_interval),
                      purge_atom::value);
   self->set_down_handler([](caf::down_msg&) {});
   return {
@@ -389,28 +398,28 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
       for (auto& r : self->state.acc.close_before(unix_seconds_now()))
         self->state.rollups.push_back(std::move(r));
       flush(self);
-      self->delayed_send(self, opts.flush_interval, flush_atom::value);
+      self->delayed_send(self, flush_interval, flush_atom::value);
     },
     [=](purge_atom) {
       auto& st = self->state;
-      self->delayed_send(self, opts.retention_interval, purge_atom::value);
+      self->delayed_send(self, retention_interval, purge_atom::value);
       if (st.purge)
         return; // the last one is still going
       auto now = unix_seconds_now();
       // Series silent for the retention period give their slots back, and
       // their entries in the accumulator and the id cache go with them.
-      auto silent = st.quota->evict_silent(now - opts.raw_retention_sec);
+      auto silent = st.quota->evict_silent(now - raw_retention_sec);
       for (auto& n : silent) {
         st.acc.forget(n.host, n.group, n.metric);
         st.db->forget_series(n.host, n.group, n.metric);
       }
       if (!silent.empty())
         log::info("persister: let go of {} series silent for {} s ({} held)", silent.size(),
-                  opts.raw_retention_sec, st.quota->series());
+                  raw_retention_sec, st.quota->series());
       st.purge.emplace();
-      st.purge_raw_before = now - opts.raw_retention_sec;
-      st.purge_five_before = now - opts.rollup_retention_sec;
-      st.purge_streaks_before = now - opts.quiet_streaks_retention_sec;
+      st.purge_raw_before = now - raw_retention_sec;
+      st.purge_five_before = now - rollup_retention_sec;
+      st.purge_streaks_before = now - streaks_retention_sec;
       st.purge_jobs_before.reset();
       if (opts.finished_jobs_retention_sec)
         st.purge_jobs_before = now - *opts.finished_jobs_retention_sec;
@@ -427,7 +436,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
                                        5000, st.purge_jobs_before, st.purge_streaks_before)) {
         log::warn("persister: retention stopped after {} rows: {} (tried again in {} s)",
                   st.purge->deleted, err.message,
-                  std::chrono::duration_cast<std::chrono::seconds>(opts.retention_interval)
+                  std::chrono::duration_cast<std::chrono::seconds>(retention_interval)
                     .count());
         st.purge.reset();
         return;

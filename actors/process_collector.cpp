@@ -18,10 +18,16 @@ struct process_collector_state {
 caf::behavior process_collector_impl(caf::stateful_actor<process_collector_state>* self,
                                      caf::actor bridge, process_collector_options opts) {
   auto& st = self->state;
-  st.probe = std::make_unique<process_probe>(opts.probe);
+  auto& c = opts.collect;
+  process_probe_options probe;
+  probe.root = c.proc_root;
+  probe.host_id = opts.host_id;
+  probe.watches = {"self"}; // lulld itself, always
+  probe.watches.insert(probe.watches.end(), c.processes.begin(), c.processes.end());
+  st.probe = std::make_unique<process_probe>(probe);
   st.guard = std::make_unique<collector_guard>(
-    collector_options{"process", opts.interval_sec, opts.jitter, opts.timeout_sec}, nullptr);
-  auto host_id = opts.probe.host_id;
+    collector_options{"process", c.process_interval_sec, c.jitter, c.timeout_sec}, nullptr);
+  auto host_id = opts.host_id;
   auto debug_topic = opts.topics.debug("collectors/" + host_id + "/process");
   // Prime CPU % so the first publish carries it.
   try {

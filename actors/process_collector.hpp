@@ -11,14 +11,15 @@
 
 #include "messages/topics.hpp"
 #include "src/probe/process_probe.hpp"
+#include "src/stats/collector_settings.hpp"
 
 namespace lull {
 
 struct process_collector_options {
-  process_probe_options probe;
-  double interval_sec = 2.0;
-  double jitter = 0.1;
-  double timeout_sec = 1.0;
+  std::string host_id;
+  /// process_interval, processes (lulld itself is always watched), jitter,
+  /// timeout and proc_root are this collector's.
+  collector_settings collect;
   topic_names topics;
 };
 

@@ -24,7 +24,8 @@ caf::behavior quiet_assessor_impl(caf::stateful_actor<quiet_assessor_state>* sel
                                   caf::actor bridge, quiet_assessor_options opts) {
   self->state.assessor = std::make_unique<quiet_assessor>(opts.thresholds, steady_seconds,
                                                           unix_seconds_now);
-  self->state.roster = std::make_unique<host_roster>(opts.max_hosts, opts.forget_after_sec);
+  self->state.roster =
+    std::make_unique<host_roster>(opts.limits.max_hosts, opts.limits.host_forget_after_sec);
   auto me = caf::actor_cast<caf::actor>(self);
   // A forgotten host: nothing of it stays, in lulld or retained in the broker.
   auto forget = [=](const std::string& host, const char* why) {

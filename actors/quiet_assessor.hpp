@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include "messages/topics.hpp"
+#include "src/limits.hpp"
 #include "src/quiet/quiet_assessor.hpp"
 
 namespace lull {
@@ -17,10 +18,10 @@ namespace lull {
 struct quiet_assessor_options {
   quiet_thresholds thresholds;
   topic_names topics;
-  /// Hosts assessed at once; when full, the host silent longest gives way.
-  std::size_t max_hosts = 256;
-  /// A host silent this long is forgotten and its retained assessment cleared.
-  double forget_after_sec = 86400;
+  /// Hosts assessed at once (max_hosts; when full, the host silent longest
+  /// gives way); a host silent host_forget_after is forgotten and its
+  /// retained assessment cleared.
+  limits_settings limits;
 };
 
 caf::actor spawn_quiet_assessor(caf::actor_system& sys, caf::actor bridge,

@@ -24,8 +24,8 @@ struct worker_registry_state {
 caf::behavior worker_registry_impl(caf::stateful_actor<worker_registry_state>* self,
                                    caf::actor bridge, worker_registry_options opts) {
   auto& st = self->state;
-  st.registry = std::make_unique<worker_registry>(opts.stale_after_sec);
-  st.sizer = std::make_unique<dir_sizer>(opts.dir_interval_sec, 100000, nullptr);
+  st.registry = std::make_unique<worker_registry>(opts.collect.worker_stale_after_sec);
+  st.sizer = std::make_unique<dir_sizer>(opts.collect.dir_interval_sec, 100000, nullptr);
   auto prefix = opts.topics.worker_status("");
   auto summary_topic = worker_summary_topic(opts.topics, opts.host_id);
   auto publish_summary = [=] {
@@ -42,7 +42,7 @@ caf::behavior worker_registry_impl(caf::stateful_actor<worker_registry_state>* s
   };
   self->send(bridge, subscribe_atom::value, opts.topics.worker_status_filter(),
              caf::actor_cast<caf::actor>(self));
-  self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
+  self->delayed_send(self, ms_of(opts.collect.worker_interval_sec), tick_atom::value);
   return {
     [=](inbound_atom, const mqtt_message& msg) {
       auto start = steady_seconds();
@@ -74,9 +74,9 @@ caf::behavior worker_registry_impl(caf::stateful_actor<worker_registry_state>* s
     [=](tick_atom) {
       for (auto& id : self->state.registry->check_stale(steady_seconds()))
         log::warn("worker registry: {} is stale (silent for over {} s)", id,
-                  opts.stale_after_sec);
+                  opts.collect.worker_stale_after_sec);
       publish_summary();
-      self->delayed_send(self, ms_of(opts.interval_sec), tick_atom::value);
+      self->delayed_send(self, ms_of(opts.collect.worker_interval_sec), tick_atom::value);
     },
   };
 }

@@ -8,14 +8,15 @@
 #include <caf/all.hpp>
 
 #include "messages/topics.hpp"
+#include "src/stats/collector_settings.hpp"
 
 namespace lull {
 
 struct worker_registry_options {
   std::string host_id;
-  double interval_sec = 30;     ///< health sweep and summary
-  double stale_after_sec = 90;
-  double dir_interval_sec = 120; ///< runtime_dir walks, cached
+  /// worker_interval (health sweep and summary), worker_stale_after and
+  /// dir_interval (runtime_dir walks, cached) are the registry's.
+  collector_settings collect;
   topic_names topics;
 };
 

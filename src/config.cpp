@@ -82,7 +82,8 @@ struct field {
 
 /// A key's name and what it is for. Its variable and flag are derived from
 /// the name (config_env_name, config_flag_name); its default is the member's
-/// initial value in `config`, never repeated in the help.
+/// initial value (in `config`, or in the settings struct of its section that
+/// `config` holds), never repeated in the help.
 struct key_text {
   std::string name, help;
 };
@@ -318,6 +319,19 @@ field choice_field(slot<bool> member, std::string yes, std::string no) {
           [=](const config& c) { return toml_quote(member(c) ? yes : no); }};
 }
 
+/// mqtt_version: one key for the transport's prefer_v5 and fallback, read
+/// and rendered by the names set_mqtt_version() and mqtt_version_name() know.
+field mqtt_version_field(slot<transport_options> member) {
+  field f{"string", "auto, 5 or 3.1.1",
+          [member](config& c, const std::string& v) -> std::optional<std::string> {
+            if (!set_mqtt_version(member(c), v))
+              return std::string("auto, 5 or 3.1.1");
+            return std::nullopt;
+          },
+          [member](const config& c) { return toml_quote(mqtt_version_name(member(c))); }};
+  return f;
+}
+
 /// "a, b" or a TOML array ["a", "b"] -> {"a", "b"}.
 std::vector<std::string> split_list(std::string v) {
   std::vector<std::string> out;
@@ -385,7 +399,7 @@ const std::vector<key_def>& key_defs() {
     {{"broker.uri",
       "MQTT broker URI (tcp://host:1883, ssl://host:8883); empty: use the local broker, or start "
       "one (local_broker_port); LULL_BROKER also sets it"},
-     checked(string_field(&config::broker),
+     checked(string_field(in(&config::transport, &transport_options::uri)),
              "a URI starting with tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://",
              [](const std::string& v) {
                return v.empty() || v.rfind("tcp://", 0) == 0 || v.rfind("mqtt://", 0) == 0
@@ -410,17 +424,17 @@ const std::vector<key_def>& key_defs() {
              })},
     {{"client_id",
       "MQTT client id; in secure mode unguessable, so no user can take lulld's session"},
-     string_field(&config::client_id)
+     string_field(in(&config::transport, &transport_options::client_id))
        .by_default("lulld-<host_id>; with broker.secure, lulld-<host_id>-<random> kept in "
          "data_dir")},
     {{"username", "MQTT user name"},
-     string_field(&config::username)},
+     string_field(in(&config::transport, &transport_options::username))},
     {{"password", "MQTT password (prefer the env or file)"},
-     string_field(&config::password).hidden()},
+     string_field(in(&config::transport, &transport_options::password)).hidden()},
     {{"interval", "host sampling interval"},
-     duration_field(&config::interval_sec, 0.1, 3600)},
+     duration_field(in(&config::collect, &collector_settings::interval_sec), 0.1, 3600)},
     {{"proc_root", "root of /proc and /sys"},
-     path_field(&config::proc_root).internal()},
+     path_field(in(&config::collect, &collector_settings::proc_root)).internal()},
     {{"broker_config_dir", "directory holding local.conf for the broker lulld starts itself"},
      path_field(&config::broker_config_dir)
        .by_default("the broker configs installed with lulld (/usr/share/lull/broker-config)")
@@ -432,17 +446,17 @@ const std::vector<key_def>& key_defs() {
       "from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
      bool_field(&config::broker_secure)},
     {{"broker.ca_file", "TLS (ssl:// brokers): the CA certificate that signed the broker's"},
-     path_field(&config::broker_ca_file).by_default("the system's trust store")},
+     path_field(in(&config::transport, &transport_options::ca_file))
+       .by_default("the system's trust store")},
     {{"broker.cert_file",
       "TLS: lulld's client certificate, for brokers that take the user from it"},
-     path_field(&config::broker_cert_file)},
+     path_field(in(&config::transport, &transport_options::cert_file))},
     {{"broker.key_file", "TLS: the private key of broker.cert_file"},
-     path_field(&config::broker_key_file)},
+     path_field(in(&config::transport, &transport_options::key_file))},
     {{"mqtt_version",
       "MQTT protocol version: auto (v5, falling back to v3.1.1 when the broker refuses or drops "
       "v5, as RabbitMQ does), 5, or 3.1.1"},
-     checked(string_field(&config::mqtt_version), "auto, 5 or 3.1.1",
-             [](const std::string& v) { return v == "auto" || v == "5" || v == "3.1.1"; })},
+     mqtt_version_field(&config::transport)},
     {{"broker.admin_user", "secure mode: the broker user who may read and cancel every job"},
      checked(string_field(&config::broker_admin_user),
              "a user name of 1-64 characters from [a-zA-Z0-9_-]",
@@ -450,7 +464,7 @@ const std::vector<key_def>& key_defs() {
     {{"broker.max_packet_size",
       "largest MQTT packet lulld accepts, announced in its MQTT v5 CONNECT so the broker drops "
       "bigger ones instead of sending them (bytes)"},
-     int_field(&config::broker_max_packet_size, 1024, 268435455)},
+     int_field(in(&config::transport, &transport_options::max_packet_size), 1024, 268435455)},
     {{"lease.ttl", "the lease heartbeat TTL when a request names none"},
      duration_field(in(&config::lease, &lease_policy_config::ttl_sec), 1, 86400)},
     {{"lease.min_ttl", "smallest TTL a worker may ask for"},
@@ -541,34 +555,36 @@ const std::vector<key_def>& key_defs() {
                return true;
              })},
     {{"persist.flush_interval", "how often samples are written, in one transaction"},
-     duration_field(&config::flush_interval_sec, 0.1, 600)},
+     duration_field(in(&config::persist, &persist_settings::flush_interval_sec), 0.1, 600)},
     {{"persist.queue_bound", "samples held in memory while the disk fails; the oldest go first"},
-     int_field(&config::persist_queue_bound, 1000, 10000000).internal()},
+     count_field(in(&config::persist, &persist_settings::queue_bound), 1000, 10000000).internal()},
     {{"limits.max_workers", "workers the lease table tracks; the longest-idle are forgotten"},
      count_field(in(&config::lease, &lease_policy_config::max_tracked_workers), 10, 10000000)},
     {{"limits.max_hosts", "hosts assessed, leased on and announced to Home Assistant"},
-     int_field(&config::limits_max_hosts, 1, 100000)},
+     count_field(in(&config::limits, &limits_settings::max_hosts), 1, 100000)},
     {{"limits.max_parked", "scheduler/job/next requests waiting at once"},
-     int_field(&config::limits_max_parked, 1, 1000000)},
+     count_field(in(&config::limits, &limits_settings::max_parked), 1, 1000000)},
     {{"limits.max_payload", "largest inbound payload in bytes, dropped before decoding"},
-     int_field(&config::limits_max_payload, 1024, 268435456)},
+     count_field(in(&config::limits, &limits_settings::max_payload), 1024, 268435456)},
     {{"limits.max_reply_bytes",
       "largest reply in bytes: job lists and history queries are paged to fit it"},
-     explained(int_field(&config::limits_max_reply_bytes, static_cast<int>(min_max_reply_bytes),
-                         static_cast<int>(max_max_reply_bytes)),
+     explained(count_field(in(&config::limits, &limits_settings::max_reply_bytes),
+                           static_cast<long long>(min_max_reply_bytes),
+                           static_cast<long long>(max_max_reply_bytes)),
                "(bytes; at most 900000 leaves room for a reply's topic and properties under the "
                "broker's message_size_limit 1000000, and below 4096 a page holds too little)")},
     {{"limits.host_forget_after",
       "a host whose agent is silent this long is forgotten, its retained assessment and Home "
       "Assistant device cleared"},
-     duration_field(&config::limits_host_forget_after_sec, 10, 400 * 86400.0)},
+     duration_field(in(&config::limits, &limits_settings::host_forget_after_sec), 10,
+                    400 * 86400.0)},
     {{"limits.max_series_per_worker",
       "distinct series one source (a worker's status, a host's snapshot, a process) may have "
       "stored; a new name past it is refused and counted"},
-     int_field(&config::limits_max_series_per_worker, 1, 100000)},
+     count_field(in(&config::limits, &limits_settings::max_series_per_worker), 1, 100000)},
     {{"limits.max_series",
       "distinct series of all sources together; a new name past it is refused and counted"},
-     int_field(&config::limits_max_series, 100, 10000000)},
+     count_field(in(&config::limits, &limits_settings::max_series), 100, 10000000)},
     {{"queue.max_jobs_per_producer",
       "jobs one producer may have waiting or running; more get RequestThrottled"},
      count_field(in(&config::queue, &queue_config::max_jobs_per_producer), 1, 1000000)},
@@ -579,15 +595,19 @@ const std::vector<key_def>& key_defs() {
       "payload bytes all jobs waiting or running may hold (at most 100000 jobs in all)"},
      bytes_field(in(&config::queue, &queue_config::max_bytes), 65536, 64LL << 30)},
     {{"retention.raw", "how long raw samples are kept"},
-     duration_field(&config::raw_retention_sec, 3600, 400 * 86400.0)},
+     duration_field(in(&config::persist, &persist_settings::raw_retention_sec), 3600,
+                    400 * 86400.0)},
     {{"retention.rollup_5m", "how long 5-minute rollups are kept (hourly ones are kept for good)"},
-     duration_field(&config::rollup_retention_sec, 86400, 4000 * 86400.0)},
+     duration_field(in(&config::persist, &persist_settings::rollup_retention_sec), 86400,
+                    4000 * 86400.0)},
     {{"retention.quiet_streaks", "how long closed quiet streaks are kept"},
-     duration_field(&config::quiet_streaks_retention_sec, 7 * 86400, 4000 * 86400.0)},
+     duration_field(in(&config::persist, &persist_settings::quiet_streaks_retention_sec),
+                    7 * 86400, 4000 * 86400.0)},
     {{"retention.interval",
       "how often what retention lets go is purged, in steps (the first a minute after start, or "
       "sooner if this is shorter)"},
-     duration_field(&config::retention_interval_sec, 1, 86400).internal()},
+     duration_field(in(&config::persist, &persist_settings::retention_interval_sec), 1, 86400)
+       .internal()},
     {{"log_level", "trace, debug, info, warn, error"},
      checked(string_field(&config::log_level), "one of trace, debug, info, warn, error, off",
              [](const std::string& v) {
@@ -624,28 +644,29 @@ const std::vector<key_def>& key_defs() {
        return f;
      }()},
     {{"collectors.process_interval", "process sampling interval"},
-     duration_field(&config::process_interval_sec, 0.1, 3600)},
+     duration_field(in(&config::collect, &collector_settings::process_interval_sec), 0.1, 3600)},
     {{"collectors.processes",
       "processes to watch besides lulld: names or pid files, comma-separated"},
-     list_field(&config::processes)},
+     list_field(in(&config::collect, &collector_settings::processes))},
     {{"collectors.worker_interval", "worker health sweep and registry summary"},
-     duration_field(&config::worker_interval_sec, 1, 3600)},
+     duration_field(in(&config::collect, &collector_settings::worker_interval_sec), 1, 3600)},
     {{"collectors.worker_stale_after", "a worker silent this long is stale"},
-     duration_field(&config::worker_stale_after_sec, 1, 86400)},
+     duration_field(in(&config::collect, &collector_settings::worker_stale_after_sec), 1, 86400)},
     {{"collectors.bus_interval", "bus stats interval"},
-     duration_field(&config::bus_interval_sec, 0.5, 3600)},
+     duration_field(in(&config::collect, &collector_settings::bus_interval_sec), 0.5, 3600)},
     {{"collectors.dir_interval", "directory size walks at most this often"},
-     duration_field(&config::dir_interval_sec, 1, 86400)},
+     duration_field(in(&config::collect, &collector_settings::dir_interval_sec), 1, 86400)},
     {{"collectors.dirs", "directories to size, comma-separated"},
-     list_field(&config::dirs).by_default("data_dir")},
+     list_field(in(&config::collect, &collector_settings::dirs)).by_default("data_dir")},
     {{"collectors.mounts", "mounts whose usage is reported, comma-separated"},
-     list_field(&config::mounts).by_default("/ and the mount of data_dir")},
+     list_field(in(&config::collect, &collector_settings::mounts))
+       .by_default("/ and the mount of data_dir")},
     {{"collectors.jitter", "random +/- fraction of every collector interval"},
-     number_field(&config::collector_jitter, 0, 0.5).internal()},
+     number_field(in(&config::collect, &collector_settings::jitter), 0, 0.5).internal()},
     {{"collectors.timeout", "a collector run longer than this is reported as an overrun"},
-     duration_field(&config::collector_timeout_sec, 0.01, 600).internal()},
+     duration_field(in(&config::collect, &collector_settings::timeout_sec), 0.01, 600).internal()},
     {{"collectors.window", "rolling in-memory window per series"},
-     duration_field(&config::window_sec, 60, 86400).internal()},
+     duration_field(in(&config::collect, &collector_settings::window_sec), 60, 86400).internal()},
     {{"quiet.cpu",
       "other processes' CPU (average over quiet.cpu_window), % of all cores: "
       "floor,quiet,busy,panic"},
@@ -682,9 +703,9 @@ const std::vector<key_def>& key_defs() {
     {{"quiet.bus_inputs", "score lull's own bus traffic (stats/bus) as host load"},
      bool_field(in(&config::quiet, &quiet_thresholds::bus_inputs))},
     {{"ha.enabled", "publish Home Assistant MQTT discovery"},
-     bool_field(&config::ha_enabled)},
+     bool_field(in(&config::ha, &ha_settings::enabled))},
     {{"ha.prefix", "Home Assistant discovery prefix"},
-     checked(string_field(&config::ha_prefix),
+     checked(string_field(in(&config::ha, &ha_settings::prefix)),
              "a topic without '+', '#' or a leading or trailing '/'",
              [](const std::string& v) {
                return !v.empty() && v.find_first_of("+#") == std::string::npos
@@ -1191,15 +1212,15 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     c.db = c.data_dir + "/lull.db";
   // Secure mode leaves it empty: lulld then uses an unguessable id kept in
   // its data directory (lulld_main.cpp), so no user can take its session.
-  if (c.client_id.empty() && !c.broker_secure)
-    c.client_id = "lulld-" + c.host_id;
-  if (c.mounts.empty()) {
-    c.mounts = {"/"};
+  if (c.transport.client_id.empty() && !c.broker_secure)
+    c.transport.client_id = "lulld-" + c.host_id;
+  if (c.collect.mounts.empty()) {
+    c.collect.mounts = {"/"};
     if (c.data_dir != "/")
-      c.mounts.push_back(c.data_dir);
+      c.collect.mounts.push_back(c.data_dir);
   }
-  if (c.dirs.empty())
-    c.dirs = {c.data_dir};
+  if (c.collect.dirs.empty())
+    c.collect.dirs = {c.data_dir};
   // The windows in their time zone, parsed once here for the lease table.
   auto windows = parse_lease_windows(c.lease_windows, c.lease.timezone);
   if (auto* e = std::get_if<std::string>(&windows)) {

@@ -13,56 +13,55 @@
 
 #include "messages/lease.hpp"
 #include "messages/util.hpp"
+#include "src/ha/discovery.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/limits.hpp"
+#include "src/mqtt/transport.hpp"
 #include "src/queue/job_queue.hpp"
 #include "src/quiet/quiet_assessor.hpp"
+#include "src/stats/collector_settings.hpp"
+#include "src/store/persist_settings.hpp"
 
 namespace lull {
 
+/// The broker connection as lulld makes it (broker.uri, client_id, username,
+/// password, mqtt_version, broker.ca_file, broker.cert_file, broker.key_file,
+/// broker.max_packet_size): transport_options' own defaults, but lulld
+/// announces a Maximum Packet Size of 256 KiB.
+inline transport_options lulld_transport_defaults() {
+  transport_options t;
+  t.max_packet_size = 256 * 1024;
+  return t;
+}
+
+/// Every key binds to a member here (config.cpp, key_defs); a section a
+/// component owns is that component's own settings struct, handed to it
+/// whole, so each default is written once, as that struct's initializer.
 struct config {
-  std::string broker;            ///< MQTT URI; empty: lulld starts a local Mosquitto
+  /// The MQTT connection: uri (empty: lulld starts a local Mosquitto),
+  /// client_id (defaults to lulld-<host_id>), user, TLS files, version.
+  transport_options transport = lulld_transport_defaults();
   std::string host_id;           ///< defaults to the sanitized hostname
   std::string config_file;
   std::string data_dir;          ///< defaults to $LULL_DATA_DIR-less XDG state dir
   std::string db;                ///< defaults to <data_dir>/lull.db
   std::string topic_prefix;
-  std::string client_id;         ///< defaults to lulld-<host_id>
-  std::string username;
-  std::string password;
-  double interval_sec = 2.0;     ///< host collector interval
-  std::string proc_root = "/";   ///< root of /proc and /sys (fixtures in tests)
   std::string broker_config_dir; ///< where local.conf lives
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
   double shutdown_timeout_sec = 2; ///< SIGTERM to exit at most; lulld then exits anyway
   // broker security: identities from topics, replies only to workers' inboxes
   bool broker_secure = false;
-  std::string mqtt_version = "auto"; ///< auto (v5, else v3.1.1), 5, 3.1.1
-  std::string broker_ca_file, broker_cert_file, broker_key_file; ///< TLS (ssl:// brokers)
   std::string broker_admin_user = "lull-admin"; ///< secure mode: may read and cancel every job
-  int broker_max_packet_size = 256 * 1024; ///< MQTT v5 Maximum Packet Size in CONNECT
   /// The lease policy (lease.* and limits.max_workers), as the lease table
   /// takes it; lease.windows is parsed into it with lease.timezone.
   lease_policy_config lease;
   std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
   std::vector<std::string> lease_high_users{"lull-admin"}; ///< secure mode: may ask for HIGH
-  // persister
-  double flush_interval_sec = 5;          ///< samples are written in one transaction this often
-  double raw_retention_sec = 7 * 86400;   ///< raw samples kept
-  double rollup_retention_sec = 30 * 86400; ///< 5-minute rollups kept (hourly: for good)
-  double retention_interval_sec = 3600;     ///< how often the purge runs
-  double quiet_streaks_retention_sec = 364 * 86400; ///< quiet streaks kept (52 weeks)
-  int persist_queue_bound = 200000;       ///< samples held while the disk fails
-  // bounds on what clients can make lulld hold (docs/security.md)
-  int limits_max_hosts = 256;      ///< hosts assessed, leased on and announced
-  int limits_max_parked = 1000;    ///< scheduler/job/next requests waiting at once
-  int limits_max_payload = 1048576; ///< inbound bytes per message, checked before decoding
-  /// The largest reply lulld sends (job lists and history queries page
-  /// within it); 4096 to 900000, under the broker's message_size_limit.
-  int limits_max_reply_bytes = 262144;
-  double limits_host_forget_after_sec = 86400; ///< a host silent this long is forgotten
-  int limits_max_series_per_worker = 256; ///< distinct series one source may name
-  int limits_max_series = 20000;          ///< distinct series of all sources together
+  /// Writing samples and retention (persist.*, retention.*): the persister's.
+  persist_settings persist;
+  /// Bounds on what clients can make lulld hold (limits.*, docs/security.md).
+  limits_settings limits;
   // the job queue's quotas (docs/queue.md, "Quotas")
   queue_config queue;
 
@@ -81,25 +80,14 @@ struct config {
   bool runs_assessor() const { return runs("assessor"); }
   bool runs_scheduler() const { return runs("scheduler"); }
 
-  // Collectors (all intervals in seconds).
-  double process_interval_sec = 2.0;
-  std::vector<std::string> processes;   ///< watched names or pid files (lulld is always watched)
-  double worker_interval_sec = 30.0;    ///< worker health sweep + registry summary
-  double worker_stale_after_sec = 90.0;
-  double bus_interval_sec = 5.0;
-  double dir_interval_sec = 120.0;
-  std::vector<std::string> dirs;        ///< directories to size; default: data_dir
-  std::vector<std::string> mounts;      ///< default: / and data_dir's mount
-  double collector_jitter = 0.1;        ///< +/- fraction of each interval
-  double collector_timeout_sec = 1.0;
-  double window_sec = 3600.0;
+  /// The collectors (interval, proc_root, collectors.*).
+  collector_settings collect;
 
   // Quiet assessor thresholds: floor, quiet, busy, panic for each input.
   quiet_thresholds quiet;
 
-  // Home Assistant discovery.
-  bool ha_enabled = true;
-  std::string ha_prefix = "homeassistant";
+  /// Home Assistant discovery (ha.*).
+  ha_settings ha;
 
   /// Where each key's value came from, by key name: "file PATH:LINE",
   /// "env LULL_X" or "flag --x"; a key not here has its default.

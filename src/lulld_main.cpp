@@ -35,7 +35,9 @@
 #include "actors/supervisor.hpp"
 #include "actors/worker_registry.hpp"
 #include "src/config.hpp"
+#include "src/history/history_service.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/lease/policy.hpp"
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
@@ -202,19 +204,19 @@ int main(int argc, char** argv) {
     log::info("lulld: database {} (schema {})", cfg.db, db->schema_version());
   }
 
-  if (cfg.client_id.empty())
-    cfg.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
+  if (cfg.transport.client_id.empty())
+    cfg.transport.client_id = secure_client_id(cfg.data_dir, cfg.host_id);
 
   std::unique_ptr<local_broker> broker;
   int port = cfg.local_broker_port;
   std::string why_not;
-  if (cfg.broker.empty() && port != 0 && port_accepts(port)) {
+  if (cfg.transport.uri.empty() && port != 0 && port_accepts(port)) {
     // A broker already on the port (Debian's mosquitto service listens on
     // 127.0.0.1:1883 out of the box): use it rather than start a second one
     // beside it, so `lull` and every other local client find lulld on the
     // port they try first.
     if (mqtt_broker_accepts(port, 2000, &why_not)) {
-      cfg.broker = "tcp://127.0.0.1:" + std::to_string(port);
+      cfg.transport.uri = "tcp://127.0.0.1:" + std::to_string(port);
       log::info("lulld: no broker configured; using the MQTT broker already listening on "
                 "127.0.0.1:{} (set broker to choose another)", port);
     } else {
@@ -223,7 +225,7 @@ int main(int argc, char** argv) {
       port = 0;
     }
   }
-  if (cfg.broker.empty()) {
+  if (cfg.transport.uri.empty()) {
     auto conf = broker_config_dir(cfg.broker_config_dir) + "/local.conf";
     std::string err;
     broker = local_broker::start(conf, port, &err);
@@ -231,7 +233,7 @@ int main(int argc, char** argv) {
       log::error("lulld: no broker configured and the local one did not start: {}", err);
       return 1;
     }
-    cfg.broker = broker->uri();
+    cfg.transport.uri = broker->uri();
     log::info("lulld: no broker configured; started Mosquitto on 127.0.0.1:{} from {}",
               broker->port(), conf);
     log::info("lulld: watch it with: mosquitto_sub -h 127.0.0.1 -p {} -v -t '#'",
@@ -250,20 +252,16 @@ int main(int argc, char** argv) {
   caf::actor_system sys{sys_cfg};
 
   topic_names topics{cfg.topic_prefix};
+  // Each actor takes the settings of the sections it uses whole. Set here
+  // besides: this lulld's identity, topics and roles; the secure-mode keys
+  // several services share (broker.secure, broker.admin_user,
+  // lease.high_users); and the few values that join keys of different
+  // sections, each with why.
   bridge_options bopts;
-  bopts.transport.uri = cfg.broker;
-  bopts.transport.client_id = cfg.client_id;
-  bopts.transport.username = cfg.username;
-  bopts.transport.password = cfg.password;
-  bopts.transport.prefer_v5 = cfg.mqtt_version != "3.1.1";
-  bopts.transport.fallback = cfg.mqtt_version == "auto";
-  bopts.transport.ca_file = cfg.broker_ca_file;
-  bopts.transport.cert_file = cfg.broker_cert_file;
-  bopts.transport.key_file = cfg.broker_key_file;
-  bopts.transport.max_packet_size = cfg.broker_max_packet_size;
+  bopts.transport = cfg.transport;
   bopts.topics = topics;
   bopts.instance = cfg.host_id;
-  bopts.max_payload_bytes = static_cast<std::size_t>(cfg.limits_max_payload);
+  bopts.limits = cfg.limits;
   auto bridge = spawn_mqtt_bridge(sys, bopts);
 
   std::filesystem::create_directories(cfg.data_dir, ec); // for its mount and size; best effort
@@ -276,64 +274,48 @@ int main(int argc, char** argv) {
   caf::actor host_collector;
   if (cfg.runs_collectors()) {
     host_collector_options hopts;
-    hopts.probe.root = cfg.proc_root;
-    hopts.probe.host_id = cfg.host_id;
-    hopts.probe.mounts = cfg.mounts;
-    hopts.interval = std::chrono::milliseconds(static_cast<long>(cfg.interval_sec * 1000));
+    hopts.host_id = cfg.host_id;
+    hopts.collect = cfg.collect;
     hopts.topics = topics;
-    hopts.dirs = cfg.dirs;
-    hopts.dir_interval_sec = cfg.dir_interval_sec;
-    hopts.jitter = cfg.collector_jitter;
-    hopts.timeout_sec = cfg.collector_timeout_sec;
-    hopts.window_sec = cfg.window_sec;
     hopts.leases_in_process = cfg.runs_scheduler();
     host_collector = spawn_host_collector(sys, bridge, hopts);
     keep("host collector", host_collector);
 
     process_collector_options popts;
-    popts.probe.root = cfg.proc_root;
-    popts.probe.host_id = cfg.host_id;
-    popts.probe.watches = {"self"};
-    for (auto& p : cfg.processes)
-      popts.probe.watches.push_back(p);
-    popts.interval_sec = cfg.process_interval_sec;
-    popts.jitter = cfg.collector_jitter;
-    popts.timeout_sec = cfg.collector_timeout_sec;
+    popts.host_id = cfg.host_id;
+    popts.collect = cfg.collect;
     popts.topics = topics;
     keep("process collector", spawn_process_collector(sys, bridge, popts));
 
     worker_registry_options wopts;
     wopts.host_id = cfg.host_id;
-    wopts.interval_sec = cfg.worker_interval_sec;
-    wopts.stale_after_sec = cfg.worker_stale_after_sec;
-    wopts.dir_interval_sec = cfg.dir_interval_sec;
+    wopts.collect = cfg.collect;
     wopts.topics = topics;
     keep("worker registry", spawn_worker_registry(sys, bridge, wopts));
 
-    keep("bus stats", spawn_bus_stats(sys, bridge, {cfg.bus_interval_sec, topics}));
+    keep("bus stats", spawn_bus_stats(sys, bridge, {cfg.collect, topics}));
   }
   if (cfg.runs_assessor()) {
     quiet_assessor_options qopts;
     qopts.thresholds = cfg.quiet;
-    qopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-    qopts.forget_after_sec = cfg.limits_host_forget_after_sec;
+    qopts.limits = cfg.limits;
     qopts.topics = topics;
     keep("quiet assessor", spawn_quiet_assessor(sys, bridge, qopts));
   }
   // Home Assistant: the assessor announces a device per host, the scheduler
   // its own device (queue, database, a pause switch per host).
-  if (cfg.ha_enabled && (cfg.runs_assessor() || cfg.runs_scheduler())) {
+  if (cfg.ha.enabled && (cfg.runs_assessor() || cfg.runs_scheduler())) {
     ha_discovery_options haopts;
-    haopts.discovery.prefix = cfg.ha_prefix;
+    haopts.discovery.ha = cfg.ha;
     haopts.discovery.own_instance = cfg.host_id;
     haopts.discovery.hosts = cfg.runs_assessor();
     haopts.discovery.scheduler = cfg.runs_scheduler();
-    haopts.discovery.snapshot_interval_sec = cfg.interval_sec;
+    // Sensors read from snapshots expire after a few missed ones, and a
+    // host's mounts are read again every tenth or so: both follow the host
+    // collector's interval.
+    haopts.discovery.snapshot_interval_sec = cfg.collect.interval_sec;
     haopts.topics = topics;
-    haopts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-    haopts.forget_after_sec = cfg.limits_host_forget_after_sec;
-    // A host's mounts are read again every tenth snapshot or so.
-    haopts.mounts_check_sec = std::clamp(cfg.interval_sec * 10, 5.0, 60.0);
+    haopts.limits = cfg.limits;
     keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));
   }
 
@@ -344,18 +326,8 @@ int main(int argc, char** argv) {
     lease_manager_options lopts;
     lopts.service.topics = topics;
     lopts.service.secure = cfg.broker_secure;
-    // The policy is the configuration's own; what follows comes from keys
-    // other parts share.
-    auto& pol = lopts.service.policy;
-    pol = cfg.lease;
-    pol.min_ttl_sec = std::min(pol.min_ttl_sec, pol.ttl_sec);
-    pol.max_ttl_sec = std::max(pol.max_ttl_sec, pol.ttl_sec);
-    pol.stale_after_sec = cfg.quiet.stale_after_sec;
-    pol.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-    pol.host_forget_after_sec = cfg.limits_host_forget_after_sec;
-    // An assessment's cooldown_until is the assessor's quiet.cooldown from
-    // then: no honest one asks for more.
-    pol.max_cooldown_sec = std::max(pol.panic_cooldown_sec, cfg.quiet.cooldown_sec);
+    // lease.* completed from the quiet and limits keys it shares.
+    lopts.service.policy = effective_lease_policy(cfg.lease, cfg.quiet, cfg.limits);
     lopts.service.high_users = cfg.lease_high_users;
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
@@ -379,40 +351,30 @@ int main(int argc, char** argv) {
 
     queue_dispatcher_options qopts;
     qopts.service.topics = topics;
+    // A job costs the units its lease would.
+    auto& pol = lopts.service.policy;
     qopts.service.cost_low = pol.cost_low;
     qopts.service.cost_normal = pol.cost_normal;
     qopts.service.cost_high = pol.cost_high;
-    qopts.service.max_parked = static_cast<std::size_t>(cfg.limits_max_parked);
-    qopts.service.max_reply_bytes = static_cast<std::size_t>(cfg.limits_max_reply_bytes);
+    qopts.service.limits = cfg.limits;
     qopts.service.secure = cfg.broker_secure;
     qopts.service.admin_user = cfg.broker_admin_user;
     qopts.service.high_users = cfg.lease_high_users;
     qopts.queue = cfg.queue;
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
-    popts.timezone = cfg.lease.timezone;
+    popts.timezone = cfg.lease.timezone; // of the learned quiet windows
     popts.secure = cfg.broker_secure;
     popts.topics = topics;
     popts.host_id = cfg.host_id;
-    popts.flush_interval = std::chrono::milliseconds(static_cast<long>(cfg.flush_interval_sec * 1000));
-    popts.queue_bound = static_cast<std::size_t>(cfg.persist_queue_bound);
-    popts.raw_retention_sec = static_cast<std::int64_t>(cfg.raw_retention_sec);
-    popts.rollup_retention_sec = static_cast<std::int64_t>(cfg.rollup_retention_sec);
-    popts.retention_interval =
-      std::chrono::milliseconds(static_cast<long>(cfg.retention_interval_sec * 1000));
-    popts.quiet_streaks_retention_sec = static_cast<std::int64_t>(cfg.quiet_streaks_retention_sec);
-    popts.max_series_per_source = static_cast<std::size_t>(cfg.limits_max_series_per_worker);
-    popts.max_series = static_cast<std::size_t>(cfg.limits_max_series);
-    popts.max_hosts = static_cast<std::size_t>(cfg.limits_max_hosts);
-    popts.host_forget_after_sec = cfg.limits_host_forget_after_sec;
+    popts.persist = cfg.persist;
+    popts.limits = cfg.limits;
     // The dispatcher purges old finished jobs when it starts; a lulld that
     // runs for weeks has the persister's purges remove them as they age.
     popts.finished_jobs_retention_sec = qopts.finished_retention_sec;
-    popts.stale_after_sec = std::max<std::int64_t>(30, static_cast<std::int64_t>(cfg.interval_sec * 5));
+    popts.stale_after_sec = host_stale_after_sec(cfg.collect.interval_sec);
     popts.status_to = leases;
-    popts.max_reply_bytes = static_cast<std::size_t>(cfg.limits_max_reply_bytes);
     persister = spawn_persister(sys, bridge, db, popts);
-
   }
 
   // Under systemd (Type=notify): READY=1 once the actors answer, STATUS=
@@ -420,7 +382,7 @@ int main(int argc, char** argv) {
   auto service_manager = service::settings_from_environment();
   if (service_manager.enabled) {
     service_notifier_options nopts;
-    nopts.broker = cfg.broker;
+    nopts.broker = cfg.transport.uri;
     nopts.watchdog = service_manager.watchdog.count() > 0;
     if (nopts.watchdog)
       nopts.interval = std::max(std::chrono::milliseconds(100),
@@ -450,7 +412,7 @@ int main(int argc, char** argv) {
   auto supervisor = spawn_supervisor(sys, watched, sopts);
 
   log::info("lulld: host {} running roles '{}'; snapshots on {} every {}s", cfg.host_id,
-            cfg.roles, topics.host_stats(cfg.host_id), cfg.interval_sec);
+            cfg.roles, topics.host_stats(cfg.host_id), cfg.collect.interval_sec);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -636,8 +636,8 @@ TEST(cli_settings, client_config_skips_lulld_only_keys_and_records_sources) {
                                     {{"topic_prefix", {"p", "--topic-prefix"}}});
   ASSERT_TRUE(std::holds_alternative<lull::client_config>(r)) << std::get<std::string>(r);
   auto& c = std::get<lull::client_config>(r);
-  EXPECT_EQ(c.values.broker, "tcp://f:1");
-  EXPECT_EQ(c.values.username, "u");
+  EXPECT_EQ(c.values.transport.uri, "tcp://f:1");
+  EXPECT_EQ(c.values.transport.username, "u");
   EXPECT_EQ(c.values.topic_prefix, "p");
   EXPECT_EQ(c.sources.at("broker.uri"), "file " + file + ":1");
   EXPECT_EQ(c.sources.at("username"), "env LULL_USERNAME");

@@ -49,14 +49,14 @@ TEST(collector_config, defaults) {
   EXPECT_EQ(c.roles, "all");
   EXPECT_TRUE(c.runs_collectors());
   EXPECT_TRUE(c.runs_assessor());
-  EXPECT_EQ(c.process_interval_sec, 2.0);
-  EXPECT_EQ(c.dir_interval_sec, 120.0);
-  EXPECT_EQ(c.window_sec, 3600.0);
-  EXPECT_EQ(c.mounts, (std::vector<std::string>{"/", "/var/lib/lull"}));
-  EXPECT_EQ(c.dirs, std::vector<std::string>{"/var/lib/lull"});
+  EXPECT_EQ(c.collect.process_interval_sec, 2.0);
+  EXPECT_EQ(c.collect.dir_interval_sec, 120.0);
+  EXPECT_EQ(c.collect.window_sec, 3600.0);
+  EXPECT_EQ(c.collect.mounts, (std::vector<std::string>{"/", "/var/lib/lull"}));
+  EXPECT_EQ(c.collect.dirs, std::vector<std::string>{"/var/lib/lull"});
   EXPECT_EQ(c.quiet.temp.panic, 85.0);
-  EXPECT_TRUE(c.ha_enabled);
-  EXPECT_EQ(c.ha_prefix, "homeassistant");
+  EXPECT_TRUE(c.ha.enabled);
+  EXPECT_EQ(c.ha.prefix, "homeassistant");
 }
 
 TEST(collector_config, toml_tables_env_and_flags) {
@@ -85,14 +85,14 @@ enabled = false
   EXPECT_TRUE(std::get<config>(two).runs_collectors());
   EXPECT_TRUE(std::get<config>(two).runs_scheduler());
   EXPECT_FALSE(std::get<config>(two).runs_assessor());
-  EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/node-red.pid"}));
-  EXPECT_EQ(c.process_interval_sec, 4.0); // env over file
-  EXPECT_EQ(c.collector_jitter, 0.2);
+  EXPECT_EQ(c.collect.processes, (std::vector<std::string>{"mosquitto", "/run/node-red.pid"}));
+  EXPECT_EQ(c.collect.process_interval_sec, 4.0); // env over file
+  EXPECT_EQ(c.collect.jitter, 0.2);
   EXPECT_EQ(thresholds_of(c.quiet.cpu), (std::array<double, 4>{0, 20, 60, 90}));
   EXPECT_EQ(c.quiet.cooldown_sec, 600.0);
   EXPECT_EQ(c.quiet.hysteresis, 3.0); // flag
-  EXPECT_EQ(c.ha_prefix, "ha");
-  EXPECT_FALSE(c.ha_enabled);
+  EXPECT_EQ(c.ha.prefix, "ha");
+  EXPECT_FALSE(c.ha.enabled);
   ::unlink(file.c_str());
 }
 

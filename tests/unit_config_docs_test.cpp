@@ -206,7 +206,7 @@ TEST(config_docs, a_boolean_flag_is_a_switch_that_also_takes_a_value) {
   const char* on[] = {"lulld", "--broker-secure", "--ha-enabled=false", "--quiet-bus-inputs", "true"};
   auto c = std::get<config>(load_config(5, on, {}));
   EXPECT_TRUE(c.broker_secure);
-  EXPECT_FALSE(c.ha_enabled);
+  EXPECT_FALSE(c.ha.enabled);
   EXPECT_TRUE(c.quiet.bus_inputs);
   EXPECT_EQ(c.sources.at("ha.enabled"), "flag --ha-enabled");
   const char* bad[] = {"lulld", "--ha-enabled=maybe"};
@@ -228,14 +228,14 @@ TEST(config_docs, broker_is_a_table_and_the_old_string_key_is_read_with_a_warnin
   // The form that used to clash: a broker URI beside [broker] keys.
   auto table = load("[broker]\nuri = \"tcp://nuc.local:1883\"\nsecure = true\n");
   ASSERT_TRUE(std::holds_alternative<config>(table));
-  EXPECT_EQ(std::get<config>(table).broker, "tcp://nuc.local:1883");
+  EXPECT_EQ(std::get<config>(table).transport.uri, "tcp://nuc.local:1883");
   EXPECT_TRUE(std::get<config>(table).broker_secure);
   EXPECT_TRUE(std::get<config>(table).warnings.empty());
 
   auto old = load("broker = \"tcp://old:1883\"\n");
   ASSERT_TRUE(std::holds_alternative<config>(old));
   auto& oc = std::get<config>(old);
-  EXPECT_EQ(oc.broker, "tcp://old:1883");
+  EXPECT_EQ(oc.transport.uri, "tcp://old:1883");
   ASSERT_EQ(oc.warnings.size(), 1u);
   EXPECT_NE(oc.warnings[0].find("old spelling of broker.uri"), std::string::npos)
     << oc.warnings[0];
@@ -244,12 +244,12 @@ TEST(config_docs, broker_is_a_table_and_the_old_string_key_is_read_with_a_warnin
   // The short forms: --broker and LULL_BROKER, without a warning; the
   // variable's own name beats its short form.
   auto flag = load("", {"--broker", "tcp://flag:1883"});
-  EXPECT_EQ(std::get<config>(flag).broker, "tcp://flag:1883");
+  EXPECT_EQ(std::get<config>(flag).transport.uri, "tcp://flag:1883");
   auto env = load("", {}, {{"LULL_BROKER", "tcp://short:1883"}});
-  EXPECT_EQ(std::get<config>(env).broker, "tcp://short:1883");
+  EXPECT_EQ(std::get<config>(env).transport.uri, "tcp://short:1883");
   EXPECT_EQ(std::get<config>(env).sources.at("broker.uri"), "env LULL_BROKER");
   auto both = load("", {}, {{"LULL_BROKER", "tcp://short:1"}, {"LULL_BROKER_URI", "tcp://long:1"}});
-  EXPECT_EQ(std::get<config>(both).broker, "tcp://long:1");
+  EXPECT_EQ(std::get<config>(both).transport.uri, "tcp://long:1");
   std::filesystem::remove(path);
 }
 

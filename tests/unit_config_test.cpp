@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include "src/config.hpp"
+#include "src/lease/policy.hpp"
 
 using namespace lull;
 
@@ -48,11 +50,11 @@ TEST(config, defaults_need_nothing) {
   auto r = load({});
   ASSERT_TRUE(std::holds_alternative<config>(r));
   auto& c = std::get<config>(r);
-  EXPECT_TRUE(c.broker.empty()); // lulld starts its own broker
+  EXPECT_TRUE(c.transport.uri.empty()); // lulld starts its own broker
   EXPECT_FALSE(c.host_id.empty());
-  EXPECT_DOUBLE_EQ(c.interval_sec, 2.0);
+  EXPECT_DOUBLE_EQ(c.collect.interval_sec, 2.0);
   EXPECT_EQ(c.db, c.data_dir + "/lull.db");
-  EXPECT_EQ(c.client_id, "lulld-" + c.host_id);
+  EXPECT_EQ(c.transport.client_id, "lulld-" + c.host_id);
 }
 
 TEST(config, flag_beats_env_beats_file_beats_default) {
@@ -65,8 +67,8 @@ TEST(config, flag_beats_env_beats_file_beats_default) {
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
   auto& c = std::get<config>(r);
   EXPECT_EQ(c.host_id, "from-flag");   // flag over env and file
-  EXPECT_DOUBLE_EQ(c.interval_sec, 3); // env over file
-  EXPECT_EQ(c.broker, "tcp://file:1883");
+  EXPECT_DOUBLE_EQ(c.collect.interval_sec, 3); // env over file
+  EXPECT_EQ(c.transport.uri, "tcp://file:1883");
   EXPECT_EQ(c.db, "/tmp/file.db");
   EXPECT_EQ(c.config_file, file);
   ::unlink(file.c_str());
@@ -76,7 +78,7 @@ TEST(config, config_flag_names_the_file) {
   auto file = write_file("interval = 7\n");
   auto r = load({"--config", file});
   ASSERT_TRUE(std::holds_alternative<config>(r));
-  EXPECT_DOUBLE_EQ(std::get<config>(r).interval_sec, 7);
+  EXPECT_DOUBLE_EQ(std::get<config>(r).collect.interval_sec, 7);
   ::unlink(file.c_str());
 }
 
@@ -190,7 +192,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   ASSERT_TRUE(std::holds_alternative<config>(r));
   auto& c = std::get<config>(r);
   EXPECT_DOUBLE_EQ(c.lease.max_retry_hint_sec, 3600);
-  EXPECT_DOUBLE_EQ(c.limits_host_forget_after_sec, 86400);
+  EXPECT_DOUBLE_EQ(c.limits.host_forget_after_sec, 86400);
   EXPECT_EQ(c.lease_high_users, std::vector<std::string>{"lull-admin"});
   auto file = write_file("\"lease.high_users\" = [\"lull-admin\", \"ops\"]\n"
                          "\"lease.max_retry_hint\" = \"10m\"\n"
@@ -201,7 +203,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   auto& f = std::get<config>(r);
   EXPECT_EQ(f.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
   EXPECT_DOUBLE_EQ(f.lease.max_retry_hint_sec, 600);
-  EXPECT_DOUBLE_EQ(f.limits_host_forget_after_sec, 7200);
+  EXPECT_DOUBLE_EQ(f.limits.host_forget_after_sec, 7200);
   r = load({"--lease-high-users", "ops,bad/user"});
   ASSERT_TRUE(std::holds_alternative<config_error>(r));
   EXPECT_NE(std::get<config_error>(r).message.find("lease.high_users"), std::string::npos);
@@ -210,15 +212,15 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
 TEST(config, max_reply_bytes_has_a_default_and_bounds_under_the_brokers_limit) {
   auto r = load({});
   ASSERT_TRUE(std::holds_alternative<config>(r));
-  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 262144);
+  EXPECT_EQ(std::get<config>(r).limits.max_reply_bytes, 262144u);
   auto file = write_file("[limits]\nmax_reply_bytes = 65536\n");
   r = load({"--config", file});
   ::unlink(file.c_str());
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
-  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 65536);
+  EXPECT_EQ(std::get<config>(r).limits.max_reply_bytes, 65536u);
   r = load({}, {{"LULL_LIMITS_MAX_REPLY_BYTES", "4096"}});
   ASSERT_TRUE(std::holds_alternative<config>(r));
-  EXPECT_EQ(std::get<config>(r).limits_max_reply_bytes, 4096);
+  EXPECT_EQ(std::get<config>(r).limits.max_reply_bytes, 4096u);
   for (auto bad : {"4095", "900001", "1048576", "0", "-1", "256k", ""}) {
     r = load({"--limits-max-reply-bytes", bad});
     ASSERT_TRUE(std::holds_alternative<config_error>(r)) << bad;
@@ -235,12 +237,12 @@ TEST(config, quotas_have_defaults_sizes_and_bounds) {
   auto r = load({});
   ASSERT_TRUE(std::holds_alternative<config>(r));
   auto& d = std::get<config>(r);
-  EXPECT_EQ(d.limits_max_series_per_worker, 256);
-  EXPECT_EQ(d.limits_max_series, 20000);
+  EXPECT_EQ(d.limits.max_series_per_worker, 256u);
+  EXPECT_EQ(d.limits.max_series, 20000u);
   EXPECT_EQ(d.queue.max_jobs_per_producer, 10000u);
   EXPECT_EQ(d.queue.max_bytes_per_producer, 64u << 20);
   EXPECT_EQ(d.queue.max_bytes, 256u << 20);
-  EXPECT_DOUBLE_EQ(d.quiet_streaks_retention_sec, 364 * 86400.0);
+  EXPECT_DOUBLE_EQ(d.persist.quiet_streaks_retention_sec, 364 * 86400.0);
 
   auto file = write_file("[queue]\nmax_bytes = \"1GiB\"\nmax_jobs_per_producer = 50\n"
                          "[limits]\nmax_series_per_worker = 64\n");
@@ -252,8 +254,8 @@ TEST(config, quotas_have_defaults_sizes_and_bounds) {
   EXPECT_EQ(c.queue.max_bytes, std::size_t{1} << 30);
   EXPECT_EQ(c.queue.max_bytes_per_producer, 512u * 1024);
   EXPECT_EQ(c.queue.max_jobs_per_producer, 50u);
-  EXPECT_EQ(c.limits_max_series_per_worker, 64);
-  EXPECT_DOUBLE_EQ(c.quiet_streaks_retention_sec, 60 * 86400.0);
+  EXPECT_EQ(c.limits.max_series_per_worker, 64u);
+  EXPECT_DOUBLE_EQ(c.persist.quiet_streaks_retention_sec, 60 * 86400.0);
 
   for (auto [flag, value] : std::vector<std::pair<std::string, std::string>>{
          {"--queue-max-bytes", "12 apples"},
@@ -350,17 +352,17 @@ TEST(config, printed_config_reads_back_as_the_same_config) {
     << std::get<config_error>(second).message << "\n" << text;
   auto& c = std::get<config>(second);
   EXPECT_EQ(c.topic_prefix, "site/a \"b\"");
-  EXPECT_DOUBLE_EQ(c.interval_sec, 0.25);
+  EXPECT_DOUBLE_EQ(c.collect.interval_sec, 0.25);
   EXPECT_TRUE(c.broker_secure);
   EXPECT_DOUBLE_EQ(c.lease.ttl_sec, 5400);
   EXPECT_DOUBLE_EQ(c.lease.headroom, 0.123456789);
   EXPECT_EQ(c.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
-  EXPECT_EQ(c.processes, (std::vector<std::string>{"mosquitto", "/run/x.pid"}));
+  EXPECT_EQ(c.collect.processes, (std::vector<std::string>{"mosquitto", "/run/x.pid"}));
   EXPECT_EQ(c.queue.max_bytes, 3u << 20);
   EXPECT_EQ(c.queue.max_bytes_per_producer, 100000u);
   EXPECT_EQ(thresholds_of(c.quiet.temp), (std::array<double, 4>{40.5, 60, 70, 80}));
-  EXPECT_FALSE(c.ha_enabled);
-  EXPECT_DOUBLE_EQ(c.raw_retention_sec, 36 * 3600);
+  EXPECT_FALSE(c.ha.enabled);
+  EXPECT_DOUBLE_EQ(c.persist.raw_retention_sec, 36 * 3600);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.lease.units_per_cpu, 30);
   // Value for value, the second print is the first.
@@ -446,4 +448,96 @@ TEST(config, check_and_print_are_actions_and_exclude_each_other) {
   auto help = std::get<config_error>(load({"--help"})).message;
   EXPECT_NE(help.find("--check-config"), std::string::npos);
   EXPECT_NE(help.find("--print-config"), std::string::npos);
+}
+
+TEST(config, mqtt_version_sets_the_transport_and_prints_back) {
+  auto d = std::get<config>(load({}));
+  EXPECT_TRUE(d.transport.prefer_v5);
+  EXPECT_TRUE(d.transport.fallback);
+  EXPECT_EQ(d.transport.max_packet_size, 256 * 1024); // lulld's own, not transport_options'
+  EXPECT_NE(print_config(d).find("mqtt_version = \"auto\"  # default"), std::string::npos);
+  auto five = std::get<config>(load({"--mqtt-version", "5"}));
+  EXPECT_TRUE(five.transport.prefer_v5);
+  EXPECT_FALSE(five.transport.fallback);
+  EXPECT_NE(print_config(five).find("mqtt_version = \"5\"  # flag --mqtt-version"),
+            std::string::npos)
+    << print_config(five);
+  auto old = std::get<config>(load({}, {{"LULL_MQTT_VERSION", "3.1.1"}}));
+  EXPECT_EQ(mqtt_version_name(old.transport), "3.1.1");
+  auto bad = load({"--mqtt-version", "4"});
+  ASSERT_TRUE(std::holds_alternative<config_error>(bad));
+  EXPECT_NE(std::get<config_error>(bad).message.find(
+              "bad value for mqtt_version (from flag --mqtt-version): got '4', expected auto, 5 "
+              "or 3.1.1"),
+            std::string::npos)
+    << std::get<config_error>(bad).message;
+}
+
+// Each section's keys land in the settings struct its components take whole
+// (lulld hands cfg.collect, cfg.limits, ... to the actors as they are).
+TEST(config, keys_land_in_the_settings_structs_components_take) {
+  auto file = write_file("[persist]\nflush_interval = \"10s\"\n"
+                         "[retention]\nraw = \"2d\"\n"
+                         "[ha]\nprefix = \"ha2\"\nenabled = false\n");
+  auto r = load({"--config", file, "--collectors-jitter", "0.25", "--limits-max-hosts", "12",
+                 "--mqtt-version", "3.1.1", "--broker-uri", "ssl://nuc:8883",
+                 "--broker-ca-file", "/etc/ca.pem", "--proc-root", "/fixture"},
+                {{"LULL_LIMITS_MAX_PAYLOAD", "4096"}, {"LULL_COLLECTORS_PROCESSES", "mosquitto"},
+                 {"LULL_INTERVAL", "5s"}, {"LULL_BROKER_MAX_PACKET_SIZE", "65536"}});
+  ::unlink(file.c_str());
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+
+  const collector_settings& collect = c.collect;
+  EXPECT_DOUBLE_EQ(collect.jitter, 0.25);
+  EXPECT_DOUBLE_EQ(collect.interval_sec, 5);
+  EXPECT_EQ(collect.processes, std::vector<std::string>{"mosquitto"});
+  EXPECT_EQ(collect.proc_root, "/fixture");
+  EXPECT_DOUBLE_EQ(collect.window_sec, 3600); // untouched keys keep their defaults
+
+  const limits_settings& limits = c.limits;
+  EXPECT_EQ(limits.max_hosts, 12u);
+  EXPECT_EQ(limits.max_payload, 4096u);
+  EXPECT_EQ(limits.max_reply_bytes, 262144u);
+
+  const persist_settings& persist = c.persist;
+  EXPECT_DOUBLE_EQ(persist.flush_interval_sec, 10);
+  EXPECT_DOUBLE_EQ(persist.raw_retention_sec, 2 * 86400);
+  EXPECT_EQ(persist.queue_bound, 200000u);
+
+  const ha_settings& ha = c.ha;
+  EXPECT_EQ(ha.prefix, "ha2");
+  EXPECT_FALSE(ha.enabled);
+
+  const transport_options& transport = c.transport;
+  EXPECT_EQ(transport.uri, "ssl://nuc:8883");
+  EXPECT_EQ(transport.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(transport.client_id, "lulld-" + c.host_id);
+  EXPECT_EQ(transport.max_packet_size, 65536);
+  EXPECT_FALSE(transport.prefer_v5); // 3.1.1: no v5, so nothing to fall back from
+  EXPECT_FALSE(transport.fallback);
+}
+
+// The lease table's policy: lease.* as configured, with what it shares with
+// the quiet assessor and the limits.
+TEST(config, effective_lease_policy_takes_the_shared_keys) {
+  auto r = load({"--lease-ttl", "1000s", "--lease-panic-cooldown", "2m", "--quiet-cooldown",
+                 "10m", "--quiet-stale-after", "45s", "--limits-max-hosts", "12",
+                 "--limits-host-forget-after", "2h"});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  auto& c = std::get<config>(r);
+  auto p = effective_lease_policy(c.lease, c.quiet, c.limits);
+  EXPECT_DOUBLE_EQ(p.ttl_sec, 1000);
+  EXPECT_DOUBLE_EQ(p.max_ttl_sec, 1000); // widened to hold lease.ttl
+  EXPECT_DOUBLE_EQ(p.min_ttl_sec, c.lease.min_ttl_sec);
+  EXPECT_DOUBLE_EQ(p.stale_after_sec, 45);
+  EXPECT_DOUBLE_EQ(p.max_cooldown_sec, 600); // the larger of the two cooldowns
+  EXPECT_EQ(p.max_hosts, 12u);
+  EXPECT_DOUBLE_EQ(p.host_forget_after_sec, 7200);
+  // A short lease.ttl narrows min_ttl instead.
+  auto s = std::get<config>(load({"--lease-ttl", "2s"}));
+  auto q = effective_lease_policy(s.lease, s.quiet, s.limits);
+  EXPECT_DOUBLE_EQ(q.min_ttl_sec, 2);
+  EXPECT_DOUBLE_EQ(q.max_cooldown_sec,
+                   std::max(s.lease.panic_cooldown_sec, s.quiet.cooldown_sec));
 }

@@ -303,7 +303,7 @@ TEST(discovery, every_template_path_exists_in_a_real_snapshot_and_assessment) {
 TEST(discovery, prefix_topic_prefix_and_fleet_availability) {
   topic_names topics("site1/");
   discovery_options opts;
-  opts.prefix = "ha";
+  opts.ha.prefix = "ha";
   opts.own_instance = "nuc";
   auto msg = build_discovery("pi-kitchen", {"/"}, topics, opts);
   EXPECT_EQ(msg.topic, "ha/device/lull_pi-kitchen/config");
@@ -400,7 +400,7 @@ TEST(discovery, one_scheduler_device_holds_what_scheduler_status_says) {
 TEST(discovery, the_scheduler_device_keeps_fleets_apart_and_removes_switches_of_gone_hosts) {
   discovery_options opts;
   opts.own_instance = "nuc";
-  opts.prefix = "ha";
+  opts.ha.prefix = "ha";
   topic_names home("home/");
   auto msg = build_scheduler_discovery({"nuc"}, home, opts, {"pi-old", "nuc"});
   EXPECT_EQ(scheduler_device_id(home), "lull-scheduler-home");
@@ -480,4 +480,10 @@ TEST(discovery, pressure_and_power_entities_follow_what_the_host_reports) {
   EXPECT_EQ(laptop["on_ac"]["unique_id"], "lull_laptop_on_ac");
   auto set = announced(laptop);
   EXPECT_TRUE(set.count("pressure") && set.count("battery") && set.count("on_ac"));
+}
+
+TEST(discovery, mounts_are_checked_about_every_tenth_snapshot_between_5s_and_a_minute) {
+  EXPECT_DOUBLE_EQ(mounts_check_sec(2), 20);
+  EXPECT_DOUBLE_EQ(mounts_check_sec(0.1), 5);
+  EXPECT_DOUBLE_EQ(mounts_check_sec(30), 60);
 }

@@ -156,3 +156,9 @@ TEST(history_service, learns_quiet_hours_from_stored_streaks) {
   }
   EXPECT_FALSE((*map)["next_window"].is_null());
 }
+
+TEST(history_service, a_host_is_stale_after_five_snapshot_intervals_and_never_under_30s) {
+  EXPECT_EQ(host_stale_after_sec(2), 30);
+  EXPECT_EQ(host_stale_after_sec(10), 50);
+  EXPECT_EQ(host_stale_after_sec(3600), 18000);
+}

@@ -460,7 +460,7 @@ struct budgeted {
     : svc(
         [&] {
           queue_service_options o;
-          o.max_reply_bytes = max_reply_bytes;
+          o.limits.max_reply_bytes = max_reply_bytes;
           return o;
         }(),
         queue_config{},

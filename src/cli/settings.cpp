@@ -143,14 +143,14 @@ std::optional<std::string> resolve_settings(const CLI::App& app, global_opts& g,
     if (cc.sources.count(key))
       field = value;
   };
-  set("username", g.user, v.username);
-  set("password", g.password, v.password);
+  set("username", g.user, v.transport.username);
+  set("password", g.password, v.transport.password);
   set("topic_prefix", g.prefix, v.topic_prefix);
-  set("mqtt_version", g.mqtt_version, v.mqtt_version);
+  set("mqtt_version", g.mqtt_version, mqtt_version_name(v.transport));
   set("broker.secure", g.secure, v.broker_secure);
-  set("broker.ca_file", g.ca_file, v.broker_ca_file);
-  set("broker.cert_file", g.cert_file, v.broker_cert_file);
-  set("broker.key_file", g.key_file, v.broker_key_file);
+  set("broker.ca_file", g.ca_file, v.transport.ca_file);
+  set("broker.cert_file", g.cert_file, v.transport.cert_file);
+  set("broker.key_file", g.key_file, v.transport.key_file);
 
   // What can be told wrong before connecting is a usage error, wherever it
   // was set (a flag's value CLI11 has checked already).
@@ -164,14 +164,15 @@ std::optional<std::string> resolve_settings(const CLI::App& app, global_opts& g,
       return "bad value for " + std::string(key) + " (from " + src + "): '" + *path
              + "' is not a file";
     }
-  if (auto scheme = v.broker.find("://");
-      cc.sources.count("broker.uri") && !v.broker.empty() && scheme + 3 == v.broker.size())
-    return "bad value for broker.uri (from " + cc.sources["broker.uri"] + "): '" + v.broker
+  const auto& uri = v.transport.uri;
+  if (auto scheme = uri.find("://");
+      cc.sources.count("broker.uri") && !uri.empty() && scheme + 3 == uri.size())
+    return "bad value for broker.uri (from " + cc.sources["broker.uri"] + "): '" + uri
            + "' names no host";
 
   // 4. The broker: named, else the one a running lulld started, else 1883.
-  if (cc.sources.count("broker.uri") && !v.broker.empty()) {
-    g.broker = v.broker;
+  if (cc.sources.count("broker.uri") && !uri.empty()) {
+    g.broker = uri;
     auto src = cc.sources["broker.uri"];
     if (auto a = alias_of.find(src); a != alias_of.end())
       src = a->second;

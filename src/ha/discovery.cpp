@@ -25,10 +25,14 @@ json removed(const char* platform) { return {{"p", platform}}; }
 
 } // namespace
 
-std::string ha_status_topic(const discovery_options& opts) { return opts.prefix + "/status"; }
+double mounts_check_sec(double snapshot_interval_sec) {
+  return std::clamp(snapshot_interval_sec * 10, 5.0, 60.0);
+}
+
+std::string ha_status_topic(const discovery_options& opts) { return opts.ha.prefix + "/status"; }
 
 discovery_message discovery_removal(const std::string& host_id, const discovery_options& opts) {
-  return {opts.prefix + "/device/" + object_id(host_id) + "/config", nullptr};
+  return {opts.ha.prefix + "/device/" + object_id(host_id) + "/config", nullptr};
 }
 
 bool discoverable_mount(const std::string& mount) {
@@ -228,7 +232,7 @@ discovery_message build_discovery(const std::string& host_id,
     {"qos", 0},
     {"cmps", cmps},
   };
-  return {opts.prefix + "/device/" + oid + "/config", payload};
+  return {opts.ha.prefix + "/device/" + oid + "/config", payload};
 }
 
 std::string scheduler_device_id(const topic_names& topics) {
@@ -328,7 +332,7 @@ discovery_message build_scheduler_discovery(const std::vector<std::string>& host
     {"qos", 0},
     {"cmps", cmps},
   };
-  return {opts.prefix + "/device/" + sid + "/config", payload};
+  return {opts.ha.prefix + "/device/" + sid + "/config", payload};
 }
 
 namespace {

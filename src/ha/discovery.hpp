@@ -34,8 +34,14 @@
 
 namespace lull {
 
+/// Home Assistant discovery as configured (ha.*).
+struct ha_settings {
+  bool enabled = true;                  ///< publish discovery at all
+  std::string prefix = "homeassistant"; ///< the discovery topics' first level
+};
+
 struct discovery_options {
-  std::string prefix = "homeassistant";
+  ha_settings ha;
   std::string lull_version = "0.1.0";
   std::string own_instance;       ///< this lulld's availability instance
   double snapshot_interval_sec = 2;
@@ -44,6 +50,10 @@ struct discovery_options {
   /// This lulld runs the scheduler: it announces the scheduler device.
   bool scheduler = false;
 };
+
+/// How often a known host's snapshot is read again for its mounts: about
+/// every tenth snapshot, between 5 s and a minute.
+double mounts_check_sec(double snapshot_interval_sec);
 
 struct discovery_message {
   std::string topic;

@@ -1,5 +1,6 @@
 #include "src/history/history_service.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -71,6 +72,10 @@ page_spec spec_of(const char* field, const page_args& pa, const history_options&
 }
 
 } // namespace
+
+std::int64_t host_stale_after_sec(double snapshot_interval_sec) {
+  return std::max<std::int64_t>(30, static_cast<std::int64_t>(snapshot_interval_sec * 5));
+}
 
 history_service::history_service(store& db, history_options opts, history_sources sources)
   : db_(db), opts_(std::move(opts)), sources_(std::move(sources)) {}

@@ -29,6 +29,10 @@ struct history_options {
   std::size_t max_reply_bytes = 262144; ///< lists are paged to fit
 };
 
+/// When a host counts as silent (unhealthy in its health): five of its
+/// snapshot intervals (the interval key) without one, and never under 30 s.
+std::int64_t host_stale_after_sec(double snapshot_interval_sec);
+
 /// What answers read besides the store, from the persister that owns the
 /// service: a flush (so an answer holds every sample received so far) and
 /// its view of the hosts and of its own health.

@@ -83,6 +83,22 @@ struct transport_options {
   std::string ca_file, cert_file, key_file;
 };
 
+/// mqtt_version as lull's keys spell it: "auto" (prefer_v5 and fallback),
+/// "5" (prefer_v5 only) or "3.1.1" (neither).
+inline std::string mqtt_version_name(const transport_options& t) {
+  return !t.prefer_v5 ? "3.1.1" : t.fallback ? "auto" : "5";
+}
+
+/// Sets prefer_v5 and fallback from "auto", "5" or "3.1.1"; false (and `t`
+/// unchanged) for anything else.
+inline bool set_mqtt_version(transport_options& t, const std::string& version) {
+  if (version != "auto" && version != "5" && version != "3.1.1")
+    return false;
+  t.prefer_v5 = version != "3.1.1";
+  t.fallback = version == "auto";
+  return true;
+}
+
 class mqtt_transport {
 public:
   virtual ~mqtt_transport() = default;

@@ -107,18 +107,18 @@ bool queue_service::may_touch(const job& j, bool cancel) const {
 std::optional<mqtt_message> queue_service::fitted_reply(const reply_route& r,
                                                         nlohmann::json body) const {
   auto m = make_reply(r, std::move(body));
-  if (m && m->payload.size() > opts_.max_reply_bytes)
+  if (m && m->payload.size() > opts_.limits.max_reply_bytes)
     return make_error_reply(r, reply_too_large("the reply", m->payload.size(),
-                                               opts_.max_reply_bytes));
+                                               opts_.limits.max_reply_bytes));
   return m;
 }
 
 bool queue_service::fits_reply(const job& j) const {
   // A job is made of a submit (64 KiB at most) and a release's result and
   // error (16 KiB each): under this budget any job fits, unmeasured.
-  if (opts_.max_reply_bytes >= 128 * 1024)
+  if (opts_.limits.max_reply_bytes >= 128 * 1024)
     return true;
-  return json_bytes(to_json(j)) + job_reply_reserve / 2 <= opts_.max_reply_bytes;
+  return json_bytes(to_json(j)) + job_reply_reserve / 2 <= opts_.limits.max_reply_bytes;
 }
 
 void queue_service::reply(const reply_route& r, nlohmann::json body, queue_output& out) {
@@ -246,15 +246,15 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
   s.payload = job_payload(d.value("payload", nlohmann::json()));
   // A job goes out whole to its worker (job/next): one that no reply could
   // carry would wait for nobody. Any submit fits a budget this large.
-  if (opts_.max_reply_bytes < limits.max_bytes + job_reply_reserve) {
+  if (opts_.limits.max_reply_bytes < limits.max_bytes + job_reply_reserve) {
     auto n = s.payload.bytes();
-    if (n + job_reply_reserve > opts_.max_reply_bytes)
+    if (n + job_reply_reserve > opts_.limits.max_reply_bytes)
       return error(req.route, error_code::payload_too_large,
                    "field 'payload': " + std::to_string(n)
                      + " bytes; this lulld hands jobs out in replies of at most "
-                     + std::to_string(opts_.max_reply_bytes)
+                     + std::to_string(opts_.limits.max_reply_bytes)
                      + " bytes (limits.max_reply_bytes), so a payload may take at most "
-                     + std::to_string(opts_.max_reply_bytes - job_reply_reserve) + " bytes",
+                     + std::to_string(opts_.limits.max_reply_bytes - job_reply_reserve) + " bytes",
                    out);
   }
   if (auto it = d.find("cost_units"); it != d.end() && !it->is_null()) {
@@ -384,7 +384,7 @@ void queue_service::on_next(const mqtt_message& in, queue_output& out) {
   }
   if (w.route.topic.empty())
     return; // nobody to answer
-  if (wait > 0 && waiting_.size() >= opts_.max_parked) {
+  if (wait > 0 && waiting_.size() >= opts_.limits.max_parked) {
     ++refused_parked_;
     return error(req.route, error_code::request_throttled,
                  "too many parked requests (" + std::to_string(waiting_.size())
@@ -429,7 +429,7 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
       if (too_large > 0)
         reason += " that fits a reply: " + std::to_string(too_large)
                   + " queued jobs are larger than limits.max_reply_bytes ("
-                  + std::to_string(opts_.max_reply_bytes)
+                  + std::to_string(opts_.limits.max_reply_bytes)
                   + " bytes); cancel them or raise the limit";
       reply(w.route, {{"ok", true}, {"job", nullptr}, {"approved", false},
                       {"retry_after_sec", opts_.idle_retry_sec}, {"reason", reason}},
@@ -526,7 +526,7 @@ void queue_service::on_get(const mqtt_message& in, queue_output& out) {
                    + opts_.admin_user + " may read it",
                  out);
   nlohmann::json body = {{"ok", true}, {"job", to_json(*j)}};
-  if (auto e = check_reply_size(req.route, body, opts_.max_reply_bytes, "job " + j->job_id))
+  if (auto e = check_reply_size(req.route, body, opts_.limits.max_reply_bytes, "job " + j->job_id))
     return error(req.route, e->code, e->message, out);
   reply(req.route, std::move(body), out);
 }
@@ -568,11 +568,11 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
   auto party = sender_ && *sender_ != opts_.admin_user ? *sender_ : std::string();
   // One more than the limit tells whether a next page exists.
   auto jobs = queue_.list(st, str("job_type"), str("worker"), limit + 1, party, after);
-  auto inline_bytes = std::min(list_inline_bytes, opts_.max_reply_bytes / 8);
+  auto inline_bytes = std::min(list_inline_bytes, opts_.limits.max_reply_bytes / 8);
   page_spec spec;
   spec.field = "jobs";
   spec.limit = limit;
-  spec.max_bytes = opts_.max_reply_bytes;
+  spec.max_bytes = opts_.limits.max_reply_bytes;
   auto page = build_page(req.route, {{"ok", true}, {"depths", queue_.depths()}}, jobs.size(),
                          [&](std::size_t i) {
                            return page_item{list_item(*jobs[i], inline_bytes),

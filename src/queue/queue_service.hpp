@@ -36,6 +36,7 @@
 #include "messages/request.hpp"
 #include "messages/topics.hpp"
 #include "src/lease/lease_outcome.hpp"
+#include "src/limits.hpp"
 #include "src/queue/job_queue.hpp"
 
 namespace lull {
@@ -43,7 +44,6 @@ namespace lull {
 struct queue_service_options {
   topic_names topics;
   double max_wait_sec = 60;      ///< longest a `next` may wait for a job
-  std::size_t max_parked = 1000; ///< `next` requests waiting at once; more are throttled
   double idle_retry_sec = 5;     ///< retry hint when no job is queued
   int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
   /// Secure mode (broker.secure): requests come on scheduler/<user>/job/...,
@@ -58,9 +58,10 @@ struct queue_service_options {
   /// committed() (lulld, which writes jobs first). False: they go out in
   /// `publish` at once.
   bool hold_acks = false;
-  /// limits.max_reply_bytes: no reply is larger (messages/page.hpp). A list
-  /// pages within it; a reply that cannot is ReplyTooLarge.
-  std::size_t max_reply_bytes = default_max_reply_bytes;
+  /// max_parked: `next` requests waiting at once, more are throttled;
+  /// max_reply_bytes: no reply is larger (messages/page.hpp), a list pages
+  /// within it and a reply that cannot is ReplyTooLarge.
+  limits_settings limits;
 };
 
 /// In a scheduler/job/list reply a job's payload (or result) larger than
