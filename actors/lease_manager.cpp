@@ -154,7 +154,7 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
   self->send(bridge, offline_atom::value, caf::actor{self});
   self->delayed_send(self, opts.tick, tick_atom::value);
   log::info("lease manager: {} mode, TTL {}s, lock_delay {}s",
-            opts.service.secure ? "secure (identity from topics)" : "open",
+            opts.service.security.secure ? "secure (identity from topics)" : "open",
             opts.service.policy.ttl_sec, opts.service.policy.lock_delay_sec);
 
   // Group commit: output is held until a commit message, queued behind

@@ -284,7 +284,7 @@ void on_inbound(self_ptr self, const caf::actor& bridge, const mqtt_message& msg
   }
   // Secure mode: history/<user>/request, answered only under workers/<user>/.
   std::optional<std::string> sender;
-  if (opts.secure) {
+  if (opts.security.secure) {
     if (!topic_matches(opts.topics.full("history/+/request"), msg.topic)) {
       on_stats(self, msg, opts);
       return;
@@ -362,7 +362,7 @@ caf::behavior persister_impl(self_ptr self, caf::actor bridge, std::shared_ptr<s
   for (auto filter : {t.host_stats_filter(), t.full("stats/host/+/quiet"),
                       t.full("stats/process/+/+"), t.bus_stats(), t.worker_status_filter(),
                       t.scheduler_events(),
-                      opts.secure ? t.full("history/+/request") : t.history_request(),
+                      opts.security.secure ? t.full("history/+/request") : t.history_request(),
                       t.debug("streaks/+")})
     self->send(bridge, subscribe_atom::value, filter, caf::actor_cast<caf::actor>(self));
   self->delayed_send(self, flush_interval, flush_atom::value);

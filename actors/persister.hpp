@@ -16,6 +16,7 @@
 #include "messages/page.hpp"
 #include "messages/topics.hpp"
 #include "src/limits.hpp"
+#include "src/security.hpp"
 #include "src/store/persist_settings.hpp"
 #include "src/store/store.hpp"
 
@@ -25,7 +26,7 @@ struct persister_options {
   topic_names topics;
   /// broker.secure: history requests come on history/<user>/request and are
   /// answered only under workers/<user>/ (docs/security.md).
-  bool secure = false;
+  security_settings security;
   std::string host_id;
   /// How often samples are written, how many wait while the disk fails,
   /// and how long raw samples, 5-minute rollups and quiet streaks are kept

@@ -1,5 +1,7 @@
 #include "messages/host_snapshot.hpp"
 
+#include <algorithm>
+
 #include "messages/codec.hpp"
 
 namespace lull {

@@ -36,6 +36,20 @@ const char* to_string(lease_state s);
 /// Any case ("high", "High"); nullopt for anything else.
 std::optional<cost_class> parse_cost_class(std::string_view text);
 
+/// The units of a host's capacity each cost class takes: a lease's and a
+/// job's alike (a job costs what its lease will).
+struct class_costs {
+  int low = 5, normal = 20, high = 50;
+  int units(cost_class c) const {
+    switch (c) {
+      case cost_class::low: return low;
+      case cost_class::high: return high;
+      case cost_class::normal: break;
+    }
+    return normal;
+  }
+};
+
 /// The fixed error codes of the wire contract (shared by every request topic).
 using lease_error_code = error_code;
 using lease_error = request_error;

@@ -444,7 +444,7 @@ const std::vector<key_def>& key_defs() {
     {{"broker.secure",
       "the broker pins identities with an ACL (broker-config/secure.conf): take a worker's id "
       "from its topic scheduler/<worker>/lease/..., reply only under workers/<worker>/"},
-     bool_field(&config::broker_secure)},
+     bool_field(in(&config::security, &security_settings::secure))},
     {{"broker.ca_file", "TLS (ssl:// brokers): the CA certificate that signed the broker's"},
      path_field(in(&config::transport, &transport_options::ca_file))
        .by_default("the system's trust store")},
@@ -458,7 +458,7 @@ const std::vector<key_def>& key_defs() {
       "v5, as RabbitMQ does), 5, or 3.1.1"},
      mqtt_version_field(&config::transport)},
     {{"broker.admin_user", "secure mode: the broker user who may read and cancel every job"},
-     checked(string_field(&config::broker_admin_user),
+     checked(string_field(in(&config::security, &security_settings::admin_user)),
              "a user name of 1-64 characters from [a-zA-Z0-9_-]",
              [](const std::string& v) { return valid_id(v); })},
     {{"broker.max_packet_size",
@@ -546,7 +546,7 @@ const std::vector<key_def>& key_defs() {
     {{"lease.high_users",
       "secure mode: the users who may ask for HIGH leases and submit HIGH jobs, comma-separated "
       "(others get PermissionDenied)"},
-     checked(list_field(&config::lease_high_users),
+     checked(list_field(in(&config::security, &security_settings::high_users)),
              "user names of 1-64 characters from [a-zA-Z0-9_-], comma-separated",
              [](const std::string& v) {
                for (auto& u : split_list(v))
@@ -1212,7 +1212,7 @@ std::variant<config, config_error> load_config(int argc, const char* const* argv
     c.db = c.data_dir + "/lull.db";
   // Secure mode leaves it empty: lulld then uses an unguessable id kept in
   // its data directory (lulld_main.cpp), so no user can take its session.
-  if (c.transport.client_id.empty() && !c.broker_secure)
+  if (c.transport.client_id.empty() && !c.security.secure)
     c.transport.client_id = "lulld-" + c.host_id;
   if (c.collect.mounts.empty()) {
     c.collect.mounts = {"/"};

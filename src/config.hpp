@@ -19,6 +19,7 @@
 #include "src/mqtt/transport.hpp"
 #include "src/queue/job_queue.hpp"
 #include "src/quiet/quiet_assessor.hpp"
+#include "src/security.hpp"
 #include "src/stats/collector_settings.hpp"
 #include "src/store/persist_settings.hpp"
 
@@ -50,14 +51,13 @@ struct config {
   int local_broker_port = 1883;  ///< port of the broker lulld starts itself; 0 = any free
   std::string log_level = "info";
   double shutdown_timeout_sec = 2; ///< SIGTERM to exit at most; lulld then exits anyway
-  // broker security: identities from topics, replies only to workers' inboxes
-  bool broker_secure = false;
-  std::string broker_admin_user = "lull-admin"; ///< secure mode: may read and cancel every job
+  /// broker.secure, broker.admin_user, lease.high_users: identities from
+  /// topics, replies only to workers' inboxes, who may do what.
+  security_settings security;
   /// The lease policy (lease.* and limits.max_workers), as the lease table
   /// takes it; lease.windows is parsed into it with lease.timezone.
   lease_policy_config lease;
   std::string lease_windows;            ///< when hosts take work below HIGH ("": always)
-  std::vector<std::string> lease_high_users{"lull-admin"}; ///< secure mode: may ask for HIGH
   /// Writing samples and retention (persist.*, retention.*): the persister's.
   persist_settings persist;
   /// Bounds on what clients can make lulld hold (limits.*, docs/security.md).

@@ -325,10 +325,9 @@ int main(int argc, char** argv) {
   if (cfg.runs_scheduler()) {
     lease_manager_options lopts;
     lopts.service.topics = topics;
-    lopts.service.secure = cfg.broker_secure;
+    lopts.service.security = cfg.security;
     // lease.* completed from the quiet and limits keys it shares.
     lopts.service.policy = effective_lease_policy(cfg.lease, cfg.quiet, cfg.limits);
-    lopts.service.high_users = cfg.lease_high_users;
     // Each actor that writes gets its own SQLite connection (WAL serializes
     // the writers); the file was checked and migrated above.
     auto connection = [&]() -> std::shared_ptr<store> {
@@ -352,19 +351,14 @@ int main(int argc, char** argv) {
     queue_dispatcher_options qopts;
     qopts.service.topics = topics;
     // A job costs the units its lease would.
-    auto& pol = lopts.service.policy;
-    qopts.service.cost_low = pol.cost_low;
-    qopts.service.cost_normal = pol.cost_normal;
-    qopts.service.cost_high = pol.cost_high;
+    qopts.service.costs = lopts.service.policy.costs;
     qopts.service.limits = cfg.limits;
-    qopts.service.secure = cfg.broker_secure;
-    qopts.service.admin_user = cfg.broker_admin_user;
-    qopts.service.high_users = cfg.lease_high_users;
+    qopts.service.security = cfg.security;
     qopts.queue = cfg.queue;
     dispatcher = spawn_queue_dispatcher(sys, bridge, leases, connection(), qopts);
     persister_options popts;
     popts.timezone = cfg.lease.timezone; // of the learned quiet windows
-    popts.secure = cfg.broker_secure;
+    popts.security = cfg.security;
     popts.topics = topics;
     popts.host_id = cfg.host_id;
     popts.persist = cfg.persist;

@@ -205,7 +205,7 @@ TEST(config_docs, help_groups_every_user_key_with_a_placeholder_and_its_default)
 TEST(config_docs, a_boolean_flag_is_a_switch_that_also_takes_a_value) {
   const char* on[] = {"lulld", "--broker-secure", "--ha-enabled=false", "--quiet-bus-inputs", "true"};
   auto c = std::get<config>(load_config(5, on, {}));
-  EXPECT_TRUE(c.broker_secure);
+  EXPECT_TRUE(c.security.secure);
   EXPECT_FALSE(c.ha.enabled);
   EXPECT_TRUE(c.quiet.bus_inputs);
   EXPECT_EQ(c.sources.at("ha.enabled"), "flag --ha-enabled");
@@ -229,7 +229,7 @@ TEST(config_docs, broker_is_a_table_and_the_old_string_key_is_read_with_a_warnin
   auto table = load("[broker]\nuri = \"tcp://nuc.local:1883\"\nsecure = true\n");
   ASSERT_TRUE(std::holds_alternative<config>(table));
   EXPECT_EQ(std::get<config>(table).transport.uri, "tcp://nuc.local:1883");
-  EXPECT_TRUE(std::get<config>(table).broker_secure);
+  EXPECT_TRUE(std::get<config>(table).security.secure);
   EXPECT_TRUE(std::get<config>(table).warnings.empty());
 
   auto old = load("broker = \"tcp://old:1883\"\n");

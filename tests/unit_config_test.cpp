@@ -193,7 +193,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   auto& c = std::get<config>(r);
   EXPECT_DOUBLE_EQ(c.lease.max_retry_hint_sec, 3600);
   EXPECT_DOUBLE_EQ(c.limits.host_forget_after_sec, 86400);
-  EXPECT_EQ(c.lease_high_users, std::vector<std::string>{"lull-admin"});
+  EXPECT_EQ(c.security.high_users, std::vector<std::string>{"lull-admin"});
   auto file = write_file("\"lease.high_users\" = [\"lull-admin\", \"ops\"]\n"
                          "\"lease.max_retry_hint\" = \"10m\"\n"
                          "[limits]\nhost_forget_after = \"2h\"\n");
@@ -201,7 +201,7 @@ TEST(config, clamps_forgetting_and_high_users_have_defaults_and_take_lists) {
   ::unlink(file.c_str());
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
   auto& f = std::get<config>(r);
-  EXPECT_EQ(f.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
+  EXPECT_EQ(f.security.high_users, (std::vector<std::string>{"lull-admin", "ops"}));
   EXPECT_DOUBLE_EQ(f.lease.max_retry_hint_sec, 600);
   EXPECT_DOUBLE_EQ(f.limits.host_forget_after_sec, 7200);
   r = load({"--lease-high-users", "ops,bad/user"});
@@ -353,10 +353,10 @@ TEST(config, printed_config_reads_back_as_the_same_config) {
   auto& c = std::get<config>(second);
   EXPECT_EQ(c.topic_prefix, "site/a \"b\"");
   EXPECT_DOUBLE_EQ(c.collect.interval_sec, 0.25);
-  EXPECT_TRUE(c.broker_secure);
+  EXPECT_TRUE(c.security.secure);
   EXPECT_DOUBLE_EQ(c.lease.ttl_sec, 5400);
   EXPECT_DOUBLE_EQ(c.lease.headroom, 0.123456789);
-  EXPECT_EQ(c.lease_high_users, (std::vector<std::string>{"lull-admin", "ops"}));
+  EXPECT_EQ(c.security.high_users, (std::vector<std::string>{"lull-admin", "ops"}));
   EXPECT_EQ(c.collect.processes, (std::vector<std::string>{"mosquitto", "/run/x.pid"}));
   EXPECT_EQ(c.queue.max_bytes, 3u << 20);
   EXPECT_EQ(c.queue.max_bytes_per_producer, 100000u);
@@ -516,6 +516,24 @@ TEST(config, keys_land_in_the_settings_structs_components_take) {
   EXPECT_EQ(transport.max_packet_size, 65536);
   EXPECT_FALSE(transport.prefer_v5); // 3.1.1: no v5, so nothing to fall back from
   EXPECT_FALSE(transport.fallback);
+}
+
+// The three security keys reach the lease service, the queue and the
+// history server as one struct, and its rule is the one both enforce.
+TEST(config, security_keys_land_in_one_struct_with_the_high_rule) {
+  auto r = load({"--broker-secure", "--broker-admin-user", "root-ops"},
+                {{"LULL_LEASE_HIGH_USERS", "ops,ci"}});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<config_error>(r).message;
+  const security_settings& s = std::get<config>(r).security;
+  EXPECT_TRUE(s.secure);
+  EXPECT_EQ(s.admin_user, "root-ops");
+  EXPECT_EQ(s.high_users, (std::vector<std::string>{"ops", "ci"}));
+  EXPECT_TRUE(s.may_ask_high("ci"));
+  EXPECT_FALSE(s.may_ask_high("lull-admin")); // not in the list given
+  EXPECT_EQ(s.high_denied("bob", "submit a HIGH job"),
+            "user 'bob' may not submit a HIGH job: HIGH priority is for lease.high_users (ops, ci)");
+  security_settings open; // open mode: no users to tell apart
+  EXPECT_TRUE(open.may_ask_high("anyone"));
 }
 
 // The lease table's policy: lease.* as configured, with what it shares with

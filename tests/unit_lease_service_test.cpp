@@ -20,7 +20,7 @@ struct service_fixture : ::testing::Test {
 
   void make(bool secure = false) {
     lease_service_options o;
-    o.secure = secure;
+    o.security.secure = secure;
     o.policy.capacity_units = 60;
     svc = std::make_unique<lease_service>(o, fe.env());
     auto q = to_json(quiet_of("pi", quiet_state::quiet));
@@ -570,9 +570,9 @@ TEST_F(held_fixture, an_expiry_that_cannot_be_written_is_tried_again) {
 
 TEST_F(service_fixture, secure_mode_lets_only_high_users_ask_for_high) {
   lease_service_options o;
-  o.secure = true;
+  o.security.secure = true;
   o.policy.capacity_units = 60;
-  o.high_users = {"lull-admin"};
+  o.security.high_users = {"lull-admin"};
   svc = std::make_unique<lease_service>(o, fe.env());
   svc->handle(msg("stats/host/pi", R"({"v":1,"host_id":"pi","cpu":{"count":null}})"));
   svc->handle(msg("stats/host/pi/quiet", to_json(quiet_of("pi", quiet_state::quiet)).dump()));

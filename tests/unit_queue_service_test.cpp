@@ -243,7 +243,7 @@ TEST(queue_service, a_purged_job_clears_its_retained_state) {
 
 TEST(queue_service, secure_mode_takes_identities_from_topics) {
   queue_service_options o;
-  o.secure = true;
+  o.security.secure = true;
   double mono = 100;
   int ids = 0;
   queue_service svc(o, queue_config{},
@@ -418,8 +418,8 @@ TEST(queue_service, no_job_is_proposed_while_lulld_is_off_the_broker) {
 
 TEST(queue_service, secure_mode_lets_only_high_users_submit_high_jobs) {
   queue_service_options o;
-  o.secure = true;
-  o.high_users = {"lull-admin", "ops"};
+  o.security.secure = true;
+  o.security.high_users = {"lull-admin", "ops"};
   double mono = 100;
   int ids = 0;
   queue_service svc(o, queue_config{},

@@ -372,7 +372,7 @@ TEST(windows, outside_a_window_requests_below_high_wait_for_the_next_and_leases_
 TEST(yield_wire, notices_go_out_at_qos1_and_heartbeat_replies_carry_suspended) {
   fake_env fe;
   lease_service_options o;
-  o.secure = true;
+  o.security.secure = true;
   o.policy = yield_policy();
   lease_service svc(o, fe.env());
   auto quiet = to_json(quiet_of("pi", quiet_state::quiet)).dump();

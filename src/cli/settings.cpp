@@ -147,7 +147,7 @@ std::optional<std::string> resolve_settings(const CLI::App& app, global_opts& g,
   set("password", g.password, v.transport.password);
   set("topic_prefix", g.prefix, v.topic_prefix);
   set("mqtt_version", g.mqtt_version, mqtt_version_name(v.transport));
-  set("broker.secure", g.secure, v.broker_secure);
+  set("broker.secure", g.secure, v.security.secure);
   set("broker.ca_file", g.ca_file, v.transport.ca_file);
   set("broker.cert_file", g.cert_file, v.transport.cert_file);
   set("broker.key_file", g.key_file, v.transport.key_file);

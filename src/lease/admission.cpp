@@ -107,12 +107,7 @@ int lease_table::used_units(const std::string& host_id) const {
 int lease_table::units_for(const lease_request& req) const {
   if (req.cost_units)
     return *req.cost_units;
-  switch (req.cost_class_.value_or(cost_class::normal)) {
-    case cost_class::low: return cfg_.cost_low;
-    case cost_class::normal: return cfg_.cost_normal;
-    case cost_class::high: return cfg_.cost_high;
-  }
-  return cfg_.cost_normal;
+  return cfg_.costs.units(req.cost_class_.value_or(cost_class::normal));
 }
 
 double lease_table::earliest_free(const std::string& host_id, int need_units) const {

@@ -12,15 +12,6 @@
 
 namespace lull {
 
-std::string high_denied_message(const std::string& user, const std::vector<std::string>& allowed,
-                                const char* what) {
-  std::string list;
-  for (auto& u : allowed)
-    list += (list.empty() ? "" : ", ") + u;
-  return "user '" + user + "' may not " + what + ": HIGH priority is for lease.high_users ("
-         + (list.empty() ? "nobody" : list) + ")";
-}
-
 namespace {
 
 bool is_action(std::string_view a) {
@@ -36,7 +27,7 @@ lease_service::lease_service(lease_service_options opts, lease_env env,
 std::vector<std::string> lease_service::filters() const {
   auto& t = opts_.topics;
   std::vector<std::string> out;
-  if (opts_.secure) {
+  if (opts_.security.secure) {
     out.push_back(t.full("scheduler/+/lease/request"));
     for (auto* a : {"heartbeat", "release", "report", "revoke"})
       out.push_back(t.full(std::string("scheduler/+/lease/+/") + a));
@@ -95,7 +86,7 @@ std::vector<mqtt_message> lease_service::handle(const mqtt_message& in) {
     return out;
   }
   ++counters_.received;
-  if (!opts_.secure) {
+  if (!opts_.security.secure) {
     if (lv.size() == 3 && lv[1] == "lease" && lv[2] == "request")
       on_request(in, {}, out);
     else if (lv.size() == 4 && lv[1] == "lease" && is_action(lv[3]))
@@ -119,7 +110,7 @@ void lease_service::reply(const reply_route& route, const std::optional<std::str
     ++counters_.unanswerable;
     return;
   }
-  if (!reply_allowed(route.topic, opts_.topics, opts_.secure, sender)) {
+  if (!reply_allowed(route.topic, opts_.topics, opts_.security.secure, sender)) {
     ++counters_.unanswerable;
     log::warn("lease manager: not replying to '{}': replies for worker '{}' go under {}",
               route.topic, sender.value_or(""),
@@ -219,7 +210,7 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
   // Secure mode: the topic names the sender. Open mode: only the payload
   // does, and any topic may be answered.
   std::optional<std::string> sender;
-  if (opts_.secure)
+  if (opts_.security.secure)
     sender = topic_worker;
   if (req.error)
     return reject(req.route, sender, *req.error, in.topic, out);
@@ -231,23 +222,21 @@ void lease_service::on_request(const mqtt_message& in, const std::string& topic_
                 counters_.expired);
     return;
   }
-  auto parsed = parse_lease_request(req.doc, !opts_.secure);
+  auto parsed = parse_lease_request(req.doc, !opts_.security.secure);
   if (auto* e = std::get_if<lease_error>(&parsed))
     return reject(req.route, sender, *e, in.topic, out);
   auto& r = std::get<lease_request>(parsed);
-  const std::string& worker = opts_.secure ? topic_worker : r.worker_id;
+  const std::string& worker = opts_.security.secure ? topic_worker : r.worker_id;
   if (throttled(req.route, sender, worker, in.topic, out))
     return;
   // Who may ask for HIGH is a list: the topic's user, which the broker's ACL
   // vouches for. (Leases the queue asks for carry the job's priority, which
   // its producer was allowed to give.)
-  if (opts_.secure && r.priority == work_priority::high
-      && std::find(opts_.high_users.begin(), opts_.high_users.end(), worker)
-           == opts_.high_users.end()) {
+  if (r.priority == work_priority::high && !opts_.security.may_ask_high(worker)) {
     ++counters_.permission_denied;
     return reject(req.route, sender,
                   {lease_error_code::permission_denied,
-                   high_denied_message(worker, opts_.high_users, "ask for a HIGH lease")},
+                   opts_.security.high_denied(worker, "ask for a HIGH lease")},
                   in.topic, out);
   }
   auto decision = table_.request(r, worker);
@@ -263,7 +252,7 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   auto req = decode_request(in, lease_limits, true);
   bool admin_revoke = action == "revoke" && topic_worker.empty();
   std::optional<std::string> sender;
-  if (opts_.secure)
+  if (opts_.security.secure)
     sender = topic_worker; // empty on the admin's revoke topic: not answered
   if (req.error)
     return reject(req.route, sender, *req.error, in.topic, out);
@@ -271,7 +260,7 @@ void lease_service::on_action(const mqtt_message& in, const std::string& lease_i
   if (auto* e = std::get_if<lease_error>(&parsed))
     return reject(req.route, sender, *e, in.topic, out);
   auto& act = std::get<lease_action_request>(parsed);
-  std::string worker = opts_.secure ? topic_worker : act.worker_id;
+  std::string worker = opts_.security.secure ? topic_worker : act.worker_id;
   if (!admin_revoke && worker.empty())
     return reject(req.route, sender,
                   {lease_error_code::invalid_request,
@@ -637,7 +626,7 @@ void lease_service::drain_events(std::vector<mqtt_message>& out) {
                   ? 1
                   : 0;
       out.push_back(event_json(opts_.topics.lease_action(e.lease_id, "state"), body, qos));
-      if (opts_.secure)
+      if (opts_.security.secure)
         out.push_back(event_json(opts_.topics.full("workers/" + e.worker_id + "/lease/" + e.lease_id
                                          + "/state"), body, qos));
     }

@@ -30,25 +30,20 @@
 #include "messages/topics.hpp"
 #include "src/lease/lease_outcome.hpp"
 #include "src/lease/lease_table.hpp"
+#include "src/security.hpp"
 
 namespace lull {
 
 struct lease_service_options {
   topic_names topics;
-  bool secure = false;
+  /// broker.secure and lease.high_users (broker.admin_user is the queue's).
+  security_settings security;
   lease_policy_config policy;
   /// Replies that acknowledge a change wait for committed() (lulld with a
   /// store: nothing is acknowledged before it is written). False: they go
   /// out with the rest of handle()'s output.
   bool hold_acks = false;
-  /// Secure mode: the users who may ask for HIGH leases (lease.high_users);
-  /// others get PermissionDenied. Open mode has no users to tell apart.
-  std::vector<std::string> high_users = {"lull-admin"};
 };
-
-/// The PermissionDenied message for `user` asking for HIGH, naming the rule.
-std::string high_denied_message(const std::string& user, const std::vector<std::string>& allowed,
-                                const char* what);
 
 struct lease_service_counters {
   std::uint64_t received = 0;

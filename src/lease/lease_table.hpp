@@ -53,7 +53,7 @@ struct lease_policy_config {
   double worker_burst = 100;
   std::size_t worker_buckets_kept = 10000; ///< idle buckets beyond this are dropped
   double jitter = 0.2;            ///< retry_after_sec *= 1 + U[0, jitter)
-  int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
+  class_costs costs; ///< cost_class -> units
   std::size_t recent_kept = 200;  ///< ended leases remembered (status, late calls)
   /// Giving the host back (docs/leases.md, "Yielding"): leases below HIGH are
   /// suspended once the host has been BUSY (or PANIC) this long, resumed once

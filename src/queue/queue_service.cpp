@@ -63,7 +63,7 @@ queue_service::queue_service(queue_service_options opts, queue_config cfg, queue
 
 std::vector<std::string> queue_service::filters() const {
   auto& t = opts_.topics;
-  if (opts_.secure)
+  if (opts_.security.secure)
     return {t.full("scheduler/+/job/submit"), t.full("scheduler/+/job/next"),
             t.full("scheduler/+/job/get"), t.full("scheduler/+/job/list"),
             t.full("scheduler/+/job/+/cancel")};
@@ -97,7 +97,7 @@ inbound_request queue_service::decode(const mqtt_message& in, bool empty_ok,
 }
 
 bool queue_service::may_touch(const job& j, bool cancel) const {
-  if (!sender_ || *sender_ == opts_.admin_user)
+  if (!sender_ || *sender_ == opts_.security.admin_user)
     return true;
   // Its producer may read and cancel a job; the worker holding it may read it
   // (and ends it by releasing its lease).
@@ -191,24 +191,13 @@ void queue_service::error(const reply_route& r, error_code c, const std::string&
     out.publish.push_back(std::move(*m));
 }
 
-namespace {
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (auto& x : v)
-    s += (s.empty() ? "" : ", ") + x;
-  return s.empty() ? "nobody" : s;
-}
-
-} // namespace
-
 queue_output queue_service::handle(const mqtt_message& in) {
   queue_output out;
   auto lv = split_levels(opts_.topics.strip(in.topic));
   sender_.reset();
   topic_ = in.topic;
   expired_now_ = false;
-  if (opts_.secure) {
+  if (opts_.security.secure) {
     // scheduler/<user>/job/...: the broker's ACL lets only <user> publish
     // there. Drop the user level and go on as in open mode.
     if (lv.size() < 4 || lv[0] != "scheduler" || lv[2] != "job" || !valid_id(lv[1]))
@@ -262,17 +251,12 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
       return bad("field 'cost_units' must be an integer from 1 to 100");
     s.cost_units = it->get<int>();
   } else if (auto c = d.find("cost_class"); c != d.end() && !c->is_null()) {
-    auto cls = c->is_string() ? lower(c->get<std::string>()) : std::string();
-    if (cls == "low")
-      s.cost_units = opts_.cost_low;
-    else if (cls == "normal")
-      s.cost_units = opts_.cost_normal;
-    else if (cls == "high")
-      s.cost_units = opts_.cost_high;
-    else
+    auto cls = c->is_string() ? parse_cost_class(c->get<std::string>()) : std::nullopt;
+    if (!cls)
       return bad("field 'cost_class' must be LOW, NORMAL or HIGH");
+    s.cost_units = opts_.costs.units(*cls);
   } else {
-    s.cost_units = opts_.cost_normal;
+    s.cost_units = opts_.costs.normal;
   }
   if (auto it = d.find("priority"); it != d.end() && !it->is_null()) {
     auto p = it->is_string() ? parse_priority(it->get<std::string>()) : std::nullopt;
@@ -280,12 +264,9 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
       return bad("field 'priority' must be one of HIGH, NORMAL, LOW, BACKGROUND (any case)");
     s.priority = *p;
     // Who may ask for HIGH is a list (the lease manager's rule for leases).
-    if (sender_ && s.priority == work_priority::high
-        && std::find(opts_.high_users.begin(), opts_.high_users.end(), *sender_)
-             == opts_.high_users.end())
+    if (sender_ && s.priority == work_priority::high && !opts_.security.may_ask_high(*sender_))
       return error(req.route, error_code::permission_denied,
-                   "user '" + *sender_ + "' may not submit a HIGH job: HIGH priority is for "
-                     "lease.high_users (" + join(opts_.high_users) + ")",
+                   opts_.security.high_denied(*sender_, "submit a HIGH job"),
                    out);
   }
   if (auto it = d.find("host_id"); it != d.end() && !it->is_null()) {
@@ -523,7 +504,7 @@ void queue_service::on_get(const mqtt_message& in, queue_output& out) {
   if (!may_touch(*j, false))
     return error(req.route, error_code::not_holder,
                  "job " + j->job_id + " is not yours: only its producer, its worker and "
-                   + opts_.admin_user + " may read it",
+                   + opts_.security.admin_user + " may read it",
                  out);
   nlohmann::json body = {{"ok", true}, {"job", to_json(*j)}};
   if (auto e = check_reply_size(req.route, body, opts_.limits.max_reply_bytes, "job " + j->job_id))
@@ -565,7 +546,7 @@ void queue_service::on_list(const mqtt_message& in, queue_output& out) {
   }
   // "worker" (not worker_id, which identifies the asking client)
   // Secure mode: a user lists the jobs it submitted or holds; the admin all.
-  auto party = sender_ && *sender_ != opts_.admin_user ? *sender_ : std::string();
+  auto party = sender_ && *sender_ != opts_.security.admin_user ? *sender_ : std::string();
   // One more than the limit tells whether a next page exists.
   auto jobs = queue_.list(st, str("job_type"), str("worker"), limit + 1, party, after);
   auto inline_bytes = std::min(list_inline_bytes, opts_.limits.max_reply_bytes / 8);
@@ -599,7 +580,7 @@ void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
   if (!may_touch(*existing, true))
     return error(req.route, error_code::not_holder,
                  "job " + job_id + " was submitted by " + existing->spec.producer
-                   + ": only it and " + opts_.admin_user + " may cancel it",
+                   + ": only it and " + opts_.security.admin_user + " may cancel it",
                  out);
   auto r = queue_.cancel(job_id, reason);
   if (auto* msg = std::get_if<std::string>(&r))

@@ -38,6 +38,7 @@
 #include "src/lease/lease_outcome.hpp"
 #include "src/limits.hpp"
 #include "src/queue/job_queue.hpp"
+#include "src/security.hpp"
 
 namespace lull {
 
@@ -45,15 +46,11 @@ struct queue_service_options {
   topic_names topics;
   double max_wait_sec = 60;      ///< longest a `next` may wait for a job
   double idle_retry_sec = 5;     ///< retry hint when no job is queued
-  int cost_low = 5, cost_normal = 20, cost_high = 50; ///< cost_class -> units
+  class_costs costs; ///< cost_class -> units, the lease table's
   /// Secure mode (broker.secure): requests come on scheduler/<user>/job/...,
-  /// the broker's ACL vouches for <user>, replies go only to workers/<user>/.
-  bool secure = false;
-  /// In secure mode, the user who may read and cancel every job.
-  std::string admin_user = "lull-admin";
-  /// In secure mode, the users who may submit HIGH jobs (lease.high_users);
-  /// others get PermissionDenied.
-  std::vector<std::string> high_users = {"lull-admin"};
+  /// the broker's ACL vouches for <user>, replies go only to workers/<user>/;
+  /// admin_user may read and cancel every job, high_users submit HIGH ones.
+  security_settings security;
   /// Replies that acknowledge a change wait in queue_output::acks for
   /// committed() (lulld, which writes jobs first). False: they go out in
   /// `publish` at once.

@@ -64,7 +64,7 @@ std::optional<std::string> check_lease(mqtt_message msg, const topic_names& t, b
                                        const std::string& sender) {
   lease_service_options so;
   so.topics = t;
-  so.secure = secure;
+  so.security.secure = secure;
   quiet_log quiet;
   lease_service svc(so, lease_env::system());
   msg.response_topic = check_inbox(t, sender);
@@ -77,7 +77,7 @@ std::optional<std::string> check_job(mqtt_message msg, const topic_names& t, boo
                                      const std::string& sender) {
   queue_service_options qo;
   qo.topics = t;
-  qo.secure = secure;
+  qo.security.secure = secure;
   int ids = 0;
   quiet_log quiet;
   queue_service svc(qo, queue_config{},
