@@ -173,6 +173,7 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
           hd.mounts = std::move(mounts);
         }
         host_features features{snap.pressure.has_value(), snap.power.has_value()};
+        features.owner = snap.owner.has_value() || hd.features.owner;
         bool features_changed = features != hd.features;
         features.pressure_gone = !features.pressure && (hd.features.pressure || hd.features.pressure_gone);
         features.power_gone = !features.power && (hd.features.power || hd.features.power_gone);

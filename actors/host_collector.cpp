@@ -5,10 +5,10 @@
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
-#include "messages/util.hpp"
 #include "messages/lease.hpp"
-#include "src/probe/lease_probe.hpp"
+#include "messages/util.hpp"
 #include "src/log.hpp"
+#include "src/probe/lease_probe.hpp"
 #include "src/stats/collector_guard.hpp"
 #include "src/stats/dir_size.hpp"
 #include "src/stats/rolling_window.hpp"
@@ -17,9 +17,21 @@ namespace lull {
 
 namespace {
 
+using presence_atom = caf::atom_constant<caf::atom("presence")>;
+
+/// How often presence is polled, and what makes input worth a snapshot at
+/// once: a first input after this many seconds without any.
+constexpr auto presence_poll = std::chrono::milliseconds(500);
+constexpr double presence_away_sec = 4;
+constexpr double presence_fresh_sec = 2;
+
 struct host_collector_state {
   std::unique_ptr<host_probe> probe;
-  std::unique_ptr<lease_probe> leases; ///< what lull's own leases use here
+  std::unique_ptr<presence_probe> presence;
+  std::optional<owner_presence> owner;           ///< as last polled
+  std::string owner_why;                         ///< why owner is null
+  std::optional<owner_presence> owner_published; ///< in the last snapshot
+  std::unique_ptr<lease_probe> leases;           ///< what lull's own leases use here
   std::unique_ptr<collector_guard> host_guard, dir_guard;
   std::unique_ptr<dir_sizer> sizer;
   std::unique_ptr<series_store> window;
@@ -39,9 +51,9 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   probe.mounts = c.mounts;
   st.probe = std::make_unique<host_probe>(probe);
   st.host_guard = std::make_unique<collector_guard>(
-    collector_options{"host", c.interval_sec, c.jitter, c.timeout_sec}, nullptr);
+      collector_options{"host", c.interval_sec, c.jitter, c.timeout_sec}, nullptr);
   st.dir_guard = std::make_unique<collector_guard>(
-    collector_options{"dirs", c.dir_interval_sec, c.jitter, c.timeout_sec}, nullptr);
+      collector_options{"dirs", c.dir_interval_sec, c.jitter, c.timeout_sec}, nullptr);
   st.sizer = std::make_unique<dir_sizer>(c.dir_interval_sec * 0.9, 200000, nullptr);
   st.window = std::make_unique<series_store>(c.window_sec);
   auto host_id = opts.host_id;
@@ -53,6 +65,21 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   lease_probe_options lpo;
   lpo.root = c.proc_root;
   st.leases = std::make_unique<lease_probe>(lpo);
+  st.presence
+      = std::make_unique<presence_probe>(presence_probe_options{c.presence_root, opts.logind});
+  auto poll_presence = [self] {
+    auto& s = self->state;
+    try {
+      s.owner = s.presence->sample(
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count(),
+          s.owner_why);
+    } catch (const std::exception& e) {
+      s.owner.reset();
+      s.owner_why = std::string("owner presence: ") + e.what();
+    }
+  };
+  poll_presence();
 
   // avg/min/max/p95 per series over the window, or over its last `range`.
   auto window_report = [=](std::optional<double> range, const std::string& only) {
@@ -71,17 +98,15 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
 
   auto publish_debug = [=] {
     auto& s = self->state;
-    nlohmann::json j = {{"v", schema_version},
-                        {"host_id", host_id},
-                        {"collected_at", utc_timestamp(unix_seconds_now())},
-                        {"collectors",
-                         {to_json(s.host_guard->status()), to_json(s.dir_guard->status())}}};
+    nlohmann::json j
+        = {{"v", schema_version},
+           {"host_id", host_id},
+           {"collected_at", utc_timestamp(unix_seconds_now())},
+           {"collectors", {to_json(s.host_guard->status()), to_json(s.dir_guard->status())}}};
     self->send(bridge, publish_atom::value, json_message(debug_topic, j));
   };
 
-  auto sample = [self] {
-    return self->state.probe->sample(unix_seconds_now(), steady_seconds());
-  };
+  auto sample = [self] { return self->state.probe->sample(unix_seconds_now(), steady_seconds()); };
   // The first sample primes CPU and network deltas; the first publish follows
   // a short moment later so even it carries CPU %.
   try {
@@ -90,6 +115,7 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     log::warn("host collector: first sample threw {}", e.what());
   }
   self->delayed_send(self, std::chrono::milliseconds(250), tick_atom::value);
+  self->delayed_send(self, presence_poll, presence_atom::value);
   self->send(bridge, subscribe_atom::value, window_get, caf::actor_cast<caf::actor>(self));
   if (!opts.leases_in_process)
     self->send(bridge, subscribe_atom::value, leases_topic, caf::actor_cast<caf::actor>(self));
@@ -114,8 +140,8 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
           continue; // no process reported (yet): nothing to measure
         std::int64_t granted_at = 0;
         if (auto g = l.find("granted_at"); g != l.end() && g->is_number_integer())
-          granted_at = std::clamp<std::int64_t>(g->template get<std::int64_t>(), 0,
-                                                unix_seconds_now());
+          granted_at
+              = std::clamp<std::int64_t>(g->template get<std::int64_t>(), 0, unix_seconds_now());
         refs.push_back({l.at("lease_id").template get<std::string>(), p->pid, p->pid_start,
                         p->cgroup, granted_at});
       }
@@ -124,106 +150,122 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
     self->state.leases->set_leases(std::move(refs));
   };
 
+  // One snapshot, published now.
+  auto publish_snapshot = [=] {
+    auto& s = self->state;
+    host_snapshot snap;
+    bool sampled = false;
+    auto err = s.host_guard->run([&] {
+      snap = sample();
+      sampled = true;
+    });
+    if (!sampled) {
+      snap.host_id = host_id;
+      snap.collected_at = unix_seconds_now();
+    }
+    if (err) {
+      snap.errors.push_back(*err);
+      log::warn("host collector: {}", *err);
+    }
+    try {
+      snap.leased = s.leases->sample(steady_seconds(), snap.cpu_count);
+    } catch (const std::exception& e) {
+      snap.errors.push_back(std::string("leased: ") + e.what());
+    }
+    snap.owner = s.owner;
+    snap.owner_unavailable = s.owner ? std::string() : s.owner_why;
+    s.owner_published = s.owner;
+    for (auto& e : s.pending_errors)
+      snap.errors.push_back(e);
+    s.pending_errors.clear();
+    auto now = steady_seconds();
+    s.window->add("cpu.total_pct", now, snap.cpu_pct);
+    s.window->add("mem.used_pct", now, snap.mem_used_pct);
+    s.window->add("load.1m", now, snap.load1);
+    s.window->add("cpu.temp_c", now, snap.cpu_temp_c);
+    s.window->add("net.rx_bytes_per_sec", now, snap.net_rx_bytes_per_sec);
+    s.window->add("net.tx_bytes_per_sec", now, snap.net_tx_bytes_per_sec);
+    if (!snap.disks.empty())
+      s.window->add("disk.free_pct", now, snap.disks.front().free_pct);
+    auto j = to_json(snap);
+    j["dirs"] = s.dirs;
+    self->send(bridge, publish_atom::value, json_message(topic, j));
+    if (err)
+      publish_debug();
+    if (now - s.last_window_publish >= 60) {
+      s.last_window_publish = now;
+      auto w = window_report(std::nullopt, {});
+      w["last_2m"] = s.window->summaries(now, 120.0);
+      self->send(bridge, publish_atom::value, json_message(window_topic, w));
+      publish_debug();
+    }
+  };
+
   return {
-    [=](tick_atom) {
-      auto& s = self->state;
-      host_snapshot snap;
-      bool sampled = false;
-      auto err = s.host_guard->run([&] {
-        snap = sample();
-        sampled = true;
-      });
-      if (!sampled) {
-        snap.host_id = host_id;
-        snap.collected_at = unix_seconds_now();
-      }
-      if (err) {
-        snap.errors.push_back(*err);
-        log::warn("host collector: {}", *err);
-      }
-      try {
-        snap.leased = s.leases->sample(steady_seconds(), snap.cpu_count);
-      } catch (const std::exception& e) {
-        snap.errors.push_back(std::string("leased: ") + e.what());
-      }
-      for (auto& e : s.pending_errors)
-        snap.errors.push_back(e);
-      s.pending_errors.clear();
-      auto now = steady_seconds();
-      s.window->add("cpu.total_pct", now, snap.cpu_pct);
-      s.window->add("mem.used_pct", now, snap.mem_used_pct);
-      s.window->add("load.1m", now, snap.load1);
-      s.window->add("cpu.temp_c", now, snap.cpu_temp_c);
-      s.window->add("net.rx_bytes_per_sec", now, snap.net_rx_bytes_per_sec);
-      s.window->add("net.tx_bytes_per_sec", now, snap.net_tx_bytes_per_sec);
-      if (!snap.disks.empty())
-        s.window->add("disk.free_pct", now, snap.disks.front().free_pct);
-      auto j = to_json(snap);
-      j["dirs"] = s.dirs;
-      self->send(bridge, publish_atom::value, json_message(topic, j));
-      if (err)
-        publish_debug();
-      if (now - s.last_window_publish >= 60) {
-        s.last_window_publish = now;
-        auto w = window_report(std::nullopt, {});
-        w["last_2m"] = s.window->summaries(now, 120.0);
-        self->send(bridge, publish_atom::value, json_message(window_topic, w));
-        publish_debug();
-      }
-      self->delayed_send(self, s.host_guard->next_delay(), tick_atom::value);
-    },
-    // A request on lull/debug/window/<host>/get: {"series": "cpu.total_pct",
-    // "range_sec": 600, "reply_to": "...", "request_id": "..."}, all optional;
-    // the reply goes to the v5 response topic, else reply_to, else the
-    // window topic.
-    // The lease manager of this lulld (leases_in_process).
-    [=](leases_atom, std::vector<leased_process_ref>& refs) {
-      log::debug("host collector: measuring {} leased process trees", refs.size());
-      self->state.leases->set_leases(std::move(refs));
-    },
-    [=](inbound_atom, const mqtt_message& msg) {
-      if (msg.topic == leases_topic) {
-        on_leases(msg);
-        return;
-      }
-      auto req = decode(msg.payload, detect_format(msg.payload, msg.content_type));
-      nlohmann::json r = req && req->is_object() ? *req : nlohmann::json::object();
-      std::optional<double> range;
-      if (auto it = r.find("range_sec"); it != r.end() && it->is_number())
-        range = it->get<double>();
-      auto str = [&](const char* k, std::string dflt) {
-        auto it = r.find(k);
-        return it != r.end() && it->is_string() ? it->get<std::string>() : dflt;
-      };
-      auto only = str("series", {});
-      auto out = window_report(range, only);
-      if (r.contains("request_id"))
-        out["request_id"] = r["request_id"];
-      auto to = !msg.response_topic.empty() ? msg.response_topic
-                                            : str("reply_to", window_topic);
-      auto reply = json_message(to, out);
-      reply.correlation_data = msg.correlation_data;
-      self->send(bridge, publish_atom::value, std::move(reply));
-    },
-    [=](dir_tick_atom) {
-      auto& s = self->state;
-      auto err = s.dir_guard->run([&] {
-        auto out = nlohmann::json::array();
-        for (auto& d : opts.collect.dirs) {
-          auto& size = s.sizer->size(d, s.dir_guard->deadline());
-          out.push_back(to_json(size));
-          if (size.error && size.bytes)
-            s.pending_errors.push_back("dirs: " + d + ": " + *size.error);
+      [=](tick_atom) {
+        publish_snapshot();
+        self->delayed_send(self, self->state.host_guard->next_delay(), tick_atom::value);
+      },
+      [=](presence_atom) {
+        auto& s = self->state;
+        poll_presence();
+        // Input after a few seconds without any: tell the assessor now.
+        bool was_away = !s.owner_published || s.owner_published->idle_sec >= presence_away_sec;
+        if (s.owner && s.owner->idle_sec < presence_fresh_sec && was_away)
+          publish_snapshot();
+        self->delayed_send(self, presence_poll, presence_atom::value);
+      },
+      // A request on lull/debug/window/<host>/get: {"series": "cpu.total_pct",
+      // "range_sec": 600, "reply_to": "...", "request_id": "..."}, all optional;
+      // the reply goes to the v5 response topic, else reply_to, else the
+      // window topic.
+      // The lease manager of this lulld (leases_in_process).
+      [=](leases_atom, std::vector<leased_process_ref>& refs) {
+        log::debug("host collector: measuring {} leased process trees", refs.size());
+        self->state.leases->set_leases(std::move(refs));
+      },
+      [=](inbound_atom, const mqtt_message& msg) {
+        if (msg.topic == leases_topic) {
+          on_leases(msg);
+          return;
         }
-        s.dirs = std::move(out);
-      });
-      if (err) {
-        s.pending_errors.push_back(*err);
-        log::warn("host collector: {}", *err);
-        publish_debug();
-      }
-      self->delayed_send(self, s.dir_guard->next_delay(), dir_tick_atom::value);
-    },
+        auto req = decode(msg.payload, detect_format(msg.payload, msg.content_type));
+        nlohmann::json r = req && req->is_object() ? *req : nlohmann::json::object();
+        std::optional<double> range;
+        if (auto it = r.find("range_sec"); it != r.end() && it->is_number())
+          range = it->get<double>();
+        auto str = [&](const char* k, std::string dflt) {
+          auto it = r.find(k);
+          return it != r.end() && it->is_string() ? it->get<std::string>() : dflt;
+        };
+        auto only = str("series", {});
+        auto out = window_report(range, only);
+        if (r.contains("request_id"))
+          out["request_id"] = r["request_id"];
+        auto to = !msg.response_topic.empty() ? msg.response_topic : str("reply_to", window_topic);
+        auto reply = json_message(to, out);
+        reply.correlation_data = msg.correlation_data;
+        self->send(bridge, publish_atom::value, std::move(reply));
+      },
+      [=](dir_tick_atom) {
+        auto& s = self->state;
+        auto err = s.dir_guard->run([&] {
+          auto out = nlohmann::json::array();
+          for (auto& d : opts.collect.dirs) {
+            auto& size = s.sizer->size(d, s.dir_guard->deadline());
+            out.push_back(to_json(size));
+            if (size.error && size.bytes)
+              s.pending_errors.push_back("dirs: " + d + ": " + *size.error);
+          }
+          s.dirs = std::move(out);
+        });
+        if (err) {
+          s.pending_errors.push_back(*err);
+          log::warn("host collector: {}", *err);
+          publish_debug();
+        }
+        self->delayed_send(self, s.dir_guard->next_delay(), dir_tick_atom::value);
+      },
   };
 }
 

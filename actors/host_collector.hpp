@@ -9,6 +9,11 @@
 /// lull/debug/collectors/<host_id>; the other part carries on. The main series
 /// go into a rolling window whose avg/min/max/p95 are published on
 /// lull/debug/window/<host_id> every minute.
+///
+/// Owner presence (src/probe/presence.hpp) is polled twice a second: when
+/// somebody gives input after a few seconds without any, a snapshot goes out
+/// at once rather than at the next interval, so leases below HIGH are
+/// suspended within 2 s of the first key press (quiet.owner_idle).
 
 #include <chrono>
 #include <string>
@@ -18,6 +23,7 @@
 
 #include "messages/topics.hpp"
 #include "src/probe/host_probe.hpp"
+#include "src/probe/presence.hpp"
 #include "src/stats/collector_settings.hpp"
 
 namespace lull {
@@ -33,6 +39,9 @@ struct host_collector_options {
   /// the bus topic, which another client could publish on in open mode, is
   /// not read (docs/security.md, "Who writes what").
   bool leases_in_process = false;
+  /// The local seat sessions (lulld: logind over sd-bus when
+  /// collectors.logind); none: only the terminals in utmp are read.
+  logind_source logind;
 };
 
 caf::actor spawn_host_collector(caf::actor_system& sys, caf::actor bridge,

@@ -165,6 +165,30 @@ std::optional<host_power> host_power_from_json(const nlohmann::json& j) {
   return pw;
 }
 
+nlohmann::json to_json(const owner_presence& o) {
+  return {{"idle_sec", o.idle_sec},
+          {"locked", o.locked},
+          {"sessions", o.sessions},
+          {"source", o.source}};
+}
+
+std::optional<owner_presence> owner_presence_from_json(const nlohmann::json& j) {
+  if (!j.is_object())
+    return std::nullopt;
+  auto idle = j.find("idle_sec");
+  if (idle == j.end() || !idle->is_number() || !(idle->get<double>() >= 0))
+    return std::nullopt;
+  owner_presence o;
+  o.idle_sec = std::min(idle->get<double>(), 1e9);
+  if (auto l = j.find("locked"); l != j.end() && l->is_boolean())
+    o.locked = l->get<bool>();
+  if (auto n = j.find("sessions"); n != j.end() && n->is_number_integer())
+    o.sessions = static_cast<int>(std::clamp<std::int64_t>(n->get<std::int64_t>(), 0, 1 << 20));
+  if (auto src = j.find("source"); src != j.end() && src->is_string())
+    o.source = bounded_text(src->get<std::string>(), lim::max_status_bytes);
+  return o;
+}
+
 nlohmann::json to_json(const host_snapshot& s) {
   nlohmann::json per_core = nlohmann::json::array();
   for (auto& c : s.cpu_per_core_pct)
@@ -221,6 +245,8 @@ nlohmann::json to_json(const host_snapshot& s) {
     {"pressure_unavailable", s.pressure ? nlohmann::json(nullptr)
                                         : nlohmann::json(s.pressure_unavailable)},
     {"power", s.power ? to_json(*s.power) : nlohmann::json(nullptr)},
+    {"owner", s.owner ? to_json(*s.owner) : nlohmann::json(nullptr)},
+    {"owner_unavailable", s.owner ? nlohmann::json(nullptr) : nlohmann::json(s.owner_unavailable)},
     {"errors", s.errors},
   };
 }
@@ -310,6 +336,10 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
   }
   if (auto it = j.find("power"); it != j.end())
     s.power = host_power_from_json(*it);
+  if (auto it = j.find("owner"); it != j.end() && it->is_object())
+    s.owner = owner_presence_from_json(*it);
+  if (auto why = j.find("owner_unavailable"); !s.owner && why != j.end() && why->is_string())
+    s.owner_unavailable = bounded_text(why->get<std::string>(), lim::max_error_bytes);
   auto& errors = j.at("errors");
   if (!errors.is_array())
     throw nlohmann::json::type_error::create(302, "errors must be an array", &errors);

@@ -92,6 +92,28 @@ nlohmann::json to_json(const host_power& p);
 /// dropped. nullopt for anything but an object.
 std::optional<host_power> host_power_from_json(const nlohmann::json& j);
 
+/// Whether somebody uses the host: the time since the last input of any
+/// login session (systemd-logind's idle hints for local seats, the
+/// terminals' input times for the rest) and whether every local session is
+/// locked.
+struct owner_presence {
+  double idle_sec = 0;   ///< since the newest input of any session, >= 0
+  bool locked = false;   ///< every local (seat) session is locked: nobody at the keyboard
+  int sessions = 0;      ///< login sessions counted
+  std::string source;    ///< "logind", "tty" or "logind+tty"
+  /// Somebody used the host less than `owner_idle_sec` ago (and has not
+  /// locked it); 0 turns the rule off.
+  bool in_use(double owner_idle_sec) const {
+    return owner_idle_sec > 0 && !locked && idle_sec < owner_idle_sec;
+  }
+};
+
+nlohmann::json to_json(const owner_presence& o);
+/// Presence as a snapshot or an assessment carries it; a negative or
+/// non-numeric idle_sec makes it null (no guess). nullopt for anything but
+/// an object.
+std::optional<owner_presence> owner_presence_from_json(const nlohmann::json& j);
+
 struct host_snapshot {
   std::string host_id;
   std::int64_t collected_at = 0; ///< unix seconds, UTC on the wire
@@ -131,6 +153,10 @@ struct host_snapshot {
   std::string pressure_unavailable;
   /// Power supplies; null on a host that reports none (a desktop, a Pi).
   std::optional<host_power> power;
+  /// Somebody at the host; null with `owner_unavailable` saying why (a
+  /// headless host: no login session, or none lulld may read).
+  std::optional<owner_presence> owner;
+  std::string owner_unavailable;
   /// Data-quality and collector errors, e.g. "cpu_temp_c: 130.5 outside 0-120".
   std::vector<std::string> errors;
 };
@@ -149,7 +175,7 @@ inline constexpr std::size_t max_name_bytes = 256; ///< a mount or an interface 
 inline constexpr std::size_t max_cores = 4096;     ///< per-core figures (cpu.count's bound)
 inline constexpr std::size_t max_leases = 256;     ///< leased.per_lease entries
 inline constexpr std::size_t max_lease_text_bytes = 256; ///< lease_id, source, refused
-inline constexpr std::size_t max_status_bytes = 32;       ///< power.battery_status
+inline constexpr std::size_t max_status_bytes = 32;       ///< power.battery_status, owner.source
 } // namespace host_snapshot_limits
 
 /// `s` cut to at most `max` bytes (max >= 4) at a UTF-8 character

@@ -46,6 +46,10 @@ struct quiet_assessment {
   /// The host's power as its last snapshot told (null: it reports none):
   /// the lease table holds work below HIGH on battery (lease.on_battery).
   std::optional<host_power> power;
+  /// Somebody at the host as its last snapshot told (null: it cannot tell):
+  /// the lease table holds work below HIGH while the owner uses it
+  /// (quiet.owner_idle).
+  std::optional<owner_presence> owner;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);

@@ -661,6 +661,10 @@ const std::vector<key_def>& key_defs() {
     {{"collectors.mounts", "mounts whose usage is reported, comma-separated"},
      list_field(in(&config::collect, &collector_settings::mounts))
        .by_default("/ and the mount of data_dir")},
+    {{"collectors.presence_root", "root of /run/utmp and /dev for the owner-presence probe"},
+     path_field(in(&config::collect, &collector_settings::presence_root)).internal()},
+    {{"collectors.logind", "ask systemd-logind for the local seat sessions (owner presence)"},
+     bool_field(in(&config::collect, &collector_settings::logind)).internal()},
     {{"collectors.jitter", "random +/- fraction of every collector interval"},
      number_field(in(&config::collect, &collector_settings::jitter), 0, 0.5).internal()},
     {{"collectors.timeout", "a collector run longer than this is reported as an overrun"},
@@ -692,6 +696,10 @@ const std::vector<key_def>& key_defs() {
      thresholds_field(in(&config::quiet, &quiet_thresholds::psi_memory), false)},
     {{"quiet.psi_io", "IO pressure stall (PSI some, 1 min average), %: floor,quiet,busy,panic"},
      thresholds_field(in(&config::quiet, &quiet_thresholds::psi_io), false)},
+    {{"quiet.owner_idle",
+      "somebody used the host (input in a login session) less than this ago: work below HIGH "
+      "waits, and running leases below HIGH are suspended within 2 s of input; 0 turns it off"},
+     duration_field(in(&config::quiet, &quiet_thresholds::owner_idle_sec), 0, 86400)},
     {{"quiet.cooldown", "after a PANIC the host cannot be QUIET for this long"},
      duration_field(in(&config::quiet, &quiet_thresholds::cooldown_sec), 0, 86400)},
     {{"quiet.hysteresis", "score points past a state's edge needed to enter or leave it"},

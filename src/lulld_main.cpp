@@ -41,6 +41,7 @@
 #include "src/local_broker.hpp"
 #include "src/log.hpp"
 #include "src/process.hpp"
+#include "src/service/logind.hpp"
 #include "src/service/notify.hpp"
 #include "src/store/store.hpp"
 
@@ -278,6 +279,8 @@ int main(int argc, char** argv) {
     hopts.collect = cfg.collect;
     hopts.topics = topics;
     hopts.leases_in_process = cfg.runs_scheduler();
+    if (cfg.collect.logind)
+      hopts.logind = service::logind_over_dbus();
     host_collector = spawn_host_collector(sys, bridge, hopts);
     keep("host collector", host_collector);
 
@@ -314,6 +317,7 @@ int main(int argc, char** argv) {
     // host's mounts are read again every tenth or so: both follow the host
     // collector's interval.
     haopts.discovery.snapshot_interval_sec = cfg.collect.interval_sec;
+    haopts.discovery.owner_idle_sec = cfg.quiet.owner_idle_sec;
     haopts.topics = topics;
     haopts.limits = cfg.limits;
     keep("ha discovery", spawn_ha_discovery(sys, bridge, haopts));

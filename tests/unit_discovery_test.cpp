@@ -482,6 +482,30 @@ TEST(discovery, pressure_and_power_entities_follow_what_the_host_reports) {
   EXPECT_TRUE(set.count("pressure") && set.count("battery") && set.count("on_ac"));
 }
 
+TEST(discovery, host_in_use_appears_once_a_host_reports_a_login_session) {
+  topic_names topics;
+  auto headless = build_discovery("nuc", {"/"}, topics, {}).payload["cmps"];
+  EXPECT_FALSE(headless.contains("in_use"));
+  host_features desk;
+  desk.owner = true;
+  discovery_options opts;
+  opts.owner_idle_sec = 120;
+  auto laptop = build_discovery("laptop", {"/"}, topics, opts, {}, desk).payload["cmps"];
+  ASSERT_TRUE(laptop.contains("in_use"));
+  auto& e = laptop["in_use"];
+  EXPECT_EQ(e["p"], "binary_sensor");
+  EXPECT_EQ(e["name"], "Host in use");
+  EXPECT_EQ(e["device_class"], "occupancy");
+  EXPECT_EQ(e["state_topic"], "stats/host/laptop");
+  EXPECT_EQ(e["unique_id"], "lull_laptop_in_use");
+  // ON while the last input is newer than quiet.owner_idle and the screen is not locked.
+  EXPECT_NE(e["value_template"].get<std::string>().find("idle_sec < 120"), std::string::npos)
+    << e["value_template"];
+  EXPECT_NE(e["value_template"].get<std::string>().find("not value_json.owner.locked"),
+            std::string::npos);
+  EXPECT_TRUE(announced(laptop).count("in_use"));
+}
+
 TEST(discovery, mounts_are_checked_about_every_tenth_snapshot_between_5s_and_a_minute) {
   EXPECT_DOUBLE_EQ(mounts_check_sec(2), 20);
   EXPECT_DOUBLE_EQ(mounts_check_sec(0.1), 5);

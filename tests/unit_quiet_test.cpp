@@ -458,3 +458,30 @@ TEST_F(quiet_test, the_assessment_carries_the_hosts_power) {
   EXPECT_EQ(back.power->battery_pct, 64.0);
   EXPECT_EQ(back.power->ac_online, false);
 }
+
+TEST_F(quiet_test, the_assessment_carries_the_owner_and_names_a_host_in_use) {
+  auto s = snap({5});
+  owner_presence o;
+  o.idle_sec = 12;
+  o.sessions = 1;
+  o.source = "logind";
+  s.owner = o;
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  ASSERT_TRUE(q.owner);
+  EXPECT_DOUBLE_EQ(q.owner->idle_sec, 12);
+  EXPECT_EQ(q.state, quiet_state::quiet) << "somebody typing is not load: the lease table holds";
+  bool named = false;
+  for (auto& r : q.reasons)
+    named |= r.rfind("Host in use: last input 12s ago (logind)", 0) == 0;
+  EXPECT_TRUE(named) << q.reasons.size();
+  auto back = quiet_assessment_from_json(to_json(q));
+  ASSERT_TRUE(back.owner);
+  EXPECT_EQ(back.owner->source, "logind");
+
+  // Idle past quiet.owner_idle (300 s by default): not in use, no such line.
+  s.owner->idle_sec = 301;
+  clock.advance(2);
+  for (auto& r : assessor.assess(s).reasons)
+    EXPECT_EQ(r.find("Host in use"), std::string::npos) << r;
+}

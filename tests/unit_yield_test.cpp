@@ -632,3 +632,80 @@ TEST(yield, a_host_that_reports_no_battery_is_never_held_for_power) {
   agent_quiet(t, q);
   EXPECT_TRUE(t.request(request_of("w1", 20), "w1").approved);
 }
+
+// -- owner presence ---------------------------------------------------------------
+
+namespace {
+
+quiet_assessment with_owner(const std::string& host, double idle_sec, bool locked = false) {
+  auto q = quiet_of(host, quiet_state::quiet);
+  owner_presence o;
+  o.idle_sec = idle_sec;
+  o.locked = locked;
+  o.sessions = 1;
+  o.source = "tty";
+  q.owner = o;
+  return q;
+}
+
+lease_policy_config owner_policy() {
+  auto p = yield_policy();
+  p.owner_idle_sec = 300;
+  return p;
+}
+
+} // namespace
+
+TEST(yield, input_suspends_work_below_high_at_once_and_idle_past_owner_idle_resumes_it) {
+  fake_env fe;
+  lease_table t(owner_policy(), fe.env());
+  agent_quiet(t, with_owner("laptop", 900));
+  auto low = t.request(request_of("w1", 5, work_priority::low), "w1");
+  auto high = t.request(request_of("w2", 20, work_priority::high), "w2");
+  ASSERT_TRUE(low.approved && high.approved) << low.reason;
+  t.take_events();
+
+  // A key press: the next assessment suspends, with no suspend_after wait.
+  agent_quiet(t, with_owner("laptop", 1));
+  auto* r = t.find(low.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_cause, hold_cause::owner);
+  EXPECT_EQ(r->suspend_reason, "Host laptop is in use (last input 1s ago); work below HIGH waits "
+                               "until its owner has been idle 300s (quiet.owner_idle)");
+  EXPECT_FALSE(t.find(high.lease_id)->suspended) << "HIGH keeps running";
+  ASSERT_EQ(of_type(t.take_events(), "suspended").size(), 1u);
+
+  // A new request is told when the owner will have been idle long enough.
+  agent_quiet(t, with_owner("laptop", 100));
+  auto denied = t.request(request_of("w3", 5, work_priority::normal, "laptop"), "w3");
+  EXPECT_FALSE(denied.approved);
+  EXPECT_EQ(denied.reason.rfind("Host laptop is in use (last input 100s ago)", 0), 0u)
+    << denied.reason;
+  // retry_after_sec: the 200 s left, stretched by up to lease's jitter.
+  EXPECT_GE(denied.retry_after_sec, 200);
+  EXPECT_LE(denied.retry_after_sec, 200 * (1 + yield_policy().jitter) + 0.5);
+  EXPECT_TRUE(t.request(request_of("w4", 5, work_priority::high), "w4").approved);
+
+  // Still typing now and then: held. Idle past quiet.owner_idle: resumed.
+  agent_quiet(t, with_owner("laptop", 299));
+  EXPECT_TRUE(t.find(low.lease_id)->suspended);
+  agent_quiet(t, with_owner("laptop", 301));
+  EXPECT_FALSE(t.find(low.lease_id)->suspended);
+  ASSERT_EQ(of_type(t.take_events(), "resumed").size(), 1u);
+}
+
+TEST(yield, a_locked_screen_a_headless_host_and_owner_idle_zero_hold_nothing) {
+  fake_env fe;
+  lease_table t(owner_policy(), fe.env());
+  agent_quiet(t, with_owner("laptop", 2, /*locked=*/true));
+  auto on_locked = t.request(request_of("w1", 5, work_priority::normal, "laptop"), "w1");
+  EXPECT_TRUE(on_locked.approved) << "a locked screen: nobody there; " << on_locked.reason;
+  agent_quiet(t, quiet_of("nuc", quiet_state::quiet)); // owner null: cannot tell
+  auto on_headless = t.request(request_of("w2", 5, work_priority::normal, "nuc"), "w2");
+  EXPECT_TRUE(on_headless.approved) << on_headless.reason;
+
+  lease_table off(yield_policy(), fe.env()); // owner_idle_sec 0: the rule is off
+  agent_quiet(off, with_owner("laptop", 0));
+  auto when_off = off.request(request_of("w1", 5, work_priority::normal, "laptop"), "w1");
+  EXPECT_TRUE(when_off.approved) << when_off.reason;
+}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 namespace lull {
 
@@ -166,6 +167,24 @@ discovery_message build_discovery(const std::string& host_id,
   } else if (features.power_gone) {
     cmps["battery"] = removed("sensor");
     cmps["on_ac"] = removed("binary_sensor");
+  }
+  // Somebody at the host: what quiet.owner_idle holds work for.
+  if (features.owner) {
+    char idle[32];
+    std::snprintf(idle, sizeof idle, "%.0f",
+                  opts.owner_idle_sec > 0 ? opts.owner_idle_sec : 300.0);
+    cmps["in_use"] = {{"p", "binary_sensor"},
+                      {"name", "Host in use"},
+                      {"unique_id", oid + "_in_use"},
+                      {"state_topic", snap},
+                      {"value_template",
+                       std::string("{{ 'ON' if value_json.owner and not value_json.owner.locked "
+                                   "and value_json.owner.idle_sec < ")
+                         + idle + " else 'OFF' }}"},
+                      {"payload_on", "ON"},
+                      {"payload_off", "OFF"},
+                      {"device_class", "occupancy"},
+                      {"expire_after", expire}};
   }
 
   // The quiet entities come from the assessor: when that is another lulld,

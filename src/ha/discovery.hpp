@@ -49,6 +49,9 @@ struct discovery_options {
   bool hosts = true;
   /// This lulld runs the scheduler: it announces the scheduler device.
   bool scheduler = false;
+  /// quiet.owner_idle: "Host in use" is ON while the owner's last input is
+  /// more recent than this (0, the rule off: 5 minutes).
+  double owner_idle_sec = 300;
 };
 
 /// How often a known host's snapshot is read again for its mounts: about
@@ -88,10 +91,13 @@ std::string disk_component_id(const std::string& mount);
 struct host_features {
   bool pressure = false; ///< pressure stall information: a "Pressure stall" sensor
   bool power = false;    ///< power supplies: "Battery" and "On AC power"
+  /// login sessions seen (once seen, kept: a server's ssh sessions come and
+  /// go): "Host in use"
+  bool owner = false;
   /// Announced before and no longer reported: their entities are removed.
   bool pressure_gone = false, power_gone = false;
   bool operator==(const host_features& o) const {
-    return pressure == o.pressure && power == o.power;
+    return pressure == o.pressure && power == o.power && owner == o.owner;
   }
   bool operator!=(const host_features& o) const { return !(*this == o); }
 };

@@ -43,13 +43,14 @@ const char* to_string(hold_cause c) {
     case hold_cause::window: return "window";
     case hold_cause::load: return "load";
     case hold_cause::power: return "power";
+    case hold_cause::owner: return "owner";
   }
   return "none";
 }
 
 std::optional<hold_cause> parse_hold_cause(std::string_view s) {
   for (auto c : {hold_cause::none, hold_cause::pause, hold_cause::window, hold_cause::load,
-                 hold_cause::power})
+                 hold_cause::power, hold_cause::owner})
     if (s == to_string(c))
       return c;
   return std::nullopt;
@@ -79,6 +80,11 @@ std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id
                                        + fmt_pct(pct) + " %, below lease.min_battery "
                                        + fmt_pct(cfg_.min_battery_pct) + " %"};
   }
+  if (h.quiet && h.quiet->owner && h.quiet->owner->in_use(cfg_.owner_idle_sec))
+    return hold{hold_cause::owner,
+                "Host " + host_id + " is in use (last input " + fmt_whole(h.quiet->owner->idle_sec)
+                  + "s ago); work below HIGH waits until its owner has been idle "
+                  + fmt_whole(cfg_.owner_idle_sec) + "s (quiet.owner_idle)"};
   return std::nullopt;
 }
 
@@ -248,6 +254,9 @@ std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& 
     }
     case hold_cause::power:
       return refusal{held->text, cfg_.busy_retry_sec};
+    case hold_cause::owner:
+      return refusal{held->text,
+                     std::max(cfg_.owner_idle_sec - h.quiet->owner->idle_sec, 1.0)};
     case hold_cause::none: break;
   }
   return std::nullopt;

@@ -14,11 +14,14 @@ inline std::string fmt_sec(double s) {
   return buf;
 }
 
-/// A percentage as whole units: "71".
-inline std::string fmt_pct(double pct) {
+/// Whole units: "71".
+inline std::string fmt_whole(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f", pct);
+  std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
+
+/// A percentage as whole units: "71".
+inline std::string fmt_pct(double pct) { return fmt_whole(pct); }
 
 } // namespace lull

@@ -66,6 +66,9 @@ struct lease_policy_config {
   /// held only once the charge is below min_battery_pct.
   bool run_on_battery = false;
   double min_battery_pct = 50;
+  /// Owner presence (quiet.owner_idle): work below HIGH is held on a host
+  /// whose owner gave input less than this ago; 0: not held for it.
+  double owner_idle_sec = 0;
   /// When hosts take work below HIGH (empty: always).
   lease_windows windows;
   /// The time zone of learned quiet windows (lease.timezone).
@@ -160,7 +163,7 @@ private:
 /// What holds a host's leases back (suspends running ones, denies new
 /// ones): a pause stops every priority; its lease windows and a hold for
 /// its load stop work below HIGH only (lease_table::hold_of).
-enum class hold_cause { none, pause, window, load, power };
+enum class hold_cause { none, pause, window, load, power, owner };
 const char* to_string(hold_cause c);
 std::optional<hold_cause> parse_hold_cause(std::string_view s);
 

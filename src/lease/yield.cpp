@@ -112,9 +112,10 @@ void lease_table::apply_yield(const std::string* only_host) {
       dirty_.push_back(r.lease_id);
       emit("suspended", r, held->text, lease_state::active, true);
     } else if (!held && r.suspended
-               && !(r.suspend_cause == hold_cause::power && !h.quiet)) {
-      // (Held for power before a restart: resumed once an assessment says
-      // the host is on AC, not before any has come.)
+               && !((r.suspend_cause == hold_cause::power || r.suspend_cause == hold_cause::owner)
+                    && !h.quiet)) {
+      // (Held for power or its owner before a restart: resumed once an
+      // assessment says the host is on AC and idle, not before any has come.)
       r.suspended = false;
       r.suspended_at = 0;
       r.suspend_reason.clear();
@@ -122,7 +123,8 @@ void lease_table::apply_yield(const std::string* only_host) {
       dirty_.push_back(r.lease_id);
       emit("resumed", r,
            "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
-             + fmt_sec(cfg_.resume_after_sec) + "s, on AC power or charged enough)",
+             + fmt_sec(cfg_.resume_after_sec) + "s, on AC power or charged enough, its owner "
+               "idle)",
            lease_state::active, false);
     } else if (r.suspended && now - r.suspended_mono >= cfg_.preempt_after_sec) {
       preempt(it, "preempted: suspended for " + fmt_sec(now - r.suspended_mono) + "s ("

@@ -391,8 +391,14 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
                   *cpu_leased, window.c_str());
     reasons.push_back(buf);
   }
+  if (s.owner && s.owner->in_use(th_.owner_idle_sec))
+    reasons.push_back("Host in use: last input " + std::to_string(std::lround(s.owner->idle_sec))
+                      + "s ago (" + s.owner->source + "); work below HIGH waits until it has "
+                      "been idle " + std::to_string(std::lround(th_.owner_idle_sec))
+                      + "s (quiet.owner_idle)");
   a.state = st;
   a.power = s.power;
+  a.owner = s.owner;
   hs.state = st;
 
   // Streaks.

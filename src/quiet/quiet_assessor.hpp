@@ -85,6 +85,10 @@ struct quiet_thresholds {
   bool bus_inputs = false;
   double bus_fresh_sec = 60; ///< bus stats older than this are ignored
   double stale_after_sec = 30; ///< a host without a snapshot this long is BUSY
+  /// Somebody used the host less than this ago (its snapshot's `owner`):
+  /// the lease table holds work below HIGH, the assessment says so in its
+  /// reasons. 0: the owner's presence is not used.
+  double owner_idle_sec = 300;
 };
 
 struct quiet_streak {

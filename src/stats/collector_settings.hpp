@@ -22,6 +22,10 @@ struct collector_settings {
   double timeout_sec = 1.0;            ///< a run longer than this is an overrun
   double window_sec = 3600.0;          ///< rolling in-memory window per series
   std::string proc_root = "/";         ///< root of /proc and /sys (fixtures in tests)
+  /// Owner presence: root of /run/utmp and /dev (fixtures in tests), and
+  /// whether logind is asked for the local seat sessions.
+  std::string presence_root = "/";
+  bool logind = true;
 };
 
 } // namespace lull

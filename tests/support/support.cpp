@@ -281,6 +281,10 @@ std::vector<std::string> lulld_args(const std::string& broker_uri, const std::st
   std::string dir = test_data_dir();
   std::vector<std::string> args = {"--broker", broker_uri, "--host-id", host_id,
                                    "--data-dir", dir, "--log-level", "debug"};
+  // Whoever types on the machine running the tests is not what they test:
+  // owner presence is off unless a test turns it on (integration_presence).
+  if (std::find(extra.begin(), extra.end(), "--quiet-owner-idle") == extra.end())
+    args.insert(args.end(), {"--quiet-owner-idle", "0"});
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
