@@ -43,6 +43,19 @@ pressure_stall pressure_stall_from_json(const nlohmann::json& j) {
           get_pct(j, "full_avg60")};
 }
 
+nlohmann::json to_json(const host_pressure& p) {
+  return {{"cpu", to_json(p.cpu)}, {"memory", to_json(p.memory)}, {"io", to_json(p.io)}};
+}
+
+host_pressure host_pressure_from_json(const nlohmann::json& j) {
+  host_pressure p;
+  for (auto [key, target] :
+       {std::pair{"cpu", &p.cpu}, std::pair{"memory", &p.memory}, std::pair{"io", &p.io}})
+    if (auto r = j.find(key); r != j.end())
+      *target = pressure_stall_from_json(*r);
+  return p;
+}
+
 nlohmann::json to_json(const throttle_flags& t) {
   char hex[16];
   std::snprintf(hex, sizeof hex, "0x%x", t.raw);
@@ -78,7 +91,8 @@ nlohmann::json to_json(const leased_load& l) {
           {"read_bytes_per_sec", opt(l.read_bytes_per_sec)},
           {"write_bytes_per_sec", opt(l.write_bytes_per_sec)},
           {"agent_cpu_pct", opt(l.agent_cpu_pct)},
-          {"per_lease", per}};
+          {"per_lease", per},
+          {"pressure", l.pressure ? to_json(*l.pressure) : nlohmann::json(nullptr)}};
 }
 
 namespace lim = host_snapshot_limits;
@@ -109,6 +123,8 @@ leased_load leased_load_from_json(const nlohmann::json& j) {
         x.refused = bounded_text(r->get<std::string>(), lim::max_lease_text_bytes);
       l.per_lease.push_back(std::move(x));
     }
+  if (auto it = j.find("pressure"); it != j.end() && it->is_object())
+    l.pressure = host_pressure_from_json(*it);
   return l;
 }
 
@@ -238,10 +254,7 @@ nlohmann::json to_json(const host_snapshot& s) {
     {"boot_time", s.boot_time ? nlohmann::json(utc_timestamp(*s.boot_time))
                               : nlohmann::json(nullptr)},
     {"leased", s.leased ? to_json(*s.leased) : nlohmann::json(nullptr)},
-    {"pressure", s.pressure ? nlohmann::json{{"cpu", to_json(s.pressure->cpu)},
-                                             {"memory", to_json(s.pressure->memory)},
-                                             {"io", to_json(s.pressure->io)}}
-                            : nlohmann::json(nullptr)},
+    {"pressure", s.pressure ? to_json(*s.pressure) : nlohmann::json(nullptr)},
     {"pressure_unavailable", s.pressure ? nlohmann::json(nullptr)
                                         : nlohmann::json(s.pressure_unavailable)},
     {"power", s.power ? to_json(*s.power) : nlohmann::json(nullptr)},
@@ -325,12 +338,7 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
     s.leased = leased_load_from_json(*it);
   // Older agents send neither; a malformed figure is dropped, not trusted.
   if (auto it = j.find("pressure"); it != j.end() && it->is_object()) {
-    host_pressure p;
-    for (auto [key, target] : {std::pair{"cpu", &p.cpu}, std::pair{"memory", &p.memory},
-                               std::pair{"io", &p.io}})
-      if (auto r = it->find(key); r != it->end())
-        *target = pressure_stall_from_json(*r);
-    s.pressure = p;
+    s.pressure = host_pressure_from_json(*it);
   } else if (auto why = j.find("pressure_unavailable"); why != j.end() && why->is_string()) {
     s.pressure_unavailable = bounded_text(why->get<std::string>(), lim::max_error_bytes);
   }

@@ -55,17 +55,6 @@ struct lease_usage {
   std::string refused;
 };
 
-/// lull's own share of the host: its leases' processes and lulld itself.
-struct leased_load {
-  int leases = 0;             ///< leases with a reported process on this host
-  int processes = 0;
-  std::optional<double> cpu_pct; ///< % of all cores, comparable with cpu.total_pct
-  std::uint64_t rss_bytes = 0;
-  std::optional<double> read_bytes_per_sec, write_bytes_per_sec;
-  std::optional<double> agent_cpu_pct; ///< lulld itself, % of all cores
-  std::vector<lease_usage> per_lease;
-};
-
 /// Linux pressure stall information of one resource (/proc/pressure/<r>):
 /// the share of time (%) at least one task (`some`) or every non-idle task
 /// (`full`) waited for it, averaged over 10 and 60 seconds.
@@ -75,6 +64,22 @@ struct pressure_stall {
 
 struct host_pressure {
   pressure_stall cpu, memory, io;
+};
+
+/// lull's own share of the host: its leases' processes and lulld itself.
+struct leased_load {
+  int leases = 0;             ///< leases with a reported process on this host
+  int processes = 0;
+  std::optional<double> cpu_pct; ///< % of all cores, comparable with cpu.total_pct
+  std::uint64_t rss_bytes = 0;
+  std::optional<double> read_bytes_per_sec, write_bytes_per_sec;
+  std::optional<double> agent_cpu_pct; ///< lulld itself, % of all cores
+  std::vector<lease_usage> per_lease;
+  /// The pressure stall of the leases' own cgroups (cgroup v2
+  /// {cpu,memory,io}.pressure), the largest over the leases: what of the
+  /// host's stall lull's work may account for. Null when no lease runs in a
+  /// group of its own.
+  std::optional<host_pressure> pressure;
 };
 
 /// The host's power supplies (/sys/class/power_supply): AC and the

@@ -297,6 +297,44 @@ TEST(lease_probe, a_cgroup_is_exact_and_preferred) {
   EXPECT_DOUBLE_EQ(l.cpu_pct.value_or(-1), 37.5);
 }
 
+// The leases' groups' own pressure stall: the largest of each figure over the
+// leases, so the assessor can tell a niced job's CPU waits from the owner's.
+TEST(lease_probe, the_leases_groups_report_their_own_pressure_stall) {
+  proc_tree t;
+  t.proc(100, 1, 100, 90000, 0);
+  t.proc(200, 1, 200, 90500, 0);
+  for (auto* g : {"L1", "L2"}) {
+    auto dir = std::string("sys/fs/cgroup/lull/lull-lease-") + g;
+    t.write(dir + "/cpu.stat", "usage_usec 1000\n");
+  }
+  t.write("sys/fs/cgroup/lull/lull-lease-L1/cgroup.procs", "100\n");
+  t.write("sys/fs/cgroup/lull/lull-lease-L2/cgroup.procs", "200\n");
+  t.write("sys/fs/cgroup/lull/lull-lease-L1/cpu.pressure",
+          "some avg10=40.00 avg60=30.50 avg300=5.00 total=1\nfull avg10=0.00 avg60=0.00 "
+          "avg300=0.00 total=0\n");
+  t.write("sys/fs/cgroup/lull/lull-lease-L2/cpu.pressure",
+          "some avg10=10.00 avg60=35.25 avg300=5.00 total=1\n");
+  t.write("sys/fs/cgroup/lull/lull-lease-L1/memory.pressure", "garbage\n");
+  auto p = make_probe(t);
+  auto none = p.sample(0, 4);
+  EXPECT_FALSE(none.pressure) << "no lease yet: nothing of lull's stalls";
+  p.set_leases({{"L1", 100, 90000, "/lull/lull-lease-L1"}, {"L2", 200, 90500, "/lull/lull-lease-L2"}});
+  auto l = p.sample(2, 4);
+  ASSERT_TRUE(l.pressure);
+  EXPECT_DOUBLE_EQ(l.pressure->cpu.some_avg10.value_or(-1), 40.0);
+  EXPECT_DOUBLE_EQ(l.pressure->cpu.some_avg60.value_or(-1), 35.25);
+  EXPECT_FALSE(l.pressure->memory.some_avg60) << "a malformed file gives no figure, not 0";
+  EXPECT_FALSE(l.pressure->io.some_avg60) << "no io.pressure: none";
+
+  // Leases that are only process trees have no group to read.
+  proc_tree bare;
+  bare.proc(100, 1, 100, 90000, 0);
+  auto q = make_probe(bare);
+  q.set_leases({{"L1", 100, 90000, ""}});
+  q.sample(0, 4);
+  EXPECT_FALSE(q.sample(2, 4).pressure);
+}
+
 TEST(lease_probe, a_cgroup_path_that_climbs_out_is_refused) {
   proc_tree t;
   auto p = make_probe(t);

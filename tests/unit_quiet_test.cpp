@@ -459,6 +459,45 @@ TEST_F(quiet_test, the_assessment_carries_the_hosts_power) {
   EXPECT_EQ(back.power->ac_online, false);
 }
 
+// A niced leased job waiting for the CPU stalls the host's CPU too: with its
+// group's own figure, the owner's CPU stall is the host's minus the leases'.
+TEST_F(quiet_test, cpu_stall_of_the_leases_own_groups_is_not_the_owners) {
+  auto s = snap({5});
+  host_pressure host;
+  host.cpu.some_avg60 = 60;
+  host.memory.some_avg60 = 2;
+  host.io.some_avg60 = 1;
+  s.pressure = host;
+  leased_load l;
+  l.leases = 1;
+  l.cpu_pct = 45;
+  host_pressure mine;
+  mine.cpu.some_avg60 = 55;
+  mine.memory.some_avg60 = 1.5;
+  l.pressure = mine;
+  s.leased = l;
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  EXPECT_DOUBLE_EQ(q.inputs["psi_cpu_pct"].get<double>(), 5);
+  EXPECT_TRUE(q.inputs["psi_cpu_scored"].get<bool>());
+  EXPECT_DOUBLE_EQ(q.inputs["psi_cpu_leased_pct"].get<double>(), 55);
+  EXPECT_DOUBLE_EQ(q.inputs["psi_memory_leased_pct"].get<double>(), 1.5);
+  EXPECT_DOUBLE_EQ(q.inputs["psi_memory_pct"].get<double>(), 2) << "memory stall counts whoever";
+  EXPECT_TRUE(q.inputs["psi_io_leased_pct"].is_null());
+
+  // The owner's own CPU stall, beside the lease's, is scored.
+  s.pressure->cpu.some_avg60 = 99;
+  s.leased->pressure->cpu.some_avg60 = 10;
+  clock.advance(2);
+  auto busy = assessor.assess(s);
+  EXPECT_DOUBLE_EQ(busy.inputs["psi_cpu_pct"].get<double>(), 89);
+  EXPECT_NE(busy.state, quiet_state::quiet);
+  bool named = false;
+  for (auto& r : busy.reasons)
+    named |= r.find("CPU pressure outside lull's leases") != std::string::npos;
+  EXPECT_TRUE(named);
+}
+
 TEST_F(quiet_test, the_assessment_carries_the_owner_and_names_a_host_in_use) {
   auto s = snap({5});
   owner_presence o;

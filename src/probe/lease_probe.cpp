@@ -285,6 +285,28 @@ std::optional<lease_usage> lease_probe::sample_cgroup(tracked& t, double elapsed
     if (io->second >= *t.cg_wbytes)
       u.write_bytes_per_sec = r2(static_cast<double>(io->second - *t.cg_wbytes) / elapsed);
   }
+  // The group's own pressure stall (cgroup v2 keeps one per group, whatever
+  // controllers it has): the largest over the leases of each figure.
+  for (auto [file, pick] :
+       {std::pair{"/cpu.pressure", &host_pressure::cpu},
+        std::pair{"/memory.pressure", &host_pressure::memory},
+        std::pair{"/io.pressure", &host_pressure::io}}) {
+    auto text = read_small_file(*dir + file);
+    if (!text)
+      continue;
+    auto p = proc::parse_pressure(*text);
+    if (!group_pressure_)
+      group_pressure_.emplace();
+    auto& into = (*group_pressure_).*pick;
+    auto take = [](std::optional<double>& a, std::optional<double> b) {
+      if (b && (!a || *b > *a))
+        a = b;
+    };
+    take(into.some_avg10, p.some.avg10);
+    take(into.some_avg60, p.some.avg60);
+    take(into.full_avg10, p.full.avg10);
+    take(into.full_avg60, p.full.avg60);
+  }
   t.cg_usage_usec = usage;
   if (io) {
     t.cg_rbytes = io->first;
@@ -422,6 +444,7 @@ leased_load lease_probe::sample(double now_mono, std::optional<int> cpu_count,
   if (auto text = read_small_file(path("/proc/uptime")))
     uptime = proc::parse_uptime(*text);
   double elapsed = prev_mono_ ? now_mono - *prev_mono_ : 0;
+  group_pressure_.reset();
   bool need_scan = !leases_.empty();
   if (need_scan)
     scan();
@@ -461,6 +484,7 @@ leased_load lease_probe::sample(double now_mono, std::optional<int> cpu_count,
     }
     out.per_lease.push_back(std::move(*u));
   }
+  out.pressure = group_pressure_;
   int cpus = cpu_count && *cpu_count > 0 ? *cpu_count : 1;
   if (cpu_known || (leases_.empty() && prev_mono_))
     out.cpu_pct = r2(cpu_sum / cpus);

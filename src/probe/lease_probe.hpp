@@ -109,6 +109,9 @@ private:
   std::map<int, proc_entry> procs_; ///< the last scan
   std::optional<double> prev_mono_, prev_uptime_;
   std::optional<std::uint64_t> self_prev_;
+  /// The leases' groups' pressure stall in the sample under way (the
+  /// largest of each figure); null until a group's is read.
+  std::optional<host_pressure> group_pressure_;
   std::size_t scanned_ = 0;
 };
 

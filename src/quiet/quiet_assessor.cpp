@@ -274,13 +274,36 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   add("bus_p95_ms", "Bus p95 latency", p95, " ms", th_.bus_p95, false, th_.bus_inputs);
   // Pressure stall (PSI): time tasks waited for memory, IO and CPU.
   if (s.pressure) {
+    // The leases' own groups' stall, where they run in groups of their own.
+    const host_pressure* leased_psi =
+      s.leased && s.leased->pressure ? &*s.leased->pressure : nullptr;
+    auto leased_of = [&](pressure_stall host_pressure::*r) -> std::optional<double> {
+      return leased_psi ? (leased_psi->*r).some_avg60 : std::nullopt;
+    };
     add("psi_memory_pct", "Memory pressure (1 min)", s.pressure->memory.some_avg60, "%",
         th_.psi_memory);
     add("psi_io_pct", "IO pressure (1 min)", s.pressure->io.some_avg60, "%", th_.psi_io);
+    // CPU: a niced leased job waits for the CPU itself, which is not the
+    // owner's stall. With the leases' groups' own figure, the owner's is the
+    // host's minus it; without, CPU stall is not scored while leased work
+    // runs. (Memory and IO stall count whoever causes them: a leased job's
+    // reclaim and IO slow the owner's programs too.)
     bool leased_running = s.leased && s.leased->cpu_pct && *s.leased->cpu_pct >= 1.0;
-    add("psi_cpu_pct", "CPU pressure (1 min)", s.pressure->cpu.some_avg60, "%", th_.psi_cpu,
-        false, !leased_running);
-    inputs["psi_cpu_scored"] = !leased_running;
+    auto psi_cpu_leased = leased_of(&host_pressure::cpu);
+    std::optional<double> cpu_owner = s.pressure->cpu.some_avg60;
+    if (cpu_owner && psi_cpu_leased)
+      cpu_owner = std::round(std::max(0.0, *cpu_owner - *psi_cpu_leased) * 100) / 100;
+    bool cpu_scored = psi_cpu_leased.has_value() || !leased_running;
+    add("psi_cpu_pct", psi_cpu_leased ? "CPU pressure outside lull's leases (1 min)"
+                                  : "CPU pressure (1 min)",
+        cpu_owner, "%", th_.psi_cpu, false, cpu_scored);
+    inputs["psi_cpu_scored"] = cpu_scored;
+    for (auto [key, r] : {std::pair{"psi_cpu_leased_pct", &host_pressure::cpu},
+                          std::pair{"psi_memory_leased_pct", &host_pressure::memory},
+                          std::pair{"psi_io_leased_pct", &host_pressure::io}}) {
+      auto v = leased_of(r);
+      inputs[key] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    }
   } else {
     for (auto* key : {"psi_memory_pct", "psi_io_pct", "psi_cpu_pct"})
       inputs[key] = nullptr;
