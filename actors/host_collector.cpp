@@ -1,12 +1,14 @@
 #include "actors/host_collector.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
 #include "messages/codec.hpp"
 #include "messages/util.hpp"
 #include "messages/lease.hpp"
+#include "src/probe/gpu_probe.hpp"
 #include "src/probe/lease_probe.hpp"
 #include "src/log.hpp"
 #include "src/stats/collector_guard.hpp"
@@ -20,6 +22,7 @@ namespace {
 struct host_collector_state {
   std::unique_ptr<host_probe> probe;
   std::unique_ptr<lease_probe> leases; ///< what lull's own leases use here
+  std::unique_ptr<gpu_probe> gpus;     ///< the GPUs, and the leases' share of them
   std::unique_ptr<collector_guard> host_guard, dir_guard;
   std::unique_ptr<dir_sizer> sizer;
   std::unique_ptr<series_store> window;
@@ -53,6 +56,9 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   lease_probe_options lpo;
   lpo.root = c.proc_root;
   st.leases = std::make_unique<lease_probe>(lpo);
+  gpu_probe_options gpo;
+  gpo.root = c.proc_root;
+  st.gpus = std::make_unique<gpu_probe>(gpo);
 
   // avg/min/max/p95 per series over the window, or over its last `range`.
   auto window_report = [=](std::optional<double> range, const std::string& only) {
@@ -145,6 +151,21 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
         snap.leased = s.leases->sample(steady_seconds(), snap.cpu_count);
       } catch (const std::exception& e) {
         snap.errors.push_back(std::string("leased: ") + e.what());
+      }
+      // The GPUs after the leases: their processes of this very sample tell
+      // the leases' GPU use from the owner's.
+      try {
+        std::set<int> leased_pids;
+        if (snap.leased)
+          for (auto& u : snap.leased->per_lease)
+            if (u.refused.empty())
+              for (auto& [pid, start] : s.leases->members(u.lease_id))
+                leased_pids.insert(pid);
+        auto g = s.gpus->sample(steady_seconds(), leased_pids);
+        snap.gpus = std::move(g.gpus);
+        snap.gpu_unavailable = std::move(g.unavailable);
+      } catch (const std::exception& e) {
+        snap.errors.push_back(std::string("gpus: ") + e.what());
       }
       for (auto& e : s.pending_errors)
         snap.errors.push_back(e);

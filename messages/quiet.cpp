@@ -24,7 +24,8 @@ nlohmann::json to_json(const quiet_assessment& q) {
                                               : nlohmann::json(nullptr)},
           {"streak", q.streak},
           {"panic_by", q.panic_by},
-          {"power", q.power ? to_json(*q.power) : nlohmann::json(nullptr)}};
+          {"power", q.power ? to_json(*q.power) : nlohmann::json(nullptr)},
+          {"gpus", gpus_json(q.gpus)}};
 }
 
 quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
@@ -50,6 +51,8 @@ quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
         q.panic_by.push_back(x.get<std::string>());
   if (auto it = j.find("power"); it != j.end())
     q.power = host_power_from_json(*it);
+  if (auto it = j.find("gpus"); it != j.end())
+    q.gpus = gpus_from_json(*it);
   return q;
 }
 

@@ -46,6 +46,10 @@ struct quiet_assessment {
   /// The host's power as its last snapshot told (null: it reports none):
   /// the lease table holds work below HIGH on battery (lease.on_battery).
   std::optional<host_power> power;
+  /// The host's GPUs as its last snapshot told (empty: none): the lease
+  /// table counts a lease's `gpu` against them and holds GPU leases while
+  /// the owner's use of a GPU is above lease.gpu_owner_busy.
+  std::vector<gpu_device> gpus;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);
