@@ -758,3 +758,17 @@ TEST(yield, gpu_use_that_cannot_be_measured_holds_nothing_and_the_threshold_is_c
   EXPECT_EQ(back.gpu, 2);
   EXPECT_EQ(back.suspend_cause, hold_cause::gpu);
 }
+
+TEST(yield, gpu_owner_busy_0_holds_on_any_owner_use_and_resumes_when_it_stops) {
+  fake_env fe;
+  auto policy = yield_policy();
+  policy.gpu_owner_busy_pct = 0;
+  lease_table t(policy, fe.env());
+  agent_quiet(t, with_gpus("desk", {0.0}));
+  auto lease = t.request(gpu_request("w1", 1), "w1");
+  ASSERT_TRUE(lease.approved) << lease.reason;
+  agent_quiet(t, with_gpus("desk", {1.0}));
+  ASSERT_TRUE(t.find(lease.lease_id)->suspended);
+  agent_quiet(t, with_gpus("desk", {0.0}));
+  EXPECT_FALSE(t.find(lease.lease_id)->suspended) << "the hysteresis stops at 0 %";
+}

@@ -85,7 +85,8 @@ std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id
   // until that use is the hysteresis below the threshold, so a video
   // hovering around it does not stop and start the work every sample.
   if (gpus > 0 && h.quiet) {
-    double limit = cfg_.gpu_owner_busy_pct - (gpu_held ? cfg_.gpu_hysteresis_pct : 0.0);
+    double limit =
+      std::max(0.0, cfg_.gpu_owner_busy_pct - (gpu_held ? cfg_.gpu_hysteresis_pct : 0.0));
     for (auto& g : h.quiet->gpus) {
       auto owner = g.owner_pct;
       if (owner && *owner > limit)
