@@ -172,12 +172,18 @@ caf::behavior ha_discovery_impl(caf::stateful_actor<ha_discovery_state>* self, c
                         hd.gone.end());
           hd.mounts = std::move(mounts);
         }
-        host_features features{snap.pressure.has_value(), snap.power.has_value()};
+        host_features features;
         features.owner = snap.owner.has_value() || hd.features.owner;
+        features.pressure = snap.pressure.has_value();
+        features.power = snap.power.has_value();
+        for (auto& g : snap.gpus) // at most 16 (host_snapshot_limits)
+          if (discoverable_gpu(g.id)
+              && std::find(features.gpus.begin(), features.gpus.end(), g.id)
+                   == features.gpus.end())
+            features.gpus.push_back(g.id);
         bool features_changed = features != hd.features;
-        features.pressure_gone = !features.pressure && (hd.features.pressure || hd.features.pressure_gone);
-        features.power_gone = !features.power && (hd.features.power || hd.features.power_gone);
-        hd.features = features;
+        features.carry_gone(hd.features);
+        hd.features = std::move(features);
         bool first = hd.next_check == 0;
         hd.next_check = now + mounts_check_sec(opts.discovery.snapshot_interval_sec);
         if (first || mounts_changed || features_changed)

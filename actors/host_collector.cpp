@@ -1,6 +1,7 @@
 #include "actors/host_collector.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "actors/actor_util.hpp"
 #include "actors/collector_atoms.hpp"
@@ -8,6 +9,7 @@
 #include "messages/lease.hpp"
 #include "messages/util.hpp"
 #include "src/log.hpp"
+#include "src/probe/gpu_probe.hpp"
 #include "src/probe/lease_probe.hpp"
 #include "src/stats/collector_guard.hpp"
 #include "src/stats/dir_size.hpp"
@@ -32,6 +34,7 @@ struct host_collector_state {
   std::string owner_why;                         ///< why owner is null
   std::optional<owner_presence> owner_published; ///< in the last snapshot
   std::unique_ptr<lease_probe> leases;           ///< what lull's own leases use here
+  std::unique_ptr<gpu_probe> gpus;               ///< the GPUs, and the leases' share of them
   std::unique_ptr<collector_guard> host_guard, dir_guard;
   std::unique_ptr<dir_sizer> sizer;
   std::unique_ptr<series_store> window;
@@ -65,6 +68,9 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
   lease_probe_options lpo;
   lpo.root = c.proc_root;
   st.leases = std::make_unique<lease_probe>(lpo);
+  gpu_probe_options gpo;
+  gpo.root = c.proc_root;
+  st.gpus = std::make_unique<gpu_probe>(gpo);
   st.presence
       = std::make_unique<presence_probe>(presence_probe_options{c.presence_root, opts.logind});
   auto poll_presence = [self] {
@@ -171,6 +177,21 @@ caf::behavior host_collector_impl(caf::stateful_actor<host_collector_state>* sel
       snap.leased = s.leases->sample(steady_seconds(), snap.cpu_count);
     } catch (const std::exception& e) {
       snap.errors.push_back(std::string("leased: ") + e.what());
+    }
+    // The GPUs after the leases: their processes of this very sample tell
+    // the leases' GPU use from the owner's.
+    try {
+      std::set<int> leased_pids;
+      if (snap.leased)
+        for (auto& u : snap.leased->per_lease)
+          if (u.refused.empty())
+            for (auto& [pid, start] : s.leases->members(u.lease_id))
+              leased_pids.insert(pid);
+      auto g = s.gpus->sample(steady_seconds(), leased_pids);
+      snap.gpus = std::move(g.gpus);
+      snap.gpu_unavailable = std::move(g.unavailable);
+    } catch (const std::exception& e) {
+      snap.errors.push_back(std::string("gpus: ") + e.what());
     }
     snap.owner = s.owner;
     snap.owner_unavailable = s.owner ? std::string() : s.owner_why;

@@ -205,6 +205,88 @@ std::optional<owner_presence> owner_presence_from_json(const nlohmann::json& j) 
   return o;
 }
 
+nlohmann::json gpus_json(const std::vector<gpu_device>& gpus) {
+  if (gpus.empty())
+    return nullptr;
+  auto arr = nlohmann::json::array();
+  for (auto& g : gpus)
+    arr.push_back(to_json(g));
+  return arr;
+}
+
+nlohmann::json to_json(const gpu_device& g) {
+  return {{"id", g.id},
+          {"driver", g.driver},
+          {"vendor", g.vendor.empty() ? nlohmann::json(nullptr) : nlohmann::json(g.vendor)},
+          {"busy_pct", opt(g.busy_pct)},
+          {"source", g.source.empty() ? nlohmann::json(nullptr) : nlohmann::json(g.source)},
+          {"vram_used_mb", opt(g.vram_used_mb)},
+          {"vram_total_mb", opt(g.vram_total_mb)},
+          {"leased_pct", opt(g.leased_pct)},
+          {"owner_pct", opt(g.owner_pct)},
+          {"unavailable",
+           g.unavailable.empty() ? nlohmann::json(nullptr) : nlohmann::json(g.unavailable)}};
+}
+
+std::vector<gpu_device> gpus_from_json(const nlohmann::json& j) {
+  std::vector<gpu_device> out;
+  if (!j.is_array())
+    return out;
+  auto text = [](const nlohmann::json& o, const char* key, std::size_t max) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? bounded_text(it->get<std::string>(), max)
+                                            : std::string();
+  };
+  auto mb = [](const nlohmann::json& o, const char* key) -> std::optional<double> {
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_number())
+      return std::nullopt;
+    double v = it->get<double>();
+    if (!(v >= 0 && v <= 1e9)) // a petabyte of VRAM is not a reading
+      return std::nullopt;
+    return v;
+  };
+  auto pct = [](const nlohmann::json& o, const char* key) -> std::optional<double> {
+    auto it = o.find(key);
+    if (it == o.end() || !it->is_number())
+      return std::nullopt;
+    double v = it->get<double>();
+    if (!(v >= 0 && v <= 100))
+      return std::nullopt;
+    return v;
+  };
+  for (auto& g : j) {
+    if (out.size() >= lim::max_gpus)
+      break;
+    if (!g.is_object())
+      continue;
+    gpu_device d;
+    d.id = text(g, "id", lim::max_gpu_text_bytes);
+    if (d.id.empty())
+      continue;
+    d.driver = text(g, "driver", lim::max_gpu_text_bytes);
+    d.vendor = text(g, "vendor", lim::max_gpu_text_bytes);
+    d.source = text(g, "source", lim::max_gpu_text_bytes);
+    d.unavailable = text(g, "unavailable", lim::max_error_bytes);
+    d.busy_pct = pct(g, "busy_pct");
+    d.leased_pct = pct(g, "leased_pct");
+    d.owner_pct = pct(g, "owner_pct");
+    if (!d.busy_pct) {
+      d.leased_pct = d.owner_pct = std::nullopt;
+    } else {
+      // Either share of it is at most all of it.
+      if (d.leased_pct && *d.leased_pct > *d.busy_pct)
+        d.leased_pct = d.busy_pct;
+      if (d.owner_pct && *d.owner_pct > *d.busy_pct)
+        d.owner_pct = d.busy_pct;
+    }
+    d.vram_used_mb = mb(g, "vram_used_mb");
+    d.vram_total_mb = mb(g, "vram_total_mb");
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 nlohmann::json to_json(const host_snapshot& s) {
   nlohmann::json per_core = nlohmann::json::array();
   for (auto& c : s.cpu_per_core_pct)
@@ -260,6 +342,10 @@ nlohmann::json to_json(const host_snapshot& s) {
     {"power", s.power ? to_json(*s.power) : nlohmann::json(nullptr)},
     {"owner", s.owner ? to_json(*s.owner) : nlohmann::json(nullptr)},
     {"owner_unavailable", s.owner ? nlohmann::json(nullptr) : nlohmann::json(s.owner_unavailable)},
+    {"gpus", gpus_json(s.gpus)},
+    {"gpu_unavailable", s.gpus.empty() && !s.gpu_unavailable.empty()
+                          ? nlohmann::json(s.gpu_unavailable)
+                          : nlohmann::json(nullptr)},
     {"errors", s.errors},
   };
 }
@@ -348,6 +434,10 @@ host_snapshot host_snapshot_from_json(const nlohmann::json& j) {
     s.owner = owner_presence_from_json(*it);
   if (auto why = j.find("owner_unavailable"); !s.owner && why != j.end() && why->is_string())
     s.owner_unavailable = bounded_text(why->get<std::string>(), lim::max_error_bytes);
+  if (auto it = j.find("gpus"); it != j.end())
+    s.gpus = gpus_from_json(*it);
+  if (auto why = j.find("gpu_unavailable"); s.gpus.empty() && why != j.end() && why->is_string())
+    s.gpu_unavailable = bounded_text(why->get<std::string>(), lim::max_error_bytes);
   auto& errors = j.at("errors");
   if (!errors.is_array())
     throw nlohmann::json::type_error::create(302, "errors must be an array", &errors);

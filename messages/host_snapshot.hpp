@@ -118,6 +118,36 @@ nlohmann::json to_json(const owner_presence& o);
 /// non-numeric idle_sec makes it null (no guess). nullopt for anything but
 /// an object.
 std::optional<owner_presence> owner_presence_from_json(const nlohmann::json& j);
+/// One GPU of the host (/sys/class/drm/card<N>/device): how busy it is and
+/// how much of that is lull's leases'. A figure the host cannot measure is
+/// null, with `unavailable` saying why (docs/collectors.md, "GPU").
+struct gpu_device {
+  std::string id;      ///< the DRM card: "card0"
+  std::string driver;  ///< amdgpu, i915, xe, v3d, nvidia, ...
+  std::string vendor;  ///< the PCI vendor id ("1002") or empty
+  /// % of the time the GPU (its busiest engine, for DRM fdinfo) was busy
+  /// over the last interval.
+  std::optional<double> busy_pct;
+  std::string source;  ///< where busy_pct comes from: gpu_busy_percent, fdinfo; empty: none
+  std::optional<double> vram_used_mb, vram_total_mb;
+  /// The part of busy_pct that lull's leases' processes caused; null when
+  /// it cannot be told.
+  std::optional<double> leased_pct;
+  /// The owner's use: what the other processes keep busy (for fdinfo, the
+  /// busiest engine of theirs; else busy_pct minus leased_pct), all of
+  /// busy_pct when the leases' share cannot be told, and null while it is
+  /// not known yet (the first sample).
+  std::optional<double> owner_pct;
+  std::string unavailable; ///< why busy_pct (or leased_pct) is null; empty when known
+};
+
+nlohmann::json to_json(const gpu_device& g);
+/// The list, or null when it is empty.
+nlohmann::json gpus_json(const std::vector<gpu_device>& gpus);
+/// A GPU list as a snapshot or an assessment carries it: at most
+/// host_snapshot_limits::max_gpus entries with an id, texts bounded,
+/// figures out of range dropped. Anything but an array: none.
+std::vector<gpu_device> gpus_from_json(const nlohmann::json& j);
 
 struct host_snapshot {
   std::string host_id;
@@ -162,6 +192,10 @@ struct host_snapshot {
   /// headless host: no login session, or none lulld may read).
   std::optional<owner_presence> owner;
   std::string owner_unavailable;
+  /// GPUs, one per DRM card that is a GPU; empty (null on the wire) on a host
+  /// with none, or none lulld may read: `gpu_unavailable` says why.
+  std::vector<gpu_device> gpus;
+  std::string gpu_unavailable;
   /// Data-quality and collector errors, e.g. "cpu_temp_c: 130.5 outside 0-120".
   std::vector<std::string> errors;
 };
@@ -181,6 +215,8 @@ inline constexpr std::size_t max_cores = 4096;     ///< per-core figures (cpu.co
 inline constexpr std::size_t max_leases = 256;     ///< leased.per_lease entries
 inline constexpr std::size_t max_lease_text_bytes = 256; ///< lease_id, source, refused
 inline constexpr std::size_t max_status_bytes = 32;       ///< power.battery_status, owner.source
+inline constexpr std::size_t max_gpus = 16;               ///< gpus entries
+inline constexpr std::size_t max_gpu_text_bytes = 32;     ///< gpus[].id, driver, vendor, source
 } // namespace host_snapshot_limits
 
 /// `s` cut to at most `max` bytes (max >= 4) at a UTF-8 character

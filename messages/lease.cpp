@@ -262,6 +262,16 @@ std::variant<lease_request, lease_error> parse_lease_request(const json& doc,
     if (auto e = read_bool(*it, "network_heavy", r.constraints.network_heavy))
       return *e;
   }
+  if (auto it = doc.find("gpu"); it != doc.end() && !it->is_null()) {
+    auto expected = "field 'gpu': expected the number of GPUs the work needs, an integer from 0 "
+                    "to " + std::to_string(max_lease_gpus) + ", got ";
+    if (!it->is_number())
+      return invalid(expected + got(*it));
+    double x = it->get<double>();
+    if (!std::isfinite(x) || x != std::floor(x) || x < 0 || x > max_lease_gpus)
+      return invalid(expected + it->dump());
+    r.gpu = static_cast<int>(x);
+  }
   if (auto e = read_lease_process(doc, r.process))
     return *e;
   return r;
@@ -318,6 +328,8 @@ json to_json(const lease_grant_reply& r) {
     j["host_id"] = r.host_id;
     j["fencing_token"] = r.fencing_token;
     j["cost_units"] = r.cost_units;
+    if (r.gpu > 0)
+      j["gpu"] = r.gpu;
     json limits = {{"heartbeat_ttl_sec", r.ttl_sec},
                    {"heartbeat_interval_sec", r.heartbeat_interval_sec},
                    {"lock_delay_sec", r.lock_delay_sec}};
@@ -370,6 +382,8 @@ std::optional<lease_grant_reply> grant_reply_from_json(const json& j) {
   }
   if (auto it = j.find("cost_units"); it != j.end() && it->is_number_integer())
     r.cost_units = it->get<int>();
+  if (auto it = j.find("gpu"); it != j.end() && it->is_number_integer())
+    r.gpu = std::clamp(it->get<int>(), 0, max_lease_gpus);
   if (auto it = j.find("expires_at"); it != j.end() && it->is_string())
     r.expires_at = parse_utc_timestamp(it->get<std::string>()).value_or(0);
   return r;

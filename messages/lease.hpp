@@ -58,6 +58,9 @@ using lease_error = request_error;
 inline constexpr std::size_t max_lease_payload_bytes = 16 * 1024;
 inline constexpr request_limits lease_limits{max_lease_payload_bytes, 32};
 
+/// The most GPUs one lease may ask for (`gpu`).
+inline constexpr int max_lease_gpus = 16;
+
 struct lease_constraints {
   bool cpu_heavy = false;
   bool disk_write_heavy = false;
@@ -102,6 +105,9 @@ struct lease_request {
   std::optional<double> expected_duration_sec;
   std::optional<double> ttl_sec;        ///< asked-for TTL; lull clamps it
   lease_constraints constraints;
+  /// GPUs the work needs (0-16): counted against the host's GPUs, and held
+  /// while the owner uses one (docs/leases.md, "GPUs").
+  int gpu = 0;
   std::optional<lease_process> process; ///< `pid`, `pid_start`, `cgroup`
   std::string request_id; ///< v3.1.1 correlation (echoed)
   std::string reply_to;   ///< v3.1.1 reply topic
@@ -153,6 +159,7 @@ struct lease_grant_reply {
   std::string reason;
   double retry_after_sec = 0; ///< denials only
   int cost_units = 0;
+  int gpu = 0; ///< GPUs granted with it
   /// NORMAL/BUSY denials on a host with learned quiet windows: the start of
   /// the next hour it is usually QUIET (unix seconds).
   std::optional<std::int64_t> next_window;

@@ -25,7 +25,8 @@ nlohmann::json to_json(const quiet_assessment& q) {
           {"streak", q.streak},
           {"panic_by", q.panic_by},
           {"power", q.power ? to_json(*q.power) : nlohmann::json(nullptr)},
-          {"owner", q.owner ? to_json(*q.owner) : nlohmann::json(nullptr)}};
+          {"owner", q.owner ? to_json(*q.owner) : nlohmann::json(nullptr)},
+          {"gpus", gpus_json(q.gpus)}};
 }
 
 quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
@@ -53,6 +54,8 @@ quiet_assessment quiet_assessment_from_json(const nlohmann::json& j) {
     q.power = host_power_from_json(*it);
   if (auto it = j.find("owner"); it != j.end())
     q.owner = owner_presence_from_json(*it);
+  if (auto it = j.find("gpus"); it != j.end())
+    q.gpus = gpus_from_json(*it);
   return q;
 }
 

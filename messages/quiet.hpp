@@ -50,6 +50,10 @@ struct quiet_assessment {
   /// the lease table holds work below HIGH while the owner uses it
   /// (quiet.owner_idle).
   std::optional<owner_presence> owner;
+  /// The host's GPUs as its last snapshot told (empty: none): the lease
+  /// table counts a lease's `gpu` against them and holds GPU leases while
+  /// the owner's use of a GPU is above lease.gpu_owner_busy.
+  std::vector<gpu_device> gpus;
 };
 
 nlohmann::json to_json(const quiet_assessment& q);

@@ -517,6 +517,10 @@ const std::vector<key_def>& key_defs() {
     {{"lease.min_battery",
       "with lease.on_battery allow: work below HIGH is held once the battery is below this, %"},
      number_field(in(&config::lease, &lease_policy_config::min_battery_pct), 0, 100)},
+    {{"lease.gpu_owner_busy",
+      "while the owner's use of one of a host's GPUs is above this, %, its leases below HIGH "
+      "that asked for a GPU are held (suspended, new ones denied); resumed 5 points below it"},
+     number_field(in(&config::lease, &lease_policy_config::gpu_owner_busy_pct), 0, 100)},
     {{"lease.windows",
       "when hosts take work below HIGH, in lease.timezone: 'Mon-Fri 22:00-07:00, Sat-Sun' for "
       "every host, or 'pi-a: Mon-Fri 22:00-07:00; laptop: 00:00-08:00'"},

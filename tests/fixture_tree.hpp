@@ -39,7 +39,9 @@ public:
                    + std::to_string(counter()++));
     fs::remove_all(base);
     fs::create_directories(base);
-    fs::copy(fixture_dir(name), base, fs::copy_options::recursive);
+    // Symlinks stay links (/proc/<pid>/fd/<n> -> /dev/dri/renderD128).
+    fs::copy(fixture_dir(name), base,
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks);
     root_ = base.string();
   }
   ~fixture_tree() {
@@ -54,10 +56,15 @@ public:
 
   /// Moves every `<file>.1` over `<file>`: the second reading.
   void advance() {
-    for (auto rel : {"proc/stat", "proc/net/dev"}) {
-      auto next = path(std::string(rel) + ".1");
-      if (std::filesystem::exists(next))
-        overwrite(path(rel), slurp(next));
+    namespace fs = std::filesystem;
+    for (auto& e : fs::recursive_directory_iterator(root_)) {
+      auto next = e.path();
+      if (e.is_symlink() || !e.is_regular_file() || next.extension() != ".1")
+        continue;
+      auto now = next;
+      now.replace_extension();
+      if (fs::exists(now))
+        overwrite(now, slurp(next));
     }
   }
 

@@ -11,6 +11,7 @@
 
 #include "src/ha/discovery.hpp"
 #include "src/lease/lease_service.hpp"
+#include "src/probe/gpu_probe.hpp"
 #include "src/probe/host_probe.hpp"
 #include "src/probe/lease_probe.hpp"
 #include "src/quiet/quiet_assessor.hpp"
@@ -470,8 +471,9 @@ TEST(discovery, pressure_and_power_entities_follow_what_the_host_reports) {
   EXPECT_EQ(gone["battery"], (nlohmann::json{{"p", "sensor"}})) << "removed, as a gone mount";
   EXPECT_EQ(gone["on_ac"], (nlohmann::json{{"p", "binary_sensor"}}));
   EXPECT_EQ(gone["pressure"]["p"], "sensor");
-  auto laptop =
-    build_discovery("laptop", {"/"}, topics, {}, {}, host_features{true, true}).payload["cmps"];
+  host_features with_both;
+  with_both.pressure = with_both.power = true;
+  auto laptop = build_discovery("laptop", {"/"}, topics, {}, {}, with_both).payload["cmps"];
   EXPECT_EQ(laptop["pressure"]["unit_of_measurement"], "%");
   EXPECT_EQ(laptop["battery"]["device_class"], "battery");
   EXPECT_EQ(laptop["battery"]["state_topic"], "stats/host/laptop");
@@ -504,6 +506,69 @@ TEST(discovery, host_in_use_appears_once_a_host_reports_a_login_session) {
   EXPECT_NE(e["value_template"].get<std::string>().find("not value_json.owner.locked"),
             std::string::npos);
   EXPECT_TRUE(announced(laptop).count("in_use"));
+}
+
+TEST(discovery, a_gpu_sensor_per_gpu_the_host_reports_removed_when_it_goes) {
+  topic_names topics;
+  auto plain = build_discovery("pi", {"/"}, topics, {}).payload["cmps"];
+  for (auto& key : announced(plain))
+    EXPECT_EQ(key.rfind("gpu", 0), std::string::npos) << key << ": a host without a GPU has none";
+
+  // The laptop's snapshot from its fixture tree: an i915 and an amdgpu.
+  test::fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  probe.sample(100.0, {});
+  tree.advance();
+  host_snapshot s;
+  s.host_id = "laptop";
+  s.collected_at = 1763900002;
+  s.gpus = probe.sample(102.0, {}).gpus;
+  auto snapshot = to_json(s);
+  host_features features;
+  features.gpus = {"card0", "card1"};
+  auto cmps = build_discovery("laptop", {"/"}, topics, {}, {}, features).payload["cmps"];
+  auto& card1 = cmps["gpu_card1"];
+  EXPECT_EQ(card1["name"], "GPU card1");
+  EXPECT_EQ(card1["unique_id"], "lull_laptop_gpu_card1");
+  EXPECT_EQ(card1["state_topic"], "stats/host/laptop");
+  EXPECT_EQ(card1["unit_of_measurement"], "%");
+  EXPECT_TRUE(cmps.contains("gpu_card0"));
+  for (auto* key : {"gpu_card0", "gpu_card1"})
+    for (auto* tkey : {"value_template", "json_attributes_template"}) {
+      auto tpl = cmps[key][tkey].get<std::string>();
+      EXPECT_NE(tpl.find(std::string("'") + (key + 4) + "'"), std::string::npos) << tpl;
+      for (auto& path : template_paths(tpl))
+        EXPECT_TRUE(path_exists(snapshot, path)) << key << ": value_json" << path << " missing";
+    }
+
+  // card1 (an eGPU) unplugged: its sensor is removed, card0's stays; a later
+  // snapshot still removes it (Home Assistant may have missed the first).
+  host_features after;
+  after.gpus = {"card0"};
+  after.carry_gone(features);
+  EXPECT_EQ(after.gpus_gone, (std::vector<std::string>{"card1"}));
+  cmps = build_discovery("laptop", {"/"}, topics, {}, {}, after).payload["cmps"];
+  EXPECT_EQ(cmps["gpu_card1"], (nlohmann::json{{"p", "sensor"}}));
+  EXPECT_EQ(cmps["gpu_card0"]["p"], "sensor");
+  EXPECT_TRUE(cmps["gpu_card0"].contains("value_template"));
+  host_features later;
+  later.gpus = {"card0"};
+  later.carry_gone(after);
+  EXPECT_EQ(later.gpus_gone, (std::vector<std::string>{"card1"}));
+  // Plugged in again: announced, no longer removed.
+  host_features back;
+  back.gpus = {"card0", "card1"};
+  back.carry_gone(later);
+  EXPECT_TRUE(back.gpus_gone.empty());
+  // An id from the bus that could break out of its template gets no sensor.
+  EXPECT_FALSE(discoverable_gpu("card0' }}{{ 7*7"));
+  EXPECT_FALSE(discoverable_gpu(""));
+  EXPECT_TRUE(discoverable_gpu("card12"));
+  host_features odd;
+  odd.gpus = {"x' or 1"};
+  cmps = build_discovery("laptop", {"/"}, topics, {}, {}, odd).payload["cmps"];
+  for (auto& key : announced(cmps))
+    EXPECT_EQ(key.rfind("gpu", 0), std::string::npos) << key;
 }
 
 TEST(discovery, mounts_are_checked_about_every_tenth_snapshot_between_5s_and_a_minute) {

@@ -51,6 +51,10 @@ TEST(lease_codec, parses_the_spec_request_v311) {
   EXPECT_FALSE(q.constraints.network_heavy);
   EXPECT_EQ(q.request_id, "r-17");
   EXPECT_EQ(q.reply_to, "workers/pi-kitchen/inbox");
+  EXPECT_EQ(q.gpu, 0) << "no GPU unless asked for";
+  auto g = parse(R"({"worker_id": "w", "gpu": 2})");
+  ASSERT_TRUE(std::holds_alternative<lease_request>(g));
+  EXPECT_EQ(std::get<lease_request>(g).gpu, 2);
 }
 
 TEST(lease_codec, parses_a_minimal_v5_request_in_msgpack) {
@@ -107,6 +111,14 @@ TEST(lease_codec, precise_errors) {
      "field 'cost_units': expected an integer from 1 to 100, got 101"},
     {R"({"worker_id": "w", "cost_units": 2.5})", lease_error_code::invalid_request,
      "field 'cost_units': expected an integer from 1 to 100, got 2.5"},
+    {R"({"worker_id": "w", "gpu": 17})", lease_error_code::invalid_request,
+     "field 'gpu': expected the number of GPUs the work needs, an integer from 0 to 16, got 17"},
+    {R"({"worker_id": "w", "gpu": -1})", lease_error_code::invalid_request,
+     "field 'gpu': expected the number of GPUs the work needs, an integer from 0 to 16, got -1"},
+    {R"({"worker_id": "w", "gpu": 0.5})", lease_error_code::invalid_request,
+     "field 'gpu': expected the number of GPUs the work needs, an integer from 0 to 16, got 0.5"},
+    {R"({"worker_id": "w", "gpu": "one"})", lease_error_code::invalid_request,
+     "field 'gpu': expected the number of GPUs the work needs, an integer from 0 to 16, got string"},
     {R"({"worker_id": "w", "priority": "urgent"})", lease_error_code::invalid_request,
      "field 'priority': expected one of LOW, NORMAL, HIGH (any case), got 'urgent'"},
     {R"({"worker_id": "w", "priority": 3})", lease_error_code::invalid_request,

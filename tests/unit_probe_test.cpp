@@ -6,6 +6,7 @@
 
 #include "messages/host_snapshot.hpp"
 #include "messages/util.hpp"
+#include "src/probe/gpu_probe.hpp"
 #include "src/probe/host_probe.hpp"
 #include "src/probe/proc_parse.hpp"
 #include "tests/fixture_tree.hpp"
@@ -305,4 +306,224 @@ TEST(host_snapshot, pressure_and_power_out_of_range_are_dropped_not_trusted) {
   EXPECT_FALSE(s.power->battery_pct);
   EXPECT_FALSE(s.power->ac_online);
   EXPECT_FALSE(s.power->on_battery()) << "no trusted battery figure: not held";
+}
+
+// -- GPUs ------------------------------------------------------------------------
+// x86-laptop has an Intel iGPU (card0, i915: busy from its clients' DRM
+// fdinfo) and an AMD dGPU (card1, amdgpu: gpu_busy_percent and VRAM). The
+// owner's browser (pid 1201) holds one i915 client on two fds; a lease's
+// encoder (pid 1305) uses the i915 video engines and the amdgpu; pid 1400's
+// fdinfo is malformed.
+
+TEST(proc_parse, drm_fdinfo_present_absent_and_malformed) {
+  auto dir = test::fixture_dir("x86-laptop") + "/proc/";
+  auto c = proc::parse_drm_fdinfo(slurp(dir + "1305/fdinfo/5.1"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->driver, "i915");
+  EXPECT_EQ(c->pdev, "0000:00:02.0");
+  EXPECT_EQ(c->client_id, 14u);
+  ASSERT_EQ(c->engine_ns.size(), 4u);
+  EXPECT_EQ(c->engine_ns[2], (std::pair<std::string, std::uint64_t>{"video", 22400000000u}));
+  ASSERT_EQ(c->engine_capacity.size(), 1u);
+  EXPECT_EQ(c->engine_capacity[0], (std::pair<std::string, int>{"video", 2}));
+  // /dev/null's fdinfo is no DRM client; a client id that is no number is
+  // not trusted, whatever engine time the file claims.
+  EXPECT_FALSE(proc::parse_drm_fdinfo(slurp(dir + "1305/fdinfo/0")));
+  EXPECT_FALSE(proc::parse_drm_fdinfo(slurp(dir + "1400/fdinfo/4")));
+  EXPECT_FALSE(proc::parse_drm_fdinfo(""));
+  // An engine line without "ns" is left out, the rest stays.
+  auto odd = proc::parse_drm_fdinfo("drm-driver:\tv3d\ndrm-client-id:\t3\n"
+                                    "drm-engine-bin:\t12 ns\ndrm-engine-render:\t77\n");
+  ASSERT_TRUE(odd);
+  EXPECT_TRUE(odd->pdev.empty()) << "a platform device has no drm-pdev";
+  ASSERT_EQ(odd->engine_ns.size(), 1u);
+  EXPECT_EQ(odd->engine_ns[0].first, "bin");
+  EXPECT_EQ(proc::uevent_value("DRIVER=amdgpu\nPCI_ID=1002:73FF\n", "PCI_ID"), "1002:73FF");
+  EXPECT_FALSE(proc::uevent_value("DRIVER=amdgpu\n", "PCI"));
+}
+
+TEST(gpu_probe, busy_vram_and_the_leases_share_per_gpu) {
+  fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  std::set<int> leased{1305};
+  auto first = probe.sample(100.0, leased);
+  ASSERT_EQ(first.gpus.size(), 2u) << "card0-eDP-1 is a connector, renderD128 a node";
+  EXPECT_TRUE(first.unavailable.empty());
+  auto& intel = first.gpus[0];
+  EXPECT_EQ(intel.id, "card0");
+  EXPECT_EQ(intel.driver, "i915");
+  EXPECT_EQ(intel.vendor, "8086");
+  EXPECT_FALSE(intel.busy_pct) << "engine time needs two samples";
+  EXPECT_EQ(intel.unavailable, "busy time from DRM fdinfo needs two samples");
+  EXPECT_FALSE(intel.vram_total_mb) << "an iGPU has no VRAM of its own";
+  auto& amd = first.gpus[1];
+  EXPECT_EQ(amd.id, "card1");
+  EXPECT_EQ(amd.vendor, "1002");
+  EXPECT_EQ(amd.busy_pct, 37.0);
+  EXPECT_EQ(amd.source, "gpu_busy_percent");
+  EXPECT_EQ(amd.vram_used_mb, 1024.0);
+  EXPECT_EQ(amd.vram_total_mb, 8176.0);
+  EXPECT_FALSE(amd.owner_pct) << "not the lease's own work taken for the owner's";
+
+  tree.advance();
+  auto s = probe.sample(102.0, leased);
+  ASSERT_EQ(s.gpus.size(), 2u);
+  // i915 over 2 s: render 0.8 s of the owner's client (on two fds, counted
+  // once) + 0.1 s leased = 45 %; video 2.4 s leased over 2 engines = 60 %,
+  // the busiest engine. The owner keeps the render engine 40 % busy.
+  auto& i2 = s.gpus[0];
+  EXPECT_EQ(i2.source, "fdinfo");
+  EXPECT_EQ(i2.busy_pct, 60.0);
+  EXPECT_EQ(i2.leased_pct, 60.0);
+  EXPECT_EQ(i2.owner_pct, 40.0);
+  EXPECT_TRUE(i2.unavailable.empty()) << i2.unavailable;
+  // amdgpu: 64 % busy, of which the lease's gfx time 0.9 s / 2 s = 45 %.
+  auto& a2 = s.gpus[1];
+  EXPECT_EQ(a2.busy_pct, 64.0);
+  EXPECT_EQ(a2.leased_pct, 45.0);
+  EXPECT_EQ(a2.owner_pct, 19.0);
+  EXPECT_LE(probe.fdinfo_read(), 5u);
+}
+
+TEST(gpu_probe, without_leases_all_use_is_the_owners) {
+  fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  probe.sample(100.0, {});
+  tree.advance();
+  auto s = probe.sample(102.0, {});
+  ASSERT_EQ(s.gpus.size(), 2u);
+  EXPECT_EQ(s.gpus[0].busy_pct, 60.0);
+  EXPECT_EQ(s.gpus[0].leased_pct, 0.0);
+  EXPECT_EQ(s.gpus[0].owner_pct, 60.0);
+  EXPECT_EQ(s.gpus[1].owner_pct, 64.0);
+}
+
+TEST(gpu_probe, a_lease_that_just_opened_the_gpu_is_not_taken_for_the_owner) {
+  fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  probe.sample(100.0, {}); // the encoder is not a lease's yet
+  tree.advance();
+  auto s = probe.sample(102.0, {1305});
+  // Its client was seen before as someone else's: from now on it is the
+  // lease's, and the owner's share is what the others do.
+  EXPECT_EQ(s.gpus[1].leased_pct, 45.0);
+  EXPECT_EQ(s.gpus[1].owner_pct, 19.0);
+}
+
+TEST(gpu_probe, no_gpu_only_a_framebuffer_or_a_malformed_busy_file_is_null_with_a_reason) {
+  fixture_tree pi("pi4-throttled");
+  auto none = gpu_probe({pi.root()}).sample(100.0, {});
+  EXPECT_TRUE(none.gpus.empty());
+  EXPECT_EQ(none.unavailable, "no GPU: /sys/class/drm has no card");
+  fixture_tree vm("no-thermal");
+  auto fb = gpu_probe({vm.root()}).sample(100.0, {});
+  EXPECT_TRUE(fb.gpus.empty());
+  EXPECT_EQ(fb.unavailable,
+            "no GPU: /sys/class/drm has only display devices (card0 (simple-framebuffer))");
+
+  fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  test::overwrite(tree.path("sys/class/drm/card1/device/gpu_busy_percent"), "busy\n");
+  test::overwrite(tree.path("sys/class/drm/card1/device/mem_info_vram_used"), "9999999999999\n");
+  auto s = probe.sample(100.0, {});
+  auto& amd = s.gpus[1];
+  EXPECT_FALSE(amd.busy_pct);
+  EXPECT_FALSE(amd.owner_pct) << "no figure, no guess";
+  EXPECT_NE(amd.unavailable.find("no busy % (0-100) in "), std::string::npos) << amd.unavailable;
+  EXPECT_EQ(amd.vram_total_mb, 8176.0);
+  EXPECT_FALSE(amd.vram_used_mb) << "more used than there is";
+}
+
+TEST(gpu_probe, past_its_fdinfo_budget_busy_is_null_not_a_part) {
+  fixture_tree tree("x86-laptop");
+  gpu_probe_options opts;
+  opts.root = tree.root();
+  opts.max_fdinfo = 2;
+  gpu_probe probe(opts);
+  probe.sample(100.0, {});
+  tree.advance();
+  auto s = probe.sample(102.0, {});
+  EXPECT_EQ(probe.fdinfo_read(), 2u);
+  EXPECT_FALSE(s.gpus[0].busy_pct);
+  EXPECT_EQ(s.gpus[0].unavailable.rfind("more DRM clients than lull reads per sample", 0), 0u)
+    << s.gpus[0].unavailable;
+  EXPECT_EQ(s.gpus[1].busy_pct, 64.0) << "the amdgpu's own figure needs no fdinfo";
+}
+
+TEST(host_snapshot, gpus_round_trip_and_are_bounded) {
+  fixture_tree tree("x86-laptop");
+  gpu_probe probe({tree.root()});
+  probe.sample(100.0, {1305});
+  tree.advance();
+  host_snapshot s;
+  s.host_id = "laptop";
+  s.collected_at = 1763900002;
+  s.gpus = probe.sample(102.0, {1305}).gpus;
+  auto j = to_json(s);
+  EXPECT_EQ(j["gpus"][1]["owner_pct"], 19.0);
+  EXPECT_TRUE(j["gpu_unavailable"].is_null());
+  auto back = host_snapshot_from_json(j);
+  ASSERT_EQ(back.gpus.size(), 2u);
+  EXPECT_EQ(back.gpus[0].id, "card0");
+  EXPECT_EQ(back.gpus[0].source, "fdinfo");
+  EXPECT_EQ(back.gpus[0].owner_pct, 40.0);
+  EXPECT_EQ(back.gpus[1].vram_total_mb, 8176.0);
+  EXPECT_EQ(back.gpus[1].leased_pct, 45.0);
+
+  // From the bus: out-of-range figures dropped, shares at most the whole,
+  // texts cut, entries without an id skipped, at most 16 GPUs.
+  j["gpus"][0]["busy_pct"] = 250;
+  j["gpus"][1]["leased_pct"] = 90;
+  j["gpus"][1]["driver"] = std::string(500, 'x');
+  j["gpus"][1]["vram_used_mb"] = -1;
+  j["gpus"].push_back({{"driver", "ghost"}});
+  for (int i = 0; i < 40; ++i)
+    j["gpus"].push_back({{"id", "card" + std::to_string(i + 2)}, {"busy_pct", 1}});
+  back = host_snapshot_from_json(j);
+  ASSERT_EQ(back.gpus.size(), host_snapshot_limits::max_gpus);
+  EXPECT_FALSE(back.gpus[0].busy_pct);
+  EXPECT_FALSE(back.gpus[0].owner_pct) << "no busy figure, no owner's share of it";
+  EXPECT_EQ(back.gpus[1].leased_pct, 64.0);
+  EXPECT_LE(back.gpus[1].driver.size(), host_snapshot_limits::max_gpu_text_bytes);
+  EXPECT_FALSE(back.gpus[1].vram_used_mb);
+  EXPECT_EQ(back.gpus[2].id, "card2");
+
+  // A host without a GPU says why; an old agent sends neither.
+  host_snapshot pi;
+  pi.host_id = "pi";
+  pi.collected_at = 1763900002;
+  pi.gpu_unavailable = "no GPU: /sys/class/drm has no card";
+  auto pj = to_json(pi);
+  EXPECT_TRUE(pj["gpus"].is_null());
+  EXPECT_EQ(host_snapshot_from_json(pj).gpu_unavailable, pi.gpu_unavailable);
+  pj.erase("gpus");
+  pj.erase("gpu_unavailable");
+  auto old = host_snapshot_from_json(pj);
+  EXPECT_TRUE(old.gpus.empty());
+  EXPECT_TRUE(old.gpu_unavailable.empty());
+}
+
+TEST(gpu_probe, engine_time_between_samples_new_and_reset_clients) {
+  drm_clients before, now;
+  auto client = [](bool leased, std::uint64_t render_ns) {
+    drm_client_sample c;
+    c.leased = leased;
+    c.has_engines = true;
+    c.engine_ns["render"] = render_ns;
+    return c;
+  };
+  before[{0, 1}] = client(false, 1000000000);
+  now[{0, 1}] = client(false, 1500000000);   // the owner: +0.5 s
+  now[{0, 2}] = client(false, 90000000000);  // the owner's, new: its past is not this interval's
+  now[{0, 3}] = client(true, 400000000);     // a lease's, new: all of it is its work just begun
+  before[{0, 4}] = client(false, 7000000000);
+  now[{0, 4}] = client(false, 10);           // counter went back (reopened): nothing
+  auto use = drm_card_busy(before, now, 2.0, 1);
+  ASSERT_EQ(use.size(), 1u);
+  EXPECT_DOUBLE_EQ(use[0].busy_pct, 45.0);
+  EXPECT_DOUBLE_EQ(use[0].leased_pct, 20.0);
+  EXPECT_DOUBLE_EQ(use[0].owner_pct, 25.0);
+  EXPECT_TRUE(use[0].engines);
+  now[{0, 5}] = drm_client_sample{}; // a client without engine lines (nvidia-drm)
+  EXPECT_FALSE(drm_card_busy(before, now, 2.0, 1)[0].engines);
 }

@@ -91,6 +91,8 @@ TEST(queue_service, bad_submissions_name_the_field) {
   check({{"job_type", "t"}, {"max_attempts", "3"}}, "'max_attempts'");
   check({{"job_type", "t"}, {"deadline", "tomorrow"}}, "'deadline'");
   check({{"job_type", "t"}, {"host_id", "a/b"}}, "'host_id'");
+  check({{"job_type", "t"}, {"gpu", 17}}, "field 'gpu' must be an integer from 0 to 16");
+  check({{"job_type", "t"}, {"gpu", "1"}}, "field 'gpu'");
   EXPECT_EQ(f.svc.queue().size(), 0u);
 
   // A malformed request is logged too (its sender may read no replies),
@@ -147,6 +149,19 @@ TEST(queue_service, next_asks_for_a_lease_and_hands_out_job_and_lease) {
   auto state = fixture::reply_on(ev, "scheduler/job/" + id + "/state");
   ASSERT_TRUE(state);
   EXPECT_EQ((*state)["state"], "succeeded");
+}
+
+TEST(queue_service, a_job_that_needs_a_gpu_asks_its_lease_for_it) {
+  fixture f;
+  auto id = f.submit({{"job_type", "render"}, {"gpu", 2}});
+  EXPECT_EQ(f.svc.queue().get(id)->spec.gpu, 2);
+  EXPECT_EQ(to_json(*f.svc.queue().get(id))["gpu"], 2);
+  EXPECT_EQ(job_from_json(to_json(*f.svc.queue().get(id))).spec.gpu, 2) << "kept across restarts";
+  auto out = f.svc.handle(fixture::msg(
+    "scheduler/job/next", {{"worker_id", "w1"}, {"host_id", "desk"}, {"reply_to", "w/1"}}));
+  ASSERT_EQ(out.asks.size(), 1u);
+  EXPECT_EQ(out.asks[0].gpu, 2);
+  EXPECT_EQ(to_lease_request(out.asks[0]).gpu, 2);
 }
 
 TEST(queue_service, a_denied_lease_is_reported_with_its_reason) {

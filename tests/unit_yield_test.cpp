@@ -656,6 +656,35 @@ lease_policy_config owner_policy() {
 
 } // namespace
 
+// -- GPU ------------------------------------------------------------------------
+
+namespace {
+
+/// A QUIET assessment of a host with GPUs card0, card1, ... at the owner's
+/// use `owner_pct` each (busy the same: no lease's share).
+quiet_assessment with_gpus(const std::string& host, std::vector<std::optional<double>> owner_pct) {
+  auto q = quiet_of(host, quiet_state::quiet);
+  for (std::size_t i = 0; i < owner_pct.size(); ++i) {
+    gpu_device g;
+    g.id = "card" + std::to_string(i);
+    g.driver = "amdgpu";
+    g.busy_pct = owner_pct[i];
+    g.owner_pct = owner_pct[i];
+    g.leased_pct = owner_pct[i] ? std::optional<double>(0.0) : std::nullopt;
+    q.gpus.push_back(g);
+  }
+  return q;
+}
+
+lease_request gpu_request(const std::string& worker, int gpus,
+                          work_priority p = work_priority::normal) {
+  auto r = request_of(worker, 5, p);
+  r.gpu = gpus;
+  return r;
+}
+
+} // namespace
+
 TEST(yield, input_suspends_work_below_high_at_once_and_idle_past_owner_idle_resumes_it) {
   fake_env fe;
   lease_table t(owner_policy(), fe.env());
@@ -708,4 +737,115 @@ TEST(yield, a_locked_screen_a_headless_host_and_owner_idle_zero_hold_nothing) {
   agent_quiet(off, with_owner("laptop", 0));
   auto when_off = off.request(request_of("w1", 5, work_priority::normal, "laptop"), "w1");
   EXPECT_TRUE(when_off.approved) << when_off.reason;
+}
+
+TEST(yield, gpu_leases_are_counted_against_the_hosts_gpus) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  agent_quiet(t, with_gpus("desk", {0.0, 0.0}));
+  auto one = t.request(gpu_request("w1", 1), "w1");
+  ASSERT_TRUE(one.approved) << one.reason;
+  EXPECT_EQ(to_json(one)["gpu"], 1);
+  EXPECT_EQ(t.find(one.lease_id)->gpu, 1);
+  auto two = t.request(gpu_request("w2", 2), "w2");
+  EXPECT_FALSE(two.approved);
+  EXPECT_EQ(two.reason, "Not enough free GPUs on host desk: 2 GPUs, 1 leased, requested=2");
+  EXPECT_TRUE(t.request(request_of("w3", 5), "w3").approved) << "work without a GPU is not counted";
+  auto too_many = t.request(gpu_request("w4", 3), "w4");
+  EXPECT_EQ(too_many.reason, "Not enough free GPUs on host desk: 2 GPUs, 1 leased, requested=3 "
+                             "(the request alone exceeds the host's GPUs)");
+  // Released: its GPU is free again.
+  ASSERT_TRUE(std::holds_alternative<lease_ack>(t.release(one.lease_id, "w1")));
+  fe.advance(yield_policy().lock_delay_sec + 1);
+  agent_quiet(t, with_gpus("desk", {0.0, 0.0}));
+  EXPECT_TRUE(t.request(gpu_request("w2", 2), "w2").approved);
+}
+
+TEST(yield, a_host_without_a_gpu_denies_gpu_work_even_high) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env());
+  agent_quiet(t, quiet_of("pi", quiet_state::quiet));
+  auto d = t.request(gpu_request("w1", 1, work_priority::high), "w1");
+  EXPECT_FALSE(d.approved);
+  EXPECT_EQ(d.reason, "Host pi reports no GPU; the work asks for 1");
+  EXPECT_TRUE(t.request(request_of("w2", 5), "w2").approved);
+}
+
+TEST(yield, the_owners_gpu_use_suspends_gpu_leases_below_high_and_resumes_them) {
+  fake_env fe;
+  lease_table t(yield_policy(), fe.env()); // lease.gpu_owner_busy 20 %
+  agent_quiet(t, with_gpus("desk", {3.0, 0.0}));
+  auto gpu = t.request(gpu_request("w1", 1), "w1");
+  auto cpu = t.request(request_of("w2", 20), "w2");
+  auto high = t.request(gpu_request("w3", 0, work_priority::high), "w3");
+  ASSERT_TRUE(gpu.approved && cpu.approved && high.approved);
+  t.take_events();
+
+  // The owner starts a game: the next assessment suspends the GPU lease,
+  // and only it.
+  fe.advance(2);
+  agent_quiet(t, with_gpus("desk", {85.0, 0.0}));
+  auto* r = t.find(gpu.lease_id);
+  ASSERT_TRUE(r->suspended);
+  EXPECT_EQ(r->suspend_cause, hold_cause::gpu);
+  EXPECT_EQ(r->suspend_reason, "The owner of host desk uses GPU card0 (85 % busy, above "
+                               "lease.gpu_owner_busy 20 %); work that needs a GPU waits");
+  EXPECT_FALSE(t.find(cpu.lease_id)->suspended) << "work without a GPU runs on";
+  ASSERT_EQ(of_type(t.take_events(), "suspended").size(), 1u);
+  auto denied = t.request(gpu_request("w4", 0, work_priority::low), "w4");
+  EXPECT_TRUE(denied.approved) << "a lease without a GPU is not held: " << denied.reason;
+  auto gpu_denied = t.request(gpu_request("w5", 1, work_priority::low), "w5");
+  EXPECT_FALSE(gpu_denied.approved);
+  EXPECT_EQ(gpu_denied.reason.rfind("The owner of host desk uses GPU card0 (85 % busy", 0), 0u)
+    << gpu_denied.reason;
+  EXPECT_DOUBLE_EQ(gpu_denied.retry_after_sec, yield_policy().busy_retry_sec);
+  EXPECT_TRUE(t.request(gpu_request("w6", 1, work_priority::high), "w6").approved)
+    << "HIGH is not held for the owner's GPU use";
+
+  // Down to 18 %: below the threshold but within its 5-point hysteresis,
+  // so the lease stays stopped; at 14 % it resumes.
+  fe.advance(2);
+  agent_quiet(t, with_gpus("desk", {18.0, 0.0}));
+  EXPECT_TRUE(t.find(gpu.lease_id)->suspended);
+  fe.advance(2);
+  agent_quiet(t, with_gpus("desk", {14.0, 0.0}));
+  EXPECT_FALSE(t.find(gpu.lease_id)->suspended);
+  auto resumed = of_type(t.take_events(), "resumed");
+  ASSERT_EQ(resumed.size(), 1u);
+  EXPECT_NE(resumed[0].reason.find("its GPUs not in use by the owner"), std::string::npos)
+    << resumed[0].reason;
+}
+
+TEST(yield, gpu_use_that_cannot_be_measured_holds_nothing_and_the_threshold_is_configurable) {
+  fake_env fe;
+  auto policy = yield_policy();
+  policy.gpu_owner_busy_pct = 50;
+  lease_table t(policy, fe.env());
+  agent_quiet(t, with_gpus("desk", {std::nullopt, 40.0}));
+  auto lease = t.request(gpu_request("w1", 2), "w1");
+  ASSERT_TRUE(lease.approved) << lease.reason;
+  agent_quiet(t, with_gpus("desk", {std::nullopt, 51.0}));
+  auto* r = t.find(lease.lease_id);
+  ASSERT_TRUE(r->suspended) << "the GPU it can measure counts";
+  EXPECT_NE(r->suspend_reason.find("GPU card1 (51 % busy, above lease.gpu_owner_busy 50 %)"),
+            std::string::npos)
+    << r->suspend_reason;
+  // The hold survives a restart of the scheduler: the saved record says why.
+  auto back = lease_record_from_json(to_json(*r));
+  EXPECT_EQ(back.gpu, 2);
+  EXPECT_EQ(back.suspend_cause, hold_cause::gpu);
+}
+
+TEST(yield, gpu_owner_busy_0_holds_on_any_owner_use_and_resumes_when_it_stops) {
+  fake_env fe;
+  auto policy = yield_policy();
+  policy.gpu_owner_busy_pct = 0;
+  lease_table t(policy, fe.env());
+  agent_quiet(t, with_gpus("desk", {0.0}));
+  auto lease = t.request(gpu_request("w1", 1), "w1");
+  ASSERT_TRUE(lease.approved) << lease.reason;
+  agent_quiet(t, with_gpus("desk", {1.0}));
+  ASSERT_TRUE(t.find(lease.lease_id)->suspended);
+  agent_quiet(t, with_gpus("desk", {0.0}));
+  EXPECT_FALSE(t.find(lease.lease_id)->suspended) << "the hysteresis stops at 0 %";
 }

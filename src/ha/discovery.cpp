@@ -45,6 +45,30 @@ bool discoverable_mount(const std::string& mount) {
   return true;
 }
 
+bool discoverable_gpu(const std::string& id) {
+  if (id.empty() || id.size() > 32)
+    return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '_' || c == '-';
+  });
+}
+
+void host_features::carry_gone(const host_features& before) {
+  pressure_gone = !pressure && (before.pressure || before.pressure_gone);
+  power_gone = !power && (before.power || before.power_gone);
+  gpus_gone.clear();
+  auto now_has = [&](const std::string& id) {
+    return std::find(gpus.begin(), gpus.end(), id) != gpus.end();
+  };
+  for (auto* list : {&before.gpus_gone, &before.gpus})
+    for (auto& id : *list)
+      if (!now_has(id) && std::find(gpus_gone.begin(), gpus_gone.end(), id) == gpus_gone.end())
+        gpus_gone.push_back(id);
+  constexpr std::size_t max_gone = 16;
+  if (gpus_gone.size() > max_gone) // the ones gone longest first: they go first
+    gpus_gone.erase(gpus_gone.begin(), gpus_gone.end() - max_gone);
+}
+
 std::string disk_component_id(const std::string& mount) {
   if (mount == "/")
     return "disk";
@@ -186,6 +210,26 @@ discovery_message build_discovery(const std::string& host_id,
                       {"device_class", "occupancy"},
                       {"expire_after", expire}};
   }
+  // One sensor per GPU, found by its id: its busy %, with what the snapshot
+  // says of it (driver, VRAM, the leases' and the owner's share) as
+  // attributes. What lease.gpu_owner_busy holds GPU work for.
+  for (auto& id : features.gpus) {
+    if (!discoverable_gpu(id))
+      continue;
+    auto of_gpu = "(value_json.gpus | selectattr('id', 'eq', '" + id + "') | first";
+    auto c = measurement("gpu_" + id, "GPU " + id,
+                         "{{ " + of_gpu + " | default({})).busy_pct | default(none) "
+                         "if value_json.gpus else none }}",
+                         "%", nullptr, "mdi:expansion-card", 0);
+    c["json_attributes_topic"] = snap;
+    c["json_attributes_template"] = "{{ " + of_gpu + " | default({})) | tojson "
+                                    "if value_json.gpus else '{}' }}";
+    cmps["gpu_" + id] = std::move(c);
+  }
+  for (auto& id : features.gpus_gone)
+    if (discoverable_gpu(id)
+        && std::find(features.gpus.begin(), features.gpus.end(), id) == features.gpus.end())
+      cmps["gpu_" + id] = removed("sensor");
 
   // The quiet entities come from the assessor: when that is another lulld,
   // they need it online too, while the snapshot's need only the host.

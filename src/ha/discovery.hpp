@@ -94,13 +94,24 @@ struct host_features {
   /// login sessions seen (once seen, kept: a server's ssh sessions come and
   /// go): "Host in use"
   bool owner = false;
+  /// GPUs by id (discoverable_gpu ones, at most 16): a "GPU <id>" sensor each.
+  std::vector<std::string> gpus;
   /// Announced before and no longer reported: their entities are removed.
   bool pressure_gone = false, power_gone = false;
+  std::vector<std::string> gpus_gone; ///< at most 16, the latest gone kept
   bool operator==(const host_features& o) const {
-    return pressure == o.pressure && power == o.power && owner == o.owner;
+    return pressure == o.pressure && power == o.power && owner == o.owner && gpus == o.gpus;
   }
   bool operator!=(const host_features& o) const { return !(*this == o); }
+  /// What this snapshot's features make of those announced `before`: the
+  /// entities it no longer reports (or that were already being removed)
+  /// are marked gone.
+  void carry_gone(const host_features& before);
 };
+
+/// Whether a GPU id from a snapshot gets a sensor: 1-32 characters from
+/// [a-zA-Z0-9_-] ("card0"); it is quoted inside a template.
+bool discoverable_gpu(const std::string& id);
 
 discovery_message build_discovery(const std::string& host_id,
                                   const std::vector<std::string>& mounts,

@@ -44,13 +44,14 @@ const char* to_string(hold_cause c) {
     case hold_cause::load: return "load";
     case hold_cause::power: return "power";
     case hold_cause::owner: return "owner";
+    case hold_cause::gpu: return "gpu";
   }
   return "none";
 }
 
 std::optional<hold_cause> parse_hold_cause(std::string_view s) {
   for (auto c : {hold_cause::none, hold_cause::pause, hold_cause::window, hold_cause::load,
-                 hold_cause::power, hold_cause::owner})
+                 hold_cause::power, hold_cause::owner, hold_cause::gpu})
     if (s == to_string(c))
       return c;
   return std::nullopt;
@@ -58,7 +59,8 @@ std::optional<hold_cause> parse_hold_cause(std::string_view s) {
 
 std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id,
                                                       const host_info& h,
-                                                      work_priority priority) const {
+                                                      work_priority priority, int gpus,
+                                                      bool gpu_held) const {
   if (h.pause)
     return hold{hold_cause::pause,
                 "Paused by " + h.pause->by + (h.pause->reason.empty() ? "" : ": " + h.pause->reason)};
@@ -85,6 +87,21 @@ std::optional<lease_table::hold> lease_table::hold_of(const std::string& host_id
                 "Host " + host_id + " is in use (last input " + fmt_whole(h.quiet->owner->idle_sec)
                   + "s ago); work below HIGH waits until its owner has been idle "
                   + fmt_whole(cfg_.owner_idle_sec) + "s (quiet.owner_idle)"};
+  // The owner's GPU use holds work that needs a GPU; a held lease waits
+  // until that use is the hysteresis below the threshold, so a video
+  // hovering around it does not stop and start the work every sample.
+  if (gpus > 0 && h.quiet) {
+    double limit =
+      std::max(0.0, cfg_.gpu_owner_busy_pct - (gpu_held ? cfg_.gpu_hysteresis_pct : 0.0));
+    for (auto& g : h.quiet->gpus) {
+      auto owner = g.owner_pct;
+      if (owner && *owner > limit)
+        return hold{hold_cause::gpu,
+                    "The owner of host " + host_id + " uses GPU " + g.id + " (" + fmt_pct(*owner)
+                      + " % busy, above lease.gpu_owner_busy " + fmt_pct(cfg_.gpu_owner_busy_pct)
+                      + " %); work that needs a GPU waits"};
+    }
+  }
   return std::nullopt;
 }
 
@@ -227,11 +244,11 @@ std::optional<lease_table::refusal> lease_table::refuse_panic(const std::string&
 
 std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& host,
                                                             const host_info& h,
-                                                            work_priority priority,
+                                                            work_priority priority, int gpus,
                                                             double now) const {
   // The yield policy (hold_of): what suspends a running lease denies a new
   // one, with when to ask again.
-  auto held = hold_of(host, h, priority);
+  auto held = hold_of(host, h, priority, gpus);
   if (!held)
     return std::nullopt;
   auto wall = env_.wall_sec();
@@ -253,6 +270,7 @@ std::optional<lease_table::refusal> lease_table::refuse_held(const std::string& 
                      std::max(left, 1.0)};
     }
     case hold_cause::power:
+    case hold_cause::gpu:
       return refusal{held->text, cfg_.busy_retry_sec};
     case hold_cause::owner:
       return refusal{held->text,
@@ -335,6 +353,38 @@ std::optional<lease_table::refusal> lease_table::refuse_capacity(const std::stri
   return refusal{reason, units > cap ? cfg_.busy_retry_sec : earliest_free(host, units)};
 }
 
+std::optional<lease_table::refusal> lease_table::refuse_gpus(const std::string& host,
+                                                           const host_info& h, int gpus) const {
+  if (gpus <= 0)
+    return std::nullopt;
+  // The host's GPUs are those its last assessment carried from its
+  // snapshot; an agent that reports none has none to lease.
+  if (!h.quiet)
+    return refusal{"No quiet assessment for host " + host + " yet; its GPUs are not known",
+                   cfg_.busy_retry_sec};
+  int have = static_cast<int>(h.quiet->gpus.size());
+  if (have == 0)
+    return refusal{"Host " + host + " reports no GPU; the work asks for " + std::to_string(gpus),
+                   cfg_.max_retry_hint_sec};
+  int used = 0;
+  for (auto& [id, r] : active_)
+    if (r.host_id == host)
+      used += r.gpu;
+  double now = env_.mono_sec();
+  for (auto& [id, held] : held_)
+    if (held.host_id == host && held.free_at > now)
+      used += held.gpus;
+  if (used + gpus <= have)
+    return std::nullopt;
+  auto reason = "Not enough free GPUs on host " + host + ": " + std::to_string(have)
+                + " GPUs, " + std::to_string(used) + " leased, requested="
+                + std::to_string(gpus);
+  if (gpus > have)
+    return refusal{reason + " (the request alone exceeds the host's GPUs)",
+                   cfg_.max_retry_hint_sec};
+  return refusal{reason, cfg_.busy_retry_sec};
+}
+
 lease_grant_reply lease_table::request(const lease_request& req, const std::string& worker) {
   double now = env_.mono_sec();
   prune_held();
@@ -347,19 +397,22 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   int units = units_for(req);
 
   // The gates, in order: the host is there; no PANIC or cool-down; no hold
-  // (a pause; windows and load below HIGH); QUIET (below HIGH); the lease
-  // counts; capacity. The first that says no answers.
+  // (a pause; windows, load, power and the owner's GPU use below HIGH);
+  // QUIET (below HIGH); the lease counts; capacity; GPUs. The first that
+  // says no answers.
   std::optional<refusal> no = refuse_offline(host, h);
   if (!no)
     no = refuse_panic(host, h, now);
   if (!no)
-    no = refuse_held(host, h, req.priority, now);
+    no = refuse_held(host, h, req.priority, req.gpu, now);
   if (!no && !skips_load_rules(req.priority))
     no = refuse_unquiet(host, h, now);
   if (!no)
     no = refuse_lease_count(worker, now);
   if (!no)
     no = refuse_capacity(host, units);
+  if (!no)
+    no = refuse_gpus(host, h, req.gpu);
   // The grant rate last: only grants consume tokens.
   if (!no && !bucket_.take(now))
     no = refusal{"Grant rate limit reached: " + fmt_sec(cfg_.grant_rate_per_sec)
@@ -379,6 +432,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   r.host_id = host;
   r.job_type = req.job_type;
   r.cost_units = units;
+  r.gpu = req.gpu;
   r.priority = req.priority;
   r.fencing_token = ++fencing_;
   double ttl = req.ttl_sec.value_or(cfg_.ttl_sec);
@@ -405,6 +459,7 @@ lease_grant_reply lease_table::request(const lease_request& req, const std::stri
   out.ttl_clamped = clamped;
   out.expires_at = r.granted_at + static_cast<std::int64_t>(std::ceil(ttl));
   out.cost_units = units;
+  out.gpu = req.gpu;
   out.reason = "Granted: used=" + std::to_string(used + units) + "/" + std::to_string(cap)
                + " units";
   if (clamped)

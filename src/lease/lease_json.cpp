@@ -36,6 +36,7 @@ nlohmann::json lease_identity(const lease_record& r) {
           {"host_id", r.host_id},
           {"job_type", r.job_type},
           {"cost_units", r.cost_units},
+          {"gpu", r.gpu},
           {"priority", to_string(r.priority)},
           {"fencing_token", r.fencing_token},
           {"state", to_string(r.state)}};
@@ -61,6 +62,8 @@ lease_record lease_record_from_json(const nlohmann::json& j) {
   r.host_id = j.at("host_id").get<std::string>();
   r.job_type = j.value("job_type", std::string());
   r.cost_units = j.at("cost_units").get<int>();
+  if (auto it = j.find("gpu"); it != j.end() && it->is_number_integer())
+    r.gpu = std::clamp(it->get<int>(), 0, max_lease_gpus);
   r.priority = parse_priority(j.value("priority", std::string("NORMAL")))
                  .value_or(work_priority::normal);
   r.fencing_token = j.at("fencing_token").get<std::uint64_t>();
@@ -87,6 +90,7 @@ nlohmann::json lease_table::host_leases_json(const std::string& host_id) const {
                         {"worker_id", r.worker_id},
                         {"priority", to_string(r.priority)},
                         {"cost_units", r.cost_units},
+                        {"gpu", r.gpu},
                         {"suspended", r.suspended},
                         {"granted_at", r.granted_at}};
     if (r.process)

@@ -361,7 +361,7 @@ void lease_table::end_lease(std::map<std::string, lease_record>::iterator it, le
   r.suspended = false;
   if (hold_units && cfg_.lock_delay_sec > 0) {
     r.hold_until_mono = env_.mono_sec() + cfg_.lock_delay_sec;
-    held_[r.lease_id] = reservation{r.host_id, r.hold_until_mono, r.cost_units};
+    held_[r.lease_id] = reservation{r.host_id, r.hold_until_mono, r.cost_units, r.gpu};
   }
   emit(st == lease_state::released ? "released"
        : st == lease_state::expired ? "expired"

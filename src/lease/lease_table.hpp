@@ -69,6 +69,11 @@ struct lease_policy_config {
   /// Owner presence (quiet.owner_idle): work below HIGH is held on a host
   /// whose owner gave input less than this ago; 0: not held for it.
   double owner_idle_sec = 0;
+  /// GPU (lease.gpu_owner_busy): while the owner's use of a host's GPU is
+  /// above this, %, its GPU leases (gpu > 0) below HIGH are held; a held
+  /// one resumes once that use is gpu_hysteresis_pct below it.
+  double gpu_owner_busy_pct = 20;
+  double gpu_hysteresis_pct = 5;
   /// When hosts take work below HIGH (empty: always).
   lease_windows windows;
   /// The time zone of learned quiet windows (lease.timezone).
@@ -162,8 +167,10 @@ private:
 
 /// What holds a host's leases back (suspends running ones, denies new
 /// ones): a pause stops every priority; its lease windows and a hold for
-/// its load stop work below HIGH only (lease_table::hold_of).
-enum class hold_cause { none, pause, window, load, power, owner };
+/// its load, power and its owner's presence stop work below HIGH only, and
+/// the owner's GPU use work below HIGH that asked for a GPU
+/// (lease_table::hold_of).
+enum class hold_cause { none, pause, window, load, power, owner, gpu };
 const char* to_string(hold_cause c);
 std::optional<hold_cause> parse_hold_cause(std::string_view s);
 
@@ -173,6 +180,7 @@ struct lease_record {
   std::string host_id;
   std::string job_type;
   int cost_units = 0;
+  int gpu = 0;                   ///< GPUs it asked for
   work_priority priority = work_priority::normal;
   std::uint64_t fencing_token = 0;
   double ttl_sec = 30;
@@ -398,6 +406,7 @@ private:
     std::string host_id;
     double free_at; ///< monotonic
     int units;
+    int gpus = 0;
   };
   std::optional<std::string> resolve_host(const lease_request& req, const std::string& worker,
                                           std::string& why) const;
@@ -433,11 +442,13 @@ private:
     hold_cause cause = hold_cause::none;
     std::string text; ///< as a suspended lease's reason says it
   };
-  /// What holds leases of `priority` on `host_id` back now, if anything:
-  /// the one rule both a running lease (yield) and a request (admission)
-  /// follow.
+  /// What holds leases of `priority` asking for `gpus` GPUs on `host_id`
+  /// back now, if anything: the one rule both a running lease (yield) and a
+  /// request (admission) follow. `gpu_held`: the lease is suspended for the
+  /// owner's GPU use already (it resumes only below the hysteresis).
   std::optional<hold> hold_of(const std::string& host_id, const host_info& h,
-                              work_priority priority) const;
+                              work_priority priority, int gpus = 0,
+                              bool gpu_held = false) const;
   /// A refusal of a request: why, and when to ask again.
   struct refusal {
     std::string reason;
@@ -454,11 +465,15 @@ private:
   std::optional<refusal> refuse_panic(const std::string& host, const host_info& h,
                                       double now) const;
   std::optional<refusal> refuse_held(const std::string& host, const host_info& h,
-                                     work_priority priority, double now) const;
+                                     work_priority priority, int gpus, double now) const;
   std::optional<refusal> refuse_unquiet(const std::string& host, const host_info& h,
                                         double now) const;
   std::optional<refusal> refuse_lease_count(const std::string& worker, double now) const;
   std::optional<refusal> refuse_capacity(const std::string& host, int units) const;
+  /// Fewer free GPUs on the host (its snapshot's, less those its active
+  /// leases asked for) than `gpus`.
+  std::optional<refusal> refuse_gpus(const std::string& host, const host_info& h,
+                                     int gpus) const;
   void prune_held();
   /// The summary of `worker_id`, making room first when the table is full.
   worker_summary& track_worker(const std::string& worker_id);

@@ -102,7 +102,8 @@ void lease_table::apply_yield(const std::string* only_host) {
         continue;
       }
     }
-    auto held = hold_of(r.host_id, h, r.priority);
+    auto held = hold_of(r.host_id, h, r.priority, r.gpu,
+                        r.suspended && r.suspend_cause == hold_cause::gpu);
     if (held && !r.suspended) {
       r.suspended = true;
       r.suspended_mono = now;
@@ -112,10 +113,12 @@ void lease_table::apply_yield(const std::string* only_host) {
       dirty_.push_back(r.lease_id);
       emit("suspended", r, held->text, lease_state::active, true);
     } else if (!held && r.suspended
-               && !((r.suspend_cause == hold_cause::power || r.suspend_cause == hold_cause::owner)
+               && !((r.suspend_cause == hold_cause::power || r.suspend_cause == hold_cause::owner
+                     || r.suspend_cause == hold_cause::gpu)
                     && !h.quiet)) {
-      // (Held for power or its owner before a restart: resumed once an
-      // assessment says the host is on AC and idle, not before any has come.)
+      // (Held for power, its owner or the GPU before a restart: resumed once
+      // an assessment says the host is on AC, its owner idle or off the GPU,
+      // not before any has come.)
       r.suspended = false;
       r.suspended_at = 0;
       r.suspend_reason.clear();
@@ -124,7 +127,8 @@ void lease_table::apply_yield(const std::string* only_host) {
       emit("resumed", r,
            "host " + r.host_id + " may run it again (not paused, inside its windows, QUIET for "
              + fmt_sec(cfg_.resume_after_sec) + "s, on AC power or charged enough, its owner "
-               "idle)",
+               "idle"
+             + (r.gpu > 0 ? ", its GPUs not in use by the owner)" : ")"),
            lease_state::active, false);
     } else if (r.suspended && now - r.suspended_mono >= cfg_.preempt_after_sec) {
       preempt(it, "preempted: suspended for " + fmt_sec(now - r.suspended_mono) + "s ("

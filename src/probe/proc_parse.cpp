@@ -244,4 +244,66 @@ pressure_file parse_pressure(std::string_view text) {
   return out;
 }
 
+std::optional<std::string> uevent_value(std::string_view text, std::string_view key) {
+  while (!text.empty()) {
+    auto line = next_line(text);
+    if (line.size() > key.size() && line.compare(0, key.size(), key) == 0
+        && line[key.size()] == '=')
+      return std::string(line.substr(key.size() + 1));
+  }
+  return std::nullopt;
+}
+
+std::optional<drm_fdinfo> parse_drm_fdinfo(std::string_view text) {
+  constexpr std::size_t max_engines = 32;
+  constexpr std::size_t max_name = 64;
+  drm_fdinfo out;
+  bool have_driver = false, have_client = false;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+      s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+      s.remove_suffix(1);
+    return s;
+  };
+  while (!text.empty()) {
+    auto line = next_line(text);
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos)
+      continue;
+    auto key = line.substr(0, colon);
+    auto value = trim(line.substr(colon + 1));
+    if (key == "drm-driver") {
+      if (value.empty() || value.size() > max_name)
+        return std::nullopt;
+      out.driver = std::string(value);
+      have_driver = true;
+    } else if (key == "drm-pdev") {
+      if (value.size() <= max_name)
+        out.pdev = std::string(value);
+    } else if (key == "drm-client-id") {
+      if (!to_number(value, out.client_id))
+        return std::nullopt;
+      have_client = true;
+    } else if (key.rfind("drm-engine-capacity-", 0) == 0) {
+      auto name = key.substr(20);
+      int n = 0;
+      if (!name.empty() && name.size() <= max_name && to_number(value, n) && n > 0
+          && n <= 1024 && out.engine_capacity.size() < max_engines)
+        out.engine_capacity.emplace_back(std::string(name), n);
+    } else if (key.rfind("drm-engine-", 0) == 0) {
+      auto name = key.substr(11);
+      auto num = next_field(value);
+      auto unit = next_field(value);
+      std::uint64_t ns = 0;
+      if (!name.empty() && name.size() <= max_name && unit == "ns" && to_number(num, ns)
+          && out.engine_ns.size() < max_engines)
+        out.engine_ns.emplace_back(std::string(name), ns);
+    }
+  }
+  if (!have_driver || !have_client)
+    return std::nullopt;
+  return out;
+}
+
 } // namespace lull::proc

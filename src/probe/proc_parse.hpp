@@ -75,4 +75,26 @@ struct pressure_file {
 };
 pressure_file parse_pressure(std::string_view text);
 
+/// One line `KEY=value` of a sysfs `uevent` file (`DRIVER=amdgpu`,
+/// `PCI_SLOT_NAME=0000:03:00.0`, `PCI_ID=1002:73BF`); nullopt when absent.
+std::optional<std::string> uevent_value(std::string_view text, std::string_view key);
+
+/// A DRM client as /proc/<pid>/fdinfo/<fd> of an open /dev/dri node tells it
+/// (Documentation/gpu/drm-usage-stats.rst): `drm-driver`, `drm-pdev` (PCI
+/// devices only), `drm-client-id` (one per open of the node, shared by
+/// dup'ed and inherited fds), and per engine `drm-engine-<name>: <ns> ns`
+/// (busy time since the client opened it) with an optional
+/// `drm-engine-capacity-<name>: <n>` (engines of that class).
+struct drm_fdinfo {
+  std::string driver, pdev;
+  std::uint64_t client_id = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> engine_ns; ///< name, busy ns
+  std::vector<std::pair<std::string, int>> engine_capacity;     ///< name, engines
+};
+
+/// nullopt for an fdinfo that is not a DRM client's (no drm-driver or
+/// drm-client-id: a plain file, or a kernel before 5.19) or is malformed;
+/// engine lines that do not parse are left out, at most 32 engines.
+std::optional<drm_fdinfo> parse_drm_fdinfo(std::string_view text);
+
 } // namespace lull::proc

@@ -6,6 +6,7 @@
 
 #include "messages/codec.hpp"
 #include "messages/enum_names.hpp"
+#include "messages/lease.hpp"
 
 namespace lull {
 
@@ -34,6 +35,7 @@ nlohmann::json to_json(const job& j) {
           {"job_type", j.spec.job_type},
           {"payload", j.spec.payload.json()},
           {"cost_units", j.spec.cost_units},
+          {"gpu", j.spec.gpu},
           {"priority", to_string(j.spec.priority)},
           {"host_id", j.spec.host_id.empty() ? nlohmann::json(nullptr)
                                              : nlohmann::json(j.spec.host_id)},
@@ -68,6 +70,8 @@ job job_from_json(const nlohmann::json& d) {
   j.spec.job_type = d.at("job_type").get<std::string>();
   j.spec.payload = job_payload(d.value("payload", nlohmann::json()));
   j.spec.cost_units = d.at("cost_units").get<int>();
+  if (auto g = d.find("gpu"); g != d.end() && g->is_number_integer())
+    j.spec.gpu = std::clamp(g->get<int>(), 0, max_lease_gpus);
   j.spec.priority = parse_priority(d.at("priority").get<std::string>()).value_or(
     work_priority::normal);
   j.spec.host_id = str_or_empty("host_id");

@@ -59,6 +59,7 @@ struct job_spec {
   std::string job_type;
   job_payload payload;
   int cost_units = 20;
+  int gpu = 0;                  ///< GPUs its lease asks for (docs/leases.md, "GPUs")
   work_priority priority = work_priority::normal;
   std::string host_id;          ///< empty: any host
   std::string idempotency_key;  ///< empty: none

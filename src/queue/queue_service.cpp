@@ -53,6 +53,7 @@ lease_request to_lease_request(const lease_ask& ask) {
   r.job_type = ask.job_type;
   r.host_id = ask.host_id;
   r.cost_units = ask.cost_units;
+  r.gpu = ask.gpu;
   r.priority = ask.priority;
   r.request_id = "job:" + ask.job_id;
   return r;
@@ -258,6 +259,12 @@ void queue_service::on_submit(const mqtt_message& in, queue_output& out) {
   } else {
     s.cost_units = opts_.costs.normal;
   }
+  if (auto it = d.find("gpu"); it != d.end() && !it->is_null()) {
+    if (!it->is_number_integer() || *it < 0 || *it > max_lease_gpus)
+      return bad("field 'gpu' must be an integer from 0 to " + std::to_string(max_lease_gpus)
+                 + " (GPUs the job's lease asks for)");
+    s.gpu = it->get<int>();
+  }
   if (auto it = d.find("priority"); it != d.end() && !it->is_null()) {
     auto p = it->is_string() ? parse_priority(it->get<std::string>()) : std::nullopt;
     if (!p)
@@ -430,6 +437,7 @@ void queue_service::try_dispatch(std::uint64_t wid, queue_output& out, bool fina
   ask.worker_id = w.worker_id;
   ask.job_type = pick->spec.job_type;
   ask.cost_units = pick->spec.cost_units;
+  ask.gpu = pick->spec.gpu;
   ask.priority = lease_priority_of(pick->spec.priority);
   ask.host_id = !pick->spec.host_id.empty() ? pick->spec.host_id : w.host_id;
   w.asking = true;

@@ -87,6 +87,7 @@ struct lease_ask {
   std::string job_type;
   std::string host_id; ///< empty: lull picks
   int cost_units = 0;
+  int gpu = 0;
   work_priority priority = work_priority::normal;
 };
 

@@ -314,6 +314,13 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
                                         || s.throttling->freq_capped
                                         || s.throttling->soft_temp_limit);
   inputs["throttled"] = s.throttling ? nlohmann::json(throttled_now) : nlohmann::json(nullptr);
+  // The owner's GPU use (not scored: it holds GPU leases only, in the lease
+  // table, by lease.gpu_owner_busy).
+  std::optional<double> gpu_owner;
+  for (auto& g : s.gpus)
+    if (auto o = g.owner_pct)
+      gpu_owner = std::max(gpu_owner.value_or(0.0), *o);
+  inputs["gpu_owner_pct"] = gpu_owner ? nlohmann::json(*gpu_owner) : nlohmann::json(nullptr);
 
   // The score: the worst input decides, the others nudge.
   std::sort(scored.begin(), scored.end(), [](auto& x, auto& y) { return x.p > y.p; });
@@ -422,6 +429,7 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
   a.state = st;
   a.power = s.power;
   a.owner = s.owner;
+  a.gpus = s.gpus;
   hs.state = st;
 
   // Streaks.
