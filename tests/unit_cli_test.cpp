@@ -109,6 +109,22 @@ TEST(cli_parse, run_refuses_cost_with_class_and_a_missing_command) {
   EXPECT_NE(lull_parse({"run", "--cost", "5"})->error, "");
 }
 
+TEST(cli_parse, run_and_submit_take_the_gpus_the_work_needs_up_to_16) {
+  CLI::App app;
+  global_opts g;
+  add_global_options(app, g);
+  run_opts r;
+  submit_opts s;
+  add_run(app, r);
+  add_submit(app, s);
+  ASSERT_EQ(parse(app, {"run", "--gpu", "2", "--", "train"}), "");
+  EXPECT_EQ(r.gpu, 2);
+  ASSERT_EQ(parse(app, {"submit", "--type", "render", "--gpu", "1"}), "");
+  EXPECT_EQ(s.gpu, 1);
+  EXPECT_NE(parse(app, {"run", "--gpu", "17", "--", "train"}), "") << "a usage error, not a send";
+  EXPECT_NE(parse(app, {"submit", "--type", "render", "--gpu", "-1"}), "");
+}
+
 TEST(cli_parse, an_unknown_flag_is_still_an_error) {
   auto p = lull_parse({"status", "--bogus"});
   EXPECT_NE(p->error.find("--bogus"), std::string::npos) << p->error;

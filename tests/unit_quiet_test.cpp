@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "src/quiet/quiet_assessor.hpp"
 
 using namespace lull;
@@ -453,6 +455,10 @@ TEST_F(quiet_test, the_assessment_carries_the_hosts_power) {
   auto q = assessor.assess(s);
   ASSERT_TRUE(q.power);
   EXPECT_TRUE(q.power->on_battery());
+  EXPECT_NE(std::find(q.reasons.begin(), q.reasons.end(),
+                      "On battery (64 %, Discharging); lease.on_battery decides whether work "
+                      "below HIGH runs"),
+            q.reasons.end());
   auto back = quiet_assessment_from_json(to_json(q));
   ASSERT_TRUE(back.power);
   EXPECT_EQ(back.power->battery_pct, 64.0);
@@ -496,6 +502,26 @@ TEST_F(quiet_test, cpu_stall_of_the_leases_own_groups_is_not_the_owners) {
   for (auto& r : busy.reasons)
     named |= r.find("CPU pressure outside lull's leases") != std::string::npos;
   EXPECT_TRUE(named);
+}
+
+TEST_F(quiet_test, the_owners_gpu_use_is_named_and_carried_not_scored) {
+  auto s = snap({5});
+  gpu_device g;
+  g.id = "card1";
+  g.driver = "amdgpu";
+  g.busy_pct = 85;
+  g.owner_pct = 85;
+  g.leased_pct = 0;
+  s.gpus = {g};
+  clock.advance(2);
+  auto q = assessor.assess(s);
+  EXPECT_EQ(q.state, quiet_state::quiet) << "a busy GPU holds GPU work only";
+  EXPECT_DOUBLE_EQ(q.inputs["gpu_owner_pct"].get<double>(), 85);
+  EXPECT_NE(std::find(q.reasons.begin(), q.reasons.end(),
+                      "The owner uses GPU card1 (85 % busy); lease.gpu_owner_busy decides "
+                      "whether GPU work runs"),
+            q.reasons.end());
+  ASSERT_EQ(q.gpus.size(), 1u);
 }
 
 TEST_F(quiet_test, the_assessment_carries_the_owner_and_names_a_host_in_use) {

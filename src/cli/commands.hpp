@@ -18,6 +18,7 @@ namespace lull::cli {
 // -- lull run: wait for a lease, run CMD, heartbeat, release -------------------
 struct run_opts {
   int cost = 0;
+  int gpu = 0; ///< GPUs the command needs (counted against the host's)
   std::string cls;
   std::string priority = "NORMAL";
   std::string host;
@@ -72,6 +73,7 @@ struct submit_opts {
   std::string type, payload, cls, priority = "NORMAL", host, key, deadline, producer;
   std::string wait = "30s";
   int cost = 0, max_attempts = 3;
+  int gpu = 0; ///< GPUs the job needs
   bool as_json = false;
 };
 CLI::App* add_submit(CLI::App& app, submit_opts& o);

@@ -70,6 +70,8 @@ CLI::App* add_run(CLI::App& app, run_opts& r) {
   run->add_option("--class", r.cls, "cost class LOW, NORMAL or HIGH")->excludes(cost);
   run->add_option("--priority", r.priority, "LOW, NORMAL or HIGH")->capture_default_str();
   run->add_option("--host", r.host, "host whose capacity the work uses");
+  run->add_option("--gpu", r.gpu, "GPUs the command needs, counted against the host's (0-16)")
+    ->check(CLI::Range(0, max_lease_gpus));
   run->add_option("--wait", r.wait, "give up after this long without a lease (0: never)")
     ->capture_default_str();
   run->add_option("--job-type", r.job_type, "job type (default: CMD's name)");
@@ -108,6 +110,7 @@ int do_run(const global_opts& g, const run_opts& r) {
   }
   req.priority = *pr;
   req.host_id = r.host;
+  req.gpu = r.gpu;
   req.job_type = !r.job_type.empty() ? r.job_type : r.cmd.front().substr(r.cmd.front().rfind('/') + 1);
   if (!r.ttl.empty()) {
     auto t = parse_duration_sec(r.ttl);

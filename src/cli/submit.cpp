@@ -38,6 +38,8 @@ CLI::App* add_submit(CLI::App& app, submit_opts& so) {
       },
       "PRIORITY"));
   submit->add_option("--host", so.host, "run on this host only");
+  submit->add_option("--gpu", so.gpu, "GPUs the job needs, counted against the host's (0-16)")
+    ->check(CLI::Range(0, max_lease_gpus));
   submit->add_option("--key", so.key, "idempotency key: resubmitting returns the same job");
   submit->add_option("--max-attempts", so.max_attempts, "tries before it fails")
     ->check(CLI::Range(1, 100))->capture_default_str();
@@ -78,6 +80,8 @@ int do_submit(const global_opts& g, const submit_opts& o) {
     body["cost_class"] = o.cls;
   if (!o.host.empty())
     body["host_id"] = o.host;
+  if (o.gpu > 0)
+    body["gpu"] = o.gpu;
   auto wait_sec = parse_duration_sec(o.wait);
   if (!wait_sec) {
     std::cerr << "lull: --wait takes a duration such as 30s or 5m\n";

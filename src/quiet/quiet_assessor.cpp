@@ -426,6 +426,17 @@ quiet_assessment quiet_assessor::assess(const host_snapshot& s) {
                       + "s ago (" + s.owner->source + "); work below HIGH waits until it has "
                       "been idle " + std::to_string(std::lround(th_.owner_idle_sec))
                       + "s (quiet.owner_idle)");
+  // The owner's signals the lease table holds work for, named here too.
+  if (s.power && s.power->on_battery())
+    reasons.push_back("On battery (" + std::to_string(std::lround(*s.power->battery_pct))
+                      + " %, " + (s.power->battery_status.empty() ? "Unknown"
+                                                                  : s.power->battery_status)
+                      + "); lease.on_battery decides whether work below HIGH runs");
+  for (auto& g : s.gpus)
+    if (g.owner_pct && *g.owner_pct >= 1.0)
+      reasons.push_back("The owner uses GPU " + g.id + " ("
+                        + std::to_string(std::lround(*g.owner_pct))
+                        + " % busy); lease.gpu_owner_busy decides whether GPU work runs");
   a.state = st;
   a.power = s.power;
   a.owner = s.owner;
