@@ -63,14 +63,6 @@ std::vector<std::string> lull_cmd(const std::string& uri, std::vector<std::strin
   return out;
 }
 
-/// Field 3 of /proc/<pid>/stat: R, S, T, Z, ...; 0 when gone.
-char proc_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  return close == std::string::npos || close + 2 >= text.size() ? 0 : text[close + 2];
-}
-
 /// Machine CPU over `sec`, % of all cores.
 double machine_cpu_pct(double sec) {
   auto read = [] {

@@ -276,6 +276,13 @@ std::string test_data_dir() {
   return dir;
 }
 
+char proc_state(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = text.rfind(')');
+  return close == std::string::npos || close + 2 >= text.size() ? 0 : text[close + 2];
+}
+
 std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
                                     std::vector<std::string> extra) {
   std::string dir = test_data_dir();

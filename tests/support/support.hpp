@@ -165,6 +165,10 @@ struct cli_result {
 /// Runs the built `lull ARGS...` to completion, stdin from /dev/null.
 cli_result lull_cli(std::vector<std::string> args);
 
+/// The state letter of /proc/<pid>/stat (R, S, T for stopped, Z, ...); 0
+/// when the process is gone.
+char proc_state(int pid);
+
 /// A lulld command line for a broker: --broker, --host-id, a private data dir.
 std::vector<std::string> lulld_args(const std::string& broker_uri, const std::string& host_id,
                                     std::vector<std::string> extra = {});
