@@ -598,6 +598,12 @@ const std::vector<key_def>& key_defs() {
     {{"queue.max_bytes",
       "payload bytes all jobs waiting or running may hold (at most 100000 jobs in all)"},
      bytes_field(in(&config::queue, &queue_config::max_bytes), 65536, 64LL << 30)},
+    {{"queue.retry_backoff",
+      "a job back in the queue after a failed, lost or preempted attempt waits this long, "
+      "doubled for each attempt it has used"},
+     duration_field(in(&config::queue, &queue_config::retry_backoff_sec), 0, 86400)},
+    {{"queue.retry_backoff_max", "the longest such wait"},
+     duration_field(in(&config::queue, &queue_config::retry_backoff_max_sec), 0, 7 * 86400)},
     {{"retention.raw", "how long raw samples are kept"},
      duration_field(in(&config::persist, &persist_settings::raw_retention_sec), 3600,
                     400 * 86400.0)},

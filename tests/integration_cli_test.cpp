@@ -98,6 +98,57 @@ TEST_F(cli_integration, submit_jobs_cancel_with_global_flags_after_the_command) 
   EXPECT_EQ(doc["jobs"][0]["state"], "cancelled");
 }
 
+// The dead letters: a job that fails every attempt ends dead with its last
+// error, lull jobs --dead shows it, lull retry queues it again and a worker
+// then completes it. One with attempts left waits its backoff first.
+TEST_F(cli_integration, a_job_failing_every_attempt_is_dead_and_lull_retry_revives_it) {
+  auto s = lull_cli({"submit", "--broker", b_.uri(), "--type", "flaky", "--host", "clihost",
+                     "--max-attempts", "1"});
+  ASSERT_EQ(s.code, 0) << s.err;
+  auto job_id = s.out.substr(0, s.out.find('\n'));
+  auto work = [&](const char* cmd) {
+    return lull_cli({"work", "--broker", b_.uri(), "--worker", "w1", "--type", "flaky", "--host",
+                     "clihost", "--max-jobs", "1", "--no-cgroup", "--poll", "5s", "--", "sh",
+                     "-c", cmd});
+  };
+  work("exit 3");
+  auto dead = lull_cli({"jobs", "--dead", "--broker", b_.uri()});
+  ASSERT_EQ(dead.code, 0) << dead.err;
+  EXPECT_NE(dead.out.find(job_id), std::string::npos) << dead.out;
+  EXPECT_NE(dead.out.find("LAST ERROR"), std::string::npos) << dead.out;
+  EXPECT_NE(dead.out.find("exit status 3"), std::string::npos) << dead.out;
+
+  auto retry = lull_cli({"retry", job_id, "--broker", b_.uri()});
+  ASSERT_EQ(retry.code, 0) << retry.err;
+  EXPECT_EQ(retry.out, "job " + job_id + " queued again\n");
+  auto listed = json::parse(lull_cli({"jobs", "--json", "--broker", b_.uri()}).out, nullptr, false);
+  ASSERT_TRUE(listed.is_object());
+  ASSERT_EQ(listed["jobs"].size(), 1u);
+  EXPECT_EQ(listed["jobs"][0]["state"], "queued");
+  EXPECT_EQ(listed["jobs"][0]["attempts"], 0);
+  ASSERT_EQ(work("exit 0").code, 0);
+  listed = json::parse(lull_cli({"jobs", "--json", "--broker", b_.uri()}).out, nullptr, false);
+  EXPECT_EQ(listed["jobs"][0]["state"], "succeeded") << listed.dump();
+  auto again = lull_cli({"retry", job_id, "--broker", b_.uri()});
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.err.find("only a dead job can be retried"), std::string::npos) << again.err;
+
+  // With an attempt left, the job goes back after queue.retry_backoff (10 s).
+  auto s2 = lull_cli({"submit", "--broker", b_.uri(), "--type", "flaky", "--host", "clihost",
+                      "--max-attempts", "2"});
+  ASSERT_EQ(s2.code, 0) << s2.err;
+  auto second = s2.out.substr(0, s2.out.find('\n'));
+  auto before = std::time(nullptr);
+  work("exit 4");
+  listed = json::parse(lull_cli({"jobs", "--json", "--state", "queued", "--broker", b_.uri()}).out,
+                       nullptr, false);
+  ASSERT_EQ(listed["jobs"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["jobs"][0]["job_id"], second);
+  auto retry_at = parse_utc_timestamp(listed["jobs"][0].value("retry_at", ""));
+  ASSERT_TRUE(retry_at) << listed.dump();
+  EXPECT_GE(*retry_at, before + 10);
+}
+
 TEST_F(cli_integration, errors_name_the_code_and_exit_nonzero) {
   auto revoke = lull_cli({"revoke", "no-such-lease", "--broker", b_.uri()});
   EXPECT_EQ(revoke.code, 1);

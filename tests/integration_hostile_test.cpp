@@ -241,9 +241,9 @@ TEST(hostile, numbers_where_job_strings_belong_leave_the_queue_answering) {
   EXPECT_FALSE(state_of(cancelled, "cancelled").is_null()) << d.log();
 
   auto no_outcome = take_and_release({{"v", 1}, {"outcome", 5}});
-  EXPECT_EQ(state_of(no_outcome, "failed")["error"], "released without an outcome") << d.log();
+  EXPECT_EQ(state_of(no_outcome, "dead")["error"], "released without an outcome") << d.log();
   auto number_error = take_and_release({{"v", 1}, {"outcome", "failed"}, {"error", 5}});
-  EXPECT_EQ(state_of(number_error, "failed")["error"], "5") << d.log();
+  EXPECT_EQ(state_of(number_error, "dead")["error"], "5") << d.log();
 
   // The queue still takes, leases and completes jobs.
   auto good = take_and_release({{"v", 1}, {"outcome", "succeeded"}});

@@ -69,7 +69,7 @@ TEST(cli_parse, every_command_is_listed) {
     names.push_back(c.sub->get_name());
   EXPECT_EQ(names, (std::vector<std::string>{"run", "status", "revoke", "pause", "resume",
                                              "submit", "jobs",
-                                             "cancel", "work", "history", "watch",
+                                             "cancel", "retry", "work", "history", "watch",
                                              "completion"}));
 }
 

@@ -204,7 +204,13 @@ TEST(queue_service, an_expired_lease_requeues_and_cancel_revokes) {
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::running);
   f.svc.on_lease_outcome({"expired", "L1", "w", "heartbeat missed", {}, {}, {}});
   EXPECT_EQ(f.svc.queue().get(id)->state, job_state::queued);
+  // Not handed out again before queue.retry_backoff (10 s after one attempt).
+  out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w2"}, {"reply_to", "w/2"},
+                                                         {"wait_sec", 0}}));
+  EXPECT_TRUE(out.asks.empty());
+  f.wall += 10;
   out = f.svc.handle(fixture::msg("scheduler/job/next", {{"worker_id", "w"}, {"reply_to", "w/1"}}));
+  ASSERT_EQ(out.asks.size(), 1u);
   f.svc.on_lease_reply(out.asks[0].ask_id, granted("L2", "h"));
   auto c = f.svc.handle(fixture::msg("scheduler/job/" + id + "/cancel", {{"reply_to", "p"}}));
   ASSERT_EQ(c.revoke.size(), 1u);

@@ -131,7 +131,7 @@ TEST(queue, happy_path_transitions_each_emit_an_event) {
   EXPECT_EQ(f.q.get(id)->attempts, 1);
 }
 
-TEST(queue, failure_retries_while_attempts_remain_then_fails) {
+TEST(queue, failure_retries_while_attempts_remain_then_the_job_is_dead) {
   fixture f;
   job_spec s;
   s.job_type = "t";
@@ -142,8 +142,77 @@ TEST(queue, failure_retries_while_attempts_remain_then_fails) {
   EXPECT_EQ(f.q.get(id)->state, job_state::queued);
   ASSERT_TRUE(f.q.mark_leased(id, "L2", "w", "h"));
   EXPECT_FALSE(f.q.complete(id, "L2", false, nullptr, "exit 1"));
-  EXPECT_EQ(f.q.get(id)->state, job_state::failed);
+  EXPECT_EQ(f.q.get(id)->state, job_state::dead);
   EXPECT_EQ(f.q.get(id)->attempts, 2);
+  EXPECT_EQ(f.q.get(id)->error, "exit 1") << "the dead letter keeps its last error";
+}
+
+// A job back in the queue waits queue.retry_backoff, doubled for each attempt
+// it has used, at most retry_backoff_max; until then no worker is offered it.
+TEST(queue, a_requeued_job_backs_off_10s_doubling_to_the_max) {
+  queue_config cfg;
+  cfg.retry_backoff_sec = 10;
+  cfg.retry_backoff_max_sec = 30;
+  fixture f(cfg);
+  job_spec s;
+  s.job_type = "t";
+  s.max_attempts = 5;
+  auto id = std::get<0>(f.q.submit(s)).first->job_id;
+  std::vector<std::int64_t> waits;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto lease = "L" + std::to_string(attempt);
+    ASSERT_TRUE(f.q.mark_leased(id, lease, "w", "h"));
+    if (attempt == 2)
+      f.q.lease_ended(lease, "expired"); // a lost lease backs off alike
+    else
+      EXPECT_FALSE(f.q.complete(id, lease, false, nullptr, "exit 1"));
+    ASSERT_EQ(f.q.get(id)->state, job_state::queued);
+    auto wait = f.q.get(id)->retry_at - f.wall;
+    waits.push_back(wait);
+    EXPECT_TRUE(f.order().empty()) << "offered before its backoff";
+    f.wall += wait - 1;
+    EXPECT_TRUE(f.order().empty());
+    f.wall += 1;
+    EXPECT_EQ(f.order(), std::vector<std::string>{id}) << "attempt " << attempt;
+  }
+  EXPECT_EQ(waits, (std::vector<std::int64_t>{10, 20, 30}));
+  auto events = f.q.take_events();
+  bool said = false;
+  for (auto& e : events)
+    said |= e.reason == "failed (attempt 1 of 5): exit 1; retried after 10s";
+  EXPECT_TRUE(said);
+  // It survives a restart: retry_at is part of the stored record.
+  auto back = job_from_json(to_json(*f.q.get(id)));
+  EXPECT_EQ(back.retry_at, f.q.get(id)->retry_at);
+}
+
+TEST(queue, a_dead_job_is_retried_with_its_attempts_anew_and_nothing_else_is) {
+  fixture f;
+  job_spec s;
+  s.job_type = "t";
+  s.max_attempts = 1;
+  auto id = std::get<0>(f.q.submit(s)).first->job_id;
+  ASSERT_TRUE(f.q.mark_leased(id, "L1", "w", "h"));
+  f.q.lease_ended("L1", "expired");
+  ASSERT_EQ(f.q.get(id)->state, job_state::dead);
+  EXPECT_EQ(f.q.get(id)->error, "lease ended (expired)");
+  f.q.take_events();
+
+  EXPECT_FALSE(f.q.retry(id, "fixed the input"));
+  auto* j = f.q.get(id);
+  EXPECT_EQ(j->state, job_state::queued);
+  EXPECT_EQ(j->attempts, 0);
+  EXPECT_EQ(f.order(), std::vector<std::string>{id}) << "at once, no backoff";
+  auto ev = f.q.take_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].from, job_state::dead);
+  EXPECT_EQ(ev[0].reason, "fixed the input (last error: lease ended (expired))");
+
+  EXPECT_NE(f.q.retry(id, "").value_or(""), "") << "a queued job is not dead";
+  EXPECT_EQ(*f.q.retry("nope", ""), "unknown job nope");
+  // What lulld before dead letters wrote reads as dead.
+  EXPECT_EQ(parse_job_state("failed"), job_state::dead);
+  EXPECT_EQ(parse_job_state("DEAD"), job_state::dead);
 }
 
 TEST(queue, an_expired_lease_requeues_its_job) {

@@ -471,7 +471,7 @@ TEST(yield_queue, a_preempted_job_goes_back_without_using_an_attempt) {
   EXPECT_EQ(q.get(id)->attempts, 0);
   ASSERT_TRUE(q.mark_leased(id, "L2", "w1", "pi"));
   q.lease_ended("L2", "expired");
-  EXPECT_EQ(q.get(id)->state, job_state::failed) << "an ordinary loss still counts";
+  EXPECT_EQ(q.get(id)->state, job_state::dead) << "an ordinary loss still counts";
 }
 
 // -- learned quiet windows -------------------------------------------------------

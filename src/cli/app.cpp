@@ -36,6 +36,7 @@ std::vector<command> build(CLI::App& app, global_opts& g) {
     make(app, g, add_submit, do_submit),
     make(app, g, add_jobs, do_jobs),
     make(app, g, add_cancel, do_cancel),
+    make(app, g, add_retry, do_retry),
     make(app, g, add_work, do_work),
     make(app, g, add_history, do_history),
     make(app, g, add_watch, do_watch),

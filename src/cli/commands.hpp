@@ -84,12 +84,15 @@ struct jobs_opts {
   std::string state, type, worker;
   int limit = 100;
   bool as_json = false;
+  bool dead = false; ///< --dead: the dead letters, with their last error
 };
 CLI::App* add_jobs(CLI::App& app, jobs_opts& o);
 int do_jobs(const global_opts& g, const jobs_opts& o);
 /// The jobs table and queue depths of a scheduler/job/list reply (its
 /// pages joined: a `next` left means --limit cut the list).
-void print_jobs(std::ostream& out, const nlohmann::json& reply);
+/// The jobs of a scheduler/job/list reply as a table; `errors`: with each
+/// job's last error (lull jobs --dead).
+void print_jobs(std::ostream& out, const nlohmann::json& reply, bool errors = false);
 /// Asks for page after page of a list (`field` of each reply) by passing
 /// each reply's `next` as the next request's `cursor`, until the list ends
 /// or `max_items` are in. `call` sends one request. The last reply with
@@ -105,6 +108,13 @@ struct cancel_opts {
 };
 CLI::App* add_cancel(CLI::App& app, cancel_opts& o);
 int do_cancel(const global_opts& g, const cancel_opts& o);
+
+// -- lull retry JOB_ID --------------------------------------------------------------
+struct retry_opts {
+  std::string job_id, reason;
+};
+CLI::App* add_retry(CLI::App& app, retry_opts& o);
+int do_retry(const global_opts& g, const retry_opts& o);
 
 // -- lull work: take jobs from the queue --------------------------------------------
 struct work_opts {

@@ -1,4 +1,4 @@
-// lull jobs [--state S] [--type T] [--by-worker W]: the job queue as a table,
+// lull jobs [--state S | --dead] [--type T] [--by-worker W]: the job queue as a table,
 // page after page (lulld's replies stay under limits.max_reply_bytes).
 
 #include <iostream>
@@ -9,7 +9,10 @@ namespace lull::cli {
 
 CLI::App* add_jobs(CLI::App& app, jobs_opts& jo) {
   auto* jobs = app.add_subcommand("jobs", "list jobs");
-  jobs->add_option("--state", jo.state, "queued, leased, running, succeeded, failed, ...");
+  auto* state = jobs->add_option(
+    "--state", jo.state, "queued, leased, running, succeeded, dead, cancelled, expired");
+  jobs->add_flag("--dead", jo.dead, "the jobs that failed every attempt, with their last error")
+    ->excludes(state);
   jobs->add_option("--type", jo.type, "job type");
   jobs->add_option("--by-worker", jo.worker, "jobs of this worker");
   jobs->add_option("--limit", jo.limit, "at most this many (all pages up to it)")
@@ -18,18 +21,27 @@ CLI::App* add_jobs(CLI::App& app, jobs_opts& jo) {
   return jobs;
 }
 
-void print_jobs(std::ostream& out, const nlohmann::json& reply) {
+void print_jobs(std::ostream& out, const nlohmann::json& reply, bool errors) {
   auto jobs = reply.value("jobs", nlohmann::json::array());
   std::vector<std::vector<std::string>> rows;
-  for (auto& job : jobs)
+  for (auto& job : jobs) {
     rows.push_back({str(job["job_id"]), str(job["job_type"]), str(job["state"]),
                     str(job["priority"]), num(job["cost_units"]),
                     num(job["attempts"]) + "/" + num(job["max_attempts"]),
                     str(job["worker_id"]), str(job["updated_at"])});
-  // Ids are never cut (lull cancel takes them); types and workers past
-  // their width end in "…" (--json has them whole).
-  out << format_table({"JOB", "TYPE", "STATE", "PRIO", "UNITS", "TRY", "WORKER", "UPDATED"},
-                      rows, {0, 24, 0, 0, 0, 0, 24, 0});
+    if (errors)
+      rows.back().push_back(str(job["error"]));
+  }
+  // Ids are never cut (lull cancel and lull retry take them); types,
+  // workers and errors past their width end in "…" (--json has them whole).
+  std::vector<std::string> head = {"JOB", "TYPE", "STATE", "PRIO", "UNITS", "TRY", "WORKER",
+                                   "UPDATED"};
+  std::vector<std::size_t> widths = {0, 24, 0, 0, 0, 0, 24, 0};
+  if (errors) {
+    head.push_back("LAST ERROR");
+    widths.push_back(48);
+  }
+  out << format_table(head, rows, widths);
   if (jobs.empty())
     out << "(no jobs)\n";
   else if (reply.contains("next"))
@@ -77,6 +89,8 @@ int do_jobs(const global_opts& g, const jobs_opts& o) {
   nlohmann::json body = nlohmann::json::object();
   if (!o.state.empty())
     body["state"] = o.state;
+  if (o.dead)
+    body["state"] = "dead";
   if (!o.type.empty())
     body["job_type"] = o.type;
   if (!o.worker.empty())
@@ -95,7 +109,7 @@ int do_jobs(const global_opts& g, const jobs_opts& o) {
   if (o.as_json)
     std::cout << j.dump(2) << "\n";
   else
-    print_jobs(std::cout, j);
+    print_jobs(std::cout, j, o.dead);
   return ex_ok;
 }
 

@@ -41,7 +41,7 @@ CLI::App* add_submit(CLI::App& app, submit_opts& so) {
   submit->add_option("--gpu", so.gpu, "GPUs the job needs, counted against the host's (0-16)")
     ->check(CLI::Range(0, max_lease_gpus));
   submit->add_option("--key", so.key, "idempotency key: resubmitting returns the same job");
-  submit->add_option("--max-attempts", so.max_attempts, "tries before it fails")
+  submit->add_option("--max-attempts", so.max_attempts, "tries before it is dead")
     ->check(CLI::Range(1, 100))->capture_default_str();
   submit->add_option("--deadline", so.deadline, "expire if not started within (e.g. 2h)");
   submit->add_option("--producer", so.producer, "who submits (default: --worker)");

@@ -14,12 +14,14 @@ const char* to_string(job_state s) { return enum_name<job_state, 7>(s); }
 
 
 std::optional<job_state> parse_job_state(std::string_view text) {
+  if (upper(text) == "FAILED")
+    return job_state::dead;
   return parse_enum<job_state, 7>(text);
 }
 
 bool is_final(job_state s) {
-  return s == job_state::succeeded || s == job_state::failed || s == job_state::cancelled
-         || s == job_state::expired;
+  return s == job_state::succeeded || s == job_state::cancelled || s == job_state::expired
+         || s == job_state::dead;
 }
 
 job_payload::job_payload(const nlohmann::json& doc)
@@ -56,6 +58,8 @@ nlohmann::json to_json(const job& j) {
           {"submitted_at", utc_timestamp(j.submitted_at)},
           {"updated_at", utc_timestamp(j.updated_at)},
           {"seq", j.seq},
+          {"retry_at", j.retry_at > 0 ? nlohmann::json(utc_timestamp(j.retry_at))
+                                      : nlohmann::json(nullptr)},
           {"result", j.result},
           {"error", j.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.error)}};
 }
@@ -88,6 +92,8 @@ job job_from_json(const nlohmann::json& d) {
   j.submitted_at = parse_utc_timestamp(d.at("submitted_at").get<std::string>()).value_or(0);
   j.updated_at = parse_utc_timestamp(d.at("updated_at").get<std::string>()).value_or(0);
   j.seq = d.at("seq").get<std::uint64_t>();
+  if (auto ra = str_or_empty("retry_at"); !ra.empty())
+    j.retry_at = parse_utc_timestamp(ra).value_or(0);
   j.result = d.value("result", nlohmann::json());
   j.error = str_or_empty("error");
   return j;
@@ -165,6 +171,7 @@ double job_queue::effective_level(const job& j, double now) const {
 std::vector<const job*> job_queue::candidates(const std::vector<std::string>& types,
                                               const std::string& host, std::size_t limit) const {
   auto now = clock_.mono_sec();
+  auto wall = clock_.wall_sec();
   struct entry {
     double level;
     std::uint64_t producer_served;
@@ -174,7 +181,7 @@ std::vector<const job*> job_queue::candidates(const std::vector<std::string>& ty
   };
   std::vector<entry> pool;
   for (auto& [id, j] : jobs_) {
-    if (j.state != job_state::queued)
+    if (j.state != job_state::queued || j.retry_at > wall)
       continue;
     if (!types.empty() && std::find(types.begin(), types.end(), j.spec.job_type) == types.end())
       continue;
@@ -223,6 +230,18 @@ void job_queue::transition(job& j, job_state to, std::string reason) {
   }
 }
 
+void job_queue::requeue(job& j, std::string why) {
+  int n = std::max(1, j.attempts);
+  double wait = std::min(cfg_.retry_backoff_max_sec,
+                         cfg_.retry_backoff_sec * std::pow(2.0, std::min(n - 1, 30)));
+  j.lease_id.clear();
+  j.queued_mono = clock_.mono_sec();
+  auto secs = static_cast<std::int64_t>(std::ceil(std::max(0.0, wait)));
+  j.retry_at = secs > 0 ? clock_.wall_sec() + secs : 0;
+  transition(j, job_state::queued,
+             std::move(why) + (secs > 0 ? "; retried after " + std::to_string(secs) + "s" : ""));
+}
+
 bool job_queue::mark_leased(const std::string& job_id, const std::string& lease_id,
                             const std::string& worker_id, const std::string& host_id) {
   auto it = jobs_.find(job_id);
@@ -266,14 +285,11 @@ std::optional<std::string> job_queue::complete(const std::string& job_id,
   if (ok) {
     transition(j, job_state::succeeded, "completed");
   } else if (j.attempts < j.spec.max_attempts) {
-    j.lease_id.clear();
-    j.queued_mono = clock_.mono_sec();
-    transition(j, job_state::queued,
-               "failed (attempt " + std::to_string(j.attempts) + " of "
-                 + std::to_string(j.spec.max_attempts) + "): " + j.error + "; retrying");
+    requeue(j, "failed (attempt " + std::to_string(j.attempts) + " of "
+                 + std::to_string(j.spec.max_attempts) + "): " + j.error);
   } else {
-    transition(j, job_state::failed, "failed after " + std::to_string(j.attempts)
-                                       + " attempts: " + j.error);
+    transition(j, job_state::dead, "dead after " + std::to_string(j.attempts)
+                                     + " failed attempts: " + j.error);
   }
   return std::nullopt;
 }
@@ -313,16 +329,40 @@ void job_queue::lease_ended(const std::string& lease_id, const std::string& why,
   if (preempted) {
     // The host was given back to its owner: not the job's fault.
     j.attempts = std::max(0, j.attempts - 1);
-    j.queued_mono = clock_.mono_sec();
-    transition(j, job_state::queued,
-               "lease preempted (" + why + "); requeued, the attempt not counted");
+    requeue(j, "lease preempted (" + why + "); requeued, the attempt not counted");
   } else if (j.attempts < j.spec.max_attempts) {
-    j.queued_mono = clock_.mono_sec();
-    transition(j, job_state::queued, "lease ended (" + why + "); requeued");
+    requeue(j, "lease ended (" + why + "); requeued");
   } else {
-    transition(j, job_state::failed,
-               "lease ended (" + why + ") after " + std::to_string(j.attempts) + " attempts");
+    j.error = "lease ended (" + why + ")";
+    transition(j, job_state::dead,
+               "dead: lease ended (" + why + ") after " + std::to_string(j.attempts)
+                 + " attempts");
   }
+}
+
+std::optional<std::string> job_queue::retry(const std::string& job_id, const std::string& reason) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end())
+    return "unknown job " + job_id;
+  auto& j = it->second;
+  if (j.state != job_state::dead)
+    return "job " + job_id + " is " + to_string(j.state) + "; only a dead job can be retried";
+  if (live_ >= cfg_.max_jobs)
+    return "queue is full: " + std::to_string(live_) + " jobs waiting or running (max "
+           + std::to_string(cfg_.max_jobs) + ")";
+  touch(job_id);
+  finished_order_.erase(std::remove(finished_order_.begin(), finished_order_.end(), job_id),
+                        finished_order_.end());
+  j.attempts = 0;
+  j.retry_at = 0;
+  j.lease_id.clear();
+  j.worker_id.clear();
+  j.host_id.clear();
+  j.queued_mono = clock_.mono_sec();
+  transition(j, job_state::queued,
+             (reason.empty() ? std::string("retried") : reason) + " (last error: "
+               + (j.error.empty() ? std::string("none") : j.error) + ")");
+  return std::nullopt;
 }
 
 void job_queue::tick() {

@@ -25,16 +25,19 @@
 
 namespace lull {
 
-enum class job_state { queued, leased, running, succeeded, failed, cancelled, expired };
+/// `dead`: every attempt failed (the dead letters, `lull jobs --dead`, `lull
+/// retry`).
+enum class job_state { queued, leased, running, succeeded, cancelled, expired, dead };
 NLOHMANN_JSON_SERIALIZE_ENUM(job_state, {{job_state::queued, "queued"},
                                          {job_state::leased, "leased"},
                                          {job_state::running, "running"},
                                          {job_state::succeeded, "succeeded"},
-                                         {job_state::failed, "failed"},
                                          {job_state::cancelled, "cancelled"},
-                                         {job_state::expired, "expired"}})
+                                         {job_state::expired, "expired"},
+                                         {job_state::dead, "dead"}})
 
 const char* to_string(job_state s);    ///< "queued", ...
+/// Any case; "failed", what lulld called a dead job before, reads as dead.
 std::optional<job_state> parse_job_state(std::string_view text);
 bool is_final(job_state s);
 
@@ -75,6 +78,9 @@ struct job {
   int attempts = 0;             ///< leases handed out so far
   std::string lease_id, worker_id, host_id;
   std::int64_t submitted_at = 0, updated_at = 0; ///< unix seconds
+  /// A requeued job is not handed out before this (unix seconds; 0: at
+  /// once): queue.retry_backoff, doubling with each attempt.
+  std::int64_t retry_at = 0;
   double queued_mono = 0;       ///< when it (re)entered the queue, for aging
   std::uint64_t seq = 0;        ///< submission order
   nlohmann::json result;        ///< success result or failure detail
@@ -106,6 +112,11 @@ struct queue_config {
   /// may hold in memory.
   std::size_t max_bytes = 256u << 20;
   std::size_t finished_kept = 5000; ///< finished jobs remembered for get/list/idempotency
+  /// A job back in the queue after a failed, expired or preempted attempt
+  /// waits retry_backoff, doubled for each attempt it has used, at most
+  /// retry_backoff_max (Kubernetes Jobs back off 10 s, 20 s, 40 s ... 6 min).
+  double retry_backoff_sec = 10;
+  double retry_backoff_max_sec = 600;
 };
 
 struct queue_clock {
@@ -154,6 +165,10 @@ public:
   /// early): back to the queue while attempts remain, else failed.
   /// `preempted`: revoked to give its host back, so the attempt does not count.
   void lease_ended(const std::string& lease_id, const std::string& why, bool preempted = false);
+  /// A dead job back to the queue with its attempts used up again, at once.
+  /// Error text when there is no such job, it is not dead, or the queue has
+  /// no room for it.
+  std::optional<std::string> retry(const std::string& job_id, const std::string& reason);
   /// Expires jobs past their deadline.
   void tick();
 
@@ -195,6 +210,9 @@ private:
   /// (nullopt: it is new), for roll_back().
   void touch(const std::string& id);
   void transition(job& j, job_state to, std::string reason);
+  /// Back to the queue after an attempt that did not finish it, not handed
+  /// out again before its backoff; `why` gets the wait appended.
+  void requeue(job& j, std::string why);
   /// Adds (+1) or takes away (-1) `j` from the live and queued counts.
   void count(const job& j, int sign);
   void forget_finished();

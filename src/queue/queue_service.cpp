@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "messages/host_snapshot.hpp"
 #include "messages/page.hpp"
 #include "messages/util.hpp"
 
@@ -67,10 +68,10 @@ std::vector<std::string> queue_service::filters() const {
   if (opts_.security.secure)
     return {t.full("scheduler/+/job/submit"), t.full("scheduler/+/job/next"),
             t.full("scheduler/+/job/get"), t.full("scheduler/+/job/list"),
-            t.full("scheduler/+/job/+/cancel")};
+            t.full("scheduler/+/job/+/cancel"), t.full("scheduler/+/job/+/retry")};
   return {t.full("scheduler/job/submit"), t.full("scheduler/job/next"),
           t.full("scheduler/job/get"), t.full("scheduler/job/list"),
-          t.full("scheduler/job/+/cancel")};
+          t.full("scheduler/job/+/cancel"), t.full("scheduler/job/+/retry")};
 }
 
 inbound_request queue_service::decode(const mqtt_message& in, bool empty_ok,
@@ -217,6 +218,8 @@ queue_output queue_service::handle(const mqtt_message& in) {
       on_list(in, out);
     else if (lv.size() == 4 && lv[3] == "cancel")
       on_cancel(in, std::string(lv[2]), out);
+    else if (lv.size() == 4 && lv[3] == "retry")
+      on_retry(in, std::string(lv[2]), out);
   }
   drain(out);
   return out;
@@ -596,6 +599,31 @@ void queue_service::on_cancel(const mqtt_message& in, const std::string& job_id,
   if (auto& lease = std::get<0>(r))
     out.revoke.emplace_back(*lease, "job " + job_id + " cancelled: " + reason);
   ack(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
+}
+
+void queue_service::on_retry(const mqtt_message& in, const std::string& job_id,
+                             queue_output& out) {
+  auto req = decode(in, true, out);
+  if (req.error)
+    return error(req.route, req.error->code, req.error->message, out);
+  std::string reason = "retried";
+  if (auto it = req.doc.find("reason"); it != req.doc.end() && it->is_string())
+    reason = bounded_text(it->get<std::string>(), 256); // kept in the job's events
+  auto* existing = queue_.get(job_id);
+  if (existing == nullptr)
+    return error(req.route, error_code::resource_not_found, "no job " + job_id, out);
+  if (!may_touch(*existing, true))
+    return error(req.route, error_code::not_holder,
+                 "job " + job_id + " was submitted by " + existing->spec.producer
+                   + ": only it and " + opts_.security.admin_user + " may retry it",
+                 out);
+  if (auto msg = queue_.retry(job_id, reason))
+    return error(req.route, error_code::invalid_state_transition, *msg, out);
+  ack(req.route, {{"ok", true}, {"job", to_json(*queue_.get(job_id))}}, out);
+  // A worker may be waiting for just this job.
+  for (auto& [wid, w] : waiting_)
+    if (!w.asking)
+      try_dispatch(wid, out, false);
 }
 
 queue_output queue_service::on_lease_outcome(const lease_outcome& o) {

@@ -178,6 +178,7 @@ private:
   void on_get(const mqtt_message& in, queue_output& out);
   void on_list(const mqtt_message& in, queue_output& out);
   void on_cancel(const mqtt_message& in, const std::string& job_id, queue_output& out);
+  void on_retry(const mqtt_message& in, const std::string& job_id, queue_output& out);
   /// Proposes a job for waiting worker `w` (an ask), or answers it.
   void try_dispatch(std::uint64_t wid, queue_output& out, bool final_answer);
   /// Every reply goes through here (and committed()): one over
