@@ -25,6 +25,7 @@ struct queue_depths {
   bool failing = false;           ///< the last job write failed
   std::uint64_t payload_bytes = 0; ///< of jobs not finished (queue.max_bytes)
   std::uint64_t refused = 0;      ///< submits refused by a quota or a full queue
+  std::uint64_t dead = 0;         ///< dead jobs remembered (lull jobs --dead)
 };
 
 /// A std::optional member as CAF 0.17 can carry it (it has no inspect() for
@@ -84,7 +85,7 @@ typename Inspector::result_type inspect(Inspector& f, lease_outcome& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_depths& x) {
   return f(caf::meta::type_name("queue_depths"), x.queued, x.by_priority, x.write_errors,
-           x.last_error, x.failing, x.payload_bytes, x.refused);
+           x.last_error, x.failing, x.payload_bytes, x.refused, x.dead);
 }
 
 } // namespace lull

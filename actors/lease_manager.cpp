@@ -284,7 +284,8 @@ caf::behavior lease_manager_impl(self_ptr self, caf::actor bridge, lease_manager
       st.service->set_queue_status({{"queued", q.queued},
                                     {"depths", q.by_priority},
                                     {"payload_bytes", q.payload_bytes},
-                                    {"refused", q.refused}});
+                                    {"refused", q.refused},
+                                    {"dead", q.dead}});
       if (q.write_errors != st.queue_write_errors || q.failing != st.queue_failing) {
         st.queue_write_errors = q.write_errors;
         st.queue_failing = q.failing;

@@ -34,7 +34,7 @@ struct dispatcher_state {
   std::vector<lease_outcome> staged_outcomes;
   bool commit_scheduled = false;
   std::map<std::string, std::size_t> told_depths; ///< last depths sent for scheduler/status
-  std::uint64_t told_bytes = 0, told_refused = 0;
+  std::uint64_t told_bytes = 0, told_refused = 0, told_dead = 0;
   bool told = false;
   static inline const char* name = "queue_dispatcher";
 };
@@ -77,7 +77,7 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
   auto& queue = st.service->queue();
   if (!st.told || depths != st.told_depths || st.told_errors != st.writes.count()
       || st.told_failing != st.writes.failing() || st.told_bytes != queue.live_bytes()
-      || st.told_refused != queue.refused()) {
+      || st.told_refused != queue.refused() || st.told_dead != queue.dead()) {
     std::size_t queued = 0;
     for (auto& [p, n] : depths)
       queued += n;
@@ -87,7 +87,9 @@ bool finish(self_ptr self, const caf::actor& bridge, const caf::actor& leases,
     st.told_failing = st.writes.failing();
     st.told_bytes = queue.live_bytes();
     st.told_refused = queue.refused();
+    st.told_dead = queue.dead();
     queue_depths q;
+    q.dead = queue.dead();
     q.payload_bytes = queue.live_bytes();
     q.refused = queue.refused();
     q.queued = queued;

@@ -73,7 +73,7 @@ json real_status(const topic_names& topics, const std::string& host, bool paused
   lease_service_options so;
   so.topics = topics;
   lease_service svc(so, lease_env::system());
-  svc.set_queue_status({{"queued", 3}, {"depths", {{"high", 1}, {"normal", 2}}}});
+  svc.set_queue_status({{"queued", 3}, {"depths", {{"high", 1}, {"normal", 2}}}, {"dead", 1}});
   svc.set_store_status({{"lease_write_errors", 2},
                         {"job_write_errors", 0},
                         {"failing", true},
@@ -356,7 +356,7 @@ TEST(discovery, one_scheduler_device_holds_what_scheduler_status_says) {
   ASSERT_EQ(p["availability"].size(), 1u);
   EXPECT_EQ(p["availability"][0]["topic"], "lull/nuc/availability");
   EXPECT_EQ(announced(p["cmps"]),
-            (std::set<std::string>{"queue_depth", "store_failing", "allow_work_nuc",
+            (std::set<std::string>{"queue_depth", "dead_jobs", "store_failing", "allow_work_nuc",
                                    "allow_work_pi-kitchen"}));
   std::set<std::string> unique_ids;
   for (auto& key : announced(p["cmps"])) {
@@ -372,6 +372,8 @@ TEST(discovery, one_scheduler_device_holds_what_scheduler_status_says) {
   auto& q = p["cmps"]["queue_depth"];
   EXPECT_EQ(q["name"], "Queued jobs");
   EXPECT_EQ(q["state_class"], "measurement");
+  EXPECT_EQ(p["cmps"]["dead_jobs"]["name"], "Dead jobs");
+  EXPECT_EQ(p["cmps"]["dead_jobs"]["value_template"], "{{ value_json.queue.dead | default(0) }}");
   EXPECT_EQ(p["cmps"]["store_failing"]["p"], "binary_sensor");
   EXPECT_EQ(p["cmps"]["store_failing"]["device_class"], "problem");
   EXPECT_EQ(p["cmps"]["allow_work_pi-kitchen"]["name"], "Allow heavy work on pi-kitchen");

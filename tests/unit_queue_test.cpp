@@ -196,11 +196,13 @@ TEST(queue, a_dead_job_is_retried_with_its_attempts_anew_and_nothing_else_is) {
   f.q.lease_ended("L1", "expired");
   ASSERT_EQ(f.q.get(id)->state, job_state::dead);
   EXPECT_EQ(f.q.get(id)->error, "lease ended (expired)");
+  EXPECT_EQ(f.q.dead(), 1u) << "counted for Home Assistant's Dead jobs";
   f.q.take_events();
 
   EXPECT_FALSE(f.q.retry(id, "fixed the input"));
   auto* j = f.q.get(id);
   EXPECT_EQ(j->state, job_state::queued);
+  EXPECT_EQ(f.q.dead(), 0u);
   EXPECT_EQ(j->attempts, 0);
   EXPECT_EQ(f.order(), std::vector<std::string>{id}) << "at once, no backoff";
   auto ev = f.q.take_events();

@@ -328,6 +328,15 @@ discovery_message build_scheduler_discovery(const std::vector<std::string>& host
                          {"icon", "mdi:tray-full"},
                          {"json_attributes_topic", status},
                          {"json_attributes_template", "{{ value_json.queue.depths | tojson }}"}};
+  // The dead letters: jobs that failed every attempt (lull jobs --dead).
+  cmps["dead_jobs"] = {{"p", "sensor"},
+                       {"name", "Dead jobs"},
+                       {"unique_id", sid + "_dead_jobs"},
+                       {"state_topic", status},
+                       {"value_template", "{{ value_json.queue.dead | default(0) }}"},
+                       {"unit_of_measurement", "jobs"},
+                       {"state_class", "measurement"},
+                       {"icon", "mdi:email-alert"}};
 
   // The scheduler's database: ON (a problem) while lease or job writes fail;
   // its attributes carry the counts, the last cause and the persister's

@@ -406,6 +406,8 @@ void job_queue::count(const job& j, int sign) {
   }
   if (j.state == job_state::queued)
     add(queued_[std::min<std::size_t>(3, urgency(j.spec.priority))]);
+  if (j.state == job_state::dead)
+    add(dead_);
 }
 
 job_queue::producer_usage job_queue::usage(const std::string& producer) const {
@@ -422,6 +424,7 @@ void job_queue::forget_finished() {
       continue;
     if (!it->second.spec.idempotency_key.empty())
       by_key_.erase(it->second.spec.idempotency_key);
+    count(it->second, -1);
     jobs_.erase(it);
     forgotten_.push_back(id);
   }

@@ -144,6 +144,9 @@ public:
   std::size_t live_bytes() const { return live_bytes_; }
   /// Submits refused by a quota or a full queue so far.
   std::uint64_t refused() const { return refused_; }
+  /// Dead jobs remembered (the dead letters, until forgotten with the other
+  /// finished jobs).
+  std::size_t dead() const { return dead_; }
 
   /// Queued jobs a worker could take, best first: types it accepts (empty:
   /// any) and its host (jobs for any host, or for this one).
@@ -230,6 +233,7 @@ private:
   std::size_t live_bytes_ = 0;           ///< their payload bytes
   std::map<std::string, producer_usage> producers_; ///< producers with jobs not finished
   std::uint64_t refused_ = 0;
+  std::size_t dead_ = 0;
   std::array<std::size_t, 4> queued_{};  ///< queued jobs per priority (high .. background)
   std::map<std::string, std::optional<job>> before_;  ///< changed since take_dirty()
   std::map<std::string, std::optional<job>> writing_; ///< given by take_dirty(), unconfirmed
