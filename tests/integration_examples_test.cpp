@@ -319,8 +319,9 @@ TEST(homeassistant_example, dashboard_and_automations_use_the_entities_discovery
   entities.insert(sched_entities.begin(), sched_entities.end());
   ASSERT_TRUE(entities.count("sensor.nuc")) << "the quiet state is the host device's main entity";
   EXPECT_TRUE(sched_entities.count("sensor.lull_scheduler_queued_jobs"));
+  EXPECT_TRUE(sched_entities.count("sensor.lull_scheduler_dead_jobs"));
   EXPECT_TRUE(sched_entities.count("switch.lull_scheduler_allow_heavy_work_on_nuc"));
-  EXPECT_EQ(sched_entities.size(), 3u) << "queued jobs, database, one switch per host";
+  EXPECT_EQ(sched_entities.size(), 4u) << "queued and dead jobs, database, one switch per host";
   for (auto& [id, key] : host_entities)
     EXPECT_NE(host["cmps"][key]["state_topic"], "scheduler/status")
       << id << ": the scheduler's, on a host device";
