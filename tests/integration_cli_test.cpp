@@ -312,7 +312,7 @@ TEST_F(cli_integration, watch_quits_on_ctrl_c_and_follows_new_leases) {
   w.type("\x03"); // Ctrl-C
   auto code = w.wait(30s);
   ASSERT_TRUE(code) << w.output();
-  EXPECT_EQ(*code, 0);
+  EXPECT_EQ(*code, 0) << w.output(); // a sanitizer's report would be here
   EXPECT_EQ(run.get().code, 0);
 }
 

@@ -137,12 +137,14 @@ std::string utc_now() {
 } // namespace
 
 int do_watch(const global_opts& g, const watch_opts& o) {
-  auto client = connect_or_say(g);
-  if (!client)
-    return ex_unavailable;
+  // What the client's callback touches is declared first, so it outlives
+  // the client: a message arriving while do_watch returns finds it whole.
   std::mutex mtx;
   watch_view view(o.history);
   bool dirty = true;
+  auto client = connect_or_say(g);
+  if (!client)
+    return ex_unavailable;
   client->follow({"scheduler/status", "stats/host/+", "stats/host/+/quiet"},
                  [&](const std::string& topic, const nlohmann::json& doc) {
                    std::lock_guard<std::mutex> guard(mtx);
