@@ -622,11 +622,15 @@ TEST(queue_integration, a_producer_at_its_quota_is_throttled_and_others_are_not)
   client c(b.uri());
   ASSERT_TRUE(c.connected()) << c.error();
   c.subscribe("qq/+");
+  // A reply topic of its own each time: the client keeps what it received,
+  // and the first lulld's answer must not pass for the restarted one's.
+  int readies = 0;
   auto ready = [&] {
+    auto topic = "qq/ready" + std::to_string(++readies);
     return wait_until(
       [&] {
-        c.publish("scheduler/job/list", json{{"limit", 1}, {"reply_to", "qq/ready"}}.dump());
-        return c.wait_for_topic("qq/ready", 200ms).has_value();
+        c.publish("scheduler/job/list", json{{"limit", 1}, {"reply_to", topic}}.dump());
+        return c.wait_for_topic(topic, 200ms).has_value();
       },
       20s);
   };
